@@ -1,0 +1,113 @@
+#include "cli/commands.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include <spdlog/spdlog.h>
+
+#include "models/model_source.h"
+#ifdef EMBER_HAVE_CUDA
+#include "kernels/cuda/device_info.h"
+#endif
+
+namespace ember {
+namespace {
+
+[[maybe_unused]] std::string gib(uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(bytes) / (1ULL << 30));
+  return buf;
+}
+
+// Resolves --device auto|cpu|cuda to what this machine can do, with a log line.
+std::string resolve_device(const std::string& requested) {
+#ifdef EMBER_HAVE_CUDA
+  auto gpus = cuda_devices();
+  for (const auto& g : gpus) {
+    spdlog::info("GPU {}: {} (sm_{}{}, {} SMs, {} total, {} free)", g.index, g.name, g.major, g.minor, g.multiprocessors,
+                 gib(g.total_memory), gib(g.free_memory));
+  }
+  if (requested == "cuda" && gpus.empty()) {
+    spdlog::error("--device cuda: no CUDA device is visible");
+    return "";
+  }
+  if (requested == "auto") {
+    if (gpus.empty()) spdlog::info("no GPU found: using the CPU backend");
+    return gpus.empty() ? "cpu" : "cuda";
+  }
+  return requested;
+#else
+  if (requested == "cuda") {
+    spdlog::error("--device cuda: this ember was built without CUDA");
+    return "";
+  }
+  if (requested == "auto") spdlog::info("built without CUDA: using the CPU backend");
+  return "cpu";
+#endif
+}
+
+Result<ModelSource> open_model(const ModelOptions& o) {
+  const std::string path = o.model.empty() ? default_model_path() : o.model;
+  spdlog::info("loading {}", path);
+  auto src = open_model_source(path, o.tokenizer);
+  if (!src) return src.error();
+  const ModelConfig& c = src->config;
+  spdlog::info("model: {} | {} layers, hidden {}, {} q heads / {} kv heads (head_dim {}), ffn {}, vocab {}, context {}{}",
+               c.architecture, c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim, c.intermediate_size,
+               c.vocab_size, c.max_position_embeddings, c.tie_word_embeddings ? ", tied embeddings" : "");
+  return src;
+}
+
+}  // namespace
+
+std::string default_model_path() {
+  if (const char* env = std::getenv("EMBER_MODEL")) return env;
+  std::string dir;
+  if (const char* env = std::getenv("EMBER_MODEL_DIR")) {
+    dir = env;
+  } else {
+    const char* home = std::getenv("HOME");
+    dir = std::string(home ? home : ".") + "/.cache/ember/models";
+  }
+  return dir + "/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
+int run_serve(const ServeOptions& options) {
+  const std::string device = resolve_device(options.model.device);
+  if (device.empty()) return 1;
+  auto src = open_model(options.model);
+  if (!src) {
+    spdlog::error("{}", src.error().message);
+    return 1;
+  }
+  // The engine (issues 4-5) and the HTTP API (issue 6) are not built yet:
+  // say so plainly instead of pretending to serve.
+  spdlog::error("ember serve: the HTTP server is not implemented in this version ({}); the model loaded fine", device);
+  return 3;
+}
+
+int run_generate(const GenerateOptions& options) {
+  const std::string device = resolve_device(options.model.device);
+  if (device.empty()) return 1;
+  auto src = open_model(options.model);
+  if (!src) {
+    spdlog::error("{}", src.error().message);
+    return 1;
+  }
+  if (!options.prompt.empty()) {
+    auto ids = src->tokenizer->encode(options.prompt, /*add_special=*/true);
+    std::string line;
+    for (int32_t id : ids) line += std::to_string(id) + " ";
+    std::printf("prompt tokens (%zu): %s\n", ids.size(), line.c_str());
+  }
+  spdlog::error("ember generate: the decoder is not implemented in this version");
+  return 3;
+}
+
+int run_bench(const BenchOptions& options) {
+  spdlog::error("ember bench {}: not implemented in this version", options.mode);
+  return 3;
+}
+
+}  // namespace ember

@@ -1,0 +1,119 @@
+// ember: one binary, three subcommands (serve, generate, bench).
+// Flags are parsed here and only here; each subcommand gets its options struct.
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "cli/commands.h"
+#include "cli/config_file.h"
+#include "cli/options.h"
+#include "common/version.h"
+
+namespace ember {
+namespace {
+
+void add_model_flags(CLI::App* cmd, ModelOptions* o) {
+  cmd->add_option("--model,-m", o->model, "GGUF file or Hugging Face model directory (default: " + default_model_path() + ")");
+  cmd->add_option("--load-format", o->load_format, "auto | gguf | safetensors | dummy")
+      ->check(CLI::IsMember({"auto", "gguf", "safetensors", "dummy"}));
+  cmd->add_option("--dtype", o->dtype, "Compute dtype: auto | bfloat16 | float16 | float32")
+      ->check(CLI::IsMember({"auto", "bfloat16", "float16", "float32"}));
+  cmd->add_option("--device", o->device, "auto | cpu | cuda (auto: the GPU if there is one)")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file or directory (default: the model's)");
+  cmd->add_option("--max-model-len", o->max_model_len, "Context length (default: the model's)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--tensor-parallel-size,-tp", o->tensor_parallel_size, "GPUs to shard the model over")->check(CLI::PositiveNumber);
+  cmd->add_option("--speculative-model", o->speculative_model, "Draft model for speculative decoding");
+  cmd->add_option("--num-speculative-tokens", o->num_speculative_tokens, "Tokens proposed per step")->check(CLI::NonNegativeNumber);
+}
+
+void add_engine_flags(CLI::App* cmd, EngineOptions* o) {
+  cmd->add_option("--max-num-seqs", o->max_num_seqs, "Most sequences in one step")->check(CLI::PositiveNumber);
+  cmd->add_option("--max-num-batched-tokens", o->max_num_batched_tokens, "Token budget of one step")->check(CLI::PositiveNumber);
+  cmd->add_option("--block-size", o->block_size, "Tokens per KV-cache block")->check(CLI::IsMember({8, 16, 32, 64, 128}));
+  cmd->add_option("--gpu-memory-utilization", o->gpu_memory_utilization, "Fraction of GPU memory ember may use")
+      ->check(CLI::Range(0.05, 1.0));
+  cmd->add_flag("--enable-prefix-caching,!--no-enable-prefix-caching", o->enable_prefix_caching, "Reuse KV blocks of shared prefixes");
+  cmd->add_flag("--enforce-eager", o->enforce_eager, "Disable CUDA graphs");
+  cmd->add_option("--kv-cache-dtype", o->kv_cache_dtype, "auto | bfloat16 | fp8")->check(CLI::IsMember({"auto", "bfloat16", "fp8"}));
+  cmd->add_option("--num-threads", o->num_threads, "CPU backend threads (0: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--seed", o->seed, "Seed for dummy weights and unseeded sampling");
+}
+
+}  // namespace
+}  // namespace ember
+
+int main(int argc, char** argv) {
+  using namespace ember;
+  CLI::App app{"ember: an LLM inference server (OpenAI-compatible API, continuous batching, paged KV cache)", "ember"};
+  app.set_version_flag("--version,-V", std::string("ember ") + EMBER_VERSION);
+  app.require_subcommand(1);
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  std::string config_file;  // consumed by expand_config_file(); declared here for --help
+  app.add_option("--config", config_file, "JSON file of flags (see configs/); flags on the command line win");
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "trace | debug | info | warn | error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+
+  ServeOptions serve;
+  CLI::App* serve_cmd = app.add_subcommand("serve", "Serve a model over an OpenAI-compatible HTTP API");
+  add_model_flags(serve_cmd, &serve.model);
+  add_engine_flags(serve_cmd, &serve.engine);
+  serve_cmd->add_option("--host", serve.host, "Address to bind (use 0.0.0.0 to expose)");
+  serve_cmd->add_option("--port", serve.port, "Port to listen on")->check(CLI::Range(1, 65535));
+  serve_cmd->add_option("--api-key", serve.api_key, "Require this bearer token")->envname("EMBER_API_KEY");
+  serve_cmd->add_option("--served-model-name", serve.served_model_name, "Model name(s) the API answers to");
+  serve_cmd->add_option("--chat-template", serve.chat_template, "Jinja chat template file overriding the model's");
+  serve_cmd->add_option("--max-queue-len", serve.max_queue_len, "Waiting requests before 503")->check(CLI::PositiveNumber);
+  serve_cmd->add_option("--drain-timeout", serve.drain_timeout_s, "Seconds to finish requests on SIGTERM");
+
+  GenerateOptions gen;
+  CLI::App* gen_cmd = app.add_subcommand("generate", "Generate text offline and print tokens/s");
+  add_model_flags(gen_cmd, &gen.model);
+  add_engine_flags(gen_cmd, &gen.engine);
+  gen_cmd->add_option("--prompt,-p", gen.prompt, "Prompt text");
+  gen_cmd->add_option("--prompts-file", gen.prompts_file, "One prompt per line, run as a batch");
+  gen_cmd->add_flag("--chat", gen.chat, "Wrap the prompt in the model's chat template");
+  gen_cmd->add_option("--max-tokens,-n", gen.max_tokens, "Tokens to generate")->check(CLI::PositiveNumber);
+  gen_cmd->add_option("--temperature", gen.temperature, "0: greedy")->check(CLI::NonNegativeNumber);
+  gen_cmd->add_option("--top-p", gen.top_p)->check(CLI::Range(0.0, 1.0));
+  gen_cmd->add_option("--top-k", gen.top_k);
+  gen_cmd->add_option("--sampling-seed", gen.sampling_seed, "Per-request sampling seed");
+
+  BenchOptions bench;
+  CLI::App* bench_cmd = app.add_subcommand("bench", "Load-test an OpenAI-compatible server (serve | sweep | throughput)");
+  bench_cmd->add_option("mode", bench.mode, "serve | sweep | throughput")->check(CLI::IsMember({"serve", "sweep", "throughput"}));
+  bench_cmd->add_option("--base-url", bench.base_url, "Server to load");
+  bench_cmd->add_option("--endpoint", bench.endpoint, "/v1/completions or /v1/chat/completions");
+  bench_cmd->add_option("--model", bench.model, "Model name to request");
+  bench_cmd->add_option("--dataset", bench.dataset, "random | sharegpt | FILE");
+  bench_cmd->add_option("--num-prompts", bench.num_prompts)->check(CLI::PositiveNumber);
+  bench_cmd->add_option("--request-rate", bench.request_rate, "Requests/s (0: all at once)")->check(CLI::NonNegativeNumber);
+  bench_cmd->add_option("--random-input-len", bench.random_input_len)->check(CLI::PositiveNumber);
+  bench_cmd->add_option("--random-output-len", bench.random_output_len)->check(CLI::PositiveNumber);
+  bench_cmd->add_option("--result-json", bench.result_json, "Write all metrics here");
+
+  // A --config file becomes flags placed before the user's, so the user's win.
+  std::vector<std::string> args = config_args_from_argv(argc, argv);
+  try {
+    if (auto status = expand_config_file(&args); !status) {
+      std::fprintf(stderr, "ember: %s\n", status.error().message.c_str());
+      return 2;
+    }
+    std::vector<std::string> reversed(args.rbegin(), args.rend() - 1);
+    app.parse(reversed);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+
+  if (serve_cmd->parsed()) return run_serve(serve);
+  if (gen_cmd->parsed()) return run_generate(gen);
+  return run_bench(bench);
+}

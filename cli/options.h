@@ -1,0 +1,78 @@
+#pragma once
+// What the command line (and a JSON config file) can set. Flag names follow
+// vLLM's where vLLM has the flag, so people who know vLLM know ember.
+// Parsed once, in cli/flags.cpp; everything downstream receives these structs.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ember {
+
+struct ModelOptions {
+  std::string model;                 // GGUF file or HF directory; empty: the default model
+  std::string load_format = "auto";  // auto | gguf | safetensors | dummy
+  std::string dtype = "auto";        // auto | bfloat16 | float16 | float32
+  std::string device = "auto";       // auto | cpu | cuda
+  std::string tokenizer;             // override the model's tokenizer (file or dir)
+  int64_t max_model_len = 0;         // 0: from the model config
+  int tensor_parallel_size = 1;
+  std::string speculative_model;
+  int num_speculative_tokens = 0;
+};
+
+struct EngineOptions {
+  int max_num_seqs = 256;
+  int64_t max_num_batched_tokens = 8192;
+  int block_size = 16;
+  double gpu_memory_utilization = 0.9;
+  bool enable_prefix_caching = true;
+  bool enforce_eager = false;
+  std::string kv_cache_dtype = "auto";
+  int num_threads = 0;  // CPU backend threads; 0: all cores
+  int seed = 0;
+};
+
+struct ServeOptions {
+  ModelOptions model;
+  EngineOptions engine;
+  std::string host = "127.0.0.1";
+  int port = 8000;
+  std::string api_key;
+  std::vector<std::string> served_model_name;
+  std::string chat_template;
+  int max_queue_len = 1024;
+  double drain_timeout_s = 30.0;
+};
+
+struct GenerateOptions {
+  ModelOptions model;
+  EngineOptions engine;
+  std::string prompt;
+  std::string prompts_file;
+  bool chat = false;
+  int max_tokens = 128;
+  double temperature = 0.0;
+  double top_p = 1.0;
+  int top_k = -1;
+  std::optional<int64_t> sampling_seed;
+};
+
+struct BenchOptions {
+  std::string mode = "serve";  // serve | sweep | throughput
+  std::string base_url = "http://127.0.0.1:8000";
+  std::string endpoint = "/v1/completions";
+  std::string model;
+  std::string dataset = "random";
+  int num_prompts = 100;
+  double request_rate = 0;  // 0: all at once
+  int random_input_len = 512;
+  int random_output_len = 128;
+  std::string result_json;
+};
+
+// The default model: what `scripts/setup.sh` installs. $EMBER_MODEL overrides.
+std::string default_model_path();
+
+}  // namespace ember
