@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "models/tokenizer_bpe.h"
 #include "models/tokenizer_spm.h"
 #include "models/unicode.h"
 #include "models/utf8_repair.h"
@@ -94,11 +95,42 @@ Status apply_tokenizer_config(const std::string& path, SpmTokenizer* tok) {
 
 }  // namespace
 
+// For byte-level BPE only BOS/EOS come from tokenizer_config.json: added
+// tokens and BOS insertion are already in tokenizer.json.
+Status apply_bpe_tokenizer_config(const std::string& path, Tokenizer* tok) {
+  auto* bpe = dynamic_cast<BpeTokenizer*>(tok);
+  if (!bpe) return Status::success();
+  std::ifstream in(path);
+  if (!in) return Error{path + ": cannot open"};
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return Error{path + ": not a JSON object"};
+  int32_t bos = bpe->bos_id(), eos = bpe->eos_id();
+  for (auto [key, id] : {std::pair<const char*, int32_t*>{"bos_token", &bos}, {"eos_token", &eos}}) {
+    if (!j.contains(key) || j[key].is_null()) continue;
+    const std::string content = token_content(j[key]);
+    const int32_t found = bpe->token_to_id(content);
+    if (found < 0) return Error{path + ": " + key + " \"" + content + "\" is not in the vocabulary"};
+    *id = found;
+  }
+  bpe->set_bos_eos(bos, eos);
+  return Status::success();
+}
+
 Result<std::unique_ptr<Tokenizer>> load_tokenizer_from_dir(const std::string& dir) {
   namespace fs = std::filesystem;
   const fs::path root(dir);
   std::error_code ec;
-  if (fs::is_regular_file(root / "tokenizer.json", ec)) return load_tokenizer_json((root / "tokenizer.json").string());
+  if (fs::is_regular_file(root / "tokenizer.json", ec)) {
+    auto tok = load_tokenizer_json((root / "tokenizer.json").string());
+    if (!tok) return tok.error();
+    // tokenizer.json names no EOS; tokenizer_config.json does (Llama 3
+    // Instruct's is <|eot_id|>, not the <|end_of_text|> a name guess finds).
+    const fs::path config = root / "tokenizer_config.json";
+    if (fs::is_regular_file(config, ec)) {
+      if (Status s = apply_bpe_tokenizer_config(config.string(), tok->get()); !s) return s.error();
+    }
+    return tok;
+  }
   if (!fs::is_regular_file(root / "tokenizer.model", ec)) {
     return Error{dir + ": no tokenizer.json or tokenizer.model in the directory"};
   }
