@@ -27,7 +27,7 @@ void add_model_flags(CLI::App* cmd, ModelOptions* o) {
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file or directory (default: the model's)");
   cmd->add_option("--max-model-len", o->max_model_len, "Context length (default: the model's)")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--tensor-parallel-size,-tp", o->tensor_parallel_size, "GPUs to shard the model over")->check(CLI::PositiveNumber);
+  cmd->add_option("--tensor-parallel-size", o->tensor_parallel_size, "GPUs to shard the model over")->check(CLI::PositiveNumber);
   cmd->add_option("--speculative-model", o->speculative_model, "Draft model for speculative decoding");
   cmd->add_option("--num-speculative-tokens", o->num_speculative_tokens, "Tokens proposed per step")->check(CLI::NonNegativeNumber);
 }

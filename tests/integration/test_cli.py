@@ -1,0 +1,76 @@
+"""The ember binary's command line: subcommands, flags, --config files, model errors."""
+import json
+import os
+import pathlib
+import subprocess
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BUILD = pathlib.Path(os.environ.get("EMBER_BUILD_DIR", ROOT / "build"))
+EMBER = BUILD / "ember"
+MODEL = pathlib.Path(os.environ.get("EMBER_DEFAULT_MODEL",
+                                    pathlib.Path.home() / ".cache/ember/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+
+
+def run(*args, env=None):
+    assert EMBER.exists(), f"{EMBER} not built"
+    return subprocess.run([str(EMBER), *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_version_and_help():
+    r = run("--version")
+    assert r.returncode == 0 and r.stdout.startswith("ember ")
+    r = run("--help")
+    assert r.returncode == 0
+    for sub in ("serve", "generate", "bench"):
+        assert sub in r.stdout
+    r = run("serve", "--help")
+    for flag in ("--max-num-seqs", "--max-num-batched-tokens", "--gpu-memory-utilization", "--block-size",
+                 "--enable-prefix-caching", "--tensor-parallel-size", "--api-key", "--served-model-name"):
+        assert flag in r.stdout, flag
+
+
+def test_subcommand_required_and_bad_values_rejected():
+    assert run().returncode != 0
+    r = run("serve", "--port", "99999")
+    assert r.returncode != 0 and "--port" in r.stderr
+    r = run("serve", "--block-size", "7")
+    assert r.returncode != 0
+
+
+def test_default_model_loads():
+    assert MODEL.exists(), f"default model missing: {MODEL} (run scripts/setup.sh)"
+    env = dict(os.environ, EMBER_MODEL=str(MODEL))
+    r = run("generate", "--device", "cpu", "--prompt", "Hello", env=env)
+    log = r.stdout + r.stderr
+    assert "30 layers, hidden 576, 9 q heads / 3 kv heads (head_dim 64)" in log
+    assert "prompt tokens (1): 19556" in r.stdout  # "Hello" in SmolLM2's vocabulary
+    assert r.returncode == 3  # the decoder is not built yet: said plainly, not faked
+
+
+def test_bad_model_file_names_the_file(tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 8)
+    r = run("serve", "--model", str(bad))
+    assert r.returncode == 1
+    assert str(bad) in r.stderr + r.stdout
+    r = run("serve", "--model", str(tmp_path / "missing.gguf"))
+    assert r.returncode == 1 and "no such file" in (r.stderr + r.stdout)
+
+
+def test_config_file_flags_and_override(tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"port": 70000}))
+    r = run("serve", "--config", str(cfg))
+    assert r.returncode != 0 and "70000" in r.stderr  # the file's flag was parsed
+    # A value in the file is used unless the command line gives one (a bad value is an error either way).
+    assert MODEL.exists(), f"default model missing: {MODEL}"
+    cfg.write_text(json.dumps({"prompt": "Hello", "device": "cpu", "model": str(MODEL)}))
+    r = run("generate", "--config", str(cfg))
+    assert "prompt tokens (1): 19556" in r.stdout, r.stderr
+    r = run("generate", "--config", str(cfg), "--prompt", "Hello Hello")
+    assert "prompt tokens (2): 19556 38699" in r.stdout, r.stdout
+    for preset in (ROOT / "configs").glob("*.json"):
+        r = run("serve", "--config", str(preset), "--model", str(tmp_path / "none.gguf"))
+        assert r.returncode == 1, (preset, r.stderr)  # every preset parses
