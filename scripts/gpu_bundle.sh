@@ -17,7 +17,7 @@ cp "$BUILD/ember_gpu_tests" "$BUILD/dequantize_bench" "$BUNDLE/"
 # Libraries outside glibc and the CUDA driver: Debian 12's builds run on the GPU
 # machine's newer glibc, but its own versions of these differ or are missing.
 for bin in "$BUNDLE"/ember_gpu_tests "$BUNDLE"/dequantize_bench; do
-  ldd "$bin" | awk '/=> \// {print $3}' | grep -v -E '/(libc|libm|libdl|libpthread|librt|libgcc_s|ld-linux[^/]*)\.so' \
+  ldd "$bin" | awk '/=> \// {print $3}' | grep -v -E '/(libc|libm|libdl|libpthread|librt|libgcc_s|libstdc\+\+|ld-linux[^/]*)\.so' \
     | while read -r lib; do cp -L -n "$lib" "$BUNDLE/lib/"; done
 done
 du -sh "$BUNDLE"
