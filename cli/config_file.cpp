@@ -6,6 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json_limits.h"
+
 namespace ember {
 
 std::vector<std::string> config_args_from_argv(int argc, char** argv) {
@@ -13,6 +15,7 @@ std::vector<std::string> config_args_from_argv(int argc, char** argv) {
 }
 
 Result<std::vector<std::string>> flags_from_json(const std::string& json_text, const std::string& source) {
+  if (Status s = check_json_shape(json_text, 4, 10000, source); !s) return s.error();
   nlohmann::json j = nlohmann::json::parse(json_text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return Error{source + ": not valid JSON"};
   if (!j.is_object()) return Error{source + ": expected a JSON object of flags"};

@@ -34,6 +34,19 @@ class Cursor {
   size_t pos() const { return pos_; }
   size_t remaining() const { return size_ - pos_; }
 
+  // Decoded metadata can be far larger than its encoding (a uint8 array
+  // becomes int64s, a 12-byte empty array a whole GgufValue), so memory is
+  // budgeted separately from the file size. Real files need a few tens of MB.
+  static constexpr uint64_t kMetadataBudget = uint64_t{256} << 20;
+  Status charge(uint64_t at, uint64_t count, uint64_t bytes_each) {
+    if (bytes_each != 0 && count > (kMetadataBudget - decoded_) / bytes_each) {
+      return error_at(at, "metadata would need more than " + std::to_string(kMetadataBudget >> 20) +
+                              " MiB of memory once decoded");
+    }
+    decoded_ += count * bytes_each;
+    return {};
+  }
+
   Error error_at(uint64_t offset, const std::string& problem) const {
     return Error{name_ + ": offset " + std::to_string(offset) + ": " + problem};
   }
@@ -57,6 +70,7 @@ class Cursor {
       return error_at(at, std::string(what) + " length " + std::to_string(len) + " exceeds the " +
                               std::to_string(remaining()) + " bytes left in the file");
     }
+    if (Status s = charge(at, len, 1); !s) return s;
     out->assign(reinterpret_cast<const char*>(data_ + pos_), static_cast<size_t>(len));
     pos_ += static_cast<size_t>(len);
     return {};
@@ -66,6 +80,7 @@ class Cursor {
   const uint8_t* data_;
   size_t size_;
   size_t pos_ = 0;
+  uint64_t decoded_ = 0;
   const std::string& name_;
 };
 
@@ -160,6 +175,11 @@ Status read_array(Cursor& in, GgufValue* v, int depth) {
   const auto type = static_cast<GgufValueType>(elem_type);
   v->array_type = type;
   const auto n = static_cast<size_t>(count);  // bounded by the file size above
+  const uint64_t each = is_integer(type) || type == GgufValueType::kFloat32 || type == GgufValueType::kFloat64 ? 8
+                        : type == GgufValueType::kBool                                                        ? 1
+                        : type == GgufValueType::kString ? sizeof(std::string)
+                                                         : sizeof(GgufValue);
+  if (Status s = in.charge(at, count, each); !s) return s;
   if (is_integer(type)) {
     v->ints.resize(n);
     for (size_t i = 0; i < n; ++i) {

@@ -1,5 +1,7 @@
 #include "models/hf_model_dir.h"
 
+#include "common/json_limits.h"
+
 #include <algorithm>
 #include <exception>
 #include <filesystem>
@@ -41,6 +43,7 @@ bool is_plain_file_name(const std::string& name) {
 Result<std::map<std::string, std::vector<std::string>>> read_index(const std::string& path) {
   auto text = read_text_file(path);
   if (!text) return text.error();
+  if (Status s = check_json_shape(*text, 8, size_t{1} << 20, path); !s) return s.error();
   Json index = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
   if (index.is_discarded() || !index.is_object()) return Error{path + ": not a JSON object"};
   auto wm = index.find("weight_map");

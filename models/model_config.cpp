@@ -10,6 +10,8 @@
 
 #include "models/model_config.h"
 
+#include "common/json_limits.h"
+
 namespace ember {
 namespace {
 
@@ -263,6 +265,10 @@ Result<ModelConfig> parse_config(const Json& cfg, const Json* gen, const std::st
 Result<ModelConfig> model_config_from_hf_json(const std::string& config_json,
                                               const std::string& generation_config_json,
                                               const std::string& source) {
+  if (Status s = check_json_shape(config_json, 16, 100000, source); !s) return s.error();
+  if (Status s = check_json_shape(generation_config_json, 16, 100000, source + " (generation_config.json)"); !s) {
+    return s.error();
+  }
   try {
     Json cfg = Json::parse(config_json, nullptr, /*allow_exceptions=*/false);
     if (cfg.is_discarded()) return Error{source + ": not valid JSON"};

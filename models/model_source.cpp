@@ -6,6 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json_limits.h"
+
 namespace ember {
 namespace {
 
@@ -51,7 +53,9 @@ Result<ModelSource> open_model_source(const std::string& path, const std::string
     if (!config) return config.error();
     src.config = std::move(config).value();
     if (read_file(dir / "tokenizer_config.json", &tokenizer_config)) {
-      auto j = nlohmann::json::parse(tokenizer_config, nullptr, false);
+      auto j = check_json_shape(tokenizer_config, 16, size_t{1} << 20, "tokenizer_config.json").ok()
+                   ? nlohmann::json::parse(tokenizer_config, nullptr, false)
+                   : nlohmann::json();
       if (j.is_object() && j.contains("chat_template") && j["chat_template"].is_string()) {
         src.chat_template = j["chat_template"].get<std::string>();
       }

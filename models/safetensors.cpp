@@ -1,5 +1,7 @@
 #include "models/safetensors.h"
 
+#include "common/json_limits.h"
+
 #include <algorithm>
 #include <cstring>
 #include <exception>
@@ -121,6 +123,11 @@ Status parse_header(const uint8_t* data, size_t size, std::map<std::string, std:
     return Error{"header length " + std::to_string(header_len) + " at offset 0 exceeds the " +
                  std::to_string(size - 8) + " bytes after it"};
   const char* text = reinterpret_cast<const char*>(data + 8);
+  // Header -> tensor entry -> shape/data_offsets: depth 3; a container cap
+  // bounds the tree nlohmann builds before the entries are checked.
+  if (Status s = check_json_shape(std::string_view(text, header_len), 3, size_t{1} << 21, "JSON header (offsets from byte 8)"); !s) {
+    return s.error();
+  }
   // Non-throwing parse: a malformed header yields a discarded value.
   Json header = Json::parse(text, text + header_len, nullptr, /*allow_exceptions=*/false);
   if (header.is_discarded()) return Error{"header at offset 8 is not valid JSON"};

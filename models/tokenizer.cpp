@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json_limits.h"
 #include "models/tokenizer_bpe.h"
 #include "models/tokenizer_spm.h"
 #include "models/unicode.h"
@@ -57,11 +58,25 @@ std::string token_content(const nlohmann::json& v) {
 
 // Applies tokenizer_config.json: add_bos_token / add_eos_token, bos/eos
 // token names, and added_tokens_decoder ({"id": {"content", "special"}}).
-Status apply_tokenizer_config(const std::string& path, SpmTokenizer* tok) {
-  std::ifstream in(path);
+// tokenizer_config.json, bounded in size and shape before it is parsed.
+Result<nlohmann::json> read_small_json(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) return Error{path + ": cannot open"};
-  nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  const auto size = static_cast<size_t>(in.tellg());
+  if (size > (size_t{64} << 20)) return Error{path + ": file too large (" + std::to_string(size) + " bytes)"};
+  in.seekg(0);
+  std::string text(size, '\0');
+  if (!in.read(text.data(), static_cast<std::streamsize>(size))) return Error{path + ": read failed"};
+  if (Status s = check_json_shape(text, 16, size_t{1} << 20, path); !s) return s.error();
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) return Error{path + ": not a JSON object"};
+  return j;
+}
+
+Status apply_tokenizer_config(const std::string& path, SpmTokenizer* tok) {
+  auto parsed = read_small_json(path);
+  if (!parsed) return parsed.error();
+  const nlohmann::json& j = *parsed;
   bool add_bos = true, add_eos = false;
   if (j.contains("add_bos_token") && j["add_bos_token"].is_boolean()) add_bos = j["add_bos_token"].get<bool>();
   if (j.contains("add_eos_token") && j["add_eos_token"].is_boolean()) add_eos = j["add_eos_token"].get<bool>();
@@ -100,10 +115,9 @@ Status apply_tokenizer_config(const std::string& path, SpmTokenizer* tok) {
 Status apply_bpe_tokenizer_config(const std::string& path, Tokenizer* tok) {
   auto* bpe = dynamic_cast<BpeTokenizer*>(tok);
   if (!bpe) return Status::success();
-  std::ifstream in(path);
-  if (!in) return Error{path + ": cannot open"};
-  nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return Error{path + ": not a JSON object"};
+  auto parsed = read_small_json(path);
+  if (!parsed) return parsed.error();
+  const nlohmann::json& j = *parsed;
   int32_t bos = bpe->bos_id(), eos = bpe->eos_id();
   for (auto [key, id] : {std::pair<const char*, int32_t*>{"bos_token", &bos}, {"eos_token", &eos}}) {
     if (!j.contains(key) || j[key].is_null()) continue;

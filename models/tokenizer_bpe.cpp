@@ -87,6 +87,13 @@ Result<std::unique_ptr<BpeTokenizer>> BpeTokenizer::create(BpeSpec spec) {
     if (!is_valid_utf8(a.content)) return Error{src + ": added token " + std::to_string(a.id) + " is not UTF-8"};
     max_id = std::max(max_id, a.id);
   }
+  // Ids index dense tables: a vocabulary with a few holes is fine (some
+  // models reserve ids), one id far past the entries is a hostile file.
+  const size_t entries = spec.vocab.size() + spec.added_tokens.size();
+  if (static_cast<size_t>(max_id) >= entries + entries / 4 + 1024) {
+    return Error{src + ": token id " + std::to_string(max_id) + " is far past the " + std::to_string(entries) +
+                 " tokens defined"};
+  }
   const auto n = static_cast<size_t>(max_id + 1);
   t->id_to_token_.resize(n);
   t->id_to_bytes_.resize(n);

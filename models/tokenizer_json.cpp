@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json_limits.h"
+
 #include "models/tokenizer.h"
 #include "models/tokenizer_bpe.h"
 
@@ -18,12 +20,13 @@ namespace {
 
 using nlohmann::json;
 
-constexpr size_t kMaxFileBytes = size_t{1} << 30;
+constexpr size_t kMaxFileBytes = size_t{128} << 20;  // real ones are < 35 MB
 
 bool is_null(const json& j, const char* key) { return !j.contains(key) || j[key].is_null(); }
 
 // Ids are read wide and range-checked so a huge value cannot wrap into a valid one.
 int32_t get_id(const json& v) {
+  if (!v.is_number_integer()) throw json::other_error::create(501, "token id is not an integer", &v);
   const auto id = v.get<int64_t>();
   if (id < 0 || id > INT32_MAX) throw json::other_error::create(501, "token id " + std::to_string(id) + " out of range", &v);
   return static_cast<int32_t>(id);
@@ -205,6 +208,8 @@ Result<std::unique_ptr<Tokenizer>> load_tokenizer_json(const std::string& path) 
   in.seekg(0);
   std::string text(size, '\0');
   if (!in.read(text.data(), static_cast<std::streamsize>(size))) return Error{path + ": read failed"};
+  // Merges are [a, b] pairs: one container each, so allow a few million.
+  if (Status s = check_json_shape(text, 32, size_t{1} << 22, path); !s) return s.error();
   try {
     const json j = json::parse(text);
     auto t = parse_tokenizer_json(j, path);

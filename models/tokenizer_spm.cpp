@@ -62,6 +62,7 @@ SpmTokenizer::SpmTokenizer(SpmVocab vocab) : vocab_(std::move(vocab)) {
       has_byte_fallback_ = true;
     }
   }
+  sort_matchable();
 }
 
 void SpmTokenizer::index_matchable(int32_t id) {
@@ -69,10 +70,26 @@ void SpmTokenizer::index_matchable(int32_t id) {
   if (piece.empty() || matchable_[id]) return;
   matchable_[id] = 1;
   auto& bucket = matchable_by_byte_[static_cast<uint8_t>(piece[0])];
-  bucket.push_back(id);
-  std::stable_sort(bucket.begin(), bucket.end(), [this](int32_t a, int32_t b) {
-    return vocab_.pieces[a].size() > vocab_.pieces[b].size();
-  });
+  // Longest first, ties in id order. The constructor indexes every piece and
+  // sorts once (sort_matchable); later single additions insert in place, so a
+  // vocabulary of many special pieces loads in O(N log N), not O(N^2 log N).
+  if (!defer_sort_) {
+    auto at = std::upper_bound(bucket.begin(), bucket.end(), id, [this](int32_t a, int32_t b) {
+      return vocab_.pieces[a].size() > vocab_.pieces[b].size();
+    });
+    bucket.insert(at, id);
+  } else {
+    bucket.push_back(id);
+  }
+}
+
+void SpmTokenizer::sort_matchable() {
+  for (auto& bucket : matchable_by_byte_) {
+    std::stable_sort(bucket.begin(), bucket.end(), [this](int32_t a, int32_t b) {
+      return vocab_.pieces[a].size() > vocab_.pieces[b].size();
+    });
+  }
+  defer_sort_ = false;
 }
 
 std::vector<int32_t> SpmTokenizer::encode(std::string_view raw, bool add_special) const {

@@ -90,6 +90,7 @@ class SpmTokenizer : public Tokenizer {
 
  private:
   void index_matchable(int32_t id);
+  void sort_matchable();
 
   SpmVocab vocab_;
   std::vector<uint8_t> special_;       // per id: skipped by decode(skip_special)
@@ -99,6 +100,7 @@ class SpmTokenizer : public Tokenizer {
   bool has_byte_fallback_ = false;
   // Matchable tokens by first byte, longest first (leftmost-longest search).
   std::array<std::vector<int32_t>, 256> matchable_by_byte_;
+  bool defer_sort_ = true;  // true only while the constructor indexes
 };
 
 // The library-backed tokenizer behind load_sentencepiece_model, typed so that

@@ -8,6 +8,8 @@
 
 #include "models/tokenizer_spm_gguf.h"
 
+#include <cmath>
+
 #include <array>
 #include <queue>
 
@@ -243,6 +245,10 @@ Result<std::unique_ptr<Tokenizer>> load_spm_tokenizer_from_gguf(const GgufFile& 
   vocab.scores.reserve(n);
   vocab.types.reserve(n);
   for (size_t i = 0; i < n; ++i) {
+    // Scores order a priority queue: NaN would break its strict weak ordering.
+    if (!std::isfinite(static_cast<float>(scores->floats[i]))) {
+      return vocab_error(gguf, "token " + std::to_string(i) + " has a non-finite score");
+    }
     vocab.scores.push_back(static_cast<float>(scores->floats[i]));
     const int64_t t = types->ints[i];
     if (t < 1 || t > 6) return vocab_error(gguf, "token " + std::to_string(i) + " has unknown type " + std::to_string(t));

@@ -10,6 +10,7 @@
 
 #include "models/gguf.h"
 #include "models/model_config.h"
+#include "models/tokenizer.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // A heap copy of exactly `size` bytes, so any overread is caught by ASan.
@@ -24,6 +25,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)f->get_bool(key);
   }
   (void)ember::model_config_from_gguf(*f);
+  // Every GGUF load builds its tokenizer: vocabularies are hostile input too.
+  if (auto tok = ember::load_tokenizer_from_gguf(*f); tok) {
+    const auto ids = (*tok)->encode("Hello, world! 123 日本語 <s>", /*add_special=*/true);
+    (void)(*tok)->decode(ids, /*skip_special=*/false);
+  }
 
   // Small tensors only (a budget of elements, not a count, so every type in a seed is reached);
   // a parsed tensor of a supported type must always dequantize.

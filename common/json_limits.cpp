@@ -1,0 +1,39 @@
+#include "common/json_limits.h"
+
+namespace ember {
+
+Status check_json_shape(std::string_view text, int max_depth, size_t max_containers, const std::string& source) {
+  int depth = 0;
+  size_t containers = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;  // the escaped character cannot end the string
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    switch (c) {
+      case '"': in_string = true; break;
+      case '{':
+      case '[':
+        if (++depth > max_depth) {
+          return Error{source + ": offset " + std::to_string(i) + ": JSON nested deeper than " + std::to_string(max_depth)};
+        }
+        if (++containers > max_containers) {
+          return Error{source + ": offset " + std::to_string(i) + ": more than " + std::to_string(max_containers) +
+                       " JSON objects and arrays"};
+        }
+        break;
+      case '}':
+      case ']': --depth; break;
+      default: break;
+    }
+  }
+  return Status::success();
+}
+
+}  // namespace ember

@@ -1,0 +1,214 @@
+#include "engine/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace ember {
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+inline void mulhilo(uint32_t a, uint32_t b, uint32_t& hi, uint32_t& lo) {
+  const uint64_t p = uint64_t{a} * b;
+  hi = static_cast<uint32_t>(p >> 32);
+  lo = static_cast<uint32_t>(p);
+}
+
+struct Candidate {
+  int32_t id;
+  float logit;
+  double p;
+};
+
+// Higher logit first; among equals the lower id, so every ordering below is
+// a pure function of the logits.
+bool better(const Candidate& a, const Candidate& b) {
+  return a.logit != b.logit ? a.logit > b.logit : a.id < b.id;
+}
+
+}  // namespace
+
+Philox4x32::Counter Philox4x32::apply(Counter c, Key k) {
+  constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
+  constexpr uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
+  for (int round = 0; round < 10; ++round) {
+    uint32_t hi0, lo0, hi1, lo1;
+    mulhilo(kM0, c[0], hi0, lo0);
+    mulhilo(kM1, c[2], hi1, lo1);
+    c = {hi1 ^ c[1] ^ k[0], lo1, hi0 ^ c[3] ^ k[1], lo0};
+    k[0] += kW0;
+    k[1] += kW1;
+  }
+  return c;
+}
+
+double RequestGenerator::next_uniform() {
+  const Philox4x32::Counter out = Philox4x32::apply(
+      {static_cast<uint32_t>(step), static_cast<uint32_t>(step >> 32), stream, 0},
+      {static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)});
+  ++step;
+  const uint64_t bits = ((uint64_t{out[0]} << 32) | out[1]) >> 11;  // 53 bits
+  return static_cast<double>(bits) * 0x1.0p-53;
+}
+
+Sampler::Sampler(std::vector<int32_t> eos_token_ids) : eos_(std::move(eos_token_ids)) {}
+
+std::vector<SampledToken> Sampler::sample(std::span<const SamplerRow> rows) {
+  std::vector<SampledToken> out;
+  out.reserve(rows.size());
+  for (const SamplerRow& row : rows) out.push_back(sample(row));
+  return out;
+}
+
+SampledToken Sampler::sample(const SamplerRow& row) {
+  const SamplingParams& sp = *row.params;
+  logits_.assign(row.logits.begin(), row.logits.end());
+  apply_logit_processors(row);
+
+  SampledToken result;
+  result.token = draw(row);
+
+  if (sp.logprobs) {
+    // Raw logprobs: log-softmax of the model's logits (see the header).
+    const std::span<const float> raw = row.logits;
+    const float mx = *std::max_element(raw.begin(), raw.end());
+    double sum = 0.0;
+    for (float x : raw) sum += std::exp(static_cast<double>(x) - mx);
+    const double lse = mx + std::log(sum);
+    result.logprob = static_cast<float>(raw[result.token] - lse);
+    const size_t want = std::min<size_t>(static_cast<size_t>(*sp.logprobs), raw.size());
+    if (want > 0) {
+      candidates_.resize(raw.size());
+      for (size_t i = 0; i < raw.size(); ++i) candidates_[i] = static_cast<int32_t>(i);
+      auto by_logit = [&](int32_t a, int32_t b) {
+        return raw[a] != raw[b] ? raw[a] > raw[b] : a < b;
+      };
+      std::partial_sort(candidates_.begin(), candidates_.begin() + want, candidates_.end(), by_logit);
+      for (size_t i = 0; i < want; ++i) {
+        const int32_t id = candidates_[i];
+        result.top.push_back({id, static_cast<float>(raw[id] - lse)});
+      }
+    }
+  }
+  return result;
+}
+
+void Sampler::apply_logit_processors(const SamplerRow& row) {
+  const SamplingParams& sp = *row.params;
+  const int32_t vocab = static_cast<int32_t>(logits_.size());
+  auto in_vocab = [&](int32_t id) { return id >= 0 && id < vocab; };
+
+  for (const auto& [id, bias] : sp.logit_bias)
+    if (in_vocab(id)) logits_[id] += bias;
+
+  if (static_cast<int64_t>(row.output_ids.size()) < sp.min_tokens) {
+    if (!sp.ignore_eos)
+      for (int32_t id : eos_)
+        if (in_vocab(id)) logits_[id] = kNegInf;
+    for (int32_t id : sp.stop_token_ids)
+      if (in_vocab(id)) logits_[id] = kNegInf;
+  }
+
+  const bool repetition = sp.repetition_penalty != 1.0f;
+  const bool additive = sp.presence_penalty != 0.0f || sp.frequency_penalty != 0.0f;
+  if (!repetition && !additive) return;
+
+  // Scratch indexed by token id; every touched entry is reset before returning,
+  // so both vectors stay all-zero between calls.
+  counts_.resize(logits_.size(), 0);
+  seen_.resize(logits_.size(), 0);
+  for (int32_t id : row.output_ids)
+    if (in_vocab(id)) ++counts_[id];
+  if (repetition) {
+    const float r = sp.repetition_penalty;
+    auto penalize_once = [&](int32_t id) {
+      if (!in_vocab(id) || seen_[id]) return;
+      seen_[id] = 1;
+      float& x = logits_[id];
+      x = x > 0.0f ? x / r : x * r;
+    };
+    for (int32_t id : row.prompt_ids) penalize_once(id);
+    for (int32_t id : row.output_ids) penalize_once(id);
+    for (int32_t id : row.prompt_ids)
+      if (in_vocab(id)) seen_[id] = 0;
+    for (int32_t id : row.output_ids)
+      if (in_vocab(id)) seen_[id] = 0;
+  }
+  for (int32_t id : row.output_ids) {
+    if (!in_vocab(id) || counts_[id] == 0) continue;
+    if (additive)
+      logits_[id] -= sp.frequency_penalty * static_cast<float>(counts_[id]) + sp.presence_penalty;
+    counts_[id] = 0;  // once per id; also resets the scratch
+  }
+}
+
+int32_t Sampler::draw(const SamplerRow& row) {
+  const SamplingParams& sp = *row.params;
+  const int32_t vocab = static_cast<int32_t>(logits_.size());
+
+  if (sp.greedy()) {
+    int32_t best = 0;
+    for (int32_t i = 1; i < vocab; ++i)
+      if (logits_[i] > logits_[best]) best = i;  // strict: lowest id wins ties
+    return best;
+  }
+
+  std::vector<Candidate> cand;
+  cand.reserve(logits_.size());
+  const float inv_t = 1.0f / sp.temperature;
+  for (int32_t i = 0; i < vocab; ++i)
+    if (logits_[i] > kNegInf) cand.push_back({i, logits_[i] * inv_t, 0.0});
+  if (cand.empty()) return 0;  // everything masked: nothing sensible to draw
+
+  // top-k keeps the k best and anything tied with the k-th (as vLLM).
+  const int32_t k = sp.top_k_or_off();
+  if (k > 0 && static_cast<size_t>(k) < cand.size()) {
+    std::nth_element(cand.begin(), cand.begin() + (k - 1), cand.end(), better);
+    const float kth = cand[k - 1].logit;
+    std::erase_if(cand, [&](const Candidate& c) { return c.logit < kth; });
+  }
+
+  auto softmax = [&] {
+    float mx = kNegInf;
+    for (const Candidate& c : cand) mx = std::max(mx, c.logit);
+    double sum = 0.0;
+    for (Candidate& c : cand) sum += (c.p = std::exp(static_cast<double>(c.logit) - mx));
+    for (Candidate& c : cand) c.p /= sum;
+  };
+  softmax();
+
+  // top-p keeps the shortest best-first prefix whose mass reaches top_p: a
+  // token survives if the mass strictly before it is below top_p.
+  if (sp.top_p < 1.0f) {
+    std::sort(cand.begin(), cand.end(), better);
+    double before = 0.0;
+    size_t keep = 0;
+    while (keep < cand.size() && before < sp.top_p) before += cand[keep++].p;
+    cand.resize(std::max<size_t>(keep, 1));
+  }
+
+  // min-p: relative to the most likely survivor (renormalisation does not
+  // change the ratio, so the probabilities above are good enough).
+  if (sp.min_p > 0.0f) {
+    double pmax = 0.0;
+    for (const Candidate& c : cand) pmax = std::max(pmax, c.p);
+    const double floor = sp.min_p * pmax;
+    std::erase_if(cand, [&](const Candidate& c) { return c.p < floor; });
+  }
+
+  // Inverse CDF in ascending id order: the draw depends on the set of
+  // survivors and their mass, never on how the filters happened to order them.
+  std::sort(cand.begin(), cand.end(), [](const Candidate& a, const Candidate& b) { return a.id < b.id; });
+  double total = 0.0;
+  for (const Candidate& c : cand) total += c.p;
+  const double u = row.generator->next_uniform() * total;
+  double acc = 0.0;
+  for (const Candidate& c : cand) {
+    acc += c.p;
+    if (u < acc) return c.id;
+  }
+  return cand.back().id;
+}
+
+}  // namespace ember

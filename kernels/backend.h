@@ -1,0 +1,133 @@
+#pragma once
+// The op interface the Llama-family decoder (models/) is written against once;
+// kernels/cpu and kernels/cuda implement it. A forward pass is a flat, varlen
+// batch (ForwardInputs): any mix of prefill chunks and single-token decodes,
+// with K/V in a paged cache. Shapes below use T = tokens in the batch,
+// B = sequences, Hq/Hkv = query/KV heads, D = head_dim.
+//
+// Ops trust their inputs (validated at the model loader / scheduler edge):
+// shape mismatches are programming errors, caught by asserts in debug builds.
+
+#include <array>
+#include <cassert>
+#include <cstdint>
+#include <initializer_list>
+#include <vector>
+
+namespace ember {
+
+enum class DType : uint8_t { kF32, kBF16, kF16 };
+
+// A non-owning view of a row-major contiguous tensor of up to 4 dims, on the
+// host or the device depending on the backend. Constness of the data follows
+// the constness of the Tensor reference an op takes.
+struct Tensor {
+  void* data = nullptr;
+  DType dtype = DType::kF32;
+  int ndim = 0;
+  std::array<int64_t, 4> shape{};
+
+  static Tensor f32(const float* data, std::initializer_list<int64_t> dims) {
+    assert(dims.size() <= 4);
+    Tensor t;
+    t.data = const_cast<float*>(data);  // views never own; constness is the op's contract
+    t.dtype = DType::kF32;
+    for (int64_t d : dims) t.shape[t.ndim++] = d;
+    return t;
+  }
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; ++i) n *= shape[i];
+    return n;
+  }
+  int64_t dim(int i) const { return shape[i]; }
+  // Product of all dims but the last: the "row count" of a 2-D view.
+  int64_t rows() const { return ndim == 0 ? 1 : numel() / shape[ndim - 1]; }
+  int64_t cols() const { return ndim == 0 ? 1 : shape[ndim - 1]; }
+  float* f32() const {
+    assert(dtype == DType::kF32);
+    return static_cast<float*>(data);
+  }
+};
+
+// One forward step, flat over all scheduled tokens (the same on CPU and GPU).
+// Sequence b owns tokens [query_start_loc[b], query_start_loc[b+1]) of the
+// batch; they are the LAST q_len tokens of its context of seq_lens[b] tokens,
+// i.e. the cache already holds seq_lens[b] - q_len tokens of it and this step
+// writes the rest. Token i of the chunk sits at position seq_lens[b] - q_len + i.
+struct ForwardInputs {
+  std::vector<int32_t> token_ids;        // [T]
+  std::vector<int32_t> positions;        // [T] RoPE positions
+  std::vector<int64_t> slot_mapping;     // [T] block_id * block_size + offset in block; < 0: not written
+  std::vector<int32_t> query_start_loc;  // [B + 1], query_start_loc[0] = 0, [B] = T
+  std::vector<int32_t> seq_lens;         // [B] context length including this step's tokens
+  std::vector<int32_t> block_tables;     // [B * max_blocks_per_seq], row b: the blocks of sequence b
+  int32_t max_blocks_per_seq = 0;        // row stride of block_tables
+  std::vector<int32_t> logits_indices;   // rows of the hidden state whose logits are wanted
+
+  int64_t num_tokens() const { return static_cast<int64_t>(token_ids.size()); }
+  int64_t num_seqs() const { return static_cast<int64_t>(seq_lens.size()); }
+};
+
+enum class RopeScalingKind { kNone, kLinear, kLlama3 };
+
+// Rotary embedding parameters (mirrors ModelConfig's rope fields; kernels/
+// does not depend on models/).
+struct RopeConfig {
+  double theta = 10000.0;
+  RopeScalingKind scaling = RopeScalingKind::kNone;
+  double factor = 1.0;  // linear: positions / factor; llama3: low-frequency divisor
+  double low_freq_factor = 1.0;
+  double high_freq_factor = 4.0;
+  int64_t original_max_position_embeddings = 8192;
+};
+
+// The D/2 inverse frequencies, HF transformers' convention: theta^(-2i/D),
+// then scaled (linear: / factor; llama3: _compute_llama3_parameters's bands).
+// Computed in double, rounded to float once.
+std::vector<float> rope_inv_freq(const RopeConfig& rope, int64_t head_dim);
+
+// All ops run synchronously on the CPU backend and in stream order on CUDA.
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // out[t, :] = table[token_ids[t], :].   table [V, H], out [T, H].
+  virtual void embedding(const Tensor& table, const std::vector<int32_t>& token_ids, Tensor& out) = 0;
+
+  // RMSNorm over the last dim: out = x / sqrt(mean(x^2) + eps) * weight.
+  // With `residual` (fused add, as in vLLM): residual = x + residual first,
+  // then out = norm(residual) * weight; residual keeps the sum for the next layer.
+  // x, out, residual [M, H]; weight [H]. out may alias x.
+  virtual void rms_norm(const Tensor& x, Tensor* residual, const Tensor& weight, float eps, Tensor& out) = 0;
+
+  // y = x W^T + b.   x [M, K], w [N, K] (HF/PyTorch layout), bias [N] or null, y [M, N].
+  virtual void linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) = 0;
+
+  // Rotates q and k in place (HF rotate_half: pairs (i, i + D/2), angle
+  // positions[t] * inv_freq[i]) and writes k and v of token t to slot
+  // slot_mapping[t] of the caches.   q [T, Hq*D], k and v [T, Hkv*D],
+  // k_cache and v_cache [num_blocks, block_size, Hkv, D].
+  virtual void rope_and_cache_write(Tensor& q, Tensor& k, const Tensor& v, const ForwardInputs& in,
+                                    const RopeConfig& rope, int64_t head_dim, Tensor& k_cache,
+                                    Tensor& v_cache) = 0;
+
+  // Causal paged attention over the varlen batch: query token i of sequence b
+  // attends to context tokens [0, seq_lens[b] - q_len + i] read through the
+  // block table; query head h uses KV head h / (Hq / Hkv) (GQA).
+  // out = softmax(q K^T * scale) V.   q, out [T, Hq*D]; caches as above.
+  virtual void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                               const ForwardInputs& in, int64_t num_heads, float scale, Tensor& out) = 0;
+
+  // SwiGLU: out = silu(gate) * up, gate = x[:, :I], up = x[:, I:] (a fused
+  // gate_up projection).   x [M, 2I], out [M, I].
+  virtual void silu_mul(const Tensor& x, Tensor& out) = 0;
+
+  // out[r, :] = x[indices[r], :] (the rows whose logits are wanted).   x [T, H], out [R, H].
+  virtual void gather_rows(const Tensor& x, const std::vector<int32_t>& indices, Tensor& out) = 0;
+
+  // Sum over tensor-parallel ranks, in place. A no-op on one device.
+  virtual void all_reduce(Tensor& x) = 0;
+};
+
+}  // namespace ember

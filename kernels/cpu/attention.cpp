@@ -1,0 +1,65 @@
+// Causal paged attention over a varlen batch, float32. One task per
+// (token, query head): scores for the whole visible context, then softmax and
+// the weighted sum of V. The GPU kernels (flash attention / flash decoding)
+// are checked against this.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "kernels/cpu/cpu_ops.h"
+
+namespace ember {
+
+void CpuBackend::paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                                 const ForwardInputs& in, int64_t num_heads, float scale, Tensor& out) {
+  const int64_t t_count = in.query_start_loc.back();
+  const int64_t hq = num_heads, d = q.cols() / hq;
+  const int64_t block_size = k_cache.dim(1), hkv = k_cache.dim(2);
+  assert(q.rows() == t_count && q.cols() == hq * d && out.rows() == t_count && out.cols() == hq * d);
+  assert(k_cache.dim(3) == d && hq % hkv == 0);
+  const int64_t group = hq / hkv;
+
+  // Which sequence each token belongs to, and its index in the chunk.
+  std::vector<int32_t> seq_of(t_count);
+  for (int64_t b = 0; b < in.num_seqs(); ++b)
+    for (int32_t t = in.query_start_loc[b]; t < in.query_start_loc[b + 1]; ++t) seq_of[t] = static_cast<int32_t>(b);
+
+  const float* kc = k_cache.f32();
+  const float* vc = v_cache.f32();
+  pool_.parallel_for(t_count * hq, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores;
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t t = task / hq, h = task % hq, kvh = h / group;
+      const int32_t b = seq_of[t];
+      const int64_t q_len = in.query_start_loc[b + 1] - in.query_start_loc[b];
+      const int64_t visible = in.seq_lens[b] - q_len + (t - in.query_start_loc[b]) + 1;
+      const int32_t* table = in.block_tables.data() + static_cast<int64_t>(b) * in.max_blocks_per_seq;
+      auto slot_of = [&](int64_t j) { return static_cast<int64_t>(table[j / block_size]) * block_size + j % block_size; };
+
+      const float* qv = q.f32() + (t * hq + h) * d;
+      scores.resize(visible);
+      float max_score = -std::numeric_limits<float>::infinity();
+      for (int64_t j = 0; j < visible; ++j) {
+        const float* kv = kc + (slot_of(j) * hkv + kvh) * d;
+        float s = 0;
+        for (int64_t i = 0; i < d; ++i) s += qv[i] * kv[i];
+        scores[j] = s * scale;
+        max_score = std::max(max_score, scores[j]);
+      }
+      float sum = 0;
+      for (int64_t j = 0; j < visible; ++j) {
+        scores[j] = std::exp(scores[j] - max_score);
+        sum += scores[j];
+      }
+      float* o = out.f32() + (t * hq + h) * d;
+      std::fill_n(o, d, 0.0f);
+      for (int64_t j = 0; j < visible; ++j) {
+        const float* vv = vc + (slot_of(j) * hkv + kvh) * d;
+        const float p = scores[j] / sum;
+        for (int64_t i = 0; i < d; ++i) o[i] += p * vv[i];
+      }
+    }
+  });
+}
+
+}  // namespace ember

@@ -1,0 +1,35 @@
+#pragma once
+// The float32 CPU backend: the reference every GPU kernel is checked against,
+// and the embedded default on machines without a GPU. All tensors are kF32
+// host memory (weights are dequantized/upcast at load). Ops that matter for
+// speed (linear, attention) split their work over a persistent thread pool.
+
+#include "kernels/backend.h"
+#include "kernels/cpu/thread_pool.h"
+
+namespace ember {
+
+class CpuBackend final : public Backend {
+ public:
+  // num_threads <= 0: one per hardware thread.
+  explicit CpuBackend(int num_threads = 0) : pool_(num_threads) {}
+
+  void embedding(const Tensor& table, const std::vector<int32_t>& token_ids, Tensor& out) override;
+  void rms_norm(const Tensor& x, Tensor* residual, const Tensor& weight, float eps, Tensor& out) override;
+  void linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) override;
+  void rope_and_cache_write(Tensor& q, Tensor& k, const Tensor& v, const ForwardInputs& in,
+                            const RopeConfig& rope, int64_t head_dim, Tensor& k_cache,
+                            Tensor& v_cache) override;
+  void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                       const ForwardInputs& in, int64_t num_heads, float scale, Tensor& out) override;
+  void silu_mul(const Tensor& x, Tensor& out) override;
+  void gather_rows(const Tensor& x, const std::vector<int32_t>& indices, Tensor& out) override;
+  void all_reduce(Tensor& /*x*/) override {}
+
+  int num_threads() const { return pool_.num_threads(); }
+
+ private:
+  ThreadPool pool_;
+};
+
+}  // namespace ember

@@ -1,0 +1,78 @@
+// Rotary position embedding (HF Llama convention) fused with the KV-cache
+// write: both touch every K element once, so one pass instead of two.
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+
+#include "kernels/cpu/cpu_ops.h"
+
+namespace ember {
+
+std::vector<float> rope_inv_freq(const RopeConfig& rope, int64_t head_dim) {
+  const int64_t half = head_dim / 2;
+  std::vector<float> out(half);
+  // llama3 bands (transformers' _compute_llama3_parameters): wavelengths longer
+  // than old_ctx / low_freq_factor are divided by factor, shorter than
+  // old_ctx / high_freq_factor kept, and the band between blended linearly.
+  const double old_ctx = static_cast<double>(rope.original_max_position_embeddings);
+  const double low_wavelen = old_ctx / rope.low_freq_factor;
+  const double high_wavelen = old_ctx / rope.high_freq_factor;
+  for (int64_t i = 0; i < half; ++i) {
+    double f = 1.0 / std::pow(rope.theta, static_cast<double>(2 * i) / static_cast<double>(head_dim));
+    if (rope.scaling == RopeScalingKind::kLinear) {
+      f /= rope.factor;
+    } else if (rope.scaling == RopeScalingKind::kLlama3) {
+      const double wavelen = 2.0 * std::numbers::pi / f;
+      if (wavelen > low_wavelen) {
+        f /= rope.factor;
+      } else if (wavelen >= high_wavelen) {
+        const double smooth =
+            (old_ctx / wavelen - rope.low_freq_factor) / (rope.high_freq_factor - rope.low_freq_factor);
+        f = (1.0 - smooth) * f / rope.factor + smooth * f;
+      }
+    }
+    out[i] = static_cast<float>(f);
+  }
+  return out;
+}
+
+void CpuBackend::rope_and_cache_write(Tensor& q, Tensor& k, const Tensor& v, const ForwardInputs& in,
+                                      const RopeConfig& rope, int64_t head_dim, Tensor& k_cache,
+                                      Tensor& v_cache) {
+  const int64_t t_count = in.num_tokens();
+  const int64_t d = head_dim, half = d / 2;
+  const int64_t hq = q.cols() / d, hkv = k.cols() / d;
+  assert(q.rows() == t_count && k.rows() == t_count && v.rows() == t_count && v.cols() == hkv * d);
+  assert(k_cache.ndim == 4 && k_cache.dim(2) == hkv && k_cache.dim(3) == d);
+  const int64_t num_slots = k_cache.dim(0) * k_cache.dim(1);
+  (void)num_slots;
+  const std::vector<float> inv_freq = rope_inv_freq(rope, d);
+  pool_.parallel_for(t_count, [&](int64_t begin, int64_t end) {
+    std::vector<float> cos_t(half), sin_t(half);
+    for (int64_t t = begin; t < end; ++t) {
+      // As HF: the angle is a float32 product, then cos/sin of it.
+      const float pos = static_cast<float>(in.positions[t]);
+      for (int64_t i = 0; i < half; ++i) {
+        const float angle = pos * inv_freq[i];
+        cos_t[i] = std::cos(angle);
+        sin_t[i] = std::sin(angle);
+      }
+      auto rotate = [&](float* x) {
+        for (int64_t i = 0; i < half; ++i) {
+          const float a = x[i], b = x[i + half];
+          x[i] = a * cos_t[i] - b * sin_t[i];
+          x[i + half] = b * cos_t[i] + a * sin_t[i];
+        }
+      };
+      for (int64_t h = 0; h < hq; ++h) rotate(q.f32() + (t * hq + h) * d);
+      for (int64_t h = 0; h < hkv; ++h) rotate(k.f32() + (t * hkv + h) * d);
+      const int64_t slot = in.slot_mapping[t];
+      if (slot < 0) continue;  // padding token: rotated, not cached
+      assert(slot < num_slots);
+      std::copy_n(k.f32() + t * hkv * d, hkv * d, k_cache.f32() + slot * hkv * d);
+      std::copy_n(v.f32() + t * hkv * d, hkv * d, v_cache.f32() + slot * hkv * d);
+    }
+  });
+}
+
+}  // namespace ember
