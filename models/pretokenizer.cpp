@@ -115,6 +115,8 @@ void apply_behavior(std::vector<Piece>& pieces, SplitBehavior behavior, bool inv
   }
 }
 
+constexpr int32_t kRegexTimeLimitSteps = 200;
+
 // Reusable state for regex steps: compiling a matcher per piece costs more
 // than matching (SmolLM2 runs the GPT-2 regex on every piece Digits leaves).
 struct RegexScratch {
@@ -141,6 +143,10 @@ void regex_pieces(const icu::RegexPattern& regex, std::string_view text, Span sp
   UErrorCode status = U_ZERO_ERROR;
   if (!scratch->matcher) {
     scratch->matcher.reset(regex.matcher(u16, status));
+    // A pattern from a file may backtrack catastrophically: bound each find()
+    // (ICU steps, roughly milliseconds). On time-out the rest of the span is
+    // one unmatched piece, so encode() degrades instead of hanging.
+    if (scratch->matcher) scratch->matcher->setTimeLimit(kRegexTimeLimitSteps, status);
   } else {
     scratch->matcher->reset(u16);
   }

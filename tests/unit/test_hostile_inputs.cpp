@@ -53,6 +53,22 @@ TEST(HostileTokenizerJson, IdFarPastTheVocabularyIsRejected) {
   EXPECT_FALSE(load_tokenizer_json(write_temp("float_id.json", float_id)).ok());
 }
 
+TEST(HostileTokenizerJson, CatastrophicRegexDegradesInsteadOfHanging) {
+  // (a+)+b on a run of a's without a b backtracks exponentially: without the
+  // matcher's time limit this encode runs for hours.
+  const std::string text = R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "c": 2}, "merges": []},
+    "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+      {"type": "Split", "pattern": {"Regex": "(a+)+b"}, "behavior": "Isolated", "invert": false},
+      {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]},
+    "decoder": {"type": "ByteLevel"}})";
+  auto tok = load_tokenizer_json(write_temp("evil_regex.json", text));
+  ASSERT_TRUE(tok.ok()) << tok.error().message;
+  const std::string input = std::string(40, 'a') + "c";
+  const auto ids = (*tok)->encode(input, false);
+  EXPECT_EQ(ids.size(), input.size());
+  EXPECT_EQ((*tok)->decode(ids, false), input);
+}
+
 template <class T>
 void put(std::vector<uint8_t>* out, T v) {
   const auto* p = reinterpret_cast<const uint8_t*>(&v);
