@@ -6,6 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "cli/generate.h"
 #include "models/model_source.h"
 #ifdef EMBER_HAVE_CUDA
 #include "kernels/cuda/device_info.h"
@@ -95,14 +96,12 @@ int run_generate(const GenerateOptions& options) {
     spdlog::error("{}", src.error().message);
     return 1;
   }
-  if (!options.prompt.empty()) {
-    auto ids = src->tokenizer->encode(options.prompt, /*add_special=*/true);
-    std::string line;
-    for (int32_t id : ids) line += std::to_string(id) + " ";
-    std::printf("prompt tokens (%zu): %s\n", ids.size(), line.c_str());
+  if (options.prompt.empty()) {
+    spdlog::error("ember generate: give --prompt (--prompts-file needs the engine, not built yet)");
+    return 2;
   }
-  spdlog::error("ember generate: the decoder is not implemented in this version");
-  return 3;
+  if (device != "cpu") spdlog::warn("the CUDA backend is not built yet: generating on the CPU");
+  return generate_one(*src, options);
 }
 
 int run_bench(const BenchOptions& options) {
