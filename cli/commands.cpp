@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string>
 
 #include <spdlog/spdlog.h>
@@ -48,16 +49,23 @@ std::string resolve_device(const std::string& requested) {
 #endif
 }
 
-Result<ModelSource> open_model(const ModelOptions& o) {
+// Resolves the device and opens the model, logging what it found; an empty
+// result means an error was already logged.
+std::optional<ModelSource> open_model(const ModelOptions& o, std::string* device) {
+  *device = resolve_device(o.device);
+  if (device->empty()) return std::nullopt;
   const std::string path = o.model.empty() ? default_model_path() : o.model;
   spdlog::info("loading {}", path);
   auto src = open_model_source(path, o.tokenizer);
-  if (!src) return src.error();
+  if (!src) {
+    spdlog::error("{}", src.error().message);
+    return std::nullopt;
+  }
   const ModelConfig& c = src->config;
   spdlog::info("model: {} | {} layers, hidden {}, {} q heads / {} kv heads (head_dim {}), ffn {}, vocab {}, context {}{}",
                c.architecture, c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim, c.intermediate_size,
                c.vocab_size, c.max_position_embeddings, c.tie_word_embeddings ? ", tied embeddings" : "");
-  return src;
+  return std::move(src).value();
 }
 
 }  // namespace
@@ -75,13 +83,9 @@ std::string default_model_path() {
 }
 
 int run_serve(const ServeOptions& options) {
-  const std::string device = resolve_device(options.model.device);
-  if (device.empty()) return 1;
-  auto src = open_model(options.model);
-  if (!src) {
-    spdlog::error("{}", src.error().message);
-    return 1;
-  }
+  std::string device;
+  auto src = open_model(options.model, &device);
+  if (!src) return 1;
   // The engine (issues 4-5) and the HTTP API (issue 6) are not built yet:
   // say so plainly instead of pretending to serve.
   spdlog::error("ember serve: the HTTP server is not implemented in this version ({}); the model loaded fine", device);
@@ -89,17 +93,13 @@ int run_serve(const ServeOptions& options) {
 }
 
 int run_generate(const GenerateOptions& options) {
-  const std::string device = resolve_device(options.model.device);
-  if (device.empty()) return 1;
-  auto src = open_model(options.model);
-  if (!src) {
-    spdlog::error("{}", src.error().message);
-    return 1;
-  }
   if (options.prompt.empty()) {
     spdlog::error("ember generate: give --prompt (--prompts-file needs the engine, not built yet)");
     return 2;
   }
+  std::string device;
+  auto src = open_model(options.model, &device);
+  if (!src) return 1;
   if (device != "cpu") spdlog::warn("the CUDA backend is not built yet: generating on the CPU");
   return generate_one(*src, options);
 }

@@ -16,10 +16,9 @@ TEST(ConfigFile, JsonObjectBecomesFlags) {
                                "t.json");
   ASSERT_TRUE(flags.ok()) << flags.error().message;
   // nlohmann::json objects iterate in key order.
-  std::vector<std::string> want = {"--enable-prefix-caching", "--enforce-eager",       "--gpu-memory-utilization", "0.5",
-                                   "--host",                  "0.0.0.0",             "--max-num-seqs",           "64",
-                                   "--served-model-name",     "a",                   "--served-model-name",      "b"};
-  want[0] = "--no-enable-prefix-caching";
+  const std::vector<std::string> want = {"--no-enable-prefix-caching", "--enforce-eager", "--gpu-memory-utilization",
+                                         "0.5", "--host", "0.0.0.0", "--max-num-seqs", "64", "--served-model-name", "a",
+                                         "--served-model-name", "b"};
   EXPECT_EQ(*flags, want);
 }
 
