@@ -1,5 +1,9 @@
 #include "cli/commands.h"
 
+#include <pthread.h>
+#include <signal.h>
+
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
@@ -7,7 +11,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include "cli/engine_setup.h"
 #include "cli/generate.h"
+#ifdef EMBER_HAVE_SERVER
+#include "server/http_server.h"
+#endif
 #include "models/model_source.h"
 #ifdef EMBER_HAVE_CUDA
 #include "kernels/cuda/device_info.h"
@@ -83,25 +91,80 @@ std::string default_model_path() {
 }
 
 int run_serve(const ServeOptions& options) {
+#ifdef EMBER_HAVE_SERVER
+  // SIGTERM/SIGINT are taken by sigwait() below: block them before any thread
+  // starts, so every thread inherits the mask and none is interrupted.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  ServerConfig sc;
+  sc.host = options.host;
+  sc.port = options.port;
+  sc.api_key = options.api_key;
+  sc.served_model_names = options.served_model_name;
+  sc.num_http_threads = std::max(32, options.engine.max_num_seqs + 16);
+  if (!options.chat_template.empty()) {
+    std::FILE* f = std::fopen(options.chat_template.c_str(), "rb");
+    if (!f) {
+      spdlog::error("--chat-template {}: cannot open", options.chat_template);
+      return 2;
+    }
+    char buf[4096];
+    for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) sc.chat_template.append(buf, n);
+    std::fclose(f);
+  }
+  const std::string model_path = options.model.model.empty() ? default_model_path() : options.model.model;
+  if (sc.served_model_names.empty()) sc.served_model_names.push_back(model_path);
+  HttpServer server(sc);
+  // Listen first: /health answers 503 while the model loads.
+  if (Status s = server.start(); !s) {
+    spdlog::error("{}", s.error().message);
+    return 1;
+  }
+  spdlog::info("listening on http://{}:{} (health: 503 until the model is loaded)", options.host, server.port());
+
   std::string device;
   auto src = open_model(options.model, &device);
   if (!src) return 1;
-  // The engine (issues 4-5) and the HTTP API (issue 6) are not built yet:
-  // say so plainly instead of pretending to serve.
-  spdlog::error("ember serve: the HTTP server is not implemented in this version ({}); the model loaded fine", device);
+  auto engine = start_engine(*src, options.model, options.engine, device, options.max_queue_len);
+  if (!engine) {
+    spdlog::error("{}", engine.error().message);
+    return 1;
+  }
+  if (Status s = server.set_ready(*src, **engine); !s) {
+    spdlog::error("{}", s.error().message);
+    return 1;
+  }
+  spdlog::info("ready: serving '{}' at http://{}:{}/v1", sc.served_model_names.front(), options.host, server.port());
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("{}: no new requests; finishing the running ones (up to {} s)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+               options.drain_timeout_s);
+  server.stop_accepting();
+  (*engine)->shutdown(std::chrono::milliseconds(static_cast<int64_t>(options.drain_timeout_s * 1000)));
+  server.stop();
+  spdlog::info("stopped");
+  return 0;
+#else
+  (void)options;
+  spdlog::error("ember serve: this ember was built without the HTTP server (cpp-httplib missing)");
   return 3;
+#endif
 }
 
 int run_generate(const GenerateOptions& options) {
-  if (options.prompt.empty()) {
-    spdlog::error("ember generate: give --prompt (--prompts-file needs the engine, not built yet)");
+  if (options.prompt.empty() == options.prompts_file.empty()) {
+    spdlog::error("ember generate: give either --prompt or --prompts-file");
     return 2;
   }
   std::string device;
   auto src = open_model(options.model, &device);
   if (!src) return 1;
-  if (device != "cpu") spdlog::warn("the CUDA backend is not built yet: generating on the CPU");
-  return generate_one(*src, options);
+  return generate(*src, options, device);
 }
 
 int run_bench(const BenchOptions& options) {

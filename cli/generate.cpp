@@ -1,120 +1,154 @@
-// `ember generate`: one prompt through the decoder on the CPU backend, the
-// text streamed as it is produced, then a line of prompt tokens, generated
-// tokens, time to first token and decode tokens/s. This is the offline path
-// without a scheduler: one sequence, its KV blocks laid out in order.
-// (The engine of issue 5 replaces this loop; the output format stays.)
+// `ember generate`: offline generation through the engine (the same scheduler,
+// runner and sampler as `ember serve`).
+//  --prompt TEXT:       the text is streamed as it is produced, then a line of
+//                       prompt tokens, generated tokens, time to first token
+//                       and decode tokens/s.
+//  --prompts-file FILE: every prompt at once (one per line), each completion
+//                       printed in order, then request and token throughput.
 
 #include "cli/generate.h"
 
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <numeric>
+#include <fstream>
 #include <random>
 
 #include <spdlog/spdlog.h>
 
-#include "engine/sampler.h"
-#include "kernels/cpu/cpu_ops.h"
-#include "models/llama_decoder.h"
-#include "models/weights.h"
+#include "cli/engine_setup.h"
+#include "models/chat_template.h"
 
 namespace ember {
+namespace {
 
-int generate_one(const ModelSource& src, const GenerateOptions& o) {
-  using Clock = std::chrono::steady_clock;
-  if (src.format != ModelFormat::kGguf || !src.gguf) {
-    spdlog::error("ember generate: only GGUF models can run yet (safetensors weights are not wired to the decoder)");
-    return 3;
+using Seconds = std::chrono::duration<double>;
+
+Result<std::vector<int32_t>> encode_prompt(const ModelSource& src, const std::string& text, bool chat) {
+  if (!chat) return src.tokenizer->encode(text, /*add_special=*/true);
+  if (src.chat_template.empty()) return Error{src.path + ": the model has no chat template (--chat)"};
+  auto tmpl = ChatTemplate::parse(src.chat_template);
+  if (!tmpl) return Error{"chat template: " + tmpl.error().message};
+  ChatTemplateOptions opt;
+  const Tokenizer& tok = *src.tokenizer;
+  if (tok.bos_id() >= 0) opt.bos_token = tok.token_bytes(tok.bos_id());
+  if (tok.eos_id() >= 0) opt.eos_token = tok.token_bytes(tok.eos_id());
+  auto rendered = tmpl->render(nlohmann::json::array({{{"role", "user"}, {"content", text}}}), opt);
+  if (!rendered) return Error{"chat template: " + rendered.error().message};
+  // The template writes BOS itself when the model wants one (as vLLM: no
+  // special tokens added to a rendered chat).
+  return tok.encode(*rendered, /*add_special=*/false);
+}
+
+SamplingParams params_of(const GenerateOptions& o) {
+  SamplingParams p;
+  p.max_tokens = o.max_tokens;
+  p.temperature = static_cast<float>(o.temperature);
+  p.top_p = static_cast<float>(o.top_p);
+  p.top_k = o.top_k;
+  if (o.sampling_seed) p.seed = static_cast<uint64_t>(*o.sampling_seed);
+  p.ignore_eos = o.ignore_eos;
+  p.stop = o.stop;
+  return p;
+}
+
+}  // namespace
+
+int generate(const ModelSource& src, const GenerateOptions& o, const std::string& device) {
+  std::vector<std::string> prompts;
+  if (!o.prompts_file.empty()) {
+    std::ifstream in(o.prompts_file);
+    if (!in) {
+      spdlog::error("{}: cannot open", o.prompts_file);
+      return 2;
+    }
+    for (std::string line; std::getline(in, line);)
+      if (!line.empty()) prompts.push_back(line);
+    if (prompts.empty()) {
+      spdlog::error("{}: no prompts (one per line)", o.prompts_file);
+      return 2;
+    }
+  } else {
+    prompts.push_back(o.prompt);
   }
-  if (o.chat) {
-    spdlog::error("ember generate --chat: the chat template renderer is not built yet");
-    return 3;
-  }
-  SamplingParams params;
-  params.max_tokens = o.max_tokens;
-  params.temperature = static_cast<float>(o.temperature);
-  params.top_p = static_cast<float>(o.top_p);
-  params.top_k = o.top_k;
-  params.seed = o.sampling_seed ? static_cast<uint64_t>(*o.sampling_seed) : std::random_device{}();
-  const ModelConfig& cfg = src.config;
-  if (Status s = params.validate(static_cast<int32_t>(cfg.vocab_size)); !s) {
+  const SamplingParams params = params_of(o);
+  if (Status s = params.validate(static_cast<int32_t>(src.config.vocab_size)); !s) {
     spdlog::error("{}", s.error().message);
     return 2;
   }
-  const std::vector<int32_t> prompt = src.tokenizer->encode(o.prompt, /*add_special=*/true);
-  if (prompt.empty()) {
-    spdlog::error("ember generate: the prompt is empty");
-    return 2;
-  }
-  const int64_t max_len = o.model.max_model_len > 0 ? o.model.max_model_len : cfg.max_position_embeddings;
-  if (static_cast<int64_t>(prompt.size()) + params.max_tokens > max_len) {
-    spdlog::error("ember generate: {} prompt tokens + {} new tokens exceed the context length {}", prompt.size(),
-                  params.max_tokens, max_len);
-    return 2;
+  std::vector<EngineRequest> requests;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    auto ids = encode_prompt(src, prompts[i], o.chat);
+    if (!ids) {
+      spdlog::error("{}", ids.error().message);
+      return 2;
+    }
+    EngineRequest r;
+    r.external_id = "gen-" + std::to_string(i);
+    r.prompt_ids = std::move(ids).value();
+    r.params = params;
+    requests.push_back(std::move(r));
   }
 
-  auto weights = load_llama_weights(*src.gguf, cfg);
-  if (!weights) {
-    spdlog::error("{}", weights.error().message);
+  auto engine = start_engine(src, o.model, o.engine, device, static_cast<int32_t>(prompts.size()) + 1);
+  if (!engine) {
+    spdlog::error("{}", engine.error().message);
     return 1;
   }
-  CpuBackend backend(o.engine.num_threads);
-  LlamaDecoder decoder(*weights, backend);
-  const int64_t block = o.engine.block_size;
-  const int64_t total = static_cast<int64_t>(prompt.size()) + params.max_tokens;
-  const int64_t blocks = (total + block - 1) / block;
-  KvCache cache = KvCache::allocate(cfg, blocks, block);
-
-  // One sequence whose blocks are 0, 1, 2, ... in order.
-  ForwardInputs in;
-  in.max_blocks_per_seq = static_cast<int32_t>(blocks);
-  in.block_tables.resize(static_cast<size_t>(blocks));
-  std::iota(in.block_tables.begin(), in.block_tables.end(), 0);
-  auto step = [&](const std::vector<int32_t>& tokens, int32_t start) {
-    const auto n = static_cast<int32_t>(tokens.size());
-    in.token_ids = tokens;
-    in.positions.resize(tokens.size());
-    in.slot_mapping.resize(tokens.size());
-    for (int32_t i = 0; i < n; ++i) {
-      in.positions[i] = start + i;
-      in.slot_mapping[i] = start + i;
-    }
-    in.query_start_loc = {0, n};
-    in.seq_lens = {start + n};
-    in.logits_indices = {n - 1};
-  };
-
-  std::vector<int32_t> eos(cfg.eos_token_ids.begin(), cfg.eos_token_ids.end());
-  if (src.tokenizer->eos_id() >= 0) eos.push_back(src.tokenizer->eos_id());
-  Sampler sampler(eos);
-  RequestGenerator gen{*params.seed, 0, 0};
-  IncrementalDetokenizer detok(*src.tokenizer, /*skip_special=*/true);
-  std::vector<int32_t> output;
-  std::vector<float> logits;
-
   const auto t0 = Clock::now();
-  Clock::time_point first{};
-  step(prompt, 0);
-  for (int i = 0; i < params.max_tokens; ++i) {
-    decoder.forward(in, cache, logits);
-    SamplerRow row{logits, prompt, output, &params, &gen};
-    const int32_t token = sampler.sample(row).token;
-    if (i == 0) first = Clock::now();
-    output.push_back(token);
-    const bool is_eos = std::find(eos.begin(), eos.end(), token) != eos.end();
-    if (is_eos && !params.ignore_eos) break;
-    std::fputs(detok.push(token).c_str(), stdout);
-    std::fflush(stdout);
-    step({token}, static_cast<int32_t>(prompt.size() + output.size() - 1));
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (EngineRequest& r : requests) {
+    AddResult a = (*engine)->add(r);
+    if (a.code != AddResult::Code::kOk) {
+      spdlog::error("{}: {}", r.external_id, a.error);
+      return 2;
+    }
+    streams.push_back(a.stream);
   }
-  std::fputs(detok.flush().c_str(), stdout);
+
+  const bool stream_text = prompts.size() == 1;
+  std::vector<std::string> texts(streams.size());
+  std::vector<int64_t> generated(streams.size(), 0);
+  Clock::time_point first{};
+  for (size_t i = 0; i < streams.size(); ++i) {
+    while (!streams[i]->done()) {
+      for (const SequenceDelta& d : streams[i]->pop(std::chrono::milliseconds(200))) {
+        if (first == Clock::time_point{} && !d.token_ids.empty()) first = Clock::now();
+        generated[i] = d.num_output_tokens;
+        texts[i] += d.text;
+        if (stream_text) {
+          std::fputs(d.text.c_str(), stdout);
+          std::fflush(stdout);
+        }
+      }
+    }
+    if (auto err = streams[i]->error()) {
+      spdlog::error("{}: {}", requests[i].external_id, *err);
+      return 1;
+    }
+  }
   const auto t1 = Clock::now();
-  const double ttft = std::chrono::duration<double>(first - t0).count();
-  const double decode_s = std::chrono::duration<double>(t1 - first).count();
-  const size_t decoded = output.size() > 1 ? output.size() - 1 : 0;
-  std::printf("\n\nprompt tokens: %zu, generated tokens: %zu, time to first token: %.3f s, decode: %.1f tokens/s\n",
-              prompt.size(), output.size(), ttft, decoded > 0 && decode_s > 0 ? decoded / decode_s : 0.0);
+  int64_t total_prompt = 0, total_generated = 0;
+  for (size_t i = 0; i < streams.size(); ++i) {
+    total_prompt += static_cast<int64_t>(requests[i].prompt_ids.size());
+    total_generated += generated[i];
+  }
+  if (stream_text) {
+    const double ttft = Seconds(first - t0).count();
+    const double decode_s = Seconds(t1 - first).count();
+    const int64_t decoded = generated[0] > 1 ? generated[0] - 1 : 0;
+    std::printf("\n\nprompt tokens: %lld, generated tokens: %lld, time to first token: %.3f s, decode: %.1f tokens/s\n",
+                static_cast<long long>(total_prompt), static_cast<long long>(generated[0]), ttft,
+                decoded > 0 && decode_s > 0 ? decoded / decode_s : 0.0);
+  } else {
+    for (size_t i = 0; i < texts.size(); ++i)
+      std::printf("=== %zu: %s\n%s\n\n", i, prompts[i].c_str(), texts[i].c_str());
+    const double s = Seconds(t1 - t0).count();
+    std::printf("requests: %zu, prompt tokens: %lld, generated tokens: %lld, time: %.2f s, throughput: %.2f requests/s, "
+                "%.1f output tokens/s, %.1f total tokens/s\n",
+                texts.size(), static_cast<long long>(total_prompt), static_cast<long long>(total_generated), s,
+                texts.size() / s, total_generated / s, (total_prompt + total_generated) / s);
+  }
+  (*engine)->shutdown(std::chrono::milliseconds(0));
   return 0;
 }
 

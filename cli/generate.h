@@ -1,11 +1,13 @@
 #pragma once
-// The single-prompt offline path behind `ember generate`.
+// The offline path behind `ember generate` (one prompt streamed, or a file of prompts as a batch).
 
 #include "cli/options.h"
 #include "models/model_source.h"
 
 namespace ember {
 
-int generate_one(const ModelSource& src, const GenerateOptions& options);
+#include <string>
+
+int generate(const ModelSource& src, const GenerateOptions& options, const std::string& device);
 
 }  // namespace ember

@@ -24,7 +24,11 @@ struct ModelOptions {
 
 struct EngineOptions {
   int max_num_seqs = 256;
-  int64_t max_num_batched_tokens = 8192;
+  int64_t max_num_batched_tokens = 0;  // 0: 512 on the CPU, 8192 on a GPU
+  bool enable_chunked_prefill = true;
+  std::string scheduling_policy = "fcfs";  // fcfs | priority
+  int64_t kv_cache_memory_bytes = 0;       // 0: 1 GiB on the CPU; GPUs use gpu_memory_utilization
+  int64_t num_gpu_blocks_override = 0;     // >0: exactly this many KV blocks
   int block_size = 16;
   double gpu_memory_utilization = 0.9;
   bool enable_prefix_caching = true;
@@ -57,6 +61,8 @@ struct GenerateOptions {
   double top_p = 1.0;
   int top_k = -1;
   std::optional<int64_t> sampling_seed;
+  bool ignore_eos = false;
+  std::vector<std::string> stop;
 };
 
 struct BenchOptions {

@@ -16,7 +16,41 @@
 
 namespace ember {
 
-enum class DType : uint8_t { kF32, kBF16, kF16 };
+// Element types of Tensor data. Quantized types (appended; values of the first
+// three are kept) are ggml's GGUF blocks stored as in the file: a quantized
+// Tensor has the LOGICAL shape [N, K] (elements, not bytes) and its data is N
+// rows of K / dtype_block_elems() raw blocks, each dtype_block_bytes() long,
+// rows back to back and blocks unaligned. K must be a whole number of blocks.
+// Layouts: kernels/cpu/quant_blocks.h.
+enum class DType : uint8_t { kF32, kBF16, kF16, kQ8_0, kQ4_0, kQ4_1, kQ4_K, kQ6_K };
+
+// Elements per block (1 for plain types) and bytes per block.
+constexpr int64_t dtype_block_elems(DType t) {
+  switch (t) {
+    case DType::kF32:
+    case DType::kBF16:
+    case DType::kF16: return 1;
+    case DType::kQ4_K:
+    case DType::kQ6_K: return 256;
+    default: return 32;
+  }
+}
+constexpr int64_t dtype_block_bytes(DType t) {
+  switch (t) {
+    case DType::kF32: return 4;
+    case DType::kBF16:
+    case DType::kF16: return 2;
+    case DType::kQ8_0: return 34;
+    case DType::kQ4_0: return 18;
+    case DType::kQ4_1: return 20;
+    case DType::kQ4_K: return 144;
+    case DType::kQ6_K: return 210;
+  }
+  return 0;
+}
+constexpr bool dtype_is_quantized(DType t) { return dtype_block_elems(t) > 1; }
+// Bytes of one row of `cols` elements (cols a multiple of dtype_block_elems).
+constexpr int64_t dtype_row_bytes(DType t, int64_t cols) { return cols / dtype_block_elems(t) * dtype_block_bytes(t); }
 
 // A non-owning view of a row-major contiguous tensor of up to 4 dims, on the
 // host or the device depending on the backend. Constness of the data follows
@@ -33,6 +67,18 @@ struct Tensor {
     t.data = const_cast<float*>(data);  // views never own; constness is the op's contract
     t.dtype = DType::kF32;
     for (int64_t d : dims) t.shape[t.ndim++] = d;
+    return t;
+  }
+  // A [rows, cols] view of weights in any dtype (raw GGUF blocks for quantized
+  // types, see DType); cols counts elements.
+  static Tensor typed(const void* data, DType dtype, int64_t rows, int64_t cols) {
+    assert(cols % dtype_block_elems(dtype) == 0);
+    Tensor t;
+    t.data = const_cast<void*>(data);
+    t.dtype = dtype;
+    t.ndim = 2;
+    t.shape[0] = rows;
+    t.shape[1] = cols;
     return t;
   }
   int64_t numel() const {

@@ -61,6 +61,15 @@ Result<ModelSource> open_model_source(const std::string& path, const std::string
       }
     }
     if (src.chat_template.empty()) read_file(dir / "chat_template.jinja", &src.chat_template);
+  } else if (path.ends_with(".json")) {
+    src.format = ModelFormat::kConfigOnly;
+    std::string config_json;
+    if (!read_file(path, &config_json)) return Error{path + ": cannot read"};
+    auto config = model_config_from_hf_json(config_json, "", path);
+    if (!config) return config.error();
+    src.config = std::move(config).value();
+    if (tokenizer_path.empty())
+      return Error{path + ": a model config without weights needs --tokenizer (and --load-format dummy)"};
   } else {
     src.format = ModelFormat::kGguf;
     auto gguf = GgufFile::open(path);

@@ -14,7 +14,9 @@
 
 namespace ember {
 
-enum class ModelFormat { kGguf, kHfDirectory };
+// kConfigOnly: a config.json-style file (e.g. configs/models/*.json) with no
+// weights, for --load-format dummy; the tokenizer must come from --tokenizer.
+enum class ModelFormat { kGguf, kHfDirectory, kConfigOnly };
 
 struct ModelSource {
   std::string path;

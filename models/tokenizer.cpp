@@ -18,8 +18,8 @@
 
 namespace ember {
 
-IncrementalDetokenizer::IncrementalDetokenizer(const Tokenizer& tokenizer, bool skip_special)
-    : tokenizer_(tokenizer), skip_special_(skip_special) {}
+IncrementalDetokenizer::IncrementalDetokenizer(const Tokenizer& tokenizer, bool skip_special, bool continues_text)
+    : tokenizer_(tokenizer), skip_special_(skip_special), started_(continues_text) {}
 
 // Emits everything but an incomplete trailing character. Because the repair
 // policy is prefix-stable (utf8_repair.h), the concatenation of the outputs

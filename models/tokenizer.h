@@ -58,7 +58,10 @@ Result<std::unique_ptr<Tokenizer>> load_tokenizer_from_gguf(const GgufFile& gguf
 // rest at the end of a sequence (invalid bytes become U+FFFD).
 class IncrementalDetokenizer {
  public:
-  IncrementalDetokenizer(const Tokenizer& tokenizer, bool skip_special);
+  // continues_text: the ids continue a prompt (the engine's case), so a
+  // leading space is real text and is kept; otherwise the output starts a
+  // text and a SentencePiece dummy-prefix space is dropped, as decode() does.
+  IncrementalDetokenizer(const Tokenizer& tokenizer, bool skip_special, bool continues_text = false);
   std::string push(int32_t id);
   std::string flush();
 

@@ -35,7 +35,11 @@ void add_model_flags(CLI::App* cmd, ModelOptions* o) {
 
 void add_engine_flags(CLI::App* cmd, EngineOptions* o) {
   cmd->add_option("--max-num-seqs", o->max_num_seqs, "Most sequences in one step")->check(CLI::PositiveNumber);
-  cmd->add_option("--max-num-batched-tokens", o->max_num_batched_tokens, "Token budget of one step")->check(CLI::PositiveNumber);
+  cmd->add_option("--max-num-batched-tokens", o->max_num_batched_tokens, "Token budget of one step (default: 512 on the CPU, 8192 on a GPU)")->check(CLI::PositiveNumber);
+  cmd->add_flag("--enable-chunked-prefill,!--no-enable-chunked-prefill", o->enable_chunked_prefill, "Split long prompts over steps");
+  cmd->add_option("--scheduling-policy", o->scheduling_policy, "fcfs | priority")->check(CLI::IsMember({"fcfs", "priority"}));
+  cmd->add_option("--kv-cache-memory-bytes", o->kv_cache_memory_bytes, "KV-cache size in bytes (CPU default: 1 GiB)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--num-gpu-blocks-override", o->num_gpu_blocks_override, "Exactly this many KV blocks")->check(CLI::NonNegativeNumber);
   cmd->add_option("--block-size", o->block_size, "Tokens per KV-cache block")->check(CLI::IsMember({8, 16, 32, 64, 128}));
   cmd->add_option("--gpu-memory-utilization", o->gpu_memory_utilization, "Fraction of GPU memory ember may use")
       ->check(CLI::Range(0.05, 1.0));
@@ -85,6 +89,9 @@ int main(int argc, char** argv) {
   gen_cmd->add_option("--top-p", gen.top_p)->check(CLI::Range(0.0, 1.0));
   gen_cmd->add_option("--top-k", gen.top_k);
   gen_cmd->add_option("--sampling-seed", gen.sampling_seed, "Per-request sampling seed");
+  gen_cmd->add_flag("--ignore-eos", gen.ignore_eos, "Keep generating past the end-of-sequence token");
+  gen_cmd->add_option("--stop", gen.stop, "Stop string (repeatable); not included in the output")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
 
   BenchOptions bench;
   CLI::App* bench_cmd = app.add_subcommand("bench", "Load-test an OpenAI-compatible server (serve | sweep | throughput)");

@@ -5,37 +5,21 @@
 #include <cstring>
 
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/linear_kernels.h"
+#include "kernels/cpu/quant_blocks.h"
 
 namespace ember {
-namespace {
-
-// Eight independent accumulators so the compiler can vectorise without
-// -ffast-math (a single running sum is a serial dependency chain).
-inline float dot(const float* a, const float* b, int64_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
-  float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
-// Rows of W processed together: a block of kRowBlock x K floats stays in
-// L1/L2 while every row of x streams past it, so W is read from memory once
-// per call whatever M is (decode is bound by reading W: 4 bytes per weight).
-constexpr int64_t kRowBlock = 8;
-
-}  // namespace
 
 void CpuBackend::embedding(const Tensor& table, const std::vector<int32_t>& token_ids, Tensor& out) {
   const int64_t h = table.cols();
   assert(out.rows() == static_cast<int64_t>(token_ids.size()) && out.cols() == h);
-  const float* src = table.f32();
+  // Quantized / half tables stay in their file format; only the looked-up rows are dequantized.
+  const int64_t row_bytes = dtype_row_bytes(table.dtype, h);
+  const auto* src = static_cast<const uint8_t*>(table.data);
   float* dst = out.f32();
   for (size_t t = 0; t < token_ids.size(); ++t) {
     assert(token_ids[t] >= 0 && token_ids[t] < table.rows());
-    std::memcpy(dst + t * h, src + static_cast<int64_t>(token_ids[t]) * h, h * sizeof(float));
+    quant::dequantize_row(table.dtype, src + static_cast<int64_t>(token_ids[t]) * row_bytes, h, dst + t * h);
   }
 }
 
@@ -63,22 +47,20 @@ void CpuBackend::rms_norm(const Tensor& x, Tensor* residual, const Tensor& weigh
 }
 
 void CpuBackend::linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
-  const int64_t m = x.rows(), k = x.cols(), n = w.rows();
-  assert(w.cols() == k && y.rows() == m && y.cols() == n);
-  assert(!bias || bias->numel() == n);
-  const float* xd = x.f32();
-  const float* wd = w.f32();
-  const float* bd = bias ? bias->f32() : nullptr;
-  float* yd = y.f32();
-  const int64_t blocks = (n + kRowBlock - 1) / kRowBlock;
-  pool_.parallel_for(blocks, [&](int64_t begin, int64_t end) {
-    for (int64_t blk = begin; blk < end; ++blk) {
-      const int64_t n0 = blk * kRowBlock, n1 = std::min(n, n0 + kRowBlock);
-      for (int64_t r = 0; r < m; ++r) {
-        const float* xr = xd + r * k;
-        for (int64_t c = n0; c < n1; ++c) yd[r * n + c] = dot(xr, wd + c * k, k) + (bd ? bd[c] : 0.0f);
-      }
-    }
+  LinearArgs a;
+  a.m = x.rows(), a.k = x.cols(), a.n = w.rows();
+  assert(w.cols() == a.k && y.rows() == a.m && y.cols() == a.n);
+  assert(!bias || bias->numel() == a.n);
+  assert(a.k % dtype_block_elems(w.dtype) == 0);
+  a.x = x.f32();
+  a.w = w.data;
+  a.w_dtype = w.dtype;
+  a.bias = bias ? bias->f32() : nullptr;
+  a.y = y.f32();
+  const CpuIsa isa = best_cpu_isa();
+  const int64_t groups = (a.n + kLinearRowGroup - 1) / kLinearRowGroup;
+  pool_.parallel_for(groups, [&](int64_t begin, int64_t end) {
+    linear_rows(a, begin * kLinearRowGroup, std::min(a.n, end * kLinearRowGroup), isa);
   });
 }
 

@@ -1,7 +1,8 @@
 #pragma once
 // The float32 CPU backend: the reference every GPU kernel is checked against,
-// and the embedded default on machines without a GPU. All tensors are kF32
-// host memory (weights are dequantized/upcast at load). Ops that matter for
+// and the embedded default on machines without a GPU. Activations are kF32
+// host memory; linear weights and embedding tables may be any DType (GGUF
+// blocks are dequantized on the fly, linear_kernels.h). Ops that matter for
 // speed (linear, attention) split their work over a persistent thread pool.
 
 #include "kernels/backend.h"

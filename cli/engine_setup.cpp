@@ -1,0 +1,89 @@
+#include "cli/engine_setup.h"
+
+#include <algorithm>
+
+#include <spdlog/spdlog.h>
+
+#include "models/hf_model_dir.h"
+#include "models/weights.h"
+
+namespace ember {
+namespace {
+
+Result<LlamaWeights> load_weights(const ModelSource& src, const ModelOptions& o, uint64_t seed) {
+  const std::string& format = o.load_format;
+  if (format == "dummy") {
+    spdlog::info("random weights (--load-format dummy, seed {}): {:.1f} MB", seed,
+                 dummy_weights_bytes(src.config) / 1e6);
+    return make_dummy_weights(src.config, seed);
+  }
+  if (src.format == ModelFormat::kConfigOnly) return Error{src.path + ": has no weights; use --load-format dummy"};
+  if (src.format == ModelFormat::kGguf) {
+    if (format == "safetensors") return Error{src.path + ": --load-format safetensors, but this is a GGUF file"};
+    return load_llama_weights(*src.gguf, src.config);
+  }
+  if (format == "gguf") return Error{src.path + ": --load-format gguf, but this is a model directory"};
+  auto dir = HfModelDir::open(src.path);
+  if (!dir) return dir.error();
+  return load_llama_weights(*dir);
+}
+
+}  // namespace
+
+std::vector<int32_t> eos_ids_of(const ModelSource& src) {
+  std::vector<int32_t> eos(src.config.eos_token_ids.begin(), src.config.eos_token_ids.end());
+  if (src.tokenizer && src.tokenizer->eos_id() >= 0) eos.push_back(src.tokenizer->eos_id());
+  std::sort(eos.begin(), eos.end());
+  eos.erase(std::unique(eos.begin(), eos.end()), eos.end());
+  return eos;
+}
+
+Result<std::unique_ptr<Engine>> start_engine(const ModelSource& src, const ModelOptions& model,
+                                             const EngineOptions& options, const std::string& device,
+                                             int32_t max_queue_len) {
+  if (device != "cpu") spdlog::warn("the CUDA model runner is not built yet: running on the CPU backend");
+  if (model.tensor_parallel_size != 1) return Error{"--tensor-parallel-size > 1 needs the CUDA runner"};
+  if (!model.speculative_model.empty()) return Error{"--speculative-model needs the CUDA runner"};
+  const ModelConfig& c = src.config;
+  const int64_t max_model_len = model.max_model_len > 0 ? model.max_model_len : c.max_position_embeddings;
+  if (max_model_len > c.max_position_embeddings)
+    spdlog::warn("--max-model-len {} is beyond the model's {} positions", max_model_len, c.max_position_embeddings);
+
+  auto weights = load_weights(src, model, static_cast<uint64_t>(options.seed));
+  if (!weights) return weights.error();
+
+  const int32_t block = options.block_size;
+  const int64_t per_block = CpuModelRunner::kv_bytes_per_token(c) * block;
+  int64_t blocks = options.num_gpu_blocks_override;
+  if (blocks <= 0) {
+    const int64_t budget = options.kv_cache_memory_bytes > 0 ? options.kv_cache_memory_bytes : int64_t{1} << 30;
+    // Never more than every sequence at full length could use.
+    const int64_t useful = static_cast<int64_t>(options.max_num_seqs) * ((max_model_len + block - 1) / block);
+    blocks = std::min(budget / per_block, useful);
+  }
+  if (blocks < 1) return Error{"the KV cache holds no block: raise --kv-cache-memory-bytes"};
+  if (blocks > INT32_MAX) blocks = INT32_MAX;
+
+  EngineConfig ec;
+  SchedulerConfig& sc = ec.scheduler;
+  sc.max_num_seqs = options.max_num_seqs;
+  sc.max_num_batched_tokens = static_cast<int32_t>(
+      options.max_num_batched_tokens > 0 ? options.max_num_batched_tokens : (device == "cpu" ? 512 : 8192));
+  sc.block_size = block;
+  sc.num_blocks = static_cast<int32_t>(blocks);
+  sc.max_model_len = static_cast<int32_t>(max_model_len);
+  sc.enable_prefix_caching = options.enable_prefix_caching;
+  sc.enable_chunked_prefill = options.enable_chunked_prefill;
+  sc.policy = options.scheduling_policy == "priority" ? SchedulerConfig::kPriority : SchedulerConfig::kFcfs;
+  if (std::string bad = validate(sc); !bad.empty()) return Error{"scheduler: " + bad};
+  ec.max_queue_len = max_queue_len;
+  ec.seed = static_cast<uint64_t>(options.seed);
+
+  spdlog::info("KV cache: {} blocks of {} tokens ({:.1f} MB, {} tokens); max model len {}, max {} seqs, {} tokens/step",
+               blocks, block, blocks * per_block / 1e6, blocks * block, max_model_len, sc.max_num_seqs,
+               sc.max_num_batched_tokens);
+  auto runner = std::make_unique<CpuModelRunner>(std::move(weights).value(), options.num_threads, blocks, block);
+  return std::make_unique<Engine>(ec, std::move(runner), *src.tokenizer, eos_ids_of(src));
+}
+
+}  // namespace ember

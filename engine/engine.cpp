@@ -1,0 +1,347 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <span>
+#include <utility>
+
+#include <spdlog/spdlog.h>
+
+namespace ember {
+namespace {
+
+double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+}  // namespace
+
+Engine::Engine(EngineConfig config, std::unique_ptr<ModelRunner> runner, const Tokenizer& tokenizer,
+               std::vector<int32_t> eos_ids)
+    : config_(std::move(config)),
+      runner_(std::move(runner)),
+      tokenizer_(tokenizer),
+      eos_ids_(std::move(eos_ids)),
+      scheduler_(config_.scheduler),
+      sampler_(eos_ids_),
+      seed_rng_(config_.seed) {
+  last_log_ = Clock::now();
+  thread_ = std::thread([this] { loop(); });
+}
+
+Engine::~Engine() { shutdown(std::chrono::milliseconds(0)); }
+
+AddResult Engine::add(EngineRequest request) {
+  AddResult result;
+  auto invalid = [&](std::string message) {
+    result.code = AddResult::Code::kInvalid;
+    result.error = std::move(message);
+    return result;
+  };
+  const SchedulerConfig& sc = config_.scheduler;
+  const auto prompt_len = static_cast<int64_t>(request.prompt_ids.size());
+  if (prompt_len == 0) return invalid("the prompt is empty");
+  const int32_t vocab = runner_->vocab_size();
+  for (int32_t id : request.prompt_ids)
+    if (id < 0 || id >= vocab)
+      return invalid("prompt token id " + std::to_string(id) + " is out of vocabulary [0, " + std::to_string(vocab) +
+                     ")");
+  if (prompt_len >= sc.max_model_len)
+    return invalid("This model's maximum context length is " + std::to_string(sc.max_model_len) +
+                   " tokens. However, your prompt has " + std::to_string(prompt_len) + " tokens.");
+  if (prompt_len + request.params.max_tokens > sc.max_model_len)
+    return invalid("max_tokens (" + std::to_string(request.params.max_tokens) + ") + prompt tokens (" +
+                   std::to_string(prompt_len) + ") exceed the maximum context length " +
+                   std::to_string(sc.max_model_len));
+  const int64_t blocks_needed = (prompt_len + request.params.max_tokens + sc.block_size - 1) / sc.block_size;
+  if (blocks_needed > sc.num_blocks)
+    return invalid("the request needs " + std::to_string(blocks_needed) + " KV blocks but the cache has only " +
+                   std::to_string(sc.num_blocks));
+  if (!sc.enable_chunked_prefill && prompt_len > sc.max_num_batched_tokens)
+    return invalid("the prompt has " + std::to_string(prompt_len) + " tokens, more than --max-num-batched-tokens (" +
+                   std::to_string(sc.max_num_batched_tokens) + ") with chunked prefill off");
+
+  auto state = std::make_unique<RequestState>();
+  state->request = std::move(request);
+  state->stream = std::make_shared<RequestStream>(state->request.params.n);
+  state->arrival = Clock::now();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!accepting_) {
+      result.code = AddResult::Code::kShuttingDown;
+      result.error = "the server is shutting down";
+      return result;
+    }
+    if (num_waiting_ >= config_.max_queue_len) {
+      result.code = AddResult::Code::kOverloaded;
+      result.error = "the server is overloaded: " + std::to_string(num_waiting_) + " requests are waiting";
+      return result;
+    }
+    state->id = next_request_id_++;
+    result.id = state->id;
+    result.stream = state->stream;
+    ++num_waiting_;
+    ++num_in_flight_;
+    inbox_.push_back(std::move(state));
+  }
+  cv_.notify_all();
+  return result;
+}
+
+void Engine::abort(uint64_t id) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    aborts_.push_back(id);
+  }
+  cv_.notify_all();
+}
+
+void Engine::shutdown(std::chrono::milliseconds drain) {
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    accepting_ = false;
+    drained_cv_.wait_for(lock, drain, [&] { return num_in_flight_ == 0; });
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+EngineMetrics Engine::metrics() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return metrics_;
+}
+
+void Engine::loop() {
+  for (;;) {
+    std::vector<std::unique_ptr<RequestState>> incoming;
+    std::vector<uint64_t> aborts;
+    bool stop = false;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return !inbox_.empty() || !aborts_.empty() || stop_ || scheduler_.has_unfinished(); });
+      incoming.swap(inbox_);
+      aborts.swap(aborts_);
+      stop = stop_;
+    }
+    for (auto& r : incoming) admit(std::move(r));
+    for (uint64_t id : aborts) abort_now(id);
+    if (stop) {
+      std::vector<uint64_t> live;
+      for (const auto& [id, r] : requests_) live.push_back(id);
+      for (uint64_t id : live) abort_now(id);
+      publish_stats(0, 0);
+      return;
+    }
+    if (scheduler_.has_unfinished()) {
+      step();
+    } else {
+      publish_stats(0, 0);  // the gauges must reach zero when the last request is aborted
+    }
+  }
+}
+
+void Engine::admit(std::unique_ptr<RequestState> request) {
+  RequestState* r = request.get();
+  const SamplingParams& params = r->request.params;
+  const uint64_t seed = params.seed ? *params.seed : seed_rng_();
+  r->unfinished = params.n;
+  for (int32_t i = 0; i < params.n; ++i) {
+    const uint64_t seq_id = next_seq_id_++;
+    NewRequest nr;
+    nr.id = seq_id;
+    nr.prompt = r->request.prompt_ids;
+    nr.max_tokens = params.max_tokens;
+    nr.cache_salt = r->request.cache_salt;
+    nr.priority = r->request.priority;
+    const AddStatus added = scheduler_.add(std::move(nr));
+    if (!added.ok()) {
+      // add() checked the same limits; reaching this is a bug, but never a hang:
+      // fail the request and drop what was admitted of it.
+      spdlog::error("request {}: {}", r->request.external_id, added.error);
+      for (uint64_t id : r->seq_ids) {
+        scheduler_.finish(id, FinishReason::kAbort);
+        sequences_.erase(id);
+      }
+      r->stream->fail(added.error);
+      std::lock_guard<std::mutex> lock(mu_);
+      --num_waiting_;
+      --num_in_flight_;
+      drained_cv_.notify_all();
+      return;
+    }
+    SequenceState s;
+    s.request = r;
+    s.index = i;
+    s.generator = RequestGenerator{seed, static_cast<uint32_t>(i), 0};
+    s.output = std::make_unique<SequenceOutputProcessor>(tokenizer_, r->request.params, eos_ids_);
+    sequences_.emplace(seq_id, std::move(s));
+    r->seq_ids.push_back(seq_id);
+  }
+  requests_.emplace(r->id, std::move(request));
+}
+
+void Engine::abort_now(uint64_t request_id) {
+  auto it = requests_.find(request_id);
+  if (it == requests_.end()) return;
+  const std::vector<uint64_t> seqs = it->second->seq_ids;
+  for (uint64_t seq_id : seqs)
+    if (sequences_.count(seq_id)) finish_sequence(seq_id, FinishKind::kAbort, SequenceDelta{}, /*release=*/true);
+}
+
+void Engine::step() {
+  const SchedulerOutput out = scheduler_.schedule();
+  if (out.scheduled.empty()) return;  // cannot happen with live requests, but never spin on it
+
+  std::vector<StepSequence> seqs;
+  seqs.reserve(out.scheduled.size());
+  std::vector<const SchedRequest*> wanting;
+  int64_t prompt_tokens = 0;
+  for (const ScheduledRequest& s : out.scheduled) {
+    const SchedRequest* r = scheduler_.find(s.id);
+    StepSequence step;
+    step.tokens = r->tokens;
+    step.start = s.start;
+    step.num_tokens = s.num_tokens;
+    step.block_ids = r->blocks.ids;
+    step.wants_logits = s.wants_logits;
+    seqs.push_back(step);
+    if (s.wants_logits) wanting.push_back(r);
+    prompt_tokens += std::max<int64_t>(0, std::min<int64_t>(s.start + s.num_tokens, r->num_prompt_tokens) - s.start);
+  }
+  runner_->execute(seqs, logits_);
+
+  const int32_t vocab = runner_->vocab_size();
+  std::vector<SamplerRow> rows;
+  rows.reserve(wanting.size());
+  for (size_t i = 0; i < wanting.size(); ++i) {
+    const SchedRequest* r = wanting[i];
+    SequenceState& seq = sequences_.at(r->id);
+    const std::span<const int32_t> all(r->tokens);
+    rows.push_back(SamplerRow{std::span<const float>(logits_).subspan(i * static_cast<size_t>(vocab), vocab),
+                              all.first(r->num_prompt_tokens), all.subspan(r->num_prompt_tokens),
+                              &seq.request->request.params, &seq.generator});
+  }
+  const std::vector<SampledToken> sampled = sampler_.sample(rows);
+  std::vector<std::pair<uint64_t, int32_t>> pairs;
+  std::vector<int32_t> outputs_after;
+  std::vector<int32_t> cached;
+  for (size_t i = 0; i < wanting.size(); ++i) {
+    pairs.emplace_back(wanting[i]->id, sampled[i].token);
+    outputs_after.push_back(wanting[i]->num_output_tokens() + 1);
+    cached.push_back(std::max(0, wanting[i]->num_cached_tokens));
+  }
+  const std::vector<FinishedRequest> by_length = scheduler_.update(out, pairs);
+  wanting.clear();  // update() may have erased some of them
+
+  const Clock::time_point now = Clock::now();
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    const uint64_t seq_id = pairs[i].first;
+    SequenceState& seq = sequences_.at(seq_id);
+    RequestState& req = *seq.request;
+    SequenceDelta delta;
+    delta.index = seq.index;
+    delta.num_prompt_tokens = static_cast<int32_t>(req.request.prompt_ids.size());
+    delta.num_output_tokens = outputs_after[i];
+    delta.num_cached_tokens = cached[i];
+    req.num_cached_tokens = std::max(req.num_cached_tokens, cached[i]);
+    ++req.generated;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (req.first_token == Clock::time_point{}) {
+        req.first_token = now;
+        metrics_.time_to_first_token.observe(seconds(now - req.arrival));
+      }
+      if (seq.last_token != Clock::time_point{}) metrics_.inter_token_latency.observe(seconds(now - seq.last_token));
+    }
+    seq.last_token = now;
+    const FinishKind stop = seq.output->on_token(sampled[i], outputs_after[i], delta);
+    const bool length = std::any_of(by_length.begin(), by_length.end(),
+                                    [&](const FinishedRequest& f) { return f.id == seq_id; });
+    if (stop == FinishKind::kStop) {
+      // A stop on the last allowed token is a stop, not a length finish (as vLLM).
+      finish_sequence(seq_id, FinishKind::kStop, std::move(delta), /*release=*/!length);
+    } else if (length) {
+      finish_sequence(seq_id, FinishKind::kLength, std::move(delta), /*release=*/false);
+    } else {
+      seq.request->stream->push(std::move(delta));
+    }
+  }
+  publish_stats(prompt_tokens, static_cast<int64_t>(pairs.size()));
+}
+
+void Engine::finish_sequence(uint64_t seq_id, FinishKind kind, SequenceDelta delta, bool release) {
+  auto it = sequences_.find(seq_id);
+  if (it == sequences_.end()) return;
+  SequenceState& seq = it->second;
+  RequestState* req = seq.request;
+  if (release) scheduler_.finish(seq_id, kind == FinishKind::kAbort ? FinishReason::kAbort : FinishReason::kStop);
+  if (kind != FinishKind::kStop) seq.output->finish(delta);
+  delta.index = seq.index;
+  delta.finish = kind;
+  if (delta.num_prompt_tokens == 0) delta.num_prompt_tokens = static_cast<int32_t>(req->request.prompt_ids.size());
+  sequences_.erase(it);
+  req->last_finish = kind;
+  if (--req->unfinished > 0) {
+    req->stream->push(std::move(delta));
+    return;
+  }
+  // The last sequence: account for the request before its stream closes, so
+  // a client that reads /metrics right after its response sees it counted
+  // and its KV blocks returned.
+  const Clock::time_point now = Clock::now();
+  const double e2e = seconds(now - req->arrival);
+  const double ttft = req->first_token == Clock::time_point{} ? 0.0 : seconds(req->first_token - req->arrival);
+  spdlog::info("request {}: {} prompt tokens ({} cached), {} generated, TTFT {:.3f} s, total {:.3f} s, finish {}",
+               req->request.external_id.empty() ? std::to_string(req->id) : req->request.external_id,
+               req->request.prompt_ids.size(), req->num_cached_tokens, req->generated, ttft, e2e,
+               finish_kind_name(kind));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    metrics_.e2e_request_latency.observe(e2e);
+    metrics_.request_prompt_tokens.observe(static_cast<double>(req->request.prompt_ids.size()));
+    metrics_.request_generation_tokens.observe(req->generated);
+    ++metrics_.request_success_total[finish_kind_name(kind)];
+    const SchedulerStats stats = scheduler_.stats();
+    metrics_.num_requests_running = stats.num_running;
+    metrics_.num_requests_waiting = stats.num_waiting;
+    metrics_.kv_cache_usage = stats.kv_usage;
+    --num_in_flight_;
+  }
+  drained_cv_.notify_all();
+  std::shared_ptr<RequestStream> stream = req->stream;
+  requests_.erase(req->id);
+  stream->push(std::move(delta));
+}
+
+void Engine::publish_stats(int64_t new_prompt_tokens, int64_t new_generation_tokens) {
+  const SchedulerStats s = scheduler_.stats();
+  size_t inbox = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    inbox = inbox_.size();
+    num_waiting_ = s.num_waiting + static_cast<int64_t>(inbox);
+    metrics_.num_requests_running = s.num_running;
+    metrics_.num_requests_waiting = s.num_waiting;
+    metrics_.kv_cache_usage = s.kv_usage;
+    metrics_.prompt_tokens_total += static_cast<uint64_t>(new_prompt_tokens);
+    metrics_.generation_tokens_total += static_cast<uint64_t>(new_generation_tokens);
+    metrics_.num_preemptions_total = static_cast<uint64_t>(s.num_preemptions);
+    metrics_.prefix_cache_queries_total = static_cast<uint64_t>(s.prefix_queries);
+    metrics_.prefix_cache_hits_total = static_cast<uint64_t>(s.prefix_hits);
+  }
+  prompt_tokens_since_log_ += new_prompt_tokens;
+  generation_tokens_since_log_ += new_generation_tokens;
+  const Clock::time_point now = Clock::now();
+  const double elapsed = seconds(now - last_log_);
+  if (config_.log_interval_s > 0 && elapsed >= config_.log_interval_s &&
+      (prompt_tokens_since_log_ + generation_tokens_since_log_ > 0 || s.num_running > 0)) {
+    const double hit_rate = s.prefix_queries > 0 ? 100.0 * static_cast<double>(s.prefix_hits) / s.prefix_queries : 0.0;
+    spdlog::info(
+        "Avg prompt throughput: {:.1f} tokens/s, Avg generation throughput: {:.1f} tokens/s, Running: {} reqs, "
+        "Waiting: {} reqs, KV cache usage: {:.1f}%, Prefix cache hit rate: {:.1f}%",
+        prompt_tokens_since_log_ / elapsed, generation_tokens_since_log_ / elapsed, s.num_running, s.num_waiting,
+        100.0 * s.kv_usage, hit_rate);
+    last_log_ = now;
+    prompt_tokens_since_log_ = generation_tokens_since_log_ = 0;
+  }
+}
+
+}  // namespace ember

@@ -1,0 +1,136 @@
+#pragma once
+// The engine: one thread owns the scheduler, the KV cache (inside the model
+// runner) and the sampler, and loops: take new and aborted requests, schedule
+// a step, run it, sample, update the scheduler, push text deltas to each
+// request's stream. Other threads only call add(), abort(), metrics() and
+// shutdown(), which are thread safe. An idle engine sleeps on a condition
+// variable; it never spins.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/metrics.h"
+#include "engine/model_runner.h"
+#include "engine/output_processor.h"
+#include "engine/request.h"
+#include "engine/sampler.h"
+#include "models/tokenizer.h"
+#include "scheduler/scheduler.h"
+
+namespace ember {
+
+struct EngineConfig {
+  SchedulerConfig scheduler;    // num_blocks and block_size must match the runner's cache
+  int32_t max_queue_len = 1024;  // requests waiting to be scheduled, at most
+  uint64_t seed = 0;             // seeds the per-request seeds of unseeded requests
+  double log_interval_s = 5.0;   // periodic throughput line (0: never)
+};
+
+struct AddResult {
+  enum class Code { kOk, kInvalid, kOverloaded, kShuttingDown };
+  Code code = Code::kOk;
+  std::string error;  // when code != kOk
+  uint64_t id = 0;    // for abort()
+  std::shared_ptr<RequestStream> stream;
+};
+
+class Engine {
+ public:
+  // `tokenizer` must outlive the engine. eos_ids: the model's end tokens.
+  Engine(EngineConfig config, std::unique_ptr<ModelRunner> runner, const Tokenizer& tokenizer,
+         std::vector<int32_t> eos_ids);
+  ~Engine();  // shutdown(0): aborts what is left
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Checks what can be checked here (token ids in the vocabulary, lengths
+  // against max_model_len and the KV pool, the queue bound); params must have
+  // passed SamplingParams::validate. The request then runs asynchronously.
+  AddResult add(EngineRequest request);
+
+  // Finishes the request (all its sequences) with reason abort at the next
+  // step and frees its KV blocks. Unknown or finished ids are ignored.
+  void abort(uint64_t id);
+
+  // Stops accepting requests, lets the running ones finish for up to `drain`,
+  // aborts the rest and joins the engine thread. Idempotent.
+  void shutdown(std::chrono::milliseconds drain);
+
+  EngineMetrics metrics() const;  // a snapshot
+  const SchedulerConfig& scheduler_config() const { return config_.scheduler; }
+  const ModelConfig& model_config() const { return runner_->config(); }
+  int32_t vocab_size() const { return runner_->vocab_size(); }
+
+ private:
+  struct RequestState;
+  struct SequenceState {
+    RequestState* request = nullptr;
+    int32_t index = 0;
+    RequestGenerator generator;
+    std::unique_ptr<SequenceOutputProcessor> output;
+    Clock::time_point last_token{};
+  };
+  struct RequestState {
+    uint64_t id = 0;
+    EngineRequest request;
+    std::shared_ptr<RequestStream> stream;
+    std::vector<uint64_t> seq_ids;
+    int32_t unfinished = 0;
+    int32_t generated = 0;  // over all sequences
+    int32_t num_cached_tokens = 0;
+    FinishKind last_finish = FinishKind::kNone;
+    Clock::time_point arrival{};
+    Clock::time_point first_token{};
+  };
+
+  void loop();
+  void admit(std::unique_ptr<RequestState> request);
+  void abort_now(uint64_t request_id);
+  void step();
+  // Ends one sequence: pushes `delta` (with its finish), frees the scheduler
+  // entry when `release` and retires the request when it was the last.
+  void finish_sequence(uint64_t seq_id, FinishKind kind, SequenceDelta delta, bool release);
+  void publish_stats(int64_t new_prompt_tokens, int64_t new_generation_tokens);
+
+  EngineConfig config_;
+  std::unique_ptr<ModelRunner> runner_;
+  const Tokenizer& tokenizer_;
+  std::vector<int32_t> eos_ids_;
+
+  // Shared with other threads, under mu_.
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::unique_ptr<RequestState>> inbox_;
+  std::vector<uint64_t> aborts_;
+  bool accepting_ = true;
+  bool stop_ = false;
+  int64_t num_waiting_ = 0;    // inbox + scheduler waiting, for the queue bound
+  int64_t num_in_flight_ = 0;  // requests added and not finished
+  EngineMetrics metrics_;
+  std::condition_variable drained_cv_;
+  uint64_t next_request_id_ = 1;
+
+  // Engine thread only.
+  Scheduler scheduler_;
+  Sampler sampler_;
+  std::mt19937_64 seed_rng_;
+  uint64_t next_seq_id_ = 1;
+  std::unordered_map<uint64_t, std::unique_ptr<RequestState>> requests_;
+  std::unordered_map<uint64_t, SequenceState> sequences_;
+  std::vector<float> logits_;
+  Clock::time_point last_log_{};
+  int64_t prompt_tokens_since_log_ = 0, generation_tokens_since_log_ = 0;
+
+  std::thread thread_;
+};
+
+}  // namespace ember

@@ -1,0 +1,59 @@
+#include "engine/model_runner.h"
+
+#include <algorithm>
+#include <cassert>
+
+#include "kernels/cpu/cpu_ops.h"
+
+namespace ember {
+
+void build_forward_inputs(std::span<const StepSequence> seqs, int32_t block_size, ForwardInputs& in) {
+  in.token_ids.clear();
+  in.positions.clear();
+  in.slot_mapping.clear();
+  in.query_start_loc.assign(1, 0);
+  in.seq_lens.clear();
+  in.logits_indices.clear();
+  size_t max_blocks = 1;
+  for (const StepSequence& s : seqs) max_blocks = std::max(max_blocks, s.block_ids.size());
+  in.max_blocks_per_seq = static_cast<int32_t>(max_blocks);
+  in.block_tables.assign(seqs.size() * max_blocks, 0);
+
+  for (size_t b = 0; b < seqs.size(); ++b) {
+    const StepSequence& s = seqs[b];
+    const int64_t end = s.start + s.num_tokens;
+    assert(s.num_tokens > 0 && end <= static_cast<int64_t>(s.tokens.size()));
+    assert(static_cast<int64_t>(s.block_ids.size()) * block_size >= end);
+    for (int64_t pos = s.start; pos < end; ++pos) {
+      in.token_ids.push_back(s.tokens[static_cast<size_t>(pos)]);
+      in.positions.push_back(static_cast<int32_t>(pos));
+      const int64_t block = s.block_ids[static_cast<size_t>(pos / block_size)];
+      in.slot_mapping.push_back(block * block_size + pos % block_size);
+    }
+    in.query_start_loc.push_back(static_cast<int32_t>(in.token_ids.size()));
+    in.seq_lens.push_back(static_cast<int32_t>(end));
+    std::copy(s.block_ids.begin(), s.block_ids.end(), in.block_tables.begin() + static_cast<ptrdiff_t>(b * max_blocks));
+    if (s.wants_logits) in.logits_indices.push_back(static_cast<int32_t>(in.token_ids.size()) - 1);
+  }
+}
+
+CpuModelRunner::CpuModelRunner(LlamaWeights weights, int num_threads, int64_t num_blocks, int32_t block_size)
+    : weights_(std::move(weights)),
+      backend_(std::make_unique<CpuBackend>(num_threads)),
+      decoder_(std::make_unique<LlamaDecoder>(weights_, *backend_)),
+      cache_(KvCache::allocate(weights_.config, num_blocks, block_size)) {}
+
+void CpuModelRunner::execute(std::span<const StepSequence> seqs, std::vector<float>& logits) {
+  build_forward_inputs(seqs, static_cast<int32_t>(cache_.block_size), inputs_);
+  if (inputs_.token_ids.empty()) {
+    logits.clear();
+    return;
+  }
+  decoder_->forward(inputs_, cache_, logits);
+}
+
+int64_t CpuModelRunner::kv_bytes_per_token(const ModelConfig& config) {
+  return 2 * config.num_layers * config.num_kv_heads * config.head_dim * static_cast<int64_t>(sizeof(float));
+}
+
+}  // namespace ember

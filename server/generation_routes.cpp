@@ -1,0 +1,384 @@
+// POST /v1/completions and /v1/chat/completions: parse, tokenize, submit one
+// engine request per prompt (the engine fans out n), then either wait and
+// answer with one JSON object or stream SSE chunks as the deltas arrive.
+// A client that goes away mid-stream aborts its requests at once, so their KV
+// blocks return to the pool.
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <memory>
+
+#include <spdlog/spdlog.h>
+
+#include "server/server_impl.h"
+
+namespace ember {
+namespace {
+
+constexpr auto kPoll = std::chrono::milliseconds(50);
+
+ResponseFinish finish_of(FinishKind kind) {
+  switch (kind) {
+    case FinishKind::kStop: return ResponseFinish::kStop;
+    case FinishKind::kLength: return ResponseFinish::kLength;
+    case FinishKind::kAbort: return ResponseFinish::kAbort;
+    case FinishKind::kNone: break;
+  }
+  return ResponseFinish::kNone;
+}
+
+// One choice as it accumulates (non-streaming) or between chunks (streaming).
+struct ChoiceState {
+  std::string text;
+  std::vector<LogprobEntry> logprobs;
+  int32_t text_offset = 0;  // bytes of token text so far, for completions' text_offset
+  int32_t completion_tokens = 0;
+  int32_t cached_tokens = 0;
+  FinishKind finish = FinishKind::kNone;
+  StopReason stop_reason;
+};
+
+// The engine requests behind one HTTP request: one per prompt.
+struct Generation {
+  Engine* engine = nullptr;
+  const Tokenizer* tokenizer = nullptr;
+  int32_t n = 1;
+  bool want_logprobs = false;
+  std::vector<int32_t> stop_token_ids;
+  std::vector<uint64_t> ids;
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  std::vector<int32_t> prompt_tokens;
+  std::vector<ChoiceState> choices;  // prompt p, sample i at p * n + i
+  bool aborted = false;
+
+  void abort_all() {
+    if (aborted) return;
+    aborted = true;
+    for (uint64_t id : ids) engine->abort(id);
+  }
+  bool done() const {
+    for (const auto& s : streams)
+      if (!s->done()) return false;
+    return true;
+  }
+  // Applies the deltas that arrived for prompt p; returns the choices that changed.
+  std::vector<int32_t> absorb(size_t p, const std::vector<SequenceDelta>& deltas,
+                              std::vector<std::pair<int32_t, SequenceDelta>>* raw = nullptr) {
+    std::vector<int32_t> touched;
+    for (const SequenceDelta& d : deltas) {
+      const int32_t index = static_cast<int32_t>(p) * n + d.index;
+      ChoiceState& c = choices[static_cast<size_t>(index)];
+      c.text += d.text;
+      c.completion_tokens = std::max(c.completion_tokens, d.num_output_tokens);
+      c.cached_tokens = std::max(c.cached_tokens, d.num_cached_tokens);
+      if (want_logprobs) {
+        for (const SampledToken& t : d.logprobs) {
+          LogprobEntry e;
+          e.token = tokenizer->token_bytes(t.token);
+          e.logprob = t.logprob;
+          for (const TokenLogprob& alt : t.top) e.top.push_back({tokenizer->token_bytes(alt.token), alt.logprob});
+          e.text_offset = c.text_offset;
+          c.text_offset += static_cast<int32_t>(e.token.size());
+          c.logprobs.push_back(std::move(e));
+        }
+      }
+      if (d.finish != FinishKind::kNone) {
+        c.finish = d.finish;
+        if (d.finish == FinishKind::kStop && !d.stop_reason.empty()) {
+          if (!d.stop_reason_is_token) {
+            c.stop_reason = d.stop_reason;
+          } else {
+            const int32_t token = std::stoi(d.stop_reason);
+            // EOS is not a requested stop: vLLM reports stop_reason null for it.
+            if (std::find(stop_token_ids.begin(), stop_token_ids.end(), token) != stop_token_ids.end())
+              c.stop_reason = token;
+          }
+        }
+      }
+      touched.push_back(index);
+      if (raw) raw->emplace_back(index, d);
+    }
+    return touched;
+  }
+  Usage usage() const {
+    Usage u;
+    for (int32_t t : prompt_tokens) u.prompt_tokens += t;
+    int32_t cached = 0;
+    for (const ChoiceState& c : choices) {
+      u.completion_tokens += c.completion_tokens;
+      cached = std::max(cached, c.cached_tokens);
+    }
+    u.cached_tokens = cached;
+    return u;
+  }
+};
+
+// Submits one engine request per prompt; on any failure, aborts what was
+// submitted and returns the error (400 invalid, 503 overloaded or draining).
+ApiResult<std::shared_ptr<Generation>> submit(Engine& engine, const Tokenizer& tokenizer,
+                                              const std::vector<std::vector<int32_t>>& prompts,
+                                              const SamplingParams& params, const std::optional<std::string>& salt,
+                                              int32_t priority, const std::string& id) {
+  auto g = std::make_shared<Generation>();
+  g->engine = &engine;
+  g->tokenizer = &tokenizer;
+  g->n = params.n;
+  g->want_logprobs = params.logprobs.has_value();
+  g->stop_token_ids = params.stop_token_ids;
+  g->choices.resize(prompts.size() * static_cast<size_t>(params.n));
+  for (size_t p = 0; p < prompts.size(); ++p) {
+    EngineRequest r;
+    r.external_id = prompts.size() == 1 ? id : id + "-" + std::to_string(p);
+    r.prompt_ids = prompts[p];
+    r.params = params;
+    r.cache_salt = salt.value_or("");
+    r.priority = priority;
+    AddResult a = engine.add(std::move(r));
+    if (a.code != AddResult::Code::kOk) {
+      g->abort_all();
+      if (a.code == AddResult::Code::kInvalid) return invalid_request(a.error);
+      return overloaded(503, a.error);
+    }
+    g->ids.push_back(a.id);
+    g->streams.push_back(a.stream);
+    g->prompt_tokens.push_back(static_cast<int32_t>(prompts[p].size()));
+  }
+  return g;
+}
+
+void send_api_error(httplib::Response& res, const ApiError& e) {
+  res.status = e.status;
+  if (e.status == 503 || e.status == 429) res.set_header("Retry-After", "1");
+  res.set_content(dump_body(to_json(e)), "application/json");
+}
+
+// Waits for every sequence; false when the engine dropped a request.
+bool wait_all(Generation& g) {
+  while (!g.done()) {
+    for (size_t p = 0; p < g.streams.size(); ++p) g.absorb(p, g.streams[p]->pop(kPoll));
+  }
+  for (size_t p = 0; p < g.streams.size(); ++p) g.absorb(p, g.streams[p]->pop(std::chrono::milliseconds(0)));
+  for (const auto& s : g.streams)
+    if (s->error()) return false;
+  return true;
+}
+
+// Runs the SSE loop: `emit` turns one round of deltas into chunks. Returns
+// false (and aborts) when the client is gone.
+template <class Emit>
+void stream_response(httplib::Response& res, std::shared_ptr<Generation> g, Emit emit,
+                     std::function<std::string()> finale) {
+  res.set_header("Cache-Control", "no-cache");
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [g, emit, finale](size_t, httplib::DataSink& sink) {
+        std::string out;
+        for (size_t p = 0; p < g->streams.size(); ++p) {
+          std::vector<std::pair<int32_t, SequenceDelta>> raw;
+          g->absorb(p, g->streams[p]->pop(g->streams.size() == 1 ? kPoll : std::chrono::milliseconds(5)), &raw);
+          for (auto& [index, delta] : raw) out += emit(index, delta);
+        }
+        const bool finished = g->done();
+        if (finished) out += finale();
+        if (!out.empty() && !sink.write(out.data(), out.size())) {
+          g->abort_all();
+          return false;
+        }
+        if (finished) sink.done();
+        return true;
+      },
+      [g](bool success) {
+        if (!success) g->abort_all();  // the client went away: free its KV blocks now
+      });
+}
+
+}  // namespace
+
+ApiResult<std::string> HttpServer::Impl::render_chat(const std::vector<ChatMessage>& messages,
+                                                     bool add_generation_prompt, bool continue_final_message,
+                                                     const nlohmann::json& kwargs,
+                                                     const std::optional<std::string>& request_template) const {
+  std::optional<ChatTemplate> own;
+  const ChatTemplate* tmpl = chat_template ? &*chat_template : nullptr;
+  if (request_template) {
+    auto parsed = ChatTemplate::parse(*request_template);
+    if (!parsed) return invalid_request("chat_template: " + parsed.error().message, "chat_template");
+    own = std::move(parsed).value();
+    tmpl = &*own;
+  }
+  if (!tmpl)
+    return invalid_request("this model has no chat template; start the server with --chat-template FILE", "messages");
+  if (continue_final_message && (messages.empty() || messages.back().role != "assistant"))
+    return invalid_request("continue_final_message needs a final assistant message", "continue_final_message");
+  nlohmann::json list = nlohmann::json::array();
+  for (const ChatMessage& m : messages) list.push_back(to_template_json(m));
+  ChatTemplateOptions opt;
+  opt.add_generation_prompt = add_generation_prompt && !continue_final_message;
+  const Tokenizer& tok = *source->tokenizer;
+  if (tok.bos_id() >= 0) opt.bos_token = tok.token_bytes(tok.bos_id());
+  if (tok.eos_id() >= 0) opt.eos_token = tok.token_bytes(tok.eos_id());
+  if (kwargs.is_object()) opt.extra_context = nlohmann::ordered_json::parse(kwargs.dump());
+  auto rendered = tmpl->render(list, opt);
+  if (!rendered) return invalid_request("chat template: " + rendered.error().message, "messages");
+  std::string text = std::move(rendered).value();
+  if (continue_final_message) {
+    // As vLLM: cut what the template put after the final message's content,
+    // so the model continues it.
+    const std::string& last = messages.back().content.value_or("");
+    const size_t at = last.empty() ? std::string::npos : text.rfind(last);
+    if (at != std::string::npos) text.resize(at + last.size());
+  }
+  return text;
+}
+
+void HttpServer::Impl::handle_completions(const httplib::Request& req, httplib::Response& res) {
+  if (!check_serving(res)) return;
+  auto parsed = parse_completion_request(req.body, limits);
+  if (!parsed) return send_error(res, parsed.error());
+  CompletionRequest& r = *parsed;
+  if (!check_model(r.model, res)) return;
+  if (r.params.echo && r.params.logprobs)
+    return send_error(res, invalid_request("echo with logprobs (prompt logprobs) is not supported", "echo"));
+  const Tokenizer& tok = *source->tokenizer;
+  std::vector<std::vector<int32_t>> prompts;
+  for (const PromptInput& p : r.prompts) {
+    std::vector<int32_t> ids = p.text ? tok.encode(*p.text, r.add_special_tokens) : p.token_ids;
+    if (ids.empty()) return send_error(res, invalid_request("the prompt is empty", "prompt"));
+    auto max_tokens = resolve_max_tokens(r.params.max_tokens, static_cast<int32_t>(ids.size()), limits.max_model_len);
+    if (!max_tokens) return send_error(res, max_tokens.error());
+    prompts.push_back(std::move(ids));
+  }
+  ResponseHeader header{make_response_id("cmpl"), unix_now(), r.model.empty() ? model_name() : r.model};
+  auto submitted = submit(*engine, tok, prompts, r.params, r.cache_salt, r.priority, header.id);
+  if (!submitted) return send_api_error(res, submitted.error());
+  std::shared_ptr<Generation> g = std::move(submitted).value();
+
+  // echo: the prompt's text comes first in each choice's text.
+  std::vector<std::string> echoed(prompts.size());
+  if (r.params.echo)
+    for (size_t p = 0; p < prompts.size(); ++p)
+      echoed[p] = r.prompts[p].text ? *r.prompts[p].text : tok.decode(prompts[p], /*skip_special=*/false);
+
+  if (!r.stream.stream) {
+    if (!wait_all(*g)) return send_error(res, internal_error("the engine dropped the request"));
+    std::vector<CompletionChoiceOut> out;
+    for (size_t i = 0; i < g->choices.size(); ++i) {
+      ChoiceState& c = g->choices[i];
+      CompletionChoiceOut o;
+      o.index = static_cast<int32_t>(i);
+      o.text = echoed[i / static_cast<size_t>(g->n)] + c.text;
+      if (g->want_logprobs) o.logprobs = c.logprobs;
+      o.finish_reason = finish_of(c.finish);
+      o.stop_reason = c.stop_reason;
+      out.push_back(std::move(o));
+    }
+    res.set_content(dump_body(build_completion(header, out, g->usage())), "application/json");
+    return;
+  }
+  const bool include_usage = r.stream.include_usage, continuous = r.stream.continuous_usage_stats;
+  auto first_sent = std::make_shared<std::vector<bool>>(g->choices.size(), false);
+  auto emit = [g, header, echoed, first_sent, continuous](int32_t index, const SequenceDelta& d) {
+    CompletionChoiceOut o;
+    o.index = index;
+    o.text = d.text;
+    if (!(*first_sent)[static_cast<size_t>(index)]) {
+      (*first_sent)[static_cast<size_t>(index)] = true;
+      o.text = echoed[static_cast<size_t>(index / g->n)] + o.text;
+    }
+    if (g->want_logprobs) {
+      const auto& all = g->choices[static_cast<size_t>(index)].logprobs;
+      o.logprobs = std::vector<LogprobEntry>(all.end() - static_cast<ptrdiff_t>(d.logprobs.size()), all.end());
+    }
+    o.finish_reason = finish_of(d.finish);
+    if (d.finish != FinishKind::kNone) o.stop_reason = g->choices[static_cast<size_t>(index)].stop_reason;
+    if (o.text.empty() && d.finish == FinishKind::kNone && d.logprobs.empty()) return std::string();
+    return sse_event(build_completion_chunk(header, {o}, continuous ? std::optional<Usage>(g->usage()) : std::nullopt));
+  };
+  auto finale = [g, header, include_usage]() {
+    std::string out;
+    if (include_usage) out += sse_event(build_completion_chunk(header, {}, g->usage()));
+    out += kSseDone;
+    return out;
+  };
+  stream_response(res, g, emit, finale);
+}
+
+void HttpServer::Impl::handle_chat(const httplib::Request& req, httplib::Response& res) {
+  if (!check_serving(res)) return;
+  auto parsed = parse_chat_request(req.body, limits);
+  if (!parsed) return send_error(res, parsed.error());
+  ChatCompletionRequest& r = *parsed;
+  if (!check_model(r.model, res)) return;
+  auto text = render_chat(r.messages, r.add_generation_prompt, r.continue_final_message, r.chat_template_kwargs,
+                          r.chat_template);
+  if (!text) return send_error(res, text.error());
+  const Tokenizer& tok = *source->tokenizer;
+  std::vector<int32_t> ids = tok.encode(*text, r.add_special_tokens);
+  if (ids.empty()) return send_error(res, invalid_request("the rendered conversation is empty", "messages"));
+  auto max_tokens = resolve_max_tokens(r.requested_max_tokens, static_cast<int32_t>(ids.size()), limits.max_model_len);
+  if (!max_tokens) return send_error(res, max_tokens.error());
+  r.params.max_tokens = *max_tokens;
+
+  ResponseHeader header{make_response_id("chatcmpl"), unix_now(), r.model.empty() ? model_name() : r.model};
+  auto submitted = submit(*engine, tok, {ids}, r.params, r.cache_salt, r.priority, header.id);
+  if (!submitted) return send_api_error(res, submitted.error());
+  std::shared_ptr<Generation> g = std::move(submitted).value();
+
+  if (!r.stream.stream) {
+    if (!wait_all(*g)) return send_error(res, internal_error("the engine dropped the request"));
+    std::vector<ChatChoiceOut> out;
+    for (size_t i = 0; i < g->choices.size(); ++i) {
+      ChoiceState& c = g->choices[i];
+      ChatChoiceOut o;
+      o.index = static_cast<int32_t>(i);
+      o.role = "assistant";
+      o.content = c.text;
+      if (g->want_logprobs) o.logprobs = c.logprobs;
+      o.finish_reason = finish_of(c.finish);
+      o.stop_reason = c.stop_reason;
+      out.push_back(std::move(o));
+    }
+    res.set_content(dump_body(build_chat_completion(header, out, g->usage())), "application/json");
+    return;
+  }
+  const bool include_usage = r.stream.include_usage, continuous = r.stream.continuous_usage_stats;
+  // Every choice opens with a role chunk, sent before any generated text.
+  std::string opening;
+  for (size_t i = 0; i < g->choices.size(); ++i) {
+    ChatChoiceOut o;
+    o.index = static_cast<int32_t>(i);
+    o.role = "assistant";
+    o.content = "";
+    opening += sse_event(build_chat_chunk(header, {o}));
+  }
+  auto opened = std::make_shared<bool>(false);
+  auto emit = [g, header, continuous, opening, opened](int32_t index, const SequenceDelta& d) {
+    std::string out;
+    if (!*opened) {
+      *opened = true;
+      out = opening;
+    }
+    ChatChoiceOut o;
+    o.index = index;
+    if (!d.text.empty() || d.finish == FinishKind::kNone) o.content = d.text;
+    if (g->want_logprobs && !d.logprobs.empty()) {
+      const auto& all = g->choices[static_cast<size_t>(index)].logprobs;
+      o.logprobs = std::vector<LogprobEntry>(all.end() - static_cast<ptrdiff_t>(d.logprobs.size()), all.end());
+    }
+    o.finish_reason = finish_of(d.finish);
+    if (d.finish != FinishKind::kNone) o.stop_reason = g->choices[static_cast<size_t>(index)].stop_reason;
+    if (d.text.empty() && d.finish == FinishKind::kNone && d.logprobs.empty()) return out;
+    return out + sse_event(build_chat_chunk(header, {o}, continuous ? std::optional<Usage>(g->usage()) : std::nullopt));
+  };
+  auto finale = [g, header, include_usage, opening, opened]() {
+    std::string out = *opened ? std::string() : opening;
+    *opened = true;
+    if (include_usage) out += sse_event(build_chat_chunk(header, {}, g->usage()));
+    out += kSseDone;
+    return out;
+  };
+  stream_response(res, g, emit, finale);
+}
+
+}  // namespace ember

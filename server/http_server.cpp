@@ -1,0 +1,214 @@
+#include "server/http_server.h"
+
+#include <algorithm>
+
+#include <spdlog/spdlog.h>
+
+#include "server/openapi.h"
+#include "server/server_impl.h"
+
+namespace ember {
+namespace {
+
+// Compares without an early exit, so the time taken does not tell an
+// attacker how much of the key was right.
+bool constant_time_equal(const std::string& a, const std::string& b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  const std::string& longer = a.size() >= b.size() ? a : b;
+  for (size_t i = 0; i < longer.size(); ++i) {
+    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
+    const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
+    diff |= static_cast<unsigned char>(x ^ y);
+  }
+  return diff == 0;
+}
+
+// Routes that need the API key: the OpenAI API and the tokenizer routes.
+// /health, /metrics, /version and /openapi.json stay open, as in vLLM.
+bool needs_auth(const std::string& path) {
+  return path.rfind("/v1/", 0) == 0 || path == "/tokenize" || path == "/detokenize";
+}
+
+void send_json(httplib::Response& res, const nlohmann::json& body, int status = 200) {
+  res.status = status;
+  res.set_content(dump_body(body), "application/json");
+}
+
+}  // namespace
+
+void HttpServer::Impl::send_error(httplib::Response& res, const ApiError& error) {
+  send_json(res, to_json(error), error.status);
+}
+
+bool HttpServer::Impl::check_serving(httplib::Response& res) const {
+  if (!ready.load()) {
+    send_error(res, overloaded(503, "the model is still loading"));
+    res.set_header("Retry-After", "5");
+    return false;
+  }
+  if (!accepting.load()) {
+    send_error(res, overloaded(503, "the server is shutting down"));
+    return false;
+  }
+  return true;
+}
+
+bool HttpServer::Impl::check_model(const std::string& model, httplib::Response& res) const {
+  // An absent model means the default one (vLLM accepts that too).
+  if (model.empty()) return true;
+  const auto& names = config.served_model_names;
+  if (std::find(names.begin(), names.end(), model) != names.end()) return true;
+  send_error(res, model_not_found(model));
+  return false;
+}
+
+void HttpServer::Impl::install_routes() {
+  http.set_payload_max_length(config.max_body_bytes);
+
+  http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (config.api_key.empty() || !needs_auth(req.path)) return httplib::Server::HandlerResponse::Unhandled;
+    const std::string auth = req.get_header_value("Authorization");
+    const std::string prefix = "Bearer ";
+    const std::string given = auth.rfind(prefix, 0) == 0 ? auth.substr(prefix.size()) : std::string();
+    if (constant_time_equal(given, config.api_key)) return httplib::Server::HandlerResponse::Unhandled;
+    send_error(res, unauthorized());
+    return httplib::Server::HandlerResponse::Handled;
+  });
+
+  // httplib calls this for statuses >= 400 that have no body yet: unknown
+  // routes (404), bodies over the limit (413), malformed requests (400).
+  http.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    if (res.status == 404) {
+      send_error(res, route_not_found(req.method, req.path));
+    } else if (res.status == 413) {
+      send_error(res, body_too_large(config.max_body_bytes));
+    } else if (res.status == 405) {
+      send_error(res, ApiError{405, "method " + req.method + " is not allowed on " + req.path,
+                               "invalid_request_error", std::nullopt, std::nullopt});
+    } else {
+      send_error(res, ApiError{res.status, "bad request", "invalid_request_error", std::nullopt, std::nullopt});
+    }
+  });
+  http.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+    std::string what = "unknown error";
+    try {
+      if (ep) std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    spdlog::error("{} {}: internal error: {}", req.method, req.path, what);
+    send_error(res, internal_error("internal error"));
+  });
+
+  http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+    res.status = ready.load() ? 200 : 503;
+  });
+  http.Get("/version", [](const httplib::Request&, httplib::Response& res) { send_json(res, build_version_response()); });
+  http.Get("/openapi.json", [](const httplib::Request&, httplib::Response& res) { send_json(res, openapi_document()); });
+  http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    std::string text;
+    if (ready.load()) text = engine->metrics().prometheus(model_name());
+    res.set_content(text, "text/plain; version=0.0.4; charset=utf-8");
+  });
+  http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+    if (!check_serving(res)) return;
+    std::vector<ModelCard> cards;
+    for (const std::string& name : config.served_model_names)
+      cards.push_back(ModelCard{name, created, source->path, limits.max_model_len});
+    send_json(res, build_model_list(cards));
+  });
+  http.Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) {
+    if (!check_serving(res)) return;
+    auto parsed = parse_tokenize_request(req.body, limits);
+    if (!parsed) return send_error(res, parsed.error());
+    if (!check_model(parsed->model, res)) return;
+    std::string text;
+    if (parsed->prompt) {
+      text = *parsed->prompt;
+    } else {
+      auto rendered = render_chat(parsed->messages, parsed->add_generation_prompt, parsed->continue_final_message,
+                                  parsed->chat_template_kwargs, std::nullopt);
+      if (!rendered) return send_error(res, rendered.error());
+      text = *rendered;
+    }
+    const std::vector<int32_t> ids = source->tokenizer->encode(text, parsed->add_special_tokens);
+    std::optional<std::vector<std::string>> strs;
+    if (parsed->return_token_strs) {
+      strs.emplace();
+      for (int32_t id : ids) strs->push_back(source->tokenizer->token_bytes(id));
+    }
+    send_json(res, build_tokenize_response(ids, limits.max_model_len, strs));
+  });
+  http.Post("/detokenize", [this](const httplib::Request& req, httplib::Response& res) {
+    if (!check_serving(res)) return;
+    auto parsed = parse_detokenize_request(req.body, limits);
+    if (!parsed) return send_error(res, parsed.error());
+    if (!check_model(parsed->model, res)) return;
+    send_json(res, build_detokenize_response(source->tokenizer->decode(parsed->tokens, /*skip_special=*/true)));
+  });
+  http.Post("/v1/completions",
+            [this](const httplib::Request& req, httplib::Response& res) { handle_completions(req, res); });
+  http.Post("/v1/chat/completions",
+            [this](const httplib::Request& req, httplib::Response& res) { handle_chat(req, res); });
+}
+
+HttpServer::HttpServer(ServerConfig config) : impl_(std::make_unique<Impl>()) {
+  impl_->config = std::move(config);
+  if (impl_->config.served_model_names.empty()) impl_->config.served_model_names.push_back("ember");
+  impl_->created = unix_now();
+  impl_->limits.max_n = impl_->config.max_n;
+  impl_->install_routes();
+}
+
+HttpServer::~HttpServer() { stop(); }
+
+Status HttpServer::start() {
+  Impl& s = *impl_;
+  const int threads = s.config.num_http_threads > 0 ? s.config.num_http_threads : 64;
+  // Each streaming request holds a handler thread while it runs, so the pool
+  // is sized for the engine's concurrency; connections beyond it queue.
+  s.http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  s.http.set_read_timeout(30, 0);
+  s.http.set_write_timeout(30, 0);
+  if (s.config.port == 0) {
+    s.bound_port = s.http.bind_to_any_port(s.config.host);
+    if (s.bound_port <= 0) return Error{"cannot bind " + s.config.host};
+  } else {
+    if (!s.http.bind_to_port(s.config.host, s.config.port))
+      return Error{"cannot listen on " + s.config.host + ":" + std::to_string(s.config.port) +
+                   " (address in use or not available)"};
+    s.bound_port = s.config.port;
+  }
+  s.listener = std::thread([&s] { s.http.listen_after_bind(); });
+  return Status::success();
+}
+
+int HttpServer::port() const { return impl_->bound_port; }
+
+Status HttpServer::set_ready(const ModelSource& source, Engine& engine) {
+  Impl& s = *impl_;
+  const std::string& text = s.config.chat_template.empty() ? source.chat_template : s.config.chat_template;
+  if (!text.empty()) {
+    auto parsed = ChatTemplate::parse(text);
+    if (!parsed) return Error{"chat template: " + parsed.error().message};
+    s.chat_template = std::move(parsed).value();
+  }
+  s.source = &source;
+  s.engine = &engine;
+  s.limits.vocab_size = engine.vocab_size();
+  s.limits.max_model_len = engine.scheduler_config().max_model_len;
+  s.ready.store(true);
+  return Status::success();
+}
+
+void HttpServer::stop_accepting() { impl_->accepting.store(false); }
+
+void HttpServer::stop() {
+  if (!impl_) return;
+  impl_->http.stop();
+  if (impl_->listener.joinable()) impl_->listener.join();
+}
+
+}  // namespace ember

@@ -1,0 +1,56 @@
+#pragma once
+// The HTTP front end of `ember serve` (cpp-httplib): the OpenAI-compatible
+// routes, /health, /metrics, /tokenize, /detokenize, /version, /openapi.json.
+// It listens before the model is loaded (GET /health answers 503 until
+// set_ready), talks to the engine only through Engine::add/abort and the
+// per-request streams, and turns every failure into OpenAI's error object.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "engine/engine.h"
+#include "models/model_source.h"
+
+namespace ember {
+
+struct ServerConfig {
+  std::string host = "127.0.0.1";
+  int port = 8000;                              // 0: any free port (see port())
+  std::string api_key;                          // empty: no authentication
+  std::vector<std::string> served_model_names;  // first is the one /v1/models lists first
+  std::string chat_template;                    // Jinja source overriding the model's; empty: the model's
+  size_t max_body_bytes = size_t{16} << 20;     // larger bodies get 413
+  int32_t max_n = 128;
+  int num_http_threads = 0;                     // 0: max_num_seqs + 16, at least 32
+};
+
+class HttpServer {
+ public:
+  explicit HttpServer(ServerConfig config);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds host:port (fails with a clear error when it is taken) and starts the
+  // listening thread.
+  Status start();
+  int port() const;
+
+  // The model is loaded: requests are served from now on. Both must outlive
+  // the server (or stop() must be called first).
+  Status set_ready(const ModelSource& source, Engine& engine);
+
+  // New requests get 503 from now on (used while draining on SIGTERM).
+  void stop_accepting();
+
+  // Closes the listening socket, waits for the handlers and joins.
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ember

@@ -1,0 +1,219 @@
+#pragma once
+// The OpenAI API as ember speaks it, without HTTP and without the engine:
+// request bodies in (parsed, type-checked and range-checked into typed
+// requests whose SamplingParams passed validate()), response objects out
+// (JSON and SSE frames shaped as OpenAI and vLLM send them).
+//
+// Conventions kept from vLLM: unknown request fields are ignored; a JSON null
+// means "not given"; choice index of prompt p, sample i is p * n + i; ids are
+// "cmpl-" / "chatcmpl-" + 32 hex digits; logprobs that are -inf or NaN are sent
+// as -9999.0 (JSON has no infinity).
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/sampling_params.h"
+#include "models/unicode.h"
+#include "server/openai_error.h"
+
+namespace ember {
+
+// What the server knows when it parses: bounds that depend on the model and flags.
+struct ProtocolLimits {
+  int32_t vocab_size = INT32_MAX;   // token ids in prompts, logit_bias, stop_token_ids must be below
+  int32_t max_model_len = INT32_MAX;
+  int32_t max_n = 128;              // n (completions per prompt) at most
+  int32_t max_stop = 16;            // stop strings at most
+  int max_json_depth = 64;          // checked before parsing (common/json_limits.h)
+  size_t max_json_containers = 1 << 16;
+};
+
+// ---- requests ---------------------------------------------------------------------
+
+// One prompt: text to tokenize, or token ids given by the client (checked < vocab_size).
+struct PromptInput {
+  std::optional<std::string> text;
+  std::vector<int32_t> token_ids;
+};
+
+// Fields both endpoints share besides the sampling ones.
+struct StreamOptions {
+  bool stream = false;
+  bool include_usage = false;            // stream_options.include_usage: a last chunk with usage
+  bool continuous_usage_stats = false;   // stream_options.continuous_usage_stats (vLLM): usage in every chunk
+};
+
+struct CompletionRequest {
+  std::string model;
+  std::vector<PromptInput> prompts;      // >= 1; each yields params.n choices
+  SamplingParams params;                 // max_tokens defaults to 16 (OpenAI)
+  StreamOptions stream;
+  std::string user;
+  std::optional<std::string> cache_salt;  // vLLM: isolates this request's prefix-cache entries
+  int32_t priority = 0;                   // vLLM: lower runs first under priority scheduling
+  bool skip_special_tokens = true;
+  bool add_special_tokens = true;         // tokenize text prompts with BOS (vLLM's default for completions)
+};
+
+// A chat message after parsing: a list of text parts is joined with "\n" (what
+// vLLM does for templates that take string content).
+struct ChatMessage {
+  std::string role;                    // system | developer | user | assistant | tool
+  std::optional<std::string> content;  // null only for assistant messages
+  std::optional<std::string> name;
+  std::optional<std::string> tool_call_id;
+};
+
+// {"role", "content"[, "name", "tool_call_id"]}: what a chat template iterates over.
+nlohmann::json to_template_json(const ChatMessage& message);
+
+struct ChatCompletionRequest {
+  std::string model;
+  std::vector<ChatMessage> messages;   // >= 1
+  SamplingParams params;               // logprobs = top_logprobs when "logprobs": true, else unset
+  // max_completion_tokens, else max_tokens, as given; unset means "the rest of
+  // the context" and resolve_max_tokens() fills params.max_tokens once the
+  // prompt length is known.
+  std::optional<int32_t> requested_max_tokens;
+  StreamOptions stream;
+  bool add_generation_prompt = true;
+  bool continue_final_message = false;
+  bool add_special_tokens = false;     // vLLM's default for chat: the template adds BOS itself
+  bool skip_special_tokens = true;
+  nlohmann::json chat_template_kwargs = nlohmann::json::object();
+  std::optional<std::string> chat_template;  // vLLM: a template in the request overrides the model's
+  std::string user;
+  std::optional<std::string> cache_salt;
+  int32_t priority = 0;
+};
+
+// POST /tokenize: either {"prompt"} (completion style) or {"messages"} (chat style).
+struct TokenizeRequest {
+  std::string model;                             // optional on this route
+  std::optional<std::string> prompt;
+  std::vector<ChatMessage> messages;             // used when prompt is unset
+  bool add_special_tokens = true;                // vLLM: true for prompt, false for messages
+  bool add_generation_prompt = true;
+  bool continue_final_message = false;
+  bool return_token_strs = false;
+  nlohmann::json chat_template_kwargs = nlohmann::json::object();
+};
+
+struct DetokenizeRequest {
+  std::string model;
+  std::vector<int32_t> tokens;                   // each in [0, vocab_size)
+};
+
+ApiResult<CompletionRequest> parse_completion_request(std::string_view body, const ProtocolLimits& limits);
+ApiResult<ChatCompletionRequest> parse_chat_request(std::string_view body, const ProtocolLimits& limits);
+ApiResult<TokenizeRequest> parse_tokenize_request(std::string_view body, const ProtocolLimits& limits);
+ApiResult<DetokenizeRequest> parse_detokenize_request(std::string_view body, const ProtocolLimits& limits);
+
+// After tokenization: fails (400, vLLM's wording) when the prompt plus the
+// requested tokens do not fit max_model_len; for a chat request without
+// max_tokens, sets params.max_tokens to what is left of the context.
+// `requested` is CompletionRequest's params.max_tokens or ChatCompletionRequest's requested_max_tokens.
+ApiResult<int32_t> resolve_max_tokens(std::optional<int32_t> requested, int32_t prompt_tokens, int32_t max_model_len);
+
+// ---- responses --------------------------------------------------------------------
+
+enum class ResponseFinish { kNone, kStop, kLength, kAbort };
+// null, "stop", "length", "abort" (vLLM's reason for an aborted request).
+nlohmann::json to_json(ResponseFinish reason);
+
+// What stopped a choice beyond "stop": the matched stop string, the stop token id, or nothing (EOS, length).
+using StopReason = std::variant<std::monostate, std::string, int32_t>;
+
+struct Usage {
+  int32_t prompt_tokens = 0;
+  int32_t completion_tokens = 0;
+  std::optional<int32_t> cached_tokens;  // prefix-cache hits: prompt_tokens_details.cached_tokens
+};
+nlohmann::json to_json(const Usage& usage);
+
+// One position of a logprobs list. `token` holds the token's raw bytes (it may
+// be part of a UTF-8 character); builders send it as text with invalid bytes
+// replaced by U+FFFD and, in chat, the raw bytes in "bytes".
+struct TokenAlternative {
+  std::string token;
+  float logprob = 0.0f;
+};
+struct LogprobEntry {
+  std::string token;
+  std::optional<float> logprob;          // null for the first echoed prompt token
+  std::vector<TokenAlternative> top;     // best first
+  bool has_top = true;                   // false: top_logprobs entry is null (first echoed prompt token)
+  int32_t text_offset = 0;               // completions: byte offset of the token in the choice's text
+};
+
+struct CompletionChoiceOut {
+  int32_t index = 0;
+  std::string text;
+  std::optional<std::vector<LogprobEntry>> logprobs;  // unset: "logprobs": null
+  ResponseFinish finish_reason = ResponseFinish::kNone;
+  StopReason stop_reason;
+  std::vector<int32_t> prompt_token_ids;  // echoed as vLLM's prompt_token_ids when non-empty
+};
+
+struct ChatChoiceOut {
+  int32_t index = 0;
+  std::optional<std::string> role;      // stream: "assistant" in a choice's first chunk only
+  std::optional<std::string> content;   // full response: the message; stream: the delta (unset: no key)
+  std::optional<std::vector<LogprobEntry>> logprobs;
+  ResponseFinish finish_reason = ResponseFinish::kNone;
+  StopReason stop_reason;
+};
+
+struct ResponseHeader {
+  std::string id;       // make_response_id("cmpl") / ("chatcmpl")
+  int64_t created = 0;  // unix seconds, the same in every chunk of one stream
+  std::string model;
+};
+
+std::string make_response_id(std::string_view prefix);  // prefix + "-" + 32 random hex digits
+int64_t unix_now();
+
+nlohmann::json build_completion(const ResponseHeader& h, const std::vector<CompletionChoiceOut>& choices,
+                                const Usage& usage);
+// A streamed completion chunk: "text" is the delta. usage is added when set
+// (the final usage chunk has no choices; continuous_usage_stats puts it on all).
+nlohmann::json build_completion_chunk(const ResponseHeader& h, const std::vector<CompletionChoiceOut>& choices,
+                                      const std::optional<Usage>& usage = std::nullopt);
+
+// A full chat.completion: each choice's content is the message (role "assistant").
+nlohmann::json build_chat_completion(const ResponseHeader& h, const std::vector<ChatChoiceOut>& choices,
+                                     const Usage& usage);
+// A chat.completion.chunk: each choice's role/content form the delta ({} when both unset).
+nlohmann::json build_chat_chunk(const ResponseHeader& h, const std::vector<ChatChoiceOut>& choices,
+                                const std::optional<Usage>& usage = std::nullopt);
+
+// Server-sent events: "data: <compact json>\n\n" and the terminator "data: [DONE]\n\n".
+std::string sse_event(const nlohmann::json& payload);
+inline constexpr std::string_view kSseDone = "data: [DONE]\n\n";
+// A JSON body as sent: compact, invalid UTF-8 replaced rather than thrown on.
+std::string dump_body(const nlohmann::json& payload);
+
+struct ModelCard {
+  std::string id;
+  int64_t created = 0;
+  std::string root;         // the model path it was loaded from
+  int32_t max_model_len = 0;
+};
+nlohmann::json build_model_list(const std::vector<ModelCard>& models);
+
+nlohmann::json build_tokenize_response(const std::vector<int32_t>& tokens, int32_t max_model_len,
+                                       const std::optional<std::vector<std::string>>& token_strs);
+nlohmann::json build_detokenize_response(const std::string& text);
+nlohmann::json build_version_response();
+
+// Text as JSON can carry it: sanitize_utf8 (models/unicode.h) replaces
+// invalid UTF-8 with U+FFFD as Python's bytes.decode("utf-8", "replace") does.
+
+}  // namespace ember

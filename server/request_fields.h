@@ -1,0 +1,29 @@
+#pragma once
+// Pieces the completion, chat and tokenize parsers share (internal to server/).
+
+#include <string>
+#include <vector>
+
+#include "server/json_fields.h"
+#include "server/openai_protocol.h"
+
+namespace ember {
+
+// temperature, top_p, top_k, min_p, the three penalties, seed, stop,
+// stop_token_ids, min_tokens, ignore_eos, n, logit_bias: type checks only.
+void read_sampling_fields(FieldReader& f, SamplingParams& p, const ProtocolLimits& limits);
+
+// stream + stream_options (only allowed with stream: true, as vLLM).
+void read_stream_fields(FieldReader& f, StreamOptions& out);
+
+// Range checks through SamplingParams::validate, plus the limits it does not
+// know (n <= max_n). param is the first failing field; `max_tokens_param`
+// names the field max_tokens came from ("max_completion_tokens" in chat),
+// `logprobs_param` the one logprobs came from ("top_logprobs" in chat).
+std::optional<ApiError> check_sampling(const SamplingParams& p, const ProtocolLimits& limits,
+                                       const std::string& max_tokens_param, const std::string& logprobs_param);
+
+// "messages": a non-empty list of {role, content, name?, tool_call_id?}.
+void read_messages(FieldReader& f, std::vector<ChatMessage>& out);
+
+}  // namespace ember

@@ -1,0 +1,54 @@
+#pragma once
+// Internal to server/: the state the route handlers share. http_server.cpp
+// sets up httplib, authentication and the small routes; generation_routes.cpp
+// serves /v1/completions and /v1/chat/completions.
+
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include <httplib.h>
+
+#include "engine/engine.h"
+#include "models/chat_template.h"
+#include "models/model_source.h"
+#include "server/http_server.h"
+#include "server/openai_protocol.h"
+
+namespace ember {
+
+struct HttpServer::Impl {
+  ServerConfig config;
+  httplib::Server http;
+  std::thread listener;
+  int bound_port = 0;
+
+  // Set once by set_ready(), read by handlers after `ready` is seen true.
+  const ModelSource* source = nullptr;
+  Engine* engine = nullptr;
+  std::optional<ChatTemplate> chat_template;
+  ProtocolLimits limits;
+  std::atomic<bool> ready{false};
+  std::atomic<bool> accepting{true};
+  int64_t created = 0;
+
+  void install_routes();
+  // Writes `error` as the response (status, OpenAI error JSON).
+  static void send_error(httplib::Response& res, const ApiError& error);
+  // 503 while loading or draining; 404 for a model name we do not serve.
+  bool check_serving(httplib::Response& res) const;
+  bool check_model(const std::string& model, httplib::Response& res) const;
+  std::string model_name() const { return config.served_model_names.front(); }
+
+  // Tokenizes a rendered chat conversation; the ApiError says what was wrong.
+  ApiResult<std::string> render_chat(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                                     bool continue_final_message, const nlohmann::json& kwargs,
+                                     const std::optional<std::string>& request_template) const;
+
+  void handle_completions(const httplib::Request& req, httplib::Response& res);
+  void handle_chat(const httplib::Request& req, httplib::Response& res);
+};
+
+}  // namespace ember

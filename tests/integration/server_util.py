@@ -1,0 +1,110 @@
+"""Starting and talking to a real `ember serve` for the integration tests."""
+import http.client
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BUILD = pathlib.Path(os.environ.get("EMBER_BUILD_DIR", ROOT / "build"))
+EMBER = BUILD / "ember"
+MODEL = pathlib.Path(os.environ.get("EMBER_DEFAULT_MODEL",
+                                    pathlib.Path.home() / ".cache/ember/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+TINY_CONFIG = ROOT / "configs/models/tiny-smollm2-vocab.json"
+SMOLLM2_TEMPLATE = ROOT / "tests/fixtures/chat_templates/smollm2-135m-instruct.jinja"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """An `ember serve` process on a free port; stop() sends SIGTERM and returns the exit code."""
+
+    def __init__(self, *args, model=None, tiny=False, timeout=120):
+        assert EMBER.exists(), f"{EMBER} is not built"
+        assert MODEL.exists(), f"default model {MODEL} is missing (run scripts/setup.sh)"
+        self.port = free_port()
+        cmd = [str(EMBER), "serve", "--port", str(self.port), "--served-model-name", "test-model"]
+        if tiny:
+            cmd += ["--model", str(TINY_CONFIG), "--load-format", "dummy", "--tokenizer", str(MODEL),
+                    "--chat-template", str(SMOLLM2_TEMPLATE)]
+        else:
+            cmd += ["--model", str(model or MODEL)]
+        cmd += list(args)
+        self.log = open(BUILD / f"serve-{self.port}.log", "w")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            assert self.proc.poll() is None, f"ember serve exited early: {self.read_log()}"
+            try:
+                if self.request("GET", "/health")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"ember serve not healthy after {timeout} s: {self.read_log()}")
+
+    @property
+    def base_url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def read_log(self):
+        return (BUILD / f"serve-{self.port}.log").read_text()[-4000:]
+
+    def request(self, method, path, body=None, headers=None, timeout=60):
+        """Raw HTTP: returns (status, headers dict, body bytes). `body` may be bytes, str or a JSON value."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        if body is not None and not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+        hdrs = {"Content-Type": "application/json"}
+        hdrs.update(headers or {})
+        conn.request(method, path, body=body, headers=hdrs)
+        r = conn.getresponse()
+        data = r.read()
+        conn.close()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+
+    def post(self, path, body, **kw):
+        status, _, data = self.request("POST", path, body, **kw)
+        return status, json.loads(data) if data else None
+
+    def metrics(self):
+        status, _, data = self.request("GET", "/metrics")
+        assert status == 200
+        out = {}
+        for line in data.decode().splitlines():
+            if line.startswith("#") or not line.strip():
+                continue
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+        return out
+
+    def metric(self, name, labels=""):
+        m = self.metrics()
+        key = name + '{model_name="test-model"' + ("," + labels if labels else "") + "}"
+        return m[key]
+
+    def wait_metric(self, name, value, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.metric(name) == value:
+                return True
+            time.sleep(0.1)
+        return self.metric(name) == value
+
+    def stop(self, timeout=60):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode

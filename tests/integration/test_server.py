@@ -1,0 +1,326 @@
+"""`ember serve` end to end on the CPU backend, through the official `openai`
+client and raw HTTP: completions and chat (streamed and not), n, logprobs,
+stop strings, seeds, usage against the tokenizer; bad input (OpenAI error
+objects, the server keeps serving, no KV block leaks); client disconnects;
+overload; API keys; SIGTERM draining."""
+import http.client
+import json
+import socket
+import threading
+import time
+
+import openai
+import pytest
+
+from server_util import Server
+
+
+@pytest.fixture(scope="module")
+def smol():
+    s = Server()
+    yield s
+    assert s.stop() == 0, s.read_log()
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    s = Server("--max-model-len", "256", tiny=True)
+    yield s
+    assert s.stop() == 0, s.read_log()
+
+
+def client(server):
+    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0)
+
+
+def tokenize(server, text, add_special_tokens=True):
+    status, body = server.post("/tokenize", {"prompt": text, "add_special_tokens": add_special_tokens})
+    assert status == 200, body
+    return body["tokens"]
+
+
+# ---- the official client ---------------------------------------------------------------
+
+def test_completion_greedy_is_coherent_and_usage_matches_tokenizer(smol):
+    r = client(smol).completions.create(model="test-model", prompt="The capital of France is", max_tokens=8,
+                                        temperature=0)
+    assert r.object == "text_completion" and r.id.startswith("cmpl-")
+    assert "Paris" in r.choices[0].text
+    assert r.choices[0].finish_reason == "length"
+    assert r.usage.prompt_tokens == len(tokenize(smol, "The capital of France is"))
+    assert r.usage.completion_tokens == 8
+    # The completion's text is what its tokens decode to.
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+
+
+def test_chat_streamed_equals_chat_not_streamed(smol):
+    c = client(smol)
+    messages = [{"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": "What is the capital of France? Answer in one word."}]
+    full = c.chat.completions.create(model="test-model", messages=messages, max_tokens=16, temperature=0)
+    assert full.object == "chat.completion"
+    assert full.choices[0].message.role == "assistant"
+    assert "Paris" in full.choices[0].message.content
+    chunks = list(c.chat.completions.create(model="test-model", messages=messages, max_tokens=16, temperature=0,
+                                            stream=True, stream_options={"include_usage": True}))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert text == full.choices[0].message.content
+    finishes = [ch.choices[0].finish_reason for ch in chunks if ch.choices and ch.choices[0].finish_reason]
+    assert finishes == [full.choices[0].finish_reason]
+    assert chunks[-1].usage is not None and chunks[-1].choices == []
+    assert chunks[-1].usage.completion_tokens == full.usage.completion_tokens
+    assert chunks[-1].usage.prompt_tokens == full.usage.prompt_tokens
+
+
+def test_streamed_completion_text_equals_non_streamed(tiny):
+    c = client(tiny)
+    full = c.completions.create(model="test-model", prompt="Hello there", max_tokens=20, temperature=0)
+    parts = list(c.completions.create(model="test-model", prompt="Hello there", max_tokens=20, temperature=0,
+                                      stream=True))
+    assert "".join(p.choices[0].text for p in parts if p.choices) == full.choices[0].text
+    assert parts[-1].choices[0].finish_reason == "length"
+
+
+def test_n_and_seed_reproducibility(tiny):
+    c = client(tiny)
+    a = c.completions.create(model="test-model", prompt="Once upon a time", max_tokens=12, temperature=1.0, n=3,
+                             seed=42)
+    b = c.completions.create(model="test-model", prompt="Once upon a time", max_tokens=12, temperature=1.0, n=3,
+                             seed=42)
+    assert [ch.index for ch in a.choices] == [0, 1, 2]
+    assert [ch.text for ch in a.choices] == [ch.text for ch in b.choices]
+    assert len({ch.text for ch in a.choices}) > 1, "the n samples should differ"
+    assert a.usage.completion_tokens == 36
+    other = c.completions.create(model="test-model", prompt="Once upon a time", max_tokens=12, temperature=1.0,
+                                 seed=43)
+    assert other.choices[0].text != a.choices[0].text
+
+
+def test_completion_logprobs(tiny):
+    r = client(tiny).completions.create(model="test-model", prompt="abc", max_tokens=5, temperature=0, logprobs=3)
+    lp = r.choices[0].logprobs
+    assert len(lp.tokens) == 5 and len(lp.token_logprobs) == 5 and len(lp.top_logprobs) == 5
+    for logprob, top in zip(lp.token_logprobs, lp.top_logprobs):
+        assert logprob <= 0
+        assert len(top) >= 3
+        # Greedy: the chosen token is the most likely one.
+        assert abs(max(top.values()) - logprob) < 1e-4
+
+
+def test_chat_logprobs_and_top_logprobs(smol):
+    r = client(smol).chat.completions.create(model="test-model", messages=[{"role": "user", "content": "Hi"}],
+                                             max_tokens=4, temperature=0, logprobs=True, top_logprobs=2)
+    content = r.choices[0].logprobs.content
+    assert len(content) == r.usage.completion_tokens
+    for entry in content:
+        assert len(entry.top_logprobs) == 2
+        assert entry.top_logprobs[0].logprob >= entry.top_logprobs[1].logprob
+        assert abs(entry.top_logprobs[0].logprob - entry.logprob) < 1e-4
+
+
+def test_stop_string_cuts_the_text(smol):
+    c = client(smol)
+    free = c.completions.create(model="test-model", prompt="Count: 1, 2, 3,", max_tokens=12, temperature=0)
+    text = free.choices[0].text
+    assert " 5" in text, text
+    stopped = c.completions.create(model="test-model", prompt="Count: 1, 2, 3,", max_tokens=12, temperature=0,
+                                   stop=[" 5"])
+    assert stopped.choices[0].text == text[:text.index(" 5")]
+    assert stopped.choices[0].finish_reason == "stop"
+
+
+def test_models_version_tokenize_detokenize(tiny):
+    models = client(tiny).models.list()
+    assert [m.id for m in models.data] == ["test-model"]
+    status, _, body = tiny.request("GET", "/version")
+    assert status == 200 and "version" in json.loads(body)
+    ids = tokenize(tiny, "Hello world")
+    status, body = tiny.post("/detokenize", {"tokens": ids})
+    assert status == 200 and body["prompt"] == "Hello world"
+
+
+# ---- bad input ------------------------------------------------------------------------
+
+BAD = [
+    # (path, body, status, param or None)
+    ("/v1/completions", b"{not json", 400, None),
+    ("/v1/completions", b"", 400, None),
+    ("/v1/completions", b"[]", 400, None),
+    ("/v1/completions", {"max_tokens": 5}, 400, "prompt"),
+    ("/v1/completions", {"prompt": ""}, 400, "prompt"),
+    ("/v1/completions", {"prompt": []}, 400, "prompt"),
+    ("/v1/completions", {"prompt": 5}, 400, "prompt"),
+    ("/v1/completions", {"prompt": [[]]}, 400, "prompt"),
+    ("/v1/completions", {"prompt": [1, -1]}, 400, "prompt"),
+    ("/v1/completions", {"prompt": [49152]}, 400, "prompt"),
+    ("/v1/completions", {"prompt": "x", "temperature": -1}, 400, "temperature"),
+    ("/v1/completions", {"prompt": "x", "temperature": "hot"}, 400, "temperature"),
+    ("/v1/completions", {"prompt": "x", "top_p": 0}, 400, "top_p"),
+    ("/v1/completions", {"prompt": "x", "top_p": 1.5}, 400, "top_p"),
+    ("/v1/completions", {"prompt": "x", "n": 0}, 400, "n"),
+    ("/v1/completions", {"prompt": "x", "n": 100000}, 400, "n"),
+    ("/v1/completions", {"prompt": "x", "max_tokens": 0}, 400, "max_tokens"),
+    ("/v1/completions", {"prompt": "x", "max_tokens": -3}, 400, "max_tokens"),
+    ("/v1/completions", {"prompt": "x", "max_tokens": 100000}, 400, "max_tokens"),
+    ("/v1/completions", {"prompt": "x", "max_tokens": 1.5}, 400, "max_tokens"),
+    ("/v1/completions", {"prompt": "word " * 400}, 400, None),
+    ("/v1/completions", {"prompt": "x", "logprobs": 50}, 400, "logprobs"),
+    ("/v1/completions", {"prompt": "x", "presence_penalty": 3}, 400, "presence_penalty"),
+    ("/v1/completions", {"prompt": "x", "frequency_penalty": -3}, 400, "frequency_penalty"),
+    ("/v1/completions", {"prompt": "x", "repetition_penalty": 0}, 400, "repetition_penalty"),
+    ("/v1/completions", {"prompt": "x", "logit_bias": {"abc": 1}}, 400, "logit_bias"),
+    ("/v1/completions", {"prompt": "x", "logit_bias": {"5": 1000}}, 400, "logit_bias"),
+    ("/v1/completions", {"prompt": "x", "stop": [""]}, 400, "stop"),
+    ("/v1/completions", {"prompt": "x", "stop": 5}, 400, "stop"),
+    ("/v1/completions", {"prompt": "x", "stop_token_ids": [99999999]}, 400, "stop_token_ids"),
+    ("/v1/completions", {"prompt": "x", "seed": "abc"}, 400, "seed"),
+    ("/v1/completions", {"prompt": "x", "min_p": 2}, 400, "min_p"),
+    ("/v1/completions", {"prompt": "x", "stream": "yes"}, 400, "stream"),
+    ("/v1/completions", {"prompt": "x", "stream_options": {"include_usage": True}}, 400, "stream_options"),
+    ("/v1/completions", {"prompt": "x", "model": "no-such-model"}, 404, None),
+    ("/v1/chat/completions", {"messages": []}, 400, "messages"),
+    ("/v1/chat/completions", {"messages": "hi"}, 400, "messages"),
+    ("/v1/chat/completions", {"messages": [{"content": "hi"}]}, 400, None),
+    ("/v1/chat/completions", {"messages": [{"role": "wizard", "content": "hi"}]}, 400, None),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": 5}]}, 400, None),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, 400, None),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "top_logprobs": 3}, 400,
+     "top_logprobs"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 0}, 400,
+     None),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "model": "nope"}, 404, None),
+    ("/tokenize", b"{", 400, None),
+    ("/detokenize", {"tokens": [-5]}, 400, "tokens"),
+    ("/detokenize", {"tokens": "abc"}, 400, "tokens"),
+]
+
+
+def test_bad_inputs_get_openai_errors_and_leak_nothing(tiny):
+    assert len(BAD) >= 40
+    for path, body, status, param in BAD:
+        code, headers, data = tiny.request("POST", path, body)
+        assert code == status, (path, body, code, data)
+        err = json.loads(data)["error"]
+        assert set(err) == {"message", "type", "param", "code"}, err
+        assert isinstance(err["message"], str) and err["message"], err
+        if param is not None:
+            assert err["param"] is not None and err["param"].startswith(param), (body, err)
+    code, _, data = tiny.request("GET", "/v1/no-such-route")
+    assert code == 404 and "error" in json.loads(data)
+    code, _, data = tiny.request("POST", "/v1/completions", b"x" * (17 << 20))
+    assert code == 413, data[:200]
+    # Still serving, nothing leaked.
+    r = client(tiny).completions.create(model="test-model", prompt="ok", max_tokens=3)
+    assert r.usage.completion_tokens == 3
+    assert tiny.wait_metric("ember:kv_cache_usage_perc", 0.0)
+    assert tiny.metric("ember:num_requests_running") == 0
+
+
+# ---- load, disconnects, auth, shutdown -------------------------------------------------
+
+def start_stream(port, body):
+    """Opens a streaming request, reads its first chunk, returns the socket (left open)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=60)
+    payload = json.dumps(body).encode()
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+    data = b""
+    while b"data:" not in data:
+        chunk = s.recv(4096)
+        assert chunk, "connection closed before the first chunk"
+        data += chunk
+    return s
+
+
+def test_disconnects_abort_and_free_kv_blocks(tiny):
+    body = {"prompt": "tell me a long story", "max_tokens": 200, "stream": True, "ignore_eos": True}
+    socks = []
+    lock = threading.Lock()
+
+    def worker(k):
+        for _ in range(k):
+            s = start_stream(tiny.port, body)
+            with lock:
+                socks.append(s)
+
+    threads = [threading.Thread(target=worker, args=(25,)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(socks) == 200
+    for s in socks:
+        s.close()
+    assert tiny.wait_metric("ember:kv_cache_usage_perc", 0.0), tiny.metrics()
+    assert tiny.wait_metric("ember:num_requests_running", 0.0)
+    aborted = tiny.metric("ember:request_success_total", 'finished_reason="abort"')
+    assert aborted >= 150, aborted  # most were cut mid-stream
+    r = client(tiny).completions.create(model="test-model", prompt="still here", max_tokens=2)
+    assert r.usage.completion_tokens == 2
+
+
+def test_overload_gets_503_and_admitted_requests_complete():
+    s = Server("--max-queue-len", "2", "--max-num-seqs", "1", tiny=True)
+    try:
+        results = []
+        lock = threading.Lock()
+
+        def one():
+            code, headers, data = s.request("POST", "/v1/completions",
+                                            {"prompt": "x", "max_tokens": 150, "ignore_eos": True})
+            with lock:
+                results.append((code, headers, json.loads(data)))
+
+        threads = [threading.Thread(target=one) for _ in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        codes = [c for c, _, _ in results]
+        assert codes.count(503) >= 1, codes
+        assert codes.count(200) >= 2, codes
+        for code, headers, body in results:
+            if code == 503:
+                assert "retry-after" in headers and body["error"]["type"]
+            else:
+                assert code == 200 and body["usage"]["completion_tokens"] == 150
+    finally:
+        assert s.stop() == 0
+
+
+def test_api_key_required_on_the_api_only():
+    s = Server("--api-key", "sekrit", tiny=True)
+    try:
+        code, _, data = s.request("POST", "/v1/completions", {"prompt": "x", "max_tokens": 1})
+        assert code == 401 and json.loads(data)["error"]["code"] == "invalid_api_key"
+        code, _, _ = s.request("POST", "/v1/completions", {"prompt": "x", "max_tokens": 1},
+                               headers={"Authorization": "Bearer wrong"})
+        assert code == 401
+        code, _, _ = s.request("POST", "/v1/completions", {"prompt": "x", "max_tokens": 1},
+                               headers={"Authorization": "Bearer sekrit"})
+        assert code == 200
+        assert s.request("GET", "/health")[0] == 200
+        assert s.request("GET", "/metrics")[0] == 200
+        with pytest.raises(openai.AuthenticationError):
+            client(s).models.list()
+    finally:
+        assert s.stop() == 0
+
+
+def test_sigterm_finishes_in_flight_requests_then_exits_0():
+    s = Server(tiny=True)
+    results = []
+
+    def one():
+        results.append(s.post("/v1/completions", {"prompt": "x", "max_tokens": 200, "ignore_eos": True}))
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    assert s.stop() == 0, s.read_log()
+    for t in threads:
+        t.join()
+    assert [code for code, _ in results] == [200] * 4
+    assert all(body["usage"]["completion_tokens"] == 200 for _, body in results)

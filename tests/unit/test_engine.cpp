@@ -1,0 +1,299 @@
+// The engine end to end on the CPU backend (tiny_llama.gguf, random weights):
+// concurrent greedy requests give exactly the tokens each gives alone, with
+// and without chunked prefill, prefix caching and forced preemption; seeded
+// sampling does not depend on the batch; abort frees the KV pool; n > 1;
+// stop strings and token ids through the output processor.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+#include "engine/output_processor.h"
+#include "models/gguf.h"
+#include "models/model_config.h"
+#include "models/weights.h"
+
+namespace ember {
+namespace {
+
+// Token i decodes to a fixed short string, so stop strings can be placed
+// across token boundaries deliberately.
+class FakeTokenizer final : public Tokenizer {
+ public:
+  explicit FakeTokenizer(int32_t vocab) : vocab_(vocab) {}
+  std::vector<int32_t> encode(std::string_view, bool) const override { return {}; }
+  std::string token_bytes(int32_t id) const override {
+    static const char* kPieces[] = {"a", "b", "c", " ", "St", "OP", "x\n", "é"};
+    return kPieces[id % 8];
+  }
+  std::string decode(const std::vector<int32_t>& ids, bool) const override {
+    std::string s;
+    for (int32_t id : ids) s += token_bytes(id);
+    return s;
+  }
+  int32_t vocab_size() const override { return vocab_; }
+  int32_t bos_id() const override { return -1; }
+  int32_t eos_id() const override { return -1; }
+  bool is_special(int32_t) const override { return false; }
+  int32_t token_to_id(std::string_view) const override { return -1; }
+
+ private:
+  int32_t vocab_;
+};
+
+struct Outcome {
+  std::vector<std::vector<int32_t>> tokens;  // per sequence index
+  std::vector<std::string> text;
+  std::vector<FinishKind> finish;
+};
+
+Outcome collect(RequestStream& stream, int32_t n) {
+  Outcome o;
+  o.tokens.resize(static_cast<size_t>(n));
+  o.text.resize(static_cast<size_t>(n));
+  o.finish.assign(static_cast<size_t>(n), FinishKind::kNone);
+  const auto deadline = Clock::now() + std::chrono::seconds(120);
+  while (!stream.done() && Clock::now() < deadline) {
+    for (SequenceDelta& d : stream.pop(std::chrono::milliseconds(100))) {
+      auto i = static_cast<size_t>(d.index);
+      o.tokens[i].insert(o.tokens[i].end(), d.token_ids.begin(), d.token_ids.end());
+      o.text[i] += d.text;
+      if (d.finish != FinishKind::kNone) o.finish[i] = d.finish;
+    }
+  }
+  EXPECT_TRUE(stream.done()) << "request did not finish in time";
+  return o;
+}
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Result<GgufFile> f = GgufFile::open(std::string(EMBER_SOURCE_DIR) + "/tests/fixtures/gguf/tiny_llama.gguf");
+    ASSERT_TRUE(f.ok()) << f.error().message;
+    Result<ModelConfig> c = model_config_from_gguf(*f);
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    config_ = *c;
+    Result<LlamaWeights> w = load_llama_weights(*f, config_);
+    ASSERT_TRUE(w.ok()) << w.error().message;
+    weights_ = std::move(*w);
+    tokenizer_ = std::make_unique<FakeTokenizer>(static_cast<int32_t>(config_.vocab_size));
+  }
+
+  std::unique_ptr<Engine> make_engine(int32_t num_blocks, int32_t budget, bool prefix, bool chunked = true,
+                                      int32_t max_seqs = 64, int32_t max_model_len = 256) {
+    EngineConfig ec;
+    ec.scheduler.block_size = 4;
+    ec.scheduler.num_blocks = num_blocks;
+    ec.scheduler.max_num_batched_tokens = budget;
+    ec.scheduler.max_num_seqs = max_seqs;
+    ec.scheduler.max_model_len = max_model_len;
+    ec.scheduler.enable_prefix_caching = prefix;
+    ec.scheduler.enable_chunked_prefill = chunked;
+    ec.log_interval_s = 0;
+    auto runner = std::make_unique<CpuModelRunner>(weights_, 2, num_blocks, 4);
+    return std::make_unique<Engine>(ec, std::move(runner), *tokenizer_, std::vector<int32_t>{});
+  }
+
+  std::vector<int32_t> random_prompt(std::mt19937& rng, int len, const std::vector<int32_t>& prefix = {}) {
+    std::vector<int32_t> p = prefix;
+    while (static_cast<int>(p.size()) < len)
+      p.push_back(static_cast<int32_t>(rng() % static_cast<uint32_t>(config_.vocab_size)));
+    return p;
+  }
+
+  static EngineRequest greedy(std::vector<int32_t> prompt, int max_tokens) {
+    EngineRequest r;
+    r.prompt_ids = std::move(prompt);
+    r.params.temperature = 0;
+    r.params.max_tokens = max_tokens;
+    r.params.ignore_eos = true;
+    return r;
+  }
+
+  ModelConfig config_;
+  LlamaWeights weights_;
+  std::unique_ptr<FakeTokenizer> tokenizer_;
+};
+
+TEST_F(EngineTest, ConcurrentGreedyRequestsMatchRunningAlone) {
+  std::mt19937 rng(11);
+  const std::vector<int32_t> shared = random_prompt(rng, 13);
+  std::vector<EngineRequest> reqs;
+  for (int i = 0; i < 8; ++i) {
+    // Half share a 13-token prefix (prefix-cache hits), lengths cross block edges.
+    const int len = 3 + static_cast<int>(rng() % 40);
+    reqs.push_back(greedy(i % 2 ? random_prompt(rng, 13 + len, shared) : random_prompt(rng, len), 5 + i * 3));
+  }
+  // Reference: one request at a time, big pool, no prefix cache, whole prefills.
+  std::vector<Outcome> alone;
+  {
+    auto engine = make_engine(256, 4096, /*prefix=*/false);
+    for (const EngineRequest& r : reqs) {
+      AddResult a = engine->add(r);
+      ASSERT_EQ(a.code, AddResult::Code::kOk) << a.error;
+      alone.push_back(collect(*a.stream, 1));
+    }
+  }
+  struct Variant {
+    const char* name;
+    int32_t blocks, budget;
+    bool prefix;
+  };
+  for (const Variant& v : {Variant{"batched", 256, 4096, false}, Variant{"chunked prefill", 256, 7, false},
+                           Variant{"prefix caching", 256, 16, true},
+                           Variant{"forced preemption", 24, 32, true}}) {
+    auto engine = make_engine(v.blocks, v.budget, v.prefix);
+    std::vector<std::shared_ptr<RequestStream>> streams;
+    for (const EngineRequest& r : reqs) {
+      AddResult a = engine->add(r);
+      ASSERT_EQ(a.code, AddResult::Code::kOk) << v.name << ": " << a.error;
+      streams.push_back(a.stream);
+    }
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      const Outcome o = collect(*streams[i], 1);
+      EXPECT_EQ(o.tokens[0], alone[i].tokens[0]) << v.name << " request " << i;
+      EXPECT_EQ(o.finish[0], FinishKind::kLength) << v.name;
+      EXPECT_EQ(o.tokens[0].size(), static_cast<size_t>(reqs[i].params.max_tokens)) << v.name;
+    }
+    const EngineMetrics m = engine->metrics();
+    EXPECT_EQ(m.kv_cache_usage, 0.0) << v.name << ": KV blocks leaked";
+    EXPECT_EQ(m.request_success_total.at("length"), reqs.size()) << v.name;
+    if (std::string(v.name) == "forced preemption") {
+      EXPECT_GT(m.num_preemptions_total, 0u);
+    }
+    if (v.prefix) {
+      EXPECT_GT(m.prefix_cache_hits_total, 0u) << v.name;
+    }
+  }
+}
+
+TEST_F(EngineTest, SeededSamplingIsIndependentOfTheBatchAndNGivesDistinctSequences) {
+  std::mt19937 rng(5);
+  EngineRequest r = greedy(random_prompt(rng, 9), 12);
+  r.params.temperature = 1.5f;
+  r.params.seed = 1234;
+  r.params.n = 3;
+  auto engine = make_engine(256, 64, true);
+  AddResult a = engine->add(r);
+  ASSERT_EQ(a.code, AddResult::Code::kOk);
+  const Outcome first = collect(*a.stream, 3);
+  // Again, now sharing every step with other sampled requests.
+  std::vector<std::shared_ptr<RequestStream>> others;
+  for (int i = 0; i < 4; ++i) {
+    EngineRequest o = greedy(random_prompt(rng, 5 + i), 20);
+    o.params.temperature = 1.0f;
+    others.push_back(engine->add(o).stream);
+  }
+  AddResult b = engine->add(r);
+  const Outcome second = collect(*b.stream, 3);
+  for (auto& s : others) collect(*s, 1);
+  EXPECT_EQ(first.tokens, second.tokens);
+  EXPECT_NE(first.tokens[0], first.tokens[1]) << "n sequences must use different random streams";
+  for (const auto& t : first.tokens) EXPECT_EQ(t.size(), 12u);
+}
+
+TEST_F(EngineTest, AbortFreesBlocksAndRejectsWhatCannotFit) {
+  std::mt19937 rng(3);
+  {
+    // Aborted while running (after its first token) and before it ever ran.
+    auto engine = make_engine(1100, 32, true, true, 64, 4096);
+    AddResult running = engine->add(greedy(random_prompt(rng, 20), 4000));
+    ASSERT_EQ(running.code, AddResult::Code::kOk);
+    std::vector<SequenceDelta> first;
+    while (first.empty()) first = running.stream->pop(std::chrono::milliseconds(100));
+    engine->abort(running.id);
+    const Outcome o = collect(*running.stream, 1);
+    EXPECT_EQ(o.finish[0], FinishKind::kAbort);
+    EXPECT_LT(o.tokens[0].size() + first.size(), 4000u);
+    AddResult waiting = engine->add(greedy(random_prompt(rng, 20), 4000));
+    engine->abort(waiting.id);
+    EXPECT_EQ(collect(*waiting.stream, 1).finish[0], FinishKind::kAbort);
+    const EngineMetrics m = engine->metrics();
+    EXPECT_EQ(m.kv_cache_usage, 0.0);
+    EXPECT_EQ(m.request_success_total.at("abort"), 2u);
+  }
+  auto engine = make_engine(64, 32, true);
+
+  EXPECT_EQ(engine->add(greedy({}, 4)).code, AddResult::Code::kInvalid);
+  EXPECT_EQ(engine->add(greedy({static_cast<int32_t>(config_.vocab_size)}, 4)).code, AddResult::Code::kInvalid);
+  EXPECT_EQ(engine->add(greedy(random_prompt(rng, 250), 10)).code, AddResult::Code::kInvalid);  // > max_model_len
+  EXPECT_EQ(engine->add(greedy(random_prompt(rng, 10), 250)).code, AddResult::Code::kInvalid);  // > 64 blocks of 4
+  engine->shutdown(std::chrono::milliseconds(0));
+  EXPECT_EQ(engine->add(greedy(random_prompt(rng, 10), 2)).code, AddResult::Code::kShuttingDown);
+}
+
+TEST(OutputProcessor, StopStringAcrossTokensIsCutAndNeverStreamed) {
+  FakeTokenizer tok(64);
+  SamplingParams p;
+  p.stop = {"StOP"};
+  SequenceOutputProcessor proc(tok, p, {});
+  std::string streamed;
+  // "a" "St" "OP" "b": the stop string spans two tokens.
+  const int32_t ids[] = {0, 4, 5, 1};
+  FinishKind finish = FinishKind::kNone;
+  int n = 0;
+  for (int32_t id : ids) {
+    SequenceDelta d;
+    finish = proc.on_token(SampledToken{id, 0.0f, {}}, ++n, d);
+    streamed += d.text;
+    if (n == 2) {
+      EXPECT_EQ(d.text, "") << "'St' may start the stop string: held back";
+    }
+    if (finish != FinishKind::kNone) {
+      EXPECT_EQ(d.stop_reason, "StOP");
+      break;
+    }
+  }
+  EXPECT_EQ(finish, FinishKind::kStop);
+  EXPECT_EQ(n, 3);
+  EXPECT_EQ(streamed, "a");
+}
+
+TEST(OutputProcessor, HeldTextIsReleasedWhenTheMatchFailsOrTheSequenceEnds) {
+  FakeTokenizer tok(64);
+  SamplingParams p;
+  p.stop = {"Stx"};
+  SequenceOutputProcessor proc(tok, p, {});
+  std::string streamed;
+  for (int32_t id : {4, 0, 4}) {  // "St" held, then "a" releases it, "St" held again
+    SequenceDelta d;
+    EXPECT_EQ(proc.on_token(SampledToken{id, 0.0f, {}}, 1, d), FinishKind::kNone);
+    streamed += d.text;
+  }
+  EXPECT_EQ(streamed, "Sta");
+  SequenceDelta last;
+  proc.finish(last);
+  EXPECT_EQ(streamed + last.text, "StaSt");
+  EXPECT_EQ(proc.text(), "StaSt");
+}
+
+TEST(OutputProcessor, StopTokenIdsEosMinTokensAndIgnoreEos) {
+  FakeTokenizer tok(64);
+  SamplingParams p;
+  p.stop_token_ids = {2};
+  p.stop = {"b"};
+  p.min_tokens = 2;
+  SequenceOutputProcessor proc(tok, p, {7});
+  SequenceDelta d;
+  // Stop strings are not matched before min_tokens outputs.
+  EXPECT_EQ(proc.on_token(SampledToken{1, 0.0f, {}}, 1, d), FinishKind::kNone);
+  EXPECT_EQ(proc.on_token(SampledToken{2, 0.0f, {}}, 2, d), FinishKind::kStop);
+  EXPECT_EQ(d.stop_reason, "2");
+  EXPECT_TRUE(d.stop_reason_is_token);
+  EXPECT_EQ(d.text, "b") << "a stop token's own text is not output";
+
+  SamplingParams q;
+  q.ignore_eos = true;
+  SequenceOutputProcessor ignoring(tok, q, {7});
+  SequenceDelta e;
+  EXPECT_EQ(ignoring.on_token(SampledToken{7, 0.0f, {}}, 1, e), FinishKind::kNone);
+  SequenceOutputProcessor eos(tok, SamplingParams{}, {7});
+  EXPECT_EQ(eos.on_token(SampledToken{7, 0.0f, {}}, 1, e), FinishKind::kStop);
+}
+
+}  // namespace
+}  // namespace ember
