@@ -79,7 +79,7 @@ void LlamaDecoder::forward(const ForwardInputs& in, KvCache& cache, std::vector<
   Tensor gate_up = Tensor::f32(gate_up_.data(), {t, 2 * inter});
   Tensor act = Tensor::f32(act_.data(), {t, inter});
 
-  backend_.embedding(Tensor::f32(w_.embed.data(), {c.vocab_size, h}), in.token_ids, hidden);
+  backend_.embedding(w_.embed.view(), in.token_ids, hidden);
   // A zero residual makes layer 0's fused add a copy: one code path for all layers.
   std::fill(residual_.begin(), residual_.begin() + t * h, 0.0f);
 
@@ -87,9 +87,7 @@ void LlamaDecoder::forward(const ForwardInputs& in, KvCache& cache, std::vector<
     const LayerWeights& lw = w_.layers[l];
     backend_.rms_norm(hidden, &residual, Tensor::f32(lw.attn_norm.data(), {h}), eps, normed);
 
-    const Tensor wq = Tensor::f32(lw.wq.data(), {q_dim, h});
-    const Tensor wk = Tensor::f32(lw.wk.data(), {kv_dim, h});
-    const Tensor wv = Tensor::f32(lw.wv.data(), {kv_dim, h});
+    const Tensor wq = lw.wq.view(), wk = lw.wk.view(), wv = lw.wv.view();
     const Tensor bq = Tensor::f32(lw.bq.data(), {q_dim});
     const Tensor bk = Tensor::f32(lw.bk.data(), {kv_dim});
     const Tensor bv = Tensor::f32(lw.bv.data(), {kv_dim});
@@ -101,13 +99,13 @@ void LlamaDecoder::forward(const ForwardInputs& in, KvCache& cache, std::vector<
     Tensor k_cache = cache.k_tensor(l), v_cache = cache.v_tensor(l);
     backend_.rope_and_cache_write(q, k, v, in, rope_, d, k_cache, v_cache);
     backend_.paged_attention(q, k_cache, v_cache, in, c.num_heads, scale, attn);
-    backend_.linear(attn, Tensor::f32(lw.wo.data(), {h, q_dim}), nullptr, hidden);
+    backend_.linear(attn, lw.wo.view(), nullptr, hidden);
     backend_.all_reduce(hidden);
 
     backend_.rms_norm(hidden, &residual, Tensor::f32(lw.ffn_norm.data(), {h}), eps, normed);
-    backend_.linear(normed, Tensor::f32(lw.w_gate_up.data(), {2 * inter, h}), nullptr, gate_up);
+    backend_.linear(normed, lw.w_gate_up.view(), nullptr, gate_up);
     backend_.silu_mul(gate_up, act);
-    backend_.linear(act, Tensor::f32(lw.w_down.data(), {h, inter}), nullptr, hidden);
+    backend_.linear(act, lw.w_down.view(), nullptr, hidden);
     backend_.all_reduce(hidden);
   }
 
@@ -119,7 +117,7 @@ void LlamaDecoder::forward(const ForwardInputs& in, KvCache& cache, std::vector<
   backend_.gather_rows(normed, in.logits_indices, gathered);
   logits.resize(static_cast<size_t>(r * c.vocab_size));
   Tensor out = Tensor::f32(logits.data(), {r, c.vocab_size});
-  backend_.linear(gathered, Tensor::f32(w_.head().data(), {c.vocab_size, h}), nullptr, out);
+  backend_.linear(gathered, w_.head().view(), nullptr, out);
 }
 
 }  // namespace ember

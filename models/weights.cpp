@@ -1,5 +1,8 @@
-// Loading Llama-family weights from GGUF into float32 (see weights.h).
+// Loading Llama-family weights from GGUF (see weights.h): matrices keep their
+// GGUF type when the CPU kernels read it, everything else becomes float32.
 #include "models/weights.h"
+
+#include "kernels/cpu/quant_blocks.h"
 
 #include <cstring>
 #include <string>
@@ -32,7 +35,94 @@ Status load_tensor(const GgufFile& gguf, const std::string& name, int64_t rows, 
   return Status::success();
 }
 
+// The kernel dtype of a GGUF type kept as is; false: dequantize to float32.
+bool kernel_dtype(GgmlType t, DType* out) {
+  switch (t) {
+    case GgmlType::kF16: *out = DType::kF16; return true;
+    case GgmlType::kBF16: *out = DType::kBF16; return true;
+    case GgmlType::kQ8_0: *out = DType::kQ8_0; return true;
+    case GgmlType::kQ4_0: *out = DType::kQ4_0; return true;
+    case GgmlType::kQ4_1: *out = DType::kQ4_1; return true;
+    case GgmlType::kQ4_K: *out = DType::kQ4_K; return true;
+    case GgmlType::kQ6_K: *out = DType::kQ6_K; return true;
+    case GgmlType::kF32: break;
+  }
+  return false;
+}
+
+// A matrix with numpy shape {rows, cols}: raw blocks when the kernels take
+// its type, float32 otherwise (load_tensor checks shape and size first).
+Status load_matrix(const GgufFile& gguf, const std::string& name, int64_t rows, int64_t cols, WeightMatrix* out) {
+  const GgufTensor* t = gguf.find_tensor(name);
+  DType dtype;
+  if (t && kernel_dtype(t->type, &dtype)) {
+    std::vector<float> unused;
+    // Same checks as the float path, without dequantizing.
+    const std::vector<int64_t> want{cols, rows};
+    if (t->shape != want) return load_tensor(gguf, name, rows, cols, &unused);  // for its error message
+    if (cols % dtype_block_elems(dtype) != 0 ||
+        static_cast<uint64_t>(rows * dtype_row_bytes(dtype, cols)) != t->nbytes)
+      return Error{gguf.name() + ": tensor '" + name + "' size does not match its type and shape"};
+    *out = WeightMatrix{};
+    out->dtype = dtype;
+    out->rows = rows;
+    out->cols = cols;
+    out->raw.assign(t->data, t->data + t->nbytes);
+    return Status::success();
+  }
+  *out = WeightMatrix::zeros(rows, cols);
+  return load_tensor(gguf, name, rows, cols, &out->f32);
+}
+
+// Appends b's rows to a's (gate then up). Mixed types fall back to float32.
+void stack_rows(WeightMatrix& a, WeightMatrix& b) {
+  if (a.dtype != b.dtype) {
+    for (WeightMatrix* m : {&a, &b}) {
+      if (m->dtype == DType::kF32) continue;
+      WeightMatrix f = WeightMatrix::zeros(m->rows, m->cols);
+      for (int64_t r = 0; r < m->rows; ++r)
+        quant::dequantize_row(m->dtype, m->raw.data() + r * dtype_row_bytes(m->dtype, m->cols), m->cols,
+                       f.f32.data() + r * m->cols);
+      *m = std::move(f);
+    }
+  }
+  a.f32.insert(a.f32.end(), b.f32.begin(), b.f32.end());
+  a.raw.insert(a.raw.end(), b.raw.begin(), b.raw.end());
+  a.rows += b.rows;
+}
+
 }  // namespace
+
+WeightMatrix WeightMatrix::zeros(int64_t rows, int64_t cols) {
+  WeightMatrix m;
+  m.rows = rows;
+  m.cols = cols;
+  m.f32.assign(static_cast<size_t>(rows * cols), 0.0f);
+  return m;
+}
+
+uint64_t LlamaWeights::bytes() const {
+  auto mat = [](const WeightMatrix& m) { return m.f32.size() * sizeof(float) + m.raw.size(); };
+  auto vec = [](const std::vector<float>& v) { return v.size() * sizeof(float); };
+  uint64_t n = mat(embed) + mat(lm_head) + vec(final_norm);
+  for (const LayerWeights& l : layers)
+    n += vec(l.attn_norm) + vec(l.ffn_norm) + vec(l.bq) + vec(l.bk) + vec(l.bv) + mat(l.wq) + mat(l.wk) +
+         mat(l.wv) + mat(l.wo) + mat(l.w_gate_up) + mat(l.w_down);
+  return n;
+}
+
+void unpermute_rotary_rows(WeightMatrix& w, int64_t heads, int64_t head_dim) {
+  if (w.dtype == DType::kF32) return unpermute_rotary_rows(w.f32, heads, head_dim, w.cols);
+  const int64_t row = dtype_row_bytes(w.dtype, w.cols), half = head_dim / 2;
+  std::vector<uint8_t> head(static_cast<size_t>(head_dim * row));
+  for (int64_t h = 0; h < heads; ++h) {
+    uint8_t* base = w.raw.data() + h * head_dim * row;
+    std::memcpy(head.data(), base, head.size());
+    for (int64_t i = 0; i < half; ++i)
+      for (int64_t p = 0; p < 2; ++p)
+        std::memcpy(base + (p * half + i) * row, head.data() + (2 * i + p) * row, static_cast<size_t>(row));
+  }
+}
 
 void unpermute_rotary_rows(std::vector<float>& w, int64_t heads, int64_t head_dim, int64_t cols) {
   std::vector<float> head(static_cast<size_t>(head_dim * cols));
@@ -61,31 +151,34 @@ Result<LlamaWeights> load_llama_weights(const GgufFile& gguf, const ModelConfig&
   auto load = [&](const std::string& name, int64_t rows, int64_t cols, std::vector<float>* out) {
     if (s) s = load_tensor(gguf, name, rows, cols, out);
   };
-  load("token_embd.weight", c.vocab_size, h, &w.embed);
+  auto matrix = [&](const std::string& name, int64_t rows, int64_t cols, WeightMatrix* out) {
+    if (s) s = load_matrix(gguf, name, rows, cols, out);
+  };
+  matrix("token_embd.weight", c.vocab_size, h, &w.embed);
   w.layers.resize(static_cast<size_t>(c.num_layers));
   for (int64_t l = 0; l < c.num_layers && s; ++l) {
     LayerWeights& lw = w.layers[static_cast<size_t>(l)];
     const std::string p = "blk." + std::to_string(l) + ".";
     load(p + "attn_norm.weight", 0, h, &lw.attn_norm);
-    load(p + "attn_q.weight", q_dim, h, &lw.wq);
-    load(p + "attn_k.weight", kv_dim, h, &lw.wk);
-    load(p + "attn_v.weight", kv_dim, h, &lw.wv);
+    matrix(p + "attn_q.weight", q_dim, h, &lw.wq);
+    matrix(p + "attn_k.weight", kv_dim, h, &lw.wk);
+    matrix(p + "attn_v.weight", kv_dim, h, &lw.wv);
     if (c.attention_bias) {
       load(p + "attn_q.bias", 0, q_dim, &lw.bq);
       load(p + "attn_k.bias", 0, kv_dim, &lw.bk);
       load(p + "attn_v.bias", 0, kv_dim, &lw.bv);
     }
-    load(p + "attn_output.weight", h, q_dim, &lw.wo);
+    matrix(p + "attn_output.weight", h, q_dim, &lw.wo);
     load(p + "ffn_norm.weight", 0, h, &lw.ffn_norm);
-    std::vector<float> up;
-    load(p + "ffn_gate.weight", inter, h, &lw.w_gate_up);
-    load(p + "ffn_up.weight", inter, h, &up);
-    load(p + "ffn_down.weight", h, inter, &lw.w_down);
+    WeightMatrix up;
+    matrix(p + "ffn_gate.weight", inter, h, &lw.w_gate_up);
+    matrix(p + "ffn_up.weight", inter, h, &up);
+    matrix(p + "ffn_down.weight", h, inter, &lw.w_down);
     if (!s) break;
-    lw.w_gate_up.insert(lw.w_gate_up.end(), up.begin(), up.end());
+    stack_rows(lw.w_gate_up, up);
     if (permuted) {
-      unpermute_rotary_rows(lw.wq, c.num_heads, d, h);
-      unpermute_rotary_rows(lw.wk, c.num_kv_heads, d, h);
+      unpermute_rotary_rows(lw.wq, c.num_heads, d);
+      unpermute_rotary_rows(lw.wk, c.num_kv_heads, d);
       if (c.attention_bias) {
         unpermute_rotary_rows(lw.bq, c.num_heads, d, 1);
         unpermute_rotary_rows(lw.bk, c.num_kv_heads, d, 1);
@@ -93,7 +186,7 @@ Result<LlamaWeights> load_llama_weights(const GgufFile& gguf, const ModelConfig&
     }
   }
   load("output_norm.weight", 0, h, &w.final_norm);
-  if (!c.tie_word_embeddings) load("output.weight", c.vocab_size, h, &w.lm_head);
+  if (!c.tie_word_embeddings) matrix("output.weight", c.vocab_size, h, &w.lm_head);
   if (!s) return s.error();
   return w;
 }

@@ -34,6 +34,13 @@ void fill_normal(std::vector<float>& out, size_t n, double std, uint64_t seed, u
   }
 }
 
+void fill_matrix(WeightMatrix& m, int64_t rows, int64_t cols, double std, uint64_t seed, uint64_t tensor) {
+  m = WeightMatrix{};
+  m.rows = rows;
+  m.cols = cols;
+  fill_normal(m.f32, static_cast<size_t>(rows * cols), std, seed, tensor);
+}
+
 }  // namespace
 
 uint64_t dummy_weights_bytes(const ModelConfig& c) {
@@ -60,24 +67,23 @@ Result<LlamaWeights> make_dummy_weights(const ModelConfig& config, uint64_t seed
   const ModelConfig& c = config;
   const auto z = [](int64_t a, int64_t b = 1) { return static_cast<size_t>(a * b); };
   const size_t h = z(c.hidden_size), q_dim = z(c.num_heads, c.head_dim), kv_dim = z(c.num_kv_heads, c.head_dim);
-  const size_t inter = z(c.intermediate_size);
   // HF's initializer_range; each tensor gets its own stream (numbered in a
   // fixed order), so its values do not depend on how others are computed.
   constexpr double kStd = 0.02;
   uint64_t tensor = 0;
   LlamaWeights w;
   w.config = c;
-  fill_normal(w.embed, z(c.vocab_size) * h, kStd, seed, tensor++);
+  fill_matrix(w.embed, c.vocab_size, c.hidden_size, kStd, seed, tensor++);
   w.layers.resize(z(c.num_layers));
   for (LayerWeights& lw : w.layers) {
     lw.attn_norm.assign(h, 1.0f);
     lw.ffn_norm.assign(h, 1.0f);
-    fill_normal(lw.wq, q_dim * h, kStd, seed, tensor++);
-    fill_normal(lw.wk, kv_dim * h, kStd, seed, tensor++);
-    fill_normal(lw.wv, kv_dim * h, kStd, seed, tensor++);
-    fill_normal(lw.wo, h * q_dim, kStd, seed, tensor++);
-    fill_normal(lw.w_gate_up, 2 * inter * h, kStd, seed, tensor++);
-    fill_normal(lw.w_down, h * inter, kStd, seed, tensor++);
+    fill_matrix(lw.wq, c.num_heads * c.head_dim, c.hidden_size, kStd, seed, tensor++);
+    fill_matrix(lw.wk, c.num_kv_heads * c.head_dim, c.hidden_size, kStd, seed, tensor++);
+    fill_matrix(lw.wv, c.num_kv_heads * c.head_dim, c.hidden_size, kStd, seed, tensor++);
+    fill_matrix(lw.wo, c.hidden_size, c.num_heads * c.head_dim, kStd, seed, tensor++);
+    fill_matrix(lw.w_gate_up, 2 * c.intermediate_size, c.hidden_size, kStd, seed, tensor++);
+    fill_matrix(lw.w_down, c.hidden_size, c.intermediate_size, kStd, seed, tensor++);
     if (c.attention_bias) {
       lw.bq.assign(q_dim, 0.0f);
       lw.bk.assign(kv_dim, 0.0f);
@@ -85,7 +91,7 @@ Result<LlamaWeights> make_dummy_weights(const ModelConfig& config, uint64_t seed
     }
   }
   w.final_norm.assign(h, 1.0f);
-  if (!c.tie_word_embeddings) fill_normal(w.lm_head, z(c.vocab_size) * h, kStd, seed, tensor++);
+  if (!c.tie_word_embeddings) fill_matrix(w.lm_head, c.vocab_size, c.hidden_size, kStd, seed, tensor++);
   return w;
 }
 

@@ -78,30 +78,37 @@ Result<LlamaWeights> load_llama_weights(const HfModelDir& dir) {
   auto load = [&](const std::string& name, int64_t rows, int64_t cols, std::vector<float>* out) {
     if (s) s = reader.load(name, rows, cols, out);
   };
-  load("model.embed_tokens.weight", c.vocab_size, h, &w.embed);
+  auto matrix = [&](const std::string& name, int64_t rows, int64_t cols, WeightMatrix* out) {
+    *out = WeightMatrix::zeros(rows, cols);
+    if (s) s = reader.load(name, rows, cols, &out->f32);
+  };
+  matrix("model.embed_tokens.weight", c.vocab_size, h, &w.embed);
   w.layers.resize(static_cast<size_t>(c.num_layers));
   for (int64_t l = 0; l < c.num_layers && s; ++l) {
     LayerWeights& lw = w.layers[static_cast<size_t>(l)];
     const std::string p = "model.layers." + std::to_string(l) + ".";
     load(p + "input_layernorm.weight", 0, h, &lw.attn_norm);
-    load(p + "self_attn.q_proj.weight", q_dim, h, &lw.wq);
-    load(p + "self_attn.k_proj.weight", kv_dim, h, &lw.wk);
-    load(p + "self_attn.v_proj.weight", kv_dim, h, &lw.wv);
+    matrix(p + "self_attn.q_proj.weight", q_dim, h, &lw.wq);
+    matrix(p + "self_attn.k_proj.weight", kv_dim, h, &lw.wk);
+    matrix(p + "self_attn.v_proj.weight", kv_dim, h, &lw.wv);
     if (c.attention_bias) {
       load(p + "self_attn.q_proj.bias", 0, q_dim, &lw.bq);
       load(p + "self_attn.k_proj.bias", 0, kv_dim, &lw.bk);
       load(p + "self_attn.v_proj.bias", 0, kv_dim, &lw.bv);
     }
-    load(p + "self_attn.o_proj.weight", h, q_dim, &lw.wo);
+    matrix(p + "self_attn.o_proj.weight", h, q_dim, &lw.wo);
     load(p + "post_attention_layernorm.weight", 0, h, &lw.ffn_norm);
     std::vector<float> up;
-    load(p + "mlp.gate_proj.weight", inter, h, &lw.w_gate_up);
+    matrix(p + "mlp.gate_proj.weight", inter, h, &lw.w_gate_up);
     load(p + "mlp.up_proj.weight", inter, h, &up);
-    load(p + "mlp.down_proj.weight", h, inter, &lw.w_down);
-    if (s) lw.w_gate_up.insert(lw.w_gate_up.end(), up.begin(), up.end());
+    matrix(p + "mlp.down_proj.weight", h, inter, &lw.w_down);
+    if (s) {
+      lw.w_gate_up.f32.insert(lw.w_gate_up.f32.end(), up.begin(), up.end());
+      lw.w_gate_up.rows += inter;
+    }
   }
   load("model.norm.weight", 0, h, &w.final_norm);
-  if (!c.tie_word_embeddings) load("lm_head.weight", c.vocab_size, h, &w.lm_head);
+  if (!c.tie_word_embeddings) matrix("lm_head.weight", c.vocab_size, h, &w.lm_head);
   if (s) s = reader.check_all_used(c.tie_word_embeddings);
   if (!s) return s.error();
   return w;

@@ -1,6 +1,8 @@
 #include "server/http_server.h"
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -182,6 +184,10 @@ Status HttpServer::start() {
     s.bound_port = s.config.port;
   }
   s.listener = std::thread([&s] { s.http.listen_after_bind(); });
+  // httplib's stop() does nothing until the listening loop has started, so a
+  // stop() right after start() (a model that fails to load) would hang the
+  // join: return only once it runs.
+  for (int i = 0; i < 5000 && !s.http.is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   return Status::success();
 }
 

@@ -57,6 +57,26 @@ def test_default_model_loads_and_generates():
     assert r.returncode == 2 and "top_k" in r.stderr + r.stdout
 
 
+def test_generate_chat_prompts_file_and_stop(tmp_path):
+    env = dict(os.environ, EMBER_MODEL=str(MODEL))
+    r = run("generate", "--chat", "-p", "What is the capital of France?", "-n", "16", "--temperature", "0", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "Paris" in r.stdout, r.stdout
+    # The chat template wrapped the prompt: far more prompt tokens than the question alone.
+    assert int(r.stdout.split("prompt tokens: ")[1].split(",")[0]) > 20
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("The capital of France is\nOnce upon a time\n\nWater boils at\n")
+    r = run("generate", "--prompts-file", str(prompts), "-n", "8", "--temperature", "0", env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("=== ") == 3
+    assert "requests: 3," in r.stdout and "generated tokens: 24," in r.stdout, r.stdout
+    # Each batched completion equals the same prompt run alone.
+    alone = run("generate", "-p", "Once upon a time", "-n", "8", "--temperature", "0", env=env)
+    assert alone.stdout.split("\n\nprompt tokens")[0] in r.stdout
+    r = run("generate", "-p", "Count: 1, 2, 3,", "-n", "12", "--temperature", "0", "--stop", " 5", env=env)
+    assert r.returncode == 0 and " 4," in r.stdout and " 5" not in r.stdout.split("\n\nprompt tokens")[0], r.stdout
+
+
 def test_bad_model_file_names_the_file(tmp_path):
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 8)

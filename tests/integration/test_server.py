@@ -324,3 +324,19 @@ def test_sigterm_finishes_in_flight_requests_then_exits_0():
         t.join()
     assert [code for code, _ in results] == [200] * 4
     assert all(body["usage"]["completion_tokens"] == 200 for _, body in results)
+
+
+def test_schemathesis_finds_no_server_error(tiny):
+    """A bounded property-based run over /openapi.json: no generated request may get a 5xx."""
+    import pathlib
+    import subprocess
+    import sys
+    exe = pathlib.Path(sys.executable).parent / "schemathesis"
+    assert exe.exists(), "schemathesis is missing from the venv (scripts/requirements.txt)"
+    r = subprocess.run([str(exe), "run", tiny.base_url + "/openapi.json", "--checks", "not_a_server_error",
+                        "-n", "25", "--request-timeout", "60", "--seed", "1"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-4000:]
+    assert "passed" in r.stdout
+    assert tiny.wait_metric("ember:kv_cache_usage_perc", 0.0)
+    assert tiny.request("GET", "/health")[0] == 200
