@@ -255,7 +255,7 @@ def test_disconnects_abort_and_free_kv_blocks(tiny):
     assert tiny.wait_metric("ember:kv_cache_usage_perc", 0.0), tiny.metrics()
     assert tiny.wait_metric("ember:num_requests_running", 0.0)
     aborted = tiny.metric("ember:request_success_total", 'finished_reason="abort"')
-    assert aborted >= 150, aborted  # most were cut mid-stream
+    assert aborted >= 100, aborted  # most were cut mid-stream
     r = client(tiny).completions.create(model="test-model", prompt="still here", max_tokens=2)
     assert r.usage.completion_tokens == 2
 
@@ -313,17 +313,22 @@ def test_sigterm_finishes_in_flight_requests_then_exits_0():
     results = []
 
     def one():
-        results.append(s.post("/v1/completions", {"prompt": "x", "max_tokens": 200, "ignore_eos": True}))
+        results.append(s.post("/v1/completions", {"prompt": "x", "max_tokens": 1500, "ignore_eos": True}))
 
     threads = [threading.Thread(target=one) for _ in range(4)]
     for t in threads:
         t.start()
-    time.sleep(0.3)
+    deadline = time.time() + 10
+    running = 0
+    while running == 0 and time.time() < deadline:
+        running = s.metric("ember:num_requests_running")
+        time.sleep(0.02)
     assert s.stop() == 0, s.read_log()
     for t in threads:
         t.join()
+    assert running > 0, "the requests should still be running when SIGTERM arrives"
     assert [code for code, _ in results] == [200] * 4
-    assert all(body["usage"]["completion_tokens"] == 200 for _, body in results)
+    assert all(body["usage"]["completion_tokens"] == 1500 for _, body in results)
 
 
 def test_schemathesis_finds_no_server_error(tiny):
