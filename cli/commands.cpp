@@ -167,9 +167,4 @@ int run_generate(const GenerateOptions& options) {
   return generate(*src, options, device);
 }
 
-int run_bench(const BenchOptions& options) {
-  spdlog::error("ember bench {}: not implemented in this version", options.mode);
-  return 3;
-}
-
 }  // namespace ember

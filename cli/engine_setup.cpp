@@ -6,6 +6,9 @@
 
 #include "models/hf_model_dir.h"
 #include "models/weights.h"
+#ifdef EMBER_HAVE_CUDA
+#include "engine/cuda/cuda_model_runner.h"
+#endif
 
 namespace ember {
 namespace {
@@ -38,20 +41,14 @@ std::vector<int32_t> eos_ids_of(const ModelSource& src) {
   return eos;
 }
 
-Result<std::unique_ptr<Engine>> start_engine(const ModelSource& src, const ModelOptions& model,
-                                             const EngineOptions& options, const std::string& device,
-                                             int32_t max_queue_len) {
-  if (device != "cpu") spdlog::warn("the CUDA model runner is not built yet: running on the CPU backend");
-  if (model.tensor_parallel_size != 1) return Error{"--tensor-parallel-size > 1 needs the CUDA runner"};
-  if (!model.speculative_model.empty()) return Error{"--speculative-model needs the CUDA runner"};
-  const ModelConfig& c = src.config;
-  const int64_t max_model_len = model.max_model_len > 0 ? model.max_model_len : c.max_position_embeddings;
-  if (max_model_len > c.max_position_embeddings)
-    spdlog::warn("--max-model-len {} is beyond the model's {} positions", max_model_len, c.max_position_embeddings);
+namespace {
 
+// The CPU runner: float32 on the host, the KV pool from --kv-cache-memory-bytes.
+Result<std::unique_ptr<ModelRunner>> make_cpu_runner(const ModelSource& src, const ModelOptions& model,
+                                                     const EngineOptions& options, int64_t max_model_len) {
   auto weights = load_weights(src, model, static_cast<uint64_t>(options.seed));
   if (!weights) return weights.error();
-
+  const ModelConfig& c = src.config;
   const int32_t block = options.block_size;
   const int64_t per_block = CpuModelRunner::kv_bytes_per_token(c) * block;
   int64_t blocks = options.num_gpu_blocks_override;
@@ -63,13 +60,68 @@ Result<std::unique_ptr<Engine>> start_engine(const ModelSource& src, const Model
   }
   if (blocks < 1) return Error{"the KV cache holds no block: raise --kv-cache-memory-bytes"};
   if (blocks > INT32_MAX) blocks = INT32_MAX;
+  spdlog::info("KV cache: {} blocks of {} tokens ({:.1f} MB, {} tokens)", blocks, block, blocks * per_block / 1e6,
+               blocks * block);
+  return std::unique_ptr<ModelRunner>(
+      std::make_unique<CpuModelRunner>(std::move(weights).value(), options.num_threads, blocks, block));
+}
+
+#ifdef EMBER_HAVE_CUDA
+Result<std::unique_ptr<ModelRunner>> make_gpu_runner(const ModelSource& src, const ModelOptions& model,
+                                                     const EngineOptions& options, int64_t max_model_len,
+                                                     int32_t max_num_batched_tokens) {
+  CudaRunnerOptions o;
+  o.block_size = options.block_size;
+  o.max_num_batched_tokens = max_num_batched_tokens;
+  o.max_num_seqs = options.max_num_seqs;
+  o.max_model_len = max_model_len;
+  o.gpu_memory_utilization = options.gpu_memory_utilization;
+  o.num_gpu_blocks_override = options.num_gpu_blocks_override;
+  o.enforce_eager = options.enforce_eager;
+  o.dummy_seed = static_cast<uint64_t>(options.seed);
+  o.eos_token_ids = eos_ids_of(src);
+  if (model.load_format == "dummy") {
+    spdlog::info("random weights on the GPU (--load-format dummy, seed {})", options.seed);
+    return make_cuda_model_runner_dummy(src.config, o);
+  }
+  auto weights = load_weights(src, model, static_cast<uint64_t>(options.seed));
+  if (!weights) return weights.error();
+  return make_cuda_model_runner(*weights, o);
+}
+#endif
+
+}  // namespace
+
+Result<std::unique_ptr<Engine>> start_engine(const ModelSource& src, const ModelOptions& model,
+                                             const EngineOptions& options, const std::string& device,
+                                             int32_t max_queue_len) {
+  if (model.tensor_parallel_size != 1) return Error{"--tensor-parallel-size > 1 is not supported yet"};
+  if (!model.speculative_model.empty()) return Error{"--speculative-model is not supported yet"};
+  const ModelConfig& c = src.config;
+  const int64_t max_model_len = model.max_model_len > 0 ? model.max_model_len : c.max_position_embeddings;
+  if (max_model_len > c.max_position_embeddings)
+    spdlog::warn("--max-model-len {} is beyond the model's {} positions", max_model_len, c.max_position_embeddings);
+  const int32_t max_batched = static_cast<int32_t>(
+      options.max_num_batched_tokens > 0 ? options.max_num_batched_tokens : (device == "cpu" ? 512 : 8192));
+
+  Result<std::unique_ptr<ModelRunner>> runner = Error{"unknown device " + device};
+  if (device == "cpu") {
+    runner = make_cpu_runner(src, model, options, max_model_len);
+  } else {
+#ifdef EMBER_HAVE_CUDA
+    runner = make_gpu_runner(src, model, options, max_model_len, max_batched);
+#else
+    runner = Error{"this ember was built without CUDA"};
+#endif
+  }
+  if (!runner) return runner.error();
+  const int64_t blocks = std::min<int64_t>((*runner)->num_blocks(), INT32_MAX);
 
   EngineConfig ec;
   SchedulerConfig& sc = ec.scheduler;
   sc.max_num_seqs = options.max_num_seqs;
-  sc.max_num_batched_tokens = static_cast<int32_t>(
-      options.max_num_batched_tokens > 0 ? options.max_num_batched_tokens : (device == "cpu" ? 512 : 8192));
-  sc.block_size = block;
+  sc.max_num_batched_tokens = max_batched;
+  sc.block_size = options.block_size;
   sc.num_blocks = static_cast<int32_t>(blocks);
   sc.max_model_len = static_cast<int32_t>(max_model_len);
   sc.enable_prefix_caching = options.enable_prefix_caching;
@@ -79,11 +131,9 @@ Result<std::unique_ptr<Engine>> start_engine(const ModelSource& src, const Model
   ec.max_queue_len = max_queue_len;
   ec.seed = static_cast<uint64_t>(options.seed);
 
-  spdlog::info("KV cache: {} blocks of {} tokens ({:.1f} MB, {} tokens); max model len {}, max {} seqs, {} tokens/step",
-               blocks, block, blocks * per_block / 1e6, blocks * block, max_model_len, sc.max_num_seqs,
+  spdlog::info("engine on {}: max model len {}, max {} seqs, {} tokens/step", device, max_model_len, sc.max_num_seqs,
                sc.max_num_batched_tokens);
-  auto runner = std::make_unique<CpuModelRunner>(std::move(weights).value(), options.num_threads, blocks, block);
-  return std::make_unique<Engine>(ec, std::move(runner), *src.tokenizer, eos_ids_of(src));
+  return std::make_unique<Engine>(ec, std::move(*runner), *src.tokenizer, eos_ids_of(src));
 }
 
 }  // namespace ember

@@ -67,15 +67,42 @@ struct GenerateOptions {
 
 struct BenchOptions {
   std::string mode = "serve";  // serve | sweep | throughput
+  // The target (serve, sweep).
   std::string base_url = "http://127.0.0.1:8000";
   std::string endpoint = "/v1/completions";
-  std::string model;
-  std::string dataset = "random";
+  std::string model;             // the model name requested; empty: the server's first (GET /v1/models)
+  std::string api_key;
+  std::string tokenizer;         // local tokenizer for exact prompt lengths; empty: the server's /tokenize
+  double timeout_s = 600;
+  bool ignore_eos = true;
+  // The dataset.
+  std::string dataset = "random";  // random | sharegpt | prefix | jsonl
+  std::string dataset_path;
   int num_prompts = 100;
-  double request_rate = 0;  // 0: all at once
   int random_input_len = 512;
   int random_output_len = 128;
+  double random_range_ratio = 0;
+  int prefix_len = 256;
+  int num_prefix_groups = 4;
+  int sharegpt_output_len = 0;  // > 0 overrides the replies' lengths
+  // The load.
+  double request_rate = 0;  // 0: all at once (inf)
+  double burstiness = 1;
+  int max_concurrency = 0;  // 0: unlimited
+  int num_warmups = 0;
+  int seed = 0;
+  // sweep: one run per value of either list.
+  std::vector<double> sweep_rates;
+  std::vector<int> sweep_concurrencies;
+  // Reports.
+  std::vector<double> percentiles;   // added to 90, 95, 99
+  std::vector<std::string> goodput;  // ttft:MS tpot:MS e2el:MS
   std::string result_json;
+  std::string report_html;
+  bool progress = true;
+  // throughput (offline, no HTTP): the engine's own options.
+  ModelOptions engine_model;
+  EngineOptions engine;
 };
 
 // The default model: what `scripts/setup.sh` installs. $EMBER_MODEL overrides.

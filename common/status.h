@@ -55,3 +55,11 @@ class [[nodiscard]] Status {
 };
 
 }  // namespace ember
+
+// Returns the error of a Status expression from the enclosing function (which
+// returns Status or any Result<T>).
+#define EMBER_TRY_STATUS(expr)                \
+  do {                                        \
+    ::ember::Status try_status_ = (expr);     \
+    if (!try_status_.ok()) return try_status_.error(); \
+  } while (0)

@@ -206,8 +206,6 @@ void Engine::step() {
     if (s.wants_logits) wanting.push_back(r);
     prompt_tokens += std::max<int64_t>(0, std::min<int64_t>(s.start + s.num_tokens, r->num_prompt_tokens) - s.start);
   }
-  runner_->execute(seqs, logits_);
-
   const int32_t vocab = runner_->vocab_size();
   std::vector<SamplerRow> rows;
   rows.reserve(wanting.size());
@@ -215,11 +213,16 @@ void Engine::step() {
     const SchedRequest* r = wanting[i];
     SequenceState& seq = sequences_.at(r->id);
     const std::span<const int32_t> all(r->tokens);
-    rows.push_back(SamplerRow{std::span<const float>(logits_).subspan(i * static_cast<size_t>(vocab), vocab),
-                              all.first(r->num_prompt_tokens), all.subspan(r->num_prompt_tokens),
+    rows.push_back(SamplerRow{{}, all.first(r->num_prompt_tokens), all.subspan(r->num_prompt_tokens),
                               &seq.request->request.params, &seq.generator});
   }
-  const std::vector<SampledToken> sampled = sampler_.sample(rows);
+  std::vector<SampledToken> sampled;
+  if (!runner_->execute_and_sample(seqs, rows, sampled)) {
+    runner_->execute(seqs, logits_);
+    for (size_t i = 0; i < rows.size(); ++i)
+      rows[i].logits = std::span<const float>(logits_).subspan(i * static_cast<size_t>(vocab), vocab);
+    sampled = sampler_.sample(rows);
+  }
   std::vector<std::pair<uint64_t, int32_t>> pairs;
   std::vector<int32_t> outputs_after;
   std::vector<int32_t> cached;

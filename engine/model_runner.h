@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "engine/sampler.h"
 #include "kernels/backend.h"
 #include "models/llama_decoder.h"
 #include "models/model_config.h"
@@ -34,6 +35,14 @@ class ModelRunner {
   // Rows of `logits` follow the sequences with wants_logits, in order;
   // each row holds vocab_size() floats.
   virtual void execute(std::span<const StepSequence> seqs, std::vector<float>& logits) = 0;
+  // The step and its sampling where the logits are (the GPU: they never
+  // cross PCIe). rows[i] describes the i-th sequence with wants_logits; its
+  // `logits` span is not read. Returns false, having done nothing, when this
+  // runner cannot: the engine then runs execute() and the CPU Sampler.
+  virtual bool execute_and_sample(std::span<const StepSequence> /*seqs*/, std::span<const SamplerRow> /*rows*/,
+                                  std::vector<SampledToken>& /*out*/) {
+    return false;
+  }
   virtual const ModelConfig& config() const = 0;
   virtual int32_t vocab_size() const = 0;
   virtual int64_t num_blocks() const = 0;

@@ -10,6 +10,7 @@
 
 #include <array>
 #include <cassert>
+#include <cstddef>
 #include <cstdint>
 #include <initializer_list>
 #include <vector>
@@ -61,11 +62,13 @@ struct Tensor {
   int ndim = 0;
   std::array<int64_t, 4> shape{};
 
-  static Tensor f32(const float* data, std::initializer_list<int64_t> dims) {
+  static Tensor f32(const float* data, std::initializer_list<int64_t> dims) { return of(data, DType::kF32, dims); }
+  // A view of plain (not quantized) elements of any dtype.
+  static Tensor of(const void* data, DType dtype, std::initializer_list<int64_t> dims) {
     assert(dims.size() <= 4);
     Tensor t;
-    t.data = const_cast<float*>(data);  // views never own; constness is the op's contract
-    t.dtype = DType::kF32;
+    t.data = const_cast<void*>(data);  // views never own; constness is the op's contract
+    t.dtype = dtype;
     for (int64_t d : dims) t.shape[t.ndim++] = d;
     return t;
   }
@@ -133,13 +136,38 @@ struct RopeConfig {
 // Computed in double, rounded to float once.
 std::vector<float> rope_inv_freq(const RopeConfig& rope, int64_t head_dim);
 
+// Bytes of `n` plain elements (not quantized types).
+constexpr int64_t dtype_bytes(DType t, int64_t n) { return n * dtype_block_bytes(t); }
+
 // All ops run synchronously on the CPU backend and in stream order on CUDA.
+// Tensors an op reads or writes live in the backend's memory (host memory on
+// the CPU, device memory on CUDA): the decoder gets its activations from
+// allocate() and its weights and caches from the runner that owns the backend.
+//
+// Ops that take ForwardInputs read the step's metadata as it was given to the
+// last begin_forward(): the CUDA backend uploads it there once per step (and
+// at fixed addresses, so a captured CUDA graph replays on new inputs).
 class Backend {
  public:
   virtual ~Backend() = default;
 
-  // out[t, :] = table[token_ids[t], :].   table [V, H], out [T, H].
-  virtual void embedding(const Tensor& table, const std::vector<int32_t>& token_ids, Tensor& out) = 0;
+  // The dtype of activations (and of the KV cache): float32 on the CPU, bf16 on CUDA.
+  virtual DType activation_dtype() const = 0;
+  // Backend memory for activations; never null (failure aborts: an
+  // out-of-memory here is a sizing bug, the runner reserves before serving).
+  virtual void* allocate(std::size_t bytes) = 0;
+  virtual void deallocate(void* ptr) = 0;
+
+  // Makes `in` the current step (see above). Call before the step's ops.
+  virtual void begin_forward(const ForwardInputs& in) = 0;
+
+  // dst = src (same dtype and size).
+  virtual void copy(const Tensor& src, Tensor& dst) = 0;
+  // Copies a float32 tensor to host memory, waiting for it to be ready.
+  virtual void download(const Tensor& src, float* host) = 0;
+
+  // out[t, :] = table[in.token_ids[t], :].   table [V, H], out [T, H].
+  virtual void embedding(const Tensor& table, const ForwardInputs& in, Tensor& out) = 0;
 
   // RMSNorm over the last dim: out = x / sqrt(mean(x^2) + eps) * weight.
   // With `residual` (fused add, as in vLLM): residual = x + residual first,
@@ -147,7 +175,8 @@ class Backend {
   // x, out, residual [M, H]; weight [H]. out may alias x.
   virtual void rms_norm(const Tensor& x, Tensor* residual, const Tensor& weight, float eps, Tensor& out) = 0;
 
-  // y = x W^T + b.   x [M, K], w [N, K] (HF/PyTorch layout), bias [N] or null, y [M, N].
+  // y = x W^T + b.   x [M, K], w [N, K] (HF/PyTorch layout), bias [N] float32 or null, y [M, N]
+  // in the activation dtype, or float32 (the logits).
   virtual void linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) = 0;
 
   // Rotates q and k in place (HF rotate_half: pairs (i, i + D/2), angle
@@ -169,8 +198,8 @@ class Backend {
   // gate_up projection).   x [M, 2I], out [M, I].
   virtual void silu_mul(const Tensor& x, Tensor& out) = 0;
 
-  // out[r, :] = x[indices[r], :] (the rows whose logits are wanted).   x [T, H], out [R, H].
-  virtual void gather_rows(const Tensor& x, const std::vector<int32_t>& indices, Tensor& out) = 0;
+  // out[r, :] = x[in.logits_indices[r], :] (the rows whose logits are wanted).   x [T, H], out [R, H].
+  virtual void gather_logit_rows(const Tensor& x, const ForwardInputs& in, Tensor& out) = 0;
 
   // Sum over tensor-parallel ranks, in place. A no-op on one device.
   virtual void all_reduce(Tensor& x) = 0;

@@ -20,6 +20,15 @@ KvCache KvCache::allocate(const ModelConfig& config, int64_t num_blocks, int64_t
   return c;
 }
 
+KvCacheView KvCache::view() {
+  KvCacheView out;
+  for (size_t l = 0; l < k.size(); ++l) {
+    out.k.push_back(Tensor::f32(k[l].data(), {num_blocks, block_size, num_kv_heads, head_dim}));
+    out.v.push_back(Tensor::f32(v[l].data(), {num_blocks, block_size, num_kv_heads, head_dim}));
+  }
+  return out;
+}
+
 RopeConfig rope_config_of(const ModelConfig& config) {
   RopeConfig r;
   r.theta = config.rope_theta;
@@ -42,82 +51,140 @@ RopeConfig rope_config_of(const ModelConfig& config) {
   return r;
 }
 
-LlamaDecoder::LlamaDecoder(const LlamaWeights& weights, Backend& backend)
-    : w_(weights), backend_(backend), rope_(rope_config_of(weights.config)) {}
-
-void LlamaDecoder::ensure_scratch(int64_t t) {
-  const ModelConfig& c = w_.config;
-  auto fit = [](std::vector<float>& v, int64_t n) {
-    if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
-  };
-  fit(hidden_, t * c.hidden_size);
-  fit(residual_, t * c.hidden_size);
-  fit(normed_, t * c.hidden_size);
-  fit(q_, t * c.num_heads * c.head_dim);
-  fit(k_, t * c.num_kv_heads * c.head_dim);
-  fit(v_, t * c.num_kv_heads * c.head_dim);
-  fit(attn_, t * c.num_heads * c.head_dim);
-  fit(gate_up_, t * 2 * c.intermediate_size);
-  fit(act_, t * c.intermediate_size);
+DecoderWeights host_weight_views(const LlamaWeights& w) {
+  const ModelConfig& c = w.config;
+  const int64_t h = c.hidden_size, q_dim = c.num_heads * c.head_dim, kv_dim = c.num_kv_heads * c.head_dim;
+  DecoderWeights v;
+  v.config = c;
+  v.embed = w.embed.view();
+  v.final_norm = Tensor::f32(w.final_norm.data(), {h});
+  v.head = w.head().view();
+  for (const LayerWeights& lw : w.layers) {
+    LayerWeightViews l;
+    l.attn_norm = Tensor::f32(lw.attn_norm.data(), {h});
+    l.ffn_norm = Tensor::f32(lw.ffn_norm.data(), {h});
+    l.wq = lw.wq.view();
+    l.wk = lw.wk.view();
+    l.wv = lw.wv.view();
+    l.wo = lw.wo.view();
+    if (c.attention_bias) {
+      l.bq = Tensor::f32(lw.bq.data(), {q_dim});
+      l.bk = Tensor::f32(lw.bk.data(), {kv_dim});
+      l.bv = Tensor::f32(lw.bv.data(), {kv_dim});
+    }
+    l.w_gate_up = lw.w_gate_up.view();
+    l.w_down = lw.w_down.view();
+    v.layers.push_back(l);
+  }
+  return v;
 }
 
-void LlamaDecoder::forward(const ForwardInputs& in, KvCache& cache, std::vector<float>& logits) {
+void* BackendBuffer::ensure(Backend& backend, size_t bytes) {
+  if (bytes <= bytes_ && ptr_ != nullptr) return ptr_;
+  release();
+  backend_ = &backend;
+  ptr_ = backend.allocate(bytes);
+  bytes_ = bytes;
+  return ptr_;
+}
+
+void BackendBuffer::release() {
+  if (ptr_ != nullptr) backend_->deallocate(ptr_);
+  ptr_ = nullptr;
+  bytes_ = 0;
+}
+
+LlamaDecoder::LlamaDecoder(const LlamaWeights& weights, Backend& backend)
+    : LlamaDecoder(host_weight_views(weights), backend) {}
+
+LlamaDecoder::LlamaDecoder(DecoderWeights weights, Backend& backend)
+    : w_(std::move(weights)), backend_(backend), rope_(rope_config_of(w_.config)) {}
+
+void LlamaDecoder::reserve(int64_t t, int64_t rows) {
+  t = std::max(t, reserved_tokens_);
+  rows = std::max(rows, reserved_rows_);
+  const ModelConfig& c = w_.config;
+  const DType a = backend_.activation_dtype();
+  const auto fit = [&](BackendBuffer& b, int64_t elems, DType dtype) {
+    b.ensure(backend_, static_cast<size_t>(dtype_bytes(dtype, std::max<int64_t>(elems, 1))));
+  };
+  fit(hidden_, t * c.hidden_size, a);
+  fit(residual_, t * c.hidden_size, a);
+  fit(normed_, t * c.hidden_size, a);
+  fit(q_, t * c.num_heads * c.head_dim, a);
+  fit(k_, t * c.num_kv_heads * c.head_dim, a);
+  fit(v_, t * c.num_kv_heads * c.head_dim, a);
+  fit(attn_, t * c.num_heads * c.head_dim, a);
+  fit(gate_up_, t * 2 * c.intermediate_size, a);
+  fit(act_, t * c.intermediate_size, a);
+  fit(gathered_, rows * c.hidden_size, a);
+  fit(logits_, rows * c.vocab_size, DType::kF32);
+  reserved_tokens_ = t;
+  reserved_rows_ = rows;
+}
+
+Tensor LlamaDecoder::forward(const ForwardInputs& in, const KvCacheView& cache) {
   const ModelConfig& c = w_.config;
   const int64_t t = in.num_tokens(), h = c.hidden_size, d = c.head_dim;
   const int64_t q_dim = c.num_heads * d, kv_dim = c.num_kv_heads * d, inter = c.intermediate_size;
+  const int64_t r = static_cast<int64_t>(in.logits_indices.size());
   const float eps = static_cast<float>(c.rms_norm_eps);
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  ensure_scratch(t);
+  if (t > reserved_tokens_ || r > reserved_rows_) reserve(t, r);
 
-  Tensor hidden = Tensor::f32(hidden_.data(), {t, h});
-  Tensor residual = Tensor::f32(residual_.data(), {t, h});
-  Tensor normed = Tensor::f32(normed_.data(), {t, h});
-  Tensor q = Tensor::f32(q_.data(), {t, q_dim});
-  Tensor k = Tensor::f32(k_.data(), {t, kv_dim});
-  Tensor v = Tensor::f32(v_.data(), {t, kv_dim});
-  Tensor attn = Tensor::f32(attn_.data(), {t, q_dim});
-  Tensor gate_up = Tensor::f32(gate_up_.data(), {t, 2 * inter});
-  Tensor act = Tensor::f32(act_.data(), {t, inter});
+  const DType a = backend_.activation_dtype();
+  Tensor hidden = Tensor::of(hidden_.data(), a, {t, h});
+  Tensor residual = Tensor::of(residual_.data(), a, {t, h});
+  Tensor normed = Tensor::of(normed_.data(), a, {t, h});
+  Tensor q = Tensor::of(q_.data(), a, {t, q_dim});
+  Tensor k = Tensor::of(k_.data(), a, {t, kv_dim});
+  Tensor v = Tensor::of(v_.data(), a, {t, kv_dim});
+  Tensor attn = Tensor::of(attn_.data(), a, {t, q_dim});
+  Tensor gate_up = Tensor::of(gate_up_.data(), a, {t, 2 * inter});
+  Tensor act = Tensor::of(act_.data(), a, {t, inter});
 
-  backend_.embedding(w_.embed.view(), in.token_ids, hidden);
-  // A zero residual makes layer 0's fused add a copy: one code path for all layers.
-  std::fill(residual_.begin(), residual_.begin() + t * h, 0.0f);
-
+  backend_.embedding(w_.embed, in, hidden);
   for (size_t l = 0; l < w_.layers.size(); ++l) {
-    const LayerWeights& lw = w_.layers[l];
-    backend_.rms_norm(hidden, &residual, Tensor::f32(lw.attn_norm.data(), {h}), eps, normed);
-
-    const Tensor wq = lw.wq.view(), wk = lw.wk.view(), wv = lw.wv.view();
-    const Tensor bq = Tensor::f32(lw.bq.data(), {q_dim});
-    const Tensor bk = Tensor::f32(lw.bk.data(), {kv_dim});
-    const Tensor bv = Tensor::f32(lw.bv.data(), {kv_dim});
+    const LayerWeightViews& lw = w_.layers[l];
+    if (l == 0) {
+      // Layer 0 has no residual to add: it starts as the embeddings.
+      backend_.copy(hidden, residual);
+      backend_.rms_norm(hidden, nullptr, lw.attn_norm, eps, normed);
+    } else {
+      backend_.rms_norm(hidden, &residual, lw.attn_norm, eps, normed);
+    }
     const bool bias = c.attention_bias;
-    backend_.linear(normed, wq, bias ? &bq : nullptr, q);
-    backend_.linear(normed, wk, bias ? &bk : nullptr, k);
-    backend_.linear(normed, wv, bias ? &bv : nullptr, v);
+    backend_.linear(normed, lw.wq, bias ? &lw.bq : nullptr, q);
+    backend_.linear(normed, lw.wk, bias ? &lw.bk : nullptr, k);
+    backend_.linear(normed, lw.wv, bias ? &lw.bv : nullptr, v);
 
-    Tensor k_cache = cache.k_tensor(l), v_cache = cache.v_tensor(l);
+    Tensor k_cache = cache.k[l], v_cache = cache.v[l];
     backend_.rope_and_cache_write(q, k, v, in, rope_, d, k_cache, v_cache);
     backend_.paged_attention(q, k_cache, v_cache, in, c.num_heads, scale, attn);
-    backend_.linear(attn, lw.wo.view(), nullptr, hidden);
+    backend_.linear(attn, lw.wo, nullptr, hidden);
     backend_.all_reduce(hidden);
 
-    backend_.rms_norm(hidden, &residual, Tensor::f32(lw.ffn_norm.data(), {h}), eps, normed);
-    backend_.linear(normed, lw.w_gate_up.view(), nullptr, gate_up);
+    backend_.rms_norm(hidden, &residual, lw.ffn_norm, eps, normed);
+    backend_.linear(normed, lw.w_gate_up, nullptr, gate_up);
     backend_.silu_mul(gate_up, act);
-    backend_.linear(act, lw.w_down.view(), nullptr, hidden);
+    backend_.linear(act, lw.w_down, nullptr, hidden);
     backend_.all_reduce(hidden);
   }
 
-  backend_.rms_norm(hidden, &residual, Tensor::f32(w_.final_norm.data(), {h}), eps, normed);
+  backend_.rms_norm(hidden, &residual, w_.final_norm, eps, normed);
   // Only the wanted rows go through the LM head (V x H per row: the largest matmul).
-  const int64_t r = static_cast<int64_t>(in.logits_indices.size());
-  gathered_.resize(static_cast<size_t>(r * h));
-  Tensor gathered = Tensor::f32(gathered_.data(), {r, h});
-  backend_.gather_rows(normed, in.logits_indices, gathered);
-  logits.resize(static_cast<size_t>(r * c.vocab_size));
-  Tensor out = Tensor::f32(logits.data(), {r, c.vocab_size});
-  backend_.linear(gathered, w_.head().view(), nullptr, out);
+  Tensor gathered = Tensor::of(gathered_.data(), a, {r, h});
+  backend_.gather_logit_rows(normed, in, gathered);
+  Tensor logits = Tensor::of(logits_.data(), DType::kF32, {r, c.vocab_size});
+  backend_.linear(gathered, w_.head, nullptr, logits);
+  return logits;
+}
+
+void LlamaDecoder::forward(const ForwardInputs& in, KvCache& cache, std::vector<float>& logits) {
+  backend_.begin_forward(in);
+  const Tensor out = forward(in, cache.view());
+  logits.resize(static_cast<size_t>(out.numel()));
+  backend_.download(out, logits.data());
 }
 
 }  // namespace ember

@@ -1,8 +1,9 @@
 #pragma once
 // The Llama-family decoder (Llama, Mistral, Qwen2, SmolLM2), written once
-// against the Backend op interface. One forward() runs a flat varlen batch
-// (any mix of prefill chunks and decodes, see ForwardInputs) over a paged KV
-// cache and returns logits only for the rows in logits_indices.
+// against the Backend op interface: the CPU and CUDA runners run this same
+// code over their own memory. One forward() runs a flat varlen batch (any mix
+// of prefill chunks and decodes, see ForwardInputs) over a paged KV cache and
+// returns logits only for the rows in logits_indices.
 
 #include <cstdint>
 #include <vector>
@@ -12,8 +13,34 @@
 
 namespace ember {
 
-// Paged K and V caches, per layer [num_blocks, block_size, num_kv_heads, head_dim]
-// float32. Slot s of a layer is block s / block_size, offset s % block_size.
+// Views of one layer's weights in the backend's memory. Norms and biases are
+// float32; matrices any dtype the backend's linear() takes.
+struct LayerWeightViews {
+  Tensor attn_norm, ffn_norm;   // [H]
+  Tensor wq, wk, wv, wo;        // see LayerWeights
+  Tensor bq, bk, bv;            // data == nullptr unless config.attention_bias
+  Tensor w_gate_up, w_down;
+};
+
+struct DecoderWeights {
+  ModelConfig config;
+  Tensor embed;       // [V, H]
+  Tensor final_norm;  // [H]
+  Tensor head;        // [V, H] (the embedding when tied)
+  std::vector<LayerWeightViews> layers;
+};
+
+// Views of host weights (the CPU backend reads them in place).
+DecoderWeights host_weight_views(const LlamaWeights& weights);
+
+// A paged KV cache as the decoder sees it: per layer, K and V of
+// [num_blocks, block_size, num_kv_heads, head_dim] in the activation dtype.
+struct KvCacheView {
+  std::vector<Tensor> k, v;
+};
+
+// Paged K and V caches in host memory, float32 (the CPU runner's).
+// Slot s of a layer is block s / block_size, offset s % block_size.
 struct KvCache {
   int64_t num_blocks = 0;
   int64_t block_size = 0;
@@ -22,37 +49,61 @@ struct KvCache {
   std::vector<std::vector<float>> k, v;  // [layer]
 
   static KvCache allocate(const ModelConfig& config, int64_t num_blocks, int64_t block_size);
-  Tensor k_tensor(size_t layer) { return view(k[layer]); }
-  Tensor v_tensor(size_t layer) { return view(v[layer]); }
-
- private:
-  Tensor view(std::vector<float>& data) const {
-    return Tensor::f32(data.data(), {num_blocks, block_size, num_kv_heads, head_dim});
-  }
+  KvCacheView view();
 };
 
 RopeConfig rope_config_of(const ModelConfig& config);
 
+// Backend memory that grows on demand and is freed with its owner.
+class BackendBuffer {
+ public:
+  BackendBuffer() = default;
+  BackendBuffer(const BackendBuffer&) = delete;
+  BackendBuffer& operator=(const BackendBuffer&) = delete;
+  ~BackendBuffer() { release(); }
+
+  // At least `bytes` bytes; contents are lost when it grows.
+  void* ensure(Backend& backend, size_t bytes);
+  void* data() const { return ptr_; }
+  size_t capacity() const { return bytes_; }
+  void release();
+
+ private:
+  Backend* backend_ = nullptr;
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
 class LlamaDecoder {
  public:
-  // `weights` and `backend` must outlive the decoder.
+  // `weights` (their memory) and `backend` must outlive the decoder.
   LlamaDecoder(const LlamaWeights& weights, Backend& backend);
+  LlamaDecoder(DecoderWeights weights, Backend& backend);
 
-  // Writes in.logits_indices.size() rows of vocab_size logits to `logits`.
-  // Inputs are trusted (the scheduler validated them): token ids < vocab,
+  // Sizes the activations for steps of up to `tokens` tokens and `logit_rows`
+  // sampled rows. Steps within that never allocate (CUDA graphs rely on it:
+  // a captured step must find its buffers where they were).
+  void reserve(int64_t tokens, int64_t logit_rows);
+
+  // One step; the caller has made `in` current (backend.begin_forward(in)).
+  // Returns the [R, V] float32 logits in backend memory, valid until the next
+  // call. Inputs are trusted (the scheduler validated them): token ids < vocab,
   // slots inside the cache, block tables covering seq_lens.
+  Tensor forward(const ForwardInputs& in, const KvCacheView& cache);
+
+  // begin_forward + forward + download, for host caches (tests, the CPU runner):
+  // writes in.logits_indices.size() rows of vocab_size logits to `logits`.
   void forward(const ForwardInputs& in, KvCache& cache, std::vector<float>& logits);
 
   const ModelConfig& config() const { return w_.config; }
 
  private:
-  void ensure_scratch(int64_t tokens);
-
-  const LlamaWeights& w_;
+  DecoderWeights w_;
   Backend& backend_;
   RopeConfig rope_;
-  // Activations, reused between calls; sized for the largest batch seen.
-  std::vector<float> hidden_, residual_, normed_, q_, k_, v_, attn_, gate_up_, act_, gathered_;
+  int64_t reserved_tokens_ = 0, reserved_rows_ = 0;
+  // Activations, reused between calls; sized by reserve().
+  BackendBuffer hidden_, residual_, normed_, q_, k_, v_, attn_, gate_up_, act_, gathered_, logits_;
 };
 
 }  // namespace ember

@@ -96,15 +96,63 @@ int main(int argc, char** argv) {
   BenchOptions bench;
   CLI::App* bench_cmd = app.add_subcommand("bench", "Load-test an OpenAI-compatible server (serve | sweep | throughput)");
   bench_cmd->add_option("mode", bench.mode, "serve | sweep | throughput")->check(CLI::IsMember({"serve", "sweep", "throughput"}));
-  bench_cmd->add_option("--base-url", bench.base_url, "Server to load");
+  bench_cmd->add_option("--base-url", bench.base_url, "Server to load (scheme://host:port[/prefix])");
   bench_cmd->add_option("--endpoint", bench.endpoint, "/v1/completions or /v1/chat/completions");
-  bench_cmd->add_option("--model", bench.model, "Model name to request");
-  bench_cmd->add_option("--dataset", bench.dataset, "random | sharegpt | FILE");
+  bench_cmd->add_option("--model", bench.model, "serve/sweep: model name to request (default: the server's first); "
+                                                "throughput: GGUF file or HF directory");
+  bench_cmd->add_option("--api-key", bench.api_key, "Bearer token")->envname("OPENAI_API_KEY");
+  bench_cmd->add_option("--tokenizer", bench.tokenizer, "Local tokenizer (GGUF, tokenizer.json/.model, HF dir) for exact "
+                                                        "prompt lengths (default: the server's /tokenize)");
+  bench_cmd->add_option("--timeout", bench.timeout_s, "Seconds a request may take")->check(CLI::PositiveNumber);
+  bench_cmd->add_flag("--ignore-eos,!--no-ignore-eos", bench.ignore_eos, "Ask for exactly max_tokens (default on)");
+  bench_cmd->add_option("--dataset,--dataset-name", bench.dataset, "random | sharegpt | prefix | jsonl")
+      ->check(CLI::IsMember({"random", "sharegpt", "prefix", "jsonl"}));
+  bench_cmd->add_option("--dataset-path", bench.dataset_path, "ShareGPT JSON or JSONL file");
   bench_cmd->add_option("--num-prompts", bench.num_prompts)->check(CLI::PositiveNumber);
-  bench_cmd->add_option("--request-rate", bench.request_rate, "Requests/s (0: all at once)")->check(CLI::NonNegativeNumber);
   bench_cmd->add_option("--random-input-len", bench.random_input_len)->check(CLI::PositiveNumber);
   bench_cmd->add_option("--random-output-len", bench.random_output_len)->check(CLI::PositiveNumber);
-  bench_cmd->add_option("--result-json", bench.result_json, "Write all metrics here");
+  bench_cmd->add_option("--random-range-ratio", bench.random_range_ratio, "Lengths uniform in [L(1-r), L(1+r)]")
+      ->check(CLI::Range(0.0, 0.999));
+  bench_cmd->add_option("--prefix-len", bench.prefix_len, "prefix dataset: tokens of each shared prefix")->check(CLI::PositiveNumber);
+  bench_cmd->add_option("--num-prefix-groups", bench.num_prefix_groups, "prefix dataset: distinct prefixes")->check(CLI::PositiveNumber);
+  bench_cmd->add_option("--sharegpt-output-len", bench.sharegpt_output_len, "Override the replies' lengths")->check(CLI::NonNegativeNumber);
+  // "inf" (vLLM's default) means all at once, as 0 does.
+  bench_cmd->add_option_function<std::string>("--request-rate", [&bench](const std::string& v) {
+        bench.request_rate = v == "inf" ? 0 : std::stod(v);
+      }, "Requests/s, Poisson (or gamma with --burstiness); inf: all at once")
+      ->check([](const std::string& v) -> std::string {
+        if (v == "inf") return "";
+        try {
+          return std::stod(v) >= 0 ? "" : "must be >= 0 or inf";
+        } catch (...) {
+          return "must be a number or inf";
+        }
+      });
+  bench_cmd->add_option("--burstiness", bench.burstiness, "Gamma shape of arrival gaps (1: Poisson)")->check(CLI::PositiveNumber);
+  bench_cmd->add_option("--max-concurrency", bench.max_concurrency, "Most requests in flight (0: unlimited)")->check(CLI::NonNegativeNumber);
+  bench_cmd->add_option("--num-warmups", bench.num_warmups, "Unmeasured requests sent first")->check(CLI::NonNegativeNumber);
+  bench_cmd->add_option("--seed", bench.seed, "Seed of the dataset and arrival times");
+  bench_cmd->add_option("--request-rates", bench.sweep_rates, "sweep: rates to run (comma separated)")
+      ->delimiter(',')->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  bench_cmd->add_option("--max-concurrencies", bench.sweep_concurrencies, "sweep: concurrencies to run (comma separated)")
+      ->delimiter(',')->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  bench_cmd->add_option("--percentiles,--metric-percentiles", bench.percentiles, "Extra percentiles (comma separated)")
+      ->delimiter(',')->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  bench_cmd->add_option("--goodput", bench.goodput, "SLOs for goodput, e.g. ttft:200 tpot:50 e2el:2000")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  bench_cmd->add_option("--result-json", bench.result_json, "Write all metrics and per-request records here");
+  bench_cmd->add_option("--report-html", bench.report_html, "Write a self-contained HTML report with plots here");
+  bench_cmd->add_flag("--progress,!--no-progress", bench.progress, "Live progress line on a terminal");
+  // throughput: the engine's settings (the model is --model).
+  bench_cmd->add_option("--load-format", bench.engine_model.load_format, "throughput: auto | gguf | safetensors | dummy")
+      ->check(CLI::IsMember({"auto", "gguf", "safetensors", "dummy"}));
+  bench_cmd->add_option("--device", bench.engine_model.device, "throughput: auto | cpu | cuda")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  bench_cmd->add_option("--max-num-seqs", bench.engine.max_num_seqs, "throughput: most sequences in one step")->check(CLI::PositiveNumber);
+  bench_cmd->add_option("--max-num-batched-tokens", bench.engine.max_num_batched_tokens, "throughput: token budget of one step")
+      ->check(CLI::PositiveNumber);
+  bench_cmd->add_option("--num-threads", bench.engine.num_threads, "throughput: CPU backend threads (0: all cores)")
+      ->check(CLI::NonNegativeNumber);
 
   // A --config file becomes flags placed before the user's, so the user's win.
   std::vector<std::string> args = config_args_from_argv(argc, argv);
@@ -125,5 +173,9 @@ int main(int argc, char** argv) {
 
   if (serve_cmd->parsed()) return run_serve(serve);
   if (gen_cmd->parsed()) return run_generate(gen);
+  if (bench.mode == "throughput") {
+    bench.engine_model.model = bench.model;
+    bench.engine_model.tokenizer = bench.tokenizer;
+  }
   return run_bench(bench);
 }

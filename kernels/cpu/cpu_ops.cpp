@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <new>
 
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/cpu/linear_kernels.h"
@@ -10,7 +11,25 @@
 
 namespace ember {
 
-void CpuBackend::embedding(const Tensor& table, const std::vector<int32_t>& token_ids, Tensor& out) {
+void* CpuBackend::allocate(size_t bytes) {
+  // 64-byte aligned for the AVX kernels' loads; never null (see Backend).
+  void* p = ::operator new(std::max<size_t>(bytes, 1), std::align_val_t{64});
+  return p;
+}
+
+void CpuBackend::deallocate(void* ptr) { ::operator delete(ptr, std::align_val_t{64}); }
+
+void CpuBackend::copy(const Tensor& src, Tensor& dst) {
+  assert(src.dtype == dst.dtype && src.numel() == dst.numel() && !dtype_is_quantized(src.dtype));
+  std::memmove(dst.data, src.data, static_cast<size_t>(dtype_bytes(src.dtype, src.numel())));
+}
+
+void CpuBackend::download(const Tensor& src, float* host) {
+  if (host != src.data) std::memmove(host, src.f32(), static_cast<size_t>(src.numel()) * sizeof(float));
+}
+
+void CpuBackend::embedding(const Tensor& table, const ForwardInputs& in, Tensor& out) {
+  const std::vector<int32_t>& token_ids = in.token_ids;
   const int64_t h = table.cols();
   assert(out.rows() == static_cast<int64_t>(token_ids.size()) && out.cols() == h);
   // Quantized / half tables stay in their file format; only the looked-up rows are dequantized.
@@ -77,7 +96,8 @@ void CpuBackend::silu_mul(const Tensor& x, Tensor& out) {
   });
 }
 
-void CpuBackend::gather_rows(const Tensor& x, const std::vector<int32_t>& indices, Tensor& out) {
+void CpuBackend::gather_logit_rows(const Tensor& x, const ForwardInputs& in, Tensor& out) {
+  const std::vector<int32_t>& indices = in.logits_indices;
   const int64_t h = x.cols();
   assert(out.rows() == static_cast<int64_t>(indices.size()) && out.cols() == h);
   for (size_t r = 0; r < indices.size(); ++r) {

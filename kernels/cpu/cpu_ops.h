@@ -15,7 +15,14 @@ class CpuBackend final : public Backend {
   // num_threads <= 0: one per hardware thread.
   explicit CpuBackend(int num_threads = 0) : pool_(num_threads) {}
 
-  void embedding(const Tensor& table, const std::vector<int32_t>& token_ids, Tensor& out) override;
+  DType activation_dtype() const override { return DType::kF32; }
+  void* allocate(size_t bytes) override;
+  void deallocate(void* ptr) override;
+  void begin_forward(const ForwardInputs& /*in*/) override {}
+  void copy(const Tensor& src, Tensor& dst) override;
+  void download(const Tensor& src, float* host) override;
+
+  void embedding(const Tensor& table, const ForwardInputs& in, Tensor& out) override;
   void rms_norm(const Tensor& x, Tensor* residual, const Tensor& weight, float eps, Tensor& out) override;
   void linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) override;
   void rope_and_cache_write(Tensor& q, Tensor& k, const Tensor& v, const ForwardInputs& in,
@@ -24,7 +31,7 @@ class CpuBackend final : public Backend {
   void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                        const ForwardInputs& in, int64_t num_heads, float scale, Tensor& out) override;
   void silu_mul(const Tensor& x, Tensor& out) override;
-  void gather_rows(const Tensor& x, const std::vector<int32_t>& indices, Tensor& out) override;
+  void gather_logit_rows(const Tensor& x, const ForwardInputs& in, Tensor& out) override;
   void all_reduce(Tensor& /*x*/) override {}
 
   int num_threads() const { return pool_.num_threads(); }

@@ -245,7 +245,9 @@ TEST(CpuLinear, EmbeddingDequantizesRowsBitExact) {
     const std::vector<int32_t> ids = {4, 0, 8, 4, 2};
     std::vector<float> out(ids.size() * h);
     Tensor o = Tensor::f32(out.data(), {static_cast<int64_t>(ids.size()), h});
-    be.embedding(Tensor::typed(table.data(), dtype, v, h), ids, o);
+    ForwardInputs in;
+    in.token_ids = ids;
+    be.embedding(Tensor::typed(table.data(), dtype, v, h), in, o);
     for (size_t t = 0; t < ids.size(); ++t)
       ASSERT_EQ(std::memcmp(out.data() + t * h, ref.data() + ids[t] * h, h * sizeof(float)), 0)
           << name_of(dtype) << " token " << ids[t];

@@ -50,7 +50,9 @@ TEST(CpuOps, Embedding) {
   std::vector<int32_t> ids = {3, 0, 10, 3};
   std::vector<float> out(ids.size() * h);
   Tensor o = Tensor::f32(out.data(), {4, h});
-  be.embedding(Tensor::f32(table.data(), {v, h}), ids, o);
+  ForwardInputs in;
+  in.token_ids = ids;
+  be.embedding(Tensor::f32(table.data(), {v, h}), in, o);
   for (size_t t = 0; t < ids.size(); ++t)
     for (int64_t i = 0; i < h; ++i) EXPECT_EQ(out[t * h + i], table[ids[t] * h + i]);
 }
@@ -130,13 +132,15 @@ TEST(CpuOps, SiluMul) {
   expect_close(out, ref);
 }
 
-TEST(CpuOps, GatherRows) {
+TEST(CpuOps, GatherLogitRows) {
   CpuBackend be(1);
   auto x = random_vec(6 * 3, 11);
   std::vector<int32_t> idx = {5, 0, 5};
   std::vector<float> out(idx.size() * 3);
   Tensor ot = Tensor::f32(out.data(), {3, 3});
-  be.gather_rows(Tensor::f32(x.data(), {6, 3}), idx, ot);
+  ForwardInputs in;
+  in.logits_indices = idx;
+  be.gather_logit_rows(Tensor::f32(x.data(), {6, 3}), in, ot);
   for (size_t r = 0; r < idx.size(); ++r)
     for (int i = 0; i < 3; ++i) EXPECT_EQ(out[r * 3 + i], x[idx[r] * 3 + i]);
 }

@@ -1,0 +1,207 @@
+// Paged attention speed, one JSON object per line.
+//   decode:  K+V bytes read (+ q, out) per second, next to a device-to-device
+//            copy (read + write) measured in the same run; 32 q / 8 kv heads,
+//            D 128, block 16, shuffled block tables.
+//   prefill: single causal prompt, 4 s^2 D Hq / 2 FLOPs per second, for the
+//            default dispatch and both tiles (64 and 128 query rows).
+// Median of per-launch cudaEvent times after warm-up; inputs smaller than
+// ~128 MB are rotated among copies so L2 (50 MB) does not serve them.
+// bench/cuda/sdpa_reference.py prints torch SDPA numbers for the same shapes.
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "kernels/cuda/attention.h"
+
+using ember::PagedAttentionArgs;
+
+namespace {
+
+#define CHECK_CUDA(x)                                                                       \
+  do {                                                                                      \
+    cudaError_t e_ = (x);                                                                   \
+    if (e_ != cudaSuccess) {                                                                \
+      std::fprintf(stderr, "attention_bench: %s: %s\n", #x, cudaGetErrorString(e_));       \
+      std::exit(1);                                                                         \
+    }                                                                                       \
+  } while (0)
+
+__global__ void fill_random(__nv_bfloat16* p, size_t n, uint32_t seed) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    uint32_t x = static_cast<uint32_t>(i) * 2654435761u ^ seed;
+    x ^= x >> 15;
+    x *= 2246822519u;
+    x ^= x >> 13;
+    p[i] = __float2bfloat16((static_cast<float>(x & 0xFFFF) / 65535.0f - 0.5f) * 4.0f);  // never zero-filled
+  }
+}
+
+template <class T>
+T* device_alloc(size_t count) {
+  void* p = nullptr;
+  CHECK_CUDA(cudaMalloc(&p, std::max<size_t>(count * sizeof(T), 16)));
+  return static_cast<T*>(p);
+}
+
+void fill(__nv_bfloat16* p, size_t n, uint32_t seed) {
+  fill_random<<<1024, 256>>>(p, n, seed);
+  CHECK_CUDA(cudaGetLastError());
+}
+
+// Median time in microseconds of `fn` (each call timed alone).
+double median_us(const std::function<void(int)>& fn, int reps) {
+  cudaEvent_t e0, e1;
+  CHECK_CUDA(cudaEventCreate(&e0));
+  CHECK_CUDA(cudaEventCreate(&e1));
+  for (int i = 0; i < 5; ++i) fn(i);
+  std::vector<float> ms(reps);
+  for (int i = 0; i < reps; ++i) {
+    CHECK_CUDA(cudaEventRecord(e0));
+    fn(i);
+    CHECK_CUDA(cudaEventRecord(e1));
+    CHECK_CUDA(cudaEventSynchronize(e1));
+    CHECK_CUDA(cudaEventElapsedTime(&ms[i], e0, e1));
+  }
+  CHECK_CUDA(cudaGetLastError());
+  std::sort(ms.begin(), ms.end());
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  return ms[reps / 2] * 1000.0;
+}
+
+double copy_gb_per_s() {
+  const size_t bytes = size_t{1} << 30;
+  auto* a = device_alloc<__nv_bfloat16>(bytes / 2);
+  auto* b = device_alloc<__nv_bfloat16>(bytes / 2);
+  fill(a, bytes / 2, 1);
+  const double us = median_us([&](int) { CHECK_CUDA(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice)); }, 20);
+  cudaFree(a);
+  cudaFree(b);
+  return 2.0 * bytes / (us * 1e3);
+}
+
+// One sequence set with its own cache copies (for rotation).
+struct Setup {
+  std::vector<PagedAttentionArgs> copies;
+  std::vector<void*> owned;
+  ~Setup() {
+    for (void* p : owned) cudaFree(p);
+  }
+};
+
+void make_setup(Setup& s, int batch, int q_len, int ctx, int hq, int hkv, int d, int bs, size_t min_total_bytes) {
+  const int blocks_per_seq = (ctx + bs - 1) / bs;
+  const int blocks = batch * blocks_per_seq;
+  const size_t cache_elems = static_cast<size_t>(blocks) * bs * hkv * d;
+  const size_t per_copy = 2 * cache_elems * sizeof(__nv_bfloat16);
+  const int n_copies = static_cast<int>(std::min<size_t>(8, std::max<size_t>(1, min_total_bytes / per_copy + 1)));
+  // Row b of the table: entries [b * bps, (b+1) * bps) of a shuffled list of all blocks.
+  std::vector<int32_t> table(blocks);
+  std::iota(table.begin(), table.end(), 0);
+  std::shuffle(table.begin(), table.end(), std::mt19937(42));
+  std::vector<int32_t> qsl(batch + 1), lens(batch, ctx);
+  for (int b = 0; b <= batch; ++b) qsl[b] = b * q_len;
+  const int tokens = batch * q_len;
+  auto* d_table = device_alloc<int32_t>(blocks);
+  auto* d_qsl = device_alloc<int32_t>(batch + 1);
+  auto* d_lens = device_alloc<int32_t>(batch);
+  s.owned.insert(s.owned.end(), {d_table, d_qsl, d_lens});
+  CHECK_CUDA(cudaMemcpy(d_table, table.data(), blocks * 4, cudaMemcpyHostToDevice));
+  CHECK_CUDA(cudaMemcpy(d_qsl, qsl.data(), (batch + 1) * 4, cudaMemcpyHostToDevice));
+  CHECK_CUDA(cudaMemcpy(d_lens, lens.data(), batch * 4, cudaMemcpyHostToDevice));
+  const size_t ws = ember::paged_attention_workspace_bytes(batch, hq, hkv, d, ctx);
+  for (int c = 0; c < n_copies; ++c) {
+    PagedAttentionArgs a;
+    auto* q = device_alloc<__nv_bfloat16>(static_cast<size_t>(tokens) * hq * d);
+    auto* out = device_alloc<__nv_bfloat16>(static_cast<size_t>(tokens) * hq * d);
+    auto* k = device_alloc<__nv_bfloat16>(cache_elems);
+    auto* v = device_alloc<__nv_bfloat16>(cache_elems);
+    void* w = ws ? device_alloc<char>(ws) : nullptr;
+    s.owned.insert(s.owned.end(), {q, out, k, v});
+    if (w) s.owned.push_back(w);
+    fill(q, static_cast<size_t>(tokens) * hq * d, 10 + c);
+    fill(k, cache_elems, 20 + c);
+    fill(v, cache_elems, 30 + c);
+    a.q = q;
+    a.out = out;
+    a.k_cache = k;
+    a.v_cache = v;
+    a.query_start_loc = d_qsl;
+    a.seq_lens = d_lens;
+    a.block_tables = d_table;
+    a.num_seqs = batch;
+    a.num_tokens = tokens;
+    a.num_heads = hq;
+    a.num_kv_heads = hkv;
+    a.head_dim = d;
+    a.block_size = bs;
+    a.max_blocks_per_seq = blocks_per_seq;
+    a.max_seq_len = ctx;
+    a.max_query_len = q_len;
+    a.scale = 1.0f / std::sqrt(static_cast<float>(d));
+    a.workspace = w;
+    a.workspace_bytes = ws;
+    s.copies.push_back(a);
+  }
+}
+
+void expect_ok(const ember::Status& st) {
+  if (!st.ok()) {
+    std::fprintf(stderr, "attention_bench: %s\n", st.error().message.c_str());
+    std::exit(1);
+  }
+}
+
+}  // namespace
+
+int main() {
+  const double copy = copy_gb_per_s();
+  std::printf("{\"name\": \"copy\", \"gb_per_s\": %.1f}\n", copy);
+  const int hq = 32, hkv = 8, d = 128, bs = 16;
+
+  const int decode_shapes[][2] = {{1, 4096}, {32, 4096}, {64, 2048}, {8, 32768}};
+  for (const auto& shape : decode_shapes) {
+    const int batch = shape[0], ctx = shape[1];
+    Setup s;
+    make_setup(s, batch, 1, ctx, hq, hkv, d, bs, size_t{128} << 20);
+    const double us = median_us(
+        [&](int i) { expect_ok(ember::paged_attention_decode(s.copies[i % s.copies.size()], nullptr)); }, 100);
+    const double bytes = 2.0 * batch * ctx * hkv * d * 2 + 2.0 * batch * hq * d * 2;
+    const double gbs = bytes / (us * 1e3);
+    std::printf(
+        "{\"name\": \"decode\", \"batch\": %d, \"ctx\": %d, \"hq\": %d, \"hkv\": %d, \"d\": %d, \"block\": %d, "
+        "\"time_us\": %.2f, \"gb_per_s\": %.1f, \"copy_gb_per_s\": %.1f, \"ratio\": %.3f}\n",
+        batch, ctx, hq, hkv, d, bs, us, gbs, copy, gbs / copy);
+    std::fflush(stdout);
+  }
+
+  for (int seq : {1024, 4096, 16384}) {
+    Setup s;
+    make_setup(s, 1, seq, seq, hq, hkv, d, bs, 0);
+    const double flops = 4.0 * seq * seq * d * hq / 2;
+    for (int warps : {0, 4, 8}) {
+      const double us = median_us(
+          [&](int i) {
+            const PagedAttentionArgs& a = s.copies[i % s.copies.size()];
+            expect_ok(warps ? ember::paged_attention_prefill_warps(a, warps, nullptr)
+                            : ember::paged_attention_prefill(a, nullptr));
+          },
+          seq >= 16384 ? 10 : 30);
+      std::printf(
+          "{\"name\": \"prefill\", \"variant\": \"%s\", \"seq\": %d, \"hq\": %d, \"hkv\": %d, \"d\": %d, "
+          "\"time_us\": %.2f, \"tflop_per_s\": %.1f}\n",
+          warps == 0 ? "default" : warps == 4 ? "warps4" : "warps8", seq, hq, hkv, d, us, flops / (us * 1e6));
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}

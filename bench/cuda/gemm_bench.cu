@@ -1,0 +1,193 @@
+// The linear layers' speed at Llama-3-8B shapes, every number beside its
+// reference measured in the same run:
+//   decode (M = 1, 2, 4, 8): the gemv kernel vs cuBLASLt vs a device-to-device
+//     copy, in GB/s of compulsory traffic (w once, x once, y once). Weight
+//     buffers rotate over >= 256 MB (L2 is 50 MB), as real decode streams 16 GB.
+//   prefill (M = 512, 4096, 8192) at the big shapes through cuBLASLt, in
+//     TFLOP/s (2MNK), beside cuBLASLt's 8192^3 in the same run.
+// One JSON object per line. Times: median over batches of back-to-back launches
+// timed with cudaEvents, after warm-up. Inputs random (never zeros).
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <functional>
+#include <vector>
+
+#include "kernels/cuda/gemm.h"
+
+namespace {
+
+using bf16 = __nv_bfloat16;
+
+#define BENCH_CHECK(expr)                                                          \
+  do {                                                                             \
+    cudaError_t e_ = (expr);                                                       \
+    if (e_ != cudaSuccess) {                                                       \
+      std::fprintf(stderr, "gemm_bench: %s: %s\n", #expr, cudaGetErrorString(e_)); \
+      std::exit(1);                                                                \
+    }                                                                              \
+  } while (0)
+
+// Uniform values in [-scale, scale) from a hash of the index: fills GBs fast.
+__global__ void fill_random(bf16* p, size_t n, uint32_t seed, float scale) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    uint32_t h = static_cast<uint32_t>(i) * 2654435761u ^ seed ^ static_cast<uint32_t>(i >> 32) * 40503u;
+    h ^= h >> 15;
+    h *= 2246822519u;
+    h ^= h >> 13;
+    p[i] = __float2bfloat16((static_cast<float>(h & 0xFFFFFF) / 16777216.0f * 2.0f - 1.0f) * scale);
+  }
+}
+
+bf16* alloc_random(size_t n, uint32_t seed, float scale) {
+  bf16* p = nullptr;
+  BENCH_CHECK(cudaMalloc(&p, n * sizeof(bf16)));
+  fill_random<<<4096, 256>>>(p, n, seed, scale);
+  BENCH_CHECK(cudaGetLastError());
+  return p;
+}
+
+// Median time (us) of one call: `reps` calls per timed batch, `batches` batches.
+double median_us(const std::function<void(int)>& call, int reps, int batches = 15) {
+  cudaEvent_t a, b;
+  BENCH_CHECK(cudaEventCreate(&a));
+  BENCH_CHECK(cudaEventCreate(&b));
+  for (int i = 0; i < reps; ++i) call(i);  // warm-up (first use builds cuBLASLt plans)
+  BENCH_CHECK(cudaDeviceSynchronize());
+  std::vector<double> t;
+  for (int bi = 0; bi < batches; ++bi) {
+    BENCH_CHECK(cudaEventRecord(a));
+    for (int i = 0; i < reps; ++i) call(bi * reps + i);
+    BENCH_CHECK(cudaEventRecord(b));
+    BENCH_CHECK(cudaEventSynchronize(b));
+    float ms = 0;
+    BENCH_CHECK(cudaEventElapsedTime(&ms, a, b));
+    t.push_back(1000.0 * ms / reps);
+  }
+  BENCH_CHECK(cudaGetLastError());
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+void require_ok(const ember::Status& s) {
+  if (!s.ok()) {
+    std::fprintf(stderr, "gemm_bench: %s\n", s.error().message.c_str());
+    std::exit(1);
+  }
+}
+
+struct Shape {
+  int n, k;
+  const char* what;
+};
+
+}  // namespace
+
+int main() {
+  int device_count = 0;
+  if (cudaGetDeviceCount(&device_count) != cudaSuccess || device_count == 0) {
+    std::fprintf(stderr, "gemm_bench: no CUDA device\n");
+    return 1;
+  }
+  auto gemm_r = ember::gpu::Gemm::create();
+  if (!gemm_r.ok()) {
+    std::fprintf(stderr, "gemm_bench: %s\n", gemm_r.error().message.c_str());
+    return 1;
+  }
+  ember::gpu::Gemm& gemm = *gemm_r.value();
+
+  // The copy ceiling: 1 GB device-to-device, read + write counted.
+  const size_t copy_bytes = size_t{1} << 30;
+  void *c0 = nullptr, *c1 = nullptr;
+  BENCH_CHECK(cudaMalloc(&c0, copy_bytes));
+  BENCH_CHECK(cudaMalloc(&c1, copy_bytes));
+  BENCH_CHECK(cudaMemset(c0, 0x3C, copy_bytes));
+  const double copy_us =
+      median_us([&](int) { BENCH_CHECK(cudaMemcpyAsync(c1, c0, copy_bytes, cudaMemcpyDeviceToDevice)); }, 5);
+  const double copy_gbs = 2.0 * copy_bytes / (copy_us * 1e3);
+  std::printf("{\"name\": \"d2d_copy\", \"bytes\": %zu, \"time_us\": %.1f, \"gb_per_s\": %.1f}\n", copy_bytes, copy_us,
+              copy_gbs);
+  BENCH_CHECK(cudaFree(c0));
+  BENCH_CHECK(cudaFree(c1));
+
+  const std::vector<Shape> shapes = {{4096, 4096, "o_proj"},
+                                     {6144, 4096, "qkv_proj"},
+                                     {28672, 4096, "gate_up_proj"},
+                                     {4096, 14336, "down_proj"},
+                                     {128256, 4096, "lm_head"}};
+
+  // ---- decode: gemv vs cuBLASLt vs copy ----
+  for (const Shape& s : shapes) {
+    const size_t w_elems = static_cast<size_t>(s.n) * s.k;
+    const size_t w_bytes = w_elems * sizeof(bf16);
+    const int buffers = static_cast<int>(std::max<size_t>(2, (size_t{256} << 20) / w_bytes + 1));
+    std::vector<bf16*> ws;
+    for (int i = 0; i < buffers; ++i) ws.push_back(alloc_random(w_elems, 17u + i, 0.05f));
+    bf16* x = alloc_random(static_cast<size_t>(8) * s.k, 5u, 1.0f);
+    void* y = nullptr;
+    BENCH_CHECK(cudaMalloc(&y, static_cast<size_t>(8) * s.n * sizeof(float)));
+    const bool y_f32 = s.n == 128256;  // the LM head writes float32 logits
+    for (int m : {1, 2, 4, 8}) {
+      const double bytes = static_cast<double>(w_bytes) + 2.0 * m * s.k + (y_f32 ? 4.0 : 2.0) * m * s.n;
+      const int reps = std::max(3, static_cast<int>(2e8 / w_bytes));  // ~>= 65 us a batch
+      const double gemv_us = median_us(
+          [&](int i) { require_ok(ember::gpu::gemv(x, ws[i % buffers], nullptr, y, y_f32, m, s.n, s.k, nullptr)); },
+          reps);
+      const double lt_us = median_us(
+          [&](int i) { require_ok(gemm.linear_cublaslt(x, ws[i % buffers], nullptr, y, y_f32, m, s.n, s.k, nullptr)); },
+          reps);
+      const double gemv_gbs = bytes / (gemv_us * 1e3), lt_gbs = bytes / (lt_us * 1e3);
+      std::printf(
+          "{\"name\": \"decode_linear\", \"what\": \"%s\", \"m\": %d, \"n\": %d, \"k\": %d, \"y_f32\": %s, "
+          "\"gemv_time_us\": %.2f, \"gemv_gb_per_s\": %.1f, \"cublaslt_time_us\": %.2f, \"cublaslt_gb_per_s\": %.1f, "
+          "\"copy_gb_per_s\": %.1f, \"gemv_vs_copy\": %.3f, \"gemv_speedup_vs_cublaslt\": %.2f}\n",
+          s.what, m, s.n, s.k, y_f32 ? "true" : "false", gemv_us, gemv_gbs, lt_us, lt_gbs, copy_gbs,
+          gemv_gbs / copy_gbs, lt_us / gemv_us);
+      std::fflush(stdout);
+    }
+    for (bf16* w : ws) BENCH_CHECK(cudaFree(w));
+    BENCH_CHECK(cudaFree(x));
+    BENCH_CHECK(cudaFree(y));
+  }
+
+  // ---- prefill: cuBLASLt TFLOP/s beside its own 8192^3 ----
+  auto gemm_tflops = [&](int m, int n, int k, bool y_f32, double* us_out) {
+    bf16* x = alloc_random(static_cast<size_t>(m) * k, 7u, 1.0f);
+    bf16* w = alloc_random(static_cast<size_t>(n) * k, 9u, 0.05f);
+    void* y = nullptr;
+    BENCH_CHECK(cudaMalloc(&y, static_cast<size_t>(m) * n * (y_f32 ? 4 : 2)));
+    const double flops = 2.0 * m * n * k;
+    const int reps = std::max(3, static_cast<int>(2e12 / flops));
+    const double us =
+        median_us([&](int) { require_ok(gemm.linear_cublaslt(x, w, nullptr, y, y_f32, m, n, k, nullptr)); }, reps, 9);
+    BENCH_CHECK(cudaFree(x));
+    BENCH_CHECK(cudaFree(w));
+    BENCH_CHECK(cudaFree(y));
+    *us_out = us;
+    return flops / (us * 1e6);
+  };
+  double ceiling_us = 0;
+  const double ceiling = gemm_tflops(8192, 8192, 8192, false, &ceiling_us);
+  std::printf("{\"name\": \"cublaslt_8192_cubed\", \"time_us\": %.1f, \"tflops\": %.1f}\n", ceiling_us, ceiling);
+  for (const Shape& s : shapes) {
+    if (s.n == 4096 && s.k == 4096) continue;  // the small shapes: decode only
+    if (s.n == 6144) continue;
+    for (int m : {512, 4096, 8192}) {
+      const bool y_f32 = s.n == 128256;
+      double us = 0;
+      const double tf = gemm_tflops(m, s.n, s.k, y_f32, &us);
+      std::printf(
+          "{\"name\": \"prefill_linear\", \"what\": \"%s\", \"m\": %d, \"n\": %d, \"k\": %d, \"y_f32\": %s, "
+          "\"time_us\": %.1f, \"tflops\": %.1f, \"ceiling_tflops\": %.1f, \"ratio\": %.3f}\n",
+          s.what, m, s.n, s.k, y_f32 ? "true" : "false", us, tf, ceiling, tf / ceiling);
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,352 @@
+// CudaModelRunner: the decoder of models/ over the CUDA backend, a KV pool
+// sized from what the device has left, and CUDA graphs for decode steps.
+#include "engine/cuda/cuda_model_runner.h"
+
+#include <cuda_runtime.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <string>
+
+#include "engine/cuda/device_weights.h"
+#include "engine/cuda/gpu_sampler.h"
+#include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/cuda_check.h"
+#include "models/llama_decoder.h"
+
+namespace ember {
+namespace {
+
+// Device memory kept free beside the KV pool: CUDA graphs, cuBLAS's internal
+// buffers, and the allocator's rounding.
+constexpr int64_t kHeadroomBytes = int64_t{256} << 20;
+
+// Decode batch sizes with a captured graph: powers of two to 8, then steps of
+// at most 2x / 1.5x so padding wastes little.
+std::vector<int32_t> graph_buckets(int32_t max_seqs) {
+  std::vector<int32_t> out;
+  for (int32_t b : {1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512}) {
+    if (b >= max_seqs) break;
+    out.push_back(b);
+  }
+  out.push_back(max_seqs);
+  return out;
+}
+
+[[noreturn]] void fatal(const std::string& what) {
+  // A CUDA error is sticky: the context cannot run another kernel, so the
+  // process cannot serve anything. Say why and stop.
+  // stderr directly too: spdlog's stdout may be a buffered file that abort() drops.
+  std::fprintf(stderr, "ember: CUDA model runner: %s\n", what.c_str());
+  spdlog::critical("CUDA model runner: {}", what);
+  std::abort();
+}
+
+class CudaModelRunner final : public ModelRunner {
+ public:
+  CudaModelRunner(std::unique_ptr<DeviceWeights> weights, std::unique_ptr<CudaBackend> backend,
+                  const CudaRunnerOptions& options, int64_t max_model_len)
+      : weights_(std::move(weights)),
+        backend_(std::move(backend)),
+        options_(options),
+        max_model_len_(max_model_len),
+        decoder_(weights_->views(), *backend_) {}
+
+  ~CudaModelRunner() override {
+    cudaStreamSynchronize(backend_->stream());
+    for (auto& [b, g] : graphs_) cudaGraphExecDestroy(g.exec);
+    cudaFree(kv_);
+    cudaFreeHost(pinned_logits_);
+  }
+
+  Status init();
+
+  void execute(std::span<const StepSequence> seqs, std::vector<float>& logits) override;
+  bool execute_and_sample(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows,
+                          std::vector<SampledToken>& out) override;
+  const ModelConfig& config() const override { return weights_->views().config; }
+  int32_t vocab_size() const override { return static_cast<int32_t>(config().vocab_size); }
+  int64_t num_blocks() const override { return num_blocks_; }
+  int32_t block_size() const override { return options_.block_size; }
+
+ private:
+  struct Graph {
+    cudaGraphExec_t exec = nullptr;
+    Tensor logits;  // where its replay leaves the logits
+  };
+
+  Status profile_and_allocate_kv();
+  Status allocate_kv(int64_t blocks);
+  Status capture_graphs();
+  // A decode step of `b` sequences padded to `bucket` rows: padding rows
+  // read slot 0 of block 0 and write nothing.
+  void build_padded_decode(std::span<const StepSequence> seqs, int32_t bucket);
+  void fetch_logits(const Tensor& out, int64_t rows, std::vector<float>& logits);
+  // Runs the step: the device logits, one row per sequence with wants_logits, in order.
+  Tensor forward_step(std::span<const StepSequence> seqs);
+  void check_backend() {
+    if (Status s = backend_->status(); !s.ok()) fatal(s.error().message);
+  }
+
+  std::unique_ptr<DeviceWeights> weights_;
+  std::unique_ptr<CudaBackend> backend_;
+  CudaRunnerOptions options_;
+  int64_t max_model_len_;
+  LlamaDecoder decoder_;
+  void* kv_ = nullptr;
+  KvCacheView cache_;
+  int64_t num_blocks_ = 0;
+  std::map<int32_t, Graph> graphs_;
+  ForwardInputs inputs_;
+  float* pinned_logits_ = nullptr;
+  size_t pinned_logits_bytes_ = 0;
+  std::unique_ptr<GpuSampler> sampler_;
+};
+
+Status CudaModelRunner::allocate_kv(int64_t blocks) {
+  const ModelConfig& c = config();
+  cudaFree(kv_);
+  kv_ = nullptr;
+  const int64_t per_layer = blocks * options_.block_size * c.num_kv_heads * c.head_dim;
+  const size_t bytes = static_cast<size_t>(per_layer) * 2 * 2 * static_cast<size_t>(c.num_layers);
+  EMBER_CUDA_TRY(cudaMalloc(&kv_, bytes));
+  // Finite contents everywhere: padding rows of graph replays read block 0.
+  EMBER_CUDA_TRY(cudaMemset(kv_, 0, bytes));
+  cache_ = KvCacheView{};
+  auto* base = static_cast<uint16_t*>(kv_);
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const std::initializer_list<int64_t> dims = {blocks, options_.block_size, c.num_kv_heads, c.head_dim};
+    cache_.k.push_back(Tensor::of(base + (2 * l) * per_layer, DType::kBF16, dims));
+    cache_.v.push_back(Tensor::of(base + (2 * l + 1) * per_layer, DType::kBF16, dims));
+  }
+  num_blocks_ = blocks;
+  return Status::success();
+}
+
+// vLLM's way: run the largest step the scheduler may send, see what memory
+// the activations, workspaces and libraries take, and give the rest of
+// gpu_memory_utilization * total to KV blocks.
+Status CudaModelRunner::profile_and_allocate_kv() {
+  const ModelConfig& c = config();
+  const int32_t bs = options_.block_size;
+  const int64_t max_tokens = options_.max_num_batched_tokens;
+  decoder_.reserve(max_tokens, std::max<int64_t>(options_.max_num_seqs, 1));
+
+  // A prefill step of max_tokens tokens split into sequences of at most
+  // max_model_len, then a decode step of max_num_seqs sequences, over a
+  // temporary cache just big enough.
+  const int64_t seq_len = std::min<int64_t>(max_tokens, max_model_len_);
+  const int64_t blocks_per_seq = (seq_len + bs - 1) / bs;
+  const int64_t num_seqs = (max_tokens + seq_len - 1) / seq_len;
+  EMBER_TRY_STATUS(allocate_kv(std::max<int64_t>(num_seqs * blocks_per_seq, options_.max_num_seqs)));
+  std::vector<int32_t> tokens(static_cast<size_t>(seq_len), 1);
+  std::vector<std::vector<int32_t>> blocks(static_cast<size_t>(num_seqs));
+  std::vector<StepSequence> prefill;
+  int64_t left = max_tokens;
+  for (int64_t s = 0; s < num_seqs; ++s) {
+    for (int64_t b = 0; b < blocks_per_seq; ++b) blocks[s].push_back(static_cast<int32_t>(s * blocks_per_seq + b));
+    const int32_t n = static_cast<int32_t>(std::min(left, seq_len));
+    left -= n;
+    prefill.push_back({tokens, 0, n, blocks[s], true});
+  }
+  std::vector<float> logits;
+  execute(prefill, logits);
+  std::vector<int32_t> one_block(1, 0);
+  std::vector<StepSequence> decode(static_cast<size_t>(options_.max_num_seqs),
+                                   StepSequence{std::span<const int32_t>(tokens.data(), 1), 0, 1, one_block, true});
+  execute(decode, logits);
+  EMBER_CUDA_TRY(cudaDeviceSynchronize());
+
+  int64_t blocks_total = options_.num_gpu_blocks_override;
+  const ModelConfig& cfg = c;
+  const int64_t per_block = 2 * cfg.num_layers * bs * cfg.num_kv_heads * cfg.head_dim * 2;
+  if (blocks_total <= 0) {
+    cudaFree(kv_);
+    kv_ = nullptr;
+    size_t free_bytes = 0, total_bytes = 0;
+    EMBER_CUDA_TRY(cudaMemGetInfo(&free_bytes, &total_bytes));
+    const int64_t used = static_cast<int64_t>(total_bytes - free_bytes);
+    const int64_t budget =
+        static_cast<int64_t>(options_.gpu_memory_utilization * static_cast<double>(total_bytes)) - used -
+        kHeadroomBytes;
+    blocks_total = budget / per_block;
+    // Never more than every sequence at full length could use.
+    blocks_total = std::min<int64_t>(blocks_total, int64_t{options_.max_num_seqs} * ((max_model_len_ + bs - 1) / bs));
+    spdlog::info("GPU memory: {:.2f} GiB total, {:.2f} GiB in use after the profile step (weights {:.2f} GiB), "
+                 "{:.2f} GiB for the KV cache at --gpu-memory-utilization {}",
+                 total_bytes / 1073741824.0, used / 1073741824.0, weights_->bytes() / 1073741824.0,
+                 std::max<int64_t>(budget, 0) / 1073741824.0, options_.gpu_memory_utilization);
+    if (blocks_total < 1) {
+      return Error{"no GPU memory left for the KV cache after the weights and activations: raise "
+                   "--gpu-memory-utilization or lower --max-num-batched-tokens"};
+    }
+  }
+  EMBER_TRY_STATUS(allocate_kv(blocks_total));
+  spdlog::info("KV cache: {} blocks of {} tokens ({:.2f} GiB): {} tokens at once, {:.1f}x concurrency at {} tokens",
+               blocks_total, bs, blocks_total * per_block / 1073741824.0, blocks_total * bs,
+               static_cast<double>(blocks_total * bs) / static_cast<double>(max_model_len_), max_model_len_);
+  return Status::success();
+}
+
+void CudaModelRunner::build_padded_decode(std::span<const StepSequence> seqs, int32_t bucket) {
+  build_forward_inputs(seqs, options_.block_size, inputs_);
+  const int32_t b = static_cast<int32_t>(seqs.size());
+  const int32_t stride = inputs_.max_blocks_per_seq;
+  inputs_.block_tables.resize(static_cast<size_t>(bucket) * stride, 0);
+  for (int32_t i = b; i < bucket; ++i) {
+    inputs_.token_ids.push_back(0);
+    inputs_.positions.push_back(0);
+    inputs_.slot_mapping.push_back(-1);
+    inputs_.query_start_loc.push_back(i + 1);
+    inputs_.seq_lens.push_back(1);
+  }
+  // Every row's logits come out (the graph's gather is fixed); the wanted
+  // ones are picked on the way back.
+  inputs_.logits_indices.resize(static_cast<size_t>(bucket));
+  for (int32_t i = 0; i < bucket; ++i) inputs_.logits_indices[static_cast<size_t>(i)] = i;
+}
+
+Status CudaModelRunner::capture_graphs() {
+  if (options_.enforce_eager) return Status::success();
+  cudaStream_t stream = backend_->stream();
+  std::vector<int32_t> tokens(1, 0);
+  std::vector<int32_t> block(1, 0);
+  for (int32_t bucket : graph_buckets(options_.max_num_seqs)) {
+    std::vector<StepSequence> seqs(static_cast<size_t>(bucket), StepSequence{tokens, 0, 1, block, true});
+    build_padded_decode(seqs, bucket);
+    backend_->begin_forward(inputs_);
+    // Attention inside the graph must serve any context up to max_model_len.
+    backend_->set_seq_len_bound(static_cast<int32_t>(max_model_len_));
+    decoder_.forward(inputs_, cache_);  // warm-up outside capture (library handles, workspaces)
+    EMBER_CUDA_TRY(cudaStreamSynchronize(stream));
+    cudaGraph_t graph = nullptr;
+    EMBER_CUDA_TRY(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    const Tensor out = decoder_.forward(inputs_, cache_);
+    const cudaError_t end = cudaStreamEndCapture(stream, &graph);
+    backend_->set_seq_len_bound(0);
+    EMBER_TRY_STATUS(backend_->status());
+    EMBER_CUDA_TRY(end);
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t inst = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    EMBER_CUDA_TRY(inst);
+    graphs_[bucket] = Graph{exec, out};
+  }
+  EMBER_CUDA_TRY(cudaStreamSynchronize(stream));
+  spdlog::info("CUDA graphs captured for decode batch sizes up to {} ({} graphs)", options_.max_num_seqs,
+               graphs_.size());
+  return Status::success();
+}
+
+Status CudaModelRunner::init() {
+  EMBER_TRY_STATUS(backend_->prepare_rope(rope_config_of(config()), config().head_dim));
+  EMBER_TRY_STATUS(profile_and_allocate_kv());
+  EMBER_TRY_STATUS(capture_graphs());
+  if (options_.sample_on_device) {
+    auto sampler = GpuSampler::create(vocab_size(), options_.max_num_seqs, options_.eos_token_ids);
+    if (!sampler) return sampler.error();
+    sampler_ = std::move(*sampler);
+  }
+  return backend_->status();
+}
+
+void CudaModelRunner::fetch_logits(const Tensor& out, int64_t rows, std::vector<float>& logits) {
+  const size_t bytes = static_cast<size_t>(rows * out.cols()) * sizeof(float);
+  if (bytes > pinned_logits_bytes_) {
+    cudaFreeHost(pinned_logits_);
+    pinned_logits_ = nullptr;
+    if (cudaMallocHost(reinterpret_cast<void**>(&pinned_logits_), bytes) != cudaSuccess) fatal("pinned logits");
+    pinned_logits_bytes_ = bytes;
+  }
+  if (cudaMemcpyAsync(pinned_logits_, out.data, bytes, cudaMemcpyDeviceToHost, backend_->stream()) != cudaSuccess ||
+      cudaStreamSynchronize(backend_->stream()) != cudaSuccess) {
+    fatal("logits download failed");
+  }
+  logits.assign(pinned_logits_, pinned_logits_ + rows * out.cols());
+}
+
+Tensor CudaModelRunner::forward_step(std::span<const StepSequence> seqs) {
+  const bool graphable = std::all_of(seqs.begin(), seqs.end(), [](const StepSequence& s) {
+    return s.num_tokens == 1 && s.wants_logits;
+  });
+  const auto graph = graphable ? graphs_.lower_bound(static_cast<int32_t>(seqs.size())) : graphs_.end();
+  if (graph != graphs_.end()) {
+    build_padded_decode(seqs, graph->first);
+    backend_->begin_forward(inputs_);
+    if (cudaGraphLaunch(graph->second.exec, backend_->stream()) != cudaSuccess) fatal("graph launch failed");
+    check_backend();
+    // The padded rows follow the real ones.
+    const Tensor& all = graph->second.logits;
+    return Tensor::of(all.data, DType::kF32, {static_cast<int64_t>(seqs.size()), all.cols()});
+  }
+  build_forward_inputs(seqs, options_.block_size, inputs_);
+  backend_->begin_forward(inputs_);
+  const Tensor out = decoder_.forward(inputs_, cache_);
+  check_backend();
+  return out;
+}
+
+void CudaModelRunner::execute(std::span<const StepSequence> seqs, std::vector<float>& logits) {
+  if (seqs.empty()) {
+    logits.clear();
+    return;
+  }
+  const Tensor out = forward_step(seqs);
+  fetch_logits(out, out.rows(), logits);
+}
+
+bool CudaModelRunner::execute_and_sample(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows,
+                                         std::vector<SampledToken>& out) {
+  if (!sampler_ || seqs.empty()) return false;
+  const Tensor logits = forward_step(seqs);
+  if (logits.rows() != static_cast<int64_t>(rows.size())) fatal("sampler rows do not match the logits rows");
+  if (Status s = sampler_->sample(logits.f32(), rows, out, backend_->stream()); !s.ok()) fatal(s.error().message);
+  return true;
+}
+
+}  // namespace
+
+namespace {
+
+Result<std::unique_ptr<ModelRunner>> finish(std::unique_ptr<DeviceWeights> weights, const CudaRunnerOptions& o) {
+  const ModelConfig& c = weights->views().config;
+  const int64_t max_model_len = o.max_model_len > 0 ? o.max_model_len : c.max_position_embeddings;
+  CudaBackendLimits limits;
+  limits.max_tokens = std::max<int64_t>(o.max_num_batched_tokens, o.max_num_seqs);
+  limits.max_seqs = o.max_num_seqs;
+  limits.max_model_len = max_model_len;
+  limits.block_size = o.block_size;
+  auto backend = CudaBackend::create(limits);
+  if (!backend) return backend.error();
+  auto runner = std::make_unique<CudaModelRunner>(std::move(weights), std::move(*backend), o, max_model_len);
+  if (Status s = runner->init(); !s.ok()) return s.error();
+  return std::unique_ptr<ModelRunner>(std::move(runner));
+}
+
+Status set_device(int device) {
+  EMBER_CUDA_TRY(cudaSetDevice(device));
+  return Status::success();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ModelRunner>> make_cuda_model_runner(const LlamaWeights& weights,
+                                                             const CudaRunnerOptions& options) {
+  EMBER_TRY_STATUS(set_device(options.device));
+  auto d = DeviceWeights::upload(weights);
+  if (!d) return d.error();
+  return finish(std::move(*d), options);
+}
+
+Result<std::unique_ptr<ModelRunner>> make_cuda_model_runner_dummy(const ModelConfig& config,
+                                                                   const CudaRunnerOptions& options) {
+  EMBER_TRY_STATUS(set_device(options.device));
+  auto d = DeviceWeights::dummy(config, options.dummy_seed);
+  if (!d) return d.error();
+  return finish(std::move(*d), options);
+}
+
+}  // namespace ember

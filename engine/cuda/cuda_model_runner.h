@@ -1,0 +1,41 @@
+#pragma once
+// The model runner on one CUDA GPU (see engine/model_runner.h for the
+// interface). Weights are uploaded as bf16, the paged KV cache takes what
+// --gpu-memory-utilization leaves after the weights and a profiled forward,
+// and decode-only steps replay CUDA graphs captured per batch-size bucket.
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "common/status.h"
+#include "engine/model_runner.h"
+#include "models/weights.h"
+
+namespace ember {
+
+struct CudaRunnerOptions {
+  int device = 0;
+  int32_t block_size = 16;
+  int64_t max_num_batched_tokens = 8192;
+  int32_t max_num_seqs = 256;
+  int64_t max_model_len = 0;              // 0: the config's
+  double gpu_memory_utilization = 0.9;    // fraction of total device memory ember may use
+  int64_t num_gpu_blocks_override = 0;    // > 0: exactly this many KV blocks
+  bool enforce_eager = false;             // no CUDA graphs
+  uint64_t dummy_seed = 0;                // for make_cuda_runner_dummy
+  bool sample_on_device = true;           // GpuSampler (false: logits go to the host's Sampler)
+  std::vector<int32_t> eos_token_ids;     // the model's EOS ids, for the GPU sampler's min_tokens
+};
+
+// Uploads host weights (any dtype: quantized GGUF blocks are expanded to bf16).
+Result<std::unique_ptr<ModelRunner>> make_cuda_model_runner(const LlamaWeights& weights,
+                                                             const CudaRunnerOptions& options);
+
+// Random N(0, 0.02^2) weights generated directly on the device (bit-identical
+// to make_dummy_weights' values rounded to bf16), for shapes whose float32 host
+// copy would not fit (Llama-3-8B).
+Result<std::unique_ptr<ModelRunner>> make_cuda_model_runner_dummy(const ModelConfig& config,
+                                                                   const CudaRunnerOptions& options);
+
+}  // namespace ember

@@ -1,0 +1,168 @@
+#include "engine/cuda/device_weights.h"
+
+#include <cstring>
+#include <string>
+
+#include "kernels/cpu/quant_blocks.h"
+#include "kernels/cuda/cuda_check.h"
+
+namespace ember {
+namespace {
+
+// Round-to-nearest-even float -> bf16 bits (NaN stays NaN).
+uint16_t bf16_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<uint16_t>((u >> 16) | 0x40);
+  u += 0x7FFFu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+// Dummy-weight tensor numbering and std of make_dummy_weights (weights_dummy.cpp).
+constexpr double kDummyStd = 0.02;
+
+}  // namespace
+
+DeviceWeights::~DeviceWeights() {
+  for (void* p : buffers_) cudaFree(p);
+}
+
+Result<void*> DeviceWeights::alloc(size_t bytes) {
+  void* p = nullptr;
+  const cudaError_t err = cudaMalloc(&p, bytes == 0 ? 1 : bytes);
+  if (err != cudaSuccess) {
+    return Error{"cannot allocate " + std::to_string(bytes) + " bytes of GPU memory for weights (" +
+                 std::to_string(bytes_) + " bytes already): " + cudaGetErrorString(err)};
+  }
+  buffers_.push_back(p);
+  bytes_ += bytes;
+  return p;
+}
+
+Result<std::unique_ptr<DeviceWeights>> DeviceWeights::upload(const LlamaWeights& w) {
+  std::unique_ptr<DeviceWeights> d(new DeviceWeights());
+  const ModelConfig& c = w.config;
+  d->views_.config = c;
+  std::vector<float> row;
+  std::vector<uint16_t> staged;
+
+  // A matrix of any dtype, expanded row by row into bf16 on the host (a
+  // quantized row is a run of blocks; quant::dequantize_row is the CPU
+  // kernels' own, tested bit for bit against gguf-py).
+  const auto matrix = [&](const WeightMatrix& m) -> Result<Tensor> {
+    auto p = d->alloc(static_cast<size_t>(m.rows * m.cols) * 2);
+    if (!p) return p.error();
+    const Tensor src = m.view();
+    const int64_t row_bytes = dtype_row_bytes(m.dtype, m.cols);
+    constexpr int64_t kChunkRows = 256;
+    row.resize(static_cast<size_t>(m.cols));
+    for (int64_t r0 = 0; r0 < m.rows; r0 += kChunkRows) {
+      const int64_t rows = std::min(kChunkRows, m.rows - r0);
+      staged.resize(static_cast<size_t>(rows * m.cols));
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* f;
+        if (m.dtype == DType::kF32) {
+          f = m.f32.data() + (r0 + r) * m.cols;
+        } else {
+          quant::dequantize_row(m.dtype, static_cast<const uint8_t*>(src.data) + (r0 + r) * row_bytes, m.cols,
+                                row.data());
+          f = row.data();
+        }
+        for (int64_t i = 0; i < m.cols; ++i) staged[static_cast<size_t>(r * m.cols + i)] = bf16_bits(f[i]);
+      }
+      EMBER_CUDA_TRY(cudaMemcpy(static_cast<uint16_t*>(*p) + r0 * m.cols, staged.data(), staged.size() * 2,
+                                cudaMemcpyHostToDevice));
+    }
+    return Tensor::typed(*p, DType::kBF16, m.rows, m.cols);
+  };
+  const auto vec = [&](const std::vector<float>& v) -> Result<Tensor> {
+    auto p = d->alloc(v.size() * 4);
+    if (!p) return p.error();
+    EMBER_CUDA_TRY(cudaMemcpy(*p, v.data(), v.size() * 4, cudaMemcpyHostToDevice));
+    return Tensor::f32(static_cast<float*>(*p), {static_cast<int64_t>(v.size())});
+  };
+#define EMBER_TAKE(dst, expr)          \
+  do {                                 \
+    auto r_ = (expr);                  \
+    if (!r_) return r_.error();        \
+    (dst) = *r_;                       \
+  } while (0)
+
+  EMBER_TAKE(d->views_.embed, matrix(w.embed));
+  for (const LayerWeights& lw : w.layers) {
+    LayerWeightViews l;
+    EMBER_TAKE(l.attn_norm, vec(lw.attn_norm));
+    EMBER_TAKE(l.ffn_norm, vec(lw.ffn_norm));
+    EMBER_TAKE(l.wq, matrix(lw.wq));
+    EMBER_TAKE(l.wk, matrix(lw.wk));
+    EMBER_TAKE(l.wv, matrix(lw.wv));
+    EMBER_TAKE(l.wo, matrix(lw.wo));
+    if (c.attention_bias) {
+      EMBER_TAKE(l.bq, vec(lw.bq));
+      EMBER_TAKE(l.bk, vec(lw.bk));
+      EMBER_TAKE(l.bv, vec(lw.bv));
+    }
+    EMBER_TAKE(l.w_gate_up, matrix(lw.w_gate_up));
+    EMBER_TAKE(l.w_down, matrix(lw.w_down));
+    d->views_.layers.push_back(l);
+  }
+  EMBER_TAKE(d->views_.final_norm, vec(w.final_norm));
+  if (w.lm_head.empty()) {
+    d->views_.head = d->views_.embed;
+  } else {
+    EMBER_TAKE(d->views_.head, matrix(w.lm_head));
+  }
+  return d;
+}
+
+Result<std::unique_ptr<DeviceWeights>> DeviceWeights::dummy(const ModelConfig& c, uint64_t seed) {
+  if (Status s = c.validate(); !s) return s.error();
+  std::unique_ptr<DeviceWeights> d(new DeviceWeights());
+  d->views_.config = c;
+  uint64_t tensor = 0;
+  const auto matrix = [&](int64_t rows, int64_t cols) -> Result<Tensor> {
+    auto p = d->alloc(static_cast<size_t>(rows * cols) * 2);
+    if (!p) return p.error();
+    if (Status s = fill_dummy_bf16(*p, rows * cols, kDummyStd, seed, tensor++, nullptr); !s) return s.error();
+    return Tensor::typed(*p, DType::kBF16, rows, cols);
+  };
+  const auto filled = [&](int64_t n, float value) -> Result<Tensor> {
+    auto p = d->alloc(static_cast<size_t>(n) * 4);
+    if (!p) return p.error();
+    std::vector<float> v(static_cast<size_t>(n), value);
+    EMBER_CUDA_TRY(cudaMemcpy(*p, v.data(), v.size() * 4, cudaMemcpyHostToDevice));
+    return Tensor::f32(static_cast<float*>(*p), {n});
+  };
+  const int64_t h = c.hidden_size, q_dim = c.num_heads * c.head_dim, kv_dim = c.num_kv_heads * c.head_dim;
+  const int64_t inter = c.intermediate_size;
+  // Same order as make_dummy_weights: embed, then per layer q, k, v, o, gate_up, down, then lm_head.
+  EMBER_TAKE(d->views_.embed, matrix(c.vocab_size, h));
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    LayerWeightViews l;
+    EMBER_TAKE(l.attn_norm, filled(h, 1.0f));
+    EMBER_TAKE(l.ffn_norm, filled(h, 1.0f));
+    EMBER_TAKE(l.wq, matrix(q_dim, h));
+    EMBER_TAKE(l.wk, matrix(kv_dim, h));
+    EMBER_TAKE(l.wv, matrix(kv_dim, h));
+    EMBER_TAKE(l.wo, matrix(h, q_dim));
+    EMBER_TAKE(l.w_gate_up, matrix(2 * inter, h));
+    EMBER_TAKE(l.w_down, matrix(h, inter));
+    if (c.attention_bias) {
+      EMBER_TAKE(l.bq, filled(q_dim, 0.0f));
+      EMBER_TAKE(l.bk, filled(kv_dim, 0.0f));
+      EMBER_TAKE(l.bv, filled(kv_dim, 0.0f));
+    }
+    d->views_.layers.push_back(l);
+  }
+  EMBER_TAKE(d->views_.final_norm, filled(h, 1.0f));
+  if (c.tie_word_embeddings) {
+    d->views_.head = d->views_.embed;
+  } else {
+    EMBER_TAKE(d->views_.head, matrix(c.vocab_size, h));
+  }
+#undef EMBER_TAKE
+  EMBER_CUDA_TRY(cudaDeviceSynchronize());
+  return d;
+}
+
+}  // namespace ember

@@ -1,0 +1,64 @@
+#pragma once
+// The device half of GpuSampler (engine/cuda/gpu_sampler.h): the plain structs
+// the host uploads and reads back, and the two kernel launchers. C++17-clean,
+// because .cu files compile as C++17 (CMakeLists.txt).
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "common/status.h"
+
+namespace ember {
+
+// One id of a row touched by a logits processor. The host folds bias,
+// min_tokens, repetition and frequency/presence into these few flags and
+// operands so that the device applies exactly the CPU sampler's float ops in
+// its order: bias add, mask to -inf, repetition divide/multiply, subtract.
+struct GpuSamplerEntry {
+  int32_t id = 0;
+  uint32_t flags = 0;
+  float bias = 0.0f;
+  float sub = 0.0f;  // frequency * count + presence, computed on the host like the CPU
+  float raw = 0.0f;  // written by the device: the raw logit before processing
+};
+
+inline constexpr uint32_t kEntryBias = 1u;
+inline constexpr uint32_t kEntryMask = 2u;
+inline constexpr uint32_t kEntryRepetition = 4u;
+inline constexpr uint32_t kEntrySubtract = 8u;
+inline constexpr int kGpuSamplerMaxLogprobs = 20;
+
+struct GpuSamplerRowParams {
+  int32_t entry_begin = 0;  // [begin, end) into the entry array
+  int32_t entry_end = 0;
+  int32_t greedy = 0;
+  int32_t top_k = -1;       // -1: off
+  float inv_temperature = 1.0f;
+  float top_p = 1.0f;
+  float min_p = 0.0f;
+  float repetition = 1.0f;
+  int32_t n_logprobs = -1;  // -1: no logprobs; else how many top alternatives (<= 20)
+  int32_t pad = 0;
+  double uniform = 0.0;     // the draw's uniform in [0, 1), from the row's RequestGenerator
+};
+
+struct GpuSamplerRowResult {
+  int32_t token;
+  int32_t drew;      // 1 when a random draw happened (the host then advances the generator)
+  float logprob;
+  int32_t n_top;
+  int32_t top_id[kGpuSamplerMaxLogprobs];
+  float top_logprob[kGpuSamplerMaxLogprobs];
+};
+
+// Greedy fast path: tokens[r] = argmax(logits[r, :]), lowest id on ties.
+Status launch_argmax_rows(const float* d_logits, int32_t rows, int32_t vocab, int32_t* d_tokens,
+                          cudaStream_t stream);
+
+// The full path, one block per row (see gpu_sampler_kernels.cu). d_logits is
+// modified in place (processed logits); d_entries' raw fields are written.
+Status launch_sample_rows(float* d_logits, int32_t rows, int32_t vocab, const GpuSamplerRowParams* d_params,
+                          GpuSamplerEntry* d_entries, GpuSamplerRowResult* d_results, cudaStream_t stream);
+
+}  // namespace ember

@@ -1,0 +1,340 @@
+// CudaBackend (see cuda_backend.h): the Backend ops mapped onto the kernels of
+// kernels/cuda (ops.h, gemm.h, attention.h) and the step metadata upload.
+#include "kernels/cuda/cuda_backend.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "kernels/cuda/attention.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/gemm.h"
+#include "kernels/cuda/ops.h"
+
+namespace ember {
+namespace {
+
+using bf16 = __nv_bfloat16;
+
+const bf16* bf16_of(const Tensor& t) {
+  assert(t.dtype == DType::kBF16);
+  return static_cast<const bf16*>(t.data);
+}
+bf16* bf16_of(Tensor& t) {
+  assert(t.dtype == DType::kBF16);
+  return static_cast<bf16*>(t.data);
+}
+
+bool same_rope(const RopeConfig& a, const RopeConfig& b) {
+  return a.theta == b.theta && a.scaling == b.scaling && a.factor == b.factor &&
+         a.low_freq_factor == b.low_freq_factor && a.high_freq_factor == b.high_freq_factor &&
+         a.original_max_position_embeddings == b.original_max_position_embeddings;
+}
+
+// One region of the metadata buffers; the host (pinned) and device copies
+// share the layout, so each upload is one copy per region of its used bytes.
+struct Region {
+  size_t offset = 0, capacity = 0;  // bytes
+};
+
+}  // namespace
+
+struct CudaBackend::Impl {
+  CudaBackendLimits limits;
+  cudaStream_t stream = nullptr;
+  std::unique_ptr<gpu::Gemm> gemm;
+  Status first_error = Status::success();
+  std::unordered_map<void*, size_t> allocations;
+  uint64_t allocated = 0;
+
+  // Step metadata: host (pinned) and device buffers of the same layout.
+  int32_t max_blocks_per_seq = 0;  // the device block table's fixed row stride
+  Region token_ids, positions, slots, query_start_loc, seq_lens, logits_indices, block_tables;
+  size_t meta_bytes = 0;
+  uint8_t* host_meta = nullptr;
+  uint8_t* dev_meta = nullptr;
+  cudaEvent_t upload_done = nullptr;
+
+  // The current step, as the host saw it.
+  int32_t num_seqs = 0, num_tokens = 0, max_seq_len = 0, max_query_len = 0, num_logit_rows = 0;
+  int32_t seq_len_bound = 0;
+
+  RopeConfig rope;
+  int64_t rope_dim = 0;
+  float* inv_freq = nullptr;
+
+  void* attention_workspace = nullptr;
+  size_t attention_workspace_bytes = 0;
+
+  void fail(const Status& s) {
+    if (!s.ok() && first_error.ok()) {
+      first_error = s;
+      std::fprintf(stderr, "ember: CUDA backend error: %s\n", s.error().message.c_str());
+    }
+  }
+  void check(cudaError_t err, const char* what) { fail(cuda_status(err, what)); }
+  template <typename T>
+  T* dev(const Region& r) const {
+    return reinterpret_cast<T*>(dev_meta + r.offset);
+  }
+  template <typename T>
+  T* host(const Region& r) const {
+    return reinterpret_cast<T*>(host_meta + r.offset);
+  }
+  void upload(const Region& r, size_t bytes) {
+    if (bytes == 0) return;
+    check(cudaMemcpyAsync(dev_meta + r.offset, host_meta + r.offset, bytes, cudaMemcpyHostToDevice, stream),
+          "metadata upload");
+  }
+  bool capturing() const {
+    cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+    return cudaStreamIsCapturing(stream, &st) == cudaSuccess && st != cudaStreamCaptureStatusNone;
+  }
+};
+
+CudaBackend::CudaBackend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const CudaBackendLimits& limits) {
+  if (limits.max_tokens <= 0 || limits.max_seqs <= 0 || limits.max_model_len <= 0 || limits.block_size <= 0)
+    return Error{"CudaBackend: limits must be positive"};
+  auto impl = std::make_unique<Impl>();
+  impl->limits = limits;
+  EMBER_CUDA_TRY(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking));
+  EMBER_CUDA_TRY(cudaEventCreateWithFlags(&impl->upload_done, cudaEventDisableTiming));
+  auto gemm = gpu::Gemm::create();
+  if (!gemm) return gemm.error();
+  impl->gemm = std::move(*gemm);
+
+  impl->max_blocks_per_seq =
+      static_cast<int32_t>((limits.max_model_len + limits.block_size - 1) / limits.block_size);
+  size_t at = 0;
+  const auto region = [&](size_t bytes) {
+    Region r{at, bytes};
+    at += (bytes + 255) / 256 * 256;
+    return r;
+  };
+  const size_t t = static_cast<size_t>(limits.max_tokens), b = static_cast<size_t>(limits.max_seqs);
+  impl->token_ids = region(t * 4);
+  impl->positions = region(t * 4);
+  impl->slots = region(t * 8);
+  impl->query_start_loc = region((b + 1) * 4);
+  impl->seq_lens = region(b * 4);
+  impl->logits_indices = region(t * 4);
+  impl->block_tables = region(b * static_cast<size_t>(impl->max_blocks_per_seq) * 4);
+  impl->meta_bytes = at;
+  EMBER_CUDA_TRY(cudaMallocHost(reinterpret_cast<void**>(&impl->host_meta), at));
+  EMBER_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&impl->dev_meta), at));
+  EMBER_CUDA_TRY(cudaMemset(impl->dev_meta, 0, at));
+  return std::unique_ptr<CudaBackend>(new CudaBackend(std::move(impl)));
+}
+
+CudaBackend::~CudaBackend() {
+  Impl& m = *impl_;
+  if (m.stream) cudaStreamSynchronize(m.stream);
+  for (auto& [ptr, bytes] : m.allocations) cudaFree(ptr);
+  cudaFree(m.inv_freq);
+  cudaFree(m.attention_workspace);
+  cudaFree(m.dev_meta);
+  cudaFreeHost(m.host_meta);
+  m.gemm.reset();
+  if (m.upload_done) cudaEventDestroy(m.upload_done);
+  if (m.stream) cudaStreamDestroy(m.stream);
+}
+
+cudaStream_t CudaBackend::stream() const { return impl_->stream; }
+const CudaBackendLimits& CudaBackend::limits() const { return impl_->limits; }
+Status CudaBackend::status() const { return impl_->first_error; }
+uint64_t CudaBackend::allocated_bytes() const { return impl_->allocated; }
+void CudaBackend::set_seq_len_bound(int32_t bound) { impl_->seq_len_bound = bound; }
+
+void* CudaBackend::allocate(size_t bytes) {
+  void* p = nullptr;
+  const cudaError_t err = cudaMalloc(&p, bytes == 0 ? 1 : bytes);
+  if (err != cudaSuccess) {
+    // Backend::allocate never returns null: activations are sized before
+    // serving (the runner's profile step), so running out here is a sizing bug.
+    std::fprintf(stderr, "ember: cudaMalloc of %zu bytes failed: %s\n", bytes, cudaGetErrorString(err));
+    std::abort();
+  }
+  impl_->allocations[p] = bytes;
+  impl_->allocated += bytes;
+  return p;
+}
+
+void CudaBackend::deallocate(void* ptr) {
+  auto it = impl_->allocations.find(ptr);
+  if (it == impl_->allocations.end()) return;
+  // The stream may still use it: buffers are freed between steps, rarely.
+  cudaStreamSynchronize(impl_->stream);
+  impl_->allocated -= it->second;
+  impl_->allocations.erase(it);
+  cudaFree(ptr);
+}
+
+void CudaBackend::begin_forward(const ForwardInputs& in) {
+  Impl& m = *impl_;
+  const int64_t t = in.num_tokens(), b = in.num_seqs(), r = static_cast<int64_t>(in.logits_indices.size());
+  if (t > m.limits.max_tokens || b > m.limits.max_seqs || in.max_blocks_per_seq > m.max_blocks_per_seq) {
+    m.fail(Error{"CudaBackend: step of " + std::to_string(t) + " tokens, " + std::to_string(b) + " sequences, " +
+                 std::to_string(in.max_blocks_per_seq) + " blocks per sequence is over the limits (" +
+                 std::to_string(m.limits.max_tokens) + ", " + std::to_string(m.limits.max_seqs) + ", " +
+                 std::to_string(m.max_blocks_per_seq) + ")"});
+    return;
+  }
+  // The previous upload must have left the pinned buffer before it is rewritten.
+  m.check(cudaEventSynchronize(m.upload_done), "metadata upload wait");
+  std::memcpy(m.host<int32_t>(m.token_ids), in.token_ids.data(), t * 4);
+  std::memcpy(m.host<int32_t>(m.positions), in.positions.data(), t * 4);
+  std::memcpy(m.host<int64_t>(m.slots), in.slot_mapping.data(), t * 8);
+  std::memcpy(m.host<int32_t>(m.query_start_loc), in.query_start_loc.data(), (b + 1) * 4);
+  std::memcpy(m.host<int32_t>(m.seq_lens), in.seq_lens.data(), b * 4);
+  std::memcpy(m.host<int32_t>(m.logits_indices), in.logits_indices.data(), r * 4);
+  // Re-stride the block table to the fixed device stride.
+  int32_t* bt = m.host<int32_t>(m.block_tables);
+  for (int64_t s = 0; s < b; ++s) {
+    std::memcpy(bt + s * m.max_blocks_per_seq, in.block_tables.data() + s * in.max_blocks_per_seq,
+                static_cast<size_t>(in.max_blocks_per_seq) * 4);
+  }
+  m.upload(m.token_ids, t * 4);
+  m.upload(m.positions, t * 4);
+  m.upload(m.slots, t * 8);
+  m.upload(m.query_start_loc, (b + 1) * 4);
+  m.upload(m.seq_lens, b * 4);
+  m.upload(m.logits_indices, r * 4);
+  m.upload(m.block_tables, b * m.max_blocks_per_seq * 4);
+  m.check(cudaEventRecord(m.upload_done, m.stream), "metadata upload event");
+
+  m.num_tokens = static_cast<int32_t>(t);
+  m.num_seqs = static_cast<int32_t>(b);
+  m.num_logit_rows = static_cast<int32_t>(r);
+  m.max_seq_len = 0;
+  m.max_query_len = 0;
+  for (int64_t s = 0; s < b; ++s) {
+    m.max_seq_len = std::max(m.max_seq_len, in.seq_lens[s]);
+    m.max_query_len = std::max(m.max_query_len, in.query_start_loc[s + 1] - in.query_start_loc[s]);
+  }
+}
+
+void CudaBackend::copy(const Tensor& src, Tensor& dst) {
+  assert(src.dtype == dst.dtype && src.numel() == dst.numel());
+  impl_->check(cudaMemcpyAsync(dst.data, src.data, static_cast<size_t>(dtype_bytes(src.dtype, src.numel())),
+                               cudaMemcpyDeviceToDevice, impl_->stream),
+               "copy");
+}
+
+void CudaBackend::download(const Tensor& src, float* host) {
+  assert(src.dtype == DType::kF32);
+  impl_->check(cudaMemcpyAsync(host, src.data, static_cast<size_t>(src.numel()) * sizeof(float),
+                               cudaMemcpyDeviceToHost, impl_->stream),
+               "download");
+  impl_->check(cudaStreamSynchronize(impl_->stream), "download sync");
+}
+
+void CudaBackend::embedding(const Tensor& table, const ForwardInputs& in, Tensor& out) {
+  Impl& m = *impl_;
+  assert(in.num_tokens() == out.rows());
+  m.fail(gpu::embedding(bf16_of(table), m.dev<int32_t>(m.token_ids), in.num_tokens(), table.cols(), bf16_of(out),
+                        m.stream));
+}
+
+void CudaBackend::rms_norm(const Tensor& x, Tensor* residual, const Tensor& weight, float eps, Tensor& out) {
+  impl_->fail(gpu::rms_norm(bf16_of(x), residual ? bf16_of(*residual) : nullptr, weight.f32(), eps, x.rows(), x.cols(),
+                            bf16_of(out), impl_->stream));
+}
+
+void CudaBackend::linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
+  if (w.dtype != DType::kBF16) {
+    impl_->fail(Error{"CudaBackend::linear: weights must be bf16 on the GPU (the runner converts them)"});
+    return;
+  }
+  assert(x.cols() == w.cols() && y.cols() == w.rows() && y.rows() == x.rows());
+  const bool y_f32 = y.dtype == DType::kF32;
+  impl_->fail(impl_->gemm->linear(bf16_of(x), bf16_of(w), bias ? bias->f32() : nullptr, y.data, y_f32,
+                                  static_cast<int>(x.rows()), static_cast<int>(w.rows()), static_cast<int>(w.cols()),
+                                  impl_->stream));
+}
+
+Status CudaBackend::prepare_rope(const RopeConfig& rope, int64_t head_dim) {
+  Impl& m = *impl_;
+  if (m.inv_freq != nullptr && m.rope_dim == head_dim && same_rope(m.rope, rope)) return Status::success();
+  if (m.capturing()) return Error{"CudaBackend: rope frequencies must be prepared before graph capture"};
+  const std::vector<float> f = rope_inv_freq(rope, head_dim);
+  cudaFree(m.inv_freq);
+  m.inv_freq = nullptr;
+  EMBER_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&m.inv_freq), f.size() * sizeof(float)));
+  EMBER_CUDA_TRY(cudaMemcpy(m.inv_freq, f.data(), f.size() * sizeof(float), cudaMemcpyHostToDevice));
+  m.rope = rope;
+  m.rope_dim = head_dim;
+  return Status::success();
+}
+
+void CudaBackend::rope_and_cache_write(Tensor& q, Tensor& k, const Tensor& v, const ForwardInputs& in,
+                                       const RopeConfig& rope, int64_t head_dim, Tensor& k_cache, Tensor& v_cache) {
+  Impl& m = *impl_;
+  if (Status s = prepare_rope(rope, head_dim); !s.ok()) return m.fail(s);
+  m.fail(gpu::rope_and_cache_write(bf16_of(q), bf16_of(k), bf16_of(v), m.dev<int32_t>(m.positions),
+                                   m.dev<int64_t>(m.slots), m.inv_freq, in.num_tokens(), q.cols() / head_dim,
+                                   k.cols() / head_dim, head_dim, bf16_of(k_cache), bf16_of(v_cache), m.stream));
+}
+
+void CudaBackend::paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                                  const ForwardInputs& /*in*/, int64_t num_heads, float scale, Tensor& out) {
+  Impl& m = *impl_;
+  PagedAttentionArgs a;
+  a.q = bf16_of(q);
+  a.out = bf16_of(out);
+  a.k_cache = bf16_of(k_cache);
+  a.v_cache = bf16_of(v_cache);
+  a.query_start_loc = m.dev<int32_t>(m.query_start_loc);
+  a.seq_lens = m.dev<int32_t>(m.seq_lens);
+  a.block_tables = m.dev<int32_t>(m.block_tables);
+  a.num_seqs = m.num_seqs;
+  a.num_tokens = m.num_tokens;
+  a.num_heads = static_cast<int32_t>(num_heads);
+  a.num_kv_heads = static_cast<int32_t>(k_cache.dim(2));
+  a.head_dim = static_cast<int32_t>(k_cache.dim(3));
+  a.block_size = static_cast<int32_t>(k_cache.dim(1));
+  a.max_blocks_per_seq = m.max_blocks_per_seq;
+  a.max_seq_len = m.seq_len_bound > 0 ? m.seq_len_bound : m.max_seq_len;
+  a.max_query_len = m.max_query_len;
+  a.scale = scale;
+  const bool decode = m.max_query_len == 1;
+  if (decode) {
+    // Sized once for the largest step the limits allow, so capture never allocates.
+    const size_t need = paged_attention_workspace_bytes(
+        m.limits.max_seqs, a.num_heads, a.num_kv_heads, a.head_dim,
+        static_cast<int>(std::max<int64_t>(m.limits.max_model_len, a.max_seq_len)));
+    if (need > m.attention_workspace_bytes) {
+      if (m.capturing()) return m.fail(Error{"CudaBackend: attention workspace must be sized before capture"});
+      cudaStreamSynchronize(m.stream);
+      cudaFree(m.attention_workspace);
+      m.attention_workspace = nullptr;
+      m.attention_workspace_bytes = 0;
+      m.check(cudaMalloc(&m.attention_workspace, need), "attention workspace");
+      if (!m.first_error.ok()) return;
+      m.attention_workspace_bytes = need;
+    }
+    a.workspace = m.attention_workspace;
+    a.workspace_bytes = m.attention_workspace_bytes;
+    m.fail(paged_attention_decode(a, m.stream));
+  } else {
+    m.fail(paged_attention_prefill(a, m.stream));
+  }
+}
+
+void CudaBackend::silu_mul(const Tensor& x, Tensor& out) {
+  impl_->fail(gpu::silu_mul(bf16_of(x), x.rows(), out.cols(), bf16_of(out), impl_->stream));
+}
+
+void CudaBackend::gather_logit_rows(const Tensor& x, const ForwardInputs& in, Tensor& out) {
+  Impl& m = *impl_;
+  m.fail(gpu::gather_rows(bf16_of(x), m.dev<int32_t>(m.logits_indices),
+                          static_cast<int64_t>(in.logits_indices.size()), x.cols(), bf16_of(out), m.stream));
+}
+
+}  // namespace ember

@@ -1,0 +1,204 @@
+// Gemm: dispatch between the small-M gemv kernel and cuBLASLt, and the
+// cuBLASLt plans. cuBLASLt is column-major: row-major y[M,N] = x[M,K] w[N,K]^T
+// is, read column-major, D[N,M] = A^T B with A = w as a K x N matrix (ld K),
+// B = x as K x M (ld K), D ld N: the "TN" layout cuBLASLt serves best. The
+// bias epilogue adds bias[row of D] = bias[n].
+
+#include <cublasLt.h>
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <string>
+#include <tuple>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/gemm.h"
+#include "kernels/cuda/ops_common.cuh"
+
+namespace ember::gpu {
+namespace {
+
+Status lt_status(cublasStatus_t s, const char* what) {
+  if (s == CUBLAS_STATUS_SUCCESS) return Status::success();
+  return Error{std::string("cuBLASLt ") + what + ": " + cublasLtGetStatusName(s) + ": " + cublasLtGetStatusString(s)};
+}
+
+#define EMBER_LT_TRY(expr)                         \
+  do {                                             \
+    ::ember::Status s_ = lt_status((expr), #expr); \
+    if (!s_.ok()) return s_.error();               \
+  } while (0)
+
+// Largest power of two (<= 256) dividing the address: cuBLASLt's heuristic
+// assumes 256-byte aligned buffers unless told otherwise, and a row offset of
+// a cudaMalloc'd buffer (a gathered row, a slice) can be less aligned.
+uint32_t alignment_of(const void* p) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  uint32_t align = 256;
+  while (align > 1 && a % align != 0) align >>= 1;
+  return align;
+}
+
+// Fallback when no algorithm takes a float32 bias with this output type.
+template <class T>
+__global__ void add_bias_kernel(T* y, const float* bias, int n, int64_t total) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    y[i] = static_cast<T>(static_cast<float>(y[i]) + bias[i % n]);
+  }
+}
+
+}  // namespace
+
+struct Gemm::Impl {
+  // M, N, K, y_f32, has_bias, alignments of x, w, y.
+  using Key = std::tuple<int, int, int, bool, bool, uint32_t, uint32_t, uint32_t>;
+  struct Plan {
+    cublasLtMatmulDesc_t op = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+    cublasLtMatmulAlgo_t algo{};
+    bool bias_in_epilogue = false;
+  };
+
+  cublasLtHandle_t handle = nullptr;
+  void* workspace = nullptr;
+  size_t workspace_bytes = 0;
+  std::mutex mu;  // guards plans
+  std::map<Key, Plan> plans;
+
+  ~Impl() {
+    for (auto& [key, p] : plans) destroy(p);
+    if (workspace) cudaFree(workspace);
+    if (handle) cublasLtDestroy(handle);
+  }
+
+  static void destroy(Plan& p) {
+    if (p.d) cublasLtMatrixLayoutDestroy(p.d);
+    if (p.b) cublasLtMatrixLayoutDestroy(p.b);
+    if (p.a) cublasLtMatrixLayoutDestroy(p.a);
+    if (p.op) cublasLtMatmulDescDestroy(p.op);
+    p = Plan{};
+  }
+
+  // Descriptors and the heuristic's first algorithm that fits the workspace.
+  // `with_bias`: ask for the float32-bias epilogue.
+  Status build(const Key& key, bool with_bias, Plan& p) {
+    const auto [m, n, k, y_f32, has_bias, align_x, align_w, align_y] = key;
+    (void)has_bias;
+    const cudaDataType_t out_type = y_f32 ? CUDA_R_32F : CUDA_R_16BF;
+    EMBER_LT_TRY(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    const cublasOperation_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
+    EMBER_LT_TRY(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof(trans_a)));
+    EMBER_LT_TRY(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof(trans_b)));
+    if (with_bias) {
+      const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+      const int32_t bias_type = CUDA_R_32F;
+      EMBER_LT_TRY(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
+      EMBER_LT_TRY(
+          cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)));
+    }
+    EMBER_LT_TRY(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_16BF, k, n, k));
+    EMBER_LT_TRY(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_16BF, k, m, k));
+    EMBER_LT_TRY(cublasLtMatrixLayoutCreate(&p.d, out_type, n, m, n));
+
+    cublasLtMatmulPreference_t pref = nullptr;
+    EMBER_LT_TRY(cublasLtMatmulPreferenceCreate(&pref));
+    const uint64_t ws = workspace_bytes;
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_w, sizeof(align_w));
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_x, sizeof(align_x));
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_y, sizeof(align_y));
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_y, sizeof(align_y));
+    cublasLtMatmulHeuristicResult_t results[8];
+    int found = 0;
+    const cublasStatus_t hs =
+        cublasLtMatmulAlgoGetHeuristic(handle, p.op, p.a, p.b, p.d, p.d, pref, 8, results, &found);
+    cublasLtMatmulPreferenceDestroy(pref);
+    for (int i = 0; hs == CUBLAS_STATUS_SUCCESS && i < found; ++i) {
+      if (results[i].state == CUBLAS_STATUS_SUCCESS && results[i].workspaceSize <= workspace_bytes) {
+        p.algo = results[i].algo;
+        p.bias_in_epilogue = with_bias;
+        return Status::success();
+      }
+    }
+    return Error{"cuBLASLt: no algorithm for M " + std::to_string(m) + " N " + std::to_string(n) + " K " +
+                 std::to_string(k) + (y_f32 ? " (f32 out)" : " (bf16 out)") + (with_bias ? " with bias" : "")};
+  }
+
+  Result<Plan*> plan_for(const Key& key) {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = plans.find(key);
+    if (it != plans.end()) return &it->second;
+    Plan p;
+    Status fused = build(key, std::get<4>(key), p);
+    if (!fused.ok() && std::get<4>(key)) {  // no fused float32 bias: plain GEMM + add_bias_kernel
+      destroy(p);
+      Status plain = build(key, false, p);
+      if (!plain.ok()) {
+        destroy(p);
+        return plain.error();
+      }
+    } else if (!fused.ok()) {
+      destroy(p);
+      return fused.error();
+    }
+    return &plans.emplace(key, p).first->second;
+  }
+};
+
+Gemm::Gemm(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Gemm::~Gemm() = default;
+
+Result<std::unique_ptr<Gemm>> Gemm::create(size_t workspace_bytes) {
+  auto impl = std::make_unique<Impl>();
+  EMBER_LT_TRY(cublasLtCreate(&impl->handle));
+  if (workspace_bytes > 0) {
+    EMBER_CUDA_TRY(cudaMalloc(&impl->workspace, workspace_bytes));
+    impl->workspace_bytes = workspace_bytes;
+  }
+  return std::unique_ptr<Gemm>(new Gemm(std::move(impl)));
+}
+
+Status Gemm::linear(const bf16* x, const bf16* w, const float* bias, void* y, bool y_f32, int m, int n, int k,
+                    cudaStream_t stream) {
+  if (m <= kGemvDispatchMaxM && gemv_supports(x, w, m, k)) return gemv(x, w, bias, y, y_f32, m, n, k, stream);
+  return linear_cublaslt(x, w, bias, y, y_f32, m, n, k, stream);
+}
+
+Status Gemm::linear_cublaslt(const bf16* x, const bf16* w, const float* bias, void* y, bool y_f32, int m, int n, int k,
+                             cudaStream_t stream) {
+  if (m < 0 || n < 0 || k < 0)
+    return Error{"linear: negative shape M " + std::to_string(m) + " N " + std::to_string(n) + " K " +
+                 std::to_string(k)};
+  if (m == 0 || n == 0) return Status::success();
+  if (k == 0) return Error{"linear: K == 0 is not supported"};
+  // The epilogue reads the bias with vector loads: an unaligned bias (never
+  // the case for cudaMalloc'd weights) goes through the separate kernel.
+  const bool fuse_bias = bias != nullptr && aligned16(bias);
+  const Impl::Key key{m, n, k, y_f32, fuse_bias, alignment_of(x), alignment_of(w), alignment_of(y)};
+  Result<Impl::Plan*> plan = impl_->plan_for(key);
+  if (!plan.ok()) return plan.error();
+  Impl::Plan& p = **plan;
+  const float alpha = 1.0f, beta = 0.0f;
+  {
+    // The descriptor is per shape, the bias pointer per call: set it each time
+    // (host-side only, so capture-safe) under the lock, as plans are shared.
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    if (p.bias_in_epilogue)
+      EMBER_LT_TRY(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+    EMBER_LT_TRY(cublasLtMatmul(impl_->handle, p.op, &alpha, w, p.a, x, p.b, &beta, y, p.d, y, p.d, &p.algo,
+                                impl_->workspace, impl_->workspace_bytes, stream));
+  }
+  if (bias == nullptr || p.bias_in_epilogue) return Status::success();
+  const int64_t total = static_cast<int64_t>(m) * n;
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((total + 255) / 256, 65536));
+  if (y_f32) {
+    add_bias_kernel<float><<<blocks, 256, 0, stream>>>(static_cast<float*>(y), bias, n, total);
+  } else {
+    add_bias_kernel<bf16><<<blocks, 256, 0, stream>>>(static_cast<bf16*>(y), bias, n, total);
+  }
+  return cuda_status(cudaGetLastError(), "add_bias launch");
+}
+
+}  // namespace ember::gpu

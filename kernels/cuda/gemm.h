@@ -1,0 +1,66 @@
+#pragma once
+// The linear layers on the GPU:  y[M, N] = x[M, K] * w[N, K]^T (+ bias[N]).
+// x and w bf16, row-major (w in HF's [out, in] layout), float32 accumulation,
+// y bf16 or float32 (the LM head writes float32 logits), bias float32.
+//
+// Two paths, picked per call by M:
+//   M <= kGemvMaxM  the bandwidth-bound gemv kernel (gemv.cu): decode at small
+//                   batch reads every weight once at ~copy speed, where
+//                   cuBLAS's tiles waste most of the memory bandwidth.
+//   otherwise       cuBLASLt (bf16 in, fp32 compute), algorithm from its
+//                   heuristic, cached per shape; bias in the epilogue.
+// The threshold is justified in kernels/cuda/NOTES-gemm.md.
+//
+// Graph capture: linear() only enqueues work (no allocation, sync or timing;
+// first use of a shape queries the heuristic on the host, which is capture-safe).
+// One Gemm per stream at a time: the cuBLASLt workspace is not shared safely
+// between concurrent streams.
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <memory>
+
+#include "common/status.h"
+
+namespace ember::gpu {
+
+class Gemm {
+ public:
+  static constexpr int kGemvMaxM = 8;
+  // Gemm::linear sends M <= this to the gemv kernel. Measured on the H100
+  // (bench/results/2026-11-23-h100-kernels.json): gemv beats cuBLASLt up to
+  // M = 4 on every Llama-3-8B decode shape, and loses 10-25% at M = 8.
+  static constexpr int kGemvDispatchMaxM = 4;
+
+  // Creates the cuBLASLt handle and allocates its workspace.
+  static Result<std::unique_ptr<Gemm>> create(size_t workspace_bytes = size_t{32} << 20);
+  ~Gemm();
+  Gemm(const Gemm&) = delete;
+  Gemm& operator=(const Gemm&) = delete;
+
+  // y = x w^T (+ bias). bias may be null; y is float* when y_f32, else bf16*.
+  Status linear(const __nv_bfloat16* x, const __nv_bfloat16* w, const float* bias, void* y, bool y_f32, int m, int n,
+                int k, cudaStream_t stream);
+
+  // The cuBLASLt path whatever M (benchmarks and tests compare the two).
+  Status linear_cublaslt(const __nv_bfloat16* x, const __nv_bfloat16* w, const float* bias, void* y, bool y_f32, int m,
+                         int n, int k, cudaStream_t stream);
+
+ private:
+  struct Impl;
+  explicit Gemm(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// The small-M kernel alone: 1 <= m <= Gemm::kGemvMaxM, k % 8 == 0, x and w
+// 16-byte aligned (anything else is an Error; Gemm::linear falls back to
+// cuBLASLt for those).
+Status gemv(const __nv_bfloat16* x, const __nv_bfloat16* w, const float* bias, void* y, bool y_f32, int m, int n, int k,
+            cudaStream_t stream);
+
+// True when gemv() accepts these arguments.
+bool gemv_supports(const __nv_bfloat16* x, const __nv_bfloat16* w, int m, int k);
+
+}  // namespace ember::gpu

@@ -1,0 +1,59 @@
+#pragma once
+// The elementwise and row ops of the CUDA backend (the GEMM is gemm.h): the
+// same math as the float32 CpuBackend (kernels/cpu/cpu_ops.h), which the GPU
+// tests use as their reference. Activations are bf16, norm weights and rope
+// frequencies float32, every reduction and product is done in float32.
+//
+// All functions take raw device pointers and a stream, enqueue work and return:
+// no allocation, no synchronization and no host read of device data, so each
+// can be captured into a CUDA graph. Index inputs (ids, positions, slots) are
+// trusted, as everywhere in kernels/ (backend.h): the scheduler validated them.
+//
+// Alignment: cudaMalloc'd buffers and row offsets of a multiple of 8 elements
+// take the 16-byte vector paths; any other row length or pointer still works
+// through a scalar path (slower, same results). Sizes <= 0 enqueue nothing.
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "common/status.h"
+
+namespace ember::gpu {
+
+using bf16 = __nv_bfloat16;
+
+// out[t, :] = table[ids[t], :].   table [V, H], ids [T], out [T, H].
+Status embedding(const bf16* table, const int32_t* ids, int64_t num_tokens, int64_t hidden, bf16* out,
+                 cudaStream_t stream);
+
+// RMSNorm over rows of H: out = x / sqrt(mean(x^2) + eps) * weight.
+// With `residual` (vLLM's fused_add_rms_norm): residual = bf16(x + residual)
+// is stored first and the norm is taken of that rounded sum, as HF's bf16
+// model does. `out` may alias `x`. H up to 65536.
+Status rms_norm(const bf16* x, bf16* residual, const float* weight, float eps, int64_t rows, int64_t hidden, bf16* out,
+                cudaStream_t stream);
+
+// HF rotate_half RoPE on q and k in place (pairs (i, i + D/2), angle
+// positions[t] * inv_freq[i] as one float32 product, then sincosf), and the
+// rotated k and v of token t written to slot slot_mapping[t] of the caches
+// (slot < 0: not written).   q [T, Hq*D], k and v [T, Hkv*D], inv_freq [D/2]
+// (device; host computes it with ember::rope_inv_freq), caches
+// [num_slots, Hkv, D] with num_slots = num_blocks * block_size.
+// D even and <= 1024.
+Status rope_and_cache_write(bf16* q, bf16* k, const bf16* v, const int32_t* positions, const int64_t* slot_mapping,
+                            const float* inv_freq, int64_t num_tokens, int64_t num_q_heads, int64_t num_kv_heads,
+                            int64_t head_dim, bf16* k_cache, bf16* v_cache, cudaStream_t stream);
+
+// SwiGLU: out = silu(gate) * up, gate = x[:, :I], up = x[:, I:].   x [M, 2I], out [M, I].
+Status silu_mul(const bf16* x, int64_t rows, int64_t inter, bf16* out, cudaStream_t stream);
+
+// out[r, :] = x[idx[r], :].   x [T, H], idx [R], out [R, H].
+Status gather_rows(const bf16* x, const int32_t* idx, int64_t num_rows, int64_t hidden, bf16* out, cudaStream_t stream);
+
+// Elementwise conversions of n values (round to nearest even into bf16).
+Status f32_to_bf16(const float* src, int64_t n, bf16* dst, cudaStream_t stream);
+Status bf16_to_f32(const bf16* src, int64_t n, float* dst, cudaStream_t stream);
+
+}  // namespace ember::gpu

@@ -1,0 +1,60 @@
+#pragma once
+// Device helpers shared by the op kernels (ops*.cu, gemv.cu): 16-byte vectors
+// of 8 bf16 unpacked to float32 and back, and block/warp sums. Internal to
+// kernels/cuda: include only from .cu files.
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+namespace ember::gpu {
+
+using bf16 = __nv_bfloat16;
+
+// 8 bf16 = 16 bytes: the widest single load a thread can issue.
+union Bf16x8 {
+  uint4 u;
+  __nv_bfloat162 h[4];
+};
+
+__device__ __forceinline__ void unpack8(const uint4& v, float (&f)[8]) {
+  Bf16x8 b;
+  b.u = v;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 p = __bfloat1622float2(b.h[i]);
+    f[2 * i] = p.x;
+    f[2 * i + 1] = p.y;
+  }
+}
+
+__device__ __forceinline__ uint4 pack8(const float (&f)[8]) {
+  Bf16x8 b;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) b.h[i] = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
+  return b.u;
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Sum over the block, returned to every thread. Every thread of the block must
+// call it (it has barriers); blockDim.x a multiple of 32. Call at most once per
+// kernel (the scratch is reused without a trailing barrier).
+__device__ __forceinline__ float block_sum(float v) {
+  __shared__ float partial[32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  v = warp_sum(v);
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  const int num_warps = blockDim.x >> 5;
+  float total = lane < num_warps ? partial[lane] : 0.0f;
+  return warp_sum(total);
+}
+
+inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+}  // namespace ember::gpu

@@ -1,0 +1,119 @@
+// RoPE (HF rotate_half) on q and k in place, fused with the paged KV-cache
+// write of k and v: every k element is read once, rotated, stored twice (in
+// place and in its slot). One block per token: its D/2 cos/sin pairs are
+// computed once into shared memory and shared by all Hq + Hkv heads.
+// Bytes per token: q 2*Hq*D*2, k 3*Hkv*D*2, v 2*Hkv*D*2 (Llama-3-8B: 28 KB).
+//
+// Precision: the angle is position * inv_freq as ONE float32 product (as HF and
+// the CPU backend), then sincosf (not __sincosf: the fast intrinsic's error
+// grows with |angle|, and positions reach 32k and beyond, where it is off by
+// ~1e-3). sincosf is within 2 ulp of the float32 angle; the angle itself
+// carries the float32 rounding of the product (up to ~2e-3 rad at 32k), the
+// same on CPU and GPU. cos/sin stay float32 (HF rounds them to bf16 first).
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/ops.h"
+#include "kernels/cuda/ops_common.cuh"
+
+namespace ember::gpu {
+namespace {
+
+constexpr int kThreads = 128;
+
+// kVec elements of i (and of i + D/2) a work item: 8 with 16-byte vectors (D %
+// 16 == 0, aligned buffers), else 1.
+template <int kVec>
+__global__ void __launch_bounds__(kThreads)
+    rope_cache_kernel(bf16* q, bf16* k, const bf16* v, const int32_t* positions, const int64_t* slot_mapping,
+                      const float* inv_freq, int hq, int hkv, int d, bf16* k_cache, bf16* v_cache) {
+  extern __shared__ float cos_sin[];  // [0, half): cos, [half, d): sin
+  const int64_t t = blockIdx.x;
+  const int half = d / 2;
+  const float pos = static_cast<float>(positions[t]);
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    float s, c;
+    sincosf(pos * inv_freq[i], &s, &c);
+    cos_sin[i] = c;
+    cos_sin[half + i] = s;
+  }
+  __syncthreads();
+  const int64_t slot = slot_mapping[t];
+  const int items_per_head = half / kVec;
+  const int items = (hq + hkv) * items_per_head;
+  for (int it = threadIdx.x; it < items; it += blockDim.x) {
+    const int head = it / items_per_head;
+    const int i0 = (it - head * items_per_head) * kVec;
+    const bool is_k = head >= hq;
+    bf16* base = is_k ? k + (t * hkv + (head - hq)) * d : q + (t * hq + head) * d;
+    float a[kVec], b[kVec];
+    if constexpr (kVec == 8) {
+      unpack8(*reinterpret_cast<const uint4*>(base + i0), a);
+      unpack8(*reinterpret_cast<const uint4*>(base + half + i0), b);
+    } else {
+      a[0] = __bfloat162float(base[i0]);
+      b[0] = __bfloat162float(base[half + i0]);
+    }
+    float ra[kVec], rb[kVec];
+#pragma unroll
+    for (int e = 0; e < kVec; ++e) {
+      const float c = cos_sin[i0 + e], s = cos_sin[half + i0 + e];
+      ra[e] = a[e] * c - b[e] * s;
+      rb[e] = b[e] * c + a[e] * s;
+    }
+    bf16* cache = is_k && slot >= 0 ? k_cache + (slot * hkv + (head - hq)) * d : nullptr;
+    if constexpr (kVec == 8) {
+      const uint4 pa = pack8(ra), pb = pack8(rb);
+      *reinterpret_cast<uint4*>(base + i0) = pa;
+      *reinterpret_cast<uint4*>(base + half + i0) = pb;
+      if (cache) {
+        *reinterpret_cast<uint4*>(cache + i0) = pa;
+        *reinterpret_cast<uint4*>(cache + half + i0) = pb;
+      }
+    } else {
+      const bf16 pa = __float2bfloat16(ra[0]), pb = __float2bfloat16(rb[0]);
+      base[i0] = pa;
+      base[half + i0] = pb;
+      if (cache) {
+        cache[i0] = pa;
+        cache[half + i0] = pb;
+      }
+    }
+  }
+  if (slot < 0) return;  // padding token: rotated, not cached
+  const int64_t row = static_cast<int64_t>(hkv) * d;
+  if constexpr (kVec == 8) {
+    const uint4* src = reinterpret_cast<const uint4*>(v + t * row);
+    uint4* dst = reinterpret_cast<uint4*>(v_cache + slot * row);
+    for (int64_t j = threadIdx.x; j < row / 8; j += blockDim.x) dst[j] = src[j];
+  } else {
+    for (int64_t j = threadIdx.x; j < row; j += blockDim.x) v_cache[slot * row + j] = v[t * row + j];
+  }
+}
+
+}  // namespace
+
+Status rope_and_cache_write(bf16* q, bf16* k, const bf16* v, const int32_t* positions, const int64_t* slot_mapping,
+                            const float* inv_freq, int64_t num_tokens, int64_t num_q_heads, int64_t num_kv_heads,
+                            int64_t head_dim, bf16* k_cache, bf16* v_cache, cudaStream_t stream) {
+  if (num_tokens <= 0) return Status::success();
+  if (head_dim <= 0 || head_dim % 2 != 0 || head_dim > 1024)
+    return Error{"rope_and_cache_write: head_dim must be even and <= 1024, got " + std::to_string(head_dim)};
+  if (num_q_heads < 0 || num_kv_heads < 0 || num_q_heads + num_kv_heads > 4096 || num_tokens > 0x7fffffff)
+    return Error{"rope_and_cache_write: unsupported shape (T " + std::to_string(num_tokens) + ", heads " +
+                 std::to_string(num_q_heads) + "/" + std::to_string(num_kv_heads) + ")"};
+  const bool vec =
+      head_dim % 16 == 0 && aligned16(q) && aligned16(k) && aligned16(v) && aligned16(k_cache) && aligned16(v_cache);
+  const unsigned grid = static_cast<unsigned>(num_tokens);
+  const size_t smem = static_cast<size_t>(head_dim) * sizeof(float);
+  const int hq = static_cast<int>(num_q_heads), hkv = static_cast<int>(num_kv_heads), d = static_cast<int>(head_dim);
+  if (vec) {
+    rope_cache_kernel<8>
+        <<<grid, kThreads, smem, stream>>>(q, k, v, positions, slot_mapping, inv_freq, hq, hkv, d, k_cache, v_cache);
+  } else {
+    rope_cache_kernel<1>
+        <<<grid, kThreads, smem, stream>>>(q, k, v, positions, slot_mapping, inv_freq, hq, hkv, d, k_cache, v_cache);
+  }
+  return cuda_status(cudaGetLastError(), "rope_and_cache_write launch");
+}
+
+}  // namespace ember::gpu

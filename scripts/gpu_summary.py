@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""The summary table of scripts/gpu_check.sh: every figure next to its same-run reference."""
+import json
+import pathlib
+import re
+import sys
+
+R = pathlib.Path(sys.argv[1])
+
+
+def jsonl(name):
+    p = R / f"{name}.log"
+    if not p.exists():
+        return []
+    out = []
+    for line in p.read_text(errors="replace").splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return out
+
+
+def main() -> int:
+    ok = True
+    for name in ("gpu_tests", "gpu_tests_hf"):
+        t = R / f"{name}.json"
+        if t.exists():
+            j = json.loads(t.read_text())
+            failed = j["failures"] + j.get("errors", 0)
+            print(f"{name}: {j['tests'] - failed} passed, {failed} failed")
+            ok &= failed == 0
+        elif (R / f"{name}.log").exists():
+            print(f"{name}: no result (the binary died: see {name}.log)")
+            ok = False
+    for name in ("attention_bench", "sdpa_reference", "gemm_bench", "gemm_reference", "sampler_bench", "dequantize_bench"):
+        for row in jsonl(name):
+            print(name, json.dumps(row))
+    for name in ("llama_decode_b1", "llama_throughput", "serve_client"):
+        p = R / f"{name}.log"
+        if p.exists():
+            lines = [l for l in p.read_text(errors="replace").splitlines()
+                     if re.search(r"tok/s|tokens/s|throughput|\{", l)]
+            for l in lines[-6:]:
+                print(f"{name}: {l.strip()[:300]}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

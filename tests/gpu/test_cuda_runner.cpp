@@ -1,0 +1,367 @@
+// The CUDA model runner end to end: dummy weights generated on the device
+// equal the host generator's; the GPU runner's logits follow the CPU
+// backend's (same bf16-rounded weights) through mixed prefill/decode steps,
+// chunked prefill and CUDA-graph decode replays; 64 sequences batched give
+// what each gives alone; and a Hugging Face model's bf16 logits (made on the
+// GPU machine by scripts/gpu_hf_reference.py) are reproduced.
+//
+// Runs only on a GPU machine (scripts/gpu_check.sh): without one it FAILS.
+
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/cuda/cuda_model_runner.h"
+#include "engine/cuda/device_weights.h"
+#include "engine/model_runner.h"
+#include "models/hf_model_dir.h"
+#include "models/model_config.h"
+#include "models/weights.h"
+
+namespace ember {
+namespace {
+
+float bf16_round(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u += 0x7FFFu + ((u >> 16) & 1u);
+  u &= 0xFFFF0000u;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+ModelConfig test_config(int head_dim, bool bias, bool llama3, bool tied, int vocab = 1000) {
+  const int heads = 4, kv_heads = 2;
+  std::string json = R"({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": )" +
+                     std::to_string(heads * head_dim) + R"(, "intermediate_size": )" +
+                     std::to_string(2 * heads * head_dim) + R"(, "num_attention_heads": 4, "num_key_value_heads": 2,
+      "num_hidden_layers": 2, "max_position_embeddings": 4096, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+      "vocab_size": )" + std::to_string(vocab) +
+                     R"(, "attention_bias": )" + (bias ? "true" : "false") + R"(, "tie_word_embeddings": )" +
+                     (tied ? "true" : "false") +
+                     (llama3 ? R"(, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+      "high_freq_factor": 4.0, "original_max_position_embeddings": 256})"
+                             : "") +
+                     "}";
+  (void)kv_heads;
+  auto c = model_config_from_hf_json(json, "", "test");
+  EXPECT_TRUE(c.ok()) << (c.ok() ? "" : c.error().message);
+  return *c;
+}
+
+// Host weights whose matrices are bf16-exact, so the CPU (float32) and the
+// GPU (bf16) runners multiply the same numbers.
+LlamaWeights bf16_exact_weights(const ModelConfig& c, uint64_t seed) {
+  auto w = make_dummy_weights(c, seed);
+  EXPECT_TRUE(w.ok());
+  LlamaWeights out = std::move(*w);
+  const auto round = [](WeightMatrix& m) {
+    for (float& f : m.f32) f = bf16_round(f);
+  };
+  round(out.embed);
+  round(out.lm_head);
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> noise(0.0f, 0.05f);
+  for (LayerWeights& l : out.layers) {
+    for (WeightMatrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate_up, &l.w_down}) round(*m);
+    // Norms and biases other than 1 and 0, so their kernels are tested.
+    for (float& f : l.attn_norm) f = 1.0f + noise(rng);
+    for (float& f : l.ffn_norm) f = 1.0f + noise(rng);
+    for (auto* b : {&l.bq, &l.bk, &l.bv})
+      for (float& f : *b) f = noise(rng);
+  }
+  return out;
+}
+
+struct Seq {
+  std::vector<int32_t> tokens;
+  std::vector<int32_t> blocks;
+  int64_t done = 0;  // tokens in the cache
+};
+
+double rel_err(const float* a, const float* ref, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (!std::isfinite(a[i])) return INFINITY;
+    num += (double(a[i]) - ref[i]) * (double(a[i]) - ref[i]);
+    den += double(ref[i]) * ref[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-30));
+}
+
+int32_t argmax(const float* row, int32_t v, float* margin = nullptr) {
+  int32_t best = 0;
+  for (int32_t i = 1; i < v; ++i)
+    if (row[i] > row[best]) best = i;
+  if (margin) {
+    float second = -INFINITY;
+    for (int32_t i = 0; i < v; ++i)
+      if (i != best) second = std::max(second, row[i]);
+    *margin = row[best] - second;
+  }
+  return best;
+}
+
+// One step: each sequence computes `chunk[i]` more of its known tokens.
+void step(ModelRunner& r, std::vector<Seq>& seqs, const std::vector<int32_t>& chunk, std::vector<float>& logits) {
+  std::vector<StepSequence> s;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    if (chunk[i] == 0) continue;
+    const bool last = seqs[i].done + chunk[i] == static_cast<int64_t>(seqs[i].tokens.size());
+    s.push_back({seqs[i].tokens, seqs[i].done, chunk[i], seqs[i].blocks, last});
+  }
+  r.execute(s, logits);
+  for (size_t i = 0; i < seqs.size(); ++i) seqs[i].done += chunk[i];
+}
+
+CudaRunnerOptions small_options(bool eager) {
+  CudaRunnerOptions o;
+  o.max_num_batched_tokens = 2048;
+  o.max_num_seqs = 64;
+  o.max_model_len = 2048;
+  o.num_gpu_blocks_override = 2048;
+  o.enforce_eager = eager;
+  return o;
+}
+
+TEST(CudaRunner, DeviceVisible) {
+  int n = 0;
+  ASSERT_EQ(cudaGetDeviceCount(&n), cudaSuccess) << "no CUDA driver: GPU tests must run on a GPU machine";
+  ASSERT_GT(n, 0);
+}
+
+TEST(CudaRunner, DummyWeightsMatchTheHostGenerator) {
+  const ModelConfig c = test_config(64, false, false, false);
+  auto host = make_dummy_weights(c, 7);
+  ASSERT_TRUE(host.ok());
+  auto dev = DeviceWeights::dummy(c, 7);
+  ASSERT_TRUE(dev.ok()) << dev.error().message;
+  const auto compare = [](const WeightMatrix& h, const Tensor& d) {
+    std::vector<uint16_t> bits(h.size());
+    ASSERT_EQ(cudaMemcpy(bits.data(), d.data, bits.size() * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+    size_t off = 0;
+    for (size_t i = 0; i < bits.size(); ++i) {
+      uint32_t u = uint32_t{bits[i]} << 16;
+      float g;
+      std::memcpy(&g, &u, 4);
+      if (g != bf16_round(h.f32[i])) {
+        ++off;
+        // At most one bf16 step apart (double math on two machines).
+        ASSERT_LE(std::fabs(g - bf16_round(h.f32[i])), std::fabs(h.f32[i]) * 0.0079f + 1e-30f) << i;
+      }
+    }
+    EXPECT_LE(off, bits.size() / 10000) << "values differing from the host generator";
+  };
+  compare(host->embed, (*dev)->views().embed);
+  compare(host->layers[1].w_gate_up, (*dev)->views().layers[1].w_gate_up);
+  compare(host->lm_head, (*dev)->views().head);
+}
+
+struct RunnerCase {
+  int head_dim;
+  bool bias, llama3, tied, eager;
+};
+
+class GpuVsCpu : public ::testing::TestWithParam<RunnerCase> {};
+
+// Three sequences: prompts prefilled together (one in two chunks, the second
+// chunk beside a decode), then 48 greedy decode steps (CUDA graphs unless
+// eager), with the CPU runner teacher-forced on the GPU's tokens.
+TEST_P(GpuVsCpu, LogitsFollowTheCpuBackend) {
+  const RunnerCase p = GetParam();
+  const ModelConfig c = test_config(p.head_dim, p.bias, p.llama3, p.tied);
+  const LlamaWeights w = bf16_exact_weights(c, 11);
+  auto gpu = make_cuda_model_runner(w, small_options(p.eager));
+  ASSERT_TRUE(gpu.ok()) << gpu.error().message;
+  CpuModelRunner cpu(w, 2, 2048, 16);
+  const int32_t v = static_cast<int32_t>(c.vocab_size);
+
+  std::mt19937 rng(3);
+  std::uniform_int_distribution<int32_t> tok(0, v - 1);
+  std::vector<Seq> g(3), k(3);
+  const int lens[3] = {37, 100, 5};
+  for (int i = 0; i < 3; ++i) {
+    for (int j = 0; j < lens[i]; ++j) g[i].tokens.push_back(tok(rng));
+    for (int b = 0; b < 12; ++b) g[i].blocks.push_back(i * 12 + (11 - b) * 1 + 100);  // shuffled, disjoint
+  }
+  k = g;
+  std::vector<float> gl, kl;
+  std::vector<std::vector<int32_t>> plan = {{37, 60, 5}, {0, 40, 0}};
+  int checked = 0, agreed = 0, steps = 0;
+  double worst = 0;
+  for (int s = 0; s < 50; ++s) {
+    std::vector<int32_t> chunk = s < 2 ? plan[s] : std::vector<int32_t>{1, 1, 1};
+    if (s == 1) {
+      // seq 0 and 2 decode beside seq 1's second chunk (a mixed batch).
+      chunk = {1, 40, 1};
+    }
+    step(**gpu, g, chunk, gl);
+    step(cpu, k, chunk, kl);
+    ASSERT_EQ(gl.size(), kl.size());
+    const size_t rows = gl.size() / v;
+    std::vector<int> owners;
+    for (int i = 0; i < 3; ++i)
+      if (chunk[i] > 0 && g[i].done == static_cast<int64_t>(g[i].tokens.size())) owners.push_back(i);
+    ASSERT_EQ(rows, owners.size());
+    for (size_t r = 0; r < rows; ++r) {
+      const double e = rel_err(gl.data() + r * v, kl.data() + r * v, v);
+      worst = std::max(worst, e);
+      ASSERT_LT(e, 3e-2) << "step " << s << " row " << r;
+      float margin;
+      const int32_t want = argmax(kl.data() + r * v, v, &margin);
+      const int32_t got = argmax(gl.data() + r * v, v);
+      if (margin > 0.02f) {
+        ++checked;
+        agreed += got == want;
+      }
+      // Both continue with the GPU's choice.
+      g[owners[r]].tokens.push_back(got);
+      k[owners[r]].tokens.push_back(got);
+    }
+    ++steps;
+  }
+  RecordProperty("worst_rel_err", std::to_string(worst));
+  std::printf("head_dim %d bias %d llama3 %d tied %d eager %d: worst relative error %.2e, greedy %d/%d agree\n",
+              p.head_dim, p.bias, p.llama3, p.tied, p.eager, worst, agreed, checked);
+  EXPECT_GT(checked, 60) << "too few steps with a clear winner: the check would be vacuous";
+  EXPECT_EQ(agreed, checked);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, GpuVsCpu,
+                         ::testing::Values(RunnerCase{64, false, false, false, false},
+                                           RunnerCase{128, false, false, false, false},
+                                           RunnerCase{128, false, false, false, true},
+                                           RunnerCase{64, true, true, true, false}));
+
+// 64 sequences decoded together (graph bucket 64, cuBLAS GEMMs) and each
+// alone (bucket 1, the small-M kernel): the same logits within bf16 noise.
+TEST(CudaRunner, SixtyFourBatchedSequencesMatchEachAlone) {
+  const ModelConfig c = test_config(128, false, false, false);
+  const LlamaWeights w = bf16_exact_weights(c, 5);
+  auto gpu = make_cuda_model_runner(w, small_options(false));
+  ASSERT_TRUE(gpu.ok()) << gpu.error().message;
+  const int32_t v = static_cast<int32_t>(c.vocab_size);
+  constexpr int kSeqs = 64, kSteps = 12;
+  std::mt19937 rng(9);
+  std::uniform_int_distribution<int32_t> tok(0, v - 1), len(1, 30);
+  std::vector<Seq> alone(kSeqs);
+  for (int i = 0; i < kSeqs; ++i) {
+    const int n = len(rng);
+    for (int j = 0; j < n; ++j) alone[i].tokens.push_back(tok(rng));
+    for (int b = 0; b < 4; ++b) alone[i].blocks.push_back(i * 4 + b);
+  }
+  std::vector<Seq> batch = alone;
+  // Alone: greedy, recording every step's logits.
+  std::vector<std::vector<float>> ref(kSeqs);
+  std::vector<float> l;
+  for (int i = 0; i < kSeqs; ++i) {
+    std::vector<Seq> one = {alone[i]};
+    for (int s = 0; s <= kSteps; ++s) {
+      step(**gpu, one, {static_cast<int32_t>(one[0].tokens.size() - one[0].done)}, l);
+      ASSERT_EQ(l.size(), static_cast<size_t>(v));
+      ref[i].insert(ref[i].end(), l.begin(), l.end());
+      one[0].tokens.push_back(argmax(l.data(), v));
+    }
+    alone[i] = one[0];
+  }
+  // Together, teacher-forced on the alone runs' tokens.
+  double worst = 0;
+  for (int s = 0; s <= kSteps; ++s) {
+    std::vector<int32_t> chunk(kSeqs);
+    for (int i = 0; i < kSeqs; ++i) chunk[i] = static_cast<int32_t>(batch[i].tokens.size() - batch[i].done);
+    step(**gpu, batch, chunk, l);
+    ASSERT_EQ(l.size(), static_cast<size_t>(kSeqs) * v);
+    for (int i = 0; i < kSeqs; ++i) {
+      const double e = rel_err(l.data() + static_cast<size_t>(i) * v, ref[i].data() + static_cast<size_t>(s) * v, v);
+      worst = std::max(worst, e);
+      ASSERT_LT(e, 2e-2) << "seq " << i << " step " << s;
+      batch[i].tokens.push_back(alone[i].tokens[batch[i].tokens.size()]);
+    }
+  }
+  std::printf("64 batched vs alone: worst relative error %.2e\n", worst);
+}
+
+// The reference model through the CPU backend (float32): HF's bf16 logits
+// are within bf16 noise of it (1.1e-2 when made on the dev machine).
+TEST(CudaRunner, HuggingFaceReferenceLoadsOnTheCpu) {
+  const char* dir = std::getenv("EMBER_HF_REF");
+  ASSERT_NE(dir, nullptr) << "set EMBER_HF_REF to the output of scripts/gpu_hf_reference.py";
+  auto hf = HfModelDir::open(dir);
+  ASSERT_TRUE(hf.ok()) << hf.error().message;
+  auto w = load_llama_weights(*hf);
+  ASSERT_TRUE(w.ok()) << w.error().message;
+  std::printf("HF reference: vocab %lld, %zu layers, head_dim %lld\n", static_cast<long long>(w->config.vocab_size),
+              w->layers.size(), static_cast<long long>(w->config.head_dim));
+  CpuModelRunner cpu(std::move(*w), 4, 64, 16);
+  std::vector<Seq> s(1);
+  s[0].tokens = {1, 2, 3, 4, 5};
+  for (int b = 0; b < 4; ++b) s[0].blocks.push_back(b);
+  std::vector<float> l;
+  step(cpu, s, {5}, l);
+  EXPECT_EQ(l.size(), static_cast<size_t>(cpu.vocab_size()));
+}
+
+// Hugging Face's bf16 model on the GPU, saved by scripts/gpu_hf_reference.py
+// into $EMBER_HF_REF: config + safetensors, the prompt and HF's greedy tokens
+// (ids.txt: prompt length, then all ids) and HF's float32 logits for every
+// position (logits.f32).
+TEST(CudaRunner, ReproducesHuggingFaceLogits) {
+  const char* dir = std::getenv("EMBER_HF_REF");
+  ASSERT_NE(dir, nullptr) << "set EMBER_HF_REF to the output of scripts/gpu_hf_reference.py";
+  auto hf = HfModelDir::open(dir);
+  ASSERT_TRUE(hf.ok()) << hf.error().message;
+  auto w = load_llama_weights(*hf);
+  ASSERT_TRUE(w.ok()) << w.error().message;
+  std::ifstream ids_file(std::string(dir) + "/ids.txt");
+  int32_t prompt_len = 0, id = 0;
+  ids_file >> prompt_len;
+  std::vector<int32_t> ids;
+  while (ids_file >> id) ids.push_back(id);
+  ASSERT_GT(prompt_len, 0);
+  ASSERT_GT(ids.size(), static_cast<size_t>(prompt_len) + 32);
+  const int32_t v = static_cast<int32_t>(w->config.vocab_size);
+  std::vector<float> hf_logits(ids.size() * v);
+  std::ifstream lf(std::string(dir) + "/logits.f32", std::ios::binary);
+  lf.read(reinterpret_cast<char*>(hf_logits.data()), static_cast<std::streamsize>(hf_logits.size() * 4));
+  ASSERT_TRUE(lf.good()) << "logits.f32 is short";
+
+  for (bool eager : {true, false}) {
+    auto gpu = make_cuda_model_runner(*w, small_options(eager));
+    ASSERT_TRUE(gpu.ok()) << gpu.error().message;
+    std::vector<Seq> s(1);
+    s[0].tokens.assign(ids.begin(), ids.begin() + prompt_len);
+    for (int b = 0; b < 32; ++b) s[0].blocks.push_back(b);
+    std::vector<float> l;
+    double worst = 0;
+    int checked = 0, agreed = 0;
+    for (size_t pos = prompt_len; pos <= ids.size() - 1; ++pos) {
+      step(**gpu, s, {static_cast<int32_t>(s[0].tokens.size() - s[0].done)}, l);
+      const float* ref = hf_logits.data() + (pos - 1) * v;  // logits at pos - 1 predict token pos
+      const double e = rel_err(l.data(), ref, v);
+      worst = std::max(worst, e);
+      EXPECT_LT(e, 3e-2) << "position " << pos;
+      float margin;
+      const int32_t want = argmax(ref, v, &margin);
+      if (margin > 0.05f) {
+        ++checked;
+        agreed += argmax(l.data(), v) == want;
+      }
+      s[0].tokens.push_back(ids[pos]);  // teacher-forced on HF's greedy continuation
+    }
+    std::printf("HF bf16 reference (%s): worst relative error %.2e, greedy %d/%d agree\n", eager ? "eager" : "graphs",
+                worst, agreed, checked);
+    EXPECT_GT(checked, 16);
+    EXPECT_GE(agreed, checked - 1) << "greedy tokens must follow HF's where HF is not near a tie";
+  }
+}
+
+}  // namespace
+}  // namespace ember
