@@ -42,6 +42,11 @@ if has tests; then
   EMBER_HF_REF=/tmp/hf_ref run gpu_tests_hf 300 "$BUNDLE/ember_gpu_tests" --gtest_filter='*HuggingFace*' \
     --gtest_output="json:$R/gpu_tests_hf.json"
   grep -A30 "fatal signal" "$R/gpu_tests_hf.log" | head -40
+  if [[ -n "${EMBER_GPU_TESTS_ONE_PROCESS:-}" ]]; then
+    # Every test in one process (the order CI-less developers run them in).
+    EMBER_HF_REF=/tmp/hf_ref run gpu_tests_all 420 "$BUNDLE/ember_gpu_tests" --gtest_output="json:$R/gpu_tests_all.json"
+    grep -A30 "fatal signal" "$R/gpu_tests_all.log" | head -40
+  fi
   grep -E "^\[  FAILED|worst|agree|rel_err" "$R/gpu_tests.log" | head -60
 fi
 if has bench; then
@@ -72,6 +77,11 @@ if has serve; then
   "$BUNDLE/ember" serve "${LLAMA[@]}" --port 18431 --max-num-seqs 64 >"$R/serve.log" 2>&1 &
   SERVE=$!
   PYTHONPATH=/tmp/pyopenai run serve_client 240 python3 scripts/gpu_serve_client.py http://127.0.0.1:18431
+  # ember's load tester against it: Llama-3-8B shape, 400 requests in 512 / out 128, 64 at a time.
+  run bench_serve 300 "$BUNDLE/ember" bench serve --base-url http://127.0.0.1:18431 --dataset random \
+    --tokenizer tests/fixtures/tokenizer/bpe/llama3.json --random-input-len 512 --random-output-len 128 \
+    --num-prompts 400 --request-rate inf --max-concurrency 64 --no-progress \
+    --result-json "$R/bench_serve.json" --report-html "$R/bench_serve.html"
   kill -TERM $SERVE; wait $SERVE; echo "serve exit: $?" >>"$R/serve.log"
   tail -3 "$R/serve.log"
 fi
