@@ -70,6 +70,9 @@ Result<std::unique_ptr<ModelRunner>> make_cpu_runner(const ModelSource& src, con
 Result<std::unique_ptr<ModelRunner>> make_gpu_runner(const ModelSource& src, const ModelOptions& model,
                                                      const EngineOptions& options, int64_t max_model_len,
                                                      int32_t max_num_batched_tokens) {
+  if (model.dtype != "auto" && model.dtype != "bfloat16")
+    return Error{"--dtype " + model.dtype + ": the CUDA runner computes in bfloat16 (use --dtype auto or bfloat16)"};
+  if (options.kv_cache_dtype == "fp8") return Error{"--kv-cache-dtype fp8 is not supported yet"};
   CudaRunnerOptions o;
   o.block_size = options.block_size;
   o.max_num_batched_tokens = max_num_batched_tokens;

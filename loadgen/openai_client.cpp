@@ -162,6 +162,13 @@ RequestRecord OpenAiClient::send(const BenchRequest& request, BenchClock::time_p
   const auto start = BenchClock::now();
   rec.start_s = seconds_between(run_start, start);
   auto result = http_->send(req);
+  // A kept-alive connection the server closed while idle fails before any
+  // response byte: that is the connection's age, not the request's fate, so
+  // it is sent once more on a fresh connection (what HTTP clients do).
+  if (!result && status == 0 &&
+      (result.error() == httplib::Error::Read || result.error() == httplib::Error::Write)) {
+    result = http_->send(req);
+  }
   const auto end = BenchClock::now();
   rec.latency_s = seconds_between(start, end);
   rec.http_status = status;

@@ -28,6 +28,9 @@ if [[ -x "$ROOT/.venv/bin/pip" ]]; then
     --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 openai >/dev/null 2>&1 \
     || echo "gpu_bundle: could not download the openai wheels (the serve check falls back to urllib)"
 fi
+# SmolLM2's tokenizer alone (the 98 MB model does not travel) for the serve benchmark.
+MODEL="${EMBER_DEFAULT_MODEL:-$HOME/.cache/ember/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
+"$ROOT/.venv/bin/python" "$ROOT/scripts/make_tokenizer_gguf.py" "$MODEL" "$BUNDLE/smollm2-tokenizer.gguf"
 strip "$BUNDLE"/ember "$BUNDLE"/*_bench  # the test binary keeps symbols for gdb
 # Carried files are limited to 64 MiB: ship one archive (ICU's data alone is 30 MB).
 tar -C "$ROOT" -cf - .gpu-bundle | xz -6 -T2 > "$ROOT/.gpu-bundle.tar.xz"

@@ -10,8 +10,10 @@
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUNDLE="$ROOT/.gpu-bundle"
-R="${OUT:-$ROOT/gpu-results}"
-mkdir -p "$R"
+# Results gather here and leave as one archive (the device tool returns few files).
+DEST="${OUT:-$ROOT/gpu-results}"
+R="$(mktemp -d)"
+mkdir -p "$DEST"
 STAGES="${EMBER_GPU_STAGES:-tests bench llama throughput serve}"
 export LD_LIBRARY_PATH="$BUNDLE/lib:/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}"
 cd "$ROOT"
@@ -74,12 +76,16 @@ if has serve; then
   if ls "$BUNDLE"/wheels/*.whl >/dev/null 2>&1; then
     python3 -m pip install -q --no-index --target /tmp/pyopenai "$BUNDLE"/wheels/*.whl >/dev/null 2>&1
   fi
-  "$BUNDLE/ember" serve "${LLAMA[@]}" --port 18431 --max-num-seqs 64 >"$R/serve.log" 2>&1 &
+  # The Llama-3-8B shape with SmolLM2's vocabulary, so every sampled token decodes to text.
+  SERVE_MODEL=(--model configs/models/llama-3-8b-smollm2-vocab.json --load-format dummy
+               --tokenizer "$BUNDLE/smollm2-tokenizer.gguf" --device cuda --max-model-len 4096
+               --chat-template tests/fixtures/chat_templates/smollm2-135m-instruct.jinja)
+  "$BUNDLE/ember" serve "${SERVE_MODEL[@]}" --port 18431 --max-num-seqs 64 >"$R/serve.log" 2>&1 &
   SERVE=$!
   PYTHONPATH=/tmp/pyopenai run serve_client 240 python3 scripts/gpu_serve_client.py http://127.0.0.1:18431
   # ember's load tester against it: Llama-3-8B shape, 400 requests in 512 / out 128, 64 at a time.
   run bench_serve 300 "$BUNDLE/ember" bench serve --base-url http://127.0.0.1:18431 --dataset random \
-    --tokenizer tests/fixtures/tokenizer/bpe/llama3.json --random-input-len 512 --random-output-len 128 \
+    --tokenizer "$BUNDLE/smollm2-tokenizer.gguf" --random-input-len 512 --random-output-len 128 \
     --num-prompts 400 --request-rate inf --max-concurrency 64 --no-progress \
     --result-json "$R/bench_serve.json" --report-html "$R/bench_serve.html"
   kill -TERM $SERVE; wait $SERVE; echo "serve exit: $?" >>"$R/serve.log"
@@ -87,5 +93,6 @@ if has serve; then
 fi
 
 echo "=== summary"
-python3 scripts/gpu_summary.py "$R" || status=1
+python3 scripts/gpu_summary.py "$R" | tee "$R/summary.txt" || status=1
+tar -C "$R" -czf "$DEST/gpu-results.tar.gz" .
 exit $status

@@ -50,6 +50,10 @@ def main() -> None:
                                       temperature=0.8, seed=i, extra_body={"ignore_eos": True})
         return r.usage.completion_tokens
 
+    chat = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hello!"}],
+                                          max_tokens=16, temperature=0)
+    assert chat.choices[0].message.role == "assistant" and chat.usage.completion_tokens > 0, chat
+
     t0 = time.time()
     with concurrent.futures.ThreadPoolExecutor(32) as pool:
         counts = list(pool.map(one, range(32)))

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -172,6 +173,9 @@ Status HttpServer::start() {
   // Each streaming request holds a handler thread while it runs, so the pool
   // is sized for the engine's concurrency; connections beyond it queue.
   s.http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  // httplib closes a kept-alive connection after 5 requests by default; load
+  // testers and proxies reuse connections for thousands.
+  s.http.set_keep_alive_max_count(std::numeric_limits<size_t>::max());
   s.http.set_read_timeout(30, 0);
   s.http.set_write_timeout(30, 0);
   if (s.config.port == 0) {

@@ -2,8 +2,9 @@
 //   decode:  K+V bytes read (+ q, out) per second, next to a device-to-device
 //            copy (read + write) measured in the same run; 32 q / 8 kv heads,
 //            D 128, block 16, shuffled block tables.
-//   prefill: single causal prompt, 4 s^2 D Hq / 2 FLOPs per second, for the
-//            default dispatch and both tiles (64 and 128 query rows).
+//   prefill: causal prompts (one of 1k/4k/16k, eight of 512), 4 s^2 D Hq / 2
+//            FLOPs per prompt per second, for the default dispatch and every
+//            variant (v1 warps4/warps8, v2 with 64/128-row tiles).
 // Median of per-launch cudaEvent times after warm-up; inputs smaller than
 // ~128 MB are rotated among copies so L2 (50 MB) does not serve them.
 // bench/cuda/sdpa_reference.py prints torch SDPA numbers for the same shapes.
@@ -184,22 +185,31 @@ int main() {
     std::fflush(stdout);
   }
 
-  for (int seq : {1024, 4096, 16384}) {
+  // Prefill: (batch, prompt length) single-chunk causal prompts; every variant.
+  struct Variant {
+    const char* name;
+    ember::Status (*run)(const PagedAttentionArgs&);
+  };
+  const Variant variants[] = {
+      {"default", [](const PagedAttentionArgs& a) { return ember::paged_attention_prefill(a, nullptr); }},
+      {"warps4", [](const PagedAttentionArgs& a) { return ember::paged_attention_prefill_warps(a, 4, nullptr); }},
+      {"warps8", [](const PagedAttentionArgs& a) { return ember::paged_attention_prefill_warps(a, 8, nullptr); }},
+      {"v2_64", [](const PagedAttentionArgs& a) { return ember::paged_attention_prefill_v2(a, 64, nullptr); }},
+      {"v2_128", [](const PagedAttentionArgs& a) { return ember::paged_attention_prefill_v2(a, 128, nullptr); }},
+  };
+  const int prefill_shapes[][2] = {{1, 1024}, {1, 4096}, {1, 16384}, {8, 512}};
+  for (const auto& shape : prefill_shapes) {
+    const int batch = shape[0], seq = shape[1];
     Setup s;
-    make_setup(s, 1, seq, seq, hq, hkv, d, bs, 0);
-    const double flops = 4.0 * seq * seq * d * hq / 2;
-    for (int warps : {0, 4, 8}) {
-      const double us = median_us(
-          [&](int i) {
-            const PagedAttentionArgs& a = s.copies[i % s.copies.size()];
-            expect_ok(warps ? ember::paged_attention_prefill_warps(a, warps, nullptr)
-                            : ember::paged_attention_prefill(a, nullptr));
-          },
-          seq >= 16384 ? 10 : 30);
+    make_setup(s, batch, seq, seq, hq, hkv, d, bs, 0);
+    const double flops = 4.0 * seq * seq * d * hq / 2 * batch;
+    for (const Variant& v : variants) {
+      const double us = median_us([&](int i) { expect_ok(v.run(s.copies[i % s.copies.size()])); },
+                                  seq >= 16384 ? 10 : 30);
       std::printf(
-          "{\"name\": \"prefill\", \"variant\": \"%s\", \"seq\": %d, \"hq\": %d, \"hkv\": %d, \"d\": %d, "
-          "\"time_us\": %.2f, \"tflop_per_s\": %.1f}\n",
-          warps == 0 ? "default" : warps == 4 ? "warps4" : "warps8", seq, hq, hkv, d, us, flops / (us * 1e6));
+          "{\"name\": \"prefill\", \"variant\": \"%s\", \"batch\": %d, \"seq\": %d, \"hq\": %d, \"hkv\": %d, "
+          "\"d\": %d, \"time_us\": %.2f, \"tflop_per_s\": %.1f}\n",
+          v.name, batch, seq, hq, hkv, d, us, flops / (us * 1e6));
       std::fflush(stdout);
     }
   }

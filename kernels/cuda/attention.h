@@ -59,6 +59,10 @@ Status paged_attention_prefill(const PagedAttentionArgs& args, cudaStream_t stre
 // rows). paged_attention_prefill picks by max_query_len; tests and the
 // benchmark drive both.
 Status paged_attention_prefill_warps(const PagedAttentionArgs& args, int warps, cudaStream_t stream);
+// The v2 kernel (attention_prefill_v2.cu: 4 warps of 16 or 32 query rows,
+// one barrier per key tile): rows 64 or 128 query rows a block. Default of
+// paged_attention_prefill; warps4/warps8 stay for comparison.
+Status paged_attention_prefill_v2(const PagedAttentionArgs& args, int rows, cudaStream_t stream);
 // Any varlen batch, any head_dim <= 256 that is a multiple of 32, any block_size.
 Status paged_attention_reference(const PagedAttentionArgs& args, cudaStream_t stream);
 

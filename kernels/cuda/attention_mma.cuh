@@ -24,6 +24,15 @@
 
 namespace ember::mma {
 
+// Element offset of 16-byte chunk `chunk` of row `row` in a [rows][D] bf16
+// tile stored with chunk c of row r at c ^ (r & 7): the eight rows one
+// ldmatrix phase (or one cp.async quarter-warp) touches land in eight
+// distinct bank groups.
+template <int D>
+__device__ inline int swizzle(int row, int chunk) {
+  return row * D + ((chunk ^ (row & 7)) << 3);
+}
+
 __device__ inline uint32_t smem_addr(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
 
 // 16-byte global->shared copy; src_bytes 0 zero-fills (keys past the context).

@@ -1,5 +1,5 @@
-// The CUDA paged attention kernels (decode, prefill with 64- and 128-row
-// tiles, reference) against ember's float32 CPU attention
+// The CUDA paged attention kernels (decode, prefill v1 and v2 with 64- and
+// 128-row tiles, reference) against ember's float32 CPU attention
 // (CpuBackend::paged_attention) on the same bf16-rounded random inputs.
 // Block tables are shuffled (non-contiguous, non-monotonic) and their unused
 // entries point at real but wrong blocks, outputs are poisoned with NaN
@@ -30,6 +30,7 @@ struct Case {
   std::vector<int> q_lens, seq_lens;
   int extra_max_seq = 0;  // host bound above the true max (CUDA-graph style)
   int extra_max_q = 0;
+  float scale_mul = 1.0f;  // scale = scale_mul / sqrt(d); <= 0 exercises v2's fallback to v1
 };
 
 // Owns device allocations for one case.
@@ -70,7 +71,8 @@ struct Outcome {
   bool all_finite = true;
 };
 
-// Runs `kernel` ("decode", "prefill4", "prefill8", "reference") on case `c`
+// Runs `kernel` ("decode", "prefill4", "prefill8", "v2_64", "v2_128",
+// "prefill" (the default dispatch), "reference") on case `c`
 // and compares with the CPU attention; returns the relative L2 error.
 class AttentionCase {
  public:
@@ -114,7 +116,7 @@ class AttentionCase {
     cpu.paged_attention(tq, tk, tv, in_, c.hq, scale(), to);
   }
 
-  float scale() const { return 1.0f / std::sqrt(static_cast<float>(c_.d)); }
+  float scale() const { return c_.scale_mul / std::sqrt(static_cast<float>(c_.d)); }
   bool all_decode() const {
     return std::all_of(c_.q_lens.begin(), c_.q_lens.end(), [](int q) { return q == 1; });
   }
@@ -152,6 +154,10 @@ class AttentionCase {
       st = paged_attention_prefill_warps(a, 4, nullptr);
     } else if (kernel == "prefill8") {
       st = paged_attention_prefill_warps(a, 8, nullptr);
+    } else if (kernel == "v2_64") {
+      st = paged_attention_prefill_v2(a, 64, nullptr);
+    } else if (kernel == "v2_128") {
+      st = paged_attention_prefill_v2(a, 128, nullptr);
     } else if (kernel == "prefill") {
       st = paged_attention_prefill(a, nullptr);
     } else {
@@ -183,14 +189,16 @@ class AttentionCase {
   std::vector<float> q_ref_, k_ref_, v_ref_, ref_;
 };
 
-double g_worst[4] = {0, 0, 0, 0};  // decode, prefill4, prefill8, reference
+constexpr int kKernels = 6;
+const char* const kKernelNames[kKernels] = {"decode", "prefill4", "prefill8", "v2_64", "v2_128", "reference"};
+double g_worst[kKernels] = {};
 
 void check_case(const Case& c, uint32_t seed) {
   ASSERT_FALSE(cuda_devices().empty()) << "no CUDA device: GPU tests must run on a GPU machine";
   SCOPED_TRACE(c.name);
   AttentionCase ac(c, seed);
-  const char* kernels[4] = {"decode", "prefill4", "prefill8", "reference"};
-  for (int k = 0; k < 4; ++k) {
+  const char* const* kernels = kKernelNames;
+  for (int k = 0; k < kKernels; ++k) {
     if (k == 0 && !ac.all_decode()) continue;
     const Outcome r = ac.run(kernels[k]);
     g_worst[k] = std::max(g_worst[k], r.rel);
@@ -252,6 +260,19 @@ TEST(AttentionGpu, PrefillVarlenChunkedWithDecodes) {
   check_case({"pre_mix_gqa6_bs8", 12, 2, 128, 8, {65, 129}, {65, 1200}}, 406);
 }
 
+// Query tiles starting mid key tile (cached context not a multiple of 64),
+// 128-row tiles whose first warps skip the last key tiles, a chunk longer
+// than one 128-row tile behind a long context, and a negative scale (v2
+// hands it to v1: its max is taken on raw scores).
+TEST(AttentionGpu, PrefillTileBoundaries) {
+  check_case({"pre_chunk_offsets_d128", 8, 2, 128, 32, {200, 129, 1, 300}, {1337, 193, 700, 300}}, 601);
+  check_case({"pre_chunk_offsets_d64", 8, 4, 64, 16, {257, 64, 127}, {257 + 37, 64 + 1, 127 + 4000}}, 602);
+  check_case({"pre_chunk_offsets_bs256", 4, 1, 128, 256, {383, 2}, {383 + 511, 3}}, 603);
+  Case neg{"pre_negative_scale", 4, 2, 128, 16, {150, 3}, {150, 90}};
+  neg.scale_mul = -0.5f;
+  check_case(neg, 604);
+}
+
 TEST(AttentionGpu, DefaultPrefillDispatch) {
   ASSERT_FALSE(cuda_devices().empty()) << "no CUDA device: GPU tests must run on a GPU machine";
   for (int s : {100, 1500}) {
@@ -287,15 +308,18 @@ TEST(AttentionGpu, RejectsBadArguments) {
   a.block_size = 24;
   EXPECT_FALSE(paged_attention_prefill(a, nullptr).ok());  // not a power of two
   a.block_size = 16;
+  EXPECT_FALSE(paged_attention_prefill_v2(a, 96, nullptr).ok());  // rows must be 64 or 128
   a.head_dim = 96;
   EXPECT_FALSE(paged_attention_prefill(a, nullptr).ok());
+  EXPECT_FALSE(paged_attention_prefill_v2(a, 128, nullptr).ok());
   a.num_kv_heads = 3;
   EXPECT_FALSE(paged_attention_reference(a, nullptr).ok());
 }
 
 TEST(AttentionGpu, WorstErrorsSummary) {
-  std::printf("[attention] worst rel_err: decode %.3e  prefill4 %.3e  prefill8 %.3e  reference %.3e\n", g_worst[0],
-              g_worst[1], g_worst[2], g_worst[3]);
+  std::printf("[attention] worst rel_err:");
+  for (int k = 0; k < kKernels; ++k) std::printf("  %s %.3e", kKernelNames[k], g_worst[k]);
+  std::printf("\n");
   for (double w : g_worst) EXPECT_LT(w, 1e-2);
 }
 

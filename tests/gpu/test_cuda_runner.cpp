@@ -22,6 +22,8 @@
 #include "engine/cuda/cuda_model_runner.h"
 #include "engine/cuda/device_weights.h"
 #include "engine/model_runner.h"
+#include "engine/sampler.h"
+#include "engine/sampling_params.h"
 #include "models/hf_model_dir.h"
 #include "models/model_config.h"
 #include "models/weights.h"
@@ -287,6 +289,60 @@ TEST(CudaRunner, SixtyFourBatchedSequencesMatchEachAlone) {
     }
   }
   std::printf("64 batched vs alone: worst relative error %.2e\n", worst);
+}
+
+// Sampling on the device (execute_and_sample) after eager prefills and graph
+// decodes: the same step replayed (its K/V writes are idempotent) gives the
+// logits the host Sampler turns into the very tokens the GPU sampler chose.
+TEST(CudaRunner, DeviceSamplingMatchesTheHostSamplerOnTheSameLogits) {
+  const ModelConfig c = test_config(128, false, false, false);
+  const LlamaWeights w = bf16_exact_weights(c, 21);
+  auto gpu = make_cuda_model_runner(w, small_options(false));
+  ASSERT_TRUE(gpu.ok()) << gpu.error().message;
+  const int32_t v = static_cast<int32_t>(c.vocab_size);
+  constexpr int kSeqs = 5;
+  std::vector<Seq> seqs(kSeqs);
+  std::vector<SamplingParams> params(kSeqs);
+  std::vector<RequestGenerator> gens(kSeqs);
+  std::mt19937 rng(4);
+  std::uniform_int_distribution<int32_t> tok(0, v - 1);
+  for (int i = 0; i < kSeqs; ++i) {
+    for (int j = 0; j < 7 + 3 * i; ++j) seqs[i].tokens.push_back(tok(rng));
+    for (int b = 0; b < 4; ++b) seqs[i].blocks.push_back(i * 4 + b);
+    params[i].temperature = i % 2 == 0 ? 0.0f : 0.9f;  // greedy and seeded draws
+    params[i].top_p = i == 3 ? 0.8f : 1.0f;
+    gens[i].seed = 1000 + i;
+  }
+  Sampler host;
+  int compared = 0;
+  for (int s = 0; s < 8; ++s) {
+    std::vector<StepSequence> step_seqs;
+    for (Seq& q : seqs)
+      step_seqs.push_back({q.tokens, q.done, static_cast<int32_t>(q.tokens.size() - q.done), q.blocks, true});
+    std::vector<float> logits;
+    (*gpu)->execute(step_seqs, logits);
+    ASSERT_EQ(logits.size(), static_cast<size_t>(kSeqs) * v);
+    std::vector<RequestGenerator> host_gens = gens;
+    std::vector<SamplerRow> rows, host_rows;
+    for (int i = 0; i < kSeqs; ++i) {
+      const std::span<const int32_t> all(seqs[i].tokens);
+      rows.push_back({{}, all, {}, &params[i], &gens[i]});
+      host_rows.push_back({std::span<const float>(logits).subspan(static_cast<size_t>(i) * v, v), all, {},
+                           &params[i], &host_gens[i]});
+    }
+    std::vector<SampledToken> on_device;
+    ASSERT_TRUE((*gpu)->execute_and_sample(step_seqs, rows, on_device)) << "the CUDA runner samples on the device";
+    const std::vector<SampledToken> on_host = host.sample(host_rows);
+    ASSERT_EQ(on_device.size(), on_host.size());
+    for (int i = 0; i < kSeqs; ++i) {
+      EXPECT_EQ(on_device[i].token, on_host[i].token) << "step " << s << " seq " << i;
+      EXPECT_EQ(gens[i].step, host_gens[i].step) << "generators advance alike";
+      ++compared;
+      seqs[i].done = static_cast<int64_t>(seqs[i].tokens.size());
+      seqs[i].tokens.push_back(on_device[i].token);
+    }
+  }
+  EXPECT_EQ(compared, 8 * kSeqs);
 }
 
 // The reference model through the CPU backend (float32): HF's bf16 logits

@@ -1,0 +1,289 @@
+// Flash-attention 2 over the paged KV cache, "v2" tiles: same contract as
+// attention_prefill.cu (any varlen batch, GQA, causal offset by the cached
+// context, paged K/V through the block table), reshaped for throughput:
+//   - 4 warps, each owning kMt x 16 query rows (kMt 2: 128-row block tiles).
+//     Every K fragment (ldmatrix) feeds kMt x 2 mma and every V fragment
+//     kMt x 2: at kMt 2 the shared->register traffic per FLOP halves, which
+//     is what bounds mma.sync on H100 (128 B/clk/SM of ldmatrix against
+//     ~2k bf16 FLOP/clk/SM of HMMA). Q is re-read from shared memory per
+//     16-wide k step (8 registers) instead of pinned (64 at D 128), leaving
+//     room for O (kMt x D/2 fp32) and S (kMt x 32 fp32).
+//   - K and V of tile kt+1 are issued together right after the single
+//     barrier of iteration kt, so each copy overlaps a full tile of math;
+//     block-table entries of tile kt+2 are fetched into registers one
+//     iteration ahead, so the gather's dependent global load never stalls.
+//   - Softmax in log2 units with the scale folded into one FFMA per score
+//     (max taken on raw scores, valid because scale > 0; the launcher routes
+//     other scales to the v1 kernel). Mask only on tiles crossing the
+//     diagonal; a warp whose rows see none of a tile skips its math.
+// Shared memory: Q kBq x D + 2 x (K, V) 64 x D bf16 = 96 KB at D 128, kMt 2;
+// __launch_bounds__(128, 2) keeps two blocks (8 warps) per SM.
+
+#include <string>
+
+#include "kernels/cuda/attention.h"
+#include "kernels/cuda/attention_mma.cuh"
+#include "kernels/cuda/cuda_check.h"
+
+namespace ember {
+namespace {
+
+using namespace ember::mma;
+
+constexpr int kWarps = 4;
+constexpr int kThreads = 32 * kWarps;
+constexpr int kBk = 64;  // keys per tile
+constexpr float kLog2e = 1.4426950408889634f;
+
+template <int D, int kMt>
+constexpr size_t v2_smem_bytes() {
+  return sizeof(__nv_bfloat16) * static_cast<size_t>(16 * kMt * kWarps + 4 * kBk) * D;  // Q, K x2, V x2
+}
+
+template <int D, int kMt>
+__global__ void __launch_bounds__(kThreads, 2)
+    prefill_v2_kernel(PagedAttentionArgs a, int block_shift, float scale_log2) {
+  constexpr int kWarpRows = 16 * kMt;
+  constexpr int kBq = kWarpRows * kWarps;
+  constexpr int kChunks = D / 8;  // 16-byte chunks per row
+  // K/V copy mapping: 4 lanes per row, each taking every 4th chunk, so one
+  // cp.async instruction covers 8 rows x 64 contiguous bytes (whole 32-byte
+  // sectors, conflict-free under the swizzle) and a thread owns only
+  // kPasses = 2 rows per tile, i.e. 2 block-table lookups.
+  constexpr int kRowsPerPass = kThreads / 4;
+  constexpr int kPasses = kBk / kRowsPerPass;
+  static_assert(kChunks % 4 == 0 && kBk % kRowsPerPass == 0, "copy mapping");
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  __nv_bfloat16* s_q = reinterpret_cast<__nv_bfloat16*>(smem_raw);
+  __nv_bfloat16* s_k = s_q + kBq * D;  // [2][kBk][D]
+  __nv_bfloat16* s_v = s_k + 2 * kBk * D;
+
+  const int h = blockIdx.x, b = blockIdx.z;
+  const int qt = gridDim.y - 1 - blockIdx.y;  // heaviest causal tiles first
+  const int q0 = a.query_start_loc[b], q_len = a.query_start_loc[b + 1] - q0;
+  if (qt * kBq >= q_len) return;  // tile past this sequence's chunk
+  const int seq_len = a.seq_lens[b];
+  const int first_pos = seq_len - q_len + qt * kBq;  // context position of the tile's first row
+  const int rows_here = min(kBq, q_len - qt * kBq);
+  const int n_kt = (first_pos + rows_here - 1) / kBk + 1;
+  const int kvh = h / (a.num_heads / a.num_kv_heads);
+  const int32_t* table = a.block_tables + static_cast<int64_t>(b) * a.max_blocks_per_seq;
+  const int64_t hd = static_cast<int64_t>(a.num_heads) * D;
+  const int64_t kv_row = static_cast<int64_t>(a.num_kv_heads) * D;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int ld_chunk = tid & 3, ld_row = tid >> 2;
+
+  for (int i = tid; i < kBq * kChunks; i += kThreads) {
+    const int row = i / kChunks, c = i % kChunks;
+    const bool valid = qt * kBq + row < q_len;
+    const __nv_bfloat16* src = valid ? a.q + (q0 + qt * kBq + row) * hd + static_cast<int64_t>(h) * D + c * 8 : a.q;
+    cp_async_16(smem_addr(s_q + swizzle<D>(row, c)), src, valid ? 16 : 0);
+  }
+
+  // Cache slot (block * block_size + offset) of each K/V row this thread
+  // copies, -1 past the context. int32 is enough: a cache of 2^31 token
+  // slots would hold >= 256 GB at Hkv x D >= 64.
+  int slot[kPasses];
+  auto fetch_slots = [&](int kt) {
+#pragma unroll
+    for (int p = 0; p < kPasses; ++p) {
+      const int j = kt * kBk + ld_row + p * kRowsPerPass;
+      slot[p] = j < seq_len ? table[j >> block_shift] * a.block_size + (j & (a.block_size - 1)) : -1;
+    }
+  };
+  // Rows past the context are zero-filled: finite (masked) scores, zero V rows.
+  auto load_kv = [&](const __nv_bfloat16* cache, __nv_bfloat16* dst) {
+#pragma unroll
+    for (int p = 0; p < kPasses; ++p) {
+      const bool valid = slot[p] >= 0;
+      const __nv_bfloat16* src = valid ? cache + static_cast<int64_t>(slot[p]) * kv_row + kvh * D : cache;
+#pragma unroll
+      for (int ci = 0; ci < kChunks / 4; ++ci) {
+        const int c = ci * 4 + ld_chunk;
+        cp_async_16(smem_addr(dst + swizzle<D>(ld_row + p * kRowsPerPass, c)), valid ? src + c * 8 : src,
+                    valid ? 16 : 0);
+      }
+    }
+  };
+
+  fetch_slots(0);
+  load_kv(a.k_cache, s_k);
+  load_kv(a.v_cache, s_v);
+  cp_async_commit();  // group: Q, K0, V0
+  if (n_kt > 1) fetch_slots(1);
+
+  const int g = lane >> 2, c4 = lane & 3, wrow = warp * kWarpRows;
+  const int warp_first_pos = first_pos + wrow, warp_last_pos = warp_first_pos + kWarpRows - 1;
+  float o[kMt][D / 8][4];
+#pragma unroll
+  for (int mt = 0; mt < kMt; ++mt)
+#pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt) o[mt][dt][0] = o[mt][dt][1] = o[mt][dt][2] = o[mt][dt][3] = 0.0f;
+  float m[kMt][2], l[kMt][2];  // m: running max of RAW scores; l: lane-partial row sums
+#pragma unroll
+  for (int mt = 0; mt < kMt; ++mt) m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.0f;
+
+  for (int kt = 0; kt < n_kt; ++kt) {
+    const int cur = kt & 1;
+    const __nv_bfloat16* k_tile = s_k + cur * kBk * D;
+    const __nv_bfloat16* v_tile = s_v + cur * kBk * D;
+    // The only group in flight is tile kt's (issued one iteration ago). After
+    // the barrier every warp is done with tile kt-1, whose buffers the copies
+    // of tile kt+1 overwrite.
+    cp_async_wait<0>();
+    __syncthreads();
+    if (kt + 1 < n_kt) {
+      load_kv(a.k_cache, s_k + (cur ^ 1) * kBk * D);
+      load_kv(a.v_cache, s_v + (cur ^ 1) * kBk * D);
+    }
+    cp_async_commit();
+    if (kt + 2 < n_kt) fetch_slots(kt + 2);
+
+    if (kt * kBk > warp_last_pos) continue;  // every row of this warp precedes the tile: all masked
+
+    // S = Q K^T (raw scores). K rows are keys = B (k = dim, n = key) stored
+    // n-major: a plain ldmatrix hands out b0/b1 (layouts: attention_mma.cuh).
+    float s[kMt][kBk / 8][4];
+#pragma unroll
+    for (int mt = 0; mt < kMt; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < kBk / 8; ++nt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.0f;
+    // Unrolled by 2 only: a full unroll lets the scheduler hoist every
+    // ldmatrix and spills at D 128, kMt 2 (255 registers).
+#pragma unroll 2
+    for (int ks = 0; ks < D / 16; ++ks) {
+      uint32_t qf[kMt][4];
+#pragma unroll
+      for (int mt = 0; mt < kMt; ++mt)
+        ldmatrix_x4(qf[mt], smem_addr(s_q + swizzle<D>(wrow + mt * 16 + (lane & 15), ks * 2 + (lane >> 4))));
+#pragma unroll
+      for (int np = 0; np < kBk / 16; ++np) {
+        uint32_t kb[4];  // b0,b1 of keys np*16..+7, then of keys np*16+8..+15
+        const int key = np * 16 + (lane & 7) + ((lane >> 4) << 3);
+        ldmatrix_x4(kb, smem_addr(k_tile + swizzle<D>(key, ks * 2 + ((lane >> 3) & 1))));
+#pragma unroll
+        for (int mt = 0; mt < kMt; ++mt) {
+          mma_bf16(s[mt][2 * np], qf[mt], kb[0], kb[1]);
+          mma_bf16(s[mt][2 * np + 1], qf[mt], kb[2], kb[3]);
+        }
+      }
+    }
+
+    // Online softmax per row (mt, rh); the four lanes of a quad share a row.
+    const bool need_mask = kt * kBk + kBk - 1 > warp_first_pos;
+#pragma unroll
+    for (int mt = 0; mt < kMt; ++mt) {
+#pragma unroll
+      for (int rh = 0; rh < 2; ++rh) {
+        if (need_mask) {
+          const int qpos = warp_first_pos + mt * 16 + rh * 8 + g;
+#pragma unroll
+          for (int nt = 0; nt < kBk / 8; ++nt) {
+            const int key = kt * kBk + nt * 8 + c4 * 2;
+            if (key > qpos) s[mt][nt][2 * rh] = -INFINITY;
+            if (key + 1 > qpos) s[mt][nt][2 * rh + 1] = -INFINITY;
+          }
+        }
+        float mx = -INFINITY;
+#pragma unroll
+        for (int nt = 0; nt < kBk / 8; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * rh], s[mt][nt][2 * rh + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(m[mt][rh], mx);
+        // A row with nothing visible yet keeps m = -inf: use 0 so that
+        // exp2(-inf - 0) = 0 rather than NaN.
+        const float m_scaled = m_new == -INFINITY ? 0.0f : m_new * scale_log2;
+        const float alpha = fast_exp2(fmaf(m[mt][rh], scale_log2, -m_scaled));  // 0 when m was -inf
+        m[mt][rh] = m_new;
+        float rs = 0.0f;
+#pragma unroll
+        for (int nt = 0; nt < kBk / 8; ++nt) {
+          s[mt][nt][2 * rh] = fast_exp2(fmaf(s[mt][nt][2 * rh], scale_log2, -m_scaled));
+          s[mt][nt][2 * rh + 1] = fast_exp2(fmaf(s[mt][nt][2 * rh + 1], scale_log2, -m_scaled));
+          rs += s[mt][nt][2 * rh] + s[mt][nt][2 * rh + 1];
+        }
+        l[mt][rh] = l[mt][rh] * alpha + rs;
+#pragma unroll
+        for (int dt = 0; dt < D / 8; ++dt) {
+          o[mt][dt][2 * rh] *= alpha;
+          o[mt][dt][2 * rh + 1] *= alpha;
+        }
+      }
+    }
+
+    // O += P V. The C fragments of score tiles 2kk, 2kk+1 packed to bf16 are
+    // the A fragment of P's 16x16 block kk; V rows are keys = B (k = key,
+    // n = dim) stored k-major, hence ldmatrix .trans.
+#pragma unroll
+    for (int kk = 0; kk < kBk / 16; ++kk) {
+      uint32_t pa[kMt][4];
+#pragma unroll
+      for (int mt = 0; mt < kMt; ++mt) {
+        pa[mt][0] = pack_bf16(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+        pa[mt][1] = pack_bf16(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+        pa[mt][2] = pack_bf16(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+        pa[mt][3] = pack_bf16(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+      }
+#pragma unroll
+      for (int dp = 0; dp < D / 16; ++dp) {
+        uint32_t vb[4];  // b0,b1 of dims dp*16..+7, then of dims dp*16+8..+15
+        const int key = kk * 16 + (lane & 7) + (((lane >> 3) & 1) << 3);
+        ldmatrix_x4_trans(vb, smem_addr(v_tile + swizzle<D>(key, dp * 2 + (lane >> 4))));
+#pragma unroll
+        for (int mt = 0; mt < kMt; ++mt) {
+          mma_bf16(o[mt][2 * dp], pa[mt], vb[0], vb[1]);
+          mma_bf16(o[mt][2 * dp + 1], pa[mt], vb[2], vb[3]);
+        }
+      }
+    }
+  }
+  cp_async_wait<0>();  // no copy may outlive the block (the last group is empty)
+
+#pragma unroll
+  for (int mt = 0; mt < kMt; ++mt) {
+#pragma unroll
+    for (int rh = 0; rh < 2; ++rh) {
+      float sum = l[mt][rh];
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      const float inv = 1.0f / sum;
+      const int i = qt * kBq + wrow + mt * 16 + rh * 8 + g;
+      if (i < q_len) {
+        __nv_bfloat16* dst = a.out + (q0 + i) * hd + static_cast<int64_t>(h) * D + c4 * 2;
+#pragma unroll
+        for (int dt = 0; dt < D / 8; ++dt)
+          *reinterpret_cast<uint32_t*>(dst + dt * 8) =
+              pack_bf16(o[mt][dt][2 * rh] * inv, o[mt][dt][2 * rh + 1] * inv);
+      }
+    }
+  }
+}
+
+template <int D, int kMt>
+Status launch_v2(const PagedAttentionArgs& a, cudaStream_t stream) {
+  constexpr size_t smem = v2_smem_bytes<D, kMt>();
+  constexpr int kBq = 16 * kMt * kWarps;
+  auto kernel = prefill_v2_kernel<D, kMt>;
+  EMBER_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  const int q_tiles = (a.max_query_len + kBq - 1) / kBq;
+  if (q_tiles > 65535 || a.num_seqs > 65535) return Error{"paged_attention_prefill: batch too large for the grid"};
+  kernel<<<dim3(a.num_heads, q_tiles, a.num_seqs), kThreads, smem, stream>>>(a, __builtin_ctz(a.block_size),
+                                                                             a.scale * kLog2e);
+  return cuda_status(cudaGetLastError(), "prefill_v2_kernel");
+}
+
+}  // namespace
+
+Status paged_attention_prefill_v2(const PagedAttentionArgs& a, int rows, cudaStream_t stream) {
+  if (Status s = check_paged_attention_args(a, "paged_attention_prefill"); !s.ok()) return s;
+  if (rows != 64 && rows != 128)
+    return Error{"paged_attention_prefill_v2: rows must be 64 or 128, got " + std::to_string(rows)};
+  // The max is taken on raw scores, which orders them like the scaled ones
+  // only for scale > 0; anything else (never seen from a model) takes v1.
+  if (!(a.scale > 0.0f)) return paged_attention_prefill_warps(a, rows == 128 ? 8 : 4, stream);
+  if (a.head_dim == 128) return rows == 128 ? launch_v2<128, 2>(a, stream) : launch_v2<128, 1>(a, stream);
+  if (a.head_dim == 64) return rows == 128 ? launch_v2<64, 2>(a, stream) : launch_v2<64, 1>(a, stream);
+  return Error{"paged_attention_prefill: head_dim must be 64 or 128, got " + std::to_string(a.head_dim)};
+}
+
+}  // namespace ember
