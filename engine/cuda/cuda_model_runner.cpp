@@ -140,7 +140,8 @@ Status CudaModelRunner::profile_and_allocate_kv() {
   // temporary cache just big enough.
   const int64_t seq_len = std::min<int64_t>(max_tokens, max_model_len_);
   const int64_t blocks_per_seq = (seq_len + bs - 1) / bs;
-  const int64_t num_seqs = (max_tokens + seq_len - 1) / seq_len;
+  // (never more sequences than a step may hold: the scheduler sends no more)
+  const int64_t num_seqs = std::min<int64_t>((max_tokens + seq_len - 1) / seq_len, options_.max_num_seqs);
   EMBER_TRY_STATUS(allocate_kv(std::max<int64_t>(num_seqs * blocks_per_seq, options_.max_num_seqs)));
   std::vector<int32_t> tokens(static_cast<size_t>(seq_len), 1);
   std::vector<std::vector<int32_t>> blocks(static_cast<size_t>(num_seqs));
