@@ -11,7 +11,8 @@
 namespace ember {
 namespace {
 
-__device__ uint64_t mix64(uint64_t x) {
+// Host (the per-tensor base) and device (every element) use the same mix.
+__host__ __device__ uint64_t mix64(uint64_t x) {
   x += 0x9E3779B97F4A7C15ull;
   x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
   x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
@@ -32,19 +33,11 @@ __global__ void fill_normal_kernel(__nv_bfloat16* out, int64_t n, double std, ui
   }
 }
 
-// Host twin of mix64 for the per-tensor base.
-uint64_t mix64_host(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
 }  // namespace
 
 Status fill_dummy_bf16(void* dst, int64_t n, double std, uint64_t seed, uint64_t tensor, cudaStream_t stream) {
   if (n <= 0) return Status::success();
-  const uint64_t base = mix64_host(seed ^ mix64_host(tensor));
+  const uint64_t base = mix64(seed ^ mix64(tensor));
   const int threads = 256;
   const int64_t blocks = std::min<int64_t>((n + threads - 1) / threads, 65536);
   fill_normal_kernel<<<static_cast<unsigned>(blocks), threads, 0, stream>>>(static_cast<__nv_bfloat16*>(dst), n, std,
