@@ -187,6 +187,13 @@ class Backend {
                                     const RopeConfig& rope, int64_t head_dim, Tensor& k_cache,
                                     Tensor& v_cache) = 0;
 
+  // rope_and_cache_write over one fused q/k/v projection: qkv [T, (Hq + 2*Hkv) * D]
+  // holds each token's q, k and v side by side (wq, wk, wv stacked by rows).
+  // Rotated q goes to q [T, Hq*D]; rotated k and v only to the caches. Hkv is
+  // k_cache.dim(2).
+  virtual void qkv_rope_and_cache_write(const Tensor& qkv, const ForwardInputs& in, const RopeConfig& rope,
+                                        int64_t head_dim, Tensor& q, Tensor& k_cache, Tensor& v_cache) = 0;
+
   // Causal paged attention over the varlen batch: query token i of sequence b
   // attends to context tokens [0, seq_lens[b] - q_len + i] read through the
   // block table; query head h uses KV head h / (Hq / Hkv) (GQA).

@@ -98,7 +98,11 @@ LlamaDecoder::LlamaDecoder(const LlamaWeights& weights, Backend& backend)
     : LlamaDecoder(host_weight_views(weights), backend) {}
 
 LlamaDecoder::LlamaDecoder(DecoderWeights weights, Backend& backend)
-    : w_(std::move(weights)), backend_(backend), rope_(rope_config_of(w_.config)) {}
+    : w_(std::move(weights)), backend_(backend), rope_(rope_config_of(w_.config)) {
+  fused_qkv_ = !w_.layers.empty() && std::all_of(w_.layers.begin(), w_.layers.end(), [&](const LayerWeightViews& l) {
+    return l.wqkv.data != nullptr && (!w_.config.attention_bias || l.bqkv.data != nullptr);
+  });
+}
 
 void LlamaDecoder::reserve(int64_t t, int64_t rows) {
   t = std::max(t, reserved_tokens_);
@@ -112,8 +116,12 @@ void LlamaDecoder::reserve(int64_t t, int64_t rows) {
   fit(residual_, t * c.hidden_size, a);
   fit(normed_, t * c.hidden_size, a);
   fit(q_, t * c.num_heads * c.head_dim, a);
-  fit(k_, t * c.num_kv_heads * c.head_dim, a);
-  fit(v_, t * c.num_kv_heads * c.head_dim, a);
+  if (fused_qkv_) {
+    fit(qkv_, t * (c.num_heads + 2 * c.num_kv_heads) * c.head_dim, a);
+  } else {
+    fit(k_, t * c.num_kv_heads * c.head_dim, a);
+    fit(v_, t * c.num_kv_heads * c.head_dim, a);
+  }
   fit(attn_, t * c.num_heads * c.head_dim, a);
   fit(gate_up_, t * 2 * c.intermediate_size, a);
   fit(act_, t * c.intermediate_size, a);
@@ -137,8 +145,6 @@ Tensor LlamaDecoder::forward(const ForwardInputs& in, const KvCacheView& cache) 
   Tensor residual = Tensor::of(residual_.data(), a, {t, h});
   Tensor normed = Tensor::of(normed_.data(), a, {t, h});
   Tensor q = Tensor::of(q_.data(), a, {t, q_dim});
-  Tensor k = Tensor::of(k_.data(), a, {t, kv_dim});
-  Tensor v = Tensor::of(v_.data(), a, {t, kv_dim});
   Tensor attn = Tensor::of(attn_.data(), a, {t, q_dim});
   Tensor gate_up = Tensor::of(gate_up_.data(), a, {t, 2 * inter});
   Tensor act = Tensor::of(act_.data(), a, {t, inter});
@@ -154,12 +160,19 @@ Tensor LlamaDecoder::forward(const ForwardInputs& in, const KvCacheView& cache) 
       backend_.rms_norm(hidden, &residual, lw.attn_norm, eps, normed);
     }
     const bool bias = c.attention_bias;
-    backend_.linear(normed, lw.wq, bias ? &lw.bq : nullptr, q);
-    backend_.linear(normed, lw.wk, bias ? &lw.bk : nullptr, k);
-    backend_.linear(normed, lw.wv, bias ? &lw.bv : nullptr, v);
-
     Tensor k_cache = cache.k[l], v_cache = cache.v[l];
-    backend_.rope_and_cache_write(q, k, v, in, rope_, d, k_cache, v_cache);
+    if (fused_qkv_) {
+      Tensor qkv = Tensor::of(qkv_.data(), a, {t, q_dim + 2 * kv_dim});
+      backend_.linear(normed, lw.wqkv, bias ? &lw.bqkv : nullptr, qkv);
+      backend_.qkv_rope_and_cache_write(qkv, in, rope_, d, q, k_cache, v_cache);
+    } else {
+      Tensor k = Tensor::of(k_.data(), a, {t, kv_dim});
+      Tensor v = Tensor::of(v_.data(), a, {t, kv_dim});
+      backend_.linear(normed, lw.wq, bias ? &lw.bq : nullptr, q);
+      backend_.linear(normed, lw.wk, bias ? &lw.bk : nullptr, k);
+      backend_.linear(normed, lw.wv, bias ? &lw.bv : nullptr, v);
+      backend_.rope_and_cache_write(q, k, v, in, rope_, d, k_cache, v_cache);
+    }
     backend_.paged_attention(q, k_cache, v_cache, in, c.num_heads, scale, attn);
     backend_.linear(attn, lw.wo, nullptr, hidden);
     backend_.all_reduce(hidden);

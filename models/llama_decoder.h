@@ -19,6 +19,10 @@ struct LayerWeightViews {
   Tensor attn_norm, ffn_norm;   // [H]
   Tensor wq, wk, wv, wo;        // see LayerWeights
   Tensor bq, bk, bv;            // data == nullptr unless config.attention_bias
+  // Optional: wq, wk, wv stacked by rows [(Hq + 2 Hkv) * D, H] (and their
+  // biases). When every layer has it, q, k and v come from one projection
+  // (one weight read: what small-batch decode is bound by).
+  Tensor wqkv, bqkv;
   Tensor w_gate_up, w_down;
 };
 
@@ -101,9 +105,10 @@ class LlamaDecoder {
   DecoderWeights w_;
   Backend& backend_;
   RopeConfig rope_;
+  bool fused_qkv_ = false;
   int64_t reserved_tokens_ = 0, reserved_rows_ = 0;
   // Activations, reused between calls; sized by reserve().
-  BackendBuffer hidden_, residual_, normed_, q_, k_, v_, attn_, gate_up_, act_, gathered_, logits_;
+  BackendBuffer hidden_, residual_, normed_, qkv_, q_, k_, v_, attn_, gate_up_, act_, gathered_, logits_;
 };
 
 }  // namespace ember

@@ -6,7 +6,8 @@
 # serve` on the GPU answering the openai client. Writes everything under $OUT
 # (or ./gpu-results) and ends with a summary table. Fails loudly when there is
 # no GPU: a GPU check never passes by skipping.
-#   EMBER_GPU_STAGES="tests bench llama throughput serve" picks stages (default: all).
+#   EMBER_GPU_STAGES="tests bench llama profile throughput serve" picks stages (default: all
+#   but profile).
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUNDLE="$ROOT/.gpu-bundle"
@@ -65,6 +66,18 @@ if has llama; then
   # Batch-1 decode: a short prompt, 256 greedy tokens through the whole engine.
   run llama_decode_b1 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 --prompt "The history of the" \
     --max-tokens 256 --ignore-eos --temperature 0
+fi
+if has profile; then
+  # Where the time goes (EMBER_CUDA_PROFILE=1: per-op GPU time and per-step
+  # wall time, printed at exit): batch-1 decode without graphs, and a shorter
+  # offline run (graphs on: its op table covers the steps outside graphs).
+  EMBER_CUDA_PROFILE=1 run profile_decode_b1 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 \
+    --prompt "The history of the" --max-tokens 64 --ignore-eos --temperature 0 --enforce-eager
+  grep -A40 "op profile" "$R/profile_decode_b1.log" | head -40
+  EMBER_CUDA_PROFILE=1 run profile_throughput 420 "$BUNDLE/ember" bench throughput --model configs/models/llama-3-8b.json \
+    --load-format dummy --tokenizer tests/fixtures/tokenizer/bpe/llama3.json --device cuda --max-num-seqs 256 \
+    --num-prompts 400 --random-input-len 512 --random-output-len 128
+  grep -A50 "op profile" "$R/profile_throughput.log" | head -60
 fi
 if has throughput; then
   # Offline throughput: 1,000 requests, input 512, output 128 (ember bench throughput).

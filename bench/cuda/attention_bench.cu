@@ -18,6 +18,7 @@
 #include <functional>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/cuda/attention.h"
@@ -178,10 +179,30 @@ int main() {
         [&](int i) { expect_ok(ember::paged_attention_decode(s.copies[i % s.copies.size()], nullptr)); }, 100);
     const double bytes = 2.0 * batch * ctx * hkv * d * 2 + 2.0 * batch * hq * d * 2;
     const double gbs = bytes / (us * 1e3);
+    // The split size sweep (the planner's choice above): GB/s for each chunk.
+    std::string sweep;
+    for (int chunk : {128, 256, 512, 1024}) {
+      std::vector<PagedAttentionArgs> runs = s.copies;
+      const size_t need = ember::paged_attention_workspace_bytes(batch, hq, hkv, d, ctx, 0, chunk);
+      void* w = nullptr;
+      if (need > 0) CHECK_CUDA(cudaMalloc(&w, need));
+      for (PagedAttentionArgs& a : runs) {
+        a.decode_chunk = chunk;
+        a.workspace = w;
+        a.workspace_bytes = need;
+      }
+      const double cu = median_us([&](int i) { expect_ok(ember::paged_attention_decode(runs[i % runs.size()], nullptr)); },
+                                  100);
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "%s\"%d\": %.1f", sweep.empty() ? "" : ", ", chunk, bytes / (cu * 1e3));
+      sweep += buf;
+      if (w) CHECK_CUDA(cudaFree(w));
+    }
     std::printf(
         "{\"name\": \"decode\", \"batch\": %d, \"ctx\": %d, \"hq\": %d, \"hkv\": %d, \"d\": %d, \"block\": %d, "
-        "\"time_us\": %.2f, \"gb_per_s\": %.1f, \"copy_gb_per_s\": %.1f, \"ratio\": %.3f}\n",
-        batch, ctx, hq, hkv, d, bs, us, gbs, copy, gbs / copy);
+        "\"time_us\": %.2f, \"gb_per_s\": %.1f, \"copy_gb_per_s\": %.1f, \"ratio\": %.3f, "
+        "\"gb_per_s_by_chunk\": {%s}}\n",
+        batch, ctx, hq, hkv, d, bs, us, gbs, copy, gbs / copy, sweep.c_str());
     std::fflush(stdout);
   }
 

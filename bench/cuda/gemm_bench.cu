@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "kernels/cuda/gemm.h"
@@ -143,12 +144,31 @@ int main() {
           [&](int i) { require_ok(gemm.linear_cublaslt(x, ws[i % buffers], nullptr, y, y_f32, m, s.n, s.k, nullptr)); },
           reps);
       const double gemv_gbs = bytes / (gemv_us * 1e3), lt_gbs = bytes / (lt_us * 1e3);
+      // The tuning grid (gemm.h): every variant with and without programmatic
+      // dependent launch (back-to-back calls, as the layers of a decode step).
+      std::string variants;
+      if (m <= 4) {
+        for (int v = 0; v < ember::gpu::kGemvVariants; ++v)
+          for (bool pdl : {false, true}) {
+            const double us = median_us(
+                [&](int i) {
+                  require_ok(ember::gpu::gemv_variant(x, ws[i % buffers], nullptr, y, y_f32, m, s.n, s.k, v, pdl,
+                                                      nullptr));
+                },
+                reps);
+            char buf[96];
+            std::snprintf(buf, sizeof buf, "%s{\"v\": %d, \"pdl\": %d, \"us\": %.2f, \"vs_copy\": %.3f}",
+                          variants.empty() ? "" : ", ", v, pdl ? 1 : 0, us, bytes / (us * 1e3) / copy_gbs);
+            variants += buf;
+          }
+      }
       std::printf(
           "{\"name\": \"decode_linear\", \"what\": \"%s\", \"m\": %d, \"n\": %d, \"k\": %d, \"y_f32\": %s, "
           "\"gemv_time_us\": %.2f, \"gemv_gb_per_s\": %.1f, \"cublaslt_time_us\": %.2f, \"cublaslt_gb_per_s\": %.1f, "
-          "\"copy_gb_per_s\": %.1f, \"gemv_vs_copy\": %.3f, \"gemv_speedup_vs_cublaslt\": %.2f}\n",
+          "\"copy_gb_per_s\": %.1f, \"gemv_vs_copy\": %.3f, \"gemv_speedup_vs_cublaslt\": %.2f, "
+          "\"gemv_variants\": [%s]}\n",
           s.what, m, s.n, s.k, y_f32 ? "true" : "false", gemv_us, gemv_gbs, lt_us, lt_gbs, copy_gbs,
-          gemv_gbs / copy_gbs, lt_us / gemv_us);
+          gemv_gbs / copy_gbs, lt_us / gemv_us, variants.c_str());
       std::fflush(stdout);
     }
     for (bf16* w : ws) BENCH_CHECK(cudaFree(w));

@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -45,6 +46,42 @@ std::vector<int32_t> graph_buckets(int32_t max_seqs) {
   std::abort();
 }
 
+// EMBER_CUDA_PROFILE=1: where a step's wall time goes, by step kind, printed
+// to stderr when the runner is destroyed: inside the runner (host preparation,
+// launches, the wait for the GPU and the sampler) and between steps (the
+// engine and scheduler, which the GPU waits for).
+struct StepProfile {
+  using Clock = std::chrono::steady_clock;
+  struct Kind {
+    int64_t steps = 0, tokens = 0, seqs = 0;
+    double inside_ms = 0, before_ms = 0;
+  };
+  std::map<std::string, Kind> kinds;
+  Clock::time_point last_end{};
+  bool any = false;
+
+  void add(const std::string& kind, int64_t tokens, int64_t seqs, Clock::time_point start, Clock::time_point end) {
+    Kind& k = kinds[kind];
+    ++k.steps;
+    k.tokens += tokens;
+    k.seqs += seqs;
+    k.inside_ms += std::chrono::duration<double, std::milli>(end - start).count();
+    if (any) k.before_ms += std::chrono::duration<double, std::milli>(start - last_end).count();
+    last_end = end;
+    any = true;
+  }
+  void report() const {
+    std::fprintf(stderr, "ember: CUDA step profile (wall ms inside the runner / before the step, outside it)\n");
+    std::fprintf(stderr, "  %-22s %7s %9s %9s %11s %11s %9s\n", "step kind", "steps", "tokens", "seqs", "inside ms",
+                 "before ms", "ms/step");
+    for (const auto& [name, k] : kinds) {
+      std::fprintf(stderr, "  %-22s %7lld %9lld %9lld %11.1f %11.1f %9.2f\n", name.c_str(),
+                   static_cast<long long>(k.steps), static_cast<long long>(k.tokens), static_cast<long long>(k.seqs),
+                   k.inside_ms, k.before_ms, k.inside_ms / static_cast<double>(k.steps));
+    }
+  }
+};
+
 class CudaModelRunner final : public ModelRunner {
  public:
   CudaModelRunner(std::unique_ptr<DeviceWeights> weights, std::unique_ptr<CudaBackend> backend,
@@ -57,6 +94,7 @@ class CudaModelRunner final : public ModelRunner {
 
   ~CudaModelRunner() override {
     cudaStreamSynchronize(backend_->stream());
+    if (step_profile_) step_profile_->report();
     for (auto& [b, g] : graphs_) cudaGraphExecDestroy(g.exec);
     cudaFree(kv_);
     cudaFreeHost(pinned_logits_);
@@ -104,7 +142,28 @@ class CudaModelRunner final : public ModelRunner {
   float* pinned_logits_ = nullptr;
   size_t pinned_logits_bytes_ = 0;
   std::unique_ptr<GpuSampler> sampler_;
+  std::unique_ptr<StepProfile> step_profile_;  // EMBER_CUDA_PROFILE=1
+  // Profiles one step when enabled (its kind from the step's shape).
+  void record_step(std::span<const StepSequence> seqs, StepProfile::Clock::time_point start);
 };
+
+void CudaModelRunner::record_step(std::span<const StepSequence> seqs, StepProfile::Clock::time_point start) {
+  if (!step_profile_) return;
+  int64_t tokens = 0, prefill_seqs = 0;
+  for (const StepSequence& s : seqs) {
+    tokens += s.num_tokens;
+    prefill_seqs += s.num_tokens > 1;
+  }
+  const auto end = StepProfile::Clock::now();
+  const int64_t b = static_cast<int64_t>(seqs.size());
+  std::string kind;
+  if (prefill_seqs == 0) {
+    kind = b <= 4 ? "decode b<=4" : b <= 64 ? "decode b<=64" : "decode b>64";
+  } else {
+    kind = prefill_seqs == b ? "prefill only" : "prefill+decode";
+  }
+  step_profile_->add(kind, tokens, b, start, end);
+}
 
 Status CudaModelRunner::allocate_kv(int64_t blocks) {
   const ModelConfig& c = config();
@@ -251,6 +310,12 @@ Status CudaModelRunner::init() {
     if (!sampler) return sampler.error();
     sampler_ = std::move(*sampler);
   }
+  // After the profile step and the graph warm-ups: only served steps count.
+  if (const char* env = std::getenv("EMBER_CUDA_PROFILE"); env != nullptr && std::string(env) == "1")
+  {
+    step_profile_ = std::make_unique<StepProfile>();
+    backend_->enable_op_profile();
+  }
   return backend_->status();
 }
 
@@ -295,16 +360,20 @@ void CudaModelRunner::execute(std::span<const StepSequence> seqs, std::vector<fl
     logits.clear();
     return;
   }
+  const auto start = StepProfile::Clock::now();
   const Tensor out = forward_step(seqs);
   fetch_logits(out, out.rows(), logits);
+  record_step(seqs, start);
 }
 
 bool CudaModelRunner::execute_and_sample(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows,
                                          std::vector<SampledToken>& out) {
   if (!sampler_ || seqs.empty()) return false;
+  const auto start = StepProfile::Clock::now();
   const Tensor logits = forward_step(seqs);
   if (logits.rows() != static_cast<int64_t>(rows.size())) fatal("sampler rows do not match the logits rows");
   if (Status s = sampler_->sample(logits.f32(), rows, out, backend_->stream()); !s.ok()) fatal(s.error().message);
+  record_step(seqs, start);
   return true;
 }
 

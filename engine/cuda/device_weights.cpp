@@ -49,8 +49,10 @@ Result<std::unique_ptr<DeviceWeights>> DeviceWeights::upload(const LlamaWeights&
   // A matrix of any dtype, expanded row by row into bf16 on the host (a
   // quantized row is a run of blocks; quant::dequantize_row is the CPU
   // kernels' own, tested bit for bit against gguf-py).
-  const auto matrix = [&](const WeightMatrix& m) -> Result<Tensor> {
-    auto p = d->alloc(static_cast<size_t>(m.rows * m.cols) * 2);
+  // Into `dst` when given (a part of a stacked matrix), else a new buffer.
+  const auto matrix = [&](const WeightMatrix& m, void* dst = nullptr) -> Result<Tensor> {
+    Result<void*> p = dst;
+    if (dst == nullptr) p = d->alloc(static_cast<size_t>(m.rows * m.cols) * 2);
     if (!p) return p.error();
     const Tensor src = m.view();
     const int64_t row_bytes = dtype_row_bytes(m.dtype, m.cols);
@@ -93,14 +95,25 @@ Result<std::unique_ptr<DeviceWeights>> DeviceWeights::upload(const LlamaWeights&
     LayerWeightViews l;
     EMBER_TAKE(l.attn_norm, vec(lw.attn_norm));
     EMBER_TAKE(l.ffn_norm, vec(lw.ffn_norm));
-    EMBER_TAKE(l.wq, matrix(lw.wq));
-    EMBER_TAKE(l.wk, matrix(lw.wk));
-    EMBER_TAKE(l.wv, matrix(lw.wv));
+    // q, k and v stacked in one buffer (one projection; see LayerWeightViews).
+    void* qkv = nullptr;
+    EMBER_TAKE(qkv, d->alloc(static_cast<size_t>((lw.wq.rows + lw.wk.rows + lw.wv.rows) * lw.wq.cols) * 2));
+    uint16_t* part = static_cast<uint16_t*>(qkv);
+    EMBER_TAKE(l.wq, matrix(lw.wq, part));
+    EMBER_TAKE(l.wk, matrix(lw.wk, part + lw.wq.rows * lw.wq.cols));
+    EMBER_TAKE(l.wv, matrix(lw.wv, part + (lw.wq.rows + lw.wk.rows) * lw.wq.cols));
+    l.wqkv = Tensor::typed(qkv, DType::kBF16, lw.wq.rows + lw.wk.rows + lw.wv.rows, lw.wq.cols);
     EMBER_TAKE(l.wo, matrix(lw.wo));
     if (c.attention_bias) {
-      EMBER_TAKE(l.bq, vec(lw.bq));
-      EMBER_TAKE(l.bk, vec(lw.bk));
-      EMBER_TAKE(l.bv, vec(lw.bv));
+      std::vector<float> b(lw.bq);
+      b.insert(b.end(), lw.bk.begin(), lw.bk.end());
+      b.insert(b.end(), lw.bv.begin(), lw.bv.end());
+      EMBER_TAKE(l.bqkv, vec(b));
+      const float* base = l.bqkv.f32();
+      const int64_t nq = static_cast<int64_t>(lw.bq.size()), nk = static_cast<int64_t>(lw.bk.size());
+      l.bq = Tensor::f32(base, {nq});
+      l.bk = Tensor::f32(base + nq, {nk});
+      l.bv = Tensor::f32(base + nq + nk, {static_cast<int64_t>(lw.bv.size())});
     }
     EMBER_TAKE(l.w_gate_up, matrix(lw.w_gate_up));
     EMBER_TAKE(l.w_down, matrix(lw.w_down));
@@ -120,8 +133,9 @@ Result<std::unique_ptr<DeviceWeights>> DeviceWeights::dummy(const ModelConfig& c
   std::unique_ptr<DeviceWeights> d(new DeviceWeights());
   d->views_.config = c;
   uint64_t tensor = 0;
-  const auto matrix = [&](int64_t rows, int64_t cols) -> Result<Tensor> {
-    auto p = d->alloc(static_cast<size_t>(rows * cols) * 2);
+  const auto matrix = [&](int64_t rows, int64_t cols, void* dst = nullptr) -> Result<Tensor> {
+    Result<void*> p = dst;
+    if (dst == nullptr) p = d->alloc(static_cast<size_t>(rows * cols) * 2);
     if (!p) return p.error();
     if (Status s = fill_dummy_bf16(*p, rows * cols, kDummyStd, seed, tensor++, nullptr); !s) return s.error();
     return Tensor::typed(*p, DType::kBF16, rows, cols);
@@ -141,16 +155,21 @@ Result<std::unique_ptr<DeviceWeights>> DeviceWeights::dummy(const ModelConfig& c
     LayerWeightViews l;
     EMBER_TAKE(l.attn_norm, filled(h, 1.0f));
     EMBER_TAKE(l.ffn_norm, filled(h, 1.0f));
-    EMBER_TAKE(l.wq, matrix(q_dim, h));
-    EMBER_TAKE(l.wk, matrix(kv_dim, h));
-    EMBER_TAKE(l.wv, matrix(kv_dim, h));
+    void* qkv = nullptr;
+    EMBER_TAKE(qkv, d->alloc(static_cast<size_t>((q_dim + 2 * kv_dim) * h) * 2));
+    uint16_t* part = static_cast<uint16_t*>(qkv);
+    EMBER_TAKE(l.wq, matrix(q_dim, h, part));
+    EMBER_TAKE(l.wk, matrix(kv_dim, h, part + q_dim * h));
+    EMBER_TAKE(l.wv, matrix(kv_dim, h, part + (q_dim + kv_dim) * h));
+    l.wqkv = Tensor::typed(qkv, DType::kBF16, q_dim + 2 * kv_dim, h);
     EMBER_TAKE(l.wo, matrix(h, q_dim));
     EMBER_TAKE(l.w_gate_up, matrix(2 * inter, h));
     EMBER_TAKE(l.w_down, matrix(h, inter));
     if (c.attention_bias) {
-      EMBER_TAKE(l.bq, filled(q_dim, 0.0f));
-      EMBER_TAKE(l.bk, filled(kv_dim, 0.0f));
-      EMBER_TAKE(l.bv, filled(kv_dim, 0.0f));
+      EMBER_TAKE(l.bqkv, filled(q_dim + 2 * kv_dim, 0.0f));
+      l.bq = Tensor::f32(l.bqkv.f32(), {q_dim});
+      l.bk = Tensor::f32(l.bqkv.f32() + q_dim, {kv_dim});
+      l.bv = Tensor::f32(l.bqkv.f32() + q_dim + kv_dim, {kv_dim});
     }
     d->views_.layers.push_back(l);
   }

@@ -75,4 +75,21 @@ void CpuBackend::rope_and_cache_write(Tensor& q, Tensor& k, const Tensor& v, con
   });
 }
 
+void CpuBackend::qkv_rope_and_cache_write(const Tensor& qkv, const ForwardInputs& in, const RopeConfig& rope,
+                                          int64_t head_dim, Tensor& q, Tensor& k_cache, Tensor& v_cache) {
+  // The reference: split the rows, then the unfused op (k is rotated in a scratch copy).
+  const int64_t t_count = in.num_tokens(), q_dim = q.cols(), kv_dim = k_cache.dim(2) * head_dim;
+  assert(qkv.rows() == t_count && qkv.cols() == q_dim + 2 * kv_dim && q.rows() == t_count);
+  std::vector<float> k(static_cast<size_t>(t_count * kv_dim)), v(k.size());
+  const float* src = qkv.f32();
+  for (int64_t t = 0; t < t_count; ++t) {
+    const float* row = src + t * qkv.cols();
+    std::copy_n(row, q_dim, q.f32() + t * q_dim);
+    std::copy_n(row + q_dim, kv_dim, k.data() + t * kv_dim);
+    std::copy_n(row + q_dim + kv_dim, kv_dim, v.data() + t * kv_dim);
+  }
+  Tensor kt = Tensor::f32(k.data(), {t_count, kv_dim});
+  rope_and_cache_write(q, kt, Tensor::f32(v.data(), {t_count, kv_dim}), in, rope, head_dim, k_cache, v_cache);
+}
+
 }  // namespace ember

@@ -44,17 +44,28 @@ struct PagedAttentionArgs {
   float scale = 1.0f;
   void* workspace = nullptr;  // device scratch for the decode split partials
   size_t workspace_bytes = 0;
+  // Set by paged_attention_mixed: the decode kernel takes only sequences with
+  // q_len == 1 (any batch) and the prefill kernel skips them.
+  bool split_decodes = false;
+  // Tuning (benchmarks): the decode split size in keys, a power of two in
+  // [64, 1024]; 0 lets the planner choose. The workspace must fit it.
+  int32_t decode_chunk = 0;
 };
 
 // Bytes of `workspace` paged_attention_decode needs for these bounds (0 when
 // the context is not split). num_sms <= 0: the current device's SM count.
 size_t paged_attention_workspace_bytes(int num_seqs, int num_heads, int num_kv_heads, int head_dim,
-                                       int max_seq_len, int num_sms = 0);
+                                       int max_seq_len, int num_sms = 0, int decode_chunk = 0);
 
 // Requires every q_len == 1 (num_tokens == num_seqs, max_query_len == 1).
 Status paged_attention_decode(const PagedAttentionArgs& args, cudaStream_t stream);
 // Any varlen batch.
 Status paged_attention_prefill(const PagedAttentionArgs& args, cudaStream_t stream);
+// Any varlen batch, its q_len == 1 sequences by the decode kernel (GQA heads
+// share each K/V read; the prefill kernel's tiles would hold one valid row
+// per query head) and the rest by the prefill kernel: what mixed
+// prefill + decode steps run. Needs the decode workspace.
+Status paged_attention_mixed(const PagedAttentionArgs& args, cudaStream_t stream);
 // The same with an explicit tile: warps 4 (64 query rows a block) or 8 (128
 // rows). paged_attention_prefill picks by max_query_len; tests and the
 // benchmark drive both.

@@ -38,6 +38,13 @@ constexpr int kMinChunk = 64;
 constexpr int kMaxSplits = 256;
 constexpr float kLog2e = 1.4426950408889634f;
 
+// The o projection follows: let it start streaming weights (ops_common.cuh).
+__device__ __forceinline__ void launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 struct DecodePlan {
   int head_tile = 8;    // query heads per block (template parameter)
   int head_groups = 1;  // blocks per KV head along the head dim
@@ -45,7 +52,8 @@ struct DecodePlan {
   int splits = 1;
 };
 
-DecodePlan plan_decode(int num_seqs, int num_heads, int num_kv_heads, int max_seq_len, int num_sms) {
+DecodePlan plan_decode(int num_seqs, int num_heads, int num_kv_heads, int max_seq_len, int num_sms,
+                       int chunk_override = 0) {
   DecodePlan p;
   const int group = num_heads / num_kv_heads;
   p.head_tile = group >= 5 ? 8 : group >= 3 ? 4 : group;  // 1, 2, 4 or 8 (padded heads are masked)
@@ -53,6 +61,7 @@ DecodePlan plan_decode(int num_seqs, int num_heads, int num_kv_heads, int max_se
   const int64_t units = static_cast<int64_t>(num_seqs) * num_kv_heads * p.head_groups;
   auto splits_for = [&](int chunk) { return (max_seq_len + chunk - 1) / chunk; };
   while (p.chunk > kMinChunk && units * splits_for(p.chunk) < 4LL * num_sms) p.chunk /= 2;
+  if (chunk_override > 0) p.chunk = chunk_override;
   while (splits_for(p.chunk) > kMaxSplits) p.chunk *= 2;  // very long contexts: bigger splits
   p.splits = splits_for(p.chunk);
   return p;
@@ -78,7 +87,9 @@ __global__ void __launch_bounds__(kThreads)
   extern __shared__ float smem[];         // logits [G][chunk]; later the reduction [kWarps][G][D]
   __shared__ float s_max[G], s_sum[G];
 
+  launch_dependents();
   const int split = blockIdx.x, b = blockIdx.z;
+  if (a.split_decodes && a.query_start_loc[b + 1] - a.query_start_loc[b] != 1) return;  // the prefill kernel's
   const int seq_len = a.seq_lens[b];
   const int start = split * chunk;
   if (start >= seq_len) return;  // a split past this sequence's end: nothing to do
@@ -258,7 +269,9 @@ __global__ void __launch_bounds__(D)
     decode_merge_kernel(PagedAttentionArgs a, int chunk, int splits, const float* part_o, const float* part_ml) {
   __shared__ float w[kMaxSplits];
   __shared__ float scratch[kWarps];
+  launch_dependents();
   const int h = blockIdx.x, b = blockIdx.y, d = threadIdx.x;
+  if (a.split_decodes && a.query_start_loc[b + 1] - a.query_start_loc[b] != 1) return;
   const int n = min(splits, (a.seq_lens[b] + chunk - 1) / chunk);
   if (n <= 1) return;  // written directly by the split kernel
   const int64_t ps0 = (static_cast<int64_t>(b) * a.num_heads + h) * splits;
@@ -309,27 +322,31 @@ Status launch_decode(const PagedAttentionArgs& a, const DecodePlan& p, cudaStrea
 }  // namespace
 
 size_t paged_attention_workspace_bytes(int num_seqs, int num_heads, int num_kv_heads, int head_dim,
-                                       int max_seq_len, int num_sms) {
+                                       int max_seq_len, int num_sms, int decode_chunk) {
   if (num_seqs <= 0 || num_heads <= 0 || num_kv_heads <= 0 || num_heads % num_kv_heads || max_seq_len <= 0) return 0;
   const DecodePlan p = plan_decode(num_seqs, num_heads, num_kv_heads, max_seq_len,
-                                   num_sms > 0 ? num_sms : cuda_sm_count());
+                                   num_sms > 0 ? num_sms : cuda_sm_count(), decode_chunk);
   if (p.splits == 1) return 0;
   return sizeof(float) * static_cast<size_t>(num_seqs) * num_heads * p.splits * (head_dim + 2);
 }
 
 Status paged_attention_decode(const PagedAttentionArgs& a, cudaStream_t stream) {
   if (Status s = check_paged_attention_args(a, "paged_attention_decode"); !s.ok()) return s;
-  if (a.num_tokens != a.num_seqs || a.max_query_len != 1)
+  if (!a.split_decodes && (a.num_tokens != a.num_seqs || a.max_query_len != 1))
     return Error{"paged_attention_decode: needs one query token per sequence (use paged_attention_prefill)"};
   if (a.head_dim != 64 && a.head_dim != 128)
     return Error{"paged_attention_decode: head_dim must be 64 or 128, got " + std::to_string(a.head_dim)};
   if (a.num_seqs > 65535) return Error{"paged_attention_decode: more than 65535 sequences"};
-  const DecodePlan p = plan_decode(a.num_seqs, a.num_heads, a.num_kv_heads, a.max_seq_len, cuda_sm_count());
+  if (a.decode_chunk != 0 && (a.decode_chunk < kMinChunk || a.decode_chunk > kMaxChunk ||
+                              (a.decode_chunk & (a.decode_chunk - 1)) != 0))
+    return Error{"paged_attention_decode: decode_chunk must be a power of two in [64, 1024]"};
+  const DecodePlan p =
+      plan_decode(a.num_seqs, a.num_heads, a.num_kv_heads, a.max_seq_len, cuda_sm_count(), a.decode_chunk);
   if (p.chunk > kMaxChunk)
     return Error{"paged_attention_decode: max_seq_len " + std::to_string(a.max_seq_len) + " exceeds " +
                  std::to_string(kMaxChunk * kMaxSplits)};
   const size_t need = paged_attention_workspace_bytes(a.num_seqs, a.num_heads, a.num_kv_heads, a.head_dim,
-                                                      a.max_seq_len, cuda_sm_count());
+                                                      a.max_seq_len, cuda_sm_count(), a.decode_chunk);
   if (a.workspace_bytes < need || (need > 0 && a.workspace == nullptr))
     return Error{"paged_attention_decode: workspace of " + std::to_string(a.workspace_bytes) + " bytes, needs " +
                  std::to_string(need)};

@@ -243,4 +243,13 @@ Status paged_attention_prefill(const PagedAttentionArgs& a, cudaStream_t stream)
   return paged_attention_prefill_v2(a, big ? 128 : 64, stream);
 }
 
+Status paged_attention_mixed(const PagedAttentionArgs& args, cudaStream_t stream) {
+  PagedAttentionArgs a = args;
+  a.split_decodes = true;
+  if (Status s = paged_attention_decode(a, stream); !s.ok()) return s;
+  // (A scale <= 0 sends the prefill to v1, which does not skip decodes: it
+  // rewrites their rows with the same values, still correct.)
+  return paged_attention_prefill(a, stream);
+}
+
 }  // namespace ember

@@ -62,6 +62,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int qt = gridDim.y - 1 - blockIdx.y;  // heaviest causal tiles first
   const int q0 = a.query_start_loc[b], q_len = a.query_start_loc[b + 1] - q0;
   if (qt * kBq >= q_len) return;  // tile past this sequence's chunk
+  if (a.split_decodes && q_len == 1) return;  // the decode kernel's
   const int seq_len = a.seq_lens[b];
   const int first_pos = seq_len - q_len + qt * kBq;  // context position of the tile's first row
   const int rows_here = min(kBq, q_len - qt * kBq);

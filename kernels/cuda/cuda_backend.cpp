@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -36,6 +37,71 @@ bool same_rope(const RopeConfig& a, const RopeConfig& b) {
          a.original_max_position_embeddings == b.original_max_position_embeddings;
 }
 
+// enable_op_profile(): CUDA events around every op outside graph capture,
+// summed per op and shape class and printed to stderr when the backend is
+// destroyed (run with --enforce-eager to see decode steps too). Events cost a
+// little host time per op; the figures are GPU time between them.
+struct OpProfiler {
+  struct Pending {
+    std::string name;
+    cudaEvent_t start, end;
+  };
+  struct Total {
+    int64_t count = 0;
+    double ms = 0;
+  };
+  std::vector<cudaEvent_t> free_events;
+  std::vector<Pending> pending;
+  std::map<std::string, Total> totals;
+
+  cudaEvent_t event() {
+    if (free_events.empty()) {
+      cudaEvent_t e = nullptr;
+      cudaEventCreate(&e);
+      return e;
+    }
+    cudaEvent_t e = free_events.back();
+    free_events.pop_back();
+    return e;
+  }
+  void resolve() {
+    for (Pending& p : pending) {
+      float ms = 0;
+      if (cudaEventSynchronize(p.end) == cudaSuccess && cudaEventElapsedTime(&ms, p.start, p.end) == cudaSuccess) {
+        Total& t = totals[p.name];
+        ++t.count;
+        t.ms += ms;
+      }
+      free_events.push_back(p.start);
+      free_events.push_back(p.end);
+    }
+    pending.clear();
+  }
+  void report() {
+    resolve();
+    double all = 0;
+    for (const auto& [name, t] : totals) all += t.ms;
+    std::vector<std::pair<std::string, Total>> rows(totals.begin(), totals.end());
+    std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.ms > b.second.ms; });
+    std::fprintf(stderr, "ember: CUDA op profile (GPU time between events; %.1f ms in all)\n", all);
+    std::fprintf(stderr, "  %-44s %9s %11s %9s %6s\n", "op", "calls", "total ms", "avg us", "share");
+    for (const auto& [name, t] : rows) {
+      std::fprintf(stderr, "  %-44s %9lld %11.2f %9.1f %5.1f%%\n", name.c_str(), static_cast<long long>(t.count), t.ms,
+                   1000.0 * t.ms / static_cast<double>(t.count), all > 0 ? 100.0 * t.ms / all : 0.0);
+    }
+    for (cudaEvent_t e : free_events) cudaEventDestroy(e);
+    free_events.clear();
+  }
+};
+
+// M classes for the profile: what decides which GEMM kernel runs.
+std::string m_class(int64_t m) {
+  if (m <= 4) return "m<=4";
+  if (m <= 64) return "m<=64";
+  if (m <= 512) return "m<=512";
+  return "m>512";
+}
+
 // One region of the metadata buffers; the host (pinned) and device copies
 // share the layout, so each upload is one copy per region of its used bytes.
 struct Region {
@@ -62,6 +128,7 @@ struct CudaBackend::Impl {
 
   // The current step, as the host saw it.
   int32_t num_seqs = 0, num_tokens = 0, max_seq_len = 0, max_query_len = 0, num_logit_rows = 0;
+  int32_t num_decode_seqs = 0;  // sequences with q_len == 1
   int32_t seq_len_bound = 0;
 
   RopeConfig rope;
@@ -70,6 +137,8 @@ struct CudaBackend::Impl {
 
   void* attention_workspace = nullptr;
   size_t attention_workspace_bytes = 0;
+
+  std::unique_ptr<OpProfiler> profiler;  // EMBER_CUDA_PROFILE=1
 
   void fail(const Status& s) {
     if (!s.ok() && first_error.ok()) {
@@ -95,6 +164,33 @@ struct CudaBackend::Impl {
     cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
     return cudaStreamIsCapturing(stream, &st) == cudaSuccess && st != cudaStreamCaptureStatusNone;
   }
+
+  // Times the ops enqueued during its life (when profiling, outside capture).
+  class Timed {
+   public:
+    Timed(Impl& m, const char* op, const std::string& detail = {}) {
+      if (!m.profiler || m.capturing()) return;
+      p_ = m.profiler.get();
+      stream_ = m.stream;
+      name_ = detail.empty() ? std::string(op) : std::string(op) + " " + detail;
+      start_ = p_->event();
+      cudaEventRecord(start_, stream_);
+    }
+    ~Timed() {
+      if (!p_) return;
+      cudaEvent_t end = p_->event();
+      cudaEventRecord(end, stream_);
+      p_->pending.push_back({std::move(name_), start_, end});
+    }
+    Timed(const Timed&) = delete;
+    Timed& operator=(const Timed&) = delete;
+
+   private:
+    OpProfiler* p_ = nullptr;
+    cudaStream_t stream_ = nullptr;
+    std::string name_;
+    cudaEvent_t start_ = nullptr;
+  };
 };
 
 CudaBackend::CudaBackend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -136,6 +232,7 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const CudaBackendLimits
 CudaBackend::~CudaBackend() {
   Impl& m = *impl_;
   if (m.stream) cudaStreamSynchronize(m.stream);
+  if (m.profiler) m.profiler->report();
   for (auto& [ptr, bytes] : m.allocations) cudaFree(ptr);
   cudaFree(m.inv_freq);
   cudaFree(m.attention_workspace);
@@ -151,6 +248,9 @@ const CudaBackendLimits& CudaBackend::limits() const { return impl_->limits; }
 Status CudaBackend::status() const { return impl_->first_error; }
 uint64_t CudaBackend::allocated_bytes() const { return impl_->allocated; }
 void CudaBackend::set_seq_len_bound(int32_t bound) { impl_->seq_len_bound = bound; }
+void CudaBackend::enable_op_profile() {
+  if (!impl_->profiler) impl_->profiler = std::make_unique<OpProfiler>();
+}
 
 void* CudaBackend::allocate(size_t bytes) {
   void* p = nullptr;
@@ -188,6 +288,7 @@ void CudaBackend::begin_forward(const ForwardInputs& in) {
   }
   // The previous upload must have left the pinned buffer before it is rewritten.
   m.check(cudaEventSynchronize(m.upload_done), "metadata upload wait");
+  if (m.profiler && m.profiler->pending.size() > 4096) m.profiler->resolve();
   std::memcpy(m.host<int32_t>(m.token_ids), in.token_ids.data(), t * 4);
   std::memcpy(m.host<int32_t>(m.positions), in.positions.data(), t * 4);
   std::memcpy(m.host<int64_t>(m.slots), in.slot_mapping.data(), t * 8);
@@ -214,9 +315,12 @@ void CudaBackend::begin_forward(const ForwardInputs& in) {
   m.num_logit_rows = static_cast<int32_t>(r);
   m.max_seq_len = 0;
   m.max_query_len = 0;
+  m.num_decode_seqs = 0;
   for (int64_t s = 0; s < b; ++s) {
+    const int32_t q_len = in.query_start_loc[s + 1] - in.query_start_loc[s];
     m.max_seq_len = std::max(m.max_seq_len, in.seq_lens[s]);
-    m.max_query_len = std::max(m.max_query_len, in.query_start_loc[s + 1] - in.query_start_loc[s]);
+    m.max_query_len = std::max(m.max_query_len, q_len);
+    m.num_decode_seqs += q_len == 1;
   }
 }
 
@@ -238,11 +342,13 @@ void CudaBackend::download(const Tensor& src, float* host) {
 void CudaBackend::embedding(const Tensor& table, const ForwardInputs& in, Tensor& out) {
   Impl& m = *impl_;
   assert(in.num_tokens() == out.rows());
+  Impl::Timed timed(m, "embedding");
   m.fail(gpu::embedding(bf16_of(table), m.dev<int32_t>(m.token_ids), in.num_tokens(), table.cols(), bf16_of(out),
                         m.stream));
 }
 
 void CudaBackend::rms_norm(const Tensor& x, Tensor* residual, const Tensor& weight, float eps, Tensor& out) {
+  Impl::Timed timed(*impl_, "rms_norm", m_class(x.rows()));
   impl_->fail(gpu::rms_norm(bf16_of(x), residual ? bf16_of(*residual) : nullptr, weight.f32(), eps, x.rows(), x.cols(),
                             bf16_of(out), impl_->stream));
 }
@@ -254,6 +360,8 @@ void CudaBackend::linear(const Tensor& x, const Tensor& w, const Tensor* bias, T
   }
   assert(x.cols() == w.cols() && y.cols() == w.rows() && y.rows() == x.rows());
   const bool y_f32 = y.dtype == DType::kF32;
+  Impl::Timed timed(*impl_, "linear",
+                    std::to_string(w.rows()) + "x" + std::to_string(w.cols()) + " " + m_class(x.rows()));
   impl_->fail(impl_->gemm->linear(bf16_of(x), bf16_of(w), bias ? bias->f32() : nullptr, y.data, y_f32,
                                   static_cast<int>(x.rows()), static_cast<int>(w.rows()), static_cast<int>(w.cols()),
                                   impl_->stream));
@@ -277,9 +385,31 @@ void CudaBackend::rope_and_cache_write(Tensor& q, Tensor& k, const Tensor& v, co
                                        const RopeConfig& rope, int64_t head_dim, Tensor& k_cache, Tensor& v_cache) {
   Impl& m = *impl_;
   if (Status s = prepare_rope(rope, head_dim); !s.ok()) return m.fail(s);
+  Impl::Timed timed(m, "rope_and_cache_write", m_class(in.num_tokens()));
   m.fail(gpu::rope_and_cache_write(bf16_of(q), bf16_of(k), bf16_of(v), m.dev<int32_t>(m.positions),
                                    m.dev<int64_t>(m.slots), m.inv_freq, in.num_tokens(), q.cols() / head_dim,
                                    k.cols() / head_dim, head_dim, bf16_of(k_cache), bf16_of(v_cache), m.stream));
+}
+
+void CudaBackend::qkv_rope_and_cache_write(const Tensor& qkv, const ForwardInputs& in, const RopeConfig& rope,
+                                           int64_t head_dim, Tensor& q, Tensor& k_cache, Tensor& v_cache) {
+  Impl& m = *impl_;
+  if (Status s = prepare_rope(rope, head_dim); !s.ok()) return m.fail(s);
+  const int64_t hq = q.cols() / head_dim, hkv = k_cache.dim(2), stride = qkv.cols();
+  assert(stride == (hq + 2 * hkv) * head_dim);
+  const bf16* base = bf16_of(qkv);
+  Impl::Timed timed(m, "qkv_rope_and_cache_write", m_class(in.num_tokens()));
+  gpu::QkvRows rows;
+  rows.q_in = base;
+  rows.q_out = bf16_of(q);
+  rows.q_stride = stride;
+  rows.k_in = base + hq * head_dim;
+  rows.k_stride = stride;
+  rows.v_in = base + (hq + hkv) * head_dim;
+  rows.v_stride = stride;
+  m.fail(gpu::rope_qkv_and_cache_write(rows, m.dev<int32_t>(m.positions), m.dev<int64_t>(m.slots), m.inv_freq,
+                                       in.num_tokens(), hq, hkv, head_dim, bf16_of(k_cache), bf16_of(v_cache),
+                                       m.stream));
 }
 
 void CudaBackend::paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
@@ -304,7 +434,10 @@ void CudaBackend::paged_attention(const Tensor& q, const Tensor& k_cache, const 
   a.max_query_len = m.max_query_len;
   a.scale = scale;
   const bool decode = m.max_query_len == 1;
-  if (decode) {
+  // Decodes inside a prefill step go to the decode kernel too (see
+  // paged_attention_mixed); steps without any stay on the prefill kernel.
+  const bool mixed = !decode && m.num_decode_seqs > 0;
+  if (decode || mixed) {
     // Sized once for the largest step the limits allow, so capture never allocates.
     const size_t need = paged_attention_workspace_bytes(
         m.limits.max_seqs, a.num_heads, a.num_kv_heads, a.head_dim,
@@ -321,18 +454,27 @@ void CudaBackend::paged_attention(const Tensor& q, const Tensor& k_cache, const 
     }
     a.workspace = m.attention_workspace;
     a.workspace_bytes = m.attention_workspace_bytes;
-    m.fail(paged_attention_decode(a, m.stream));
+    if (mixed) {
+      Impl::Timed timed(m, "attention mixed", m_class(a.num_tokens));
+      m.fail(paged_attention_mixed(a, m.stream));
+    } else {
+      Impl::Timed timed(m, "attention decode", m_class(a.num_seqs));
+      m.fail(paged_attention_decode(a, m.stream));
+    }
   } else {
+    Impl::Timed timed(m, "attention prefill", m_class(a.num_tokens));
     m.fail(paged_attention_prefill(a, m.stream));
   }
 }
 
 void CudaBackend::silu_mul(const Tensor& x, Tensor& out) {
+  Impl::Timed timed(*impl_, "silu_mul", m_class(x.rows()));
   impl_->fail(gpu::silu_mul(bf16_of(x), x.rows(), out.cols(), bf16_of(out), impl_->stream));
 }
 
 void CudaBackend::gather_logit_rows(const Tensor& x, const ForwardInputs& in, Tensor& out) {
   Impl& m = *impl_;
+  Impl::Timed timed(m, "gather_logit_rows");
   m.fail(gpu::gather_rows(bf16_of(x), m.dev<int32_t>(m.logits_indices),
                           static_cast<int64_t>(in.logits_indices.size()), x.cols(), bf16_of(out), m.stream));
 }

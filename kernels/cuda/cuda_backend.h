@@ -43,6 +43,10 @@ class CudaBackend final : public Backend {
   // to `bound` tokens instead of the step's longest: what a CUDA graph captured
   // once must do to serve any later context. 0 restores the default.
   void set_seq_len_bound(int32_t bound);
+  // From now on, time every op outside graph capture with CUDA events and
+  // print the totals per op and shape class to stderr at destruction
+  // (EMBER_CUDA_PROFILE=1 in the runner).
+  void enable_op_profile();
   // Computes and uploads rope frequencies ahead of time (rope_and_cache_write
   // does it on first use, which must not happen during graph capture).
   Status prepare_rope(const RopeConfig& rope, int64_t head_dim);
@@ -59,6 +63,8 @@ class CudaBackend final : public Backend {
   void linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) override;
   void rope_and_cache_write(Tensor& q, Tensor& k, const Tensor& v, const ForwardInputs& in, const RopeConfig& rope,
                             int64_t head_dim, Tensor& k_cache, Tensor& v_cache) override;
+  void qkv_rope_and_cache_write(const Tensor& qkv, const ForwardInputs& in, const RopeConfig& rope,
+                                int64_t head_dim, Tensor& q, Tensor& k_cache, Tensor& v_cache) override;
   void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const ForwardInputs& in,
                        int64_t num_heads, float scale, Tensor& out) override;
   void silu_mul(const Tensor& x, Tensor& out) override;

@@ -60,6 +60,16 @@ class Gemm {
 Status gemv(const __nv_bfloat16* x, const __nv_bfloat16* w, const float* bias, void* y, bool y_f32, int m, int n, int k,
             cudaStream_t stream);
 
+// The tuning grid for M <= 4 (M > 4 has one form): rows a warp R and
+// 16-byte loads a lane per group U; 0: R 2 U 4, 1: R 1 U 8, 2: R 2 U 8,
+// 3: R 1 U 4. gemm_bench times them all; gemv() runs kGemvDefaultVariant.
+// pdl: launched as a programmatic dependent (sm_90+): the first weights load
+// while the previous kernel finishes (ops_common.cuh, pdl_wait).
+inline constexpr int kGemvVariants = 4;
+inline constexpr int kGemvDefaultVariant = 0;
+Status gemv_variant(const __nv_bfloat16* x, const __nv_bfloat16* w, const float* bias, void* y, bool y_f32, int m,
+                    int n, int k, int variant, bool pdl, cudaStream_t stream);
+
 // True when gemv() accepts these arguments.
 bool gemv_supports(const __nv_bfloat16* x, const __nv_bfloat16* w, int m, int k);
 

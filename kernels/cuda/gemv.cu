@@ -70,18 +70,33 @@ __global__ void __launch_bounds__(kThreads)
         for (int e = 0; e < 8; ++e) acc[m][r] = fmaf(xf[e], wf[r][e], acc[m][r]);
     }
   };
-
-  int c = lane;
-  for (; c + 32 * (U - 1) < chunks; c += 32 * U) {
-    uint4 wv[U][R];
+  // Groups of U chunks a lane (lane + 32u, u < U) that every lane has in
+  // full; the group after the current one is loaded before the current one
+  // is used, so 2*R*U loads stay in flight.
+  constexpr int kGroup = 32 * U;
+  const int groups = chunks / kGroup;
+  uint4 cur[U][R], nxt[U][R];
+  auto load = [&](uint4(&wv)[U][R], int c) {
 #pragma unroll
     for (int u = 0; u < U; ++u)
 #pragma unroll
       for (int r = 0; r < R; ++r) wv[u][r] = load_stream(wrow[r] + c + 32 * u);
+  };
+  // The weights are constant: the first group streams in while the kernel
+  // before this one (which wrote x) is still finishing.
+  if (groups > 0) load(cur, lane);
+  pdl_wait();
+  for (int g = 0; g < groups; ++g) {
+    const int c = lane + g * kGroup;
+    if (g + 1 < groups) load(nxt, c + kGroup);
 #pragma unroll
-    for (int u = 0; u < U; ++u) step(wv[u], c + 32 * u);
+    for (int u = 0; u < U; ++u) step(cur[u], c + 32 * u);
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+#pragma unroll
+      for (int r = 0; r < R; ++r) cur[u][r] = nxt[u][r];
   }
-  for (; c < chunks; c += 32) {
+  for (int c = lane + groups * kGroup; c < chunks; c += 32) {
     uint4 wv[R];
 #pragma unroll
     for (int r = 0; r < R; ++r) wv[r] = load_stream(wrow[r] + c);
@@ -112,17 +127,48 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// R rows a warp: 2 for M <= 4 (more warps in flight, x re-read <= 2x), 4 for
-// M > 4 (halves the x re-reads, which at M = 8 would otherwise be 4x the
-// weight bytes through L1). U keeps R*U = 8 loads in flight.
-template <int M>
-Status launch(const bf16* x, const bf16* w, const float* bias, void* y, bool y_f32, int n, int k, cudaStream_t stream) {
-  constexpr int R = M <= 4 ? 2 : 4;
-  constexpr int U = 8 / R;
+bool device_has_pdl() {
+  static const bool yes = [] {
+    int dev = 0, major = 0;
+    return cudaGetDevice(&dev) == cudaSuccess &&
+           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9;
+  }();
+  return yes;
+}
+
+template <int M, int R, int U>
+Status launch_ru(const bf16* x, const bf16* w, const float* bias, void* y, bool y_f32, int n, int k, bool pdl,
+                 cudaStream_t stream) {
   constexpr int rows_per_block = kWarps * R;
-  const unsigned blocks = static_cast<unsigned>((n + rows_per_block - 1) / rows_per_block);
-  gemv_kernel<M, R, U><<<blocks, kThreads, 0, stream>>>(x, w, bias, y, y_f32, n, k);
-  return cuda_status(cudaGetLastError(), "gemv launch");
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(static_cast<unsigned>((n + rows_per_block - 1) / rows_per_block));
+  cfg.blockDim = dim3(kThreads);
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl && device_has_pdl() ? 1 : 0;
+  return cuda_status(cudaLaunchKernelEx(&cfg, gemv_kernel<M, R, U>, x, w, bias, y, y_f32, n, k), "gemv launch");
+}
+
+// Variant v of the tuning grid (GemvVariant); -1 picks the default: R = 2
+// rows a warp for M <= 4 (more warps in flight, x re-read <= 2x), 4 for M > 4
+// (halves the x re-reads, which at M = 8 would otherwise be 4x the weight
+// bytes through L1), R*U = 8 loads a group.
+template <int M>
+Status launch(const bf16* x, const bf16* w, const float* bias, void* y, bool y_f32, int n, int k, int variant,
+              bool pdl, cudaStream_t stream) {
+  if constexpr (M <= 4) {
+    switch (variant) {
+      case 1: return launch_ru<M, 1, 8>(x, w, bias, y, y_f32, n, k, pdl, stream);
+      case 2: return launch_ru<M, 2, 8>(x, w, bias, y, y_f32, n, k, pdl, stream);
+      case 3: return launch_ru<M, 1, 4>(x, w, bias, y, y_f32, n, k, pdl, stream);
+      default: return launch_ru<M, 2, 4>(x, w, bias, y, y_f32, n, k, pdl, stream);
+    }
+  } else {
+    return launch_ru<M, 4, 2>(x, w, bias, y, y_f32, n, k, pdl, stream);
+  }
 }
 
 }  // namespace
@@ -131,30 +177,27 @@ bool gemv_supports(const bf16* x, const bf16* w, int m, int k) {
   return m >= 1 && m <= Gemm::kGemvMaxM && k > 0 && k % 8 == 0 && aligned16(x) && aligned16(w);
 }
 
-Status gemv(const bf16* x, const bf16* w, const float* bias, void* y, bool y_f32, int m, int n, int k,
-            cudaStream_t stream) {
+Status gemv_variant(const bf16* x, const bf16* w, const float* bias, void* y, bool y_f32, int m, int n, int k,
+                    int variant, bool pdl, cudaStream_t stream) {
   if (n <= 0) return Status::success();
   if (!gemv_supports(x, w, m, k))
     return Error{"gemv: unsupported arguments (m " + std::to_string(m) + ", k " + std::to_string(k) +
                  "; needs 1 <= m <= 8, k % 8 == 0, 16-byte aligned x and w)"};
   switch (m) {
-    case 1:
-      return launch<1>(x, w, bias, y, y_f32, n, k, stream);
-    case 2:
-      return launch<2>(x, w, bias, y, y_f32, n, k, stream);
-    case 3:
-      return launch<3>(x, w, bias, y, y_f32, n, k, stream);
-    case 4:
-      return launch<4>(x, w, bias, y, y_f32, n, k, stream);
-    case 5:
-      return launch<5>(x, w, bias, y, y_f32, n, k, stream);
-    case 6:
-      return launch<6>(x, w, bias, y, y_f32, n, k, stream);
-    case 7:
-      return launch<7>(x, w, bias, y, y_f32, n, k, stream);
-    default:
-      return launch<8>(x, w, bias, y, y_f32, n, k, stream);
+    case 1: return launch<1>(x, w, bias, y, y_f32, n, k, variant, pdl, stream);
+    case 2: return launch<2>(x, w, bias, y, y_f32, n, k, variant, pdl, stream);
+    case 3: return launch<3>(x, w, bias, y, y_f32, n, k, variant, pdl, stream);
+    case 4: return launch<4>(x, w, bias, y, y_f32, n, k, variant, pdl, stream);
+    case 5: return launch<5>(x, w, bias, y, y_f32, n, k, variant, pdl, stream);
+    case 6: return launch<6>(x, w, bias, y, y_f32, n, k, variant, pdl, stream);
+    case 7: return launch<7>(x, w, bias, y, y_f32, n, k, variant, pdl, stream);
+    default: return launch<8>(x, w, bias, y, y_f32, n, k, variant, pdl, stream);
   }
+}
+
+Status gemv(const bf16* x, const bf16* w, const float* bias, void* y, bool y_f32, int m, int n, int k,
+            cudaStream_t stream) {
+  return gemv_variant(x, w, bias, y, y_f32, m, n, k, kGemvDefaultVariant, true, stream);
 }
 
 }  // namespace ember::gpu

@@ -18,6 +18,7 @@ int threads_for(int64_t items, int max_threads) {
 // One block per output row; kVec: 16-byte vectors (H % 8 == 0, aligned rows).
 template <bool kVec>
 __global__ void gather_rows_kernel(const bf16* x, const int32_t* idx, int64_t hidden, bf16* out) {
+  pdl_launch_dependents();  // the LM head follows
   const int64_t r = blockIdx.x;
   const int64_t src_row = idx[r];
   if constexpr (kVec) {
@@ -35,6 +36,7 @@ __global__ void gather_rows_kernel(const bf16* x, const int32_t* idx, int64_t hi
 // g / (1 + exp(-g)) (expf, not __expf: ~2 ulp instead of a fast approximation).
 template <bool kVec>
 __global__ void silu_mul_kernel(const bf16* x, int64_t inter, bf16* out) {
+  pdl_launch_dependents();  // the down projection follows
   const int64_t row = blockIdx.x;
   const int64_t j = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x;
   const bf16* gate = x + row * 2 * inter;

@@ -46,6 +46,24 @@ Status rope_and_cache_write(bf16* q, bf16* k, const bf16* v, const int32_t* posi
                             const float* inv_freq, int64_t num_tokens, int64_t num_q_heads, int64_t num_kv_heads,
                             int64_t head_dim, bf16* k_cache, bf16* v_cache, cudaStream_t stream);
 
+// The same over rows read with strides, e.g. q, k and v as column ranges of
+// one fused projection [T, (Hq + 2 Hkv) * D]: rotated q goes to q_out
+// [T, Hq*D] (may equal q_in when the strides are the packed ones), rotated k
+// to k_out [T, Hkv*D] when it is not null, and to the cache in any case.
+struct QkvRows {
+  const bf16* q_in = nullptr;
+  bf16* q_out = nullptr;
+  int64_t q_stride = 0;  // elements between tokens
+  const bf16* k_in = nullptr;
+  bf16* k_out = nullptr;
+  int64_t k_stride = 0;
+  const bf16* v_in = nullptr;
+  int64_t v_stride = 0;
+};
+Status rope_qkv_and_cache_write(const QkvRows& rows, const int32_t* positions, const int64_t* slot_mapping,
+                                const float* inv_freq, int64_t num_tokens, int64_t num_q_heads, int64_t num_kv_heads,
+                                int64_t head_dim, bf16* k_cache, bf16* v_cache, cudaStream_t stream);
+
 // SwiGLU: out = silu(gate) * up, gate = x[:, :I], up = x[:, I:].   x [M, 2I], out [M, I].
 Status silu_mul(const bf16* x, int64_t rows, int64_t inter, bf16* out, cudaStream_t stream);
 

@@ -17,6 +17,7 @@ namespace {
 template <int kVecs>
 __global__ void __launch_bounds__(kVecs == 8 ? 512 : 256)
     rms_norm_vec(const bf16* x, bf16* residual, const float* weight, float eps, int hidden, bf16* out) {
+  pdl_launch_dependents();  // a projection follows: let its weights stream in
   const int nvec = hidden / 8;
   const int64_t row_off = static_cast<int64_t>(blockIdx.x) * hidden;
   const uint4* xr = reinterpret_cast<const uint4*>(x + row_off);
@@ -63,6 +64,7 @@ __global__ void __launch_bounds__(kVecs == 8 ? 512 : 256)
 // Element j is only ever touched by thread j % blockDim, so the aliasing of
 // out and x and the residual's write-then-read need no extra barrier.
 __global__ void rms_norm_scalar(const bf16* x, bf16* residual, const float* weight, float eps, int hidden, bf16* out) {
+  pdl_launch_dependents();
   const int64_t row_off = static_cast<int64_t>(blockIdx.x) * hidden;
   float ss = 0.0f;
   for (int j = threadIdx.x; j < hidden; j += blockDim.x) {

@@ -24,8 +24,8 @@ constexpr int kThreads = 128;
 // 16 == 0, aligned buffers), else 1.
 template <int kVec>
 __global__ void __launch_bounds__(kThreads)
-    rope_cache_kernel(bf16* q, bf16* k, const bf16* v, const int32_t* positions, const int64_t* slot_mapping,
-                      const float* inv_freq, int hq, int hkv, int d, bf16* k_cache, bf16* v_cache) {
+    rope_cache_kernel(QkvRows rows, const int32_t* positions, const int64_t* slot_mapping, const float* inv_freq,
+                      int hq, int hkv, int d, bf16* k_cache, bf16* v_cache) {
   extern __shared__ float cos_sin[];  // [0, half): cos, [half, d): sin
   const int64_t t = blockIdx.x;
   const int half = d / 2;
@@ -44,7 +44,8 @@ __global__ void __launch_bounds__(kThreads)
     const int head = it / items_per_head;
     const int i0 = (it - head * items_per_head) * kVec;
     const bool is_k = head >= hq;
-    bf16* base = is_k ? k + (t * hkv + (head - hq)) * d : q + (t * hq + head) * d;
+    const bf16* base = is_k ? rows.k_in + t * rows.k_stride + (head - hq) * d : rows.q_in + t * rows.q_stride + head * d;
+    bf16* dst = is_k ? (rows.k_out ? rows.k_out + (t * hkv + (head - hq)) * d : nullptr) : rows.q_out + (t * hq + head) * d;
     float a[kVec], b[kVec];
     if constexpr (kVec == 8) {
       unpack8(*reinterpret_cast<const uint4*>(base + i0), a);
@@ -63,16 +64,20 @@ __global__ void __launch_bounds__(kThreads)
     bf16* cache = is_k && slot >= 0 ? k_cache + (slot * hkv + (head - hq)) * d : nullptr;
     if constexpr (kVec == 8) {
       const uint4 pa = pack8(ra), pb = pack8(rb);
-      *reinterpret_cast<uint4*>(base + i0) = pa;
-      *reinterpret_cast<uint4*>(base + half + i0) = pb;
+      if (dst) {
+        *reinterpret_cast<uint4*>(dst + i0) = pa;
+        *reinterpret_cast<uint4*>(dst + half + i0) = pb;
+      }
       if (cache) {
         *reinterpret_cast<uint4*>(cache + i0) = pa;
         *reinterpret_cast<uint4*>(cache + half + i0) = pb;
       }
     } else {
       const bf16 pa = __float2bfloat16(ra[0]), pb = __float2bfloat16(rb[0]);
-      base[i0] = pa;
-      base[half + i0] = pb;
+      if (dst) {
+        dst[i0] = pa;
+        dst[half + i0] = pb;
+      }
       if (cache) {
         cache[i0] = pa;
         cache[half + i0] = pb;
@@ -81,39 +86,58 @@ __global__ void __launch_bounds__(kThreads)
   }
   if (slot < 0) return;  // padding token: rotated, not cached
   const int64_t row = static_cast<int64_t>(hkv) * d;
+  const bf16* v = rows.v_in + t * rows.v_stride;
   if constexpr (kVec == 8) {
-    const uint4* src = reinterpret_cast<const uint4*>(v + t * row);
-    uint4* dst = reinterpret_cast<uint4*>(v_cache + slot * row);
-    for (int64_t j = threadIdx.x; j < row / 8; j += blockDim.x) dst[j] = src[j];
+    const uint4* src = reinterpret_cast<const uint4*>(v);
+    uint4* out = reinterpret_cast<uint4*>(v_cache + slot * row);
+    for (int64_t j = threadIdx.x; j < row / 8; j += blockDim.x) out[j] = src[j];
   } else {
-    for (int64_t j = threadIdx.x; j < row; j += blockDim.x) v_cache[slot * row + j] = v[t * row + j];
+    for (int64_t j = threadIdx.x; j < row; j += blockDim.x) v_cache[slot * row + j] = v[j];
   }
 }
 
 }  // namespace
 
-Status rope_and_cache_write(bf16* q, bf16* k, const bf16* v, const int32_t* positions, const int64_t* slot_mapping,
-                            const float* inv_freq, int64_t num_tokens, int64_t num_q_heads, int64_t num_kv_heads,
-                            int64_t head_dim, bf16* k_cache, bf16* v_cache, cudaStream_t stream) {
+Status rope_qkv_and_cache_write(const QkvRows& rows, const int32_t* positions, const int64_t* slot_mapping,
+                                const float* inv_freq, int64_t num_tokens, int64_t num_q_heads, int64_t num_kv_heads,
+                                int64_t head_dim, bf16* k_cache, bf16* v_cache, cudaStream_t stream) {
   if (num_tokens <= 0) return Status::success();
   if (head_dim <= 0 || head_dim % 2 != 0 || head_dim > 1024)
     return Error{"rope_and_cache_write: head_dim must be even and <= 1024, got " + std::to_string(head_dim)};
   if (num_q_heads < 0 || num_kv_heads < 0 || num_q_heads + num_kv_heads > 4096 || num_tokens > 0x7fffffff)
     return Error{"rope_and_cache_write: unsupported shape (T " + std::to_string(num_tokens) + ", heads " +
                  std::to_string(num_q_heads) + "/" + std::to_string(num_kv_heads) + ")"};
-  const bool vec =
-      head_dim % 16 == 0 && aligned16(q) && aligned16(k) && aligned16(v) && aligned16(k_cache) && aligned16(v_cache);
+  const bool strides16 = rows.q_stride % 8 == 0 && rows.k_stride % 8 == 0 && rows.v_stride % 8 == 0;
+  const bool vec = head_dim % 16 == 0 && strides16 && aligned16(rows.q_in) && aligned16(rows.q_out) &&
+                   aligned16(rows.k_in) && aligned16(rows.k_out) && aligned16(rows.v_in) && aligned16(k_cache) &&
+                   aligned16(v_cache);
   const unsigned grid = static_cast<unsigned>(num_tokens);
   const size_t smem = static_cast<size_t>(head_dim) * sizeof(float);
   const int hq = static_cast<int>(num_q_heads), hkv = static_cast<int>(num_kv_heads), d = static_cast<int>(head_dim);
   if (vec) {
     rope_cache_kernel<8>
-        <<<grid, kThreads, smem, stream>>>(q, k, v, positions, slot_mapping, inv_freq, hq, hkv, d, k_cache, v_cache);
+        <<<grid, kThreads, smem, stream>>>(rows, positions, slot_mapping, inv_freq, hq, hkv, d, k_cache, v_cache);
   } else {
     rope_cache_kernel<1>
-        <<<grid, kThreads, smem, stream>>>(q, k, v, positions, slot_mapping, inv_freq, hq, hkv, d, k_cache, v_cache);
+        <<<grid, kThreads, smem, stream>>>(rows, positions, slot_mapping, inv_freq, hq, hkv, d, k_cache, v_cache);
   }
   return cuda_status(cudaGetLastError(), "rope_and_cache_write launch");
+}
+
+Status rope_and_cache_write(bf16* q, bf16* k, const bf16* v, const int32_t* positions, const int64_t* slot_mapping,
+                            const float* inv_freq, int64_t num_tokens, int64_t num_q_heads, int64_t num_kv_heads,
+                            int64_t head_dim, bf16* k_cache, bf16* v_cache, cudaStream_t stream) {
+  QkvRows rows;
+  rows.q_in = q;
+  rows.q_out = q;
+  rows.q_stride = num_q_heads * head_dim;
+  rows.k_in = k;
+  rows.k_out = k;
+  rows.k_stride = num_kv_heads * head_dim;
+  rows.v_in = v;
+  rows.v_stride = num_kv_heads * head_dim;
+  return rope_qkv_and_cache_write(rows, positions, slot_mapping, inv_freq, num_tokens, num_q_heads, num_kv_heads,
+                                  head_dim, k_cache, v_cache, stream);
 }
 
 }  // namespace ember::gpu

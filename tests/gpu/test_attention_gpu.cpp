@@ -144,12 +144,12 @@ class AttentionCase {
     a.max_query_len = *std::max_element(c_.q_lens.begin(), c_.q_lens.end()) + c_.extra_max_q;
     a.scale = scale();
     Status st;
-    if (kernel == "decode") {
+    if (kernel == "decode" || kernel == "mixed") {
       a.workspace_bytes = paged_attention_workspace_bytes(a.num_seqs, a.num_heads, a.num_kv_heads, a.head_dim,
                                                           a.max_seq_len);
       a.workspace = a.workspace_bytes ? arena.alloc(a.workspace_bytes) : nullptr;
       if (a.workspace_bytes) cudaMemset(a.workspace, 0xFF, a.workspace_bytes);  // stale partials are NaN
-      st = paged_attention_decode(a, nullptr);
+      st = kernel == "mixed" ? paged_attention_mixed(a, nullptr) : paged_attention_decode(a, nullptr);
     } else if (kernel == "prefill4") {
       st = paged_attention_prefill_warps(a, 4, nullptr);
     } else if (kernel == "prefill8") {
@@ -189,8 +189,9 @@ class AttentionCase {
   std::vector<float> q_ref_, k_ref_, v_ref_, ref_;
 };
 
-constexpr int kKernels = 6;
-const char* const kKernelNames[kKernels] = {"decode", "prefill4", "prefill8", "v2_64", "v2_128", "reference"};
+constexpr int kKernels = 7;
+const char* const kKernelNames[kKernels] = {"decode", "prefill4", "prefill8", "v2_64",
+                                            "v2_128", "mixed",    "reference"};
 double g_worst[kKernels] = {};
 
 void check_case(const Case& c, uint32_t seed) {

@@ -40,13 +40,17 @@ std::vector<double> reference(const std::vector<float>& x, const std::vector<flo
   return ref;
 }
 
-enum class Path { kDispatch, kCublasLt };
+enum class Path { kDispatch, kCublasLt, kGemvVariant };
 
 // Runs all four variants (bias or not, bf16 or f32 out) of one shape through
 // `path` and checks each.
-void check_shape(gpu::Gemm& gemm, int m, int n, int k, Path path, std::mt19937& rng, int x_offset = 0) {
+void check_shape(gpu::Gemm& gemm, int m, int n, int k, Path path, std::mt19937& rng, int x_offset = 0,
+                 int gemv_variant = 0) {
   SCOPED_TRACE(testing::Message() << "M=" << m << " N=" << n << " K=" << k << " path="
-                                  << (path == Path::kDispatch ? "dispatch" : "cublaslt") << " x_offset=" << x_offset);
+                                  << (path == Path::kDispatch   ? "dispatch"
+                                      : path == Path::kCublasLt ? "cublaslt"
+                                                                : "gemv variant " + std::to_string(gemv_variant))
+                                  << " x_offset=" << x_offset);
   std::vector<float> x_f, w_f, bias(n);
   auto x = gputest::random_bf16(static_cast<size_t>(m) * k, rng, x_f);
   auto w = gputest::random_bf16(static_cast<size_t>(n) * k, rng, w_f, 0.05f);
@@ -71,8 +75,10 @@ void check_shape(gpu::Gemm& gemm, int m, int n, int k, Path path, std::mt19937& 
     d_y16.poison();
     void* y = f32_out ? static_cast<void*>(d_y32.get()) : static_cast<void*>(d_y16.get());
     const float* b = with_bias ? d_bias.get() : nullptr;
-    Status s = path == Path::kDispatch ? gemm.linear(xp, d_w.get(), b, y, f32_out, m, n, k, nullptr)
-                                       : gemm.linear_cublaslt(xp, d_w.get(), b, y, f32_out, m, n, k, nullptr);
+    Status s = path == Path::kDispatch   ? gemm.linear(xp, d_w.get(), b, y, f32_out, m, n, k, nullptr)
+               : path == Path::kCublasLt ? gemm.linear_cublaslt(xp, d_w.get(), b, y, f32_out, m, n, k, nullptr)
+                                         : gpu::gemv_variant(xp, d_w.get(), b, y, f32_out, m, n, k, gemv_variant,
+                                                             /*pdl=*/true, nullptr);
     ASSERT_TRUE(s.ok()) << s.error().message;
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
     std::vector<double> want = ref;
@@ -113,6 +119,20 @@ TEST(GemmGpu, CublasLtPathAtSmallM) {
   for (int m : {1, 3, 8})
     for (int n : {64, 1536})
       for (int k : {576, 4096}) check_shape(*gemm, m, n, k, Path::kCublasLt, rng);
+}
+
+// Every gemv tuning variant (launched as a programmatic dependent), K both a
+// whole number of load groups and not (the tail loop), N not a multiple of
+// the rows a block owns.
+TEST(GemmGpu, GemvVariantsMatchFloat64Reference) {
+  ASSERT_NO_FATAL_FAILURE(gputest::require_gpu());
+  auto gemm = make_gemm();
+  ASSERT_TRUE(gemm);
+  std::mt19937 rng(404);
+  for (int v = 0; v < gpu::kGemvVariants; ++v)
+    for (int m : {1, 2, 4, 6})
+      for (auto [n, k] : {std::pair{65, 64}, std::pair{1536, 576}, std::pair{1000, 4096}, std::pair{513, 4104}})
+        check_shape(*gemm, m, n, k, Path::kGemvVariant, rng, 0, v);
 }
 
 // Shapes off the fast paths: N not a multiple of the rows a warp owns, K not a

@@ -237,6 +237,44 @@ void check_rope(const RopeCase& c, std::mt19937& rng) {
   EXPECT_EQ(bad_k, 0) << "k cache rows differ from the rotated k";
   EXPECT_EQ(bad_v, 0) << "v cache rows differ from v";
   EXPECT_EQ(touched, 0) << "slots outside slot_mapping were written";
+  // The fused form (q, k, v as column ranges of one [T, (Hq + 2 Hkv) D]
+  // projection) writes bit for bit what the split form wrote.
+  {
+    const int64_t qd = c.hq * c.d, width = qd + 2 * row;
+    std::vector<typename decltype(q)::value_type> qkv(static_cast<size_t>(c.t * width));
+    for (int64_t t = 0; t < c.t; ++t) {
+      std::copy_n(q.begin() + t * qd, qd, qkv.begin() + t * width);
+      std::copy_n(k.begin() + t * row, row, qkv.begin() + t * width + qd);
+      std::copy_n(v.begin() + t * row, row, qkv.begin() + t * width + qd + row);
+    }
+    DeviceBuffer<bf16> d_qkv(qkv.size()), d_q2(q.size()), d_kc2(slots * row), d_vc2(slots * row);
+    d_qkv.upload(qkv);
+    d_q2.poison();
+    d_kc2.poison();
+    d_vc2.poison();
+    gpu::QkvRows rows;
+    rows.q_in = d_qkv.get();
+    rows.q_out = d_q2.get();
+    rows.q_stride = width;
+    rows.k_in = d_qkv.get() + qd;
+    rows.k_stride = width;
+    rows.v_in = d_qkv.get() + qd + row;
+    rows.v_stride = width;
+    Status fs = gpu::rope_qkv_and_cache_write(rows, d_pos.get(), d_slots.get(), d_inv.get(), c.t, c.hq, c.hkv, c.d,
+                                              d_kc2.get(), d_vc2.get(), nullptr);
+    ASSERT_TRUE(fs.ok()) << fs.error().message;
+    const auto fq = d_q2.download(), fkc = d_kc2.download(), fvc = d_vc2.download();
+    int64_t diff_q = 0, diff_k = 0, diff_v = 0;
+    for (size_t i = 0; i < fq.size(); ++i) diff_q += gputest::bits_of(fq[i]) != gputest::bits_of(got_q[i]);
+    for (size_t i = 0; i < fkc.size(); ++i) {
+      diff_k += gputest::bits_of(fkc[i]) != gputest::bits_of(got_kc[i]);
+      diff_v += gputest::bits_of(fvc[i]) != gputest::bits_of(got_vc[i]);
+    }
+    EXPECT_EQ(diff_q, 0) << "fused q differs from the split op's";
+    EXPECT_EQ(diff_k, 0) << "fused k cache differs from the split op's";
+    EXPECT_EQ(diff_v, 0) << "fused v cache differs from the split op's";
+  }
+
   // The written k rows against the CPU backend's cache rows.
   std::vector<float> gpu_rows, cpu_rows;
   for (int64_t sl = 0; sl < slots; ++sl) {

@@ -157,6 +157,63 @@ TEST(LlamaDecoder, VarlenPagedBatchMatchesSequencesRunAlone) {
   expect_rows_close(logits.data(), ref_b.data() + 12 * vocab, 1, vocab, 1e-5, "b decode alone");
 }
 
+// The fused q/k/v path (one projection over stacked weights, then
+// qkv_rope_and_cache_write; what the CUDA runner uses) gives the logits of the
+// separate projections, on a mixed prefill + decode step with biases and GQA.
+TEST(LlamaDecoder, FusedQkvProjectionMatchesSeparateProjections) {
+  Result<GgufFile> f = GgufFile::open(std::string(EMBER_SOURCE_DIR) + "/tests/fixtures/gguf/tiny_llama.gguf");
+  ASSERT_TRUE(f.ok()) << f.error().message;
+  Result<ModelConfig> config = model_config_from_gguf(*f);
+  ASSERT_TRUE(config.ok()) << config.error().message;
+  Result<LlamaWeights> w = load_llama_weights(*f, *config);
+  ASSERT_TRUE(w.ok()) << w.error().message;
+  ASSERT_TRUE(config->attention_bias);
+
+  DecoderWeights fused = host_weight_views(*w);
+  std::vector<std::vector<uint8_t>> stacked;  // owns the stacked matrices and biases
+  for (size_t l = 0; l < w->layers.size(); ++l) {
+    const LayerWeights& lw = w->layers[l];
+    ASSERT_TRUE(lw.wq.dtype == lw.wk.dtype && lw.wk.dtype == lw.wv.dtype);
+    std::vector<uint8_t> m, b;
+    for (const WeightMatrix* part : {&lw.wq, &lw.wk, &lw.wv}) {
+      const Tensor t = part->view();
+      const auto* bytes = static_cast<const uint8_t*>(t.data);
+      m.insert(m.end(), bytes, bytes + part->rows * dtype_row_bytes(part->dtype, part->cols));
+    }
+    for (const std::vector<float>* part : {&lw.bq, &lw.bk, &lw.bv}) {
+      const auto* bytes = reinterpret_cast<const uint8_t*>(part->data());
+      b.insert(b.end(), bytes, bytes + part->size() * sizeof(float));
+    }
+    stacked.push_back(std::move(m));
+    stacked.push_back(std::move(b));
+    const int64_t rows = lw.wq.rows + lw.wk.rows + lw.wv.rows;
+    fused.layers[l].wqkv = Tensor::typed(stacked[stacked.size() - 2].data(), lw.wq.dtype, rows, lw.wq.cols);
+    fused.layers[l].bqkv = Tensor::f32(reinterpret_cast<const float*>(stacked.back().data()), {rows});
+  }
+
+  CpuBackend backend(2);
+  LlamaDecoder separate(*w, backend), one(fused, backend);
+  std::mt19937 rng(11);
+  std::vector<int32_t> a(9), b(6);
+  for (int32_t& x : a) x = static_cast<int32_t>(rng() % static_cast<uint32_t>(config->vocab_size));
+  for (int32_t& x : b) x = static_cast<int32_t>(rng() % static_cast<uint32_t>(config->vocab_size));
+  const std::vector<int32_t> blocks_a = seq_blocks(0, 3), blocks_b = seq_blocks(3, 2);
+  std::vector<float> ref, got;
+  KvCache cache_ref = KvCache::allocate(*config, 8, kBlockSize), cache_got = KvCache::allocate(*config, 8, kBlockSize);
+  // b's first 5 tokens cached, then a's 9-token prefill next to b's decode.
+  separate.forward(make_inputs({{&b, 0, 5, blocks_b}}), cache_ref, ref);
+  one.forward(make_inputs({{&b, 0, 5, blocks_b}}), cache_got, got);
+  ASSERT_EQ(got.size(), ref.size());
+  expect_rows_close(got.data(), ref.data(), 5, config->vocab_size, 1e-5, "fused qkv, prefill");
+  const ForwardInputs step = make_inputs({{&a, 0, 9, blocks_a}, {&b, 5, 1, blocks_b}});
+  separate.forward(step, cache_ref, ref);
+  one.forward(step, cache_got, got);
+  ASSERT_EQ(got.size(), ref.size());
+  expect_rows_close(got.data(), ref.data(), 10, config->vocab_size, 1e-5, "fused qkv, mixed step");
+  EXPECT_EQ(cache_got.k, cache_ref.k);
+  EXPECT_EQ(cache_got.v, cache_ref.v);
+}
+
 TEST(LlamaDecoder, RotaryRowUnpermutationInvertsLlamaCppPermute) {
   // llama.cpp's permute: reshape(heads, 2, D/2, cols).swapaxes(1, 2); for D = 4
   // one head's HF rows [r0 r1 r2 r3] are stored as [r0 r2 r1 r3].
