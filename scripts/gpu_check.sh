@@ -70,13 +70,13 @@ fi
 if has profile; then
   # Where the time goes (EMBER_CUDA_PROFILE=1: per-op GPU time and per-step
   # wall time, printed at exit): batch-1 decode without graphs, and a shorter
-  # offline run (graphs on: its op table covers the steps outside graphs).
+  # offline run, also without graphs so that decode steps show in the op table.
   EMBER_CUDA_PROFILE=1 run profile_decode_b1 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 \
     --prompt "The history of the" --max-tokens 64 --ignore-eos --temperature 0 --enforce-eager
   grep -A40 "op profile" "$R/profile_decode_b1.log" | head -40
   EMBER_CUDA_PROFILE=1 run profile_throughput 420 "$BUNDLE/ember" bench throughput --model configs/models/llama-3-8b.json \
     --load-format dummy --tokenizer tests/fixtures/tokenizer/bpe/llama3.json --device cuda --max-num-seqs 256 \
-    --num-prompts 400 --random-input-len 512 --random-output-len 128
+    --num-prompts 400 --random-input-len 512 --random-output-len 128 --enforce-eager
   grep -A50 "op profile" "$R/profile_throughput.log" | head -60
 fi
 if has throughput; then
@@ -84,6 +84,12 @@ if has throughput; then
   run llama_throughput 420 "$BUNDLE/ember" bench throughput --model configs/models/llama-3-8b.json \
     --load-format dummy --tokenizer tests/fixtures/tokenizer/bpe/llama3.json --device cuda --max-num-seqs 256 \
     --num-prompts 1000 --random-input-len 512 --random-output-len 128 --result-json "$R/llama_throughput.json"
+  # The same with vLLM's offline defaults for 80 GB GPUs (512 sequences here: 1,000 x 640 tokens would not fit
+  # the KV cache, and a scheduler that admits more than fits preempts).
+  run llama_throughput_512 420 "$BUNDLE/ember" bench throughput --model configs/models/llama-3-8b.json \
+    --load-format dummy --tokenizer tests/fixtures/tokenizer/bpe/llama3.json --device cuda --max-num-seqs 512 \
+    --max-num-batched-tokens 16384 --num-prompts 1000 --random-input-len 512 --random-output-len 128 \
+    --result-json "$R/llama_throughput_512.json"
 fi
 if has serve; then
   if ls "$BUNDLE"/wheels/*.whl >/dev/null 2>&1; then

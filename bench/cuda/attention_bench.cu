@@ -1,7 +1,8 @@
 // Paged attention speed, one JSON object per line.
 //   decode:  K+V bytes read (+ q, out) per second, next to a device-to-device
 //            copy (read + write) measured in the same run; 32 q / 8 kv heads,
-//            D 128, block 16, shuffled block tables.
+//            D 128, block 16, shuffled block tables; v1 (with its split size
+//            sweep) and v2 (paged_attention_decode_v2, "v2_*" keys).
 //   prefill: causal prompts (one of 1k/4k/16k, eight of 512), 4 s^2 D Hq / 2
 //            FLOPs per prompt per second, for the default dispatch and every
 //            variant (v1 warps4/warps8, v2 with 64/128-row tiles).
@@ -179,6 +180,9 @@ int main() {
         [&](int i) { expect_ok(ember::paged_attention_decode(s.copies[i % s.copies.size()], nullptr)); }, 100);
     const double bytes = 2.0 * batch * ctx * hkv * d * 2 + 2.0 * batch * hq * d * 2;
     const double gbs = bytes / (us * 1e3);
+    const double us_v2 = median_us(
+        [&](int i) { expect_ok(ember::paged_attention_decode_v2(s.copies[i % s.copies.size()], nullptr)); }, 100);
+    const double gbs_v2 = bytes / (us_v2 * 1e3);
     // The split size sweep (the planner's choice above): GB/s for each chunk.
     std::string sweep;
     for (int chunk : {128, 256, 512, 1024}) {
@@ -191,8 +195,8 @@ int main() {
         a.workspace = w;
         a.workspace_bytes = need;
       }
-      const double cu = median_us([&](int i) { expect_ok(ember::paged_attention_decode(runs[i % runs.size()], nullptr)); },
-                                  100);
+      const double cu = median_us(
+          [&](int i) { expect_ok(ember::paged_attention_decode(runs[i % runs.size()], nullptr)); }, 100);
       char buf[64];
       std::snprintf(buf, sizeof buf, "%s\"%d\": %.1f", sweep.empty() ? "" : ", ", chunk, bytes / (cu * 1e3));
       sweep += buf;
@@ -201,8 +205,8 @@ int main() {
     std::printf(
         "{\"name\": \"decode\", \"batch\": %d, \"ctx\": %d, \"hq\": %d, \"hkv\": %d, \"d\": %d, \"block\": %d, "
         "\"time_us\": %.2f, \"gb_per_s\": %.1f, \"copy_gb_per_s\": %.1f, \"ratio\": %.3f, "
-        "\"gb_per_s_by_chunk\": {%s}}\n",
-        batch, ctx, hq, hkv, d, bs, us, gbs, copy, gbs / copy, sweep.c_str());
+        "\"gb_per_s_by_chunk\": {%s}, \"v2_time_us\": %.2f, \"v2_gb_per_s\": %.1f, \"v2_ratio\": %.3f}\n",
+        batch, ctx, hq, hkv, d, bs, us, gbs, copy, gbs / copy, sweep.c_str(), us_v2, gbs_v2, gbs_v2 / copy);
     std::fflush(stdout);
   }
 

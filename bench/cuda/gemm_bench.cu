@@ -176,6 +176,46 @@ int main() {
     BENCH_CHECK(cudaFree(y));
   }
 
+  // ---- batched decode (graph buckets): cuBLASLt's heuristic choice vs the
+  // autotuned one (Gemm::set_autotune_max_m), weight bytes / time vs copy ----
+  {
+    auto tuned_r = ember::gpu::Gemm::create();
+    require_ok(tuned_r.ok() ? ember::Status::success() : ember::Status(tuned_r.error()));
+    ember::gpu::Gemm& tuned = *tuned_r.value();
+    tuned.set_autotune_max_m(1 << 30);
+    for (const Shape& s : shapes) {
+      const size_t w_elems = static_cast<size_t>(s.n) * s.k;
+      const size_t w_bytes = w_elems * sizeof(bf16);
+      const int buffers = static_cast<int>(std::max<size_t>(2, (size_t{256} << 20) / w_bytes + 1));
+      std::vector<bf16*> ws;
+      for (int i = 0; i < buffers; ++i) ws.push_back(alloc_random(w_elems, 31u + i, 0.05f));
+      bf16* x = alloc_random(static_cast<size_t>(512) * s.k, 7u, 1.0f);
+      void* y = nullptr;
+      const bool y_f32 = s.n == 128256;
+      BENCH_CHECK(cudaMalloc(&y, static_cast<size_t>(512) * s.n * (y_f32 ? 4 : 2)));
+      for (int m : {16, 32, 64, 128, 256, 512}) {
+        const int reps = std::max(3, static_cast<int>(2e8 / w_bytes));
+        auto timed = [&](ember::gpu::Gemm& g) {
+          return median_us(
+              [&](int i) { require_ok(g.linear_cublaslt(x, ws[i % buffers], nullptr, y, y_f32, m, s.n, s.k, nullptr)); },
+              reps);
+        };
+        const double heur_us = timed(gemm), tuned_us = timed(tuned);
+        const double flop = 2.0 * m * s.n * s.k;
+        std::printf(
+            "{\"name\": \"batch_decode_linear\", \"what\": \"%s\", \"m\": %d, \"n\": %d, \"k\": %d, "
+            "\"heuristic_us\": %.2f, \"autotuned_us\": %.2f, \"autotuned_weights_vs_copy\": %.3f, "
+            "\"autotuned_tflops\": %.1f, \"speedup\": %.3f}\n",
+            s.what, m, s.n, s.k, heur_us, tuned_us, w_bytes / (tuned_us * 1e3) / copy_gbs, flop / (tuned_us * 1e6),
+            heur_us / tuned_us);
+        std::fflush(stdout);
+      }
+      for (bf16* w : ws) BENCH_CHECK(cudaFree(w));
+      BENCH_CHECK(cudaFree(x));
+      BENCH_CHECK(cudaFree(y));
+    }
+  }
+
   // ---- prefill: cuBLASLt TFLOP/s beside its own 8192^3 ----
   auto gemm_tflops = [&](int m, int n, int k, bool y_f32, double* us_out) {
     bf16* x = alloc_random(static_cast<size_t>(m) * k, 7u, 1.0f);

@@ -153,6 +153,10 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   bench_cmd->add_option("--num-threads", bench.engine.num_threads, "throughput: CPU backend threads (0: all cores)")
       ->check(CLI::NonNegativeNumber);
+  bench_cmd->add_option("--gpu-memory-utilization", bench.engine.gpu_memory_utilization,
+                        "throughput: share of GPU memory for weights, activations and KV cache")
+      ->check(CLI::Range(0.05, 1.0));
+  bench_cmd->add_flag("--enforce-eager", bench.engine.enforce_eager, "throughput: disable CUDA graphs");
 
   // A --config file becomes flags placed before the user's, so the user's win.
   std::vector<std::string> args = config_args_from_argv(argc, argv);

@@ -274,6 +274,9 @@ Status CudaModelRunner::capture_graphs() {
   cudaStream_t stream = backend_->stream();
   std::vector<int32_t> tokens(1, 0);
   std::vector<int32_t> block(1, 0);
+  // Each bucket's warm-up times the cuBLASLt candidates of its GEMM shapes
+  // (the graphs replay those shapes for the server's lifetime).
+  backend_->set_gemm_autotune(options_.max_num_seqs);
   for (int32_t bucket : graph_buckets(options_.max_num_seqs)) {
     std::vector<StepSequence> seqs(static_cast<size_t>(bucket), StepSequence{tokens, 0, 1, block, true});
     build_padded_decode(seqs, bucket);
@@ -295,6 +298,7 @@ Status CudaModelRunner::capture_graphs() {
     EMBER_CUDA_TRY(inst);
     graphs_[bucket] = Graph{exec, out};
   }
+  backend_->set_gemm_autotune(0);
   EMBER_CUDA_TRY(cudaStreamSynchronize(stream));
   spdlog::info("CUDA graphs captured for decode batch sizes up to {} ({} graphs)", options_.max_num_seqs,
                graphs_.size());

@@ -21,11 +21,7 @@
 // the grid is >= 4 blocks per SM; it depends only on host values, so the
 // launch is graph-capturable and blocks past a sequence's end exit at once.
 
-#include <algorithm>
-#include <string>
-
-#include "kernels/cuda/attention.h"
-#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/attention_decode_common.cuh"
 
 namespace ember {
 namespace {
@@ -33,39 +29,6 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 constexpr int kUnroll = 4;
-constexpr int kMaxChunk = 1024;  // logits of one split: kHeadTile * kMaxChunk floats = 32 KB
-constexpr int kMinChunk = 64;
-constexpr int kMaxSplits = 256;
-constexpr float kLog2e = 1.4426950408889634f;
-
-// The o projection follows: let it start streaming weights (ops_common.cuh).
-__device__ __forceinline__ void launch_dependents() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-
-struct DecodePlan {
-  int head_tile = 8;    // query heads per block (template parameter)
-  int head_groups = 1;  // blocks per KV head along the head dim
-  int chunk = kMaxChunk;
-  int splits = 1;
-};
-
-DecodePlan plan_decode(int num_seqs, int num_heads, int num_kv_heads, int max_seq_len, int num_sms,
-                       int chunk_override = 0) {
-  DecodePlan p;
-  const int group = num_heads / num_kv_heads;
-  p.head_tile = group >= 5 ? 8 : group >= 3 ? 4 : group;  // 1, 2, 4 or 8 (padded heads are masked)
-  p.head_groups = (group + p.head_tile - 1) / p.head_tile;
-  const int64_t units = static_cast<int64_t>(num_seqs) * num_kv_heads * p.head_groups;
-  auto splits_for = [&](int chunk) { return (max_seq_len + chunk - 1) / chunk; };
-  while (p.chunk > kMinChunk && units * splits_for(p.chunk) < 4LL * num_sms) p.chunk /= 2;
-  if (chunk_override > 0) p.chunk = chunk_override;
-  while (splits_for(p.chunk) > kMaxSplits) p.chunk *= 2;  // very long contexts: bigger splits
-  p.splits = splits_for(p.chunk);
-  return p;
-}
 
 __device__ inline void unpack8(const uint4& v, float (&f)[8]) {
   const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
@@ -245,51 +208,6 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// Block-wide reduction for blockDim.x == D (64 or 128 threads).
-template <bool kMax>
-__device__ float block_reduce(float v, float* scratch) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    const float other = __shfl_xor_sync(0xffffffffu, v, o);
-    v = kMax ? fmaxf(v, other) : v + other;
-  }
-  const int warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-  __syncthreads();  // scratch may still be read from a previous call
-  if ((threadIdx.x & 31) == 0) scratch[warp] = v;
-  __syncthreads();
-  v = scratch[0];
-  for (int w = 1; w < nwarps; ++w) v = kMax ? fmaxf(v, scratch[w]) : v + scratch[w];
-  return v;
-}
-
-// Merges the splits of one (sequence, head): weights 2^(m_s - M), so
-//   out = sum_s w_s o_s / sum_s w_s l_s.
-template <int D>
-__global__ void __launch_bounds__(D)
-    decode_merge_kernel(PagedAttentionArgs a, int chunk, int splits, const float* part_o, const float* part_ml) {
-  __shared__ float w[kMaxSplits];
-  __shared__ float scratch[kWarps];
-  launch_dependents();
-  const int h = blockIdx.x, b = blockIdx.y, d = threadIdx.x;
-  if (a.split_decodes && a.query_start_loc[b + 1] - a.query_start_loc[b] != 1) return;
-  const int n = min(splits, (a.seq_lens[b] + chunk - 1) / chunk);
-  if (n <= 1) return;  // written directly by the split kernel
-  const int64_t ps0 = (static_cast<int64_t>(b) * a.num_heads + h) * splits;
-  float mx = -INFINITY;
-  for (int s = d; s < n; s += D) mx = fmaxf(mx, part_ml[2 * (ps0 + s)]);
-  mx = block_reduce<true>(mx, scratch);
-  float den = 0.0f;
-  for (int s = d; s < n; s += D) {
-    w[s] = exp2f(part_ml[2 * (ps0 + s)] - mx);
-    den += w[s] * part_ml[2 * (ps0 + s) + 1];
-  }
-  den = block_reduce<false>(den, scratch);  // its barriers also publish w[]
-  float o = 0.0f;
-  for (int s = 0; s < n; ++s) o = fmaf(w[s], part_o[(ps0 + s) * D + d], o);
-  const int t = a.query_start_loc[b];
-  a.out[t * static_cast<int64_t>(a.num_heads) * D + static_cast<int64_t>(h) * D + d] = __float2bfloat16(o / den);
-}
-
 template <int D, int G>
 Status launch_split(const PagedAttentionArgs& a, const DecodePlan& p, float* part_o, float* part_ml,
                     cudaStream_t stream) {
@@ -315,8 +233,7 @@ Status launch_decode(const PagedAttentionArgs& a, const DecodePlan& p, cudaStrea
   };
   const Status s = split();
   if (!s.ok() || p.splits == 1) return s;
-  decode_merge_kernel<D><<<dim3(a.num_heads, a.num_seqs), D, 0, stream>>>(a, p.chunk, p.splits, part_o, part_ml);
-  return cuda_status(cudaGetLastError(), "decode_merge_kernel");
+  return launch_decode_merge<D>(a, p, part_o, part_ml, stream);
 }
 
 }  // namespace
@@ -331,25 +248,8 @@ size_t paged_attention_workspace_bytes(int num_seqs, int num_heads, int num_kv_h
 }
 
 Status paged_attention_decode(const PagedAttentionArgs& a, cudaStream_t stream) {
-  if (Status s = check_paged_attention_args(a, "paged_attention_decode"); !s.ok()) return s;
-  if (!a.split_decodes && (a.num_tokens != a.num_seqs || a.max_query_len != 1))
-    return Error{"paged_attention_decode: needs one query token per sequence (use paged_attention_prefill)"};
-  if (a.head_dim != 64 && a.head_dim != 128)
-    return Error{"paged_attention_decode: head_dim must be 64 or 128, got " + std::to_string(a.head_dim)};
-  if (a.num_seqs > 65535) return Error{"paged_attention_decode: more than 65535 sequences"};
-  if (a.decode_chunk != 0 && (a.decode_chunk < kMinChunk || a.decode_chunk > kMaxChunk ||
-                              (a.decode_chunk & (a.decode_chunk - 1)) != 0))
-    return Error{"paged_attention_decode: decode_chunk must be a power of two in [64, 1024]"};
-  const DecodePlan p =
-      plan_decode(a.num_seqs, a.num_heads, a.num_kv_heads, a.max_seq_len, cuda_sm_count(), a.decode_chunk);
-  if (p.chunk > kMaxChunk)
-    return Error{"paged_attention_decode: max_seq_len " + std::to_string(a.max_seq_len) + " exceeds " +
-                 std::to_string(kMaxChunk * kMaxSplits)};
-  const size_t need = paged_attention_workspace_bytes(a.num_seqs, a.num_heads, a.num_kv_heads, a.head_dim,
-                                                      a.max_seq_len, cuda_sm_count(), a.decode_chunk);
-  if (a.workspace_bytes < need || (need > 0 && a.workspace == nullptr))
-    return Error{"paged_attention_decode: workspace of " + std::to_string(a.workspace_bytes) + " bytes, needs " +
-                 std::to_string(need)};
+  DecodePlan p;
+  if (Status s = check_decode_args(a, "paged_attention_decode", p); !s.ok()) return s;
   return a.head_dim == 64 ? launch_decode<64>(a, p, stream) : launch_decode<128>(a, p, stream);
 }
 

@@ -246,7 +246,7 @@ Status paged_attention_prefill(const PagedAttentionArgs& a, cudaStream_t stream)
 Status paged_attention_mixed(const PagedAttentionArgs& args, cudaStream_t stream) {
   PagedAttentionArgs a = args;
   a.split_decodes = true;
-  if (Status s = paged_attention_decode(a, stream); !s.ok()) return s;
+  if (Status s = paged_attention_decode_v2(a, stream); !s.ok()) return s;
   // (A scale <= 0 sends the prefill to v1, which does not skip decodes: it
   // rewrites their rows with the same values, still correct.)
   return paged_attention_prefill(a, stream);

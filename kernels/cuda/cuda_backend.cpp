@@ -248,6 +248,7 @@ const CudaBackendLimits& CudaBackend::limits() const { return impl_->limits; }
 Status CudaBackend::status() const { return impl_->first_error; }
 uint64_t CudaBackend::allocated_bytes() const { return impl_->allocated; }
 void CudaBackend::set_seq_len_bound(int32_t bound) { impl_->seq_len_bound = bound; }
+void CudaBackend::set_gemm_autotune(int max_m) { impl_->gemm->set_autotune_max_m(max_m); }
 void CudaBackend::enable_op_profile() {
   if (!impl_->profiler) impl_->profiler = std::make_unique<OpProfiler>();
 }
@@ -459,7 +460,7 @@ void CudaBackend::paged_attention(const Tensor& q, const Tensor& k_cache, const 
       m.fail(paged_attention_mixed(a, m.stream));
     } else {
       Impl::Timed timed(m, "attention decode", m_class(a.num_seqs));
-      m.fail(paged_attention_decode(a, m.stream));
+      m.fail(paged_attention_decode_v2(a, m.stream));
     }
   } else {
     Impl::Timed timed(m, "attention prefill", m_class(a.num_tokens));

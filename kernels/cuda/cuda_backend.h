@@ -43,6 +43,9 @@ class CudaBackend final : public Backend {
   // to `bound` tokens instead of the step's longest: what a CUDA graph captured
   // once must do to serve any later context. 0 restores the default.
   void set_seq_len_bound(int32_t bound);
+  // Autotune the cuBLASLt GEMMs of M <= max_m met from now on (gpu::Gemm::
+  // set_autotune_max_m); 0 stops. The runner tunes its graph buckets.
+  void set_gemm_autotune(int max_m);
   // From now on, time every op outside graph capture with CUDA events and
   // print the totals per op and shape class to stderr at destruction
   // (EMBER_CUDA_PROFILE=1 in the runner).

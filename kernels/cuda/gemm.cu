@@ -11,6 +11,7 @@
 #include <mutex>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/gemm.h"
@@ -59,6 +60,8 @@ struct Gemm::Impl {
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
     cublasLtMatmulAlgo_t algo{};
     bool bias_in_epilogue = false;
+    std::vector<cublasLtMatmulAlgo_t> candidates;  // the heuristic's, in its order
+    bool tuned = false;
   };
 
   cublasLtHandle_t handle = nullptr;
@@ -66,9 +69,13 @@ struct Gemm::Impl {
   size_t workspace_bytes = 0;
   std::mutex mu;  // guards plans
   std::map<Key, Plan> plans;
+  int autotune_max_m = 0;
+  void* flush = nullptr;  // tuning: written between timed runs so weights come from HBM, as in a step
+  static constexpr size_t kFlushBytes = size_t{96} << 20;  // > the 50 MB L2 of an H100
 
   ~Impl() {
     for (auto& [key, p] : plans) destroy(p);
+    if (flush) cudaFree(flush);
     if (workspace) cudaFree(workspace);
     if (handle) cublasLtDestroy(handle);
   }
@@ -116,14 +123,67 @@ struct Gemm::Impl {
         cublasLtMatmulAlgoGetHeuristic(handle, p.op, p.a, p.b, p.d, p.d, pref, 8, results, &found);
     cublasLtMatmulPreferenceDestroy(pref);
     for (int i = 0; hs == CUBLAS_STATUS_SUCCESS && i < found; ++i) {
-      if (results[i].state == CUBLAS_STATUS_SUCCESS && results[i].workspaceSize <= workspace_bytes) {
-        p.algo = results[i].algo;
-        p.bias_in_epilogue = with_bias;
-        return Status::success();
-      }
+      if (results[i].state == CUBLAS_STATUS_SUCCESS && results[i].workspaceSize <= workspace_bytes)
+        p.candidates.push_back(results[i].algo);
+    }
+    if (!p.candidates.empty()) {
+      p.algo = p.candidates.front();
+      p.bias_in_epilogue = with_bias;
+      return Status::success();
     }
     return Error{"cuBLASLt: no algorithm for M " + std::to_string(m) + " N " + std::to_string(n) + " K " +
                  std::to_string(k) + (y_f32 ? " (f32 out)" : " (bf16 out)") + (with_bias ? " with bias" : "")};
+  }
+
+  // Times every candidate on this call's buffers (a warm-up, then the best of
+  // 3 runs, each after the L2 was overwritten: in a forward step the weights
+  // stream from HBM, and a 32 MB matrix timed back to back would sit in L2)
+  // and keeps the fastest. Called once per plan, outside graph capture, with
+  // the lock held; it synchronizes the stream (a one-time cost per shape).
+  void tune(Plan& p, const bf16* x, const bf16* w, const float* bias, void* y, cudaStream_t stream) {
+    p.tuned = true;
+    if (p.candidates.size() < 2) return;
+    if (flush == nullptr && cudaMalloc(&flush, kFlushBytes) != cudaSuccess) {
+      flush = nullptr;
+      cudaGetLastError();
+      return;  // no room to tune honestly: keep the heuristic's choice
+    }
+    cudaEvent_t start = nullptr, stop = nullptr;
+    if (cudaEventCreate(&start) != cudaSuccess || cudaEventCreate(&stop) != cudaSuccess) {
+      if (start) cudaEventDestroy(start);
+      return;
+    }
+    if (p.bias_in_epilogue)
+      cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias));
+    const float alpha = 1.0f, beta = 0.0f;
+    float best_ms = 0;
+    const cublasLtMatmulAlgo_t* best = nullptr;
+    for (const cublasLtMatmulAlgo_t& algo : p.candidates) {
+      auto run = [&] {
+        return cublasLtMatmul(handle, p.op, &alpha, w, p.a, x, p.b, &beta, y, p.d, y, p.d, &algo, workspace,
+                              workspace_bytes, stream) == CUBLAS_STATUS_SUCCESS;
+      };
+      if (!run()) continue;
+      float ms = 0;
+      bool ok = true;
+      for (int i = 0; i < 3 && ok; ++i) {
+        cudaMemsetAsync(flush, i, kFlushBytes, stream);
+        cudaEventRecord(start, stream);
+        ok = run();
+        cudaEventRecord(stop, stream);
+        float once = 0;
+        ok = ok && cudaEventSynchronize(stop) == cudaSuccess && cudaEventElapsedTime(&once, start, stop) == cudaSuccess;
+        if (ok && (i == 0 || once < ms)) ms = once;
+      }
+      if (!ok) continue;
+      if (best == nullptr || ms < best_ms) {
+        best_ms = ms;
+        best = &algo;
+      }
+    }
+    if (best) p.algo = *best;
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
   }
 
   Result<Plan*> plan_for(const Key& key) {
@@ -148,6 +208,15 @@ struct Gemm::Impl {
 };
 
 Gemm::Gemm(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+void Gemm::set_autotune_max_m(int max_m) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->autotune_max_m = max_m;
+  if (max_m == 0 && impl_->flush != nullptr) {  // tuning is over: give the scratch back
+    cudaDeviceSynchronize();
+    cudaFree(impl_->flush);
+    impl_->flush = nullptr;
+  }
+}
 Gemm::~Gemm() = default;
 
 Result<std::unique_ptr<Gemm>> Gemm::create(size_t workspace_bytes) {
@@ -185,6 +254,11 @@ Status Gemm::linear_cublaslt(const bf16* x, const bf16* w, const float* bias, vo
     // The descriptor is per shape, the bias pointer per call: set it each time
     // (host-side only, so capture-safe) under the lock, as plans are shared.
     std::lock_guard<std::mutex> lock(impl_->mu);
+    if (!p.tuned && m <= impl_->autotune_max_m) {
+      cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+      if (cudaStreamIsCapturing(stream, &st) == cudaSuccess && st == cudaStreamCaptureStatusNone)
+        impl_->tune(p, x, w, bias, y, stream);
+    }
     if (p.bias_in_epilogue)
       EMBER_LT_TRY(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
     EMBER_LT_TRY(cublasLtMatmul(impl_->handle, p.op, &alpha, w, p.a, x, p.b, &beta, y, p.d, y, p.d, &p.algo,

@@ -44,6 +44,12 @@ class Gemm {
   Status linear(const __nv_bfloat16* x, const __nv_bfloat16* w, const float* bias, void* y, bool y_f32, int m, int n,
                 int k, cudaStream_t stream);
 
+  // cuBLASLt plans of M <= max_m are autotuned: on a shape's first call
+  // outside graph capture, every algorithm the heuristic offers (up to 8) is
+  // timed on the call's own buffers and the fastest kept (the call
+  // synchronizes the stream once). 0 (the default) keeps the heuristic's first.
+  void set_autotune_max_m(int max_m);
+
   // The cuBLASLt path whatever M (benchmarks and tests compare the two).
   Status linear_cublaslt(const __nv_bfloat16* x, const __nv_bfloat16* w, const float* bias, void* y, bool y_f32, int m,
                          int n, int k, cudaStream_t stream);

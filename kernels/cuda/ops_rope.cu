@@ -44,8 +44,10 @@ __global__ void __launch_bounds__(kThreads)
     const int head = it / items_per_head;
     const int i0 = (it - head * items_per_head) * kVec;
     const bool is_k = head >= hq;
-    const bf16* base = is_k ? rows.k_in + t * rows.k_stride + (head - hq) * d : rows.q_in + t * rows.q_stride + head * d;
-    bf16* dst = is_k ? (rows.k_out ? rows.k_out + (t * hkv + (head - hq)) * d : nullptr) : rows.q_out + (t * hq + head) * d;
+    const bf16* base =
+        is_k ? rows.k_in + t * rows.k_stride + (head - hq) * d : rows.q_in + t * rows.q_stride + head * d;
+    bf16* dst = is_k ? (rows.k_out ? rows.k_out + (t * hkv + (head - hq)) * d : nullptr)
+                     : rows.q_out + (t * hq + head) * d;
     float a[kVec], b[kVec];
     if constexpr (kVec == 8) {
       unpack8(*reinterpret_cast<const uint4*>(base + i0), a);

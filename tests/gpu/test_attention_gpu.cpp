@@ -1,4 +1,4 @@
-// The CUDA paged attention kernels (decode, prefill v1 and v2 with 64- and
+// The CUDA paged attention kernels (decode v1 and v2, prefill v1 and v2 with 64- and
 // 128-row tiles, reference) against ember's float32 CPU attention
 // (CpuBackend::paged_attention) on the same bf16-rounded random inputs.
 // Block tables are shuffled (non-contiguous, non-monotonic) and their unused
@@ -71,7 +71,7 @@ struct Outcome {
   bool all_finite = true;
 };
 
-// Runs `kernel` ("decode", "prefill4", "prefill8", "v2_64", "v2_128",
+// Runs `kernel` ("decode", "decode_v2", "mixed", "mixed_v1", "prefill4", "prefill8", "v2_64", "v2_128",
 // "prefill" (the default dispatch), "reference") on case `c`
 // and compares with the CPU attention; returns the relative L2 error.
 class AttentionCase {
@@ -144,12 +144,20 @@ class AttentionCase {
     a.max_query_len = *std::max_element(c_.q_lens.begin(), c_.q_lens.end()) + c_.extra_max_q;
     a.scale = scale();
     Status st;
-    if (kernel == "decode" || kernel == "mixed") {
+    if (kernel == "decode" || kernel == "decode_v2" || kernel == "mixed" || kernel == "mixed_v1") {
       a.workspace_bytes = paged_attention_workspace_bytes(a.num_seqs, a.num_heads, a.num_kv_heads, a.head_dim,
                                                           a.max_seq_len);
       a.workspace = a.workspace_bytes ? arena.alloc(a.workspace_bytes) : nullptr;
       if (a.workspace_bytes) cudaMemset(a.workspace, 0xFF, a.workspace_bytes);  // stale partials are NaN
-      st = kernel == "mixed" ? paged_attention_mixed(a, nullptr) : paged_attention_decode(a, nullptr);
+      if (kernel == "mixed") {
+        st = paged_attention_mixed(a, nullptr);
+      } else if (kernel == "mixed_v1") {  // paged_attention_mixed (v2 decode kernel) with v1 instead
+        a.split_decodes = true;
+        st = paged_attention_decode(a, nullptr);
+        if (st.ok()) st = paged_attention_prefill(a, nullptr);
+      } else {
+        st = kernel == "decode_v2" ? paged_attention_decode_v2(a, nullptr) : paged_attention_decode(a, nullptr);
+      }
     } else if (kernel == "prefill4") {
       st = paged_attention_prefill_warps(a, 4, nullptr);
     } else if (kernel == "prefill8") {
@@ -189,9 +197,9 @@ class AttentionCase {
   std::vector<float> q_ref_, k_ref_, v_ref_, ref_;
 };
 
-constexpr int kKernels = 7;
-const char* const kKernelNames[kKernels] = {"decode", "prefill4", "prefill8", "v2_64",
-                                            "v2_128", "mixed",    "reference"};
+constexpr int kKernels = 9;
+const char* const kKernelNames[kKernels] = {"decode", "decode_v2", "prefill4", "prefill8", "v2_64",
+                                            "v2_128", "mixed",     "mixed_v1", "reference"};
 double g_worst[kKernels] = {};
 
 void check_case(const Case& c, uint32_t seed) {
@@ -200,7 +208,7 @@ void check_case(const Case& c, uint32_t seed) {
   AttentionCase ac(c, seed);
   const char* const* kernels = kKernelNames;
   for (int k = 0; k < kKernels; ++k) {
-    if (k == 0 && !ac.all_decode()) continue;
+    if (k <= 1 && !ac.all_decode()) continue;  // decode, decode_v2
     const Outcome r = ac.run(kernels[k]);
     g_worst[k] = std::max(g_worst[k], r.rel);
     std::printf("[attention] %-28s %-9s rel_err %.3e\n", c.name.c_str(), kernels[k], r.rel);
@@ -301,11 +309,13 @@ TEST(AttentionGpu, RejectsBadArguments) {
   a.max_seq_len = 64;
   a.max_query_len = 2;
   EXPECT_FALSE(paged_attention_decode(a, nullptr).ok());  // q_len 2 is not a decode
+  EXPECT_FALSE(paged_attention_decode_v2(a, nullptr).ok());
   a.num_tokens = 2;
   a.max_query_len = 1;
   a.max_seq_len = 1 << 20;
   a.workspace_bytes = 0;
   EXPECT_FALSE(paged_attention_decode(a, nullptr).ok());  // workspace too small (or context too long)
+  EXPECT_FALSE(paged_attention_decode_v2(a, nullptr).ok());
   a.block_size = 24;
   EXPECT_FALSE(paged_attention_prefill(a, nullptr).ok());  // not a power of two
   a.block_size = 16;

@@ -1,0 +1,251 @@
+// Flash-decoding v2: one query token per sequence (q_len == 1), same math,
+// grid, split plan and workspace as v1 (attention_decode.cu):
+//   out[b, h] = softmax(q[b, h] . K[b, kvh]^T * scale) V[b, kvh]   over seq_lens[b] keys.
+// Bandwidth bound: (K + V bytes) / copy bandwidth, e.g. batch 32 x 4k context
+// x 8 KV heads x D 128 = 537 MB, ~180 us at 3.0 TB/s.
+//
+// Why a second kernel: v1 runs three phases per block (all K logits to shared
+// memory | softmax | all V) with barriers between them, so its K and V streams
+// serialize and HBM idles around each barrier. Here every WARP streams its own
+// 8-key tiles of the split with an online softmax and no barrier until the
+// end: K of tile i+1 is issued right after the logits of tile i, V of tile
+// i+1 right after its P.V, so a warp always has ~4 KB of loads in flight.
+//
+// The math runs on tensor cores (mma.sync), which matters as much as the
+// pipelining: with fp32 FMAs a key costs 2 * G * D FMAs plus shuffles for the
+// row reductions, ~150 instructions per key and warp at G 8 (near the issue
+// rate 2.5 TB/s needs, measured in SASS of a first version); here ~20.
+//   logits  S[h][key] = Q x K^T: mma m16n8k16, n = the tile's 8 keys, one per
+//           lane group g = lane / 4. Lane (g, c) loads 16-byte chunks c + 4i
+//           of key g (64-byte runs: coalesced), which ARE its B fragments,
+//           and the same chunks of q[head g] as A: both sides share one
+//           permutation of d. (A's rows 8..15 are not zero padding but the
+//           chunk's other half; see the loop.)
+//   softmax lane (g, c) holds S[head g][keys 2c, 2c+1]: max over the 4 lanes
+//           of head g by two shuffles; m, l of head g per lane.
+//   P.V     O^T[d][h] = V^T x P^T: mma m16n8k8, B = P^T is exactly the lane's
+//           (p0, p1) packed to bf16, A = V^T comes from the V chunks (loaded
+//           like K) through movmatrix.trans, one per 8x8 block of V.
+// Registers (ptxas, sm_90a): 124 for D 128 (q 16, acc 32, K and V tiles 16
+// each), 88 for D 64, no spills: 4 blocks of 128 threads (16 warps, ~64 KB
+// of loads in flight) per SM. At the end warps merge (m, l, acc) through
+// shared memory and write `out` (one split) or v1's partials, which v1's
+// merge kernel combines. P is rounded to bf16 for the P.V mma (as in
+// flash-attention); l sums the fp32 p.
+
+#include "kernels/cuda/attention_decode_common.cuh"
+#include "kernels/cuda/attention_mma.cuh"
+
+namespace ember {
+namespace {
+
+constexpr int kThreadsV2 = 128;
+constexpr int kWarpsV2 = kThreadsV2 / 32;
+constexpr int kTileKeys = 8;  // keys per warp tile: n of the logits mma
+constexpr int kMaxHeads = 8;  // query heads per block (the logits mma has 16 rows, 8 used)
+
+// d += a * b, m16n8k8, bf16 inputs, fp32 accumulators. a0 = A[g][2c..2c+1],
+// a1 = A[g+8][2c..2c+1], b = B[2c..2c+1][g]; d as for m16n8k16.
+__device__ __forceinline__ void mma_k8(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t b) {
+  asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+               : "r"(a0), "r"(a1), "r"(b));
+}
+
+// Transposes an 8x8 bf16 matrix held one row pair per lane: in, lane (g, c)
+// holds X[g][2c..2c+1]; out, X[2c..2c+1][g] (low half: row 2c).
+__device__ __forceinline__ uint32_t transpose8x8(uint32_t x) {
+  uint32_t y;
+  asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(y) : "r"(x));
+  return y;
+}
+
+__device__ __forceinline__ uint32_t word(const uint4& v, int i) {
+  return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
+}
+
+// Dim of V block b (chunk b / 4, word b % 4) that output row g (0..7) of
+// its transpose stands for: block b holds V[key][8 (c + 4 (b / 4)) + 2 (b % 4) + e]
+// in column 2c + e.
+__device__ __forceinline__ int block_dim(int b, int g) { return 8 * (g >> 1) + 32 * (b >> 2) + 2 * (b & 3) + (g & 1); }
+
+template <int D>
+__global__ void __launch_bounds__(kThreadsV2, 4)
+    decode_v2_kernel(PagedAttentionArgs a, int chunk, int head_tile, int head_groups, int splits, int block_shift,
+                     float scale_log2, float* part_o, float* part_ml) {
+  constexpr int kChunks = D / 32;  // 16-byte chunks of a K/V row per lane (4 lanes per key)
+  constexpr int kPv = D / 16;      // P.V mmas per tile: 16 dims each
+  __shared__ __align__(16) float s_acc[kWarpsV2][kMaxHeads][D];
+  __shared__ float s_m[kWarpsV2][kMaxHeads], s_l[kWarpsV2][kMaxHeads];
+
+  launch_dependents();
+  const int split = blockIdx.x, b = blockIdx.z;
+  if (a.split_decodes && a.query_start_loc[b + 1] - a.query_start_loc[b] != 1) return;  // the prefill kernel's
+  const int seq_len = a.seq_lens[b];
+  const int start = split * chunk;
+  if (start >= seq_len) return;  // a split past this sequence's end: nothing to do
+  const int n = min(chunk, seq_len - start);
+
+  const int group = a.num_heads / a.num_kv_heads;
+  const int kvh = blockIdx.y / head_groups;
+  const int g0 = (blockIdx.y % head_groups) * head_tile;
+  const int n_heads = min(head_tile, group - g0);
+  const int h0 = kvh * group + g0;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int g = lane >> 2, c = lane & 3;  // mma fragment coordinates
+  const int t = a.query_start_loc[b];
+  const int64_t hd = static_cast<int64_t>(a.num_heads) * D;
+  const int32_t* table = a.block_tables + static_cast<int64_t>(b) * a.max_blocks_per_seq;
+  const int token_stride = a.num_kv_heads * D;  // elements between consecutive cache slots
+  const int offset_mask = a.block_size - 1;
+
+  // q[head g], chunks c + 4i: the logits mma's A (zero for padded heads).
+  uint4 qf[kChunks];
+#pragma unroll
+  for (int i = 0; i < kChunks; ++i)
+    qf[i] =
+        g < n_heads
+            ? __ldg(reinterpret_cast<const uint4*>(a.q + t * hd + static_cast<int64_t>(h0 + g) * D + 8 * (c + 4 * i)))
+            : make_uint4(0, 0, 0, 0);
+
+  // Cache slot of key g of warp tile `tile`. Keys past the end re-read key
+  // n - 1 (finite data that p = 0 weighs out): no branches around the loads.
+  auto tile_slot = [&](int tile) {
+    const int pos = start + min(tile * kTileKeys + g, n - 1);
+    return __ldg(table + (pos >> block_shift)) * a.block_size + (pos & offset_mask);
+  };
+  const __nv_bfloat16* k_lane = a.k_cache + static_cast<int64_t>(kvh) * D + 8 * c;
+  const __nv_bfloat16* v_lane = a.v_cache + static_cast<int64_t>(kvh) * D + 8 * c;
+  auto load = [&](const __nv_bfloat16* base, int slot, uint4(&buf)[kChunks]) {
+    const __nv_bfloat16* row = base + static_cast<int64_t>(slot) * token_stride;
+#pragma unroll
+    for (int i = 0; i < kChunks; ++i) buf[i] = __ldg(reinterpret_cast<const uint4*>(row + 32 * i));
+  };
+
+  // Online softmax state of head g (l over this lane's keys only: the 4
+  // lanes of a head sum at the end); acc: P.V C fragments, heads 2c, 2c+1.
+  float m = -INFINITY, l = 0.0f;
+  float acc[kPv][4];
+#pragma unroll
+  for (int j = 0; j < kPv; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+
+  uint4 kb[kChunks], vb[kChunks];
+  int tile = warp;
+  if (tile * kTileKeys < n) {
+    const int slot = tile_slot(tile);
+    load(k_lane, slot, kb);
+    load(v_lane, slot, vb);
+  }
+  for (; tile * kTileKeys < n; tile += kWarpsV2) {  // warp-uniform: mma and shuffles need the whole warp
+    const bool more = (tile + kWarpsV2) * kTileKeys < n;
+    const int next_slot = more ? tile_slot(tile + kWarpsV2) : 0;  // its table read overlaps the mmas
+
+    // Logits. A = the q chunk's words {x, z, y, w}: rows g see x, y (dims
+    // 0..3 of the chunk) and rows g + 8 see z, w (dims 4..7), so B = K words
+    // {x, y} gives dims 0..3 in rows g of `se` and B = {z, w} dims 4..7 in
+    // rows g + 8 of `so`; the other rows are cross terms, ignored. (A
+    // zero-padded A would cost 16 more registers; B pairs are adjacent words
+    // of the loaded K, so no moves.)
+    float se[4] = {0.0f, 0.0f, 0.0f, 0.0f}, so[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+    for (int i = 0; i < kChunks; ++i) {
+      const uint32_t qa[4] = {qf[i].x, qf[i].z, qf[i].y, qf[i].w};
+      mma::mma_bf16(se, qa, kb[i].x, kb[i].y);
+      mma::mma_bf16(so, qa, kb[i].z, kb[i].w);
+    }
+    if (more) load(k_lane, next_slot, kb);  // in flight during the softmax and P.V
+
+    const int key = tile * kTileKeys + 2 * c;
+    const float x0 = key < n ? (se[0] + so[2]) * scale_log2 : -INFINITY;  // log2 units, as v1
+    const float x1 = key + 1 < n ? (se[1] + so[3]) * scale_log2 : -INFINITY;
+    float mx = fmaxf(x0, x1);
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float m_new = fmaxf(m, mx);
+    const float m_use = m_new == -INFINITY ? 0.0f : m_new;  // no valid key yet: avoid -inf - -inf
+    const float alpha = mma::fast_exp2(m - m_use);
+    m = m_new;
+    const float p0 = mma::fast_exp2(x0 - m_use), p1 = mma::fast_exp2(x1 - m_use);
+    l = fmaf(l, alpha, p0 + p1);
+
+    // acc columns are heads 2c and 2c + 1, whose state lives in lanes 8c and 8c + 4.
+    const float alpha_lo = __shfl_sync(0xffffffffu, alpha, 8 * c);
+    const float alpha_hi = __shfl_sync(0xffffffffu, alpha, 8 * c + 4);
+    const uint32_t pb = mma::pack_bf16(p0, p1);  // B of P.V: P[head g][keys 2c, 2c+1]
+#pragma unroll
+    for (int j = 0; j < kPv; ++j) {
+      acc[j][0] *= alpha_lo;
+      acc[j][1] *= alpha_hi;
+      acc[j][2] *= alpha_lo;
+      acc[j][3] *= alpha_hi;
+      const uint32_t v_lo = transpose8x8(word(vb[(2 * j) >> 2], (2 * j) & 3));
+      const uint32_t v_hi = transpose8x8(word(vb[(2 * j + 1) >> 2], (2 * j + 1) & 3));
+      mma_k8(acc[j], v_lo, v_hi, pb);
+    }
+    if (more) load(v_lane, next_slot, vb);
+  }
+
+  l += __shfl_xor_sync(0xffffffffu, l, 1);
+  l += __shfl_xor_sync(0xffffffffu, l, 2);
+#pragma unroll
+  for (int j = 0; j < kPv; ++j) {
+    const int d_lo = block_dim(2 * j, g), d_hi = block_dim(2 * j + 1, g);
+    s_acc[warp][2 * c][d_lo] = acc[j][0];
+    s_acc[warp][2 * c + 1][d_lo] = acc[j][1];
+    s_acc[warp][2 * c][d_hi] = acc[j][2];
+    s_acc[warp][2 * c + 1][d_hi] = acc[j][3];
+  }
+  if (c == 0) {
+    s_m[warp][g] = m;
+    s_l[warp][g] = l;
+  }
+  __syncthreads();
+
+  // Warp 0 saw key 0, so the block max is finite; a warp without keys has
+  // m = -inf and weighs 0.
+  const bool single = seq_len <= chunk;  // this block saw the whole context
+  for (int idx = tid; idx < n_heads * D; idx += kThreadsV2) {
+    const int h = idx / D, d = idx % D;
+    float mb = s_m[0][h];
+#pragma unroll
+    for (int w = 1; w < kWarpsV2; ++w) mb = fmaxf(mb, s_m[w][h]);
+    float o = 0.0f, lb = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarpsV2; ++w) {
+      const float f = mma::fast_exp2(s_m[w][h] - mb);
+      o = fmaf(f, s_acc[w][h][d], o);
+      lb = fmaf(f, s_l[w][h], lb);
+    }
+    if (single) {
+      a.out[t * hd + static_cast<int64_t>(h0 + h) * D + d] = __float2bfloat16(o / lb);
+    } else {
+      const int64_t ps = (static_cast<int64_t>(b) * a.num_heads + h0 + h) * splits + split;
+      part_o[ps * D + d] = o;
+      if (d == 0) {
+        part_ml[2 * ps] = mb;
+        part_ml[2 * ps + 1] = lb;
+      }
+    }
+  }
+}
+
+template <int D>
+Status launch_decode_v2(const PagedAttentionArgs& a, const DecodePlan& p, cudaStream_t stream) {
+  float* part_o = static_cast<float*>(a.workspace);
+  float* part_ml = part_o ? part_o + static_cast<int64_t>(a.num_seqs) * a.num_heads * p.splits * D : nullptr;
+  const dim3 grid(p.splits, a.num_kv_heads * p.head_groups, a.num_seqs);
+  decode_v2_kernel<D><<<grid, kThreadsV2, 0, stream>>>(a, p.chunk, p.head_tile, p.head_groups, p.splits,
+                                                       __builtin_ctz(a.block_size), a.scale * kLog2e, part_o, part_ml);
+  if (Status s = cuda_status(cudaGetLastError(), "decode_v2_kernel"); !s.ok() || p.splits == 1) return s;
+  return launch_decode_merge<D>(a, p, part_o, part_ml, stream);
+}
+
+}  // namespace
+
+Status paged_attention_decode_v2(const PagedAttentionArgs& a, cudaStream_t stream) {
+  DecodePlan p;
+  if (Status s = check_decode_args(a, "paged_attention_decode_v2", p); !s.ok()) return s;
+  return a.head_dim == 64 ? launch_decode_v2<64>(a, p, stream) : launch_decode_v2<128>(a, p, stream);
+}
+
+}  // namespace ember
