@@ -16,23 +16,14 @@ import datetime
 import json
 import pathlib
 import re
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from gpu_summary import json_lines  # noqa: E402  (the log parser gpu_check's summary uses)
 
 LLAMA3_8B_PARAMS = 8.03e9  # configs/models/llama-3-8b.json
 HF_STATIC_B256_OUTPUT_TOK_S = 2158  # ../shared/GPU.md (HF generate is not rerun on the device)
 GPT_FAST_TOK_S = 148  # ../shared/GPU.md
-
-
-def json_lines(path):
-    out = []
-    if path.exists():
-        for line in path.read_text(errors="replace").splitlines():
-            line = line.strip()
-            if line.startswith("{"):
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    pass
-    return out
 
 
 def main():

@@ -5,22 +5,25 @@ import pathlib
 import re
 import sys
 
-R = pathlib.Path(sys.argv[1])
+R = pathlib.Path(sys.argv[1]) if __name__ == "__main__" else None
+
+
+def json_lines(path):
+    """The JSON objects of a log, one per line that starts with '{' (other lines skipped)."""
+    out = []
+    if path.exists():
+        for line in path.read_text(errors="replace").splitlines():
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass
+    return out
 
 
 def jsonl(name):
-    p = R / f"{name}.log"
-    if not p.exists():
-        return []
-    out = []
-    for line in p.read_text(errors="replace").splitlines():
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
-    return out
+    return json_lines(R / f"{name}.log")
 
 
 def main() -> int:

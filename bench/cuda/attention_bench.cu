@@ -221,6 +221,8 @@ int main() {
       {"warps8", [](const PagedAttentionArgs& a) { return ember::paged_attention_prefill_warps(a, 8, nullptr); }},
       {"v2_64", [](const PagedAttentionArgs& a) { return ember::paged_attention_prefill_v2(a, 64, nullptr); }},
       {"v2_128", [](const PagedAttentionArgs& a) { return ember::paged_attention_prefill_v2(a, 128, nullptr); }},
+      {"v3_64", [](const PagedAttentionArgs& a) { return ember::paged_attention_prefill_v3(a, 64, nullptr); }},
+      {"v3_128", [](const PagedAttentionArgs& a) { return ember::paged_attention_prefill_v3(a, 128, nullptr); }},
   };
   const int prefill_shapes[][2] = {{1, 1024}, {1, 4096}, {1, 16384}, {8, 512}};
   for (const auto& shape : prefill_shapes) {

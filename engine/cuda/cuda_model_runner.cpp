@@ -48,36 +48,54 @@ std::vector<int32_t> graph_buckets(int32_t max_seqs) {
 
 // EMBER_CUDA_PROFILE=1: where a step's wall time goes, by step kind, printed
 // to stderr when the runner is destroyed: inside the runner (host preparation,
-// launches, the wait for the GPU and the sampler) and between steps (the
-// engine and scheduler, which the GPU waits for).
+// launches, the wait for the GPU and the sampler), of which the GPU's span
+// (from the inputs' upload to the last copy back, CUDA events), and between
+// steps (the engine and scheduler). Inside minus GPU plus before is the time
+// the GPU waits for the host each step.
 struct StepProfile {
   using Clock = std::chrono::steady_clock;
   struct Kind {
     int64_t steps = 0, tokens = 0, seqs = 0;
-    double inside_ms = 0, before_ms = 0;
+    double inside_ms = 0, gpu_ms = 0, before_ms = 0;
   };
+  cudaEvent_t gpu_start = nullptr, gpu_end = nullptr;
+  StepProfile() {
+    cudaEventCreate(&gpu_start);
+    cudaEventCreate(&gpu_end);
+  }
+  ~StepProfile() {
+    cudaEventDestroy(gpu_start);
+    cudaEventDestroy(gpu_end);
+  }
   std::map<std::string, Kind> kinds;
   Clock::time_point last_end{};
   bool any = false;
 
-  void add(const std::string& kind, int64_t tokens, int64_t seqs, Clock::time_point start, Clock::time_point end) {
+  void add(const std::string& kind, int64_t tokens, int64_t seqs, Clock::time_point start, Clock::time_point end,
+           cudaStream_t stream) {
     Kind& k = kinds[kind];
     ++k.steps;
     k.tokens += tokens;
     k.seqs += seqs;
     k.inside_ms += std::chrono::duration<double, std::milli>(end - start).count();
+    float gpu = 0;
+    if (cudaEventRecord(gpu_end, stream) == cudaSuccess && cudaEventSynchronize(gpu_end) == cudaSuccess &&
+        cudaEventElapsedTime(&gpu, gpu_start, gpu_end) == cudaSuccess)
+      k.gpu_ms += gpu;
     if (any) k.before_ms += std::chrono::duration<double, std::milli>(start - last_end).count();
     last_end = end;
     any = true;
   }
   void report() const {
-    std::fprintf(stderr, "ember: CUDA step profile (wall ms inside the runner / before the step, outside it)\n");
-    std::fprintf(stderr, "  %-22s %7s %9s %9s %11s %11s %9s\n", "step kind", "steps", "tokens", "seqs", "inside ms",
-                 "before ms", "ms/step");
+    std::fprintf(stderr,
+                 "ember: CUDA step profile (wall ms inside the runner, the GPU's span of it, wall ms before the "
+                 "step outside the runner)\n");
+    std::fprintf(stderr, "  %-22s %7s %9s %9s %11s %11s %11s %9s\n", "step kind", "steps", "tokens", "seqs",
+                 "inside ms", "gpu ms", "before ms", "ms/step");
     for (const auto& [name, k] : kinds) {
-      std::fprintf(stderr, "  %-22s %7lld %9lld %9lld %11.1f %11.1f %9.2f\n", name.c_str(),
+      std::fprintf(stderr, "  %-22s %7lld %9lld %9lld %11.1f %11.1f %11.1f %9.2f\n", name.c_str(),
                    static_cast<long long>(k.steps), static_cast<long long>(k.tokens), static_cast<long long>(k.seqs),
-                   k.inside_ms, k.before_ms, k.inside_ms / static_cast<double>(k.steps));
+                   k.inside_ms, k.gpu_ms, k.before_ms, k.inside_ms / static_cast<double>(k.steps));
     }
   }
 };
@@ -162,7 +180,7 @@ void CudaModelRunner::record_step(std::span<const StepSequence> seqs, StepProfil
   } else {
     kind = prefill_seqs == b ? "prefill only" : "prefill+decode";
   }
-  step_profile_->add(kind, tokens, b, start, end);
+  step_profile_->add(kind, tokens, b, start, end, backend_->stream());
 }
 
 Status CudaModelRunner::allocate_kv(int64_t blocks) {
@@ -345,6 +363,7 @@ Tensor CudaModelRunner::forward_step(std::span<const StepSequence> seqs) {
   const auto graph = graphable ? graphs_.lower_bound(static_cast<int32_t>(seqs.size())) : graphs_.end();
   if (graph != graphs_.end()) {
     build_padded_decode(seqs, graph->first);
+    if (step_profile_) cudaEventRecord(step_profile_->gpu_start, backend_->stream());
     backend_->begin_forward(inputs_);
     if (cudaGraphLaunch(graph->second.exec, backend_->stream()) != cudaSuccess) fatal("graph launch failed");
     check_backend();
@@ -353,6 +372,7 @@ Tensor CudaModelRunner::forward_step(std::span<const StepSequence> seqs) {
     return Tensor::of(all.data, DType::kF32, {static_cast<int64_t>(seqs.size()), all.cols()});
   }
   build_forward_inputs(seqs, options_.block_size, inputs_);
+  if (step_profile_) cudaEventRecord(step_profile_->gpu_start, backend_->stream());
   backend_->begin_forward(inputs_);
   const Tensor out = decoder_.forward(inputs_, cache_);
   check_backend();

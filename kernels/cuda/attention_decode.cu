@@ -51,21 +51,13 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ float s_max[G], s_sum[G];
 
   launch_dependents();
-  const int split = blockIdx.x, b = blockIdx.z;
-  if (a.split_decodes && a.query_start_loc[b + 1] - a.query_start_loc[b] != 1) return;  // the prefill kernel's
-  const int seq_len = a.seq_lens[b];
-  const int start = split * chunk;
-  if (start >= seq_len) return;  // a split past this sequence's end: nothing to do
-  const int n = min(chunk, seq_len - start);
-
-  const int group = a.num_heads / a.num_kv_heads;
-  const int kvh = blockIdx.y / head_groups;
-  const int g0 = (blockIdx.y % head_groups) * G;
-  const int n_heads = min(G, group - g0);
-  const int h0 = kvh * group + g0;
+  SplitWork w;
+  if (!split_work(a, chunk, head_groups, G, w)) return;
+  const int split = blockIdx.x, b = w.b, start = w.start, n = w.n, kvh = w.kvh, n_heads = w.n_heads, h0 = w.h0;
+  const bool single = a.seq_lens[b] <= chunk;  // this block sees the whole context
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int r = tid % kRow, row = tid / kRow, warp_row0 = warp * kRowsPerWarp;
-  const int t = a.query_start_loc[b];
+  const int t = w.t;
   const int64_t hd = static_cast<int64_t>(a.num_heads) * D;
   const int32_t* table = a.block_tables + static_cast<int64_t>(b) * a.max_blocks_per_seq;
   const int64_t token_stride = static_cast<int64_t>(a.num_kv_heads) * D;
@@ -189,7 +181,6 @@ __global__ void __launch_bounds__(kThreads)
   }
   __syncthreads();
 
-  const bool single = seq_len <= chunk;  // this block saw the whole context
   for (int idx = tid; idx < n_heads * D; idx += kThreads) {
     const int g = idx / D, d = idx % D;
     float o = 0.0f;

@@ -29,6 +29,32 @@ __device__ __forceinline__ void launch_dependents() {
 #endif
 }
 
+// What one block of either decode kernel works on: keys [start, start + n) of
+// sequence b (query token t), query heads [h0, h0 + n_heads) of KV head kvh.
+struct SplitWork {
+  int b, t, start, n, kvh, h0, n_heads;
+};
+
+// The block's share from its grid position (split, kvh * head_groups + group
+// tile, sequence); false when it has nothing to do (a split past the end, or
+// a prefill sequence of a mixed batch).
+__device__ __forceinline__ bool split_work(const PagedAttentionArgs& a, int chunk, int head_groups, int head_tile,
+                                           SplitWork& w) {
+  w.b = blockIdx.z;
+  if (a.split_decodes && a.query_start_loc[w.b + 1] - a.query_start_loc[w.b] != 1) return false;  // the prefill's
+  const int seq_len = a.seq_lens[w.b];
+  w.start = blockIdx.x * chunk;
+  if (w.start >= seq_len) return false;
+  w.n = min(chunk, seq_len - w.start);
+  const int group = a.num_heads / a.num_kv_heads;
+  w.kvh = blockIdx.y / head_groups;
+  const int g0 = (blockIdx.y % head_groups) * head_tile;
+  w.n_heads = min(head_tile, group - g0);
+  w.h0 = w.kvh * group + g0;
+  w.t = a.query_start_loc[w.b];
+  return true;
+}
+
 struct DecodePlan {
   int head_tile = 8;    // query heads per block (template parameter)
   int head_groups = 1;  // blocks per KV head along the head dim

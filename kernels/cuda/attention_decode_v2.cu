@@ -79,21 +79,13 @@ __global__ void __launch_bounds__(kThreadsV2, 4)
   __shared__ float s_m[kWarpsV2][kMaxHeads], s_l[kWarpsV2][kMaxHeads];
 
   launch_dependents();
-  const int split = blockIdx.x, b = blockIdx.z;
-  if (a.split_decodes && a.query_start_loc[b + 1] - a.query_start_loc[b] != 1) return;  // the prefill kernel's
-  const int seq_len = a.seq_lens[b];
-  const int start = split * chunk;
-  if (start >= seq_len) return;  // a split past this sequence's end: nothing to do
-  const int n = min(chunk, seq_len - start);
-
-  const int group = a.num_heads / a.num_kv_heads;
-  const int kvh = blockIdx.y / head_groups;
-  const int g0 = (blockIdx.y % head_groups) * head_tile;
-  const int n_heads = min(head_tile, group - g0);
-  const int h0 = kvh * group + g0;
+  SplitWork w;
+  if (!split_work(a, chunk, head_groups, head_tile, w)) return;
+  const int split = blockIdx.x, b = w.b, start = w.start, n = w.n, kvh = w.kvh, n_heads = w.n_heads, h0 = w.h0;
+  const bool single = a.seq_lens[b] <= chunk;  // this block sees the whole context
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, c = lane & 3;  // mma fragment coordinates
-  const int t = a.query_start_loc[b];
+  const int t = w.t;
   const int64_t hd = static_cast<int64_t>(a.num_heads) * D;
   const int32_t* table = a.block_tables + static_cast<int64_t>(b) * a.max_blocks_per_seq;
   const int token_stride = a.num_kv_heads * D;  // elements between consecutive cache slots
@@ -203,7 +195,6 @@ __global__ void __launch_bounds__(kThreadsV2, 4)
 
   // Warp 0 saw key 0, so the block max is finite; a warp without keys has
   // m = -inf and weighs 0.
-  const bool single = seq_len <= chunk;  // this block saw the whole context
   for (int idx = tid; idx < n_heads * D; idx += kThreadsV2) {
     const int h = idx / D, d = idx % D;
     float mb = s_m[0][h];

@@ -231,16 +231,17 @@ Status paged_attention_prefill_warps(const PagedAttentionArgs& a, int warps, cud
 }
 
 Status paged_attention_prefill(const PagedAttentionArgs& a, cudaStream_t stream) {
-  // v2 (attention_prefill_v2.cu). Long prompts: 128-row tiles halve the K/V
-  // traffic per query and the ldmatrix traffic per mma; short or ragged
-  // batches: 64-row tiles waste less on partial tiles and fill the SMs.
-  // Measured on the H100 (32 q heads, D 128): one 1k prompt runs 159 TFLOP/s
-  // with 64 rows and 142 with 128 (256 tiles of 128 rows: under two per SM);
-  // 4k and 8 x 512 run 281 / 163 with 128 rows and 226 / 150 with 64. So 128
-  // rows when they still give at least four tiles per SM.
+  // v3 (attention_prefill_v3.cu: v2's tiles, lazy O rescale, unmasked main
+  // loop). Long prompts: 128-row tiles halve the K/V traffic per query and the
+  // ldmatrix traffic per mma; short or ragged batches: 64-row tiles waste less
+  // on partial tiles and fill the SMs. Measured on the H100 (32 q heads,
+  // D 128, v3): one 1k prompt runs 164 TFLOP/s with 64 rows and 159 with 128
+  // (256 tiles of 128 rows: under two per SM); 4k, 16k and 8 x 512 run
+  // 318 / 358 / 179 with 128 rows and 238 / 260 / 153 with 64. So 128 rows
+  // when they still give at least four tiles per SM.
   const int64_t tiles128 = (static_cast<int64_t>(a.num_tokens) + 127) / 128 * a.num_heads;
   const bool big = a.max_query_len >= 512 && tiles128 >= 4 * static_cast<int64_t>(cuda_sm_count());
-  return paged_attention_prefill_v2(a, big ? 128 : 64, stream);
+  return paged_attention_prefill_v3(a, big ? 128 : 64, stream);
 }
 
 Status paged_attention_mixed(const PagedAttentionArgs& args, cudaStream_t stream) {

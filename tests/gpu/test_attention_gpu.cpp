@@ -71,8 +71,8 @@ struct Outcome {
   bool all_finite = true;
 };
 
-// Runs `kernel` ("decode", "decode_v2", "mixed", "mixed_v1", "prefill4", "prefill8", "v2_64", "v2_128",
-// "prefill" (the default dispatch), "reference") on case `c`
+// Runs `kernel` ("decode", "decode_v2", "mixed", "mixed_v1", "mixed_v3", "prefill4", "prefill8", "v2_64",
+// "v2_128", "v3_64", "v3_128", "prefill" (the default dispatch), "reference") on case `c`
 // and compares with the CPU attention; returns the relative L2 error.
 class AttentionCase {
  public:
@@ -144,7 +144,8 @@ class AttentionCase {
     a.max_query_len = *std::max_element(c_.q_lens.begin(), c_.q_lens.end()) + c_.extra_max_q;
     a.scale = scale();
     Status st;
-    if (kernel == "decode" || kernel == "decode_v2" || kernel == "mixed" || kernel == "mixed_v1") {
+    if (kernel == "decode" || kernel == "decode_v2" || kernel == "mixed" || kernel == "mixed_v1" ||
+        kernel == "mixed_v3") {
       a.workspace_bytes = paged_attention_workspace_bytes(a.num_seqs, a.num_heads, a.num_kv_heads, a.head_dim,
                                                           a.max_seq_len);
       a.workspace = a.workspace_bytes ? arena.alloc(a.workspace_bytes) : nullptr;
@@ -155,6 +156,10 @@ class AttentionCase {
         a.split_decodes = true;
         st = paged_attention_decode(a, nullptr);
         if (st.ok()) st = paged_attention_prefill(a, nullptr);
+      } else if (kernel == "mixed_v3") {  // decodes by decode_v2, the rest by prefill_v3 (split_decodes)
+        a.split_decodes = true;
+        st = paged_attention_decode_v2(a, nullptr);
+        if (st.ok()) st = paged_attention_prefill_v3(a, 128, nullptr);
       } else {
         st = kernel == "decode_v2" ? paged_attention_decode_v2(a, nullptr) : paged_attention_decode(a, nullptr);
       }
@@ -166,6 +171,10 @@ class AttentionCase {
       st = paged_attention_prefill_v2(a, 64, nullptr);
     } else if (kernel == "v2_128") {
       st = paged_attention_prefill_v2(a, 128, nullptr);
+    } else if (kernel == "v3_64") {
+      st = paged_attention_prefill_v3(a, 64, nullptr);
+    } else if (kernel == "v3_128") {
+      st = paged_attention_prefill_v3(a, 128, nullptr);
     } else if (kernel == "prefill") {
       st = paged_attention_prefill(a, nullptr);
     } else {
@@ -197,9 +206,9 @@ class AttentionCase {
   std::vector<float> q_ref_, k_ref_, v_ref_, ref_;
 };
 
-constexpr int kKernels = 9;
-const char* const kKernelNames[kKernels] = {"decode", "decode_v2", "prefill4", "prefill8", "v2_64",
-                                            "v2_128", "mixed",     "mixed_v1", "reference"};
+constexpr int kKernels = 12;
+const char* const kKernelNames[kKernels] = {"decode",   "decode_v2", "prefill4", "prefill8", "v2_64",  "v2_128",
+                                            "mixed",    "mixed_v1",  "reference", "v3_64",   "v3_128", "mixed_v3"};
 double g_worst[kKernels] = {};
 
 void check_case(const Case& c, uint32_t seed) {
@@ -320,9 +329,11 @@ TEST(AttentionGpu, RejectsBadArguments) {
   EXPECT_FALSE(paged_attention_prefill(a, nullptr).ok());  // not a power of two
   a.block_size = 16;
   EXPECT_FALSE(paged_attention_prefill_v2(a, 96, nullptr).ok());  // rows must be 64 or 128
+  EXPECT_FALSE(paged_attention_prefill_v3(a, 96, nullptr).ok());
   a.head_dim = 96;
   EXPECT_FALSE(paged_attention_prefill(a, nullptr).ok());
   EXPECT_FALSE(paged_attention_prefill_v2(a, 128, nullptr).ok());
+  EXPECT_FALSE(paged_attention_prefill_v3(a, 128, nullptr).ok());
   a.num_kv_heads = 3;
   EXPECT_FALSE(paged_attention_reference(a, nullptr).ok());
 }

@@ -1,0 +1,318 @@
+// Flash-attention 2 over the paged KV cache, "v3": the v2 kernel's tiles,
+// copies and grid (attention_prefill_v2.cu: 4 warps of kMt x 16 query rows,
+// 64-key tiles, K and V of tile kt+1 issued after the one barrier of tile kt,
+// block-table entries fetched a tile ahead, heaviest causal tiles first),
+// with a leaner inner loop. v2 at 16k keys ran mma.sync at about half its
+// rate (305 TFLOP/s): with 2 warps per scheduler and 255 registers, each
+// warp's softmax and O rescale sit between its two GEMMs, and the tensor pipe
+// waits. Changes, each removing work or a dependency from that path:
+//   - Lazy rescale (threshold kRescaleLog2 = 8): a row keeps its stale max
+//     until a tile raises it by more than 2^8, so the probabilities stay
+//     <= 256 (exact in fp32 sums, same relative precision in bf16) and O/l
+//     are rescaled only in a warp-uniform branch that, past the first tiles
+//     of a row, almost never runs. v2 paid kMt x D/2 FMULs per thread plus
+//     one exp2 per row on every tile, and P.V had to wait for them; now the
+//     first P.V mma depends only on the exps of its 16 keys, so MUFU and
+//     HMMA of one warp overlap.
+//   - Unmasked main loop: only tiles that cross a warp's diagonal (or the
+//     context end) go through the masked body; full tiles do no compares.
+//   - mma.sync is a non-volatile asm here (a pure function of its operands),
+//     so ptxas may interleave it with the softmax FP/MUFU work; ldmatrix and
+//     cp.async stay volatile (they read/write shared memory).
+// Same shared memory (96 KB at D 128, kMt 2) and occupancy as v2.
+
+#include <string>
+#include <type_traits>
+
+#include "kernels/cuda/attention.h"
+#include "kernels/cuda/attention_mma.cuh"
+#include "kernels/cuda/cuda_check.h"
+
+namespace ember {
+namespace {
+
+using namespace ember::mma;
+
+constexpr int kWarps = 4;
+constexpr int kThreads = 32 * kWarps;
+constexpr int kBk = 64;  // keys per tile
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kRescaleLog2 = 8.0f;  // probabilities may reach 2^8 before a rescale
+
+// d += a * b like mma::mma_bf16, but not volatile: free to be scheduled.
+__device__ inline void mma_bf16_nv(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+template <int D, int kMt>
+constexpr size_t v3_smem_bytes() {
+  return sizeof(__nv_bfloat16) * static_cast<size_t>(16 * kMt * kWarps + 4 * kBk) * D;  // Q, K x2, V x2
+}
+
+template <int D, int kMt>
+__global__ void __launch_bounds__(kThreads, 2)
+    prefill_v3_kernel(PagedAttentionArgs a, int block_shift, float scale_log2) {
+  constexpr int kWarpRows = 16 * kMt;
+  constexpr int kBq = kWarpRows * kWarps;
+  constexpr int kChunks = D / 8;  // 16-byte chunks per row
+  constexpr int kRowsPerPass = kThreads / 4;  // K/V copy: 4 lanes per row (see v2)
+  constexpr int kPasses = kBk / kRowsPerPass;
+  static_assert(kChunks % 4 == 0 && kBk % kRowsPerPass == 0, "copy mapping");
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  __nv_bfloat16* s_q = reinterpret_cast<__nv_bfloat16*>(smem_raw);
+  __nv_bfloat16* s_k = s_q + kBq * D;  // [2][kBk][D]
+  __nv_bfloat16* s_v = s_k + 2 * kBk * D;
+
+  const int h = blockIdx.x, b = blockIdx.z;
+  const int qt = gridDim.y - 1 - blockIdx.y;  // heaviest causal tiles first
+  const int q0 = a.query_start_loc[b], q_len = a.query_start_loc[b + 1] - q0;
+  if (qt * kBq >= q_len) return;  // tile past this sequence's chunk
+  if (a.split_decodes && q_len == 1) return;  // the decode kernel's
+  const int seq_len = a.seq_lens[b];
+  const int first_pos = seq_len - q_len + qt * kBq;  // context position of the tile's first row
+  const int rows_here = min(kBq, q_len - qt * kBq);
+  const int n_kt = (first_pos + rows_here - 1) / kBk + 1;
+  const int kvh = h / (a.num_heads / a.num_kv_heads);
+  const int32_t* table = a.block_tables + static_cast<int64_t>(b) * a.max_blocks_per_seq;
+  const int64_t hd = static_cast<int64_t>(a.num_heads) * D;
+  const int64_t kv_row = static_cast<int64_t>(a.num_kv_heads) * D;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int ld_chunk = tid & 3, ld_row = tid >> 2;
+
+  for (int i = tid; i < kBq * kChunks; i += kThreads) {
+    const int row = i / kChunks, c = i % kChunks;
+    const bool valid = qt * kBq + row < q_len;
+    const __nv_bfloat16* src = valid ? a.q + (q0 + qt * kBq + row) * hd + static_cast<int64_t>(h) * D + c * 8 : a.q;
+    cp_async_16(smem_addr(s_q + swizzle<D>(row, c)), src, valid ? 16 : 0);
+  }
+
+  int slot[kPasses];  // cache slot of each K/V row this thread copies, -1 past the context
+  auto fetch_slots = [&](int kt) {
+#pragma unroll
+    for (int p = 0; p < kPasses; ++p) {
+      const int j = kt * kBk + ld_row + p * kRowsPerPass;
+      slot[p] = j < seq_len ? table[j >> block_shift] * a.block_size + (j & (a.block_size - 1)) : -1;
+    }
+  };
+  // Rows past the context are zero-filled: finite (masked) scores, zero V rows.
+  auto load_kv = [&](const __nv_bfloat16* cache, __nv_bfloat16* dst) {
+#pragma unroll
+    for (int p = 0; p < kPasses; ++p) {
+      const bool valid = slot[p] >= 0;
+      const __nv_bfloat16* src = valid ? cache + static_cast<int64_t>(slot[p]) * kv_row + kvh * D : cache;
+#pragma unroll
+      for (int ci = 0; ci < kChunks / 4; ++ci) {
+        const int c = ci * 4 + ld_chunk;
+        cp_async_16(smem_addr(dst + swizzle<D>(ld_row + p * kRowsPerPass, c)), valid ? src + c * 8 : src,
+                    valid ? 16 : 0);
+      }
+    }
+  };
+
+  fetch_slots(0);
+  load_kv(a.k_cache, s_k);
+  load_kv(a.v_cache, s_v);
+  cp_async_commit();  // group: Q, K0, V0
+  if (n_kt > 1) fetch_slots(1);
+
+  const int g = lane >> 2, c4 = lane & 3, wrow = warp * kWarpRows;
+  const int warp_first_pos = first_pos + wrow, warp_last_pos = warp_first_pos + kWarpRows - 1;
+  // Tiles below n_full lie wholly at or before every row of this warp, and
+  // inside the context (a warp with any real row has warp_first_pos <
+  // seq_len; an all-padding warp computes rows nobody stores): no mask.
+  const int n_full = (warp_first_pos + 1) / kBk;
+  float o[kMt][D / 8][4];
+#pragma unroll
+  for (int mt = 0; mt < kMt; ++mt)
+#pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt) o[mt][dt][0] = o[mt][dt][1] = o[mt][dt][2] = o[mt][dt][3] = 0.0f;
+  // m: the RAW score the row's exps are taken against (a stale max, at most
+  // 2^kRescaleLog2 below the true one); -inf while the row has seen nothing.
+  // l: lane-partial row sums relative to m.
+  float m[kMt][2], l[kMt][2];
+#pragma unroll
+  for (int mt = 0; mt < kMt; ++mt) m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.0f;
+
+  auto tile = [&](auto masked, int kt, const __nv_bfloat16* k_tile, const __nv_bfloat16* v_tile) {
+    constexpr bool kMasked = decltype(masked)::value;
+    float s[kMt][kBk / 8][4];
+#pragma unroll
+    for (int mt = 0; mt < kMt; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < kBk / 8; ++nt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.0f;
+    // S = Q K^T (raw scores), as in v2 (unrolled by 2: more spills at D 128).
+#pragma unroll 2
+    for (int ks = 0; ks < D / 16; ++ks) {
+      uint32_t qf[kMt][4];
+#pragma unroll
+      for (int mt = 0; mt < kMt; ++mt)
+        ldmatrix_x4(qf[mt], smem_addr(s_q + swizzle<D>(wrow + mt * 16 + (lane & 15), ks * 2 + (lane >> 4))));
+#pragma unroll
+      for (int np = 0; np < kBk / 16; ++np) {
+        uint32_t kb[4];
+        const int key = np * 16 + (lane & 7) + ((lane >> 4) << 3);
+        ldmatrix_x4(kb, smem_addr(k_tile + swizzle<D>(key, ks * 2 + ((lane >> 3) & 1))));
+#pragma unroll
+        for (int mt = 0; mt < kMt; ++mt) {
+          mma_bf16_nv(s[mt][2 * np], qf[mt], kb[0], kb[1]);
+          mma_bf16_nv(s[mt][2 * np + 1], qf[mt], kb[2], kb[3]);
+        }
+      }
+    }
+
+    // Row maxima (quad-reduced) and whether any of this thread's rows grew
+    // past the threshold; the vote makes the rescale branch warp-uniform.
+    float mx[kMt][2];
+    bool grow = false;
+#pragma unroll
+    for (int mt = 0; mt < kMt; ++mt) {
+#pragma unroll
+      for (int rh = 0; rh < 2; ++rh) {
+        if constexpr (kMasked) {
+          const int qpos = warp_first_pos + mt * 16 + rh * 8 + g;
+#pragma unroll
+          for (int nt = 0; nt < kBk / 8; ++nt) {
+            const int key = kt * kBk + nt * 8 + c4 * 2;
+            if (key > qpos) s[mt][nt][2 * rh] = -INFINITY;
+            if (key + 1 > qpos) s[mt][nt][2 * rh + 1] = -INFINITY;
+          }
+        }
+        float x = -INFINITY;
+#pragma unroll
+        for (int nt = 0; nt < kBk / 8; ++nt) x = fmaxf(x, fmaxf(s[mt][nt][2 * rh], s[mt][nt][2 * rh + 1]));
+        x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+        x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+        mx[mt][rh] = x;
+        // -inf - -inf is NaN: compares false (a row that still sees nothing).
+        grow |= (x - m[mt][rh]) * scale_log2 > kRescaleLog2;
+      }
+    }
+    if (__any_sync(0xffffffffu, grow)) {
+#pragma unroll
+      for (int mt = 0; mt < kMt; ++mt) {
+#pragma unroll
+        for (int rh = 0; rh < 2; ++rh) {
+          if ((mx[mt][rh] - m[mt][rh]) * scale_log2 > kRescaleLog2) {
+            const float alpha = fast_exp2((m[mt][rh] - mx[mt][rh]) * scale_log2);  // 0 when m was -inf
+            m[mt][rh] = mx[mt][rh];
+            l[mt][rh] *= alpha;
+#pragma unroll
+            for (int dt = 0; dt < D / 8; ++dt) {
+              o[mt][dt][2 * rh] *= alpha;
+              o[mt][dt][2 * rh + 1] *= alpha;
+            }
+          }
+        }
+      }
+    }
+
+    // P = exp2(s * scale_log2 - m * scale_log2), one FFMA + one MUFU each;
+    // packed per 16 keys straight into the A fragment of P.V, so the first
+    // P.V mma waits only for its own 16 keys.
+#pragma unroll
+    for (int kk = 0; kk < kBk / 16; ++kk) {
+      uint32_t pa[kMt][4];
+#pragma unroll
+      for (int mt = 0; mt < kMt; ++mt) {
+#pragma unroll
+        for (int rh = 0; rh < 2; ++rh) {
+          // A row with nothing visible yet keeps m = -inf: use 0 so that
+          // exp2(-inf - 0) = 0 rather than NaN.
+          const float ms = kMasked && m[mt][rh] == -INFINITY ? 0.0f : m[mt][rh] * scale_log2;
+          const float p0 = fast_exp2(fmaf(s[mt][2 * kk][2 * rh], scale_log2, -ms));
+          const float p1 = fast_exp2(fmaf(s[mt][2 * kk][2 * rh + 1], scale_log2, -ms));
+          const float p2 = fast_exp2(fmaf(s[mt][2 * kk + 1][2 * rh], scale_log2, -ms));
+          const float p3 = fast_exp2(fmaf(s[mt][2 * kk + 1][2 * rh + 1], scale_log2, -ms));
+          l[mt][rh] += (p0 + p1) + (p2 + p3);
+          pa[mt][rh] = pack_bf16(p0, p1);      // a0 (rows g) / a1 (rows g+8)
+          pa[mt][2 + rh] = pack_bf16(p2, p3);  // a2 / a3
+        }
+      }
+#pragma unroll
+      for (int dp = 0; dp < D / 16; ++dp) {
+        uint32_t vb[4];
+        const int key = kk * 16 + (lane & 7) + (((lane >> 3) & 1) << 3);
+        ldmatrix_x4_trans(vb, smem_addr(v_tile + swizzle<D>(key, dp * 2 + (lane >> 4))));
+#pragma unroll
+        for (int mt = 0; mt < kMt; ++mt) {
+          mma_bf16_nv(o[mt][2 * dp], pa[mt], vb[0], vb[1]);
+          mma_bf16_nv(o[mt][2 * dp + 1], pa[mt], vb[2], vb[3]);
+        }
+      }
+    }
+  };
+
+  for (int kt = 0; kt < n_kt; ++kt) {
+    const int cur = kt & 1;
+    // The only group in flight is tile kt's. After the barrier every warp is
+    // done with tile kt-1, whose buffers the copies of tile kt+1 overwrite.
+    cp_async_wait<0>();
+    __syncthreads();
+    if (kt + 1 < n_kt) {
+      load_kv(a.k_cache, s_k + (cur ^ 1) * kBk * D);
+      load_kv(a.v_cache, s_v + (cur ^ 1) * kBk * D);
+    }
+    cp_async_commit();
+    if (kt + 2 < n_kt) fetch_slots(kt + 2);
+
+    const __nv_bfloat16* k_tile = s_k + cur * kBk * D;
+    const __nv_bfloat16* v_tile = s_v + cur * kBk * D;
+    if (kt < n_full) {
+      tile(std::false_type{}, kt, k_tile, v_tile);
+    } else if (kt * kBk <= warp_last_pos) {  // else every row of this warp precedes the tile
+      tile(std::true_type{}, kt, k_tile, v_tile);
+    }
+  }
+  cp_async_wait<0>();  // no copy may outlive the block (the last group is empty)
+
+#pragma unroll
+  for (int mt = 0; mt < kMt; ++mt) {
+#pragma unroll
+    for (int rh = 0; rh < 2; ++rh) {
+      float sum = l[mt][rh];
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      const float inv = 1.0f / sum;
+      const int i = qt * kBq + wrow + mt * 16 + rh * 8 + g;
+      if (i < q_len) {
+        __nv_bfloat16* dst = a.out + (q0 + i) * hd + static_cast<int64_t>(h) * D + c4 * 2;
+#pragma unroll
+        for (int dt = 0; dt < D / 8; ++dt)
+          *reinterpret_cast<uint32_t*>(dst + dt * 8) =
+              pack_bf16(o[mt][dt][2 * rh] * inv, o[mt][dt][2 * rh + 1] * inv);
+      }
+    }
+  }
+}
+
+template <int D, int kMt>
+Status launch_v3(const PagedAttentionArgs& a, cudaStream_t stream) {
+  constexpr size_t smem = v3_smem_bytes<D, kMt>();
+  constexpr int kBq = 16 * kMt * kWarps;
+  auto kernel = prefill_v3_kernel<D, kMt>;
+  EMBER_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  const int q_tiles = (a.max_query_len + kBq - 1) / kBq;
+  if (q_tiles > 65535 || a.num_seqs > 65535) return Error{"paged_attention_prefill_v3: batch too large for the grid"};
+  kernel<<<dim3(a.num_heads, q_tiles, a.num_seqs), kThreads, smem, stream>>>(a, __builtin_ctz(a.block_size),
+                                                                             a.scale * kLog2e);
+  return cuda_status(cudaGetLastError(), "prefill_v3_kernel");
+}
+
+}  // namespace
+
+Status paged_attention_prefill_v3(const PagedAttentionArgs& a, int rows, cudaStream_t stream) {
+  if (Status s = check_paged_attention_args(a, "paged_attention_prefill_v3"); !s.ok()) return s;
+  if (rows != 64 && rows != 128)
+    return Error{"paged_attention_prefill_v3: rows must be 64 or 128, got " + std::to_string(rows)};
+  // Maxima are taken on raw scores, which orders them like the scaled ones
+  // only for scale > 0; anything else (never seen from a model) takes v1.
+  if (!(a.scale > 0.0f)) return paged_attention_prefill_warps(a, rows == 128 ? 8 : 4, stream);
+  if (a.head_dim == 128) return rows == 128 ? launch_v3<128, 2>(a, stream) : launch_v3<128, 1>(a, stream);
+  if (a.head_dim == 64) return rows == 128 ? launch_v3<64, 2>(a, stream) : launch_v3<64, 1>(a, stream);
+  return Error{"paged_attention_prefill_v3: head_dim must be 64 or 128, got " + std::to_string(a.head_dim)};
+}
+
+}  // namespace ember
