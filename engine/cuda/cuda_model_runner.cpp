@@ -333,8 +333,7 @@ Status CudaModelRunner::init() {
     sampler_ = std::move(*sampler);
   }
   // After the profile step and the graph warm-ups: only served steps count.
-  if (const char* env = std::getenv("EMBER_CUDA_PROFILE"); env != nullptr && std::string(env) == "1")
-  {
+  if (const char* env = std::getenv("EMBER_CUDA_PROFILE"); env != nullptr && std::string(env) == "1") {
     step_profile_ = std::make_unique<StepProfile>();
     backend_->enable_op_profile();
   }

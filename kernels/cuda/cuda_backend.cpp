@@ -95,7 +95,7 @@ struct OpProfiler {
 };
 
 // M classes for the profile: what decides which GEMM kernel runs.
-std::string m_class(int64_t m) {
+const char* m_class(int64_t m) {
   if (m <= 4) return "m<=4";
   if (m <= 64) return "m<=64";
   if (m <= 512) return "m<=512";
@@ -361,8 +361,10 @@ void CudaBackend::linear(const Tensor& x, const Tensor& w, const Tensor* bias, T
   }
   assert(x.cols() == w.cols() && y.cols() == w.rows() && y.rows() == x.rows());
   const bool y_f32 = y.dtype == DType::kF32;
+  // (the shape string only when profiling: linear runs hundreds of times a step)
   Impl::Timed timed(*impl_, "linear",
-                    std::to_string(w.rows()) + "x" + std::to_string(w.cols()) + " " + m_class(x.rows()));
+                    impl_->profiler ? std::to_string(w.rows()) + "x" + std::to_string(w.cols()) + " " + m_class(x.rows())
+                                    : std::string());
   impl_->fail(impl_->gemm->linear(bf16_of(x), bf16_of(w), bias ? bias->f32() : nullptr, y.data, y_f32,
                                   static_cast<int>(x.rows()), static_cast<int>(w.rows()), static_cast<int>(w.cols()),
                                   impl_->stream));

@@ -152,10 +152,10 @@ Status launch_ru(const bf16* x, const bf16* w, const float* bias, void* y, bool 
   return cuda_status(cudaLaunchKernelEx(&cfg, gemv_kernel<M, R, U>, x, w, bias, y, y_f32, n, k), "gemv launch");
 }
 
-// Variant v of the tuning grid (GemvVariant); -1 picks the default: R = 2
-// rows a warp for M <= 4 (more warps in flight, x re-read <= 2x), 4 for M > 4
-// (halves the x re-reads, which at M = 8 would otherwise be 4x the weight
-// bytes through L1), R*U = 8 loads a group.
+// Variant `variant` of the tuning grid of gemm.h (0, and anything unknown: the
+// default). R = 2 rows a warp for M <= 4 (more warps in flight, x re-read
+// <= 2x), 4 for M > 4 (halves the x re-reads, which at M = 8 would otherwise
+// be 4x the weight bytes through L1); R*U = 8 loads a group.
 template <int M>
 Status launch(const bf16* x, const bf16* w, const float* bias, void* y, bool y_f32, int n, int k, int variant,
               bool pdl, cudaStream_t stream) {
