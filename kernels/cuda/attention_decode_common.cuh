@@ -13,6 +13,7 @@
 
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/pdl.cuh"
 
 namespace ember {
 namespace {
@@ -22,12 +23,8 @@ constexpr int kMinChunk = 64;
 constexpr int kMaxSplits = 256;
 constexpr float kLog2e = 1.4426950408889634f;
 
-// The o projection follows: let it start streaming weights (ops_common.cuh).
-__device__ __forceinline__ void launch_dependents() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
+// The o projection follows: let it start streaming weights (pdl.cuh).
+__device__ __forceinline__ void launch_dependents() { gpu::pdl_launch_dependents(); }
 
 // What one block of either decode kernel works on: keys [start, start + n) of
 // sequence b (query token t), query heads [h0, h0 + n_heads) of KV head kvh.

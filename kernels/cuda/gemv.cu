@@ -127,29 +127,13 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-bool device_has_pdl() {
-  static const bool yes = [] {
-    int dev = 0, major = 0;
-    return cudaGetDevice(&dev) == cudaSuccess &&
-           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9;
-  }();
-  return yes;
-}
-
 template <int M, int R, int U>
 Status launch_ru(const bf16* x, const bf16* w, const float* bias, void* y, bool y_f32, int n, int k, bool pdl,
                  cudaStream_t stream) {
   constexpr int rows_per_block = kWarps * R;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(static_cast<unsigned>((n + rows_per_block - 1) / rows_per_block));
-  cfg.blockDim = dim3(kThreads);
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = pdl && device_has_pdl() ? 1 : 0;
-  return cuda_status(cudaLaunchKernelEx(&cfg, gemv_kernel<M, R, U>, x, w, bias, y, y_f32, n, k), "gemv launch");
+  const dim3 grid(static_cast<unsigned>((n + rows_per_block - 1) / rows_per_block));
+  return cuda_status(launch_pdl(pdl, gemv_kernel<M, R, U>, grid, dim3(kThreads), 0, stream, x, w, bias, y, y_f32, n, k),
+                     "gemv launch");
 }
 
 // Variant `variant` of the tuning grid of gemm.h (0, and anything unknown: the

@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/pdl.cuh"
+
 namespace ember::gpu {
 
 using bf16 = __nv_bfloat16;
@@ -53,23 +55,6 @@ __device__ __forceinline__ float block_sum(float v) {
   const int num_warps = blockDim.x >> 5;
   float total = lane < num_warps ? partial[lane] : 0.0f;
   return warp_sum(total);
-}
-
-// Programmatic dependent launch (sm_90+; no-ops before). A kernel launched
-// with the programmatic-serialization attribute (launch_pdl) may start while
-// the kernel before it is still running; pdl_wait() blocks until that kernel
-// has finished and its writes are visible, so only reads of constant data
-// (weights) may come before it. pdl_launch_dependents() lets the next
-// PDL-launched kernel start early; it is only a scheduling hint.
-__device__ __forceinline__ void pdl_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void pdl_launch_dependents() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
 }
 
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
