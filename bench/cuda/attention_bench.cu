@@ -219,8 +219,6 @@ int main() {
       {"default", [](const PagedAttentionArgs& a) { return ember::paged_attention_prefill(a, nullptr); }},
       {"warps4", [](const PagedAttentionArgs& a) { return ember::paged_attention_prefill_warps(a, 4, nullptr); }},
       {"warps8", [](const PagedAttentionArgs& a) { return ember::paged_attention_prefill_warps(a, 8, nullptr); }},
-      {"v2_64", [](const PagedAttentionArgs& a) { return ember::paged_attention_prefill_v2(a, 64, nullptr); }},
-      {"v2_128", [](const PagedAttentionArgs& a) { return ember::paged_attention_prefill_v2(a, 128, nullptr); }},
       {"v3_64", [](const PagedAttentionArgs& a) { return ember::paged_attention_prefill_v3(a, 64, nullptr); }},
       {"v3_128", [](const PagedAttentionArgs& a) { return ember::paged_attention_prefill_v3(a, 128, nullptr); }},
   };

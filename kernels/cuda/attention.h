@@ -76,13 +76,11 @@ Status paged_attention_mixed(const PagedAttentionArgs& args, cudaStream_t stream
 // rows). paged_attention_prefill picks by max_query_len; tests and the
 // benchmark drive both.
 Status paged_attention_prefill_warps(const PagedAttentionArgs& args, int warps, cudaStream_t stream);
-// The v2 kernel (attention_prefill_v2.cu: 4 warps of 16 or 32 query rows,
-// one barrier per key tile): rows 64 or 128 query rows a block; v1
-// (warps4/warps8) and v2 stay for comparison.
-Status paged_attention_prefill_v2(const PagedAttentionArgs& args, int rows, cudaStream_t stream);
-// The v2 tiles with a leaner loop (attention_prefill_v3.cu: lazy O rescale,
-// unmasked full tiles): same contract and rows. What paged_attention_prefill
-// runs (H100, one 16k prompt: 358 TFLOP/s; v2 311, torch SDPA flash 340).
+// The tensor-core kernel paged_attention_prefill runs (attention_prefill_v3.cu:
+// 4 warps of 16 or 32 query rows, one barrier per key tile, lazy O rescale):
+// rows 64 or 128 query rows a block. H100, one 16k prompt: 331-358 TFLOP/s
+// (torch SDPA flash 345; the v2 kernel it replaced 311). v1 (warps4/warps8)
+// stays for comparison and for scale <= 0.
 Status paged_attention_prefill_v3(const PagedAttentionArgs& args, int rows, cudaStream_t stream);
 // Any varlen batch, any head_dim <= 256 that is a multiple of 32, any block_size.
 Status paged_attention_reference(const PagedAttentionArgs& args, cudaStream_t stream);

@@ -1,11 +1,23 @@
-// Flash-attention 2 over the paged KV cache, "v3": the v2 kernel's tiles,
-// copies and grid (attention_prefill_v2.cu: 4 warps of kMt x 16 query rows,
-// 64-key tiles, K and V of tile kt+1 issued after the one barrier of tile kt,
-// block-table entries fetched a tile ahead, heaviest causal tiles first),
-// with a leaner inner loop. v2 at 16k keys ran mma.sync at about half its
-// rate (305 TFLOP/s): with 2 warps per scheduler and 255 registers, each
-// warp's softmax and O rescale sit between its two GEMMs, and the tensor pipe
-// waits. Changes, each removing work or a dependency from that path:
+// Flash-attention 2 over the paged KV cache, the default prefill kernel: same
+// contract as attention_prefill.cu (any varlen batch, GQA, causal offset by
+// the cached context, paged K/V through the block table). Tiles:
+//   - 4 warps, each owning kMt x 16 query rows (kMt 2: 128-row block tiles).
+//     Every K fragment (ldmatrix) feeds kMt x 2 mma and every V fragment
+//     kMt x 2: at kMt 2 the shared->register traffic per FLOP halves, which
+//     is what bounds mma.sync on H100 (128 B/clk/SM of ldmatrix against
+//     ~2k bf16 FLOP/clk/SM of HMMA). Q is re-read from shared memory per
+//     16-wide k step instead of pinned (64 registers at D 128).
+//   - K and V of tile kt+1 are issued together right after the single
+//     barrier of iteration kt, so each copy overlaps a full tile of math;
+//     block-table entries of tile kt+2 are fetched a tile ahead; the heaviest
+//     causal tiles are scheduled first.
+//   - Softmax in log2 units with the scale folded into one FFMA per score
+//     (max taken on raw scores, valid because scale > 0; the launcher routes
+//     other scales to the v1 kernel).
+// Inner loop (what "v3" changed from the v2 kernel it replaced, which ran
+// mma.sync at about half its rate at 16k keys, 305 TFLOP/s: with 2 warps per
+// scheduler and 255 registers each warp's softmax and O rescale sat between
+// its two GEMMs and the tensor pipe waited):
 //   - Lazy rescale (threshold kRescaleLog2 = 8): a row keeps its stale max
 //     until a tile raises it by more than 2^8, so the probabilities stay
 //     <= 256 (exact in fp32 sums, same relative precision in bf16) and O/l
@@ -19,7 +31,8 @@
 //   - mma.sync is a non-volatile asm here (a pure function of its operands),
 //     so ptxas may interleave it with the softmax FP/MUFU work; ldmatrix and
 //     cp.async stay volatile (they read/write shared memory).
-// Same shared memory (96 KB at D 128, kMt 2) and occupancy as v2.
+// Shared memory: Q kBq x D + 2 x (K, V) 64 x D bf16 = 96 KB at D 128, kMt 2;
+// __launch_bounds__(128, 2) keeps two blocks (8 warps) per SM.
 
 #include <string>
 #include <type_traits>

@@ -71,8 +71,8 @@ struct Outcome {
   bool all_finite = true;
 };
 
-// Runs `kernel` ("decode", "decode_v2", "mixed", "mixed_v1", "mixed_v3", "prefill4", "prefill8", "v2_64",
-// "v2_128", "v3_64", "v3_128", "prefill" (the default dispatch), "reference") on case `c`
+// Runs `kernel` ("decode", "decode_v2", "mixed", "mixed_v1", "mixed_v3", "prefill4", "prefill8",
+// "v3_64", "v3_128", "prefill" (the default dispatch), "reference") on case `c`
 // and compares with the CPU attention; returns the relative L2 error.
 class AttentionCase {
  public:
@@ -167,10 +167,6 @@ class AttentionCase {
       st = paged_attention_prefill_warps(a, 4, nullptr);
     } else if (kernel == "prefill8") {
       st = paged_attention_prefill_warps(a, 8, nullptr);
-    } else if (kernel == "v2_64") {
-      st = paged_attention_prefill_v2(a, 64, nullptr);
-    } else if (kernel == "v2_128") {
-      st = paged_attention_prefill_v2(a, 128, nullptr);
     } else if (kernel == "v3_64") {
       st = paged_attention_prefill_v3(a, 64, nullptr);
     } else if (kernel == "v3_128") {
@@ -206,9 +202,9 @@ class AttentionCase {
   std::vector<float> q_ref_, k_ref_, v_ref_, ref_;
 };
 
-constexpr int kKernels = 12;
-const char* const kKernelNames[kKernels] = {"decode",   "decode_v2", "prefill4", "prefill8", "v2_64",  "v2_128",
-                                            "mixed",    "mixed_v1",  "reference", "v3_64",   "v3_128", "mixed_v3"};
+constexpr int kKernels = 10;
+const char* const kKernelNames[kKernels] = {"decode",    "decode_v2", "prefill4", "prefill8", "mixed",
+                                            "mixed_v1",  "reference", "v3_64",    "v3_128",   "mixed_v3"};
 double g_worst[kKernels] = {};
 
 void check_case(const Case& c, uint32_t seed) {
@@ -328,11 +324,9 @@ TEST(AttentionGpu, RejectsBadArguments) {
   a.block_size = 24;
   EXPECT_FALSE(paged_attention_prefill(a, nullptr).ok());  // not a power of two
   a.block_size = 16;
-  EXPECT_FALSE(paged_attention_prefill_v2(a, 96, nullptr).ok());  // rows must be 64 or 128
-  EXPECT_FALSE(paged_attention_prefill_v3(a, 96, nullptr).ok());
+  EXPECT_FALSE(paged_attention_prefill_v3(a, 96, nullptr).ok());  // rows must be 64 or 128
   a.head_dim = 96;
   EXPECT_FALSE(paged_attention_prefill(a, nullptr).ok());
-  EXPECT_FALSE(paged_attention_prefill_v2(a, 128, nullptr).ok());
   EXPECT_FALSE(paged_attention_prefill_v3(a, 128, nullptr).ok());
   a.num_kv_heads = 3;
   EXPECT_FALSE(paged_attention_reference(a, nullptr).ok());
