@@ -79,11 +79,15 @@ SchedulerOutput Scheduler::schedule() {
   // 1. Running requests, oldest (highest priority) first: decodes and unfinished prefills.
   for (size_t i = 0; i < running_.size() && budget > 0;) {
     SchedRequest* r = running_[i];
-    const int64_t known = static_cast<int64_t>(r->tokens.size());
+    const int64_t known = static_cast<int64_t>(r->tokens.size()) + r->num_pending_tokens;
     // Never compute past the last position that can matter (the last output is sampled,
     // not computed), which also caps lookahead at the end of the request.
     const int64_t last = int64_t{r->num_prompt_tokens} + r->max_tokens - 1;
     int64_t want = std::min(known + r->num_lookahead_tokens, last) - r->num_computed_tokens;
+    if (want <= 0 && r->num_pending_tokens > 0) {
+      ++i;  // its last token is in flight: nothing left to compute
+      continue;
+    }
     want = std::max<int64_t>(want, 1);
     if (!chunked && want > budget) {
       ++i;  // a whole decode does not fit what is left: it runs next step
@@ -99,7 +103,7 @@ SchedulerOutput Scheduler::schedule() {
       if (victim == r) break;
     }
     if (!ok) break;  // r preempted itself: it was the last running request
-    out.scheduled.push_back({r->id, static_cast<int32_t>(n), r->num_computed_tokens, r->num_computed_tokens + n >= known});
+    commit(r, n, known, out);
     budget -= n;
     ++i;
   }
@@ -108,6 +112,9 @@ SchedulerOutput Scheduler::schedule() {
   while (out.preempted.empty() && !waiting_.empty() && budget > 0 &&
          static_cast<int32_t>(running_.size()) < config_.max_num_seqs) {
     SchedRequest* r = waiting_.front();
+    // Preempted while a step that samples for it is in flight: its tokens are not all
+    // known yet (the engine's next update brings them).
+    if (r->num_pending_tokens > 0) break;
     const PrefixHit hit = blocks_.find_cached_prefix(r->tokens, r->cache_salt, &r->blocks);
     const int64_t known = static_cast<int64_t>(r->tokens.size());
     const int64_t want = known - hit.num_tokens;
@@ -121,7 +128,7 @@ SchedulerOutput Scheduler::schedule() {
     if (r->num_cached_tokens < 0) r->num_cached_tokens = hit.num_tokens;
     r->status = SchedStatus::kRunning;
     insert_running(r);
-    out.scheduled.push_back({r->id, static_cast<int32_t>(n), r->num_computed_tokens, hit.num_tokens + n >= known});
+    commit(r, n, known, out);
     budget -= n;
   }
 
@@ -130,24 +137,34 @@ SchedulerOutput Scheduler::schedule() {
   return out;
 }
 
+void Scheduler::commit(SchedRequest* r, int64_t n, int64_t known, SchedulerOutput& out) {
+  const bool samples = r->num_computed_tokens + n >= known;
+  out.scheduled.push_back({r->id, static_cast<int32_t>(n), r->num_computed_tokens, samples});
+  r->num_computed_tokens += n;
+  r->num_pending_tokens += samples;
+}
+
 std::vector<FinishedRequest> Scheduler::update(const SchedulerOutput& output,
                                                const std::vector<std::pair<uint64_t, int32_t>>& sampled) {
-  auto live_running = [&](uint64_t id) -> SchedRequest* {
+  auto live = [&](uint64_t id) -> SchedRequest* {
     auto it = requests_.find(id);
-    return it != requests_.end() && it->second->status == SchedStatus::kRunning ? it->second.get() : nullptr;
+    return it != requests_.end() ? it->second.get() : nullptr;
   };
   // One id lookup per scheduled request; `sampled` normally follows the same order, so a
   // moving cursor resolves it without further lookups.
   step_requests_.clear();
   for (const ScheduledRequest& s : output.scheduled) {
-    SchedRequest* r = live_running(s.id);
-    if (r != nullptr) r->num_computed_tokens += s.num_tokens;
+    SchedRequest* r = live(s.id);
+    if (r != nullptr && s.wants_logits) {
+      assert(r->num_pending_tokens > 0);
+      --r->num_pending_tokens;
+    }
     step_requests_.push_back(r);
   }
   size_t cursor = 0;
   for (const auto& [id, token] : sampled) {
     while (cursor < step_requests_.size() && output.scheduled[cursor].id != id) ++cursor;
-    SchedRequest* r = cursor < step_requests_.size() ? step_requests_[cursor] : live_running(id);
+    SchedRequest* r = cursor < step_requests_.size() ? step_requests_[cursor] : live(id);
     if (cursor == step_requests_.size()) cursor = 0;  // out of order: looked up, restart
     if (r != nullptr) r->tokens.push_back(token);
   }
@@ -156,10 +173,12 @@ std::vector<FinishedRequest> Scheduler::update(const SchedulerOutput& output,
     if (r == nullptr) continue;
     // Positions past the known tokens held rejected drafts (or the engine sampled nothing):
     // recompute from the last known token. Keeps "work left" true for every running request.
-    const int64_t known = static_cast<int64_t>(r->tokens.size());
-    r->num_computed_tokens = std::min(r->num_computed_tokens, known - 1);
-    blocks_.cache_full_blocks(&r->blocks, r->tokens, r->num_computed_tokens, r->cache_salt);
-    if (r->num_output_tokens() >= r->max_tokens || known >= config_.max_model_len) {
+    const int64_t have = static_cast<int64_t>(r->tokens.size());
+    r->num_computed_tokens = std::min(r->num_computed_tokens, have + r->num_pending_tokens - 1);
+    // (a waiting request, preempted since, holds no blocks: nothing to cache)
+    if (r->status == SchedStatus::kRunning)
+      blocks_.cache_full_blocks(&r->blocks, r->tokens, std::min(r->num_computed_tokens, have), r->cache_salt);
+    if (r->num_output_tokens() >= r->max_tokens || have >= config_.max_model_len) {
       finished.push_back({r->id, FinishReason::kLength, std::max(r->num_cached_tokens, 0), r->num_output_tokens()});
       erase(r, FinishReason::kLength);
     }
@@ -236,7 +255,9 @@ std::string Scheduler::check_invariants() const {
     const SchedRequest* r = running_[i];
     if (r->status != SchedStatus::kRunning) return "request in running with another status";
     if (i > 0 && !before(running_[i - 1], r)) return "running queue out of order";
-    if (r->num_computed_tokens >= static_cast<int64_t>(r->tokens.size())) return "running request with no work left";
+    const int64_t known = static_cast<int64_t>(r->tokens.size()) + r->num_pending_tokens;
+    if (r->num_computed_tokens >= known + r->num_lookahead_tokens) return "running request with no work left";
+    if (r->num_pending_tokens < 0) return "negative pending tokens";
     if (r->num_computed_tokens > static_cast<int64_t>(r->blocks.ids.size()) * config_.block_size) {
       return "computed tokens beyond the request's blocks";
     }

@@ -9,6 +9,15 @@
 // step. A new request skips the tokens the prefix cache already holds (the last prompt
 // token is always computed, so a full hit still computes 1 token).
 //
+// Async scheduling (the engine schedules step N+1 before step N's tokens are back):
+// schedule() counts each scheduled chunk that samples as a pending token, so a decode
+// step N+1 computes the position whose token step N is still sampling (the runner reads
+// it on the device), and a request whose last allowed token is pending is not scheduled
+// again. update(N) then appends the real tokens. A request the engine finishes (stop,
+// abort) while a later step for it is in flight is simply gone when that step's
+// update() comes. Lookahead (speculative) tokens need the sampled tokens before the
+// next schedule: the engine does not combine them with async scheduling.
+//
 // Out of blocks: the most recently arrived running request (kPriority: the lowest
 // priority, then the newest) is preempted: its blocks are freed, num_computed_tokens goes
 // back to 0 and it returns to the waiting queue ahead of newer requests, to be recomputed
@@ -78,9 +87,16 @@ struct SchedRequest {
   std::string cache_salt;
   int32_t priority = 0;
   int32_t num_lookahead_tokens = 0;
-  // Tokens whose KV is in `blocks` (prefix-cache hits included). Invariant while
-  // running: num_computed_tokens < tokens.size() + lookahead, i.e. there is work left.
+  // Tokens whose KV is in `blocks` or being written by a scheduled step (prefix-cache
+  // hits included): schedule() advances it. Invariant while running:
+  // num_computed_tokens < tokens.size() + num_pending_tokens + lookahead.
   int64_t num_computed_tokens = 0;
+  // Steps scheduled for this request that will sample a token and whose update() has
+  // not come yet. 0 after every update() when the engine updates each step before
+  // scheduling the next; 1 or 2 under async scheduling, whose in-flight tokens are
+  // placeholders: positions [tokens.size(), tokens.size() + pending) are known to
+  // exist, their values are still on the device.
+  int32_t num_pending_tokens = 0;
   SchedStatus status = SchedStatus::kWaiting;
   FinishReason finish_reason = FinishReason::kNone;
   BlockTable blocks;
@@ -141,13 +157,14 @@ class Scheduler {
 
   SchedulerOutput schedule();
 
-  // Applies the step the engine just ran: num_computed_tokens += num_tokens for every
-  // scheduled request, then appends `sampled` tokens (in order; several pairs with one id
-  // are several tokens, for speculative decoding: num_computed_tokens is then clamped to
-  // tokens.size() - 1, the KV of rejected drafts being simply overwritten later).
-  // Finishes requests with kLength when their output reaches max_tokens or their tokens
-  // reach max_model_len, and returns them (already erased). Ids no longer live (finished
-  // between schedule and update) are ignored.
+  // Applies the step the engine ran for `output` (the oldest scheduled step without its
+  // update): appends `sampled` tokens (in order; several pairs with one id are several
+  // tokens, for speculative decoding: num_computed_tokens is then clamped to the known
+  // tokens - 1, the KV of rejected drafts being simply overwritten later) and resolves
+  // the step's pending tokens. Finishes requests with kLength when their output reaches
+  // max_tokens or their tokens reach max_model_len, and returns them (already erased).
+  // Ids no longer live (finished between schedule and update) are ignored; a request
+  // preempted since (waiting again) still gets its token.
   std::vector<FinishedRequest> update(const SchedulerOutput& output,
                                       const std::vector<std::pair<uint64_t, int32_t>>& sampled);
 
@@ -173,6 +190,8 @@ class Scheduler {
     bool operator()(const SchedRequest* a, const SchedRequest* b) const;
   };
 
+  // Records r's chunk of n tokens in `out` and advances r past it.
+  void commit(SchedRequest* r, int64_t n, int64_t known, SchedulerOutput& out);
   void preempt(SchedRequest* r);
   void insert_waiting(SchedRequest* r);
   void insert_running(SchedRequest* r);

@@ -8,10 +8,16 @@
 // own expected value, which fails if a prefix-cache hit ever hands out a block computed
 // for other tokens, another chain or another salt, or if a block is overwritten while
 // shared. It writes only blocks it owns alone and that are not in the prefix cache.
+//
+// A third of the workloads run the loop as async scheduling does: step N+1 is scheduled
+// (and its KV written, as the GPU would in stream order) before step N's tokens reach
+// update(), so decodes compute positions whose tokens are still pending and stops land
+// one step late.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -38,6 +44,7 @@ int32_t token_at(uint64_t id, int64_t pos) { return static_cast<int32_t>(mix(id 
 // so that a generator change cannot quietly stop covering preemption, hits, aborts...
 struct Coverage {
   int64_t preemptions = 0, prefix_hit_tokens = 0, rejected = 0, aborts = 0, stops = 0, drafts = 0, chunks = 0;
+  int64_t async_steps = 0, preempted_pending = 0;  // async: preempted with a token in flight
 };
 
 struct Planned {
@@ -63,7 +70,9 @@ class Workload {
     cfg_.enable_chunked_prefill = uniform(0, 9) < 7;
     cfg_.enable_prefix_caching = uniform(0, 9) < 7;
     cfg_.policy = uniform(0, 9) < 3 ? SchedulerConfig::kPriority : SchedulerConfig::kFcfs;
-    const int32_t lookahead = uniform(0, 9) < 2 ? uniform(1, 3) : 0;
+    async_ = uniform(0, 2) == 0;
+    // (the engine never combines speculative lookahead with async scheduling)
+    const int32_t lookahead = !async_ && uniform(0, 9) < 2 ? uniform(1, 3) : 0;
     std::vector<std::vector<int32_t>> prefixes(3);
     for (auto& p : prefixes) p = random_tokens(uniform(0, 24));
     const int32_t n = uniform(1, 12);
@@ -101,9 +110,10 @@ class Workload {
         mark_done(id);
         ++cov_->aborts;
       }
-      if (next == planned_.size() && !s.has_unfinished()) break;
+      if (next == planned_.size() && !s.has_unfinished() && !in_flight_) break;
       ASSERT_NO_FATAL_FAILURE(one_step(s)) << describe();
     }
+    ASSERT_FALSE(in_flight_.has_value());
     ASSERT_LT(step, kMaxSteps) << "workload never drained (deadlock or starvation) " << describe();
     for (const auto& [id, l] : live_) EXPECT_TRUE(l.done) << "request " << id << " never finished";
     EXPECT_EQ(s.block_manager().num_free_blocks(), cfg_.num_blocks) << "pool not whole " << describe();
@@ -144,14 +154,28 @@ class Workload {
     return e;
   }
 
+  // Sync: schedule, then update. Async: schedule step N+1, then update step N.
   void one_step(Scheduler& s) {
-    const SchedulerOutput out = s.schedule();
+    SchedulerOutput out = s.schedule();
+    ASSERT_NO_FATAL_FAILURE(check_scheduled(s, out));
+    if (async_) {
+      ++cov_->async_steps;
+      if (in_flight_) {
+        ASSERT_NO_FATAL_FAILURE(finish_step(s, *in_flight_));
+      }
+      in_flight_.reset();
+      if (!out.scheduled.empty()) in_flight_ = std::move(out);
+    } else {
+      ASSERT_NO_FATAL_FAILURE(finish_step(s, out));
+    }
+  }
+
+  void check_scheduled(Scheduler& s, const SchedulerOutput& out) {
     const int32_t bs = cfg_.block_size;
     int64_t total = 0;
     std::set<uint64_t> ids;
     ASSERT_LE(static_cast<int32_t>(out.scheduled.size()), cfg_.max_num_seqs);
     ASSERT_LE(s.stats().num_running, cfg_.max_num_seqs);
-    std::vector<std::pair<uint64_t, int32_t>> sampled;
     for (const ScheduledRequest& sr : out.scheduled) {
       ASSERT_TRUE(ids.insert(sr.id).second) << "scheduled twice in one step";
       ASSERT_GE(sr.num_tokens, 1);
@@ -159,9 +183,13 @@ class Workload {
       const SchedRequest* r = s.find(sr.id);
       ASSERT_NE(r, nullptr);
       ASSERT_EQ(r->status, SchedStatus::kRunning);
-      ASSERT_EQ(sr.start, r->num_computed_tokens);
+      ASSERT_EQ(sr.start + sr.num_tokens, r->num_computed_tokens);
       const int64_t end = sr.start + sr.num_tokens;
-      const int64_t known = static_cast<int64_t>(r->tokens.size());
+      // (tokens still pending from an earlier step exist; their values are token_at's)
+      const int64_t pending_before = r->num_pending_tokens - (sr.wants_logits ? 1 : 0);
+      ASSERT_GE(pending_before, 0);
+      ASSERT_LE(pending_before, async_ ? 1 : 0);
+      const int64_t known = static_cast<int64_t>(r->tokens.size()) + pending_before;
       ASSERT_LE(end, static_cast<int64_t>(r->blocks.ids.size()) * bs) << "no slot for a scheduled token";
       ASSERT_LE(end, int64_t{r->num_prompt_tokens} + r->max_tokens - 1);
       ASSERT_EQ(sr.wants_logits, end >= known);
@@ -179,23 +207,30 @@ class Workload {
           slot = e[p];
         }
       }
-      if (sr.wants_logits) {
-        // Speculative: accept a random number of the drafts, then one more token.
-        const int64_t drafts = std::max<int64_t>(0, end - known);
-        cov_->drafts += drafts;
-        int64_t count = 1 + (drafts > 0 ? uniform(0, static_cast<int32_t>(drafts)) : 0);
-        count = std::min<int64_t>(count, r->max_tokens - r->num_output_tokens());
-        for (int64_t k = 0; k < count; ++k) sampled.emplace_back(sr.id, token_at(sr.id, known + k));
-      }
+      if (sr.wants_logits) cov_->drafts += std::max<int64_t>(0, end - known);
     }
     ASSERT_EQ(total, out.num_tokens);
     ASSERT_LE(total, cfg_.max_num_batched_tokens);
     for (uint64_t id : out.preempted) {
       ASSERT_EQ(ids.count(id), 0u) << "a preempted request was scheduled";
       ASSERT_EQ(s.find(id)->status, SchedStatus::kWaiting);
+      cov_->preempted_pending += s.find(id)->num_pending_tokens > 0;
     }
     ASSERT_EQ(s.check_invariants(), "");
+  }
 
+  void finish_step(Scheduler& s, const SchedulerOutput& out) {
+    std::vector<std::pair<uint64_t, int32_t>> sampled;
+    for (const ScheduledRequest& sr : out.scheduled) {
+      const SchedRequest* r = s.find(sr.id);
+      if (!sr.wants_logits || r == nullptr) continue;
+      // Speculative: accept a random number of the drafts, then one more token.
+      const int64_t known = static_cast<int64_t>(r->tokens.size());
+      const int64_t drafts = std::max<int64_t>(0, sr.start + sr.num_tokens - known);
+      int64_t count = 1 + (drafts > 0 ? uniform(0, static_cast<int32_t>(drafts)) : 0);
+      count = std::min<int64_t>(count, r->max_tokens - r->num_output_tokens());
+      for (int64_t k = 0; k < count; ++k) sampled.emplace_back(sr.id, token_at(sr.id, known + k));
+    }
     for (const FinishedRequest& f : s.update(out, sampled)) {
       ASSERT_EQ(f.reason, FinishReason::kLength);
       ASSERT_EQ(f.num_output_tokens, live_.at(f.id).max_tokens);
@@ -241,6 +276,8 @@ class Workload {
   std::unordered_map<uint64_t, Live> live_;
   std::vector<uint64_t> live_ids_;
   std::vector<uint64_t> kv_;
+  bool async_ = false;
+  std::optional<SchedulerOutput> in_flight_;  // async: scheduled, its update not applied yet
 };
 
 TEST(SchedulerProperty, RandomWorkloadsKeepEveryInvariant) {
@@ -252,11 +289,11 @@ TEST(SchedulerProperty, RandomWorkloadsKeepEveryInvariant) {
     if (::testing::Test::HasFatalFailure() || ::testing::Test::HasNonfatalFailure()) break;
   }
   std::printf("coverage: %lld preemptions, %lld prefix-hit tokens, %lld rejected, %lld aborts, %lld stops, "
-              "%lld draft tokens, %lld mid-prefill chunks\n",
+              "%lld draft tokens, %lld mid-prefill chunks, %lld async steps, %lld preempted with a token pending\n",
               static_cast<long long>(cov.preemptions), static_cast<long long>(cov.prefix_hit_tokens),
               static_cast<long long>(cov.rejected), static_cast<long long>(cov.aborts),
               static_cast<long long>(cov.stops), static_cast<long long>(cov.drafts),
-              static_cast<long long>(cov.chunks));
+              static_cast<long long>(cov.chunks), static_cast<long long>(cov.async_steps), static_cast<long long>(cov.preempted_pending));
   EXPECT_GT(cov.preemptions, 0);
   EXPECT_GT(cov.prefix_hit_tokens, 0);
   EXPECT_GT(cov.rejected, 0);
@@ -264,6 +301,8 @@ TEST(SchedulerProperty, RandomWorkloadsKeepEveryInvariant) {
   EXPECT_GT(cov.stops, 0);
   EXPECT_GT(cov.drafts, 0);
   EXPECT_GT(cov.chunks, 0);
+  EXPECT_GT(cov.async_steps, 0);
+  EXPECT_GT(cov.preempted_pending, 0);
 }
 
 }  // namespace
