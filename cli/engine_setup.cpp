@@ -133,9 +133,10 @@ Result<std::unique_ptr<Engine>> start_engine(const ModelSource& src, const Model
   if (std::string bad = validate(sc); !bad.empty()) return Error{"scheduler: " + bad};
   ec.max_queue_len = max_queue_len;
   ec.seed = static_cast<uint64_t>(options.seed);
+  ec.async_scheduling = options.async_scheduling < 0 ? device != "cpu" : options.async_scheduling == 1;
 
-  spdlog::info("engine on {}: max model len {}, max {} seqs, {} tokens/step", device, max_model_len, sc.max_num_seqs,
-               sc.max_num_batched_tokens);
+  spdlog::info("engine on {}: max model len {}, max {} seqs, {} tokens/step, async scheduling {}", device,
+               max_model_len, sc.max_num_seqs, sc.max_num_batched_tokens, ec.async_scheduling ? "on" : "off");
   return std::make_unique<Engine>(ec, std::move(*runner), *src.tokenizer, eos_ids_of(src));
 }
 

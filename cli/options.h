@@ -33,6 +33,7 @@ struct EngineOptions {
   double gpu_memory_utilization = 0.9;
   bool enable_prefix_caching = true;
   bool enforce_eager = false;
+  int async_scheduling = -1;  // 1: on, 0: off, -1: on for a GPU, off on the CPU
   std::string kv_cache_dtype = "auto";
   int num_threads = 0;  // CPU backend threads; 0: all cores
   int seed = 0;

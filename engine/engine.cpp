@@ -1,6 +1,7 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <span>
 #include <utility>
 
@@ -116,7 +117,9 @@ void Engine::loop() {
     bool stop = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return !inbox_.empty() || !aborts_.empty() || stop_ || scheduler_.has_unfinished(); });
+      cv_.wait(lock, [&] {
+        return !inbox_.empty() || !aborts_.empty() || stop_ || scheduler_.has_unfinished() || in_flight_.has_value();
+      });
       incoming.swap(inbox_);
       aborts.swap(aborts_);
       stop = stop_;
@@ -124,13 +127,17 @@ void Engine::loop() {
     for (auto& r : incoming) admit(std::move(r));
     for (uint64_t id : aborts) abort_now(id);
     if (stop) {
+      if (in_flight_) {
+        complete(*in_flight_);
+        in_flight_.reset();
+      }
       std::vector<uint64_t> live;
       for (const auto& [id, r] : requests_) live.push_back(id);
       for (uint64_t id : live) abort_now(id);
       publish_stats(0, 0);
       return;
     }
-    if (scheduler_.has_unfinished()) {
+    if (scheduler_.has_unfinished() || in_flight_) {
       step();
     } else {
       publish_stats(0, 0);  // the gauges must reach zero when the last request is aborted
@@ -187,13 +194,37 @@ void Engine::abort_now(uint64_t request_id) {
 }
 
 void Engine::step() {
-  const SchedulerOutput out = scheduler_.schedule();
-  if (out.scheduled.empty()) return;  // cannot happen with live requests, but never spin on it
+  // Penalties read the generated ids: the next schedule must see the tokens.
+  if (in_flight_ && in_flight_->penalizes) {
+    complete(*in_flight_);
+    in_flight_.reset();
+  }
+  SchedulerOutput out = scheduler_.schedule();
+  std::optional<StepInFlight> next;
+  if (!out.scheduled.empty()) next = launch_step(std::move(out));
+  if (in_flight_) {
+    complete(*in_flight_);
+    in_flight_.reset();
+  }
+  if (!next) return;
+  if (config_.async_scheduling) {
+    in_flight_ = std::move(next);
+  } else {
+    complete(*next);
+  }
+}
 
+Engine::StepInFlight Engine::launch_step(SchedulerOutput out) {
+  StepInFlight f;
+  // Where the in-flight step's tokens are, for decodes whose input is one of them.
+  std::unordered_map<uint64_t, int32_t> prev_row;
+  if (in_flight_)
+    for (size_t i = 0; i < in_flight_->rows.size(); ++i) prev_row[in_flight_->rows[i]] = static_cast<int32_t>(i);
   std::vector<StepSequence> seqs;
   seqs.reserve(out.scheduled.size());
-  std::vector<const SchedRequest*> wanting;
-  int64_t prompt_tokens = 0;
+  std::vector<SamplerRow> rows;
+  std::vector<std::vector<int32_t>> host_tokens;  // a host-sampled in-flight token appended (synchronous runner)
+  host_tokens.reserve(out.scheduled.size());
   for (const ScheduledRequest& s : out.scheduled) {
     const SchedRequest* r = scheduler_.find(s.id);
     StepSequence step;
@@ -202,47 +233,84 @@ void Engine::step() {
     step.num_tokens = s.num_tokens;
     step.block_ids = r->blocks.ids;
     step.wants_logits = s.wants_logits;
+    if (s.start + s.num_tokens > static_cast<int64_t>(r->tokens.size())) {
+      // The chunk ends on the token the in-flight step is sampling.
+      auto it = prev_row.find(s.id);
+      if (it == prev_row.end() || s.start + s.num_tokens != static_cast<int64_t>(r->tokens.size()) + 1) {
+        spdlog::critical("engine: sequence {} is scheduled past its known tokens with no step in flight for it", s.id);
+        std::abort();
+      }
+      if (in_flight_->on_device) {
+        step.prev_row = it->second;
+      } else {
+        host_tokens.push_back(r->tokens);
+        host_tokens.back().push_back(in_flight_->sampled[static_cast<size_t>(it->second)].token);
+        step.tokens = host_tokens.back();
+      }
+    }
     seqs.push_back(step);
-    if (s.wants_logits) wanting.push_back(r);
-    prompt_tokens += std::max<int64_t>(0, std::min<int64_t>(s.start + s.num_tokens, r->num_prompt_tokens) - s.start);
-  }
-  const int32_t vocab = runner_->vocab_size();
-  std::vector<SamplerRow> rows;
-  rows.reserve(wanting.size());
-  for (size_t i = 0; i < wanting.size(); ++i) {
-    const SchedRequest* r = wanting[i];
+    f.prompt_tokens +=
+        std::max<int64_t>(0, std::min<int64_t>(s.start + s.num_tokens, r->num_prompt_tokens) - s.start);
+    if (!s.wants_logits) continue;
     SequenceState& seq = sequences_.at(r->id);
+    const SamplingParams* params = &seq.request->request.params;
     const std::span<const int32_t> all(r->tokens);
-    rows.push_back(SamplerRow{{}, all.first(r->num_prompt_tokens), all.subspan(r->num_prompt_tokens),
-                              &seq.request->request.params, &seq.generator});
+    SamplerRow row{{}, all.first(r->num_prompt_tokens), all.subspan(r->num_prompt_tokens), params, &seq.generator};
+    row.pending_outputs = r->num_pending_tokens - 1;  // those before this step's own
+    rows.push_back(row);
+    f.rows.push_back(r->id);
+    f.penalizes = f.penalizes || params->penalizes_outputs();
   }
-  std::vector<SampledToken> sampled;
-  if (!runner_->execute_and_sample(seqs, rows, sampled)) {
+  f.out = std::move(out);
+  if (runner_->launch(seqs, rows)) {
+    f.on_device = true;
+    return f;
+  }
+  if (!runner_->execute_and_sample(seqs, rows, f.sampled)) {
+    const int32_t vocab = runner_->vocab_size();
     runner_->execute(seqs, logits_);
     for (size_t i = 0; i < rows.size(); ++i)
       rows[i].logits = std::span<const float>(logits_).subspan(i * static_cast<size_t>(vocab), vocab);
-    sampled = sampler_.sample(rows);
+    f.sampled = sampler_.sample(rows);
+  }
+  return f;
+}
+
+void Engine::complete(StepInFlight& f) {
+  std::vector<SampledToken> sampled;
+  if (f.on_device) {
+    runner_->collect(sampled);
+  } else {
+    sampled = std::move(f.sampled);
+  }
+  if (sampled.size() != f.rows.size()) {
+    spdlog::critical("engine: the runner returned {} tokens for {} rows", sampled.size(), f.rows.size());
+    std::abort();
   }
   std::vector<std::pair<uint64_t, int32_t>> pairs;
-  std::vector<int32_t> outputs_after;
   std::vector<int32_t> cached;
-  for (size_t i = 0; i < wanting.size(); ++i) {
-    pairs.emplace_back(wanting[i]->id, sampled[i].token);
-    outputs_after.push_back(wanting[i]->num_output_tokens() + 1);
-    cached.push_back(std::max(0, wanting[i]->num_cached_tokens));
+  pairs.reserve(f.rows.size());
+  cached.reserve(f.rows.size());
+  for (size_t i = 0; i < f.rows.size(); ++i) {
+    pairs.emplace_back(f.rows[i], sampled[i].token);
+    const SchedRequest* r = scheduler_.find(f.rows[i]);
+    cached.push_back(r != nullptr ? std::max(0, r->num_cached_tokens) : 0);
   }
-  const std::vector<FinishedRequest> by_length = scheduler_.update(out, pairs);
-  wanting.clear();  // update() may have erased some of them
+  const std::vector<FinishedRequest> by_length = scheduler_.update(f.out, pairs);
 
   const Clock::time_point now = Clock::now();
+  int64_t applied = 0;
   for (size_t i = 0; i < pairs.size(); ++i) {
     const uint64_t seq_id = pairs[i].first;
-    SequenceState& seq = sequences_.at(seq_id);
+    auto it = sequences_.find(seq_id);
+    if (it == sequences_.end()) continue;  // stopped or aborted while this step ran: its token is dropped
+    SequenceState& seq = it->second;
     RequestState& req = *seq.request;
+    ++applied;
     SequenceDelta delta;
     delta.index = seq.index;
     delta.num_prompt_tokens = static_cast<int32_t>(req.request.prompt_ids.size());
-    delta.num_output_tokens = outputs_after[i];
+    delta.num_output_tokens = ++seq.num_outputs;
     delta.num_cached_tokens = cached[i];
     req.num_cached_tokens = std::max(req.num_cached_tokens, cached[i]);
     ++req.generated;
@@ -255,9 +323,9 @@ void Engine::step() {
       if (seq.last_token != Clock::time_point{}) metrics_.inter_token_latency.observe(seconds(now - seq.last_token));
     }
     seq.last_token = now;
-    const FinishKind stop = seq.output->on_token(sampled[i], outputs_after[i], delta);
+    const FinishKind stop = seq.output->on_token(sampled[i], seq.num_outputs, delta);
     const bool length = std::any_of(by_length.begin(), by_length.end(),
-                                    [&](const FinishedRequest& f) { return f.id == seq_id; });
+                                    [&](const FinishedRequest& fr) { return fr.id == seq_id; });
     if (stop == FinishKind::kStop) {
       // A stop on the last allowed token is a stop, not a length finish (as vLLM).
       finish_sequence(seq_id, FinishKind::kStop, std::move(delta), /*release=*/!length);
@@ -267,7 +335,7 @@ void Engine::step() {
       seq.request->stream->push(std::move(delta));
     }
   }
-  publish_stats(prompt_tokens, static_cast<int64_t>(pairs.size()));
+  publish_stats(f.prompt_tokens, applied);
 }
 
 void Engine::finish_sequence(uint64_t seq_id, FinishKind kind, SequenceDelta delta, bool release) {

@@ -5,6 +5,18 @@
 // request's stream. Other threads only call add(), abort(), metrics() and
 // shutdown(), which are thread safe. An idle engine sleeps on a condition
 // variable; it never spins.
+//
+// Async scheduling (EngineConfig::async_scheduling, the GPU's default): the
+// engine schedules and launches step N+1 before it waits for step N's tokens,
+// then applies step N (scheduler update, detokenization, stop checks, stream
+// pushes) while the GPU runs N+1, so the GPU never waits for the host between
+// steps. Step N+1's decodes read their input tokens where step N's sampler
+// left them on the device. What it costs: a sequence that stops (EOS, stop
+// string, abort) has already been scheduled for one more step, whose token is
+// dropped. Outputs are the same as synchronous stepping: seeded generators
+// advance one draw per sampled token whatever happens, min_tokens counts the
+// token in flight, and a step with a row whose penalties read the generated
+// ids is applied before the next one is scheduled.
 
 #include <atomic>
 #include <chrono>
@@ -12,6 +24,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -33,6 +46,7 @@ struct EngineConfig {
   int32_t max_queue_len = 1024;  // requests waiting to be scheduled, at most
   uint64_t seed = 0;             // seeds the per-request seeds of unseeded requests
   double log_interval_s = 5.0;   // periodic throughput line (0: never)
+  bool async_scheduling = false;  // see above; the runner need not support it (then it only delays stops)
 };
 
 struct AddResult {
@@ -76,6 +90,7 @@ class Engine {
     RequestState* request = nullptr;
     int32_t index = 0;
     RequestGenerator generator;
+    int32_t num_outputs = 0;  // tokens applied so far
     std::unique_ptr<SequenceOutputProcessor> output;
     Clock::time_point last_token{};
   };
@@ -95,7 +110,19 @@ class Engine {
   void loop();
   void admit(std::unique_ptr<RequestState> request);
   void abort_now(uint64_t request_id);
+  // A step launched and not yet applied.
+  struct StepInFlight {
+    SchedulerOutput out;
+    std::vector<uint64_t> rows;         // the sequences sampled, in row order
+    int64_t prompt_tokens = 0;
+    bool on_device = false;             // runner_->collect() returns its tokens
+    std::vector<SampledToken> sampled;  // otherwise: already sampled
+    bool penalizes = false;             // a row's penalties read the generated ids
+  };
   void step();
+  StepInFlight launch_step(SchedulerOutput out);
+  // Waits for the step's tokens and applies them.
+  void complete(StepInFlight& step);
   // Ends one sequence: pushes `delta` (with its finish), frees the scheduler
   // entry when `release` and retires the request when it was the last.
   void finish_sequence(uint64_t seq_id, FinishKind kind, SequenceDelta delta, bool release);
@@ -127,6 +154,7 @@ class Engine {
   std::unordered_map<uint64_t, std::unique_ptr<RequestState>> requests_;
   std::unordered_map<uint64_t, SequenceState> sequences_;
   std::vector<float> logits_;
+  std::optional<StepInFlight> in_flight_;  // async scheduling: launched, not applied
   Clock::time_point last_log_{};
   int64_t prompt_tokens_since_log_ = 0, generation_tokens_since_log_ = 0;
 

@@ -22,10 +22,12 @@ void build_forward_inputs(std::span<const StepSequence> seqs, int32_t block_size
   for (size_t b = 0; b < seqs.size(); ++b) {
     const StepSequence& s = seqs[b];
     const int64_t end = s.start + s.num_tokens;
-    assert(s.num_tokens > 0 && end <= static_cast<int64_t>(s.tokens.size()));
+    // (a prev_row token is written as 0 here and patched on the device)
+    const int64_t have = static_cast<int64_t>(s.tokens.size());
+    assert(s.num_tokens > 0 && end - (s.prev_row >= 0 ? 1 : 0) <= have);
     assert(static_cast<int64_t>(s.block_ids.size()) * block_size >= end);
     for (int64_t pos = s.start; pos < end; ++pos) {
-      in.token_ids.push_back(s.tokens[static_cast<size_t>(pos)]);
+      in.token_ids.push_back(pos < have ? s.tokens[static_cast<size_t>(pos)] : 0);
       in.positions.push_back(static_cast<int32_t>(pos));
       const int64_t block = s.block_ids[static_cast<size_t>(pos / block_size)];
       in.slot_mapping.push_back(block * block_size + pos % block_size);

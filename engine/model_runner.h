@@ -27,6 +27,10 @@ struct StepSequence {
   int32_t num_tokens = 0;              // tokens to compute this step: tokens[start, start + num_tokens)
   std::span<const int32_t> block_ids;  // its KV blocks, covering start + num_tokens slots
   bool wants_logits = false;           // the chunk ends the known context: a token will be sampled
+  // Async scheduling: >= 0 when the chunk's last token is not in `tokens` yet
+  // (tokens holds start + num_tokens - 1 of them): it is the token the previous
+  // launch() sampled for its row `prev_row`, read on the device.
+  int32_t prev_row = -1;
 };
 
 class ModelRunner {
@@ -43,6 +47,16 @@ class ModelRunner {
                                   std::vector<SampledToken>& /*out*/) {
     return false;
   }
+  // Async scheduling: starts the step and its sampling (as execute_and_sample)
+  // and returns without waiting for them; collect() later returns the tokens.
+  // Sequences with prev_row >= 0 take their last input token from the previous
+  // launch's samples on the device. rows are read during the call only (the
+  // generators of non-greedy rows advance here). At most two launches may be
+  // outstanding. Returns false, having done nothing, when this runner cannot:
+  // the engine then steps synchronously.
+  virtual bool launch(std::span<const StepSequence> /*seqs*/, std::span<const SamplerRow> /*rows*/) { return false; }
+  // Waits for the oldest outstanding launch; its tokens, one per row.
+  virtual void collect(std::vector<SampledToken>& out) { out.clear(); }
   virtual const ModelConfig& config() const = 0;
   virtual int32_t vocab_size() const = 0;
   virtual int64_t num_blocks() const = 0;

@@ -1,6 +1,7 @@
 #include "engine/sampler.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <limits>
 
@@ -102,7 +103,8 @@ void Sampler::apply_logit_processors(const SamplerRow& row) {
   for (const auto& [id, bias] : sp.logit_bias)
     if (in_vocab(id)) logits_[id] += bias;
 
-  if (static_cast<int64_t>(row.output_ids.size()) < sp.min_tokens) {
+  assert(row.pending_outputs == 0 || !sp.penalizes_outputs());
+  if (static_cast<int64_t>(row.output_ids.size()) + row.pending_outputs < sp.min_tokens) {
     if (!sp.ignore_eos)
       for (int32_t id : eos_)
         if (in_vocab(id)) logits_[id] = kNegInf;
@@ -159,7 +161,13 @@ int32_t Sampler::draw(const SamplerRow& row) {
   const float inv_t = 1.0f / sp.temperature;
   for (int32_t i = 0; i < vocab; ++i)
     if (logits_[i] > kNegInf) cand.push_back({i, logits_[i] * inv_t, 0.0});
-  if (cand.empty()) return 0;  // everything masked: nothing sensible to draw
+  if (cand.empty()) {
+    // Everything masked: nothing sensible to draw. The draw is still taken, so a
+    // row's generator advances once per sampled token whatever the logits were:
+    // async scheduling prepares the next step's generator before this one ends.
+    row.generator->next_uniform();
+    return 0;
+  }
 
   // top-k keeps the k best and anything tied with the k-th (as vLLM).
   const int32_t k = sp.top_k_or_off();

@@ -65,7 +65,11 @@ struct SamplerRow {
   std::span<const int32_t> prompt_ids;
   std::span<const int32_t> output_ids;   // generated so far
   const SamplingParams* params = nullptr;
-  RequestGenerator* generator = nullptr; // advanced by one draw unless greedy
+  RequestGenerator* generator = nullptr; // advanced by exactly one draw unless greedy
+  // Outputs generated but not in output_ids yet: under async scheduling the
+  // previous step's token is still on the device. min_tokens counts them; a
+  // row whose params penalize outputs must have none (their ids are needed).
+  int32_t pending_outputs = 0;
 };
 
 class Sampler {

@@ -43,6 +43,10 @@ struct SamplingParams {
 
   bool greedy() const { return temperature < kGreedyEpsilon; }
   int32_t top_k_or_off() const { return top_k <= 0 ? -1 : top_k; }
+  // The penalties read the generated token ids (min_tokens reads only their count).
+  bool penalizes_outputs() const {
+    return repetition_penalty != 1.0f || presence_penalty != 0.0f || frequency_penalty != 0.0f;
+  }
 
   static constexpr float kGreedyEpsilon = 1e-5f;
   static constexpr int32_t kMaxLogprobs = 20;

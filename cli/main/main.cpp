@@ -33,6 +33,13 @@ void add_model_flags(CLI::App* cmd, ModelOptions* o) {
   cmd->add_option("--num-speculative-tokens", o->num_speculative_tokens, "Tokens proposed per step")->check(CLI::NonNegativeNumber);
 }
 
+void add_async_scheduling_flags(CLI::App* cmd, EngineOptions* o) {
+  cmd->add_flag_callback("--async-scheduling", [o] { o->async_scheduling = 1; },
+                         "Schedule the next step while the GPU runs this one (default on a GPU)");
+  cmd->add_flag_callback("--no-async-scheduling", [o] { o->async_scheduling = 0; },
+                         "Wait for each step's tokens before scheduling the next (default on the CPU)");
+}
+
 void add_engine_flags(CLI::App* cmd, EngineOptions* o) {
   cmd->add_option("--max-num-seqs", o->max_num_seqs, "Most sequences in one step")->check(CLI::PositiveNumber);
   cmd->add_option("--max-num-batched-tokens", o->max_num_batched_tokens, "Token budget of one step (default: 512 on the CPU, 8192 on a GPU)")->check(CLI::PositiveNumber);
@@ -45,6 +52,7 @@ void add_engine_flags(CLI::App* cmd, EngineOptions* o) {
       ->check(CLI::Range(0.05, 1.0));
   cmd->add_flag("--enable-prefix-caching,!--no-enable-prefix-caching", o->enable_prefix_caching, "Reuse KV blocks of shared prefixes");
   cmd->add_flag("--enforce-eager", o->enforce_eager, "Disable CUDA graphs");
+  add_async_scheduling_flags(cmd, o);
   cmd->add_option("--kv-cache-dtype", o->kv_cache_dtype, "auto | bfloat16 | fp8")->check(CLI::IsMember({"auto", "bfloat16", "fp8"}));
   cmd->add_option("--num-threads", o->num_threads, "CPU backend threads (0: all cores)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--seed", o->seed, "Seed for dummy weights and unseeded sampling");
@@ -157,6 +165,7 @@ int main(int argc, char** argv) {
                         "throughput: share of GPU memory for weights, activations and KV cache")
       ->check(CLI::Range(0.05, 1.0));
   bench_cmd->add_flag("--enforce-eager", bench.engine.enforce_eager, "throughput: disable CUDA graphs");
+  add_async_scheduling_flags(bench_cmd, &bench.engine);
 
   // A --config file becomes flags placed before the user's, so the user's win.
   std::vector<std::string> args = config_args_from_argv(argc, argv);

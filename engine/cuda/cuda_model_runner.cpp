@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <map>
 #include <string>
 
@@ -46,56 +47,85 @@ std::vector<int32_t> graph_buckets(int32_t max_seqs) {
   std::abort();
 }
 
-// EMBER_CUDA_PROFILE=1: where a step's wall time goes, by step kind, printed
-// to stderr when the runner is destroyed: inside the runner (host preparation,
-// launches, the wait for the GPU and the sampler), of which the GPU's span
-// (from the inputs' upload to the last copy back, CUDA events), and between
-// steps (the engine and scheduler). Inside minus GPU plus before is the time
-// the GPU waits for the host each step.
+// EMBER_CUDA_PROFILE=1: where a step's time goes, by step kind, printed to
+// stderr when the runner is destroyed: host wall time inside the runner
+// (preparation, launches, and the wait for the tokens), the GPU's span of the
+// step (CUDA events from the inputs' upload to the tokens' copy back), and the
+// GPU's idle time before the step: from the previous step's last copy to this
+// step's first (what async scheduling exists to remove).
 struct StepProfile {
   using Clock = std::chrono::steady_clock;
   struct Kind {
     int64_t steps = 0, tokens = 0, seqs = 0;
-    double inside_ms = 0, gpu_ms = 0, before_ms = 0;
+    double host_ms = 0, gpu_ms = 0, idle_ms = 0;
   };
-  cudaEvent_t gpu_start = nullptr, gpu_end = nullptr;
+  struct Open {  // launched, not finished
+    std::string kind;
+    int64_t tokens = 0, seqs = 0;
+    double host_ms = 0;
+    int slot = 0;
+  };
+  // Events of the outstanding steps and of the last finished one.
+  static constexpr int kRing = 4;
+  cudaEvent_t start[kRing] = {}, end[kRing] = {};
+  std::deque<Open> open;
+  std::map<std::string, Kind> kinds;
+  int next = 0;
+  int prev = -1;  // the last finished step's slot
+
   StepProfile() {
-    cudaEventCreate(&gpu_start);
-    cudaEventCreate(&gpu_end);
+    for (int i = 0; i < kRing; ++i) {
+      cudaEventCreate(&start[i]);
+      cudaEventCreate(&end[i]);
+    }
   }
   ~StepProfile() {
-    cudaEventDestroy(gpu_start);
-    cudaEventDestroy(gpu_end);
+    for (int i = 0; i < kRing; ++i) {
+      cudaEventDestroy(start[i]);
+      cudaEventDestroy(end[i]);
+    }
   }
-  std::map<std::string, Kind> kinds;
-  Clock::time_point last_end{};
-  bool any = false;
-
-  void add(const std::string& kind, int64_t tokens, int64_t seqs, Clock::time_point start, Clock::time_point end,
-           cudaStream_t stream) {
-    Kind& k = kinds[kind];
+  static double ms_since(Clock::time_point t) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+  }
+  // Before the step's first GPU work.
+  void begin(std::string kind, int64_t tokens, int64_t seqs, cudaStream_t stream) {
+    Open o{std::move(kind), tokens, seqs, 0.0, next};
+    next = (next + 1) % kRing;
+    cudaEventRecord(start[o.slot], stream);
+    open.push_back(std::move(o));
+  }
+  // After its last GPU work was enqueued; host_ms: the host's time so far.
+  void end_launch(double host_ms, cudaStream_t stream) {
+    cudaEventRecord(end[open.back().slot], stream);
+    open.back().host_ms += host_ms;
+  }
+  // Its tokens are back; host_ms: the host's time spent collecting them.
+  void finish(double host_ms) {
+    Open o = std::move(open.front());
+    open.pop_front();
+    Kind& k = kinds[o.kind];
     ++k.steps;
-    k.tokens += tokens;
-    k.seqs += seqs;
-    k.inside_ms += std::chrono::duration<double, std::milli>(end - start).count();
-    float gpu = 0;
-    if (cudaEventRecord(gpu_end, stream) == cudaSuccess && cudaEventSynchronize(gpu_end) == cudaSuccess &&
-        cudaEventElapsedTime(&gpu, gpu_start, gpu_end) == cudaSuccess)
-      k.gpu_ms += gpu;
-    if (any) k.before_ms += std::chrono::duration<double, std::milli>(start - last_end).count();
-    last_end = end;
-    any = true;
+    k.tokens += o.tokens;
+    k.seqs += o.seqs;
+    k.host_ms += o.host_ms + host_ms;
+    float ms = 0;
+    if (cudaEventSynchronize(end[o.slot]) == cudaSuccess &&
+        cudaEventElapsedTime(&ms, start[o.slot], end[o.slot]) == cudaSuccess)
+      k.gpu_ms += ms;
+    if (prev >= 0 && cudaEventElapsedTime(&ms, end[prev], start[o.slot]) == cudaSuccess) k.idle_ms += std::max(ms, 0.0f);
+    prev = o.slot;
   }
   void report() const {
     std::fprintf(stderr,
-                 "ember: CUDA step profile (wall ms inside the runner, the GPU's span of it, wall ms before the "
-                 "step outside the runner)\n");
+                 "ember: CUDA step profile (host ms inside the runner, the GPU's span of each step, and the GPU's "
+                 "idle ms before each step)\n");
     std::fprintf(stderr, "  %-22s %7s %9s %9s %11s %11s %11s %9s\n", "step kind", "steps", "tokens", "seqs",
-                 "inside ms", "gpu ms", "before ms", "ms/step");
+                 "host ms", "gpu ms", "idle ms", "idle/step");
     for (const auto& [name, k] : kinds) {
-      std::fprintf(stderr, "  %-22s %7lld %9lld %9lld %11.1f %11.1f %11.1f %9.2f\n", name.c_str(),
+      std::fprintf(stderr, "  %-22s %7lld %9lld %9lld %11.1f %11.1f %11.1f %9.3f\n", name.c_str(),
                    static_cast<long long>(k.steps), static_cast<long long>(k.tokens), static_cast<long long>(k.seqs),
-                   k.inside_ms, k.gpu_ms, k.before_ms, k.inside_ms / static_cast<double>(k.steps));
+                   k.host_ms, k.gpu_ms, k.idle_ms, k.idle_ms / static_cast<double>(k.steps));
     }
   }
 };
@@ -123,6 +153,8 @@ class CudaModelRunner final : public ModelRunner {
   void execute(std::span<const StepSequence> seqs, std::vector<float>& logits) override;
   bool execute_and_sample(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows,
                           std::vector<SampledToken>& out) override;
+  bool launch(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows) override;
+  void collect(std::vector<SampledToken>& out) override;
   const ModelConfig& config() const override { return weights_->views().config; }
   int32_t vocab_size() const override { return static_cast<int32_t>(config().vocab_size); }
   int64_t num_blocks() const override { return num_blocks_; }
@@ -161,18 +193,20 @@ class CudaModelRunner final : public ModelRunner {
   size_t pinned_logits_bytes_ = 0;
   std::unique_ptr<GpuSampler> sampler_;
   std::unique_ptr<StepProfile> step_profile_;  // EMBER_CUDA_PROFILE=1
-  // Profiles one step when enabled (its kind from the step's shape).
-  void record_step(std::span<const StepSequence> seqs, StepProfile::Clock::time_point start);
+  std::vector<int32_t> patch_index_, patch_row_;  // patch_previous_tokens' scratch
+  // Profiling (when enabled): a step begins before its first GPU work.
+  void profile_begin(std::span<const StepSequence> seqs);
+  // Patches the tokens of sequences with prev_row >= 0 after begin_forward().
+  void patch_previous_tokens(std::span<const StepSequence> seqs);
 };
 
-void CudaModelRunner::record_step(std::span<const StepSequence> seqs, StepProfile::Clock::time_point start) {
+void CudaModelRunner::profile_begin(std::span<const StepSequence> seqs) {
   if (!step_profile_) return;
   int64_t tokens = 0, prefill_seqs = 0;
   for (const StepSequence& s : seqs) {
     tokens += s.num_tokens;
     prefill_seqs += s.num_tokens > 1;
   }
-  const auto end = StepProfile::Clock::now();
   const int64_t b = static_cast<int64_t>(seqs.size());
   std::string kind;
   if (prefill_seqs == 0) {
@@ -180,7 +214,20 @@ void CudaModelRunner::record_step(std::span<const StepSequence> seqs, StepProfil
   } else {
     kind = prefill_seqs == b ? "prefill only" : "prefill+decode";
   }
-  step_profile_->add(kind, tokens, b, start, end, backend_->stream());
+  step_profile_->begin(std::move(kind), tokens, b, backend_->stream());
+}
+
+void CudaModelRunner::patch_previous_tokens(std::span<const StepSequence> seqs) {
+  patch_index_.clear();
+  patch_row_.clear();
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    if (seqs[i].prev_row < 0) continue;
+    patch_index_.push_back(inputs_.query_start_loc[i + 1] - 1);  // the sequence's last token
+    patch_row_.push_back(seqs[i].prev_row);
+  }
+  if (patch_index_.empty()) return;
+  if (!sampler_) fatal("a step reads sampled tokens on the device, but the runner samples on the host");
+  backend_->patch_token_ids(patch_index_, patch_row_, sampler_->device_tokens());
 }
 
 Status CudaModelRunner::allocate_kv(int64_t blocks) {
@@ -362,8 +409,9 @@ Tensor CudaModelRunner::forward_step(std::span<const StepSequence> seqs) {
   const auto graph = graphable ? graphs_.lower_bound(static_cast<int32_t>(seqs.size())) : graphs_.end();
   if (graph != graphs_.end()) {
     build_padded_decode(seqs, graph->first);
-    if (step_profile_) cudaEventRecord(step_profile_->gpu_start, backend_->stream());
+    profile_begin(seqs);
     backend_->begin_forward(inputs_);
+    patch_previous_tokens(seqs);
     if (cudaGraphLaunch(graph->second.exec, backend_->stream()) != cudaSuccess) fatal("graph launch failed");
     check_backend();
     // The padded rows follow the real ones.
@@ -371,8 +419,9 @@ Tensor CudaModelRunner::forward_step(std::span<const StepSequence> seqs) {
     return Tensor::of(all.data, DType::kF32, {static_cast<int64_t>(seqs.size()), all.cols()});
   }
   build_forward_inputs(seqs, options_.block_size, inputs_);
-  if (step_profile_) cudaEventRecord(step_profile_->gpu_start, backend_->stream());
+  profile_begin(seqs);
   backend_->begin_forward(inputs_);
+  patch_previous_tokens(seqs);
   const Tensor out = decoder_.forward(inputs_, cache_);
   check_backend();
   return out;
@@ -385,19 +434,33 @@ void CudaModelRunner::execute(std::span<const StepSequence> seqs, std::vector<fl
   }
   const auto start = StepProfile::Clock::now();
   const Tensor out = forward_step(seqs);
+  if (step_profile_) step_profile_->end_launch(0.0, backend_->stream());
   fetch_logits(out, out.rows(), logits);
-  record_step(seqs, start);
+  if (step_profile_) step_profile_->finish(StepProfile::ms_since(start));
 }
 
 bool CudaModelRunner::execute_and_sample(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows,
                                          std::vector<SampledToken>& out) {
+  if (!launch(seqs, rows)) return false;
+  collect(out);
+  return true;
+}
+
+bool CudaModelRunner::launch(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows) {
   if (!sampler_ || seqs.empty()) return false;
   const auto start = StepProfile::Clock::now();
   const Tensor logits = forward_step(seqs);
   if (logits.rows() != static_cast<int64_t>(rows.size())) fatal("sampler rows do not match the logits rows");
-  if (Status s = sampler_->sample(logits.f32(), rows, out, backend_->stream()); !s.ok()) fatal(s.error().message);
-  record_step(seqs, start);
+  if (Status s = sampler_->launch(logits.f32(), rows, backend_->stream()); !s.ok()) fatal(s.error().message);
+  if (step_profile_) step_profile_->end_launch(StepProfile::ms_since(start), backend_->stream());
   return true;
+}
+
+void CudaModelRunner::collect(std::vector<SampledToken>& out) {
+  const auto start = StepProfile::Clock::now();
+  if (!sampler_) fatal("collect without a GPU sampler");
+  if (Status s = sampler_->collect(out); !s.ok()) fatal(s.error().message);
+  if (step_profile_) step_profile_->finish(StepProfile::ms_since(start));
 }
 
 }  // namespace

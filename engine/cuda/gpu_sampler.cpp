@@ -16,12 +16,16 @@ GpuSampler::GpuSampler(int32_t vocab, int32_t max_rows, std::vector<int32_t> eos
     : vocab_(vocab), max_rows_(max_rows), eos_(std::move(eos)), slot_(static_cast<size_t>(vocab), -1) {}
 
 GpuSampler::~GpuSampler() {
-  cudaFreeHost(h_upload_);
-  cudaFree(d_upload_);
-  cudaFreeHost(h_results_);
-  cudaFree(d_results_);
-  cudaFreeHost(h_tokens_);
-  cudaFree(d_tokens_);
+  for (Slot& sl : slots_) {
+    if (sl.done) cudaEventSynchronize(sl.done);
+    cudaFreeHost(sl.h_upload);
+    cudaFree(sl.d_upload);
+    cudaFreeHost(sl.h_results);
+    cudaFree(sl.d_results);
+    cudaFreeHost(sl.h_tokens);
+    cudaFree(sl.d_tokens);
+    if (sl.done) cudaEventDestroy(sl.done);
+  }
 }
 
 Result<std::unique_ptr<GpuSampler>> GpuSampler::create(int32_t vocab, int32_t max_rows, std::vector<int32_t> eos) {
@@ -30,27 +34,31 @@ Result<std::unique_ptr<GpuSampler>> GpuSampler::create(int32_t vocab, int32_t ma
                  std::to_string(max_rows)};
   std::unique_ptr<GpuSampler> s(new GpuSampler(vocab, max_rows, std::move(eos)));
   const size_t n = static_cast<size_t>(max_rows);
-  EMBER_CUDA_TRY(cudaMallocHost(reinterpret_cast<void**>(&s->h_results_), n * sizeof(GpuSamplerRowResult)));
-  EMBER_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&s->d_results_), n * sizeof(GpuSamplerRowResult)));
-  EMBER_CUDA_TRY(cudaMallocHost(reinterpret_cast<void**>(&s->h_tokens_), n * sizeof(int32_t)));
-  EMBER_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&s->d_tokens_), n * sizeof(int32_t)));
-  // Room for every row's params and a modest number of entries; grows on demand.
-  Status st = s->reserve_upload(n * sizeof(GpuSamplerRowParams) + 64 * n * sizeof(GpuSamplerEntry));
-  if (!st.ok()) return st.error();
+  for (Slot& sl : s->slots_) {
+    EMBER_CUDA_TRY(cudaMallocHost(reinterpret_cast<void**>(&sl.h_results), n * sizeof(GpuSamplerRowResult)));
+    EMBER_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&sl.d_results), n * sizeof(GpuSamplerRowResult)));
+    EMBER_CUDA_TRY(cudaMallocHost(reinterpret_cast<void**>(&sl.h_tokens), n * sizeof(int32_t)));
+    EMBER_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&sl.d_tokens), n * sizeof(int32_t)));
+    EMBER_CUDA_TRY(cudaEventCreateWithFlags(&sl.done, cudaEventDisableTiming));
+    // Room for every row's params and a modest number of entries; grows on demand.
+    Status st = s->reserve_upload(sl, n * sizeof(GpuSamplerRowParams) + 64 * n * sizeof(GpuSamplerEntry), nullptr);
+    if (!st.ok()) return st.error();
+  }
   return s;
 }
 
-Status GpuSampler::reserve_upload(size_t bytes) {
-  if (bytes <= upload_capacity_) return Status::success();
-  bytes = std::max(bytes, upload_capacity_ * 2);
-  // The previous call ended with a stream sync, so nothing still reads these.
-  cudaFreeHost(h_upload_);
-  cudaFree(d_upload_);
-  h_upload_ = d_upload_ = nullptr;
-  upload_capacity_ = 0;
-  EMBER_CUDA_TRY(cudaMallocHost(&h_upload_, bytes));
-  EMBER_CUDA_TRY(cudaMalloc(&d_upload_, bytes));
-  upload_capacity_ = bytes;
+Status GpuSampler::reserve_upload(Slot& sl, size_t bytes, cudaStream_t stream) {
+  if (bytes <= sl.upload_capacity) return Status::success();
+  bytes = std::max(bytes, sl.upload_capacity * 2);
+  // An outstanding launch may still read the old buffers (rare: growth only).
+  if (sl.d_upload != nullptr) EMBER_CUDA_TRY(cudaStreamSynchronize(stream));
+  cudaFreeHost(sl.h_upload);
+  cudaFree(sl.d_upload);
+  sl.h_upload = sl.d_upload = nullptr;
+  sl.upload_capacity = 0;
+  EMBER_CUDA_TRY(cudaMallocHost(&sl.h_upload, bytes));
+  EMBER_CUDA_TRY(cudaMalloc(&sl.d_upload, bytes));
+  sl.upload_capacity = bytes;
   return Status::success();
 }
 
@@ -74,7 +82,7 @@ void GpuSampler::add_entries(const SamplerRow& row, GpuSamplerRowParams& params)
     e.flags |= kEntryBias;
     e.bias = bias;
   }
-  if (static_cast<int64_t>(row.output_ids.size()) < sp.min_tokens) {
+  if (static_cast<int64_t>(row.output_ids.size()) + row.pending_outputs < sp.min_tokens) {
     if (!sp.ignore_eos)
       for (int32_t id : eos_)
         if (in_vocab(id)) touch(id).flags |= kEntryMask;
@@ -107,23 +115,24 @@ void GpuSampler::add_entries(const SamplerRow& row, GpuSamplerRowParams& params)
   params.entry_end = static_cast<int32_t>(entries_.size());
 }
 
-Status GpuSampler::sample(float* d_logits, std::span<const SamplerRow> rows, std::vector<SampledToken>& out,
-                          cudaStream_t stream) {
-  out.clear();
-  if (rows.empty()) return Status::success();
+Status GpuSampler::launch(float* d_logits, std::span<const SamplerRow> rows, cudaStream_t stream) {
+  if (outstanding_ >= kSlots) return Error{"GpuSampler: launch with " + std::to_string(kSlots) + " outstanding"};
   if (rows.size() > static_cast<size_t>(max_rows_))
     return Error{"GpuSampler: " + std::to_string(rows.size()) + " rows, at most " + std::to_string(max_rows_)};
+  Slot& sl = slots_[next_];
   const int32_t n = static_cast<int32_t>(rows.size());
 
   params_.assign(rows.size(), GpuSamplerRowParams{});
   entries_.clear();
   counts_.clear();
-  next_generators_.assign(rows.size(), RequestGenerator{});
+  sl.n_logprobs.assign(rows.size(), -1);
   bool fast = true;
   for (size_t r = 0; r < rows.size(); ++r) {
     const SamplerRow& row = rows[r];
     if (row.params == nullptr) return Error{"GpuSampler: row " + std::to_string(r) + " has no params"};
     const SamplingParams& sp = *row.params;
+    if (row.pending_outputs > 0 && sp.penalizes_outputs())
+      return Error{"GpuSampler: row " + std::to_string(r) + " penalizes outputs that are not known yet"};
     GpuSamplerRowParams& p = params_[r];
     p.greedy = sp.greedy() ? 1 : 0;
     p.top_k = sp.top_k_or_off();
@@ -136,53 +145,76 @@ Status GpuSampler::sample(float* d_logits, std::span<const SamplerRow> rows, std
                      " logprobs, at most " + std::to_string(kGpuSamplerMaxLogprobs)};
       p.n_logprobs = *sp.logprobs;
     }
+    sl.n_logprobs[r] = p.n_logprobs;
     if (!p.greedy) {
       if (row.generator == nullptr) return Error{"GpuSampler: row " + std::to_string(r) + " has no generator"};
-      next_generators_[r] = *row.generator;
-      p.uniform = next_generators_[r].next_uniform();  // taken only if the device reports a draw
+      p.uniform = row.generator->next_uniform();  // one draw per non-greedy row, as the CPU
     }
     add_entries(row, p);
     fast = fast && p.greedy && p.n_logprobs < 0 && p.entry_end == p.entry_begin;
   }
+  sl.rows = n;
+  sl.fast = fast;
 
-  if (fast) {
-    Status st = launch_argmax_rows(d_logits, n, vocab_, d_tokens_, stream);
+  if (n > 0 && fast) {
+    Status st = launch_argmax_rows(d_logits, n, vocab_, sl.d_tokens, stream);
     if (!st.ok()) return st;
-    EMBER_CUDA_TRY(cudaMemcpyAsync(h_tokens_, d_tokens_, rows.size() * sizeof(int32_t), cudaMemcpyDeviceToHost, stream));
-    EMBER_CUDA_TRY(cudaStreamSynchronize(stream));
-    out.resize(rows.size());
-    for (size_t r = 0; r < rows.size(); ++r) out[r].token = h_tokens_[r];
-    return Status::success();
+    EMBER_CUDA_TRY(cudaMemcpyAsync(sl.h_tokens, sl.d_tokens, rows.size() * sizeof(int32_t), cudaMemcpyDeviceToHost,
+                                   stream));
+  } else if (n > 0) {
+    const size_t params_bytes = rows.size() * sizeof(GpuSamplerRowParams);
+    const size_t entries_bytes = entries_.size() * sizeof(GpuSamplerEntry);
+    // The slot's previous launch was collected: its staging is free to rewrite.
+    Status st = reserve_upload(sl, params_bytes + entries_bytes, stream);
+    if (!st.ok()) return st;
+    std::memcpy(sl.h_upload, params_.data(), params_bytes);
+    if (entries_bytes) std::memcpy(static_cast<char*>(sl.h_upload) + params_bytes, entries_.data(), entries_bytes);
+    EMBER_CUDA_TRY(
+        cudaMemcpyAsync(sl.d_upload, sl.h_upload, params_bytes + entries_bytes, cudaMemcpyHostToDevice, stream));
+    auto* d_params = static_cast<const GpuSamplerRowParams*>(sl.d_upload);
+    auto* d_entries = reinterpret_cast<GpuSamplerEntry*>(static_cast<char*>(sl.d_upload) + params_bytes);
+    st = launch_sample_rows(d_logits, n, vocab_, d_params, d_entries, sl.d_results, sl.d_tokens, stream);
+    if (!st.ok()) return st;
+    EMBER_CUDA_TRY(cudaMemcpyAsync(sl.h_results, sl.d_results, rows.size() * sizeof(GpuSamplerRowResult),
+                                   cudaMemcpyDeviceToHost, stream));
   }
+  EMBER_CUDA_TRY(cudaEventRecord(sl.done, stream));
+  next_ = (next_ + 1) % kSlots;
+  ++outstanding_;
+  return Status::success();
+}
 
-  const size_t params_bytes = rows.size() * sizeof(GpuSamplerRowParams);
-  const size_t entries_bytes = entries_.size() * sizeof(GpuSamplerEntry);
-  Status st = reserve_upload(params_bytes + entries_bytes);
-  if (!st.ok()) return st;
-  std::memcpy(h_upload_, params_.data(), params_bytes);
-  if (entries_bytes) std::memcpy(static_cast<char*>(h_upload_) + params_bytes, entries_.data(), entries_bytes);
-  EMBER_CUDA_TRY(cudaMemcpyAsync(d_upload_, h_upload_, params_bytes + entries_bytes, cudaMemcpyHostToDevice, stream));
-  auto* d_params = static_cast<const GpuSamplerRowParams*>(d_upload_);
-  auto* d_entries = reinterpret_cast<GpuSamplerEntry*>(static_cast<char*>(d_upload_) + params_bytes);
-  st = launch_sample_rows(d_logits, n, vocab_, d_params, d_entries, d_results_, stream);
-  if (!st.ok()) return st;
-  EMBER_CUDA_TRY(cudaMemcpyAsync(h_results_, d_results_, rows.size() * sizeof(GpuSamplerRowResult),
-                                 cudaMemcpyDeviceToHost, stream));
-  EMBER_CUDA_TRY(cudaStreamSynchronize(stream));
+const int32_t* GpuSampler::device_tokens() const { return slots_[(next_ + kSlots - 1) % kSlots].d_tokens; }
 
-  out.resize(rows.size());
-  for (size_t r = 0; r < rows.size(); ++r) {
-    const GpuSamplerRowResult& res = h_results_[r];
-    SampledToken& t = out[r];
+Status GpuSampler::collect(std::vector<SampledToken>& out) {
+  out.clear();
+  if (outstanding_ == 0) return Error{"GpuSampler: collect with nothing launched"};
+  Slot& sl = slots_[(next_ + kSlots - outstanding_) % kSlots];
+  --outstanding_;
+  EMBER_CUDA_TRY(cudaEventSynchronize(sl.done));
+  out.resize(static_cast<size_t>(sl.rows));
+  for (int32_t r = 0; r < sl.rows; ++r) {
+    SampledToken& t = out[static_cast<size_t>(r)];
+    if (sl.fast) {
+      t.token = sl.h_tokens[r];
+      continue;
+    }
+    const GpuSamplerRowResult& res = sl.h_results[r];
     t.token = res.token;
-    if (res.drew) *rows[r].generator = next_generators_[r];
-    if (params_[r].n_logprobs >= 0) {
+    if (sl.n_logprobs[static_cast<size_t>(r)] >= 0) {
       t.logprob = res.logprob;
       const int32_t got = std::min(res.n_top, kGpuSamplerMaxLogprobs);
       for (int32_t j = 0; j < got; ++j) t.top.push_back({res.top_id[j], res.top_logprob[j]});
     }
   }
   return Status::success();
+}
+
+Status GpuSampler::sample(float* d_logits, std::span<const SamplerRow> rows, std::vector<SampledToken>& out,
+                          cudaStream_t stream) {
+  out.clear();
+  if (Status st = launch(d_logits, rows, stream); !st.ok()) return st;
+  return collect(out);
 }
 
 }  // namespace ember

@@ -12,9 +12,15 @@
 //     (the GPU sums the same probabilities in another order);
 //   - logprobs (raw log-softmax) agree to ~1e-6, top-N ids exactly.
 // Per call: one async host->device copy (row parameters plus the sparse ids
-// the logits processors touch), one kernel, one device->host copy, one stream
-// sync. When every row is greedy without processors or logprobs, a single
-// argmax kernel runs and only tokens come back.
+// the logits processors touch), one kernel, one device->host copy. When every
+// row is greedy without processors or logprobs, a single argmax kernel runs
+// and only tokens come back.
+//
+// Async scheduling: launch() enqueues a sampling and returns; collect() waits
+// (on an event, not the whole stream) for the oldest one. Two samplings may be
+// outstanding, each with its own pinned staging, so the host prepares step
+// N+1 while step N runs. Generators advance in launch(): one draw per
+// non-greedy row, whatever the row's logits (the CPU sampler's rule too).
 
 #include <cuda_runtime.h>
 
@@ -40,35 +46,55 @@ class GpuSampler {
 
   // d_logits: [rows.size(), vocab] float32 on the device, modified in place.
   // rows[i].logits is not read (the device row is); prompt_ids, output_ids,
-  // params and generator are. Writes one SampledToken per row into out.
+  // pending_outputs, params and generator are, during the call only. Enqueues
+  // the sampling on `stream` and returns; at most kSlots launches may be
+  // outstanding (not collected).
+  Status launch(float* d_logits, std::span<const SamplerRow> rows, cudaStream_t stream);
+  // The newest launch's tokens on the device ([rows] int32), valid in stream
+  // order until the launch after next: the next step reads its inputs here.
+  const int32_t* device_tokens() const;
+  // Waits for the oldest outstanding launch; one SampledToken per row into out.
+  Status collect(std::vector<SampledToken>& out);
+  // launch() then collect().
   Status sample(float* d_logits, std::span<const SamplerRow> rows, std::vector<SampledToken>& out,
                 cudaStream_t stream);
+  int outstanding() const { return outstanding_; }
+
+  static constexpr int kSlots = 2;
 
  private:
+  // One launch's pinned staging, device twins and what collect() needs.
+  struct Slot {
+    void* h_upload = nullptr;  // [params x rows][entries]
+    void* d_upload = nullptr;
+    size_t upload_capacity = 0;
+    GpuSamplerRowResult* h_results = nullptr;
+    GpuSamplerRowResult* d_results = nullptr;
+    int32_t* h_tokens = nullptr;
+    int32_t* d_tokens = nullptr;
+    cudaEvent_t done = nullptr;  // after the device->host copy
+    int32_t rows = 0;
+    bool fast = false;
+    std::vector<int32_t> n_logprobs;  // per row, -1: none
+  };
+
   GpuSampler(int32_t vocab, int32_t max_rows, std::vector<int32_t> eos);
-  Status reserve_upload(size_t bytes);
+  Status reserve_upload(Slot& slot, size_t bytes, cudaStream_t stream);
   // Appends the row's processor entries and sets params.entry_begin/end.
   void add_entries(const SamplerRow& row, GpuSamplerRowParams& params);
 
   int32_t vocab_;
   int32_t max_rows_;
   std::vector<int32_t> eos_;
-
-  // Pinned staging and its device twin: [params x rows][entries].
-  void* h_upload_ = nullptr;
-  void* d_upload_ = nullptr;
-  size_t upload_capacity_ = 0;
-  GpuSamplerRowResult* h_results_ = nullptr;
-  GpuSamplerRowResult* d_results_ = nullptr;
-  int32_t* h_tokens_ = nullptr;
-  int32_t* d_tokens_ = nullptr;
+  Slot slots_[kSlots];
+  int next_ = 0;         // the slot the next launch uses
+  int outstanding_ = 0;  // launched, not collected: slots next_ - outstanding_ ...
 
   // Host scratch, reused between calls.
   std::vector<GpuSamplerRowParams> params_;
   std::vector<GpuSamplerEntry> entries_;
   std::vector<int32_t> slot_;     // [vocab] entry index of an id in the current row, -1 when none
   std::vector<int32_t> counts_;   // [entries of the current row] output occurrences
-  std::vector<RequestGenerator> next_generators_;
 };
 
 }  // namespace ember

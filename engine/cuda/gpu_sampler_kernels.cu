@@ -439,7 +439,7 @@ __device__ int draw(float* row, int vocab, const GpuSamplerRowParams& p, Smem& s
 
 __global__ void __launch_bounds__(kThreads, 1)
     sample_rows_kernel(float* logits, int vocab, const GpuSamplerRowParams* params, GpuSamplerEntry* entries,
-                       GpuSamplerRowResult* results) {
+                       GpuSamplerRowResult* results, int32_t* tokens) {
   __shared__ Smem sm;
   const int r = blockIdx.x;
   float* row = logits + static_cast<size_t>(r) * vocab;
@@ -485,7 +485,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     res.logprob = 0.0f;
     res.n_top = 0;
   }
-  if (threadIdx.x == 0) res.token = token, res.drew = drew;
+  if (threadIdx.x == 0) res.token = token, res.drew = drew, tokens[r] = token;
 }
 
 // Greedy fast path: 16-byte loads when the row allows, block argmax.
@@ -524,9 +524,10 @@ Status launch_argmax_rows(const float* d_logits, int32_t rows, int32_t vocab, in
 }
 
 Status launch_sample_rows(float* d_logits, int32_t rows, int32_t vocab, const GpuSamplerRowParams* d_params,
-                          GpuSamplerEntry* d_entries, GpuSamplerRowResult* d_results, cudaStream_t stream) {
+                          GpuSamplerEntry* d_entries, GpuSamplerRowResult* d_results, int32_t* d_tokens,
+                          cudaStream_t stream) {
   if (rows <= 0) return Status::success();
-  sample_rows_kernel<<<rows, kThreads, 0, stream>>>(d_logits, vocab, d_params, d_entries, d_results);
+  sample_rows_kernel<<<rows, kThreads, 0, stream>>>(d_logits, vocab, d_params, d_entries, d_results, d_tokens);
   EMBER_CUDA_TRY(cudaGetLastError());
   return Status::success();
 }

@@ -45,7 +45,7 @@ struct GpuSamplerRowParams {
 
 struct GpuSamplerRowResult {
   int32_t token;
-  int32_t drew;      // 1 when a random draw happened (the host then advances the generator)
+  int32_t drew;      // 1 when a random draw happened (0: a non-greedy row had every id masked)
   float logprob;
   int32_t n_top;
   int32_t top_id[kGpuSamplerMaxLogprobs];
@@ -57,8 +57,10 @@ Status launch_argmax_rows(const float* d_logits, int32_t rows, int32_t vocab, in
                           cudaStream_t stream);
 
 // The full path, one block per row (see gpu_sampler_kernels.cu). d_logits is
-// modified in place (processed logits); d_entries' raw fields are written.
+// modified in place (processed logits); d_entries' raw fields are written;
+// d_tokens[r] gets row r's token (also in d_results[r]).
 Status launch_sample_rows(float* d_logits, int32_t rows, int32_t vocab, const GpuSamplerRowParams* d_params,
-                          GpuSamplerEntry* d_entries, GpuSamplerRowResult* d_results, cudaStream_t stream);
+                          GpuSamplerEntry* d_entries, GpuSamplerRowResult* d_results, int32_t* d_tokens,
+                          cudaStream_t stream);
 
 }  // namespace ember

@@ -120,7 +120,7 @@ struct CudaBackend::Impl {
 
   // Step metadata: host (pinned) and device buffers of the same layout.
   int32_t max_blocks_per_seq = 0;  // the device block table's fixed row stride
-  Region token_ids, positions, slots, query_start_loc, seq_lens, logits_indices, block_tables;
+  Region token_ids, positions, slots, query_start_loc, seq_lens, logits_indices, block_tables, token_patch;
   size_t meta_bytes = 0;
   uint8_t* host_meta = nullptr;
   uint8_t* dev_meta = nullptr;
@@ -222,6 +222,7 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const CudaBackendLimits
   impl->seq_lens = region(b * 4);
   impl->logits_indices = region(t * 4);
   impl->block_tables = region(b * static_cast<size_t>(impl->max_blocks_per_seq) * 4);
+  impl->token_patch = region(b * 2 * 4);
   impl->meta_bytes = at;
   EMBER_CUDA_TRY(cudaMallocHost(reinterpret_cast<void**>(&impl->host_meta), at));
   EMBER_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&impl->dev_meta), at));
@@ -323,6 +324,32 @@ void CudaBackend::begin_forward(const ForwardInputs& in) {
     m.max_query_len = std::max(m.max_query_len, q_len);
     m.num_decode_seqs += q_len == 1;
   }
+}
+
+void CudaBackend::patch_token_ids(std::span<const int32_t> index, std::span<const int32_t> row, const int32_t* src) {
+  Impl& m = *impl_;
+  const int64_t n = static_cast<int64_t>(index.size());
+  if (n == 0) return;
+  if (row.size() != index.size() || n > m.limits.max_seqs) {
+    m.fail(Error{"CudaBackend: " + std::to_string(n) + " token patches for a step of at most " +
+                 std::to_string(m.limits.max_seqs) + " sequences"});
+    return;
+  }
+  // begin_forward() waited for the previous upload, this region's included.
+  int32_t* pairs = m.host<int32_t>(m.token_patch);
+  for (int64_t i = 0; i < n; ++i) {
+    if (index[i] < 0 || index[i] >= m.num_tokens) {
+      m.fail(Error{"CudaBackend: token patch index " + std::to_string(index[i]) + " outside the step's " +
+                   std::to_string(m.num_tokens) + " tokens"});
+      return;
+    }
+    pairs[2 * i] = index[i];
+    pairs[2 * i + 1] = row[i];
+  }
+  m.upload(m.token_patch, static_cast<size_t>(n) * 8);
+  m.fail(gpu::scatter_tokens(m.dev<int32_t>(m.token_ids), m.dev<int32_t>(m.token_patch), static_cast<int32_t>(n), src,
+                             m.stream));
+  m.check(cudaEventRecord(m.upload_done, m.stream), "metadata upload event");
 }
 
 void CudaBackend::copy(const Tensor& src, Tensor& dst) {

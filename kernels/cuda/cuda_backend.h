@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 
 #include "common/status.h"
 #include "kernels/backend.h"
@@ -43,6 +44,11 @@ class CudaBackend final : public Backend {
   // to `bound` tokens instead of the step's longest: what a CUDA graph captured
   // once must do to serve any later context. 0 restores the default.
   void set_seq_len_bound(int32_t bound);
+  // Async scheduling, after begin_forward(): the step's token ids at `index`
+  // (into ForwardInputs::token_ids) become src[row] for the matching `row`,
+  // read on the device in stream order (src: the previous step's sampled
+  // tokens). At most max_seqs entries.
+  void patch_token_ids(std::span<const int32_t> index, std::span<const int32_t> row, const int32_t* src);
   // Autotune the cuBLASLt GEMMs of M <= max_m met from now on (gpu::Gemm::
   // set_autotune_max_m); 0 stops. The runner tunes its graph buckets.
   void set_gemm_autotune(int max_m);

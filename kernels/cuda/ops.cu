@@ -95,6 +95,20 @@ Status embedding(const bf16* table, const int32_t* ids, int64_t num_tokens, int6
   return gather_rows(table, ids, num_tokens, hidden, out, stream);
 }
 
+namespace {
+__global__ void scatter_tokens_kernel(int32_t* dst, const int32_t* pairs, int32_t n, const int32_t* src) {
+  for (int32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+    dst[pairs[2 * i]] = src[pairs[2 * i + 1]];
+}
+}  // namespace
+
+Status scatter_tokens(int32_t* dst, const int32_t* pairs, int32_t n, const int32_t* src, cudaStream_t stream) {
+  if (n <= 0) return Status::success();
+  constexpr int kThreads = 256;
+  scatter_tokens_kernel<<<(n + kThreads - 1) / kThreads, kThreads, 0, stream>>>(dst, pairs, n, src);
+  return cuda_status(cudaGetLastError(), "scatter_tokens launch");
+}
+
 Status silu_mul(const bf16* x, int64_t rows, int64_t inter, bf16* out, cudaStream_t stream) {
   if (rows <= 0 || inter <= 0) return Status::success();
   if (rows > 0x7fffffff) return Error{"silu_mul: too many rows: " + std::to_string(rows)};

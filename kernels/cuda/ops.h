@@ -28,6 +28,10 @@ using bf16 = __nv_bfloat16;
 Status embedding(const bf16* table, const int32_t* ids, int64_t num_tokens, int64_t hidden, bf16* out,
                  cudaStream_t stream);
 
+// Async scheduling: dst[pairs[2i]] = src[pairs[2i + 1]] for i < n (the step's
+// token ids that the previous step sampled, read where the sampler left them).
+Status scatter_tokens(int32_t* dst, const int32_t* pairs, int32_t n, const int32_t* src, cudaStream_t stream);
+
 // RMSNorm over rows of H: out = x / sqrt(mean(x^2) + eps) * weight.
 // With `residual` (vLLM's fused_add_rms_norm): residual = bf16(x + residual)
 // is stored first and the norm is taken of that rounded sum, as HF's bf16

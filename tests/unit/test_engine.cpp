@@ -84,8 +84,9 @@ class EngineTest : public ::testing::Test {
   }
 
   std::unique_ptr<Engine> make_engine(int32_t num_blocks, int32_t budget, bool prefix, bool chunked = true,
-                                      int32_t max_seqs = 64, int32_t max_model_len = 256) {
+                                      int32_t max_seqs = 64, int32_t max_model_len = 256, bool async = false) {
     EngineConfig ec;
+    ec.async_scheduling = async;
     ec.scheduler.block_size = 4;
     ec.scheduler.num_blocks = num_blocks;
     ec.scheduler.max_num_batched_tokens = budget;
@@ -142,11 +143,14 @@ TEST_F(EngineTest, ConcurrentGreedyRequestsMatchRunningAlone) {
     const char* name;
     int32_t blocks, budget;
     bool prefix;
+    bool async = false;
   };
-  for (const Variant& v : {Variant{"batched", 256, 4096, false}, Variant{"chunked prefill", 256, 7, false},
-                           Variant{"prefix caching", 256, 16, true},
-                           Variant{"forced preemption", 24, 32, true}}) {
-    auto engine = make_engine(v.blocks, v.budget, v.prefix);
+  for (const Variant& v :
+       {Variant{"batched", 256, 4096, false}, Variant{"chunked prefill", 256, 7, false},
+        Variant{"prefix caching", 256, 16, true}, Variant{"forced preemption", 24, 32, true},
+        Variant{"async batched", 256, 4096, false, true}, Variant{"async chunked prefill", 256, 7, false, true},
+        Variant{"async prefix caching", 256, 16, true, true}, Variant{"async forced preemption", 24, 32, true, true}}) {
+    auto engine = make_engine(v.blocks, v.budget, v.prefix, true, 64, 256, v.async);
     std::vector<std::shared_ptr<RequestStream>> streams;
     for (const EngineRequest& r : reqs) {
       AddResult a = engine->add(r);
@@ -162,7 +166,7 @@ TEST_F(EngineTest, ConcurrentGreedyRequestsMatchRunningAlone) {
     const EngineMetrics m = engine->metrics();
     EXPECT_EQ(m.kv_cache_usage, 0.0) << v.name << ": KV blocks leaked";
     EXPECT_EQ(m.request_success_total.at("length"), reqs.size()) << v.name;
-    if (std::string(v.name) == "forced preemption") {
+    if (std::string(v.name).find("forced preemption") != std::string::npos) {
       EXPECT_GT(m.num_preemptions_total, 0u);
     }
     if (v.prefix) {
@@ -224,6 +228,114 @@ TEST_F(EngineTest, AbortFreesBlocksAndRejectsWhatCannotFit) {
   EXPECT_EQ(engine->add(greedy(random_prompt(rng, 10), 250)).code, AddResult::Code::kInvalid);  // > 64 blocks of 4
   engine->shutdown(std::chrono::milliseconds(0));
   EXPECT_EQ(engine->add(greedy(random_prompt(rng, 10), 2)).code, AddResult::Code::kShuttingDown);
+}
+
+// Async scheduling (step N+1 scheduled before step N's tokens are applied)
+// must give exactly what synchronous stepping gives, for every sampling
+// feature: seeded draws, n > 1, min_tokens against the token in flight,
+// stops that land while the next step is already scheduled (token ids,
+// strings), penalties (which make the engine apply a step before scheduling
+// the next), logprobs; with room to spare and with a pool so small that
+// requests are preempted while their token is in flight.
+TEST_F(EngineTest, AsyncSchedulingGivesTheSameOutputsAsSynchronousStepping) {
+  std::mt19937 rng(21);
+  // Probe runs pick stop tokens and strings that the outputs really contain.
+  const std::vector<int32_t> stop_prompt = random_prompt(rng, 11);
+  const std::vector<int32_t> string_prompt = random_prompt(rng, 6);
+  Outcome probe_tokens, probe_text;
+  {
+    auto engine = make_engine(256, 4096, false);
+    probe_tokens = collect(*engine->add(greedy(stop_prompt, 24)).stream, 1);
+    probe_text = collect(*engine->add(greedy(string_prompt, 24)).stream, 1);
+  }
+  ASSERT_EQ(probe_tokens.tokens[0].size(), 24u);
+
+  std::vector<EngineRequest> reqs;
+  reqs.push_back(greedy(random_prompt(rng, 17), 20));
+  {
+    EngineRequest r = greedy(stop_prompt, 24);  // stops on its 5th token, unless that token came earlier
+    r.params.stop_token_ids = {probe_tokens.tokens[0][4]};
+    reqs.push_back(r);
+  }
+  {
+    EngineRequest r = greedy(string_prompt, 24);  // stops on a string that spans tokens
+    r.params.stop = {probe_text.text[0].substr(4, 3)};
+    reqs.push_back(r);
+  }
+  {
+    EngineRequest r = greedy(random_prompt(rng, 9), 15);
+    r.params.temperature = 1.0f;
+    r.params.top_k = 20;
+    r.params.top_p = 0.9f;
+    r.params.n = 2;
+    r.params.seed = 77;
+    reqs.push_back(r);
+  }
+  {
+    EngineRequest r = greedy(stop_prompt, 14);  // min_tokens masks the stop ids while the count is short
+    r.params.temperature = 0.8f;
+    r.params.min_p = 0.05f;
+    r.params.min_tokens = 6;
+    r.params.stop_token_ids = {probe_tokens.tokens[0][1], probe_tokens.tokens[0][2], probe_tokens.tokens[0][3]};
+    r.params.seed = 5;
+    reqs.push_back(r);
+  }
+  {
+    EngineRequest r = greedy(random_prompt(rng, 12), 16);
+    r.params.temperature = 1.2f;
+    r.params.frequency_penalty = 0.5f;
+    r.params.presence_penalty = 0.3f;
+    r.params.seed = 9;
+    reqs.push_back(r);
+  }
+  {
+    EngineRequest r = greedy(random_prompt(rng, 7), 12);
+    r.params.repetition_penalty = 1.3f;
+    reqs.push_back(r);
+  }
+  {
+    EngineRequest r = greedy(random_prompt(rng, 30), 10);
+    r.params.temperature = 0.7f;
+    r.params.logprobs = 3;
+    r.params.seed = 3;
+    reqs.push_back(r);
+  }
+
+  struct Config {
+    const char* name;
+    int32_t blocks, budget;
+  };
+  for (const Config& c : {Config{"roomy", 256, 4096}, Config{"tight, chunked, preempting", 20, 16}}) {
+    std::vector<Outcome> got[2];
+    int64_t preemptions[2] = {0, 0};
+    for (int async = 0; async < 2; ++async) {
+      auto engine = make_engine(c.blocks, c.budget, true, true, 64, 256, async == 1);
+      std::vector<std::shared_ptr<RequestStream>> streams;
+      for (const EngineRequest& r : reqs) {
+        AddResult a = engine->add(r);
+        ASSERT_EQ(a.code, AddResult::Code::kOk) << c.name << ": " << a.error;
+        streams.push_back(a.stream);
+      }
+      for (size_t i = 0; i < reqs.size(); ++i) got[async].push_back(collect(*streams[i], reqs[i].params.n));
+      const EngineMetrics m = engine->metrics();
+      EXPECT_EQ(m.kv_cache_usage, 0.0) << c.name << (async ? " async" : " sync") << ": KV blocks leaked";
+      preemptions[async] = static_cast<int64_t>(m.num_preemptions_total);
+    }
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      EXPECT_EQ(got[1][i].tokens, got[0][i].tokens) << c.name << " request " << i;
+      EXPECT_EQ(got[1][i].text, got[0][i].text) << c.name << " request " << i;
+      EXPECT_EQ(got[1][i].finish, got[0][i].finish) << c.name << " request " << i;
+    }
+    // The stops really cut the requests short, and the tight pool really preempted.
+    EXPECT_EQ(got[1][1].finish[0], FinishKind::kStop) << c.name;
+    EXPECT_LE(got[1][1].tokens[0].size(), 5u) << c.name;
+    EXPECT_EQ(got[1][2].finish[0], FinishKind::kStop) << c.name;
+    EXPECT_LT(got[1][2].tokens[0].size(), 24u) << c.name;
+    EXPECT_GE(got[1][4].tokens[0].size(), 6u) << c.name << ": min_tokens";
+    if (c.blocks < 64) {
+      EXPECT_GT(preemptions[1], 0) << c.name;
+    }
+  }
 }
 
 TEST(OutputProcessor, StopStringAcrossTokensIsCutAndNeverStreamed) {
