@@ -5,6 +5,7 @@
 // stop strings and token ids through the output processor.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <random>
@@ -301,22 +302,55 @@ TEST_F(EngineTest, AsyncSchedulingGivesTheSameOutputsAsSynchronousStepping) {
     reqs.push_back(r);
   }
 
+  // min_tokens must count the token in flight: a greedy request whose stop id
+  // is first produced at output j, with min_tokens j - 1, stops at exactly j
+  // (a count one short would mask it there too).
+  size_t stop_at = 0;
+  {
+    const std::vector<int32_t>& o = probe_tokens.tokens[0];
+    for (size_t j = 1; j < o.size() && stop_at == 0; ++j)
+      if (std::find(o.begin(), o.begin() + static_cast<ptrdiff_t>(j), o[j]) == o.begin() + static_cast<ptrdiff_t>(j))
+        stop_at = j + 1;
+    ASSERT_GT(stop_at, 0u);
+    EngineRequest r = greedy(stop_prompt, 24);
+    r.params.min_tokens = static_cast<int32_t>(stop_at) - 1;
+    r.params.stop_token_ids = {o[stop_at - 1]};
+    reqs.push_back(r);
+  }
+
   struct Config {
     const char* name;
     int32_t blocks, budget;
   };
+  // While a request with penalties runs, every step is applied before the next
+  // is scheduled: the requests without penalties run first on their own, so
+  // the pipelined path is what they see; then everything runs together.
+  const auto penalized = [&](size_t i) { return reqs[i].params.penalizes_outputs(); };
   for (const Config& c : {Config{"roomy", 256, 4096}, Config{"tight, chunked, preempting", 20, 16}}) {
     std::vector<Outcome> got[2];
     int64_t preemptions[2] = {0, 0};
     for (int async = 0; async < 2; ++async) {
       auto engine = make_engine(c.blocks, c.budget, true, true, 64, 256, async == 1);
-      std::vector<std::shared_ptr<RequestStream>> streams;
-      for (const EngineRequest& r : reqs) {
-        AddResult a = engine->add(r);
-        ASSERT_EQ(a.code, AddResult::Code::kOk) << c.name << ": " << a.error;
-        streams.push_back(a.stream);
+      got[async].resize(reqs.size());
+      for (int phase = 0; phase < 2; ++phase) {
+        std::vector<std::pair<size_t, std::shared_ptr<RequestStream>>> streams;
+        for (size_t i = 0; i < reqs.size(); ++i) {
+          if (phase == 0 && penalized(i)) continue;
+          AddResult a = engine->add(reqs[i]);
+          ASSERT_EQ(a.code, AddResult::Code::kOk) << c.name << ": " << a.error;
+          streams.emplace_back(i, a.stream);
+        }
+        for (auto& [i, stream] : streams) {
+          Outcome o = collect(*stream, reqs[i].params.n);
+          if (phase == 0) {
+            got[async][i] = std::move(o);
+          } else if (!penalized(i)) {
+            EXPECT_EQ(o.tokens, got[async][i].tokens) << c.name << " request " << i << " beside penalized ones";
+          } else {
+            got[async][i] = std::move(o);
+          }
+        }
       }
-      for (size_t i = 0; i < reqs.size(); ++i) got[async].push_back(collect(*streams[i], reqs[i].params.n));
       const EngineMetrics m = engine->metrics();
       EXPECT_EQ(m.kv_cache_usage, 0.0) << c.name << (async ? " async" : " sync") << ": KV blocks leaked";
       preemptions[async] = static_cast<int64_t>(m.num_preemptions_total);
@@ -332,6 +366,8 @@ TEST_F(EngineTest, AsyncSchedulingGivesTheSameOutputsAsSynchronousStepping) {
     EXPECT_EQ(got[1][2].finish[0], FinishKind::kStop) << c.name;
     EXPECT_LT(got[1][2].tokens[0].size(), 24u) << c.name;
     EXPECT_GE(got[1][4].tokens[0].size(), 6u) << c.name << ": min_tokens";
+    EXPECT_EQ(got[1][8].finish[0], FinishKind::kStop) << c.name;
+    EXPECT_EQ(got[1][8].tokens[0].size(), stop_at) << c.name << ": min_tokens with the token in flight";
     if (c.blocks < 64) {
       EXPECT_GT(preemptions[1], 0) << c.name;
     }
