@@ -6,7 +6,7 @@
 # serve` on the GPU answering the openai client. Writes everything under $OUT
 # (or ./gpu-results) and ends with a summary table. Fails loudly when there is
 # no GPU: a GPU check never passes by skipping.
-#   EMBER_GPU_STAGES="tests bench llama profile throughput serve" picks stages (default: all
+#   EMBER_GPU_STAGES="tests bench llama profile throughput async serve" picks stages (default: all
 #   but profile).
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,7 +15,7 @@ BUNDLE="$ROOT/.gpu-bundle"
 DEST="${OUT:-$ROOT/gpu-results}"
 R="$(mktemp -d)"
 mkdir -p "$DEST"
-STAGES="${EMBER_GPU_STAGES:-tests bench llama throughput serve}"
+STAGES="${EMBER_GPU_STAGES:-tests bench llama throughput async serve}"
 export LD_LIBRARY_PATH="$BUNDLE/lib:/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}"
 cd "$ROOT"
 if [[ ! -d "$BUNDLE" && -f "$ROOT/.gpu-bundle.tar.xz" ]]; then tar -C "$ROOT" -xJf "$ROOT/.gpu-bundle.tar.xz"; fi
@@ -90,6 +90,26 @@ if has throughput; then
     --load-format dummy --tokenizer tests/fixtures/tokenizer/bpe/llama3.json --device cuda --max-num-seqs 512 \
     --max-num-batched-tokens 16384 --num-prompts 1000 --random-input-len 512 --random-output-len 128 \
     --result-json "$R/llama_throughput_512.json"
+fi
+if has async; then
+  # Async scheduling against synchronous stepping, each measured in the same run: batch-1 decode and
+  # the offline benchmark, then both once more with the step profile (EMBER_CUDA_PROFILE=steps: the
+  # GPU's idle time before each step, from CUDA events).
+  run llama_decode_b1_sync 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 --prompt "The history of the" \
+    --max-tokens 256 --ignore-eos --temperature 0 --no-async-scheduling
+  run llama_throughput_sync 420 "$BUNDLE/ember" bench throughput --model configs/models/llama-3-8b.json \
+    --load-format dummy --tokenizer tests/fixtures/tokenizer/bpe/llama3.json --device cuda --max-num-seqs 256 \
+    --num-prompts 1000 --random-input-len 512 --random-output-len 128 --no-async-scheduling \
+    --result-json "$R/llama_throughput_sync.json"
+  for mode in async no-async; do
+    EMBER_CUDA_PROFILE=steps run "steps_decode_b1_$mode" 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 \
+      --prompt "The history of the" --max-tokens 128 --ignore-eos --temperature 0 "--$mode-scheduling"
+    EMBER_CUDA_PROFILE=steps run "steps_throughput_$mode" 420 "$BUNDLE/ember" bench throughput \
+      --model configs/models/llama-3-8b.json --load-format dummy --tokenizer tests/fixtures/tokenizer/bpe/llama3.json \
+      --device cuda --max-num-seqs 256 --num-prompts 400 --random-input-len 512 --random-output-len 128 \
+      "--$mode-scheduling"
+    grep -A8 "step profile" "$R/steps_decode_b1_$mode.log" "$R/steps_throughput_$mode.log"
+  done
 fi
 if has serve; then
   if ls "$BUNDLE"/wheels/*.whl >/dev/null 2>&1; then

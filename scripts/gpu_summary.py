@@ -41,7 +41,8 @@ def main() -> int:
     for name in ("attention_bench", "sdpa_reference", "gemm_bench", "gemm_reference", "sampler_bench", "dequantize_bench"):
         for row in jsonl(name):
             print(name, json.dumps(row))
-    for name in ("llama_decode_b1", "llama_throughput", "llama_throughput_512", "serve_client"):
+    for name in ("llama_decode_b1", "llama_decode_b1_sync", "llama_throughput", "llama_throughput_sync",
+                 "llama_throughput_512", "serve_client"):
         p = R / f"{name}.log"
         if p.exists():
             lines = [l for l in p.read_text(errors="replace").splitlines()

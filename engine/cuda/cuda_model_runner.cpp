@@ -380,9 +380,11 @@ Status CudaModelRunner::init() {
     sampler_ = std::move(*sampler);
   }
   // After the profile step and the graph warm-ups: only served steps count.
-  if (const char* env = std::getenv("EMBER_CUDA_PROFILE"); env != nullptr && std::string(env) == "1") {
-    step_profile_ = std::make_unique<StepProfile>();
-    backend_->enable_op_profile();
+  // (EMBER_CUDA_PROFILE=steps: the step table alone, without per-op events)
+  if (const char* env = std::getenv("EMBER_CUDA_PROFILE"); env != nullptr) {
+    const std::string mode(env);
+    if (mode == "1" || mode == "steps") step_profile_ = std::make_unique<StepProfile>();
+    if (mode == "1") backend_->enable_op_profile();
   }
   return backend_->status();
 }
