@@ -109,6 +109,40 @@ def main():
                  output_tok_per_s_vs_hf=round(t["output_tokens_per_second"] / HF_STATIC_B256_OUTPUT_TOK_S, 2))
         rec[key] = t
 
+    # Async scheduling against synchronous stepping (gpu_check's async stage), same run.
+    def decode_tok_s(log):
+        m = re.search(r"decode: ([0-9.]+) tokens/s", get(log).read_text(errors="replace")) if get(log).exists() else None
+        return float(m.group(1)) if m else None
+
+    def step_table(log):  # EMBER_CUDA_PROFILE=steps: {kind: {steps, host_ms, gpu_ms, idle_ms}}
+        rows = {}
+        if get(log).exists():
+            for line in get(log).read_text(errors="replace").splitlines():
+                m = re.match(r"\s+(decode b[<=>0-9]+|prefill only|prefill\+decode)\s+(\d+)\s+(\d+)\s+(\d+)\s+"
+                             r"([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)", line)
+                if m:
+                    rows[m.group(1)] = {"steps": int(m.group(2)), "tokens": int(m.group(3)),
+                                        "host_ms": float(m.group(5)), "gpu_ms": float(m.group(6)),
+                                        "gpu_idle_ms": float(m.group(7))}
+        return rows
+
+    if get("llama_throughput_sync.json").exists() or get("llama_decode_b1_sync.log").exists():
+        asy = {"note": "async scheduling (the default on a GPU) against --no-async-scheduling, same machine and run"}
+        on, off = decode_tok_s("llama_decode_b1.log"), decode_tok_s("llama_decode_b1_sync.log")
+        if on and off:
+            asy["decode_batch1_tok_per_s"] = {"async": on, "sync": off, "ratio": round(on / off, 3)}
+        if get("llama_throughput.json").exists() and get("llama_throughput_sync.json").exists():
+            a_t = json.loads(get("llama_throughput.json").read_text())["tokens_per_second"]
+            s_t = json.loads(get("llama_throughput_sync.json").read_text())["tokens_per_second"]
+            asy["offline_1000x512_128_total_tok_per_s"] = {"async": a_t, "sync": s_t, "ratio": round(a_t / s_t, 3)}
+        asy["step_profiles"] = {
+            "command_note": "EMBER_CUDA_PROFILE=steps; decode: 128 greedy tokens at batch 1; throughput: 400 x "
+                            "(512 in / 128 out), --max-num-seqs 256; gpu_idle_ms: from the previous step's last "
+                            "copy to this step's first, CUDA events",
+            **{name: step_table(f"steps_{name}.log") for name in
+               ("decode_b1_async", "decode_b1_no-async", "throughput_async", "throughput_no-async")}}
+        rec["async_scheduling"] = asy
+
     serve = json_lines(get("serve_client.log"))
     if serve:
         rec["serve_openai_client"] = serve[-1]

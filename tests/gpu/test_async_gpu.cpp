@@ -19,8 +19,8 @@
 #include "engine/sampler.h"
 #include "engine/sampling_params.h"
 #include "models/model_config.h"
-#include "models/tokenizer.h"
 #include "models/weights.h"
+#include "tests/engine_test_util.h"
 
 namespace ember {
 namespace {
@@ -141,58 +141,15 @@ TEST_P(AsyncRunner, LaunchedStepsReadThePreviousTokensOnTheDevice) {
 INSTANTIATE_TEST_SUITE_P(EagerAndGraphs, AsyncRunner, ::testing::Values(true, false),
                          [](const auto& info) { return info.param ? "eager" : "graphs"; });
 
-// Token i is the letter 'a' + i % 26, so stop strings can be written down.
-class LetterTokenizer final : public Tokenizer {
- public:
-  explicit LetterTokenizer(int32_t vocab) : vocab_(vocab) {}
-  std::vector<int32_t> encode(std::string_view, bool) const override { return {}; }
-  std::string token_bytes(int32_t id) const override { return std::string(1, static_cast<char>('a' + id % 26)); }
-  std::string decode(const std::vector<int32_t>& ids, bool) const override {
-    std::string s;
-    for (int32_t id : ids) s += token_bytes(id);
-    return s;
-  }
-  int32_t vocab_size() const override { return vocab_; }
-  int32_t bos_id() const override { return -1; }
-  int32_t eos_id() const override { return -1; }
-  bool is_special(int32_t) const override { return false; }
-  int32_t token_to_id(std::string_view) const override { return -1; }
-
- private:
-  int32_t vocab_;
-};
-
-struct Outcome {
-  std::vector<std::vector<int32_t>> tokens;
-  std::vector<std::string> text;
-  std::vector<FinishKind> finish;
-  bool operator==(const Outcome&) const = default;
-};
-
-Outcome collect(RequestStream& stream, int32_t n) {
-  Outcome o;
-  o.tokens.resize(static_cast<size_t>(n));
-  o.text.resize(static_cast<size_t>(n));
-  o.finish.assign(static_cast<size_t>(n), FinishKind::kNone);
-  const auto deadline = Clock::now() + std::chrono::seconds(60);
-  while (!stream.done() && Clock::now() < deadline) {
-    for (SequenceDelta& d : stream.pop(std::chrono::milliseconds(50))) {
-      const auto i = static_cast<size_t>(d.index);
-      o.tokens[i].insert(o.tokens[i].end(), d.token_ids.begin(), d.token_ids.end());
-      o.text[i] += d.text;
-      if (d.finish != FinishKind::kNone) o.finish[i] = d.finish;
-    }
-  }
-  EXPECT_TRUE(stream.done()) << "request did not finish in time";
-  return o;
-}
+using test_util::collect;
+using test_util::Outcome;
 
 TEST(AsyncEngine, SameOutputsAsSynchronousStepping) {
   const ModelConfig c = small_config();
   auto w = make_dummy_weights(c, 8);
   ASSERT_TRUE(w.ok());
   const int32_t v = static_cast<int32_t>(c.vocab_size);
-  LetterTokenizer tok(v);
+  test_util::PieceTokenizer tok(v);
   std::mt19937 rng(2);
   std::uniform_int_distribution<int32_t> id(0, v - 1);
   std::vector<EngineRequest> reqs;
@@ -204,7 +161,7 @@ TEST(AsyncEngine, SameOutputsAsSynchronousStepping) {
     r.params.temperature = i % 4 == 0 ? 0.0f : 1.0f;
     r.params.seed = 100 + i;
     if (i % 5 == 1) r.params.n = 2;
-    if (i % 6 == 2) r.params.stop = {"e", "k"};  // a letter: stops early, while the next step is in flight
+    if (i % 6 == 2) r.params.stop = {"OP", "b"};  // stops early, while the next step is in flight
     if (i % 7 == 3) {
       r.params.stop_token_ids = {id(rng), id(rng), id(rng)};
       r.params.min_tokens = 4;

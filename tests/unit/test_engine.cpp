@@ -14,6 +14,7 @@
 
 #include "engine/engine.h"
 #include "engine/output_processor.h"
+#include "tests/engine_test_util.h"
 #include "models/gguf.h"
 #include "models/model_config.h"
 #include "models/weights.h"
@@ -21,54 +22,9 @@
 namespace ember {
 namespace {
 
-// Token i decodes to a fixed short string, so stop strings can be placed
-// across token boundaries deliberately.
-class FakeTokenizer final : public Tokenizer {
- public:
-  explicit FakeTokenizer(int32_t vocab) : vocab_(vocab) {}
-  std::vector<int32_t> encode(std::string_view, bool) const override { return {}; }
-  std::string token_bytes(int32_t id) const override {
-    static const char* kPieces[] = {"a", "b", "c", " ", "St", "OP", "x\n", "é"};
-    return kPieces[id % 8];
-  }
-  std::string decode(const std::vector<int32_t>& ids, bool) const override {
-    std::string s;
-    for (int32_t id : ids) s += token_bytes(id);
-    return s;
-  }
-  int32_t vocab_size() const override { return vocab_; }
-  int32_t bos_id() const override { return -1; }
-  int32_t eos_id() const override { return -1; }
-  bool is_special(int32_t) const override { return false; }
-  int32_t token_to_id(std::string_view) const override { return -1; }
-
- private:
-  int32_t vocab_;
-};
-
-struct Outcome {
-  std::vector<std::vector<int32_t>> tokens;  // per sequence index
-  std::vector<std::string> text;
-  std::vector<FinishKind> finish;
-};
-
-Outcome collect(RequestStream& stream, int32_t n) {
-  Outcome o;
-  o.tokens.resize(static_cast<size_t>(n));
-  o.text.resize(static_cast<size_t>(n));
-  o.finish.assign(static_cast<size_t>(n), FinishKind::kNone);
-  const auto deadline = Clock::now() + std::chrono::seconds(120);
-  while (!stream.done() && Clock::now() < deadline) {
-    for (SequenceDelta& d : stream.pop(std::chrono::milliseconds(100))) {
-      auto i = static_cast<size_t>(d.index);
-      o.tokens[i].insert(o.tokens[i].end(), d.token_ids.begin(), d.token_ids.end());
-      o.text[i] += d.text;
-      if (d.finish != FinishKind::kNone) o.finish[i] = d.finish;
-    }
-  }
-  EXPECT_TRUE(stream.done()) << "request did not finish in time";
-  return o;
-}
+using test_util::collect;
+using test_util::Outcome;
+using FakeTokenizer = test_util::PieceTokenizer;
 
 class EngineTest : public ::testing::Test {
  protected:
