@@ -77,6 +77,23 @@ def test_generate_chat_prompts_file_and_stop(tmp_path):
     assert r.returncode == 0 and " 4," in r.stdout and " 5" not in r.stdout.split("\n\nprompt tokens")[0], r.stdout
 
 
+def test_async_scheduling_flags_give_the_same_completions(tmp_path):
+    # --async-scheduling (the GPU's default) on the CPU: step N+1 is scheduled before step N is applied, and the
+    # completions (seeded sampling, a stop string that ends one of them early) equal synchronous stepping's.
+    env = dict(os.environ, EMBER_MODEL=str(MODEL))
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("The capital of France is\nOnce upon a time\nWater boils at\n")
+    out = {}
+    for mode in ("--async-scheduling", "--no-async-scheduling"):
+        r = run("generate", "--device", "cpu", "--prompts-file", str(prompts), "-n", "12", "--temperature", "0.8",
+                "--sampling-seed", "7", "--stop", " the", mode, env=env)
+        assert r.returncode == 0, r.stderr
+        assert f"async scheduling {'on' if mode == '--async-scheduling' else 'off'}" in r.stdout + r.stderr
+        out[mode] = r.stdout.split("requests: ")[0]
+        assert out[mode].count("=== ") == 3
+    assert out["--async-scheduling"] == out["--no-async-scheduling"]
+
+
 def test_bad_model_file_names_the_file(tmp_path):
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 8)
