@@ -13,7 +13,8 @@
 // steps. Step N+1's decodes read their input tokens where step N's sampler
 // left them on the device. What it costs: a sequence that stops (EOS, stop
 // string, abort) has already been scheduled for one more step, whose token is
-// dropped. Outputs are the same as synchronous stepping: seeded generators
+// dropped (that step may even have taken a new KV block for it and, in a full
+// pool, preempted a newer request, as in vLLM). Outputs are the same as synchronous stepping: seeded generators
 // advance one draw per sampled token whatever happens, min_tokens counts the
 // token in flight, and a step with a row whose penalties read the generated
 // ids is applied before the next one is scheduled.

@@ -113,7 +113,8 @@ SchedulerOutput Scheduler::schedule() {
          static_cast<int32_t>(running_.size()) < config_.max_num_seqs) {
     SchedRequest* r = waiting_.front();
     // Preempted while a step that samples for it is in flight: its tokens are not all
-    // known yet (the engine's next update brings them).
+    // known yet (the engine's next update brings them). Admission waits one step, as
+    // for any head that cannot run (under kPriority the head may hold back others).
     if (r->num_pending_tokens > 0) break;
     const PrefixHit hit = blocks_.find_cached_prefix(r->tokens, r->cache_salt, &r->blocks);
     const int64_t known = static_cast<int64_t>(r->tokens.size());
@@ -267,6 +268,7 @@ std::string Scheduler::check_invariants() const {
     if (r->status != SchedStatus::kWaiting) return "request in waiting with another status";
     if (i > 0 && !before(waiting_[i - 1], r)) return "waiting queue out of order";
     if (!r->blocks.ids.empty() || r->num_computed_tokens != 0) return "waiting request holds KV";
+    if (r->num_pending_tokens < 0) return "negative pending tokens";
   }
   return "";
 }

@@ -434,6 +434,8 @@ void CudaModelRunner::execute(std::span<const StepSequence> seqs, std::vector<fl
     logits.clear();
     return;
   }
+  // (the engine never mixes the two: launch() works whenever there is a sampler)
+  if (sampler_ && sampler_->outstanding() > 0) fatal("execute() while a launched step is outstanding");
   const auto start = StepProfile::Clock::now();
   const Tensor out = forward_step(seqs);
   if (step_profile_) step_profile_->end_launch(0.0, backend_->stream());

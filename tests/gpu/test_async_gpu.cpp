@@ -183,13 +183,18 @@ TEST(AsyncEngine, SameOutputsAsSynchronousStepping) {
     ec.log_interval_s = 0;
     ec.async_scheduling = async == 1;
     Engine engine(ec, std::move(*runner), tok, {});
-    std::vector<std::shared_ptr<RequestStream>> streams;
-    for (const EngineRequest& r : reqs) {
-      AddResult a = engine.add(r);
-      ASSERT_EQ(a.code, AddResult::Code::kOk) << a.error;
-      streams.push_back(a.stream);
+    // The penalized request after the rest: while it runs, each step is applied
+    // before the next is scheduled, which would hide the pipelined path.
+    for (int phase = 0; phase < 2; ++phase) {
+      std::vector<std::pair<size_t, std::shared_ptr<RequestStream>>> streams;
+      for (size_t i = 0; i < reqs.size(); ++i) {
+        if (reqs[i].params.penalizes_outputs() != (phase == 1)) continue;
+        AddResult a = engine.add(reqs[i]);
+        ASSERT_EQ(a.code, AddResult::Code::kOk) << a.error;
+        streams.emplace_back(i, a.stream);
+      }
+      for (auto& [i, stream] : streams) got[async][i] = collect(*stream, reqs[i].params.n);
     }
-    for (size_t i = 0; i < reqs.size(); ++i) got[async][i] = collect(*streams[i], reqs[i].params.n);
     EXPECT_EQ(engine.metrics().kv_cache_usage, 0.0) << "KV blocks leaked";
   }
   int stops = 0;

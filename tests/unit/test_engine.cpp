@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 #include <map>
 #include <random>
 #include <string>
@@ -26,6 +27,64 @@ using test_util::collect;
 using test_util::Outcome;
 using FakeTokenizer = test_util::PieceTokenizer;
 
+// launch()/collect() over the CPU runner, as the GPU runner has them: a
+// launched step's tokens stay here (the "device") until collect(), and the
+// next launch reads the inputs its sequences name by prev_row from the newest
+// launch's tokens. The engine then takes the path it takes on a GPU.
+class DeferredRunner final : public ModelRunner {
+ public:
+  explicit DeferredRunner(std::unique_ptr<CpuModelRunner> inner) : inner_(std::move(inner)) {}
+  void execute(std::span<const StepSequence> seqs, std::vector<float>& logits) override {
+    inner_->execute(seqs, logits);
+  }
+  bool launch(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows) override {
+    EXPECT_LT(launched_.size(), 2u) << "more than two launches outstanding";
+    std::vector<StepSequence> steps(seqs.begin(), seqs.end());
+    std::vector<std::vector<int32_t>> patched;
+    patched.reserve(steps.size());
+    for (StepSequence& s : steps) {
+      if (s.prev_row < 0) continue;
+      EXPECT_LT(static_cast<size_t>(s.prev_row), newest_.size()) << "prev_row outside the previous launch";
+      EXPECT_EQ(s.start + s.num_tokens, static_cast<int64_t>(s.tokens.size()) + 1);
+      patched.emplace_back(s.tokens.begin(), s.tokens.end());
+      patched.back().push_back(static_cast<size_t>(s.prev_row) < newest_.size() ? newest_[s.prev_row] : 0);
+      s.tokens = patched.back();
+      s.prev_row = -1;
+      ++prev_rows_read_;
+    }
+    inner_->execute(steps, logits_);
+    std::vector<SamplerRow> with_logits(rows.begin(), rows.end());
+    const size_t vocab = static_cast<size_t>(vocab_size());
+    for (size_t i = 0; i < with_logits.size(); ++i)
+      with_logits[i].logits = std::span<const float>(logits_).subspan(i * vocab, vocab);
+    launched_.push_back(sampler_.sample(with_logits));
+    newest_.clear();
+    for (const SampledToken& t : launched_.back()) newest_.push_back(t.token);
+    return true;
+  }
+  void collect(std::vector<SampledToken>& out) override {
+    EXPECT_FALSE(launched_.empty()) << "collect with nothing launched";
+    if (launched_.empty()) return out.clear();
+    out = std::move(launched_.front());
+    launched_.pop_front();
+  }
+  const ModelConfig& config() const override { return inner_->config(); }
+  int32_t vocab_size() const override { return inner_->vocab_size(); }
+  int64_t num_blocks() const override { return inner_->num_blocks(); }
+  int32_t block_size() const override { return inner_->block_size(); }
+  // How many decode inputs were read through prev_row (shared: the engine owns the runner).
+  std::shared_ptr<int64_t> prev_rows_read() const { return prev_rows_read_counter_; }
+
+ private:
+  std::unique_ptr<CpuModelRunner> inner_;
+  Sampler sampler_;
+  std::vector<float> logits_;
+  std::deque<std::vector<SampledToken>> launched_;
+  std::vector<int32_t> newest_;  // the newest launch's tokens, kept after its collect()
+  std::shared_ptr<int64_t> prev_rows_read_counter_ = std::make_shared<int64_t>(0);
+  int64_t& prev_rows_read_ = *prev_rows_read_counter_;
+};
+
 class EngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -40,10 +99,13 @@ class EngineTest : public ::testing::Test {
     tokenizer_ = std::make_unique<FakeTokenizer>(static_cast<int32_t>(config_.vocab_size));
   }
 
+  // async: 0 synchronous stepping; 1 async over the CPU runner (which cannot
+  // launch: the engine keeps the in-flight tokens on the host); 2 async over a
+  // DeferredRunner (the GPU's path: decode inputs named by prev_row).
   std::unique_ptr<Engine> make_engine(int32_t num_blocks, int32_t budget, bool prefix, bool chunked = true,
-                                      int32_t max_seqs = 64, int32_t max_model_len = 256, bool async = false) {
+                                      int32_t max_seqs = 64, int32_t max_model_len = 256, int async = 0) {
     EngineConfig ec;
-    ec.async_scheduling = async;
+    ec.async_scheduling = async > 0;
     ec.scheduler.block_size = 4;
     ec.scheduler.num_blocks = num_blocks;
     ec.scheduler.max_num_batched_tokens = budget;
@@ -52,7 +114,14 @@ class EngineTest : public ::testing::Test {
     ec.scheduler.enable_prefix_caching = prefix;
     ec.scheduler.enable_chunked_prefill = chunked;
     ec.log_interval_s = 0;
-    auto runner = std::make_unique<CpuModelRunner>(weights_, 2, num_blocks, 4);
+    auto cpu = std::make_unique<CpuModelRunner>(weights_, 2, num_blocks, 4);
+    std::unique_ptr<ModelRunner> runner = std::move(cpu);
+    if (async == 2) {
+      auto deferred = std::make_unique<DeferredRunner>(
+          std::unique_ptr<CpuModelRunner>(static_cast<CpuModelRunner*>(runner.release())));
+      prev_rows_read_ = deferred->prev_rows_read();
+      runner = std::move(deferred);
+    }
     return std::make_unique<Engine>(ec, std::move(runner), *tokenizer_, std::vector<int32_t>{});
   }
 
@@ -75,6 +144,7 @@ class EngineTest : public ::testing::Test {
   ModelConfig config_;
   LlamaWeights weights_;
   std::unique_ptr<FakeTokenizer> tokenizer_;
+  std::shared_ptr<int64_t> prev_rows_read_;  // of the last DeferredRunner made
 };
 
 TEST_F(EngineTest, ConcurrentGreedyRequestsMatchRunningAlone) {
@@ -100,13 +170,14 @@ TEST_F(EngineTest, ConcurrentGreedyRequestsMatchRunningAlone) {
     const char* name;
     int32_t blocks, budget;
     bool prefix;
-    bool async = false;
+    int async = 0;  // make_engine's
   };
   for (const Variant& v :
        {Variant{"batched", 256, 4096, false}, Variant{"chunked prefill", 256, 7, false},
         Variant{"prefix caching", 256, 16, true}, Variant{"forced preemption", 24, 32, true},
-        Variant{"async batched", 256, 4096, false, true}, Variant{"async chunked prefill", 256, 7, false, true},
-        Variant{"async prefix caching", 256, 16, true, true}, Variant{"async forced preemption", 24, 32, true, true}}) {
+        Variant{"async batched", 256, 4096, false, 2}, Variant{"async chunked prefill", 256, 7, false, 2},
+        Variant{"async prefix caching", 256, 16, true, 1}, Variant{"async forced preemption", 24, 32, true, 2},
+        Variant{"async forced preemption, host tokens", 24, 32, true, 1}}) {
     auto engine = make_engine(v.blocks, v.budget, v.prefix, true, 64, 256, v.async);
     std::vector<std::shared_ptr<RequestStream>> streams;
     for (const EngineRequest& r : reqs) {
@@ -193,7 +264,9 @@ TEST_F(EngineTest, AbortFreesBlocksAndRejectsWhatCannotFit) {
 // stops that land while the next step is already scheduled (token ids,
 // strings), penalties (which make the engine apply a step before scheduling
 // the next), logprobs; with room to spare and with a pool so small that
-// requests are preempted while their token is in flight.
+// requests are preempted while their token is in flight; over the CPU runner
+// (in-flight tokens kept on the host) and over a DeferredRunner (the GPU's
+// path: the runner holds them and decodes name them by prev_row).
 TEST_F(EngineTest, AsyncSchedulingGivesTheSameOutputsAsSynchronousStepping) {
   std::mt19937 rng(21);
   // Probe runs pick stop tokens and strings that the outputs really contain.
@@ -283,10 +356,10 @@ TEST_F(EngineTest, AsyncSchedulingGivesTheSameOutputsAsSynchronousStepping) {
   // the pipelined path is what they see; then everything runs together.
   const auto penalized = [&](size_t i) { return reqs[i].params.penalizes_outputs(); };
   for (const Config& c : {Config{"roomy", 256, 4096}, Config{"tight, chunked, preempting", 20, 16}}) {
-    std::vector<Outcome> got[2];
-    int64_t preemptions[2] = {0, 0};
-    for (int async = 0; async < 2; ++async) {
-      auto engine = make_engine(c.blocks, c.budget, true, true, 64, 256, async == 1);
+    std::vector<Outcome> got[3];
+    int64_t preemptions[3] = {0, 0, 0};
+    for (int async = 0; async < 3; ++async) {
+      auto engine = make_engine(c.blocks, c.budget, true, true, 64, 256, async);
       got[async].resize(reqs.size());
       for (int phase = 0; phase < 2; ++phase) {
         std::vector<std::pair<size_t, std::shared_ptr<RequestStream>>> streams;
@@ -308,25 +381,30 @@ TEST_F(EngineTest, AsyncSchedulingGivesTheSameOutputsAsSynchronousStepping) {
         }
       }
       const EngineMetrics m = engine->metrics();
-      EXPECT_EQ(m.kv_cache_usage, 0.0) << c.name << (async ? " async" : " sync") << ": KV blocks leaked";
+      EXPECT_EQ(m.kv_cache_usage, 0.0) << c.name << " mode " << async << ": KV blocks leaked";
       preemptions[async] = static_cast<int64_t>(m.num_preemptions_total);
+      if (async == 2) {
+        EXPECT_GT(*prev_rows_read_, 0) << c.name << ": no decode read its input through prev_row";
+      }
     }
-    for (size_t i = 0; i < reqs.size(); ++i) {
-      EXPECT_EQ(got[1][i].tokens, got[0][i].tokens) << c.name << " request " << i;
-      EXPECT_EQ(got[1][i].text, got[0][i].text) << c.name << " request " << i;
-      EXPECT_EQ(got[1][i].finish, got[0][i].finish) << c.name << " request " << i;
+    for (int async = 1; async < 3; ++async) {
+      for (size_t i = 0; i < reqs.size(); ++i) {
+        EXPECT_EQ(got[async][i].tokens, got[0][i].tokens) << c.name << " mode " << async << " request " << i;
+        EXPECT_EQ(got[async][i].text, got[0][i].text) << c.name << " mode " << async << " request " << i;
+        EXPECT_EQ(got[async][i].finish, got[0][i].finish) << c.name << " mode " << async << " request " << i;
+      }
+      if (c.blocks < 64) {
+        EXPECT_GT(preemptions[async], 0) << c.name << " mode " << async;
+      }
     }
-    // The stops really cut the requests short, and the tight pool really preempted.
-    EXPECT_EQ(got[1][1].finish[0], FinishKind::kStop) << c.name;
-    EXPECT_LE(got[1][1].tokens[0].size(), 5u) << c.name;
-    EXPECT_EQ(got[1][2].finish[0], FinishKind::kStop) << c.name;
-    EXPECT_LT(got[1][2].tokens[0].size(), 24u) << c.name;
-    EXPECT_GE(got[1][4].tokens[0].size(), 6u) << c.name << ": min_tokens";
-    EXPECT_EQ(got[1][8].finish[0], FinishKind::kStop) << c.name;
-    EXPECT_EQ(got[1][8].tokens[0].size(), stop_at) << c.name << ": min_tokens with the token in flight";
-    if (c.blocks < 64) {
-      EXPECT_GT(preemptions[1], 0) << c.name;
-    }
+    // The stops really cut the requests short.
+    EXPECT_EQ(got[0][1].finish[0], FinishKind::kStop) << c.name;
+    EXPECT_LE(got[0][1].tokens[0].size(), 5u) << c.name;
+    EXPECT_EQ(got[0][2].finish[0], FinishKind::kStop) << c.name;
+    EXPECT_LT(got[0][2].tokens[0].size(), 24u) << c.name;
+    EXPECT_GE(got[0][4].tokens[0].size(), 6u) << c.name << ": min_tokens";
+    EXPECT_EQ(got[0][8].finish[0], FinishKind::kStop) << c.name;
+    EXPECT_EQ(got[0][8].tokens[0].size(), stop_at) << c.name << ": min_tokens";
   }
 }
 
