@@ -15,8 +15,8 @@
 #include <benchmark/benchmark.h>
 #include <nlohmann/json.hpp>
 
-#include "models/gguf.h"
-#include "models/tokenizer.h"
+#include "models/formats/gguf.h"
+#include "models/tokenizer/tokenizer.h"
 
 namespace {
 

@@ -4,7 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "models/hf_model_dir.h"
+#include "models/formats/hf_model_dir.h"
 #include "models/weights.h"
 #ifdef EMBER_HAVE_CUDA
 #include "engine/cuda/cuda_model_runner.h"

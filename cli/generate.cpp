@@ -16,7 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cli/engine_setup.h"
-#include "models/chat_template.h"
+#include "models/chat/chat_template.h"
 
 namespace ember {
 namespace {

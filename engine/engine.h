@@ -37,7 +37,7 @@
 #include "engine/output_processor.h"
 #include "engine/request.h"
 #include "engine/sampler.h"
-#include "models/tokenizer.h"
+#include "models/tokenizer/tokenizer.h"
 #include "scheduler/scheduler.h"
 
 namespace ember {

@@ -22,7 +22,7 @@ namespace ember {
 // Tensor has the LOGICAL shape [N, K] (elements, not bytes) and its data is N
 // rows of K / dtype_block_elems() raw blocks, each dtype_block_bytes() long,
 // rows back to back and blocks unaligned. K must be a whole number of blocks.
-// Layouts: kernels/cpu/quant_blocks.h.
+// Layouts: kernels/quant/quant_blocks.h.
 enum class DType : uint8_t { kF32, kBF16, kF16, kQ8_0, kQ4_0, kQ4_1, kQ4_K, kQ6_K };
 
 // Elements per block (1 for plain types) and bytes per block.

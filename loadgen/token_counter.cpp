@@ -7,8 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include "loadgen/openai_client.h"
-#include "models/gguf.h"
-#include "models/tokenizer.h"
+#include "models/formats/gguf.h"
+#include "models/tokenizer/tokenizer.h"
 
 namespace ember {
 namespace {

@@ -9,7 +9,7 @@
 #include <string>
 #include <utility>
 
-#include "models/gguf.h"
+#include "models/formats/gguf.h"
 #include "models/model_config.h"
 
 namespace ember {

@@ -8,9 +8,9 @@
 #include <string>
 
 #include "common/status.h"
-#include "models/gguf.h"
+#include "models/formats/gguf.h"
 #include "models/model_config.h"
-#include "models/tokenizer.h"
+#include "models/tokenizer/tokenizer.h"
 
 namespace ember {
 

@@ -2,7 +2,7 @@
 // GGUF type when the CPU kernels read it, everything else becomes float32.
 #include "models/weights.h"
 
-#include "kernels/cpu/quant_blocks.h"
+#include "kernels/quant/quant_blocks.h"
 
 #include <cstring>
 #include <string>

@@ -11,8 +11,8 @@
 
 #include "common/status.h"
 #include "kernels/backend.h"
-#include "models/gguf.h"
-#include "models/hf_model_dir.h"
+#include "models/formats/gguf.h"
+#include "models/formats/hf_model_dir.h"
 #include "models/model_config.h"
 
 namespace ember {

@@ -11,7 +11,7 @@ Outputs (all committed, ~100 KB together):
   vocab.gguf           the same vocabulary as a GGUF "llama" tokenizer (tokens,
                        scores, token_type, bos/eos/unk ids, add_bos/add_eos,
                        add_space_prefix) and one tiny tensor, for ember's own SPM
-                       implementation (models/tokenizer_spm_gguf.cpp).
+                       implementation (models/tokenizer/tokenizer_spm_gguf.cpp).
   hf_llama/            a Llama-2-like Hugging Face directory (tokenizer.model +
                        tokenizer_config.json) for load_tokenizer_from_dir.
   hf_llama_eos/        the same with add_bos_token=false, add_eos_token=true.

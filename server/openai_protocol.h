@@ -20,7 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/sampling_params.h"
-#include "models/unicode.h"
+#include "models/tokenizer/unicode.h"
 #include "server/openai_error.h"
 
 namespace ember {

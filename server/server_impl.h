@@ -12,7 +12,7 @@
 #include <httplib.h>
 
 #include "engine/engine.h"
-#include "models/chat_template.h"
+#include "models/chat/chat_template.h"
 #include "models/model_source.h"
 #include "server/http_server.h"
 #include "server/openai_protocol.h"

@@ -3,7 +3,7 @@
 #include <cstring>
 #include <string>
 
-#include "kernels/cpu/quant_blocks.h"
+#include "kernels/quant/quant_blocks.h"
 #include "kernels/cuda/cuda_check.h"
 
 namespace ember {

@@ -7,7 +7,7 @@
 
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/cpu/linear_kernels.h"
-#include "kernels/cpu/quant_blocks.h"
+#include "kernels/quant/quant_blocks.h"
 
 namespace ember {
 

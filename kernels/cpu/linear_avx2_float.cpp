@@ -9,7 +9,7 @@
 #include <cstring>
 
 #include "kernels/cpu/avx2_util.h"
-#include "kernels/cpu/quant_blocks.h"
+#include "kernels/quant/quant_blocks.h"
 
 namespace ember {
 namespace {

@@ -11,7 +11,7 @@
 
 #if defined(__x86_64__)
 #include "kernels/cpu/avx2_util.h"
-#include "kernels/cpu/quant_blocks.h"
+#include "kernels/quant/quant_blocks.h"
 
 namespace ember {
 namespace {

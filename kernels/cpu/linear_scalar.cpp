@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "kernels/cpu/linear_kernels.h"
-#include "kernels/cpu/quant_blocks.h"
+#include "kernels/quant/quant_blocks.h"
 
 namespace ember {
 namespace {

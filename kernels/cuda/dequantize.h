@@ -1,7 +1,7 @@
 #pragma once
 // GGUF weight formats expanded to bf16 on the GPU, so that a quantized file is
 // uploaded as stored (4-5 bits a weight) and widened where memory is fast.
-// The CPU reference is models/gguf_dequantize.cpp (tests/gpu compares them).
+// The CPU reference is models/formats/gguf_dequantize.cpp (tests/gpu compares them).
 
 #include <cstdint>
 

@@ -8,9 +8,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "models/gguf.h"
+#include "models/formats/gguf.h"
 #include "models/model_config.h"
-#include "models/tokenizer.h"
+#include "models/tokenizer/tokenizer.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // A heap copy of exactly `size` bytes, so any overread is caught by ASan.

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "models/safetensors.h"
+#include "models/formats/safetensors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto file = ember::SafetensorsFile::parse(data, size, "fuzz");

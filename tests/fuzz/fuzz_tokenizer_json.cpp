@@ -11,7 +11,7 @@
 #include <fstream>
 #include <string>
 
-#include "models/tokenizer.h"
+#include "models/tokenizer/tokenizer.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const std::string path = "/tmp/ember_fuzz_tokenizer_" + std::to_string(getpid()) + ".json";

@@ -24,7 +24,7 @@
 #include "engine/model_runner.h"
 #include "engine/sampler.h"
 #include "engine/sampling_params.h"
-#include "models/hf_model_dir.h"
+#include "models/formats/hf_model_dir.h"
 #include "models/model_config.h"
 #include "models/weights.h"
 

@@ -13,7 +13,7 @@
 
 #include "kernels/cuda/dequantize.h"
 #include "kernels/cuda/device_info.h"
-#include "models/gguf.h"
+#include "models/formats/gguf.h"
 
 namespace ember {
 namespace {

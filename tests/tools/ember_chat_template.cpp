@@ -14,7 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "models/chat_template.h"
+#include "models/chat/chat_template.h"
 
 namespace {
 

@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "models/gguf.h"
+#include "models/formats/gguf.h"
 
 namespace {
 

@@ -13,8 +13,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "models/gguf.h"
-#include "models/tokenizer.h"
+#include "models/formats/gguf.h"
+#include "models/tokenizer/tokenizer.h"
 
 namespace {
 

@@ -11,7 +11,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "models/chat_template.h"
+#include "models/chat/chat_template.h"
 
 namespace ember {
 namespace {

@@ -22,8 +22,8 @@
 
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/cpu/linear_kernels.h"
-#include "kernels/cpu/quant_blocks.h"
-#include "models/gguf.h"
+#include "kernels/quant/quant_blocks.h"
+#include "models/formats/gguf.h"
 
 namespace ember {
 namespace {

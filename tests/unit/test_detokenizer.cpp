@@ -8,9 +8,9 @@
 
 #include <random>
 
-#include "models/gguf.h"
-#include "models/tokenizer.h"
-#include "models/unicode.h"
+#include "models/formats/gguf.h"
+#include "models/tokenizer/tokenizer.h"
+#include "models/tokenizer/unicode.h"
 
 namespace ember {
 namespace {

@@ -16,7 +16,7 @@
 #include "engine/engine.h"
 #include "engine/output_processor.h"
 #include "tests/engine_test_util.h"
-#include "models/gguf.h"
+#include "models/formats/gguf.h"
 #include "models/model_config.h"
 #include "models/weights.h"
 

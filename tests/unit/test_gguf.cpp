@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "models/gguf.h"
+#include "models/formats/gguf.h"
 
 namespace ember {
 namespace {

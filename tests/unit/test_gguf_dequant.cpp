@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "models/gguf.h"
+#include "models/formats/gguf.h"
 
 namespace ember {
 namespace {

@@ -26,7 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/cpu/cpu_ops.h"
-#include "models/hf_model_dir.h"
+#include "models/formats/hf_model_dir.h"
 #include "models/llama_decoder.h"
 #include "models/model_source.h"
 #include "models/weights.h"

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "common/json_limits.h"
-#include "models/gguf.h"
-#include "models/tokenizer.h"
+#include "models/formats/gguf.h"
+#include "models/tokenizer/tokenizer.h"
 
 namespace ember {
 namespace {

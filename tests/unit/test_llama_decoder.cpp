@@ -20,10 +20,10 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_ops.h"
-#include "models/gguf.h"
+#include "models/formats/gguf.h"
 #include "models/llama_decoder.h"
 #include "models/model_config.h"
-#include "models/tokenizer.h"
+#include "models/tokenizer/tokenizer.h"
 #include "models/weights.h"
 
 namespace ember {

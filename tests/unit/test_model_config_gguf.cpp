@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "models/gguf.h"
+#include "models/formats/gguf.h"
 #include "models/model_config.h"
 
 namespace ember {

@@ -16,8 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "models/hf_model_dir.h"
-#include "models/safetensors.h"
+#include "models/formats/hf_model_dir.h"
+#include "models/formats/safetensors.h"
 
 namespace ember {
 namespace {

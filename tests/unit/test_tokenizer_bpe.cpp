@@ -9,9 +9,9 @@
 
 #include <gtest/gtest.h>
 
-#include "models/pretokenizer.h"
-#include "models/tokenizer_bpe.h"
-#include "models/unicode.h"
+#include "models/tokenizer/pretokenizer.h"
+#include "models/tokenizer/tokenizer_bpe.h"
+#include "models/tokenizer/unicode.h"
 
 namespace ember {
 namespace {

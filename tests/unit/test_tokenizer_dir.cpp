@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "models/tokenizer.h"
+#include "models/tokenizer/tokenizer.h"
 
 namespace ember {
 namespace {

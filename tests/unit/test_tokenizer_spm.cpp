@@ -14,9 +14,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "models/gguf.h"
-#include "models/tokenizer.h"
-#include "models/tokenizer_spm_gguf.h"
+#include "models/formats/gguf.h"
+#include "models/tokenizer/tokenizer.h"
+#include "models/tokenizer/tokenizer_spm_gguf.h"
 
 namespace ember {
 namespace {
