@@ -63,7 +63,7 @@ Result<std::unique_ptr<ModelRunner>> make_cpu_runner(const ModelSource& src, con
   spdlog::info("KV cache: {} blocks of {} tokens ({:.1f} MB, {} tokens)", blocks, block, blocks * per_block / 1e6,
                blocks * block);
   return std::unique_ptr<ModelRunner>(
-      std::make_unique<CpuModelRunner>(std::move(weights).value(), options.num_threads, blocks, block));
+      std::make_unique<CpuModelRunner>(std::move(weights).value(), options.num_threads, blocks, block, eos_ids_of(src)));
 }
 
 #ifdef EMBER_HAVE_CUDA

@@ -94,6 +94,13 @@ int generate(const ModelSource& src, const GenerateOptions& o, const std::string
     spdlog::error("{}", engine.error().message);
     return 1;
   }
+  for (EngineRequest& r : requests) {
+    if (auto bad = check_request_limits(r.prompt_ids, r.params.max_tokens, (*engine)->request_limits(),
+                                        r.params.max_tokens)) {
+      spdlog::error("{}: {}", r.external_id, bad->message);
+      return 2;
+    }
+  }
   const auto t0 = Clock::now();
   std::vector<std::shared_ptr<RequestStream>> streams;
   for (EngineRequest& r : requests) {

@@ -21,7 +21,6 @@ Engine::Engine(EngineConfig config, std::unique_ptr<ModelRunner> runner, const T
       tokenizer_(tokenizer),
       eos_ids_(std::move(eos_ids)),
       scheduler_(config_.scheduler),
-      sampler_(eos_ids_),
       seed_rng_(config_.seed) {
   last_log_ = Clock::now();
   thread_ = std::thread([this] { loop(); });
@@ -36,28 +35,11 @@ AddResult Engine::add(EngineRequest request) {
     result.error = std::move(message);
     return result;
   };
-  const SchedulerConfig& sc = config_.scheduler;
-  const auto prompt_len = static_cast<int64_t>(request.prompt_ids.size());
-  if (prompt_len == 0) return invalid("the prompt is empty");
-  const int32_t vocab = runner_->vocab_size();
-  for (int32_t id : request.prompt_ids)
-    if (id < 0 || id >= vocab)
-      return invalid("prompt token id " + std::to_string(id) + " is out of vocabulary [0, " + std::to_string(vocab) +
-                     ")");
-  if (prompt_len >= sc.max_model_len)
-    return invalid("This model's maximum context length is " + std::to_string(sc.max_model_len) +
-                   " tokens. However, your prompt has " + std::to_string(prompt_len) + " tokens.");
-  if (prompt_len + request.params.max_tokens > sc.max_model_len)
-    return invalid("max_tokens (" + std::to_string(request.params.max_tokens) + ") + prompt tokens (" +
-                   std::to_string(prompt_len) + ") exceed the maximum context length " +
-                   std::to_string(sc.max_model_len));
-  const int64_t blocks_needed = (prompt_len + request.params.max_tokens + sc.block_size - 1) / sc.block_size;
-  if (blocks_needed > sc.num_blocks)
-    return invalid("the request needs " + std::to_string(blocks_needed) + " KV blocks but the cache has only " +
-                   std::to_string(sc.num_blocks));
-  if (!sc.enable_chunked_prefill && prompt_len > sc.max_num_batched_tokens)
-    return invalid("the prompt has " + std::to_string(prompt_len) + " tokens, more than --max-num-batched-tokens (" +
-                   std::to_string(sc.max_num_batched_tokens) + ") with chunked prefill off");
+  // The front ends checked the request already (check_request_limits); one
+  // that did not gets the same answer here instead of a scheduler error.
+  int32_t max_tokens = 0;
+  if (auto bad = check_request_limits(request.prompt_ids, request.params.max_tokens, request_limits(), max_tokens))
+    return invalid(std::move(bad->message));
 
   auto state = std::make_unique<RequestState>();
   state->request = std::move(request);
@@ -103,6 +85,18 @@ void Engine::shutdown(std::chrono::milliseconds drain) {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+}
+
+RequestLimits Engine::request_limits() const {
+  const SchedulerConfig& sc = config_.scheduler;
+  RequestLimits l;
+  l.vocab_size = runner_->vocab_size();
+  l.max_model_len = sc.max_model_len;
+  l.block_size = sc.block_size;
+  l.num_blocks = sc.num_blocks;
+  l.max_num_batched_tokens = sc.max_num_batched_tokens;
+  l.enable_chunked_prefill = sc.enable_chunked_prefill;
+  return l;
 }
 
 EngineMetrics Engine::metrics() const {
@@ -190,7 +184,7 @@ void Engine::abort_now(uint64_t request_id) {
   if (it == requests_.end()) return;
   const std::vector<uint64_t> seqs = it->second->seq_ids;
   for (uint64_t seq_id : seqs)
-    if (sequences_.count(seq_id)) finish_sequence(seq_id, FinishKind::kAbort, SequenceDelta{}, /*release=*/true);
+    if (sequences_.count(seq_id)) finish_sequence(seq_id, FinishReason::kAbort, SequenceDelta{}, /*release=*/true);
 }
 
 void Engine::step() {
@@ -223,8 +217,6 @@ Engine::StepInFlight Engine::launch_step(SchedulerOutput out) {
   std::vector<StepSequence> seqs;
   seqs.reserve(out.scheduled.size());
   std::vector<SamplerRow> rows;
-  std::vector<std::vector<int32_t>> host_tokens;  // a host-sampled in-flight token appended (synchronous runner)
-  host_tokens.reserve(out.scheduled.size());
   for (const ScheduledRequest& s : out.scheduled) {
     const SchedRequest* r = scheduler_.find(s.id);
     StepSequence step;
@@ -232,21 +224,15 @@ Engine::StepInFlight Engine::launch_step(SchedulerOutput out) {
     step.start = s.start;
     step.num_tokens = s.num_tokens;
     step.block_ids = r->blocks.ids;
-    step.wants_logits = s.wants_logits;
+    step.num_logits = s.wants_logits ? 1 : 0;
     if (s.start + s.num_tokens > static_cast<int64_t>(r->tokens.size())) {
-      // The chunk ends on the token the in-flight step is sampling.
+      // The chunk ends on the token the in-flight step is sampling: the runner reads it where that step left it.
       auto it = prev_row.find(s.id);
       if (it == prev_row.end() || s.start + s.num_tokens != static_cast<int64_t>(r->tokens.size()) + 1) {
         spdlog::critical("engine: sequence {} is scheduled past its known tokens with no step in flight for it", s.id);
         std::abort();
       }
-      if (in_flight_->on_device) {
-        step.prev_row = it->second;
-      } else {
-        host_tokens.push_back(r->tokens);
-        host_tokens.back().push_back(in_flight_->sampled[static_cast<size_t>(it->second)].token);
-        step.tokens = host_tokens.back();
-      }
+      step.prev_row = it->second;
     }
     seqs.push_back(step);
     f.prompt_tokens +=
@@ -262,27 +248,13 @@ Engine::StepInFlight Engine::launch_step(SchedulerOutput out) {
     f.penalizes = f.penalizes || params->penalizes_outputs();
   }
   f.out = std::move(out);
-  if (runner_->launch(seqs, rows)) {
-    f.on_device = true;
-    return f;
-  }
-  if (!runner_->execute_and_sample(seqs, rows, f.sampled)) {
-    const int32_t vocab = runner_->vocab_size();
-    runner_->execute(seqs, logits_);
-    for (size_t i = 0; i < rows.size(); ++i)
-      rows[i].logits = std::span<const float>(logits_).subspan(i * static_cast<size_t>(vocab), vocab);
-    f.sampled = sampler_.sample(rows);
-  }
+  runner_->launch(seqs, rows);
   return f;
 }
 
 void Engine::complete(StepInFlight& f) {
   std::vector<SampledToken> sampled;
-  if (f.on_device) {
-    runner_->collect(sampled);
-  } else {
-    sampled = std::move(f.sampled);
-  }
+  runner_->collect(sampled);
   if (sampled.size() != f.rows.size()) {
     spdlog::critical("engine: the runner returned {} tokens for {} rows", sampled.size(), f.rows.size());
     std::abort();
@@ -323,14 +295,14 @@ void Engine::complete(StepInFlight& f) {
       if (seq.last_token != Clock::time_point{}) metrics_.inter_token_latency.observe(seconds(now - seq.last_token));
     }
     seq.last_token = now;
-    const FinishKind stop = seq.output->on_token(sampled[i], seq.num_outputs, delta);
+    const FinishReason stop = seq.output->on_token(sampled[i], seq.num_outputs, delta);
     const bool length = std::any_of(by_length.begin(), by_length.end(),
                                     [&](const FinishedRequest& fr) { return fr.id == seq_id; });
-    if (stop == FinishKind::kStop) {
+    if (stop == FinishReason::kStop) {
       // A stop on the last allowed token is a stop, not a length finish (as vLLM).
-      finish_sequence(seq_id, FinishKind::kStop, std::move(delta), /*release=*/!length);
+      finish_sequence(seq_id, FinishReason::kStop, std::move(delta), /*release=*/!length);
     } else if (length) {
-      finish_sequence(seq_id, FinishKind::kLength, std::move(delta), /*release=*/false);
+      finish_sequence(seq_id, FinishReason::kLength, std::move(delta), /*release=*/false);
     } else {
       seq.request->stream->push(std::move(delta));
     }
@@ -338,13 +310,13 @@ void Engine::complete(StepInFlight& f) {
   publish_stats(f.prompt_tokens, applied);
 }
 
-void Engine::finish_sequence(uint64_t seq_id, FinishKind kind, SequenceDelta delta, bool release) {
+void Engine::finish_sequence(uint64_t seq_id, FinishReason kind, SequenceDelta delta, bool release) {
   auto it = sequences_.find(seq_id);
   if (it == sequences_.end()) return;
   SequenceState& seq = it->second;
   RequestState* req = seq.request;
-  if (release) scheduler_.finish(seq_id, kind == FinishKind::kAbort ? FinishReason::kAbort : FinishReason::kStop);
-  if (kind != FinishKind::kStop) seq.output->finish(delta);
+  if (release) scheduler_.finish(seq_id, kind);
+  if (kind != FinishReason::kStop) seq.output->finish(delta);
   delta.index = seq.index;
   delta.finish = kind;
   if (delta.num_prompt_tokens == 0) delta.num_prompt_tokens = static_cast<int32_t>(req->request.prompt_ids.size());
@@ -363,13 +335,13 @@ void Engine::finish_sequence(uint64_t seq_id, FinishKind kind, SequenceDelta del
   spdlog::info("request {}: {} prompt tokens ({} cached), {} generated, TTFT {:.3f} s, total {:.3f} s, finish {}",
                req->request.external_id.empty() ? std::to_string(req->id) : req->request.external_id,
                req->request.prompt_ids.size(), req->num_cached_tokens, req->generated, ttft, e2e,
-               finish_kind_name(kind));
+               finish_reason_name(kind));
   {
     std::lock_guard<std::mutex> lock(mu_);
     metrics_.e2e_request_latency.observe(e2e);
     metrics_.request_prompt_tokens.observe(static_cast<double>(req->request.prompt_ids.size()));
     metrics_.request_generation_tokens.observe(req->generated);
-    ++metrics_.request_success_total[finish_kind_name(kind)];
+    ++metrics_.request_success_total[finish_reason_name(kind)];
     const SchedulerStats stats = scheduler_.stats();
     metrics_.num_requests_running = stats.num_running;
     metrics_.num_requests_waiting = stats.num_waiting;

@@ -1,10 +1,14 @@
 #pragma once
-// The engine: one thread owns the scheduler, the KV cache (inside the model
-// runner) and the sampler, and loops: take new and aborted requests, schedule
-// a step, run it, sample, update the scheduler, push text deltas to each
+// The engine: one thread owns the scheduler and the model runner (with the KV
+// cache and the sampler inside it), and loops: take new and aborted requests,
+// schedule a step, run and sample it, update the scheduler, push text deltas to each
 // request's stream. Other threads only call add(), abort(), metrics() and
 // shutdown(), which are thread safe. An idle engine sleeps on a condition
 // variable; it never spins.
+//
+// Stepping goes through the runner's one API: launch() a step (its forward and
+// its sampling), collect() its tokens. Synchronous stepping collects each step
+// before scheduling the next.
 //
 // Async scheduling (EngineConfig::async_scheduling, the GPU's default): the
 // engine schedules and launches step N+1 before it waits for step N's tokens,
@@ -36,6 +40,7 @@
 #include "engine/model_runner.h"
 #include "engine/output_processor.h"
 #include "engine/request.h"
+#include "engine/request_limits.h"
 #include "engine/sampler.h"
 #include "models/tokenizer/tokenizer.h"
 #include "scheduler/scheduler.h"
@@ -67,10 +72,13 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // Checks what can be checked here (token ids in the vocabulary, lengths
-  // against max_model_len and the KV pool, the queue bound); params must have
-  // passed SamplingParams::validate. The request then runs asynchronously.
+  // params must have passed SamplingParams::validate and the request
+  // check_request_limits(request_limits()) (its max_tokens resolved): add()
+  // asserts the latter (kInvalid, never a scheduler error) and checks the
+  // queue bound. The request then runs asynchronously.
   AddResult add(EngineRequest request);
+  // What check_request_limits checks against.
+  RequestLimits request_limits() const;
 
   // Finishes the request (all its sequences) with reason abort at the next
   // step and frees its KV blocks. Unknown or finished ids are ignored.
@@ -103,7 +111,7 @@ class Engine {
     int32_t unfinished = 0;
     int32_t generated = 0;  // over all sequences
     int32_t num_cached_tokens = 0;
-    FinishKind last_finish = FinishKind::kNone;
+    FinishReason last_finish = FinishReason::kNone;
     Clock::time_point arrival{};
     Clock::time_point first_token{};
   };
@@ -116,8 +124,6 @@ class Engine {
     SchedulerOutput out;
     std::vector<uint64_t> rows;         // the sequences sampled, in row order
     int64_t prompt_tokens = 0;
-    bool on_device = false;             // runner_->collect() returns its tokens
-    std::vector<SampledToken> sampled;  // otherwise: already sampled
     bool penalizes = false;             // a row's penalties read the generated ids
   };
   void step();
@@ -126,7 +132,7 @@ class Engine {
   void complete(StepInFlight& step);
   // Ends one sequence: pushes `delta` (with its finish), frees the scheduler
   // entry when `release` and retires the request when it was the last.
-  void finish_sequence(uint64_t seq_id, FinishKind kind, SequenceDelta delta, bool release);
+  void finish_sequence(uint64_t seq_id, FinishReason kind, SequenceDelta delta, bool release);
   void publish_stats(int64_t new_prompt_tokens, int64_t new_generation_tokens);
 
   EngineConfig config_;
@@ -149,12 +155,10 @@ class Engine {
 
   // Engine thread only.
   Scheduler scheduler_;
-  Sampler sampler_;
   std::mt19937_64 seed_rng_;
   uint64_t next_seq_id_ = 1;
   std::unordered_map<uint64_t, std::unique_ptr<RequestState>> requests_;
   std::unordered_map<uint64_t, SequenceState> sequences_;
-  std::vector<float> logits_;
   std::optional<StepInFlight> in_flight_;  // async scheduling: launched, not applied
   Clock::time_point last_log_{};
   int64_t prompt_tokens_since_log_ = 0, generation_tokens_since_log_ = 0;

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cstdlib>
+
+#include <spdlog/spdlog.h>
 
 #include "kernels/cpu/cpu_ops.h"
 
@@ -35,23 +38,64 @@ void build_forward_inputs(std::span<const StepSequence> seqs, int32_t block_size
     in.query_start_loc.push_back(static_cast<int32_t>(in.token_ids.size()));
     in.seq_lens.push_back(static_cast<int32_t>(end));
     std::copy(s.block_ids.begin(), s.block_ids.end(), in.block_tables.begin() + static_cast<ptrdiff_t>(b * max_blocks));
-    if (s.wants_logits) in.logits_indices.push_back(static_cast<int32_t>(in.token_ids.size()) - 1);
+    assert(s.num_logits >= 0 && s.num_logits <= s.num_tokens);
+    for (int32_t i = s.num_logits; i > 0; --i) in.logits_indices.push_back(static_cast<int32_t>(in.token_ids.size()) - i);
   }
 }
 
-CpuModelRunner::CpuModelRunner(LlamaWeights weights, int num_threads, int64_t num_blocks, int32_t block_size)
+CpuModelRunner::CpuModelRunner(LlamaWeights weights, int num_threads, int64_t num_blocks, int32_t block_size,
+                               std::vector<int32_t> eos_ids)
     : weights_(std::move(weights)),
       backend_(std::make_unique<CpuBackend>(num_threads)),
       decoder_(std::make_unique<LlamaDecoder>(weights_, *backend_)),
-      cache_(KvCache::allocate(weights_.config, num_blocks, block_size)) {}
+      cache_(KvCache::allocate(weights_.config, num_blocks, block_size)),
+      sampler_(std::move(eos_ids)) {}
 
-void CpuModelRunner::execute(std::span<const StepSequence> seqs, std::vector<float>& logits) {
+void CpuModelRunner::forward_logits(std::span<const StepSequence> seqs, std::vector<float>& logits) {
   build_forward_inputs(seqs, static_cast<int32_t>(cache_.block_size), inputs_);
   if (inputs_.token_ids.empty()) {
     logits.clear();
     return;
   }
+  // Inputs named by prev_row are the newest launch's tokens (async scheduling).
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const int32_t row = seqs[i].prev_row;
+    if (row < 0) continue;
+    if (static_cast<size_t>(row) >= newest_.size()) {
+      spdlog::critical("CPU runner: prev_row {} outside the previous launch's {} rows", row, newest_.size());
+      std::abort();
+    }
+    inputs_.token_ids[static_cast<size_t>(inputs_.query_start_loc[i + 1] - 1)] = newest_[static_cast<size_t>(row)];
+  }
   decoder_->forward(inputs_, cache_, logits);
+}
+
+void CpuModelRunner::launch(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows) {
+  if (done_.size() >= 2) {
+    spdlog::critical("CPU runner: a third launch with two outstanding");
+    std::abort();
+  }
+  forward_logits(seqs, logits_);
+  const size_t vocab = static_cast<size_t>(vocab_size());
+  if (logits_.size() != rows.size() * vocab) {
+    spdlog::critical("CPU runner: {} sampler rows for {} logits rows", rows.size(), logits_.size() / vocab);
+    std::abort();
+  }
+  std::vector<SamplerRow> with_logits(rows.begin(), rows.end());
+  for (size_t i = 0; i < with_logits.size(); ++i)
+    with_logits[i].logits = std::span<const float>(logits_).subspan(i * vocab, vocab);
+  done_.push_back(sampler_.sample(with_logits));
+  newest_.clear();
+  for (const SampledToken& t : done_.back()) newest_.push_back(t.token);
+}
+
+void CpuModelRunner::collect(std::vector<SampledToken>& out) {
+  if (done_.empty()) {
+    spdlog::critical("CPU runner: collect with nothing launched");
+    std::abort();
+  }
+  out = std::move(done_.front());
+  done_.pop_front();
 }
 
 int64_t CpuModelRunner::kv_bytes_per_token(const ModelConfig& config) {

@@ -1,13 +1,22 @@
 #pragma once
-// The model runner: turns one scheduler step into one forward pass. It owns
-// the weights, the backend and the paged KV cache; it builds the flat varlen
-// ForwardInputs (the same on CPU and GPU) from the scheduled sequences and
-// returns one logits row per sequence that wants a token sampled.
+// The model runner: turns one scheduler step into one forward pass and its
+// sampling. It owns the weights, the backend, the paged KV cache and the
+// sampler; it builds the flat varlen ForwardInputs (the same on CPU and GPU)
+// from the scheduled sequences, runs the decoder and samples one token per
+// logits row where the logits are (the GPU: they never cross PCIe).
 //
-// It knows nothing of requests or sampling: the engine describes each
-// scheduled sequence as a StepSequence and gets logits back.
+// One API for every runner, synchronous or not: launch() a step, collect()
+// its tokens. A GPU runner returns from launch() once the work is enqueued,
+// so the engine can prepare the next step while this one runs (async
+// scheduling); the CPU runner finishes the step inside launch(). A runner over
+// several devices (tensor parallelism) hands the same StepSequences and rows
+// to every rank in launch() and samples once.
+//
+// It knows nothing of requests: the engine describes each scheduled sequence
+// as a StepSequence and each row to sample as a SamplerRow.
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <span>
 #include <vector>
@@ -26,52 +35,54 @@ struct StepSequence {
   int64_t start = 0;                   // tokens already in the KV cache
   int32_t num_tokens = 0;              // tokens to compute this step: tokens[start, start + num_tokens)
   std::span<const int32_t> block_ids;  // its KV blocks, covering start + num_tokens slots
-  bool wants_logits = false;           // the chunk ends the known context: a token will be sampled
+  // Logits rows this chunk yields, from its last num_logits positions: 0 for
+  // a prompt chunk that does not end the prompt, 1 for a decode or the end of
+  // a prompt, k + 1 where the chunk ends with k proposed tokens to verify.
+  int32_t num_logits = 0;
   // Async scheduling: >= 0 when the chunk's last token is not in `tokens` yet
-  // (tokens holds start + num_tokens - 1 of them): it is the token the previous
-  // launch() sampled for its row `prev_row`, read on the device.
+  // (tokens holds start + num_tokens - 1 of them): it is the token the
+  // previous launch() sampled for its row `prev_row`, read where that launch
+  // left it (on the device for a GPU runner).
   int32_t prev_row = -1;
 };
 
 class ModelRunner {
  public:
   virtual ~ModelRunner() = default;
-  // Rows of `logits` follow the sequences with wants_logits, in order;
-  // each row holds vocab_size() floats.
-  virtual void execute(std::span<const StepSequence> seqs, std::vector<float>& logits) = 0;
-  // The step and its sampling where the logits are (the GPU: they never
-  // cross PCIe). rows[i] describes the i-th sequence with wants_logits; its
-  // `logits` span is not read. Returns false, having done nothing, when this
-  // runner cannot: the engine then runs execute() and the CPU Sampler.
-  virtual bool execute_and_sample(std::span<const StepSequence> /*seqs*/, std::span<const SamplerRow> /*rows*/,
-                                  std::vector<SampledToken>& /*out*/) {
-    return false;
-  }
-  // Async scheduling: starts the step and its sampling (as execute_and_sample)
-  // and returns without waiting for them; collect() later returns the tokens.
-  // Sequences with prev_row >= 0 take their last input token from the previous
-  // launch's samples on the device. rows are read during the call only (the
-  // generators of non-greedy rows advance here). At most two launches may be
-  // outstanding. Returns false, having done nothing, when this runner cannot:
-  // the engine then steps synchronously.
-  virtual bool launch(std::span<const StepSequence> /*seqs*/, std::span<const SamplerRow> /*rows*/) { return false; }
+  // Starts one step: the forward over `seqs` and the sampling of `rows`, one
+  // row per logits row (in sequence order, and within a sequence in position
+  // order). A row's `logits` span is not read: the runner's logits are.
+  // rows are read during the call only (the generators of non-greedy rows
+  // advance here). At most two launches may be outstanding.
+  virtual void launch(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows) = 0;
   // Waits for the oldest outstanding launch; its tokens, one per row.
-  virtual void collect(std::vector<SampledToken>& out) { out.clear(); }
+  virtual void collect(std::vector<SampledToken>& out) = 0;
+
+  // The forward alone, its logits rows copied to the host (each vocab_size()
+  // floats). For tests and tools that compare backends; the engine never
+  // calls it. No launch may be outstanding.
+  virtual void forward_logits(std::span<const StepSequence> seqs, std::vector<float>& logits) = 0;
+
   virtual const ModelConfig& config() const = 0;
   virtual int32_t vocab_size() const = 0;
   virtual int64_t num_blocks() const = 0;
   virtual int32_t block_size() const = 0;
 };
 
-// Builds the flat varlen batch for `seqs` (exposed for tests and the CUDA runner).
+// Builds the flat varlen batch for `seqs` (exposed for tests and the CUDA
+// runner). Tokens named by prev_row are written as 0, to be patched.
 void build_forward_inputs(std::span<const StepSequence> seqs, int32_t block_size, ForwardInputs& in);
 
-// Float32 on the CPU backend. The cache gets `num_blocks` blocks of `block_size` tokens.
+// Float32 on the CPU backend. The cache gets `num_blocks` blocks of
+// `block_size` tokens; eos_ids are the model's end tokens (min_tokens masks them).
 class CpuModelRunner final : public ModelRunner {
  public:
-  CpuModelRunner(LlamaWeights weights, int num_threads, int64_t num_blocks, int32_t block_size);
+  CpuModelRunner(LlamaWeights weights, int num_threads, int64_t num_blocks, int32_t block_size,
+                 std::vector<int32_t> eos_ids = {});
 
-  void execute(std::span<const StepSequence> seqs, std::vector<float>& logits) override;
+  void launch(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows) override;
+  void collect(std::vector<SampledToken>& out) override;
+  void forward_logits(std::span<const StepSequence> seqs, std::vector<float>& logits) override;
   const ModelConfig& config() const override { return weights_.config; }
   int32_t vocab_size() const override { return static_cast<int32_t>(weights_.config.vocab_size); }
   int64_t num_blocks() const override { return cache_.num_blocks; }
@@ -86,6 +97,10 @@ class CpuModelRunner final : public ModelRunner {
   std::unique_ptr<LlamaDecoder> decoder_;
   KvCache cache_;
   ForwardInputs inputs_;
+  Sampler sampler_;
+  std::vector<float> logits_;
+  std::deque<std::vector<SampledToken>> done_;  // launched, not collected
+  std::vector<int32_t> newest_;                 // the newest launch's tokens: prev_row reads them
 };
 
 }  // namespace ember

@@ -5,25 +5,15 @@
 
 namespace ember {
 
-const char* finish_kind_name(FinishKind kind) {
-  switch (kind) {
-    case FinishKind::kStop: return "stop";
-    case FinishKind::kLength: return "length";
-    case FinishKind::kAbort: return "abort";
-    case FinishKind::kNone: break;
-  }
-  return "";
-}
-
 SequenceOutputProcessor::SequenceOutputProcessor(const Tokenizer& tokenizer, const SamplingParams& params,
                                                  std::vector<int32_t> eos_ids)
     : params_(params),
       eos_ids_(std::move(eos_ids)),
       detok_(tokenizer, /*skip_special=*/true, /*continues_text=*/true) {}
 
-FinishKind SequenceOutputProcessor::on_token(const SampledToken& token, int32_t num_output_tokens,
+FinishReason SequenceOutputProcessor::on_token(const SampledToken& token, int32_t num_output_tokens,
                                              SequenceDelta& delta) {
-  if (finished_) return FinishKind::kStop;
+  if (finished_) return FinishReason::kStop;
   delta.token_ids.push_back(token.token);
   if (params_.logprobs) delta.logprobs.push_back(token);
 
@@ -39,7 +29,7 @@ FinishKind SequenceOutputProcessor::on_token(const SampledToken& token, int32_t 
     emit(std::exchange(held_, {}), delta);
     delta.stop_reason = std::to_string(token.token);
     delta.stop_reason_is_token = true;
-    return FinishKind::kStop;
+    return FinishReason::kStop;
   }
 
   held_ += detok_.push(token.token);
@@ -59,13 +49,13 @@ FinishKind SequenceOutputProcessor::on_token(const SampledToken& token, int32_t 
       held_.resize(best);
       emit(std::exchange(held_, {}), delta);
       delta.stop_reason = *matched;
-      return FinishKind::kStop;
+      return FinishReason::kStop;
     }
   }
   const size_t keep = unsafe_suffix_length();
   emit(held_.substr(0, held_.size() - keep), delta);
   held_.erase(0, held_.size() - keep);
-  return FinishKind::kNone;
+  return FinishReason::kNone;
 }
 
 void SequenceOutputProcessor::finish(SequenceDelta& delta) {

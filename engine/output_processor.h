@@ -27,7 +27,7 @@ class SequenceOutputProcessor {
   // logprobs, final text). Returns kStop when the token ends the sequence
   // (EOS, a stop token id, or a stop string completed by its text), after which
   // the processor must not be fed again. `num_output_tokens` counts this token.
-  FinishKind on_token(const SampledToken& token, int32_t num_output_tokens, SequenceDelta& delta);
+  FinishReason on_token(const SampledToken& token, int32_t num_output_tokens, SequenceDelta& delta);
 
   // The sequence ended for another reason (length, abort): releases the text
   // held back for stop-string matching and any incomplete character.

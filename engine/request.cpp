@@ -7,7 +7,7 @@ namespace ember {
 void RequestStream::push(SequenceDelta delta) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (delta.finish != FinishKind::kNone && unfinished_ > 0) --unfinished_;
+    if (delta.finish != FinishReason::kNone && unfinished_ > 0) --unfinished_;
     queue_.push_back(std::move(delta));
   }
   cv_.notify_all();

@@ -15,6 +15,7 @@
 
 #include "engine/sampler.h"
 #include "engine/sampling_params.h"
+#include "scheduler/finish_reason.h"
 
 namespace ember {
 
@@ -28,18 +29,13 @@ struct EngineRequest {
   int32_t priority = 0;             // lower runs first under --scheduling-policy priority
 };
 
-enum class FinishKind { kNone, kStop, kLength, kAbort };
-
-// The OpenAI spelling: "stop", "length", "abort".
-const char* finish_kind_name(FinishKind kind);
-
 // One step's news for one sequence of a request.
 struct SequenceDelta {
   int32_t index = 0;                   // which of the request's n sequences
   std::vector<int32_t> token_ids;      // tokens sampled since the last delta
   std::string text;                    // text that became final since the last delta
   std::vector<SampledToken> logprobs;  // one per token when params.logprobs is set
-  FinishKind finish = FinishKind::kNone;
+  FinishReason finish = FinishReason::kNone;
   // Why it stopped when finish == kStop: the matched stop string, or the
   // stop/EOS token id as text (vLLM's stop_reason); empty otherwise.
   std::string stop_reason;

@@ -46,6 +46,7 @@
 #include <vector>
 
 #include "scheduler/block_manager.h"
+#include "scheduler/finish_reason.h"
 
 namespace ember {
 
@@ -64,7 +65,6 @@ struct SchedulerConfig {
 // depend on a request (chunked prefill off) are checked by Scheduler::add.
 std::string validate(const SchedulerConfig& config);
 
-enum class FinishReason { kNone, kStop, kLength, kAbort };
 enum class SchedStatus { kWaiting, kRunning, kFinished };
 
 // What the engine hands in for a new sequence.

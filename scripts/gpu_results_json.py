@@ -147,7 +147,9 @@ def main():
     if serve:
         rec["serve_openai_client"] = serve[-1]
     if get("bench_serve.json").exists():
-        rec["bench_serve"] = json.loads(get("bench_serve.json").read_text())
+        serve = json.loads(get("bench_serve.json").read_text())
+        # The summary only: per-request records and inter-token latencies stay in the run's own files.
+        rec["bench_serve"] = {k: v for k, v in serve.items() if k not in ("requests", "itls")}
 
     pathlib.Path(a.out).write_text(json.dumps(rec, indent=1) + "\n")
     print(f"wrote {a.out}")

@@ -18,16 +18,6 @@ namespace {
 
 constexpr auto kPoll = std::chrono::milliseconds(50);
 
-ResponseFinish finish_of(FinishKind kind) {
-  switch (kind) {
-    case FinishKind::kStop: return ResponseFinish::kStop;
-    case FinishKind::kLength: return ResponseFinish::kLength;
-    case FinishKind::kAbort: return ResponseFinish::kAbort;
-    case FinishKind::kNone: break;
-  }
-  return ResponseFinish::kNone;
-}
-
 // One choice as it accumulates (non-streaming) or between chunks (streaming).
 struct ChoiceState {
   std::string text;
@@ -35,7 +25,7 @@ struct ChoiceState {
   int32_t text_offset = 0;  // bytes of token text so far, for completions' text_offset
   int32_t completion_tokens = 0;
   int32_t cached_tokens = 0;
-  FinishKind finish = FinishKind::kNone;
+  FinishReason finish = FinishReason::kNone;
   StopReason stop_reason;
 };
 
@@ -83,9 +73,9 @@ struct Generation {
           c.logprobs.push_back(std::move(e));
         }
       }
-      if (d.finish != FinishKind::kNone) {
+      if (d.finish != FinishReason::kNone) {
         c.finish = d.finish;
-        if (d.finish == FinishKind::kStop && !d.stop_reason.empty()) {
+        if (d.finish == FinishReason::kStop && !d.stop_reason.empty()) {
           if (!d.stop_reason_is_token) {
             c.stop_reason = d.stop_reason;
           } else {
@@ -113,6 +103,10 @@ struct Generation {
     return u;
   }
 };
+
+ApiError limit_error(const LimitViolation& v) {
+  return invalid_request(v.message, v.param.empty() ? std::nullopt : std::optional<std::string>(v.param));
+}
 
 // Submits one engine request per prompt; on any failure, aborts what was
 // submitted and returns the error (400 invalid, 503 overloaded or draining).
@@ -244,9 +238,9 @@ void HttpServer::Impl::handle_completions(const httplib::Request& req, httplib::
   std::vector<std::vector<int32_t>> prompts;
   for (const PromptInput& p : r.prompts) {
     std::vector<int32_t> ids = p.text ? tok.encode(*p.text, r.add_special_tokens) : p.token_ids;
-    if (ids.empty()) return send_error(res, invalid_request("the prompt is empty", "prompt"));
-    auto max_tokens = resolve_max_tokens(r.params.max_tokens, static_cast<int32_t>(ids.size()), limits.max_model_len);
-    if (!max_tokens) return send_error(res, max_tokens.error());
+    int32_t max_tokens = 0;
+    if (auto bad = check_request_limits(ids, r.params.max_tokens, engine->request_limits(), max_tokens, "prompt"))
+      return send_error(res, limit_error(*bad));
     prompts.push_back(std::move(ids));
   }
   ResponseHeader header{make_response_id("cmpl"), unix_now(), r.model.empty() ? model_name() : r.model};
@@ -269,7 +263,7 @@ void HttpServer::Impl::handle_completions(const httplib::Request& req, httplib::
       o.index = static_cast<int32_t>(i);
       o.text = echoed[i / static_cast<size_t>(g->n)] + c.text;
       if (g->want_logprobs) o.logprobs = c.logprobs;
-      o.finish_reason = finish_of(c.finish);
+      o.finish_reason = c.finish;
       o.stop_reason = c.stop_reason;
       out.push_back(std::move(o));
     }
@@ -290,9 +284,9 @@ void HttpServer::Impl::handle_completions(const httplib::Request& req, httplib::
       const auto& all = g->choices[static_cast<size_t>(index)].logprobs;
       o.logprobs = std::vector<LogprobEntry>(all.end() - static_cast<ptrdiff_t>(d.logprobs.size()), all.end());
     }
-    o.finish_reason = finish_of(d.finish);
-    if (d.finish != FinishKind::kNone) o.stop_reason = g->choices[static_cast<size_t>(index)].stop_reason;
-    if (o.text.empty() && d.finish == FinishKind::kNone && d.logprobs.empty()) return std::string();
+    o.finish_reason = d.finish;
+    if (d.finish != FinishReason::kNone) o.stop_reason = g->choices[static_cast<size_t>(index)].stop_reason;
+    if (o.text.empty() && d.finish == FinishReason::kNone && d.logprobs.empty()) return std::string();
     return sse_event(build_completion_chunk(header, {o}, continuous ? std::optional<Usage>(g->usage()) : std::nullopt));
   };
   auto finale = [g, header, include_usage]() {
@@ -315,10 +309,9 @@ void HttpServer::Impl::handle_chat(const httplib::Request& req, httplib::Respons
   if (!text) return send_error(res, text.error());
   const Tokenizer& tok = *source->tokenizer;
   std::vector<int32_t> ids = tok.encode(*text, r.add_special_tokens);
-  if (ids.empty()) return send_error(res, invalid_request("the rendered conversation is empty", "messages"));
-  auto max_tokens = resolve_max_tokens(r.requested_max_tokens, static_cast<int32_t>(ids.size()), limits.max_model_len);
-  if (!max_tokens) return send_error(res, max_tokens.error());
-  r.params.max_tokens = *max_tokens;
+  if (auto bad = check_request_limits(ids, r.requested_max_tokens, engine->request_limits(), r.params.max_tokens,
+                                      "messages"))
+    return send_error(res, limit_error(*bad));
 
   ResponseHeader header{make_response_id("chatcmpl"), unix_now(), r.model.empty() ? model_name() : r.model};
   auto submitted = submit(*engine, tok, {ids}, r.params, r.cache_salt, r.priority, header.id);
@@ -335,7 +328,7 @@ void HttpServer::Impl::handle_chat(const httplib::Request& req, httplib::Respons
       o.role = "assistant";
       o.content = c.text;
       if (g->want_logprobs) o.logprobs = c.logprobs;
-      o.finish_reason = finish_of(c.finish);
+      o.finish_reason = c.finish;
       o.stop_reason = c.stop_reason;
       out.push_back(std::move(o));
     }
@@ -361,14 +354,14 @@ void HttpServer::Impl::handle_chat(const httplib::Request& req, httplib::Respons
     }
     ChatChoiceOut o;
     o.index = index;
-    if (!d.text.empty() || d.finish == FinishKind::kNone) o.content = d.text;
+    if (!d.text.empty() || d.finish == FinishReason::kNone) o.content = d.text;
     if (g->want_logprobs && !d.logprobs.empty()) {
       const auto& all = g->choices[static_cast<size_t>(index)].logprobs;
       o.logprobs = std::vector<LogprobEntry>(all.end() - static_cast<ptrdiff_t>(d.logprobs.size()), all.end());
     }
-    o.finish_reason = finish_of(d.finish);
-    if (d.finish != FinishKind::kNone) o.stop_reason = g->choices[static_cast<size_t>(index)].stop_reason;
-    if (d.text.empty() && d.finish == FinishKind::kNone && d.logprobs.empty()) return out;
+    o.finish_reason = d.finish;
+    if (d.finish != FinishReason::kNone) o.stop_reason = g->choices[static_cast<size_t>(index)].stop_reason;
+    if (d.text.empty() && d.finish == FinishReason::kNone && d.logprobs.empty()) return out;
     return out + sse_event(build_chat_chunk(header, {o}, continuous ? std::optional<Usage>(g->usage()) : std::nullopt));
   };
   auto finale = [g, header, include_usage, opening, opened]() {

@@ -21,6 +21,7 @@
 
 #include "engine/sampling_params.h"
 #include "models/tokenizer/unicode.h"
+#include "scheduler/finish_reason.h"
 #include "server/openai_error.h"
 
 namespace ember {
@@ -79,8 +80,8 @@ struct ChatCompletionRequest {
   std::vector<ChatMessage> messages;   // >= 1
   SamplingParams params;               // logprobs = top_logprobs when "logprobs": true, else unset
   // max_completion_tokens, else max_tokens, as given; unset means "the rest of
-  // the context" and resolve_max_tokens() fills params.max_tokens once the
-  // prompt length is known.
+  // the context" and check_request_limits() (engine/request_limits.h) fills
+  // params.max_tokens once the prompt length is known.
   std::optional<int32_t> requested_max_tokens;
   StreamOptions stream;
   bool add_generation_prompt = true;
@@ -116,17 +117,10 @@ ApiResult<ChatCompletionRequest> parse_chat_request(std::string_view body, const
 ApiResult<TokenizeRequest> parse_tokenize_request(std::string_view body, const ProtocolLimits& limits);
 ApiResult<DetokenizeRequest> parse_detokenize_request(std::string_view body, const ProtocolLimits& limits);
 
-// After tokenization: fails (400, vLLM's wording) when the prompt plus the
-// requested tokens do not fit max_model_len; for a chat request without
-// max_tokens, sets params.max_tokens to what is left of the context.
-// `requested` is CompletionRequest's params.max_tokens or ChatCompletionRequest's requested_max_tokens.
-ApiResult<int32_t> resolve_max_tokens(std::optional<int32_t> requested, int32_t prompt_tokens, int32_t max_model_len);
-
 // ---- responses --------------------------------------------------------------------
 
-enum class ResponseFinish { kNone, kStop, kLength, kAbort };
 // null, "stop", "length", "abort" (vLLM's reason for an aborted request).
-nlohmann::json to_json(ResponseFinish reason);
+nlohmann::json to_json(FinishReason reason);
 
 // What stopped a choice beyond "stop": the matched stop string, the stop token id, or nothing (EOS, length).
 using StopReason = std::variant<std::monostate, std::string, int32_t>;
@@ -157,7 +151,7 @@ struct CompletionChoiceOut {
   int32_t index = 0;
   std::string text;
   std::optional<std::vector<LogprobEntry>> logprobs;  // unset: "logprobs": null
-  ResponseFinish finish_reason = ResponseFinish::kNone;
+  FinishReason finish_reason = FinishReason::kNone;
   StopReason stop_reason;
   std::vector<int32_t> prompt_token_ids;  // echoed as vLLM's prompt_token_ids when non-empty
 };
@@ -167,7 +161,7 @@ struct ChatChoiceOut {
   std::optional<std::string> role;      // stream: "assistant" in a choice's first chunk only
   std::optional<std::string> content;   // full response: the message; stream: the delta (unset: no key)
   std::optional<std::vector<LogprobEntry>> logprobs;
-  ResponseFinish finish_reason = ResponseFinish::kNone;
+  FinishReason finish_reason = FinishReason::kNone;
   StopReason stop_reason;
 };
 

@@ -256,25 +256,4 @@ ApiResult<DetokenizeRequest> parse_detokenize_request(std::string_view body, con
   return r;
 }
 
-ApiResult<int32_t> resolve_max_tokens(std::optional<int32_t> requested, int32_t prompt_tokens, int32_t max_model_len) {
-  const std::string head = "This model's maximum context length is " + std::to_string(max_model_len) + " tokens. ";
-  if (!requested) {
-    if (prompt_tokens >= max_model_len) {
-      return invalid_request(head + "However, your request has " + std::to_string(prompt_tokens) +
-                                 " input tokens. Please reduce the length of the input.",
-                             std::nullopt);
-    }
-    return max_model_len - prompt_tokens;
-  }
-  // In 64 bits: both are int32 and their sum may not be.
-  if (static_cast<int64_t>(prompt_tokens) + *requested > max_model_len) {
-    return invalid_request(head + "However, you requested " +
-                               std::to_string(static_cast<int64_t>(prompt_tokens) + *requested) + " tokens (" +
-                               std::to_string(prompt_tokens) + " in the messages, " + std::to_string(*requested) +
-                               " in the completion). Please reduce the length of the messages or completion.",
-                           "max_tokens");
-  }
-  return *requested;
-}
-
 }  // namespace ember

@@ -81,12 +81,12 @@ json header(const ResponseHeader& h, const char* object) {
 
 }  // namespace
 
-json to_json(ResponseFinish reason) {
+json to_json(FinishReason reason) {
   switch (reason) {
-    case ResponseFinish::kStop: return "stop";
-    case ResponseFinish::kLength: return "length";
-    case ResponseFinish::kAbort: return "abort";
-    case ResponseFinish::kNone: break;
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kAbort: return "abort";
+    case FinishReason::kNone: break;
   }
   return nullptr;
 }

@@ -41,7 +41,7 @@ class PieceTokenizer final : public Tokenizer {
 struct Outcome {
   std::vector<std::vector<int32_t>> tokens;  // per sequence index
   std::vector<std::string> text;
-  std::vector<FinishKind> finish;
+  std::vector<FinishReason> finish;
 };
 
 // Reads the stream until it is done (at most `limit`); fails the test if it never is.
@@ -49,14 +49,14 @@ inline Outcome collect(RequestStream& stream, int32_t n, std::chrono::seconds li
   Outcome o;
   o.tokens.resize(static_cast<size_t>(n));
   o.text.resize(static_cast<size_t>(n));
-  o.finish.assign(static_cast<size_t>(n), FinishKind::kNone);
+  o.finish.assign(static_cast<size_t>(n), FinishReason::kNone);
   const auto deadline = Clock::now() + limit;
   while (!stream.done() && Clock::now() < deadline) {
     for (SequenceDelta& d : stream.pop(std::chrono::milliseconds(50))) {
       const auto i = static_cast<size_t>(d.index);
       o.tokens[i].insert(o.tokens[i].end(), d.token_ids.begin(), d.token_ids.end());
       o.text[i] += d.text;
-      if (d.finish != FinishKind::kNone) o.finish[i] = d.finish;
+      if (d.finish != FinishReason::kNone) o.finish[i] = d.finish;
     }
   }
   EXPECT_TRUE(stream.done()) << "request did not finish in time";

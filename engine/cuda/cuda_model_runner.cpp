@@ -150,11 +150,9 @@ class CudaModelRunner final : public ModelRunner {
 
   Status init();
 
-  void execute(std::span<const StepSequence> seqs, std::vector<float>& logits) override;
-  bool execute_and_sample(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows,
-                          std::vector<SampledToken>& out) override;
-  bool launch(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows) override;
+  void launch(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows) override;
   void collect(std::vector<SampledToken>& out) override;
+  void forward_logits(std::span<const StepSequence> seqs, std::vector<float>& logits) override;
   const ModelConfig& config() const override { return weights_->views().config; }
   int32_t vocab_size() const override { return static_cast<int32_t>(config().vocab_size); }
   int64_t num_blocks() const override { return num_blocks_; }
@@ -173,7 +171,7 @@ class CudaModelRunner final : public ModelRunner {
   // read slot 0 of block 0 and write nothing.
   void build_padded_decode(std::span<const StepSequence> seqs, int32_t bucket);
   void fetch_logits(const Tensor& out, int64_t rows, std::vector<float>& logits);
-  // Runs the step: the device logits, one row per sequence with wants_logits, in order.
+  // Runs the step: the device logits, num_logits rows per sequence, in order.
   Tensor forward_step(std::span<const StepSequence> seqs);
   void check_backend() {
     if (Status s = backend_->status(); !s.ok()) fatal(s.error().message);
@@ -226,7 +224,7 @@ void CudaModelRunner::patch_previous_tokens(std::span<const StepSequence> seqs) 
     patch_row_.push_back(seqs[i].prev_row);
   }
   if (patch_index_.empty()) return;
-  if (!sampler_) fatal("a step reads sampled tokens on the device, but the runner samples on the host");
+  if (!sampler_) fatal("a step reads sampled tokens before the sampler exists");
   backend_->patch_token_ids(patch_index_, patch_row_, sampler_->device_tokens());
 }
 
@@ -275,14 +273,14 @@ Status CudaModelRunner::profile_and_allocate_kv() {
     for (int64_t b = 0; b < blocks_per_seq; ++b) blocks[s].push_back(static_cast<int32_t>(s * blocks_per_seq + b));
     const int32_t n = static_cast<int32_t>(std::min(left, seq_len));
     left -= n;
-    prefill.push_back({tokens, 0, n, blocks[s], true});
+    prefill.push_back({tokens, 0, n, blocks[s], 1});
   }
   std::vector<float> logits;
-  execute(prefill, logits);
+  forward_logits(prefill, logits);
   std::vector<int32_t> one_block(1, 0);
   std::vector<StepSequence> decode(static_cast<size_t>(options_.max_num_seqs),
-                                   StepSequence{std::span<const int32_t>(tokens.data(), 1), 0, 1, one_block, true});
-  execute(decode, logits);
+                                   StepSequence{std::span<const int32_t>(tokens.data(), 1), 0, 1, one_block, 1});
+  forward_logits(decode, logits);
   EMBER_CUDA_TRY(cudaDeviceSynchronize());
 
   int64_t blocks_total = options_.num_gpu_blocks_override;
@@ -343,7 +341,7 @@ Status CudaModelRunner::capture_graphs() {
   // (the graphs replay those shapes for the server's lifetime).
   backend_->set_gemm_autotune(options_.max_num_seqs);
   for (int32_t bucket : graph_buckets(options_.max_num_seqs)) {
-    std::vector<StepSequence> seqs(static_cast<size_t>(bucket), StepSequence{tokens, 0, 1, block, true});
+    std::vector<StepSequence> seqs(static_cast<size_t>(bucket), StepSequence{tokens, 0, 1, block, 1});
     build_padded_decode(seqs, bucket);
     backend_->begin_forward(inputs_);
     // Attention inside the graph must serve any context up to max_model_len.
@@ -374,11 +372,9 @@ Status CudaModelRunner::init() {
   EMBER_TRY_STATUS(backend_->prepare_rope(rope_config_of(config()), config().head_dim));
   EMBER_TRY_STATUS(profile_and_allocate_kv());
   EMBER_TRY_STATUS(capture_graphs());
-  if (options_.sample_on_device) {
-    auto sampler = GpuSampler::create(vocab_size(), options_.max_num_seqs, options_.eos_token_ids);
-    if (!sampler) return sampler.error();
-    sampler_ = std::move(*sampler);
-  }
+  auto sampler = GpuSampler::create(vocab_size(), options_.max_num_seqs, options_.eos_token_ids);
+  if (!sampler) return sampler.error();
+  sampler_ = std::move(*sampler);
   // After the profile step and the graph warm-ups: only served steps count.
   // (EMBER_CUDA_PROFILE=steps: the step table alone, without per-op events)
   if (const char* env = std::getenv("EMBER_CUDA_PROFILE"); env != nullptr) {
@@ -406,7 +402,7 @@ void CudaModelRunner::fetch_logits(const Tensor& out, int64_t rows, std::vector<
 
 Tensor CudaModelRunner::forward_step(std::span<const StepSequence> seqs) {
   const bool graphable = std::all_of(seqs.begin(), seqs.end(), [](const StepSequence& s) {
-    return s.num_tokens == 1 && s.wants_logits;
+    return s.num_tokens == 1 && s.num_logits == 1;
   });
   const auto graph = graphable ? graphs_.lower_bound(static_cast<int32_t>(seqs.size())) : graphs_.end();
   if (graph != graphs_.end()) {
@@ -429,13 +425,12 @@ Tensor CudaModelRunner::forward_step(std::span<const StepSequence> seqs) {
   return out;
 }
 
-void CudaModelRunner::execute(std::span<const StepSequence> seqs, std::vector<float>& logits) {
+void CudaModelRunner::forward_logits(std::span<const StepSequence> seqs, std::vector<float>& logits) {
   if (seqs.empty()) {
     logits.clear();
     return;
   }
-  // (the engine never mixes the two: launch() works whenever there is a sampler)
-  if (sampler_ && sampler_->outstanding() > 0) fatal("execute() while a launched step is outstanding");
+  if (sampler_ && sampler_->outstanding() > 0) fatal("forward_logits() while a launched step is outstanding");
   const auto start = StepProfile::Clock::now();
   const Tensor out = forward_step(seqs);
   if (step_profile_) step_profile_->end_launch(0.0, backend_->stream());
@@ -443,26 +438,17 @@ void CudaModelRunner::execute(std::span<const StepSequence> seqs, std::vector<fl
   if (step_profile_) step_profile_->finish(StepProfile::ms_since(start));
 }
 
-bool CudaModelRunner::execute_and_sample(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows,
-                                         std::vector<SampledToken>& out) {
-  if (!launch(seqs, rows)) return false;
-  collect(out);
-  return true;
-}
-
-bool CudaModelRunner::launch(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows) {
-  if (!sampler_ || seqs.empty()) return false;
+void CudaModelRunner::launch(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows) {
+  if (seqs.empty()) fatal("launch() of an empty step");
   const auto start = StepProfile::Clock::now();
   const Tensor logits = forward_step(seqs);
   if (logits.rows() != static_cast<int64_t>(rows.size())) fatal("sampler rows do not match the logits rows");
   if (Status s = sampler_->launch(logits.f32(), rows, backend_->stream()); !s.ok()) fatal(s.error().message);
   if (step_profile_) step_profile_->end_launch(StepProfile::ms_since(start), backend_->stream());
-  return true;
 }
 
 void CudaModelRunner::collect(std::vector<SampledToken>& out) {
   const auto start = StepProfile::Clock::now();
-  if (!sampler_) fatal("collect without a GPU sampler");
   if (Status s = sampler_->collect(out); !s.ok()) fatal(s.error().message);
   if (step_profile_) step_profile_->finish(StepProfile::ms_since(start));
 }

@@ -24,7 +24,6 @@ struct CudaRunnerOptions {
   int64_t num_gpu_blocks_override = 0;    // > 0: exactly this many KV blocks
   bool enforce_eager = false;             // no CUDA graphs
   uint64_t dummy_seed = 0;                // for make_cuda_runner_dummy
-  bool sample_on_device = true;           // GpuSampler (false: logits go to the host's Sampler)
   std::vector<int32_t> eos_token_ids;     // the model's EOS ids, for the GPU sampler's min_tokens
 };
 

@@ -9,7 +9,9 @@
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
+#include <vector>
 
+#include "engine/request_limits.h"
 #include "server/openai_protocol.h"
 
 namespace {
@@ -51,8 +53,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     check(chat->params.validate(limits.vocab_size).ok());
     check(!chat->messages.empty());
     for (const auto& m : chat->messages) (void)ember::dump_body(ember::to_template_json(m));
-    auto max_tokens = ember::resolve_max_tokens(chat->requested_max_tokens, 10, limits.max_model_len);
-    if (max_tokens) check(*max_tokens >= 1 && *max_tokens <= limits.max_model_len);
+    ember::RequestLimits rl;
+    rl.vocab_size = limits.vocab_size;
+    rl.max_model_len = limits.max_model_len;
+    rl.num_blocks = (limits.max_model_len + rl.block_size - 1) / rl.block_size;
+    const std::vector<int32_t> prompt(10, 0);
+    int32_t max_tokens = 0;
+    if (!ember::check_request_limits(prompt, chat->requested_max_tokens, rl, max_tokens, "messages"))
+      check(max_tokens >= 1 && max_tokens <= limits.max_model_len);
   }
 
   check_error(ember::parse_tokenize_request(body, limits));

@@ -73,11 +73,12 @@ std::vector<std::vector<int32_t>> run_sync(ModelRunner& r, std::vector<Seq> seqs
     std::vector<StepSequence> step;
     std::vector<SamplerRow> rows;
     for (Seq& q : seqs) {
-      step.push_back({q.tokens, q.done, static_cast<int32_t>(q.tokens.size() - q.done), q.blocks, true});
+      step.push_back({q.tokens, q.done, static_cast<int32_t>(q.tokens.size() - q.done), q.blocks, 1});
       rows.push_back({{}, q.tokens, {}, &q.params, &q.gen});
     }
     std::vector<SampledToken> out;
-    EXPECT_TRUE(r.execute_and_sample(step, rows, out));
+    r.launch(step, rows);
+    r.collect(out);
     for (size_t i = 0; i < seqs.size(); ++i) {
       seqs[i].done = static_cast<int64_t>(seqs[i].tokens.size());
       seqs[i].tokens.push_back(out[i].token);
@@ -96,7 +97,7 @@ std::vector<std::vector<int32_t>> run_async(ModelRunner& r, std::vector<Seq> seq
     std::vector<SamplerRow> rows;
     for (size_t i = 0; i < seqs.size(); ++i) {
       Seq& q = seqs[i];
-      StepSequence ss{q.tokens, q.done, static_cast<int32_t>(q.tokens.size() - q.done), q.blocks, true};
+      StepSequence ss{q.tokens, q.done, static_cast<int32_t>(q.tokens.size() - q.done), q.blocks, 1};
       if (s > 0) {  // the token of step s - 1 is not on the host yet
         ss.num_tokens = 1;
         ss.prev_row = static_cast<int32_t>(i);
@@ -104,7 +105,7 @@ std::vector<std::vector<int32_t>> run_async(ModelRunner& r, std::vector<Seq> seq
       step.push_back(ss);
       rows.push_back({{}, q.tokens, {}, &q.params, &q.gen});
     }
-    EXPECT_TRUE(r.launch(step, rows));
+    r.launch(step, rows);
     for (Seq& q : seqs) q.done = static_cast<int64_t>(q.tokens.size()) + (s > 0 ? 1 : 0);
     if (s > 0) {
       std::vector<SampledToken> out;
@@ -202,7 +203,7 @@ TEST(AsyncEngine, SameOutputsAsSynchronousStepping) {
     EXPECT_EQ(got[1][i].tokens, got[0][i].tokens) << "request " << i;
     EXPECT_EQ(got[1][i].text, got[0][i].text) << "request " << i;
     EXPECT_EQ(got[1][i].finish, got[0][i].finish) << "request " << i;
-    for (FinishKind f : got[1][i].finish) stops += f == FinishKind::kStop;
+    for (FinishReason f : got[1][i].finish) stops += f == FinishReason::kStop;
   }
   EXPECT_GT(stops, 0) << "no request stopped early: the delayed-stop path went untested";
 }

@@ -118,9 +118,9 @@ void step(ModelRunner& r, std::vector<Seq>& seqs, const std::vector<int32_t>& ch
   for (size_t i = 0; i < seqs.size(); ++i) {
     if (chunk[i] == 0) continue;
     const bool last = seqs[i].done + chunk[i] == static_cast<int64_t>(seqs[i].tokens.size());
-    s.push_back({seqs[i].tokens, seqs[i].done, chunk[i], seqs[i].blocks, last});
+    s.push_back({seqs[i].tokens, seqs[i].done, chunk[i], seqs[i].blocks, last ? 1 : 0});
   }
-  r.execute(s, logits);
+  r.forward_logits(s, logits);
   for (size_t i = 0; i < seqs.size(); ++i) seqs[i].done += chunk[i];
 }
 
@@ -291,7 +291,7 @@ TEST(CudaRunner, SixtyFourBatchedSequencesMatchEachAlone) {
   std::printf("64 batched vs alone: worst relative error %.2e\n", worst);
 }
 
-// Sampling on the device (execute_and_sample) after eager prefills and graph
+// Sampling on the device (launch + collect) after eager prefills and graph
 // decodes: the same step replayed (its K/V writes are idempotent) gives the
 // logits the host Sampler turns into the very tokens the GPU sampler chose.
 TEST(CudaRunner, DeviceSamplingMatchesTheHostSamplerOnTheSameLogits) {
@@ -318,9 +318,9 @@ TEST(CudaRunner, DeviceSamplingMatchesTheHostSamplerOnTheSameLogits) {
   for (int s = 0; s < 8; ++s) {
     std::vector<StepSequence> step_seqs;
     for (Seq& q : seqs)
-      step_seqs.push_back({q.tokens, q.done, static_cast<int32_t>(q.tokens.size() - q.done), q.blocks, true});
+      step_seqs.push_back({q.tokens, q.done, static_cast<int32_t>(q.tokens.size() - q.done), q.blocks, 1});
     std::vector<float> logits;
-    (*gpu)->execute(step_seqs, logits);
+    (*gpu)->forward_logits(step_seqs, logits);
     ASSERT_EQ(logits.size(), static_cast<size_t>(kSeqs) * v);
     std::vector<RequestGenerator> host_gens = gens;
     std::vector<SamplerRow> rows, host_rows;
@@ -331,7 +331,8 @@ TEST(CudaRunner, DeviceSamplingMatchesTheHostSamplerOnTheSameLogits) {
                            &params[i], &host_gens[i]});
     }
     std::vector<SampledToken> on_device;
-    ASSERT_TRUE((*gpu)->execute_and_sample(step_seqs, rows, on_device)) << "the CUDA runner samples on the device";
+    (*gpu)->launch(step_seqs, rows);
+    (*gpu)->collect(on_device);
     const std::vector<SampledToken> on_host = host.sample(host_rows);
     ASSERT_EQ(on_device.size(), on_host.size());
     for (int i = 0; i < kSeqs; ++i) {

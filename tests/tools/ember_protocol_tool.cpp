@@ -68,10 +68,10 @@ std::vector<LogprobEntry> logprobs_in(const json& list) {
   return out;
 }
 
-ResponseFinish finish_in(const json& c) {
+FinishReason finish_in(const json& c) {
   const std::string f = c.value("finish_reason", "");
-  return f == "stop" ? ResponseFinish::kStop : f == "length" ? ResponseFinish::kLength
-                     : f == "abort"    ? ResponseFinish::kAbort : ResponseFinish::kNone;
+  return f == "stop" ? FinishReason::kStop : f == "length" ? FinishReason::kLength
+                     : f == "abort"    ? FinishReason::kAbort : FinishReason::kNone;
 }
 
 StopReason stop_in(const json& c) {

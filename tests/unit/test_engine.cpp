@@ -27,46 +27,33 @@ using test_util::collect;
 using test_util::Outcome;
 using FakeTokenizer = test_util::PieceTokenizer;
 
-// launch()/collect() over the CPU runner, as the GPU runner has them: a
-// launched step's tokens stay here (the "device") until collect(), and the
-// next launch reads the inputs its sequences name by prev_row from the newest
-// launch's tokens. The engine then takes the path it takes on a GPU.
+// The CPU runner behind a probe: it checks the engine's side of the runner
+// contract (at most two launches outstanding, prev_row naming a row of the
+// newest launch, a collect for every launch) and counts the decode inputs
+// read through prev_row, as a GPU runner reads them on the device.
 class DeferredRunner final : public ModelRunner {
  public:
   explicit DeferredRunner(std::unique_ptr<CpuModelRunner> inner) : inner_(std::move(inner)) {}
-  void execute(std::span<const StepSequence> seqs, std::vector<float>& logits) override {
-    inner_->execute(seqs, logits);
+  void forward_logits(std::span<const StepSequence> seqs, std::vector<float>& logits) override {
+    inner_->forward_logits(seqs, logits);
   }
-  bool launch(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows) override {
-    EXPECT_LT(launched_.size(), 2u) << "more than two launches outstanding";
-    std::vector<StepSequence> steps(seqs.begin(), seqs.end());
-    std::vector<std::vector<int32_t>> patched;
-    patched.reserve(steps.size());
-    for (StepSequence& s : steps) {
+  void launch(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows) override {
+    EXPECT_LT(outstanding_, 2) << "more than two launches outstanding";
+    for (const StepSequence& s : seqs) {
       if (s.prev_row < 0) continue;
-      EXPECT_LT(static_cast<size_t>(s.prev_row), newest_.size()) << "prev_row outside the previous launch";
+      EXPECT_LT(s.prev_row, newest_rows_) << "prev_row outside the previous launch";
       EXPECT_EQ(s.start + s.num_tokens, static_cast<int64_t>(s.tokens.size()) + 1);
-      patched.emplace_back(s.tokens.begin(), s.tokens.end());
-      patched.back().push_back(static_cast<size_t>(s.prev_row) < newest_.size() ? newest_[s.prev_row] : 0);
-      s.tokens = patched.back();
-      s.prev_row = -1;
       ++prev_rows_read_;
     }
-    inner_->execute(steps, logits_);
-    std::vector<SamplerRow> with_logits(rows.begin(), rows.end());
-    const size_t vocab = static_cast<size_t>(vocab_size());
-    for (size_t i = 0; i < with_logits.size(); ++i)
-      with_logits[i].logits = std::span<const float>(logits_).subspan(i * vocab, vocab);
-    launched_.push_back(sampler_.sample(with_logits));
-    newest_.clear();
-    for (const SampledToken& t : launched_.back()) newest_.push_back(t.token);
-    return true;
+    inner_->launch(seqs, rows);
+    newest_rows_ = static_cast<int32_t>(rows.size());
+    ++outstanding_;
   }
   void collect(std::vector<SampledToken>& out) override {
-    EXPECT_FALSE(launched_.empty()) << "collect with nothing launched";
-    if (launched_.empty()) return out.clear();
-    out = std::move(launched_.front());
-    launched_.pop_front();
+    EXPECT_GT(outstanding_, 0) << "collect with nothing launched";
+    if (outstanding_ == 0) return out.clear();
+    inner_->collect(out);
+    --outstanding_;
   }
   const ModelConfig& config() const override { return inner_->config(); }
   int32_t vocab_size() const override { return inner_->vocab_size(); }
@@ -77,10 +64,8 @@ class DeferredRunner final : public ModelRunner {
 
  private:
   std::unique_ptr<CpuModelRunner> inner_;
-  Sampler sampler_;
-  std::vector<float> logits_;
-  std::deque<std::vector<SampledToken>> launched_;
-  std::vector<int32_t> newest_;  // the newest launch's tokens, kept after its collect()
+  int outstanding_ = 0;
+  int32_t newest_rows_ = 0;
   std::shared_ptr<int64_t> prev_rows_read_counter_ = std::make_shared<int64_t>(0);
   int64_t& prev_rows_read_ = *prev_rows_read_counter_;
 };
@@ -99,8 +84,7 @@ class EngineTest : public ::testing::Test {
     tokenizer_ = std::make_unique<FakeTokenizer>(static_cast<int32_t>(config_.vocab_size));
   }
 
-  // async: 0 synchronous stepping; 1 async over the CPU runner (which cannot
-  // launch: the engine keeps the in-flight tokens on the host); 2 async over a
+  // async: 0 synchronous stepping; 1 async over the CPU runner; 2 async over a
   // DeferredRunner (the GPU's path: decode inputs named by prev_row).
   std::unique_ptr<Engine> make_engine(int32_t num_blocks, int32_t budget, bool prefix, bool chunked = true,
                                       int32_t max_seqs = 64, int32_t max_model_len = 256, int async = 0) {
@@ -177,7 +161,7 @@ TEST_F(EngineTest, ConcurrentGreedyRequestsMatchRunningAlone) {
         Variant{"prefix caching", 256, 16, true}, Variant{"forced preemption", 24, 32, true},
         Variant{"async batched", 256, 4096, false, 2}, Variant{"async chunked prefill", 256, 7, false, 2},
         Variant{"async prefix caching", 256, 16, true, 1}, Variant{"async forced preemption", 24, 32, true, 2},
-        Variant{"async forced preemption, host tokens", 24, 32, true, 1}}) {
+        Variant{"async forced preemption, CPU runner", 24, 32, true, 1}}) {
     auto engine = make_engine(v.blocks, v.budget, v.prefix, true, 64, 256, v.async);
     std::vector<std::shared_ptr<RequestStream>> streams;
     for (const EngineRequest& r : reqs) {
@@ -188,7 +172,7 @@ TEST_F(EngineTest, ConcurrentGreedyRequestsMatchRunningAlone) {
     for (size_t i = 0; i < reqs.size(); ++i) {
       const Outcome o = collect(*streams[i], 1);
       EXPECT_EQ(o.tokens[0], alone[i].tokens[0]) << v.name << " request " << i;
-      EXPECT_EQ(o.finish[0], FinishKind::kLength) << v.name;
+      EXPECT_EQ(o.finish[0], FinishReason::kLength) << v.name;
       EXPECT_EQ(o.tokens[0].size(), static_cast<size_t>(reqs[i].params.max_tokens)) << v.name;
     }
     const EngineMetrics m = engine->metrics();
@@ -239,11 +223,11 @@ TEST_F(EngineTest, AbortFreesBlocksAndRejectsWhatCannotFit) {
     while (first.empty()) first = running.stream->pop(std::chrono::milliseconds(100));
     engine->abort(running.id);
     const Outcome o = collect(*running.stream, 1);
-    EXPECT_EQ(o.finish[0], FinishKind::kAbort);
+    EXPECT_EQ(o.finish[0], FinishReason::kAbort);
     EXPECT_LT(o.tokens[0].size() + first.size(), 4000u);
     AddResult waiting = engine->add(greedy(random_prompt(rng, 20), 4000));
     engine->abort(waiting.id);
-    EXPECT_EQ(collect(*waiting.stream, 1).finish[0], FinishKind::kAbort);
+    EXPECT_EQ(collect(*waiting.stream, 1).finish[0], FinishReason::kAbort);
     const EngineMetrics m = engine->metrics();
     EXPECT_EQ(m.kv_cache_usage, 0.0);
     EXPECT_EQ(m.request_success_total.at("abort"), 2u);
@@ -398,12 +382,12 @@ TEST_F(EngineTest, AsyncSchedulingGivesTheSameOutputsAsSynchronousStepping) {
       }
     }
     // The stops really cut the requests short.
-    EXPECT_EQ(got[0][1].finish[0], FinishKind::kStop) << c.name;
+    EXPECT_EQ(got[0][1].finish[0], FinishReason::kStop) << c.name;
     EXPECT_LE(got[0][1].tokens[0].size(), 5u) << c.name;
-    EXPECT_EQ(got[0][2].finish[0], FinishKind::kStop) << c.name;
+    EXPECT_EQ(got[0][2].finish[0], FinishReason::kStop) << c.name;
     EXPECT_LT(got[0][2].tokens[0].size(), 24u) << c.name;
     EXPECT_GE(got[0][4].tokens[0].size(), 6u) << c.name << ": min_tokens";
-    EXPECT_EQ(got[0][8].finish[0], FinishKind::kStop) << c.name;
+    EXPECT_EQ(got[0][8].finish[0], FinishReason::kStop) << c.name;
     EXPECT_EQ(got[0][8].tokens[0].size(), stop_at) << c.name << ": min_tokens";
   }
 }
@@ -416,7 +400,7 @@ TEST(OutputProcessor, StopStringAcrossTokensIsCutAndNeverStreamed) {
   std::string streamed;
   // "a" "St" "OP" "b": the stop string spans two tokens.
   const int32_t ids[] = {0, 4, 5, 1};
-  FinishKind finish = FinishKind::kNone;
+  FinishReason finish = FinishReason::kNone;
   int n = 0;
   for (int32_t id : ids) {
     SequenceDelta d;
@@ -425,12 +409,12 @@ TEST(OutputProcessor, StopStringAcrossTokensIsCutAndNeverStreamed) {
     if (n == 2) {
       EXPECT_EQ(d.text, "") << "'St' may start the stop string: held back";
     }
-    if (finish != FinishKind::kNone) {
+    if (finish != FinishReason::kNone) {
       EXPECT_EQ(d.stop_reason, "StOP");
       break;
     }
   }
-  EXPECT_EQ(finish, FinishKind::kStop);
+  EXPECT_EQ(finish, FinishReason::kStop);
   EXPECT_EQ(n, 3);
   EXPECT_EQ(streamed, "a");
 }
@@ -443,7 +427,7 @@ TEST(OutputProcessor, HeldTextIsReleasedWhenTheMatchFailsOrTheSequenceEnds) {
   std::string streamed;
   for (int32_t id : {4, 0, 4}) {  // "St" held, then "a" releases it, "St" held again
     SequenceDelta d;
-    EXPECT_EQ(proc.on_token(SampledToken{id, 0.0f, {}}, 1, d), FinishKind::kNone);
+    EXPECT_EQ(proc.on_token(SampledToken{id, 0.0f, {}}, 1, d), FinishReason::kNone);
     streamed += d.text;
   }
   EXPECT_EQ(streamed, "Sta");
@@ -462,8 +446,8 @@ TEST(OutputProcessor, StopTokenIdsEosMinTokensAndIgnoreEos) {
   SequenceOutputProcessor proc(tok, p, {7});
   SequenceDelta d;
   // Stop strings are not matched before min_tokens outputs.
-  EXPECT_EQ(proc.on_token(SampledToken{1, 0.0f, {}}, 1, d), FinishKind::kNone);
-  EXPECT_EQ(proc.on_token(SampledToken{2, 0.0f, {}}, 2, d), FinishKind::kStop);
+  EXPECT_EQ(proc.on_token(SampledToken{1, 0.0f, {}}, 1, d), FinishReason::kNone);
+  EXPECT_EQ(proc.on_token(SampledToken{2, 0.0f, {}}, 2, d), FinishReason::kStop);
   EXPECT_EQ(d.stop_reason, "2");
   EXPECT_TRUE(d.stop_reason_is_token);
   EXPECT_EQ(d.text, "b") << "a stop token's own text is not output";
@@ -472,9 +456,9 @@ TEST(OutputProcessor, StopTokenIdsEosMinTokensAndIgnoreEos) {
   q.ignore_eos = true;
   SequenceOutputProcessor ignoring(tok, q, {7});
   SequenceDelta e;
-  EXPECT_EQ(ignoring.on_token(SampledToken{7, 0.0f, {}}, 1, e), FinishKind::kNone);
+  EXPECT_EQ(ignoring.on_token(SampledToken{7, 0.0f, {}}, 1, e), FinishReason::kNone);
   SequenceOutputProcessor eos(tok, SamplingParams{}, {7});
-  EXPECT_EQ(eos.on_token(SampledToken{7, 0.0f, {}}, 1, e), FinishKind::kStop);
+  EXPECT_EQ(eos.on_token(SampledToken{7, 0.0f, {}}, 1, e), FinishReason::kStop);
 }
 
 }  // namespace

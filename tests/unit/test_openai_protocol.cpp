@@ -363,28 +363,13 @@ TEST(OpenAIProtocol, ChatDefaultsAndMaxTokens) {
   EXPECT_EQ(r->params.logprobs, 0);  // logprobs of the sampled token only
   EXPECT_TRUE(r->add_generation_prompt);
   EXPECT_FALSE(r->continue_final_message);
-  auto rest = resolve_max_tokens(r->requested_max_tokens, 48, 2048);
-  ASSERT_TRUE(rest);
-  EXPECT_EQ(*rest, 2000);
+  // (check_request_limits resolves the unset max_tokens: tests/unit/test_request_limits.cpp)
   auto cont = parse_chat_request(R"({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant",
       "content": "Once"}], "continue_final_message": true, "add_generation_prompt": false, "max_tokens": 5})",
                                  test_limits());
   ASSERT_TRUE(cont) << cont.error().message;
   EXPECT_EQ(cont->params.max_tokens, 5);
   EXPECT_FALSE(cont->params.logprobs.has_value());
-}
-
-TEST(OpenAIProtocol, ResolveMaxTokens) {
-  EXPECT_EQ(resolve_max_tokens(16, 10, 32).value(), 16);
-  auto over = resolve_max_tokens(16, 20, 32);
-  ASSERT_FALSE(over);
-  EXPECT_EQ(over.error().status, 400);
-  EXPECT_EQ(over.error().param.value_or(""), "max_tokens");
-  EXPECT_NE(over.error().message.find("maximum context length is 32 tokens"), std::string::npos);
-  EXPECT_NE(over.error().message.find("36 tokens (20 in the messages, 16 in the completion)"), std::string::npos);
-  EXPECT_FALSE(resolve_max_tokens(std::nullopt, 32, 32));
-  EXPECT_EQ(resolve_max_tokens(std::nullopt, 31, 32).value(), 1);
-  EXPECT_FALSE(resolve_max_tokens(INT32_MAX, INT32_MAX, INT32_MAX));  // no int32 overflow
 }
 
 TEST(OpenAIProtocol, TokenizeAndDetokenize) {

@@ -20,7 +20,7 @@ TEST(OpenAIResponse, CompletionExactJson) {
   CompletionChoiceOut c;
   c.index = 1;
   c.text = " world";
-  c.finish_reason = ResponseFinish::kStop;
+  c.finish_reason = FinishReason::kStop;
   c.stop_reason = std::string("\n");
   c.logprobs = std::vector<LogprobEntry>{
       {"Hello", std::nullopt, {}, /*has_top=*/false, 0},
@@ -45,7 +45,7 @@ TEST(OpenAIResponse, CompletionChunksAndUsageChunk) {
   EXPECT_TRUE(chunk["choices"][0]["finish_reason"].is_null());
   EXPECT_TRUE(chunk["choices"][0]["logprobs"].is_null());
   EXPECT_TRUE(chunk["choices"][0]["stop_reason"].is_null());
-  c.finish_reason = ResponseFinish::kLength;
+  c.finish_reason = FinishReason::kLength;
   c.text = "";
   chunk = build_completion_chunk(kHeader, {c});
   EXPECT_EQ(chunk["choices"][0]["finish_reason"], "length");
@@ -58,7 +58,7 @@ TEST(OpenAIResponse, CompletionChunksAndUsageChunk) {
 TEST(OpenAIResponse, ChatCompletionExactJson) {
   ChatChoiceOut c;
   c.content = "Paris.";
-  c.finish_reason = ResponseFinish::kStop;
+  c.finish_reason = FinishReason::kStop;
   c.stop_reason = int32_t{2};
   c.logprobs = std::vector<LogprobEntry>{{"Paris", -0.25f, {{"Paris", -0.25f}, {"Lyon", -3.0f}}, true, 0}};
   const json got = build_chat_completion({"chatcmpl-9", 5, "m"}, {c}, Usage{10, 1, std::nullopt});
@@ -81,7 +81,7 @@ TEST(OpenAIResponse, ChatChunkDeltas) {
   EXPECT_EQ(j["object"], "chat.completion.chunk");
   EXPECT_EQ(j["choices"][0]["delta"], json({{"role", "assistant"}, {"content", ""}}));
   ChatChoiceOut last;
-  last.finish_reason = ResponseFinish::kLength;
+  last.finish_reason = FinishReason::kLength;
   j = build_chat_chunk(kHeader, {last});
   EXPECT_EQ(j["choices"][0]["delta"], json::object());
   EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
@@ -153,8 +153,8 @@ TEST(OpenAIResponse, SmallRoutes) {
   EXPECT_EQ(build_tokenize_response({1}, 8, std::vector<std::string>{"a"})["token_strs"], json({"a"}));
   EXPECT_EQ(build_detokenize_response("hi"), json({{"prompt", "hi"}}));
   EXPECT_TRUE(build_version_response()["version"].is_string());
-  EXPECT_EQ(to_json(ResponseFinish::kAbort), "abort");
-  EXPECT_TRUE(to_json(ResponseFinish::kNone).is_null());
+  EXPECT_EQ(to_json(FinishReason::kAbort), "abort");
+  EXPECT_TRUE(to_json(FinishReason::kNone).is_null());
 }
 
 }  // namespace
