@@ -1,7 +1,7 @@
 #pragma once
 // What the command line (and a JSON config file) can set. Flag names follow
 // vLLM's where vLLM has the flag, so people who know vLLM know ember.
-// Parsed once, in cli/flags.cpp; everything downstream receives these structs.
+// Parsed once, in cli/main/main.cpp; everything downstream receives these structs.
 
 #include <cstdint>
 #include <optional>
