@@ -19,8 +19,8 @@
 
 #include <cstdint>
 
-#include "engine/cuda/gpu_sampler_kernels.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/sampler_kernels.h"
 
 namespace ember {
 namespace {
