@@ -14,13 +14,13 @@ namespace ember {
 
 // One id of a row touched by a logits processor. The host folds bias,
 // min_tokens, repetition and frequency/presence into these few flags and
-// operands so that the device applies exactly the CPU sampler's float ops in
-// its order: bias add, mask to -inf, repetition divide/multiply, subtract.
+// operands; the device applies the rules of kernels/sampling_rules.h to the
+// id's logit in their order: bias, mask, repetition, subtract.
 struct GpuSamplerEntry {
   int32_t id = 0;
   uint32_t flags = 0;
   float bias = 0.0f;
-  float sub = 0.0f;  // frequency * count + presence, computed on the host like the CPU
+  float sub = 0.0f;  // frequency * count + presence (sampling::additive_penalty), computed on the host
   float raw = 0.0f;  // written by the device: the raw logit before processing
 };
 
