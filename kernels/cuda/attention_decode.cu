@@ -35,8 +35,8 @@
 //   P.V     O^T[d][h] = V^T x P^T: mma m16n8k8, B = P^T is exactly the lane's
 //           (p0, p1) packed to bf16, A = V^T comes from the V chunks (loaded
 //           like K) through movmatrix.trans, one per 8x8 block of V.
-// Registers (ptxas, sm_90a): 124 for D 128 (q 16, acc 32, K and V tiles 16
-// each), 88 for D 64, no spills: 4 blocks of 128 threads (16 warps, ~64 KB
+// Registers (ptxas 13.0, sm_90a): 124 for D 128 (q 16, acc 32, K and V tiles
+// 16 each), 90 for D 64, no spills: 4 blocks of 128 threads (16 warps, ~64 KB
 // of loads in flight) per SM. At the end warps merge (m, l, acc) through
 // shared memory and write `out` (one split) or the split's partials. P is
 // rounded to bf16 for the P.V mma (as in flash-attention); l sums the fp32 p.
