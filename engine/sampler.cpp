@@ -5,6 +5,8 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/sampling_rules.h"
+
 namespace ember {
 namespace {
 
@@ -100,16 +102,17 @@ void Sampler::apply_logit_processors(const SamplerRow& row) {
   const int32_t vocab = static_cast<int32_t>(logits_.size());
   auto in_vocab = [&](int32_t id) { return id >= 0 && id < vocab; };
 
+  // The rules, in their order, pass by pass (kernels/sampling_rules.h).
   for (const auto& [id, bias] : sp.logit_bias)
-    if (in_vocab(id)) logits_[id] += bias;
+    if (in_vocab(id)) logits_[id] = sampling::with_bias(logits_[id], bias);
 
   assert(row.pending_outputs == 0 || !sp.penalizes_outputs());
-  if (static_cast<int64_t>(row.output_ids.size()) + row.pending_outputs < sp.min_tokens) {
+  if (sampling::min_tokens_masks(static_cast<int64_t>(row.output_ids.size()) + row.pending_outputs, sp.min_tokens)) {
     if (!sp.ignore_eos)
       for (int32_t id : eos_)
-        if (in_vocab(id)) logits_[id] = kNegInf;
+        if (in_vocab(id)) logits_[id] = sampling::masked_logit();
     for (int32_t id : sp.stop_token_ids)
-      if (in_vocab(id)) logits_[id] = kNegInf;
+      if (in_vocab(id)) logits_[id] = sampling::masked_logit();
   }
 
   const bool repetition = sp.repetition_penalty != 1.0f;
@@ -127,8 +130,7 @@ void Sampler::apply_logit_processors(const SamplerRow& row) {
     auto penalize_once = [&](int32_t id) {
       if (!in_vocab(id) || seen_[id]) return;
       seen_[id] = 1;
-      float& x = logits_[id];
-      x = x > 0.0f ? x / r : x * r;
+      logits_[id] = sampling::with_repetition_penalty(logits_[id], r);
     };
     for (int32_t id : row.prompt_ids) penalize_once(id);
     for (int32_t id : row.output_ids) penalize_once(id);
@@ -140,7 +142,8 @@ void Sampler::apply_logit_processors(const SamplerRow& row) {
   for (int32_t id : row.output_ids) {
     if (!in_vocab(id) || counts_[id] == 0) continue;
     if (additive)
-      logits_[id] -= sp.frequency_penalty * static_cast<float>(counts_[id]) + sp.presence_penalty;
+      logits_[id] = sampling::with_additive_penalty(
+          logits_[id], sampling::additive_penalty(sp.frequency_penalty, sp.presence_penalty, counts_[id]));
     counts_[id] = 0;  // once per id; also resets the scratch
   }
 }
@@ -158,9 +161,9 @@ int32_t Sampler::draw(const SamplerRow& row) {
 
   std::vector<Candidate> cand;
   cand.reserve(logits_.size());
-  const float inv_t = 1.0f / sp.temperature;
+  const float inv_t = sampling::inverse_temperature(sp.temperature);
   for (int32_t i = 0; i < vocab; ++i)
-    if (logits_[i] > kNegInf) cand.push_back({i, logits_[i] * inv_t, 0.0});
+    if (logits_[i] > kNegInf) cand.push_back({i, sampling::with_temperature(logits_[i], inv_t), 0.0});
   if (cand.empty()) {
     // Everything masked: nothing sensible to draw. The draw is still taken, so a
     // row's generator advances once per sampled token whatever the logits were:

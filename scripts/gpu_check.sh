@@ -58,7 +58,6 @@ if has bench; then
   run gemm_bench 240 "$BUNDLE/gemm_bench"
   run gemm_reference 240 python3 bench/cuda/gemm_reference.py
   run sampler_bench 120 "$BUNDLE/sampler_bench"
-  run dequantize_bench 60 "$BUNDLE/dequantize_bench"
 fi
 LLAMA=(--model configs/models/llama-3-8b.json --load-format dummy --tokenizer tests/fixtures/tokenizer/bpe/llama3.json
        --device cuda --max-model-len 4096)

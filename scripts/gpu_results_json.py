@@ -61,7 +61,7 @@ def main():
 
     for key, log in (("attention_bench", "attention_bench.log"), ("sdpa_reference_torch", "sdpa_reference.log"),
                      ("gemm_bench", "gemm_bench.log"), ("gemm_reference_torch", "gemm_reference.log"),
-                     ("sampler_bench", "sampler_bench.log"), ("dequantize_bench", "dequantize_bench.log")):
+                     ("sampler_bench", "sampler_bench.log")):
         rec[key] = json_lines(get(log))
 
     # Ceilings: the highest seen in any of the given runs (a throttled or noisy

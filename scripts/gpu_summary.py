@@ -38,7 +38,7 @@ def main() -> int:
         elif (R / f"{name}.log").exists():
             print(f"{name}: no result (the binary died: see {name}.log)")
             ok = False
-    for name in ("attention_bench", "sdpa_reference", "gemm_bench", "gemm_reference", "sampler_bench", "dequantize_bench"):
+    for name in ("attention_bench", "sdpa_reference", "gemm_bench", "gemm_reference", "sampler_bench"):
         for row in jsonl(name):
             print(name, json.dumps(row))
     for name in ("llama_decode_b1", "llama_decode_b1_sync", "llama_throughput", "llama_throughput_sync",

@@ -1,11 +1,11 @@
 // Paged attention speed, one JSON object per line.
 //   decode:  K+V bytes read (+ q, out) per second, next to a device-to-device
 //            copy (read + write) measured in the same run; 32 q / 8 kv heads,
-//            D 128, block 16, shuffled block tables; v1 (with its split size
-//            sweep) and v2 (paged_attention_decode_v2, "v2_*" keys).
+//            D 128, block 16, shuffled block tables; paged_attention_decode
+//            with the planner's split size and a sweep of forced split sizes.
 //   prefill: causal prompts (one of 1k/4k/16k, eight of 512), 4 s^2 D Hq / 2
-//            FLOPs per prompt per second, for the default dispatch and every
-//            variant (v1 warps4/warps8, v2 with 64/128-row tiles).
+//            FLOPs per prompt per second, paged_attention_prefill with its
+//            own tile choice ("default") and with 64- and 128-row tiles.
 // Median of per-launch cudaEvent times after warm-up; inputs smaller than
 // ~128 MB are rotated among copies so L2 (50 MB) does not serve them.
 // bench/cuda/sdpa_reference.py prints torch SDPA numbers for the same shapes.
@@ -180,9 +180,6 @@ int main() {
         [&](int i) { expect_ok(ember::paged_attention_decode(s.copies[i % s.copies.size()], nullptr)); }, 100);
     const double bytes = 2.0 * batch * ctx * hkv * d * 2 + 2.0 * batch * hq * d * 2;
     const double gbs = bytes / (us * 1e3);
-    const double us_v2 = median_us(
-        [&](int i) { expect_ok(ember::paged_attention_decode_v2(s.copies[i % s.copies.size()], nullptr)); }, 100);
-    const double gbs_v2 = bytes / (us_v2 * 1e3);
     // The split size sweep (the planner's choice above): GB/s for each chunk.
     std::string sweep;
     for (int chunk : {128, 256, 512, 1024}) {
@@ -205,23 +202,18 @@ int main() {
     std::printf(
         "{\"name\": \"decode\", \"batch\": %d, \"ctx\": %d, \"hq\": %d, \"hkv\": %d, \"d\": %d, \"block\": %d, "
         "\"time_us\": %.2f, \"gb_per_s\": %.1f, \"copy_gb_per_s\": %.1f, \"ratio\": %.3f, "
-        "\"gb_per_s_by_chunk\": {%s}, \"v2_time_us\": %.2f, \"v2_gb_per_s\": %.1f, \"v2_ratio\": %.3f}\n",
-        batch, ctx, hq, hkv, d, bs, us, gbs, copy, gbs / copy, sweep.c_str(), us_v2, gbs_v2, gbs_v2 / copy);
+        "\"gb_per_s_by_chunk\": {%s}}\n",
+        batch, ctx, hq, hkv, d, bs, us, gbs, copy, gbs / copy, sweep.c_str());
     std::fflush(stdout);
   }
 
-  // Prefill: (batch, prompt length) single-chunk causal prompts; every variant.
+  // Prefill: (batch, prompt length) single-chunk causal prompts; the tile the
+  // entry point picks, then each tile forced (PagedAttentionArgs::prefill_rows).
   struct Variant {
     const char* name;
-    ember::Status (*run)(const PagedAttentionArgs&);
+    int rows;
   };
-  const Variant variants[] = {
-      {"default", [](const PagedAttentionArgs& a) { return ember::paged_attention_prefill(a, nullptr); }},
-      {"warps4", [](const PagedAttentionArgs& a) { return ember::paged_attention_prefill_warps(a, 4, nullptr); }},
-      {"warps8", [](const PagedAttentionArgs& a) { return ember::paged_attention_prefill_warps(a, 8, nullptr); }},
-      {"v3_64", [](const PagedAttentionArgs& a) { return ember::paged_attention_prefill_v3(a, 64, nullptr); }},
-      {"v3_128", [](const PagedAttentionArgs& a) { return ember::paged_attention_prefill_v3(a, 128, nullptr); }},
-  };
+  const Variant variants[] = {{"default", 0}, {"rows64", 64}, {"rows128", 128}};
   const int prefill_shapes[][2] = {{1, 1024}, {1, 4096}, {1, 16384}, {8, 512}};
   for (const auto& shape : prefill_shapes) {
     const int batch = shape[0], seq = shape[1];
@@ -229,8 +221,11 @@ int main() {
     make_setup(s, batch, seq, seq, hq, hkv, d, bs, 0);
     const double flops = 4.0 * seq * seq * d * hq / 2 * batch;
     for (const Variant& v : variants) {
-      const double us = median_us([&](int i) { expect_ok(v.run(s.copies[i % s.copies.size()])); },
-                                  seq >= 16384 ? 10 : 30);
+      std::vector<PagedAttentionArgs> runs = s.copies;
+      for (PagedAttentionArgs& a : runs) a.prefill_rows = v.rows;
+      const double us =
+          median_us([&](int i) { expect_ok(ember::paged_attention_prefill(runs[i % runs.size()], nullptr)); },
+                    seq >= 16384 ? 10 : 30);
       std::printf(
           "{\"name\": \"prefill\", \"variant\": \"%s\", \"batch\": %d, \"seq\": %d, \"hq\": %d, \"hkv\": %d, "
           "\"d\": %d, \"time_us\": %.2f, \"tflop_per_s\": %.1f}\n",

@@ -30,8 +30,8 @@
 #include <vector>
 
 #include "common/status.h"
-#include "engine/cuda/gpu_sampler_kernels.h"
 #include "engine/sampler.h"
+#include "kernels/cuda/sampler_kernels.h"
 
 namespace ember {
 

@@ -8,17 +8,16 @@
 // KV caches are [num_blocks, block_size, Hkv, D] bf16; token j of sequence b
 // lives in block block_tables[b * max_blocks_per_seq + j / block_size].
 //
-// Three kernels, one contract:
-//   decode    flash-decoding, every q_len == 1 (T == B): context split over
-//             thread blocks, fp32 partials in `workspace`, then a reduction
-//             (v2, the one the backend runs, and v1, kept for comparison).
-//   prefill   flash-attention 2 with mma.sync bf16 tensor cores: any varlen
-//             batch (chunked prefill with cached context, decodes mixed in).
-//   reference one warp per (token, head), online softmax in fp32: slow and
-//             obviously correct; tests compare the fast kernels with it.
+// One entry point per kind of step, one contract:
+//   decode   flash-decoding, every q_len == 1 (attention_decode.cu).
+//   prefill  flash-attention 2 on mma.sync tensor cores, any varlen batch
+//            (attention_prefill.cu).
+//   mixed    a varlen batch whose q_len == 1 sequences go to the decode
+//            kernel and the rest to the prefill kernel (attention.cpp).
 // All are CUDA-graph capturable: grids depend only on the host bounds
 // max_seq_len / max_query_len; no allocation, no sync, no host reads.
-// Supported: head_dim 64 or 128; block_size a power of two (8..256 tested).
+// Supported: head_dim 64 or 128; block_size a power of two (8..256 tested);
+// scale > 0. Design and measurements: NOTES-attention.md.
 
 #include <cstddef>
 #include <cstdint>
@@ -48,9 +47,12 @@ struct PagedAttentionArgs {
   // Set by paged_attention_mixed: the decode kernel takes only sequences with
   // q_len == 1 (any batch) and the prefill kernel skips them.
   bool split_decodes = false;
-  // Tuning (benchmarks): the decode split size in keys, a power of two in
-  // [64, 1024]; 0 lets the planner choose. The workspace must fit it.
+  // Tuning (tests, benchmarks); 0 lets the entry point choose.
+  //   decode_chunk  the decode split size in keys, a power of two in
+  //                 [64, 1024]; the workspace must fit it.
+  //   prefill_rows  query rows per prefill block, 64 or 128.
   int32_t decode_chunk = 0;
+  int32_t prefill_rows = 0;
 };
 
 // Bytes of `workspace` paged_attention_decode needs for these bounds (0 when
@@ -58,37 +60,19 @@ struct PagedAttentionArgs {
 size_t paged_attention_workspace_bytes(int num_seqs, int num_heads, int num_kv_heads, int head_dim,
                                        int max_seq_len, int num_sms = 0, int decode_chunk = 0);
 
-// Requires every q_len == 1 (num_tokens == num_seqs, max_query_len == 1).
-// v1: three phases per block (all logits, softmax, all of V) between barriers.
+// Every q_len == 1 (num_tokens == num_seqs, max_query_len == 1). Needs the
+// workspace. H100, batch 32 x 4k context: 2,785 GB/s, 93% of a device copy.
 Status paged_attention_decode(const PagedAttentionArgs& args, cudaStream_t stream);
-// The same contract and workspace, per-warp online softmax with no barrier in
-// the key loop, tensor-core q.K and P.V (attention_decode_v2.cu): what the
-// CUDA backend runs (H100, batch 32 x 4k: 2,777 GB/s, 93% of copy; v1 2,397).
-Status paged_attention_decode_v2(const PagedAttentionArgs& args, cudaStream_t stream);
-// Any varlen batch.
+// Any varlen batch. H100, one 16k prompt: 343-358 TFLOP/s (torch SDPA flash 345).
 Status paged_attention_prefill(const PagedAttentionArgs& args, cudaStream_t stream);
 // Any varlen batch, its q_len == 1 sequences by the decode kernel (GQA heads
-// share each K/V read; the prefill kernel's tiles would hold one valid row
-// per query head) and the rest by the prefill kernel: what mixed
-// prefill + decode steps run. Needs the decode workspace.
+// share each K/V read; a prefill tile would hold one valid row per query
+// head) and the rest by the prefill kernel: what mixed prefill + decode
+// steps run. Needs the decode workspace.
 Status paged_attention_mixed(const PagedAttentionArgs& args, cudaStream_t stream);
-// The same with an explicit tile: warps 4 (64 query rows a block) or 8 (128
-// rows). paged_attention_prefill picks by max_query_len; tests and the
-// benchmark drive both.
-Status paged_attention_prefill_warps(const PagedAttentionArgs& args, int warps, cudaStream_t stream);
-// The tensor-core kernel paged_attention_prefill runs (attention_prefill_v3.cu:
-// 4 warps of 16 or 32 query rows, one barrier per key tile, lazy O rescale):
-// rows 64 or 128 query rows a block. H100, one 16k prompt: 331-358 TFLOP/s
-// (torch SDPA flash 345; the v2 kernel it replaced 311). v1 (warps4/warps8)
-// stays for comparison and for scale <= 0.
-Status paged_attention_prefill_v3(const PagedAttentionArgs& args, int rows, cudaStream_t stream);
-// Any varlen batch, any head_dim <= 256 that is a multiple of 32, any block_size.
-Status paged_attention_reference(const PagedAttentionArgs& args, cudaStream_t stream);
 
-// Shared host-side checks of the shape arguments (not of device data).
+// The host-side checks of the shape arguments (not of device data) every
+// entry point makes; `who` names the caller in the message.
 Status check_paged_attention_args(const PagedAttentionArgs& args, const char* who);
-
-// The multiprocessor count of the current device, queried once per device.
-int cuda_sm_count();
 
 }  // namespace ember

@@ -1,236 +1,389 @@
 // Flash-decoding: one query token per sequence (q_len == 1).
 //   out[b, h] = softmax(q[b, h] . K[b, kvh]^T * scale) V[b, kvh]   over seq_lens[b] keys.
-// Purely bandwidth bound: every K/V byte is read once, ~1 FMA per byte, so the
-// roofline is (K + V bytes) / copy bandwidth: batch 32 x 4k context x 8 KV heads
-// x D 128 is 537 MB, ~180 us at 3.0 TB/s.
+// Bandwidth bound: every K/V byte is read once, so the roofline is (K + V
+// bytes) / copy bandwidth, e.g. batch 32 x 4k context x 8 KV heads x D 128 =
+// 537 MB, ~180 us at 3.0 TB/s. H100: 2,785 GB/s there, 93% of copy.
 //
-// Shape of the work: a thread block owns (context split, KV head, sequence)
-// and ALL the query heads that share that KV head (up to kHeadTile of them),
-// so each K/V row is loaded once for the whole GQA group. D/8 consecutive
-// lanes hold one 16-byte slice each of a K row (D 128: 16 lanes = 256 B, a
-// fully coalesced row); 256 threads cover 16 (D 128) or 32 (D 64) rows per
-// step, kUnroll steps of loads are issued before any math. Within a split:
-//   1. logits of every (head, key) into shared memory (no online softmax:
-//      the split is at most kMaxChunk keys, so they fit),
-//   2. one warp per head: max and exp2, sum,
-//   3. P.V with the same row layout, fp32 accumulators per (head, 8 dims),
-//      reduced across rows through shared memory.
-// Splits write (unnormalized output, max, sum) to the workspace and a second
-// kernel merges them; a sequence that fits one split writes `out` directly.
-// The split size is chosen from (sequences x KV heads, max_seq_len, SMs) so
-// the grid is >= 4 blocks per SM; it depends only on host values, so the
-// launch is graph-capturable and blocks past a sequence's end exit at once.
+// Grid: a block owns (context split, KV head, sequence) and the query heads
+// that share that KV head (up to kMaxHeads), so each K/V row is loaded once
+// for the whole GQA group. The split size comes from host values only
+// (plan_decode), so the launch is graph-capturable; a sequence that fits one
+// split writes `out` directly, otherwise the splits write partials to the
+// workspace and decode_merge_kernel combines them:
+//   part_o  [(b * Hq + h) * splits + s][D]  float, unnormalized output of split s
+//   part_ml [2 * ((b * Hq + h) * splits + s)] = (max logit in log2 units, sum of 2^(logit - max))
+//
+// Why per-warp streaming: blocks that run three phases (all logits to shared
+// memory | softmax | all of V) between barriers serialize their K and V
+// streams and leave HBM idle at each barrier (2,397 GB/s at the shape above).
+// Here every WARP streams its own 8-key tiles with an online softmax and no
+// barrier until the end: K of tile i+1 is issued right after the logits of
+// tile i, V of tile i+1 right after its P.V (~4 KB in flight per warp).
+//
+// The math runs on tensor cores (mma.sync), which matters as much as the
+// pipelining: with fp32 FMAs a key costs 2 * G * D FMAs plus shuffles for the
+// row reductions, ~150 instructions per key and warp at G 8 (near the issue
+// rate 2.5 TB/s needs, measured in SASS of a first version); here ~20.
+//   logits  S[h][key] = Q x K^T: mma m16n8k16, n = the tile's 8 keys, one per
+//           lane group g = lane / 4. Lane (g, c) loads 16-byte chunks c + 4i
+//           of key g (64-byte runs: coalesced), which ARE its B fragments,
+//           and the same chunks of q[head g] as A: both sides share one
+//           permutation of d. (A's rows 8..15 are not zero padding but the
+//           chunk's other half; see the loop.)
+//   softmax lane (g, c) holds S[head g][keys 2c, 2c+1]: max over the 4 lanes
+//           of head g by two shuffles; m, l of head g per lane.
+//   P.V     O^T[d][h] = V^T x P^T: mma m16n8k8, B = P^T is exactly the lane's
+//           (p0, p1) packed to bf16, A = V^T comes from the V chunks (loaded
+//           like K) through movmatrix.trans, one per 8x8 block of V.
+// Registers (ptxas 13.0, sm_90a): 124 for D 128 (q 16, acc 32, K and V tiles
+// 16 each), 90 for D 64, no spills: 4 blocks of 128 threads (16 warps, ~64 KB
+// of loads in flight) per SM. At the end warps merge (m, l, acc) through
+// shared memory and write `out` (one split) or the split's partials. P is
+// rounded to bf16 for the P.V mma (as in flash-attention); l sums the fp32 p.
 
-#include "kernels/cuda/attention_decode_common.cuh"
+#include <algorithm>
+#include <string>
+
+#include "kernels/cuda/attention.h"
+#include "kernels/cuda/attention_mma.cuh"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/device_info.h"
+#include "kernels/cuda/pdl.cuh"
 
 namespace ember {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
-constexpr int kUnroll = 4;
+constexpr int kMaxChunk = 1024;  // the planner's first split size, and the largest decode_chunk
+constexpr int kMinChunk = 64;
+constexpr int kMaxSplits = 256;
+constexpr float kLog2e = 1.4426950408889634f;
 
-__device__ inline void unpack8(const uint4& v, float (&f)[8]) {
-  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 x = __bfloat1622float2(h[i]);
-    f[2 * i] = x.x;
-    f[2 * i + 1] = x.y;
-  }
+// The o projection follows: let it start streaming weights (pdl.cuh).
+__device__ __forceinline__ void launch_dependents() { gpu::pdl_launch_dependents(); }
+
+// What one block of the decode kernel works on: keys [start, start + n) of
+// sequence b (query token t), query heads [h0, h0 + n_heads) of KV head kvh.
+struct SplitWork {
+  int b, t, start, n, kvh, h0, n_heads;
+};
+
+// The block's share from its grid position (split, kvh * head_groups + group
+// tile, sequence); false when it has nothing to do (a split past the end, or
+// a prefill sequence of a mixed batch).
+__device__ __forceinline__ bool split_work(const PagedAttentionArgs& a, int chunk, int head_groups, int head_tile,
+                                           SplitWork& w) {
+  w.b = blockIdx.z;
+  if (a.split_decodes && a.query_start_loc[w.b + 1] - a.query_start_loc[w.b] != 1) return false;  // the prefill's
+  const int seq_len = a.seq_lens[w.b];
+  w.start = blockIdx.x * chunk;
+  if (w.start >= seq_len) return false;
+  w.n = min(chunk, seq_len - w.start);
+  const int group = a.num_heads / a.num_kv_heads;
+  w.kvh = blockIdx.y / head_groups;
+  const int g0 = (blockIdx.y % head_groups) * head_tile;
+  w.n_heads = min(head_tile, group - g0);
+  w.h0 = w.kvh * group + g0;
+  w.t = a.query_start_loc[w.b];
+  return true;
 }
 
-template <int D, int G>
-__global__ void __launch_bounds__(kThreads)
-    decode_split_kernel(PagedAttentionArgs a, int chunk, int head_groups, int splits, int block_shift,
-                        float scale_log2, float* part_o, float* part_ml) {
-  constexpr int kRow = D / 8;  // lanes per K/V row, 16 bytes each
-  constexpr int kRowsPerWarp = 32 / kRow;
-  constexpr int kRows = kThreads / kRow;  // rows per load step
-  extern __shared__ float smem[];         // logits [G][chunk]; later the reduction [kWarps][G][D]
-  __shared__ float s_max[G], s_sum[G];
+struct DecodePlan {
+  int head_tile = 8;    // query heads per block
+  int head_groups = 1;  // blocks per KV head along the head dim
+  int chunk = kMaxChunk;
+  int splits = 1;
+};
+
+inline DecodePlan plan_decode(int num_seqs, int num_heads, int num_kv_heads, int max_seq_len, int num_sms,
+                              int chunk_override = 0) {
+  DecodePlan p;
+  const int group = num_heads / num_kv_heads;
+  p.head_tile = group >= 5 ? 8 : group >= 3 ? 4 : group;  // 1, 2, 4 or 8 (padded heads are masked)
+  p.head_groups = (group + p.head_tile - 1) / p.head_tile;
+  const int64_t units = static_cast<int64_t>(num_seqs) * num_kv_heads * p.head_groups;
+  auto splits_for = [&](int chunk) { return (max_seq_len + chunk - 1) / chunk; };
+  while (p.chunk > kMinChunk && units * splits_for(p.chunk) < 4LL * num_sms) p.chunk /= 2;
+  if (chunk_override > 0) p.chunk = chunk_override;
+  while (splits_for(p.chunk) > kMaxSplits) p.chunk *= 2;  // very long contexts: bigger splits
+  p.splits = splits_for(p.chunk);
+  return p;
+}
+
+// The decode entry point's checks (`who` names it in the message), and the
+// plan it launches with.
+inline Status check_decode_args(const PagedAttentionArgs& a, const char* who, DecodePlan& plan) {
+  const std::string w = who;
+  if (Status s = check_paged_attention_args(a, who); !s.ok()) return s;
+  if (!a.split_decodes && (a.num_tokens != a.num_seqs || a.max_query_len != 1))
+    return Error{w + ": needs one query token per sequence (use paged_attention_prefill)"};
+  if (a.head_dim != 64 && a.head_dim != 128)
+    return Error{w + ": head_dim must be 64 or 128, got " + std::to_string(a.head_dim)};
+  if (a.num_seqs > 65535) return Error{w + ": more than 65535 sequences"};
+  if (a.decode_chunk != 0 &&
+      (a.decode_chunk < kMinChunk || a.decode_chunk > kMaxChunk || (a.decode_chunk & (a.decode_chunk - 1)) != 0))
+    return Error{w + ": decode_chunk must be a power of two in [64, 1024]"};
+  plan = plan_decode(a.num_seqs, a.num_heads, a.num_kv_heads, a.max_seq_len, cuda_sm_count(), a.decode_chunk);
+  if (plan.chunk > kMaxChunk)
+    return Error{w + ": max_seq_len " + std::to_string(a.max_seq_len) + " exceeds " +
+                 std::to_string(kMaxChunk * kMaxSplits)};
+  const size_t need = paged_attention_workspace_bytes(a.num_seqs, a.num_heads, a.num_kv_heads, a.head_dim,
+                                                      a.max_seq_len, cuda_sm_count(), a.decode_chunk);
+  if (a.workspace_bytes < need || (need > 0 && a.workspace == nullptr))
+    return Error{w + ": workspace of " + std::to_string(a.workspace_bytes) + " bytes, needs " + std::to_string(need)};
+  return Status::success();
+}
+
+constexpr int kMergeScratch = 8;  // >= warps of a merge block (D / 32)
+
+// Block-wide reduction for blockDim.x == D (64 or 128 threads).
+template <bool kMax>
+__device__ float block_reduce(float v, float* scratch) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float other = __shfl_xor_sync(0xffffffffu, v, o);
+    v = kMax ? fmaxf(v, other) : v + other;
+  }
+  const int warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+  __syncthreads();  // scratch may still be read from a previous call
+  if ((threadIdx.x & 31) == 0) scratch[warp] = v;
+  __syncthreads();
+  v = scratch[0];
+  for (int w = 1; w < nwarps; ++w) v = kMax ? fmaxf(v, scratch[w]) : v + scratch[w];
+  return v;
+}
+
+// Merges the splits of one (sequence, head): weights 2^(m_s - M), so
+//   out = sum_s w_s o_s / sum_s w_s l_s.
+template <int D>
+__global__ void __launch_bounds__(D)
+    decode_merge_kernel(PagedAttentionArgs a, int chunk, int splits, const float* part_o, const float* part_ml) {
+  __shared__ float w[kMaxSplits];
+  __shared__ float scratch[kMergeScratch];
+  launch_dependents();
+  const int h = blockIdx.x, b = blockIdx.y, d = threadIdx.x;
+  if (a.split_decodes && a.query_start_loc[b + 1] - a.query_start_loc[b] != 1) return;
+  const int n = min(splits, (a.seq_lens[b] + chunk - 1) / chunk);
+  if (n <= 1) return;  // written directly by decode_kernel
+  const int64_t ps0 = (static_cast<int64_t>(b) * a.num_heads + h) * splits;
+  float mx = -INFINITY;
+  for (int s = d; s < n; s += D) mx = fmaxf(mx, part_ml[2 * (ps0 + s)]);
+  mx = block_reduce<true>(mx, scratch);
+  float den = 0.0f;
+  for (int s = d; s < n; s += D) {
+    w[s] = exp2f(part_ml[2 * (ps0 + s)] - mx);
+    den += w[s] * part_ml[2 * (ps0 + s) + 1];
+  }
+  den = block_reduce<false>(den, scratch);  // its barriers also publish w[]
+  float o = 0.0f;
+  for (int s = 0; s < n; ++s) o = fmaf(w[s], part_o[(ps0 + s) * D + d], o);
+  const int t = a.query_start_loc[b];
+  a.out[t * static_cast<int64_t>(a.num_heads) * D + static_cast<int64_t>(h) * D + d] = __float2bfloat16(o / den);
+}
+
+// The merge launch (only when the context is split).
+template <int D>
+Status launch_decode_merge(const PagedAttentionArgs& a, const DecodePlan& p, const float* part_o, const float* part_ml,
+                           cudaStream_t stream) {
+  decode_merge_kernel<D><<<dim3(a.num_heads, a.num_seqs), D, 0, stream>>>(a, p.chunk, p.splits, part_o, part_ml);
+  return cuda_status(cudaGetLastError(), "decode_merge_kernel");
+}
+
+constexpr int kThreads = 128;
+constexpr int kWarps = kThreads / 32;
+constexpr int kTileKeys = 8;  // keys per warp tile: n of the logits mma
+constexpr int kMaxHeads = 8;  // query heads per block (the logits mma has 16 rows, 8 used)
+
+// d += a * b, m16n8k8, bf16 inputs, fp32 accumulators. a0 = A[g][2c..2c+1],
+// a1 = A[g+8][2c..2c+1], b = B[2c..2c+1][g]; d as for m16n8k16.
+__device__ __forceinline__ void mma_k8(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t b) {
+  asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+               : "r"(a0), "r"(a1), "r"(b));
+}
+
+// Transposes an 8x8 bf16 matrix held one row pair per lane: in, lane (g, c)
+// holds X[g][2c..2c+1]; out, X[2c..2c+1][g] (low half: row 2c).
+__device__ __forceinline__ uint32_t transpose8x8(uint32_t x) {
+  uint32_t y;
+  asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(y) : "r"(x));
+  return y;
+}
+
+__device__ __forceinline__ uint32_t word(const uint4& v, int i) {
+  return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
+}
+
+// Dim of V block b (chunk b / 4, word b % 4) that output row g (0..7) of
+// its transpose stands for: block b holds V[key][8 (c + 4 (b / 4)) + 2 (b % 4) + e]
+// in column 2c + e.
+__device__ __forceinline__ int block_dim(int b, int g) { return 8 * (g >> 1) + 32 * (b >> 2) + 2 * (b & 3) + (g & 1); }
+
+template <int D>
+__global__ void __launch_bounds__(kThreads, 4)
+    decode_kernel(PagedAttentionArgs a, int chunk, int head_tile, int head_groups, int splits, int block_shift,
+                  float scale_log2, float* part_o, float* part_ml) {
+  constexpr int kChunks = D / 32;  // 16-byte chunks of a K/V row per lane (4 lanes per key)
+  constexpr int kPv = D / 16;      // P.V mmas per tile: 16 dims each
+  __shared__ __align__(16) float s_acc[kWarps][kMaxHeads][D];
+  __shared__ float s_m[kWarps][kMaxHeads], s_l[kWarps][kMaxHeads];
 
   launch_dependents();
   SplitWork w;
-  if (!split_work(a, chunk, head_groups, G, w)) return;
+  if (!split_work(a, chunk, head_groups, head_tile, w)) return;
   const int split = blockIdx.x, b = w.b, start = w.start, n = w.n, kvh = w.kvh, n_heads = w.n_heads, h0 = w.h0;
   const bool single = a.seq_lens[b] <= chunk;  // this block sees the whole context
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int r = tid % kRow, row = tid / kRow, warp_row0 = warp * kRowsPerWarp;
+  const int g = lane >> 2, c = lane & 3;  // mma fragment coordinates
   const int t = w.t;
   const int64_t hd = static_cast<int64_t>(a.num_heads) * D;
   const int32_t* table = a.block_tables + static_cast<int64_t>(b) * a.max_blocks_per_seq;
-  const int64_t token_stride = static_cast<int64_t>(a.num_kv_heads) * D;
+  const int token_stride = a.num_kv_heads * D;  // elements between consecutive cache slots
   const int offset_mask = a.block_size - 1;
 
-  // Element offset of this lane's 16 bytes of context token start + j.
-  auto kv_offset = [&](int j) {
-    const int pos = start + j;
-    const int64_t slot = static_cast<int64_t>(table[pos >> block_shift]) * a.block_size + (pos & offset_mask);
-    return slot * token_stride + kvh * D + r * 8;
+  // q[head g], chunks c + 4i: the logits mma's A (zero for padded heads).
+  uint4 qf[kChunks];
+#pragma unroll
+  for (int i = 0; i < kChunks; ++i)
+    qf[i] =
+        g < n_heads
+            ? __ldg(reinterpret_cast<const uint4*>(a.q + t * hd + static_cast<int64_t>(h0 + g) * D + 8 * (c + 4 * i)))
+            : make_uint4(0, 0, 0, 0);
+
+  // Cache slot of key g of warp tile `tile`. Keys past the end re-read key
+  // n - 1 (finite data that p = 0 weighs out): no branches around the loads.
+  auto tile_slot = [&](int tile) {
+    const int pos = start + min(tile * kTileKeys + g, n - 1);
+    return __ldg(table + (pos >> block_shift)) * a.block_size + (pos & offset_mask);
+  };
+  const __nv_bfloat16* k_lane = a.k_cache + static_cast<int64_t>(kvh) * D + 8 * c;
+  const __nv_bfloat16* v_lane = a.v_cache + static_cast<int64_t>(kvh) * D + 8 * c;
+  auto load = [&](const __nv_bfloat16* base, int slot, uint4(&buf)[kChunks]) {
+    const __nv_bfloat16* row = base + static_cast<int64_t>(slot) * token_stride;
+#pragma unroll
+    for (int i = 0; i < kChunks; ++i) buf[i] = __ldg(reinterpret_cast<const uint4*>(row + 32 * i));
   };
 
-  float q[G][8];
+  // Online softmax state of head g (l over this lane's keys only: the 4
+  // lanes of a head sum at the end); acc: P.V C fragments, heads 2c, 2c+1.
+  float m = -INFINITY, l = 0.0f;
+  float acc[kPv][4];
 #pragma unroll
-  for (int g = 0; g < G; ++g) {
-    if (g < n_heads) {
-      unpack8(*reinterpret_cast<const uint4*>(a.q + t * hd + static_cast<int64_t>(h0 + g) * D + r * 8), q[g]);
+  for (int j = 0; j < kPv; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+
+  uint4 kb[kChunks], vb[kChunks];
+  int tile = warp;
+  if (tile * kTileKeys < n) {
+    const int slot = tile_slot(tile);
+    load(k_lane, slot, kb);
+    load(v_lane, slot, vb);
+  }
+  for (; tile * kTileKeys < n; tile += kWarps) {  // warp-uniform: mma and shuffles need the whole warp
+    const bool more = (tile + kWarps) * kTileKeys < n;
+    const int next_slot = more ? tile_slot(tile + kWarps) : 0;  // its table read overlaps the mmas
+
+    // Logits. A = the q chunk's words {x, z, y, w}: rows g see x, y (dims
+    // 0..3 of the chunk) and rows g + 8 see z, w (dims 4..7), so B = K words
+    // {x, y} gives dims 0..3 in rows g of `se` and B = {z, w} dims 4..7 in
+    // rows g + 8 of `so`; the other rows are cross terms, ignored. (A
+    // zero-padded A would cost 16 more registers; B pairs are adjacent words
+    // of the loaded K, so no moves.)
+    float se[4] = {0.0f, 0.0f, 0.0f, 0.0f}, so[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
-      for (int e = 0; e < 8; ++e) q[g][e] *= scale_log2;
-    } else {
-#pragma unroll
-      for (int e = 0; e < 8; ++e) q[g][e] = 0.0f;
+    for (int i = 0; i < kChunks; ++i) {
+      const uint32_t qa[4] = {qf[i].x, qf[i].z, qf[i].y, qf[i].w};
+      mma::mma_bf16(se, qa, kb[i].x, kb[i].y);
+      mma::mma_bf16(so, qa, kb[i].z, kb[i].w);
     }
+    if (more) load(k_lane, next_slot, kb);  // in flight during the softmax and P.V
+
+    const int key = tile * kTileKeys + 2 * c;
+    const float x0 = key < n ? (se[0] + so[2]) * scale_log2 : -INFINITY;  // log2 units
+    const float x1 = key + 1 < n ? (se[1] + so[3]) * scale_log2 : -INFINITY;
+    float mx = fmaxf(x0, x1);
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float m_new = fmaxf(m, mx);
+    const float m_use = m_new == -INFINITY ? 0.0f : m_new;  // no valid key yet: avoid -inf - -inf
+    const float alpha = mma::fast_exp2(m - m_use);
+    m = m_new;
+    const float p0 = mma::fast_exp2(x0 - m_use), p1 = mma::fast_exp2(x1 - m_use);
+    l = fmaf(l, alpha, p0 + p1);
+
+    // acc columns are heads 2c and 2c + 1, whose state lives in lanes 8c and 8c + 4.
+    const float alpha_lo = __shfl_sync(0xffffffffu, alpha, 8 * c);
+    const float alpha_hi = __shfl_sync(0xffffffffu, alpha, 8 * c + 4);
+    const uint32_t pb = mma::pack_bf16(p0, p1);  // B of P.V: P[head g][keys 2c, 2c+1]
+#pragma unroll
+    for (int j = 0; j < kPv; ++j) {
+      acc[j][0] *= alpha_lo;
+      acc[j][1] *= alpha_hi;
+      acc[j][2] *= alpha_lo;
+      acc[j][3] *= alpha_hi;
+      const uint32_t v_lo = transpose8x8(word(vb[(2 * j) >> 2], (2 * j) & 3));
+      const uint32_t v_hi = transpose8x8(word(vb[(2 * j + 1) >> 2], (2 * j + 1) & 3));
+      mma_k8(acc[j], v_lo, v_hi, pb);
+    }
+    if (more) load(v_lane, next_slot, vb);
   }
 
-  // 1. logits (log2 units). The loop bound is warp-uniform because the row
-  // reduction below shuffles across the whole warp.
-  for (int base = 0; base + warp_row0 < n; base += kRows * kUnroll) {
-    uint4 kv[kUnroll];
+  l += __shfl_xor_sync(0xffffffffu, l, 1);
+  l += __shfl_xor_sync(0xffffffffu, l, 2);
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int j = base + row + u * kRows;
-      kv[u] = j < n ? __ldg(reinterpret_cast<const uint4*>(a.k_cache + kv_offset(j))) : make_uint4(0, 0, 0, 0);
-    }
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int j = base + row + u * kRows;
-      float k[8];
-      unpack8(kv[u], k);
-      float s[G];
-#pragma unroll
-      for (int g = 0; g < G; ++g) {
-        s[g] = 0.0f;
-#pragma unroll
-        for (int e = 0; e < 8; ++e) s[g] = fmaf(q[g][e], k[e], s[g]);
-#pragma unroll
-        for (int o = kRow / 2; o > 0; o >>= 1) s[g] += __shfl_xor_sync(0xffffffffu, s[g], o);
-      }
-      if (j < n) {
-#pragma unroll
-        for (int g = 0; g < G; ++g)
-          if (r == g) smem[g * chunk + j] = s[g];  // spread the stores over the row's lanes
-      }
-    }
+  for (int j = 0; j < kPv; ++j) {
+    const int d_lo = block_dim(2 * j, g), d_hi = block_dim(2 * j + 1, g);
+    s_acc[warp][2 * c][d_lo] = acc[j][0];
+    s_acc[warp][2 * c + 1][d_lo] = acc[j][1];
+    s_acc[warp][2 * c][d_hi] = acc[j][2];
+    s_acc[warp][2 * c + 1][d_hi] = acc[j][3];
+  }
+  if (c == 0) {
+    s_m[warp][g] = m;
+    s_l[warp][g] = l;
   }
   __syncthreads();
 
-  // 2. softmax numerators in place, one warp per head.
-  if (warp < n_heads) {
-    float* lg = smem + warp * chunk;
-    float mx = -INFINITY;
-    for (int j = lane; j < n; j += 32) mx = fmaxf(mx, lg[j]);
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-    float sum = 0.0f;
-    for (int j = lane; j < n; j += 32) {
-      const float p = exp2f(lg[j] - mx);
-      lg[j] = p;
-      sum += p;
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    if (lane == 0) {
-      s_max[warp] = mx;
-      s_sum[warp] = sum;
-    }
-  }
-  __syncthreads();
-
-  // 3. P.V: this thread accumulates dims [r*8, r*8+8) of every head over its rows.
-  float acc[G][8];
-#pragma unroll
-  for (int g = 0; g < G; ++g)
-#pragma unroll
-    for (int e = 0; e < 8; ++e) acc[g][e] = 0.0f;
-  for (int base = 0; base + warp_row0 < n; base += kRows * kUnroll) {
-    uint4 vv[kUnroll];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int j = base + row + u * kRows;
-      vv[u] = j < n ? __ldg(reinterpret_cast<const uint4*>(a.v_cache + kv_offset(j))) : make_uint4(0, 0, 0, 0);
-    }
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int j = base + row + u * kRows;
-      if (j < n) {
-        float v[8];
-        unpack8(vv[u], v);
-#pragma unroll
-        for (int g = 0; g < G; ++g) {
-          const float p = smem[g * chunk + j];
-#pragma unroll
-          for (int e = 0; e < 8; ++e) acc[g][e] = fmaf(p, v[e], acc[g][e]);
-        }
-      }
-    }
-  }
-  // Rows of one warp differ in the lane bits above log2(kRow).
-#pragma unroll
-  for (int o = kRow; o < 32; o <<= 1)
-#pragma unroll
-    for (int g = 0; g < G; ++g)
-#pragma unroll
-      for (int e = 0; e < 8; ++e) acc[g][e] += __shfl_xor_sync(0xffffffffu, acc[g][e], o);
-  __syncthreads();  // every warp is done reading logits: reuse the buffer
-  if (lane < kRow) {
-#pragma unroll
-    for (int g = 0; g < G; ++g)
-#pragma unroll
-      for (int e = 0; e < 8; ++e) smem[(warp * G + g) * D + r * 8 + e] = acc[g][e];
-  }
-  __syncthreads();
-
+  // Warp 0 saw key 0, so the block max is finite; a warp without keys has
+  // m = -inf and weighs 0.
   for (int idx = tid; idx < n_heads * D; idx += kThreads) {
-    const int g = idx / D, d = idx % D;
-    float o = 0.0f;
+    const int h = idx / D, d = idx % D;
+    float mb = s_m[0][h];
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) o += smem[(w * G + g) * D + d];
+    for (int w = 1; w < kWarps; ++w) mb = fmaxf(mb, s_m[w][h]);
+    float o = 0.0f, lb = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      const float f = mma::fast_exp2(s_m[w][h] - mb);
+      o = fmaf(f, s_acc[w][h][d], o);
+      lb = fmaf(f, s_l[w][h], lb);
+    }
     if (single) {
-      a.out[t * hd + static_cast<int64_t>(h0 + g) * D + d] = __float2bfloat16(o / s_sum[g]);
+      a.out[t * hd + static_cast<int64_t>(h0 + h) * D + d] = __float2bfloat16(o / lb);
     } else {
-      const int64_t ps = (static_cast<int64_t>(b) * a.num_heads + h0 + g) * splits + split;
+      const int64_t ps = (static_cast<int64_t>(b) * a.num_heads + h0 + h) * splits + split;
       part_o[ps * D + d] = o;
       if (d == 0) {
-        part_ml[2 * ps] = s_max[g];
-        part_ml[2 * ps + 1] = s_sum[g];
+        part_ml[2 * ps] = mb;
+        part_ml[2 * ps + 1] = lb;
       }
     }
   }
-}
-
-template <int D, int G>
-Status launch_split(const PagedAttentionArgs& a, const DecodePlan& p, float* part_o, float* part_ml,
-                    cudaStream_t stream) {
-  const size_t smem = sizeof(float) * std::max(G * p.chunk, kWarps * G * D);
-  const dim3 grid(p.splits, a.num_kv_heads * p.head_groups, a.num_seqs);
-  decode_split_kernel<D, G><<<grid, kThreads, smem, stream>>>(a, p.chunk, p.head_groups, p.splits,
-                                                              __builtin_ctz(a.block_size), a.scale * kLog2e,
-                                                              part_o, part_ml);
-  return cuda_status(cudaGetLastError(), "decode_split_kernel");
 }
 
 template <int D>
 Status launch_decode(const PagedAttentionArgs& a, const DecodePlan& p, cudaStream_t stream) {
   float* part_o = static_cast<float*>(a.workspace);
   float* part_ml = part_o ? part_o + static_cast<int64_t>(a.num_seqs) * a.num_heads * p.splits * D : nullptr;
-  auto split = [&]() -> Status {
-    switch (p.head_tile) {
-      case 1: return launch_split<D, 1>(a, p, part_o, part_ml, stream);
-      case 2: return launch_split<D, 2>(a, p, part_o, part_ml, stream);
-      case 4: return launch_split<D, 4>(a, p, part_o, part_ml, stream);
-      default: return launch_split<D, 8>(a, p, part_o, part_ml, stream);
-    }
-  };
-  const Status s = split();
-  if (!s.ok() || p.splits == 1) return s;
+  const dim3 grid(p.splits, a.num_kv_heads * p.head_groups, a.num_seqs);
+  decode_kernel<D><<<grid, kThreads, 0, stream>>>(a, p.chunk, p.head_tile, p.head_groups, p.splits,
+                                                  __builtin_ctz(a.block_size), a.scale * kLog2e, part_o, part_ml);
+  if (Status s = cuda_status(cudaGetLastError(), "decode_kernel"); !s.ok() || p.splits == 1) return s;
   return launch_decode_merge<D>(a, p, part_o, part_ml, stream);
 }
 
 }  // namespace
 
-size_t paged_attention_workspace_bytes(int num_seqs, int num_heads, int num_kv_heads, int head_dim,
-                                       int max_seq_len, int num_sms, int decode_chunk) {
+size_t paged_attention_workspace_bytes(int num_seqs, int num_heads, int num_kv_heads, int head_dim, int max_seq_len,
+                                       int num_sms, int decode_chunk) {
   if (num_seqs <= 0 || num_heads <= 0 || num_kv_heads <= 0 || num_heads % num_kv_heads || max_seq_len <= 0) return 0;
   const DecodePlan p = plan_decode(num_seqs, num_heads, num_kv_heads, max_seq_len,
                                    num_sms > 0 ? num_sms : cuda_sm_count(), decode_chunk);

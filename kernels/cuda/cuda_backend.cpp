@@ -489,7 +489,7 @@ void CudaBackend::paged_attention(const Tensor& q, const Tensor& k_cache, const 
       m.fail(paged_attention_mixed(a, m.stream));
     } else {
       Impl::Timed timed(m, "attention decode", m_class(a.num_seqs));
-      m.fail(paged_attention_decode_v2(a, m.stream));
+      m.fail(paged_attention_decode(a, m.stream));
     }
   } else {
     Impl::Timed timed(m, "attention prefill", m_class(a.num_tokens));

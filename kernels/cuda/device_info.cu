@@ -2,6 +2,8 @@
 
 #include <cuda_runtime.h>
 
+#include <atomic>
+
 namespace ember {
 
 std::vector<CudaDeviceInfo> cuda_devices() {
@@ -28,6 +30,20 @@ std::vector<CudaDeviceInfo> cuda_devices() {
     out.push_back(info);
   }
   return out;
+}
+
+int cuda_sm_count() {
+  // Fixed per device for the process lifetime: cache it (attribute queries
+  // are cheap but not free, and this runs once per layer).
+  static std::atomic<int> cached[64] = {};
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 132;
+  int n = cached[dev].load(std::memory_order_relaxed);
+  if (n == 0) {
+    if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n <= 0) n = 132;
+    cached[dev].store(n, std::memory_order_relaxed);
+  }
+  return n;
 }
 
 }  // namespace ember

@@ -19,4 +19,8 @@ struct CudaDeviceInfo {
 
 std::vector<CudaDeviceInfo> cuda_devices();
 
+// The multiprocessor count of the current device, queried once per device
+// (kernels size their grids by it on every launch); 132 if the query fails.
+int cuda_sm_count();
+
 }  // namespace ember

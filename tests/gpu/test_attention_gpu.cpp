@@ -1,5 +1,6 @@
-// The CUDA paged attention kernels (decode v1 and v2, prefill v1 and v2 with 64- and
-// 128-row tiles, reference) against ember's float32 CPU attention
+// The CUDA paged attention entry points (decode, prefill with 64- and 128-row
+// tiles and its default choice, mixed) and the test oracle
+// (attention_reference.cu) against ember's float32 CPU attention
 // (CpuBackend::paged_attention) on the same bf16-rounded random inputs.
 // Block tables are shuffled (non-contiguous, non-monotonic) and their unused
 // entries point at real but wrong blocks, outputs are poisoned with NaN
@@ -20,6 +21,7 @@
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/device_info.h"
+#include "tests/gpu/attention_reference.h"
 
 namespace ember {
 namespace {
@@ -30,7 +32,7 @@ struct Case {
   std::vector<int> q_lens, seq_lens;
   int extra_max_seq = 0;  // host bound above the true max (CUDA-graph style)
   int extra_max_q = 0;
-  float scale_mul = 1.0f;  // scale = scale_mul / sqrt(d); <= 0 exercises v2's fallback to v1
+  float scale_mul = 1.0f;  // scale = scale_mul / sqrt(d)
 };
 
 // Owns device allocations for one case.
@@ -71,9 +73,9 @@ struct Outcome {
   bool all_finite = true;
 };
 
-// Runs `kernel` ("decode", "decode_v2", "mixed", "mixed_v1", "mixed_v3", "prefill4", "prefill8",
-// "v3_64", "v3_128", "prefill" (the default dispatch), "reference") on case `c`
-// and compares with the CPU attention; returns the relative L2 error.
+// Runs `kernel` ("decode", "prefill64", "prefill128", "prefill" (the default
+// tile choice), "mixed64", "mixed128", "reference") on case `c` and compares
+// with the CPU attention; returns the relative L2 error.
 class AttentionCase {
  public:
   AttentionCase(const Case& c, uint32_t seed) : c_(c) {
@@ -144,34 +146,17 @@ class AttentionCase {
     a.max_query_len = *std::max_element(c_.q_lens.begin(), c_.q_lens.end()) + c_.extra_max_q;
     a.scale = scale();
     Status st;
-    if (kernel == "decode" || kernel == "decode_v2" || kernel == "mixed" || kernel == "mixed_v1" ||
-        kernel == "mixed_v3") {
+    if (kernel == "decode" || kernel.starts_with("mixed")) {
       a.workspace_bytes = paged_attention_workspace_bytes(a.num_seqs, a.num_heads, a.num_kv_heads, a.head_dim,
                                                           a.max_seq_len);
       a.workspace = a.workspace_bytes ? arena.alloc(a.workspace_bytes) : nullptr;
       if (a.workspace_bytes) cudaMemset(a.workspace, 0xFF, a.workspace_bytes);  // stale partials are NaN
-      if (kernel == "mixed") {
-        st = paged_attention_mixed(a, nullptr);
-      } else if (kernel == "mixed_v1") {  // paged_attention_mixed (v2 decode kernel) with v1 instead
-        a.split_decodes = true;
-        st = paged_attention_decode(a, nullptr);
-        if (st.ok()) st = paged_attention_prefill(a, nullptr);
-      } else if (kernel == "mixed_v3") {  // decodes by decode_v2, the rest by prefill_v3 (split_decodes)
-        a.split_decodes = true;
-        st = paged_attention_decode_v2(a, nullptr);
-        if (st.ok()) st = paged_attention_prefill_v3(a, 128, nullptr);
-      } else {
-        st = kernel == "decode_v2" ? paged_attention_decode_v2(a, nullptr) : paged_attention_decode(a, nullptr);
-      }
-    } else if (kernel == "prefill4") {
-      st = paged_attention_prefill_warps(a, 4, nullptr);
-    } else if (kernel == "prefill8") {
-      st = paged_attention_prefill_warps(a, 8, nullptr);
-    } else if (kernel == "v3_64") {
-      st = paged_attention_prefill_v3(a, 64, nullptr);
-    } else if (kernel == "v3_128") {
-      st = paged_attention_prefill_v3(a, 128, nullptr);
-    } else if (kernel == "prefill") {
+      if (kernel == "mixed64") a.prefill_rows = 64;
+      if (kernel == "mixed128") a.prefill_rows = 128;
+      st = kernel == "decode" ? paged_attention_decode(a, nullptr) : paged_attention_mixed(a, nullptr);
+    } else if (kernel.starts_with("prefill")) {
+      if (kernel == "prefill64") a.prefill_rows = 64;
+      if (kernel == "prefill128") a.prefill_rows = 128;
       st = paged_attention_prefill(a, nullptr);
     } else {
       st = paged_attention_reference(a, nullptr);
@@ -202,9 +187,10 @@ class AttentionCase {
   std::vector<float> q_ref_, k_ref_, v_ref_, ref_;
 };
 
-constexpr int kKernels = 10;
-const char* const kKernelNames[kKernels] = {"decode",    "decode_v2", "prefill4", "prefill8", "mixed",
-                                            "mixed_v1",  "reference", "v3_64",    "v3_128",   "mixed_v3"};
+// Every case runs each of these ("decode" only on all-decode batches); the
+// default prefill tile choice has its own test below.
+constexpr int kKernels = 6;
+const char* const kKernelNames[kKernels] = {"decode", "prefill64", "prefill128", "mixed64", "mixed128", "reference"};
 double g_worst[kKernels] = {};
 
 void check_case(const Case& c, uint32_t seed) {
@@ -213,10 +199,10 @@ void check_case(const Case& c, uint32_t seed) {
   AttentionCase ac(c, seed);
   const char* const* kernels = kKernelNames;
   for (int k = 0; k < kKernels; ++k) {
-    if (k <= 1 && !ac.all_decode()) continue;  // decode, decode_v2
+    if (k == 0 && !ac.all_decode()) continue;  // decode
     const Outcome r = ac.run(kernels[k]);
     g_worst[k] = std::max(g_worst[k], r.rel);
-    std::printf("[attention] %-28s %-9s rel_err %.3e\n", c.name.c_str(), kernels[k], r.rel);
+    std::printf("[attention] %-28s %-10s rel_err %.3e\n", c.name.c_str(), kernels[k], r.rel);
     EXPECT_TRUE(r.all_finite) << kernels[k] << " wrote NaN/inf or left poison";
     EXPECT_LT(r.rel, 1e-2) << kernels[k];
   }
@@ -276,24 +262,27 @@ TEST(AttentionGpu, PrefillVarlenChunkedWithDecodes) {
 
 // Query tiles starting mid key tile (cached context not a multiple of 64),
 // 128-row tiles whose first warps skip the last key tiles, a chunk longer
-// than one 128-row tile behind a long context, and a negative scale (v2
-// hands it to v1: its max is taken on raw scores).
+// than one 128-row tile behind a long context, and a scale other than
+// 1/sqrt(d).
 TEST(AttentionGpu, PrefillTileBoundaries) {
   check_case({"pre_chunk_offsets_d128", 8, 2, 128, 32, {200, 129, 1, 300}, {1337, 193, 700, 300}}, 601);
   check_case({"pre_chunk_offsets_d64", 8, 4, 64, 16, {257, 64, 127}, {257 + 37, 64 + 1, 127 + 4000}}, 602);
   check_case({"pre_chunk_offsets_bs256", 4, 1, 128, 256, {383, 2}, {383 + 511, 3}}, 603);
-  Case neg{"pre_negative_scale", 4, 2, 128, 16, {150, 3}, {150, 90}};
-  neg.scale_mul = -0.5f;
-  check_case(neg, 604);
+  Case half{"pre_half_scale", 4, 2, 128, 16, {150, 3}, {150, 90}};
+  half.scale_mul = 0.5f;
+  check_case(half, 604);
 }
 
+// prefill_rows 0: the entry points pick the tile themselves, as in the backend.
 TEST(AttentionGpu, DefaultPrefillDispatch) {
   ASSERT_FALSE(cuda_devices().empty()) << "no CUDA device: GPU tests must run on a GPU machine";
   for (int s : {100, 1500}) {
     AttentionCase ac({"dispatch", 8, 2, 128, 16, {s, 1}, {s, 40}}, 500 + s);
-    const Outcome r = ac.run("prefill");
-    EXPECT_TRUE(r.all_finite);
-    EXPECT_LT(r.rel, 1e-2) << "s=" << s;
+    for (const char* kernel : {"prefill", "mixed"}) {
+      const Outcome r = ac.run(kernel);
+      EXPECT_TRUE(r.all_finite) << kernel;
+      EXPECT_LT(r.rel, 1e-2) << kernel << " s=" << s;
+    }
   }
 }
 
@@ -314,20 +303,27 @@ TEST(AttentionGpu, RejectsBadArguments) {
   a.max_seq_len = 64;
   a.max_query_len = 2;
   EXPECT_FALSE(paged_attention_decode(a, nullptr).ok());  // q_len 2 is not a decode
-  EXPECT_FALSE(paged_attention_decode_v2(a, nullptr).ok());
   a.num_tokens = 2;
   a.max_query_len = 1;
   a.max_seq_len = 1 << 20;
   a.workspace_bytes = 0;
   EXPECT_FALSE(paged_attention_decode(a, nullptr).ok());  // workspace too small (or context too long)
-  EXPECT_FALSE(paged_attention_decode_v2(a, nullptr).ok());
   a.block_size = 24;
   EXPECT_FALSE(paged_attention_prefill(a, nullptr).ok());  // not a power of two
   a.block_size = 16;
-  EXPECT_FALSE(paged_attention_prefill_v3(a, 96, nullptr).ok());  // rows must be 64 or 128
+  a.prefill_rows = 96;
+  EXPECT_FALSE(paged_attention_prefill(a, nullptr).ok());  // rows must be 64 or 128
+  a.prefill_rows = 0;
+  for (float scale : {0.0f, -0.5f, NAN}) {
+    a.scale = scale;
+    EXPECT_FALSE(paged_attention_prefill(a, nullptr).ok()) << scale;  // maxima are taken on raw scores
+    EXPECT_FALSE(paged_attention_mixed(a, nullptr).ok()) << scale;
+  }
+  a.scale = 1.0f;
   a.head_dim = 96;
   EXPECT_FALSE(paged_attention_prefill(a, nullptr).ok());
-  EXPECT_FALSE(paged_attention_prefill_v3(a, 128, nullptr).ok());
+  a.prefill_rows = 128;
+  EXPECT_FALSE(paged_attention_prefill(a, nullptr).ok());
   a.num_kv_heads = 3;
   EXPECT_FALSE(paged_attention_reference(a, nullptr).ok());
 }

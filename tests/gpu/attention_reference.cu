@@ -3,14 +3,13 @@
 // key the warp reduces one dot product, then updates an online softmax
 // (running max m, running sum l, output rescaled by exp(m_old - m_new)), all
 // in fp32 with accurate expf. Latency bound (one dependent K row per step):
-// it exists for tests and as a fallback, not for speed. Also home of the
-// argument checks and the SM-count cache the fast kernels share.
+// the test oracle for the shipped kernels (test_attention_gpu.cpp), not for
+// speed.
 
-#include <atomic>
+#include "tests/gpu/attention_reference.h"
+
 #include <cmath>
-#include <string>
 
-#include "kernels/cuda/attention.h"
 #include "kernels/cuda/cuda_check.h"
 
 namespace ember {
@@ -82,34 +81,6 @@ __global__ void reference_kernel(PagedAttentionArgs a) {
 }
 
 }  // namespace
-
-Status check_paged_attention_args(const PagedAttentionArgs& a, const char* who) {
-  auto fail = [&](const std::string& what) { return Error{std::string(who) + ": " + what}; };
-  if (a.num_seqs <= 0 || a.num_tokens <= 0) return fail("empty batch");
-  if (a.num_heads <= 0 || a.num_kv_heads <= 0 || a.num_heads % a.num_kv_heads != 0)
-    return fail("num_heads must be a positive multiple of num_kv_heads");
-  if (a.block_size <= 0 || (a.block_size & (a.block_size - 1)) != 0)
-    return fail("block_size must be a power of two, got " + std::to_string(a.block_size));
-  if (a.max_seq_len <= 0 || a.max_query_len <= 0 || a.max_blocks_per_seq <= 0)
-    return fail("max_seq_len, max_query_len and max_blocks_per_seq must be positive");
-  if (!a.q || !a.out || !a.k_cache || !a.v_cache || !a.query_start_loc || !a.seq_lens || !a.block_tables)
-    return fail("null pointer argument");
-  return Status::success();
-}
-
-int cuda_sm_count() {
-  // Fixed per device for the process lifetime: cache it (attribute queries
-  // are cheap but not free, and this runs once per layer).
-  static std::atomic<int> cached[64] = {};
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 132;
-  int n = cached[dev].load(std::memory_order_relaxed);
-  if (n == 0) {
-    if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n <= 0) n = 132;
-    cached[dev].store(n, std::memory_order_relaxed);
-  }
-  return n;
-}
 
 Status paged_attention_reference(const PagedAttentionArgs& a, cudaStream_t stream) {
   if (Status s = check_paged_attention_args(a, "paged_attention_reference"); !s.ok()) return s;

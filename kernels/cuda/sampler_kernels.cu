@@ -9,9 +9,10 @@
 //              mass (double); top-p threshold by a *mass* radix select (weights in
 //              2^-60 fixed point, so histogram sums are exact and order-free);
 //              min-p; inverse CDF over survivors in ascending id order.
-// Every float operation the CPU does on a logit is done here with the same
-// IEEE op and no contraction (__fmul_rn & co.), so processed logits and keys are
-// bit-identical to the CPU's; only double sums differ (summation order, ~1e-16).
+// The per-logit rules (processors, temperature) come from
+// kernels/sampling_rules.h, which the CPU sampler also compiles: the same IEEE
+// ops with no contraction, so processed logits and keys are bit-identical to
+// the CPU's; only double sums differ (summation order, ~1e-16).
 // Cost: ~4 row passes greedy-with-processors, ~12 with top-k + top-p + logprobs;
 // vocab 128256 is 0.5 MB/row, so a row costs a few µs per pass from L2.
 
@@ -19,8 +20,9 @@
 
 #include <cstdint>
 
-#include "engine/cuda/gpu_sampler_kernels.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/sampler_kernels.h"
+#include "kernels/sampling_rules.h"
 
 namespace ember {
 namespace {
@@ -241,11 +243,12 @@ __device__ int nth_match_id(int vocab, int m, Pred pred, Smem& sm) {
   return vocab;
 }
 
+// The entry's rules, in their order (kernels/sampling_rules.h).
 __device__ __forceinline__ float process(float x, const GpuSamplerEntry& e, float repetition) {
-  if (e.flags & kEntryBias) x = __fadd_rn(x, e.bias);
-  if (e.flags & kEntryMask) x = -INFINITY;
-  if (e.flags & kEntryRepetition) x = x > 0.0f ? __fdiv_rn(x, repetition) : __fmul_rn(x, repetition);
-  if (e.flags & kEntrySubtract) x = __fsub_rn(x, e.sub);
+  if (e.flags & kEntryBias) x = sampling::with_bias(x, e.bias);
+  if (e.flags & kEntryMask) x = sampling::masked_logit();
+  if (e.flags & kEntryRepetition) x = sampling::with_repetition_penalty(x, repetition);
+  if (e.flags & kEntrySubtract) x = sampling::with_additive_penalty(x, e.sub);
   return x;
 }
 
@@ -305,7 +308,7 @@ __device__ double raw_logprobs(const float* row, int vocab, int n, GpuSamplerRow
 // logit is -inf (the CPU returns 0 then and takes no draw).
 __device__ int draw(float* row, int vocab, const GpuSamplerRowParams& p, Smem& sm) {
   const float inv_t = p.inv_temperature;
-  auto y_of = [&](float x) { return canon(__fmul_rn(x, inv_t)); };
+  auto y_of = [&](float x) { return canon(sampling::with_temperature(x, inv_t)); };
 
   // Candidates (x > -inf, as the CPU) and the max scaled logit.
   int n_cand = 0;

@@ -1,7 +1,8 @@
 #pragma once
-// The device half of GpuSampler (engine/cuda/gpu_sampler.h): the plain structs
-// the host uploads and reads back, and the two kernel launchers. C++17-clean,
-// because .cu files compile as C++17 (CMakeLists.txt).
+// Sampling on the GPU with the CPU sampler's semantics (engine/sampler.h), the
+// kernels that engine/cuda/gpu_sampler.h drives: the plain structs the host
+// uploads and reads back, and the two kernel launchers. C++17-clean, because
+// .cu files compile as C++17 (CMakeLists.txt).
 
 #include <cuda_runtime.h>
 
@@ -13,13 +14,13 @@ namespace ember {
 
 // One id of a row touched by a logits processor. The host folds bias,
 // min_tokens, repetition and frequency/presence into these few flags and
-// operands so that the device applies exactly the CPU sampler's float ops in
-// its order: bias add, mask to -inf, repetition divide/multiply, subtract.
+// operands; the device applies the rules of kernels/sampling_rules.h to the
+// id's logit in their order: bias, mask, repetition, subtract.
 struct GpuSamplerEntry {
   int32_t id = 0;
   uint32_t flags = 0;
   float bias = 0.0f;
-  float sub = 0.0f;  // frequency * count + presence, computed on the host like the CPU
+  float sub = 0.0f;  // frequency * count + presence (sampling::additive_penalty), computed on the host
   float raw = 0.0f;  // written by the device: the raw logit before processing
 };
 
@@ -56,7 +57,7 @@ struct GpuSamplerRowResult {
 Status launch_argmax_rows(const float* d_logits, int32_t rows, int32_t vocab, int32_t* d_tokens,
                           cudaStream_t stream);
 
-// The full path, one block per row (see gpu_sampler_kernels.cu). d_logits is
+// The full path, one block per row (see sampler_kernels.cu). d_logits is
 // modified in place (processed logits); d_entries' raw fields are written;
 // d_tokens[r] gets row r's token (also in d_results[r]).
 Status launch_sample_rows(float* d_logits, int32_t rows, int32_t vocab, const GpuSamplerRowParams* d_params,
