@@ -9,6 +9,7 @@
 #include <string>
 
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/sampling_rules.h"
 
 namespace ember {
 
@@ -82,7 +83,7 @@ void GpuSampler::add_entries(const SamplerRow& row, GpuSamplerRowParams& params)
     e.flags |= kEntryBias;
     e.bias = bias;
   }
-  if (static_cast<int64_t>(row.output_ids.size()) + row.pending_outputs < sp.min_tokens) {
+  if (sampling::min_tokens_masks(static_cast<int64_t>(row.output_ids.size()) + row.pending_outputs, sp.min_tokens)) {
     if (!sp.ignore_eos)
       for (int32_t id : eos_)
         if (in_vocab(id)) touch(id).flags |= kEntryMask;
@@ -107,7 +108,7 @@ void GpuSampler::add_entries(const SamplerRow& row, GpuSamplerRowParams& params)
     for (size_t e = static_cast<size_t>(begin); e < entries_.size(); ++e) {
       if (counts_[e] == 0) continue;
       // The CPU's expression, evaluated here in float exactly as it does.
-      entries_[e].sub = sp.frequency_penalty * static_cast<float>(counts_[e]) + sp.presence_penalty;
+      entries_[e].sub = sampling::additive_penalty(sp.frequency_penalty, sp.presence_penalty, counts_[e]);
       entries_[e].flags |= kEntrySubtract;
     }
   }
@@ -136,7 +137,7 @@ Status GpuSampler::launch(float* d_logits, std::span<const SamplerRow> rows, cud
     GpuSamplerRowParams& p = params_[r];
     p.greedy = sp.greedy() ? 1 : 0;
     p.top_k = sp.top_k_or_off();
-    p.inv_temperature = p.greedy ? 1.0f : 1.0f / sp.temperature;  // the CPU's float reciprocal
+    p.inv_temperature = p.greedy ? 1.0f : sampling::inverse_temperature(sp.temperature);  // the CPU's float reciprocal
     p.top_p = sp.top_p;
     p.min_p = sp.min_p;
     if (sp.logprobs) {

@@ -100,27 +100,6 @@ TEST_F(ModelRunnerTest, LaunchReadsPrevRowFromTheNewestLaunch) {
   EXPECT_EQ(host, known);
 }
 
-TEST_F(ModelRunnerTest, Dbg) {
-  for (int variant = 0; variant < 4; ++variant) {
-    const std::vector<int32_t> b0 = {0, 1};
-    const std::vector<int32_t> x(tokens_.begin(), tokens_.begin() + 5);
-    std::vector<StepSequence> seqs = {{x, 0, 5, b0, variant % 2 ? 2 : 1}};
-    std::vector<float> l1, l2;
-    static std::vector<std::unique_ptr<CpuModelRunner>> keep;
-    auto a = runner(); a->forward_logits(seqs, l1);
-    auto b = runner(); b->forward_logits(seqs, l2);
-    std::vector<float> l3; a->forward_logits(seqs, l3);
-    float w3 = 0;
-    for (size_t i = 0; i < l1.size(); ++i) w3 = std::max(w3, std::fabs(l1[i] - l3[i]));
-    std::printf("same runner again: %g\n", w3);
-    keep.push_back(std::move(a)); keep.push_back(std::move(b));
-    float worst = 0;
-    for (size_t i = 0; i < l1.size(); ++i) worst = std::max(worst, std::fabs(l1[i] - l2[i]));
-    float mx = 0; for (float x : l1) mx = std::max(mx, std::fabs(x));
-    std::printf("variant %d rows %zu worst %g max %g\n", variant, l1.size(), worst, mx);
-  }
-}
-
 TEST_F(ModelRunnerTest, RowsFollowSequencesInOrder) {
   auto r = runner();
   SamplingParams greedy;
@@ -135,14 +114,6 @@ TEST_F(ModelRunnerTest, RowsFollowSequencesInOrder) {
   ASSERT_EQ(logits.size(), 3 * v);
   std::vector<SamplerRow> rows(3, SamplerRow{{}, {}, {}, &greedy, &gen});
   auto fresh = runner();
-  std::vector<float> again;
-  fresh->forward_logits(seqs, again);
-  for (size_t rr = 0; rr < 3; ++rr) {
-    float worst = 0;
-    for (size_t i = rr * v; i < (rr + 1) * v; ++i) worst = std::max(worst, std::fabs(again[i] - logits[i]));
-    std::printf("row %zu worst %g\n", rr, worst);
-  }
-  fresh = runner();
   fresh->launch(seqs, rows);
   std::vector<SampledToken> out;
   fresh->collect(out);
