@@ -22,8 +22,10 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from gpu_summary import json_lines  # noqa: E402  (the log parser gpu_check's summary uses)
 
 LLAMA3_8B_PARAMS = 8.03e9  # configs/models/llama-3-8b.json
-HF_STATIC_B256_OUTPUT_TOK_S = 2158  # ../shared/GPU.md (HF generate is not rerun on the device)
-GPT_FAST_TOK_S = 148  # ../shared/GPU.md
+# Peers measured on the H200 (../shared/GPU.md, 2026-12-04; the H100 figures were 2,158 and 148):
+# HF generate and gpt-fast are not rerun on the device.
+HF_STATIC_B256_OUTPUT_TOK_S = 3132
+GPT_FAST_TOK_S = 199
 
 
 def main():
@@ -149,7 +151,7 @@ def main():
     if get("bench_serve.json").exists():
         serve = json.loads(get("bench_serve.json").read_text())
         # The summary only: per-request records and inter-token latencies stay in the run's own files.
-        rec["bench_serve"] = {k: v for k, v in serve.items() if k not in ("requests", "itls")}
+        rec["bench_serve"] = {k: v for k, v in serve.items() if k not in ("requests", "itls", "errors")}
 
     pathlib.Path(a.out).write_text(json.dumps(rec, indent=1) + "\n")
     print(f"wrote {a.out}")

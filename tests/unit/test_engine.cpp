@@ -457,7 +457,8 @@ TEST(OutputProcessor, StopTokenIdsEosMinTokensAndIgnoreEos) {
   SequenceOutputProcessor ignoring(tok, q, {7});
   SequenceDelta e;
   EXPECT_EQ(ignoring.on_token(SampledToken{7, 0.0f, {}}, 1, e), FinishReason::kNone);
-  SequenceOutputProcessor eos(tok, SamplingParams{}, {7});
+  const SamplingParams defaults;  // the processor keeps a reference: no temporary
+  SequenceOutputProcessor eos(tok, defaults, {7});
   EXPECT_EQ(eos.on_token(SampledToken{7, 0.0f, {}}, 1, e), FinishReason::kStop);
 }
 

@@ -28,10 +28,10 @@ class ModelRunnerTest : public ::testing::Test {
     ASSERT_TRUE(w.ok()) << w.error().message;
     weights_ = std::move(*w);
   }
-  std::unique_ptr<CpuModelRunner> runner() { return std::make_unique<CpuModelRunner>(weights_, 1, 16, 4); }
+  std::unique_ptr<CpuModelRunner> runner() { return std::make_unique<CpuModelRunner>(weights_, 2, 16, 4); }
 
   LlamaWeights weights_;
-  const std::vector<int32_t> tokens_ = {1, 17, 42, 5, 99, 23, 8, 64, 3, 11};
+  const std::vector<int32_t> tokens_ = {1, 17, 12, 5, 29, 23, 8, 30, 3, 11};  // (the vocabulary has 32 ids)
   const std::vector<int32_t> blocks_ = {0, 1, 2};
 };
 
