@@ -25,7 +25,7 @@ void build_forward_inputs(std::span<const StepSequence> seqs, int32_t block_size
   for (size_t b = 0; b < seqs.size(); ++b) {
     const StepSequence& s = seqs[b];
     const int64_t end = s.start + s.num_tokens;
-    // (a prev_row token is written as 0 here and patched on the device)
+    // (a prev_row token is written as 0 here and patched by the runner)
     const int64_t have = static_cast<int64_t>(s.tokens.size());
     assert(s.num_tokens > 0 && end - (s.prev_row >= 0 ? 1 : 0) <= have);
     assert(static_cast<int64_t>(s.block_ids.size()) * block_size >= end);

@@ -8,9 +8,10 @@
 // One API for every runner, synchronous or not: launch() a step, collect()
 // its tokens. A GPU runner returns from launch() once the work is enqueued,
 // so the engine can prepare the next step while this one runs (async
-// scheduling); the CPU runner finishes the step inside launch(). A runner over
-// several devices (tensor parallelism) hands the same StepSequences and rows
-// to every rank in launch() and samples once.
+// scheduling); the CPU runner finishes the step inside launch(). The API is
+// rank-agnostic so that a runner over several devices (tensor parallelism,
+// not built yet) can hand the same StepSequences and rows to every rank in
+// launch() and sample once.
 //
 // It knows nothing of requests: the engine describes each scheduled sequence
 // as a StepSequence and each row to sample as a SamplerRow.
@@ -70,7 +71,7 @@ class ModelRunner {
 };
 
 // Builds the flat varlen batch for `seqs` (exposed for tests and the CUDA
-// runner). Tokens named by prev_row are written as 0, to be patched.
+// runner). Tokens named by prev_row are written as 0, to be patched by the runner.
 void build_forward_inputs(std::span<const StepSequence> seqs, int32_t block_size, ForwardInputs& in);
 
 // Float32 on the CPU backend. The cache gets `num_blocks` blocks of
@@ -78,7 +79,7 @@ void build_forward_inputs(std::span<const StepSequence> seqs, int32_t block_size
 class CpuModelRunner final : public ModelRunner {
  public:
   CpuModelRunner(LlamaWeights weights, int num_threads, int64_t num_blocks, int32_t block_size,
-                 std::vector<int32_t> eos_ids = {});
+                 std::vector<int32_t> eos_ids);
 
   void launch(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows) override;
   void collect(std::vector<SampledToken>& out) override;

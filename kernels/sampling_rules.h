@@ -15,8 +15,9 @@
 // CPU) or id by id (the GPU) gives the same floats. On the device every
 // operation is a correctly rounded IEEE op that is never contracted into an
 // FMA (__fadd_rn & co.); on the host the plain operators, as the CPU sampler
-// always used (the x86-64 build has no FMA to contract them into). So the
-// GPU's processed logits are bit-identical to the CPU's.
+// always used, compiled with -ffp-contract=off (CMakeLists.txt) so that no
+// target fuses them either. So the GPU's processed logits are bit-identical to
+// the CPU's.
 // Plain C++17 with no dependencies: nvcc compiles it as well.
 
 #include <cstdint>

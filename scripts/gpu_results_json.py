@@ -150,8 +150,8 @@ def main():
         rec["serve_openai_client"] = serve[-1]
     if get("bench_serve.json").exists():
         serve = json.loads(get("bench_serve.json").read_text())
-        # The summary only: per-request records and inter-token latencies stay in the run's own files.
-        rec["bench_serve"] = {k: v for k, v in serve.items() if k not in ("requests", "itls", "errors")}
+        # The summary only: per-request lists (records, lengths, TTFTs, ITLs, errors) stay in the run's own files.
+        rec["bench_serve"] = {k: v for k, v in serve.items() if not (isinstance(v, list) and len(v) > 32)}
 
     pathlib.Path(a.out).write_text(json.dumps(rec, indent=1) + "\n")
     print(f"wrote {a.out}")

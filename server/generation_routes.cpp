@@ -239,7 +239,7 @@ void HttpServer::Impl::handle_completions(const httplib::Request& req, httplib::
   for (const PromptInput& p : r.prompts) {
     std::vector<int32_t> ids = p.text ? tok.encode(*p.text, r.add_special_tokens) : p.token_ids;
     int32_t max_tokens = 0;
-    if (auto bad = check_request_limits(ids, r.params.max_tokens, engine->request_limits(), max_tokens, "prompt"))
+    if (auto bad = check_request_limits(ids, r.params.max_tokens, engine->request_limits(), max_tokens))
       return send_error(res, limit_error(*bad));
     prompts.push_back(std::move(ids));
   }
@@ -310,7 +310,7 @@ void HttpServer::Impl::handle_chat(const httplib::Request& req, httplib::Respons
   const Tokenizer& tok = *source->tokenizer;
   std::vector<int32_t> ids = tok.encode(*text, r.add_special_tokens);
   if (auto bad = check_request_limits(ids, r.requested_max_tokens, engine->request_limits(), r.params.max_tokens,
-                                      "messages"))
+                                      PromptKind::kConversation))
     return send_error(res, limit_error(*bad));
 
   ResponseHeader header{make_response_id("chatcmpl"), unix_now(), r.model.empty() ? model_name() : r.model};

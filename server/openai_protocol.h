@@ -19,9 +19,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/request.h"  // FinishReason
 #include "engine/sampling_params.h"
 #include "models/tokenizer/unicode.h"
-#include "scheduler/finish_reason.h"
 #include "server/openai_error.h"
 
 namespace ember {
@@ -207,7 +207,7 @@ nlohmann::json build_tokenize_response(const std::vector<int32_t>& tokens, int32
 nlohmann::json build_detokenize_response(const std::string& text);
 nlohmann::json build_version_response();
 
-// Text as JSON can carry it: sanitize_utf8 (models/unicode.h) replaces
+// Text as JSON can carry it: sanitize_utf8 (models/tokenizer/unicode.h) replaces
 // invalid UTF-8 with U+FFFD as Python's bytes.decode("utf-8", "replace") does.
 
 }  // namespace ember

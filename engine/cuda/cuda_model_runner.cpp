@@ -173,6 +173,12 @@ class CudaModelRunner final : public ModelRunner {
   void fetch_logits(const Tensor& out, int64_t rows, std::vector<float>& logits);
   // Runs the step: the device logits, num_logits rows per sequence, in order.
   Tensor forward_step(std::span<const StepSequence> seqs);
+  // Logits rows a step may sample: every sequence with its most rows (several
+  // when it verifies proposed tokens). Buffers sized here never move, which the
+  // captured graphs rely on.
+  int64_t max_rows() const {
+    return int64_t{std::max(options_.max_num_seqs, 1)} * std::max(options_.max_logits_per_seq, 1);
+  }
   void check_backend() {
     if (Status s = backend_->status(); !s.ok()) fatal(s.error().message);
   }
@@ -255,7 +261,7 @@ Status CudaModelRunner::profile_and_allocate_kv() {
   const ModelConfig& c = config();
   const int32_t bs = options_.block_size;
   const int64_t max_tokens = options_.max_num_batched_tokens;
-  decoder_.reserve(max_tokens, std::max<int64_t>(options_.max_num_seqs, 1));
+  decoder_.reserve(max_tokens, max_rows());
 
   // A prefill step of max_tokens tokens split into sequences of at most
   // max_model_len, then a decode step of max_num_seqs sequences, over a
@@ -372,7 +378,7 @@ Status CudaModelRunner::init() {
   EMBER_TRY_STATUS(backend_->prepare_rope(rope_config_of(config()), config().head_dim));
   EMBER_TRY_STATUS(profile_and_allocate_kv());
   EMBER_TRY_STATUS(capture_graphs());
-  auto sampler = GpuSampler::create(vocab_size(), options_.max_num_seqs, options_.eos_token_ids);
+  auto sampler = GpuSampler::create(vocab_size(), static_cast<int32_t>(max_rows()), options_.eos_token_ids);
   if (!sampler) return sampler.error();
   sampler_ = std::move(*sampler);
   // After the profile step and the graph warm-ups: only served steps count.
@@ -443,6 +449,7 @@ void CudaModelRunner::launch(std::span<const StepSequence> seqs, std::span<const
   const auto start = StepProfile::Clock::now();
   const Tensor logits = forward_step(seqs);
   if (logits.rows() != static_cast<int64_t>(rows.size())) fatal("sampler rows do not match the logits rows");
+  if (logits.rows() > max_rows()) fatal("a step samples more rows than --max-num-seqs x the logits per sequence");
   if (Status s = sampler_->launch(logits.f32(), rows, backend_->stream()); !s.ok()) fatal(s.error().message);
   if (step_profile_) step_profile_->end_launch(StepProfile::ms_since(start), backend_->stream());
 }

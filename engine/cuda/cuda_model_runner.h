@@ -25,6 +25,7 @@ struct CudaRunnerOptions {
   bool enforce_eager = false;             // no CUDA graphs
   uint64_t dummy_seed = 0;                // for make_cuda_runner_dummy
   std::vector<int32_t> eos_token_ids;     // the model's EOS ids, for the GPU sampler's min_tokens
+  int32_t max_logits_per_seq = 1;         // StepSequence::num_logits at most (1 + speculative tokens)
 };
 
 // Uploads host weights (any dtype: quantized GGUF blocks are expanded to bf16).

@@ -4,7 +4,7 @@
 // transformers' apply_chat_template renders it: jinja2 with trim_blocks,
 // lstrip_blocks and loop controls, the raise_exception / strftime_now / namespace
 // globals, transformers' tojson, `tools` and `documents` passed as none unless
-// given. Our own interpreter (models/jinja_*.h) covers the language those
+// given. Our own interpreter (models/chat/jinja_*.h) covers the language those
 // templates use; tests compare its output with python jinja2 byte for byte.
 //
 // A template is untrusted input: syntax errors come back as an Error with line

@@ -1,5 +1,5 @@
 #pragma once
-// Values of the chat-template interpreter (models/chat_template.h), with Python's
+// Values of the chat-template interpreter (models/chat/chat_template.h), with Python's
 // semantics where a template can observe them: str() / repr() of lists, dicts,
 // floats and booleans, json.dumps for tojson, == between int/float/bool, truthiness,
 // and code-point (not byte) lengths and indices of strings.

@@ -1,6 +1,6 @@
 #pragma once
 // Character-boundary helpers for streaming UTF-8. Repair itself is
-// sanitize_utf8 (models/unicode.h): one U+FFFD per maximal invalid subpart,
+// sanitize_utf8 (models/tokenizer/unicode.h): one U+FFFD per maximal invalid subpart,
 // like Python's errors="replace" and Rust's from_utf8_lossy. That policy is
 // prefix-stable: repairing a byte string in pieces, cut only where
 // utf8_incomplete_suffix() is 0, gives the same text as repairing it whole —

@@ -59,7 +59,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     rl.num_blocks = (limits.max_model_len + rl.block_size - 1) / rl.block_size;
     const std::vector<int32_t> prompt(10, 0);
     int32_t max_tokens = 0;
-    if (!ember::check_request_limits(prompt, chat->requested_max_tokens, rl, max_tokens, "messages"))
+    if (!ember::check_request_limits(prompt, chat->requested_max_tokens, rl, max_tokens, ember::PromptKind::kConversation))
       check(max_tokens >= 1 && max_tokens <= limits.max_model_len);
   }
 

@@ -314,10 +314,14 @@ TEST(AttentionGpu, RejectsBadArguments) {
   a.prefill_rows = 96;
   EXPECT_FALSE(paged_attention_prefill(a, nullptr).ok());  // rows must be 64 or 128
   a.prefill_rows = 0;
+  a.max_seq_len = 64;  // the shape is valid again: only the scale is wrong below
+  ASSERT_TRUE(check_paged_attention_args(a, "test").ok());
+  auto names_scale = [](const Status& s) { return !s.ok() && s.error().message.find("scale") != std::string::npos; };
   for (float scale : {0.0f, -0.5f, NAN}) {
     a.scale = scale;
-    EXPECT_FALSE(paged_attention_prefill(a, nullptr).ok()) << scale;  // maxima are taken on raw scores
-    EXPECT_FALSE(paged_attention_mixed(a, nullptr).ok()) << scale;
+    EXPECT_TRUE(names_scale(paged_attention_prefill(a, nullptr))) << scale;  // maxima are taken on raw scores
+    EXPECT_TRUE(names_scale(paged_attention_mixed(a, nullptr))) << scale;
+    EXPECT_TRUE(names_scale(paged_attention_decode(a, nullptr))) << scale;
   }
   a.scale = 1.0f;
   a.head_dim = 96;

@@ -183,7 +183,7 @@ TEST_P(GpuVsCpu, LogitsFollowTheCpuBackend) {
   const LlamaWeights w = bf16_exact_weights(c, 11);
   auto gpu = make_cuda_model_runner(w, small_options(p.eager));
   ASSERT_TRUE(gpu.ok()) << gpu.error().message;
-  CpuModelRunner cpu(w, 2, 2048, 16);
+  CpuModelRunner cpu(w, 2, 2048, 16, {});
   const int32_t v = static_cast<int32_t>(c.vocab_size);
 
   std::mt19937 rng(3);
@@ -384,7 +384,7 @@ TEST(CudaRunner, HuggingFaceReferenceAgreesWithTheCpuBackend) {
   HfReference ref;
   ASSERT_NO_FATAL_FAILURE(load_hf_reference(ref));
   const int32_t v = static_cast<int32_t>(ref.weights.config.vocab_size);
-  CpuModelRunner cpu(std::move(ref.weights), 4, 64, 16);
+  CpuModelRunner cpu(std::move(ref.weights), 4, 64, 16, {});
   std::vector<Seq> s(1);
   s[0].tokens.assign(ref.ids.begin(), ref.ids.begin() + ref.prompt_len);
   for (int b = 0; b < 32; ++b) s[0].blocks.push_back(b);

@@ -6,7 +6,7 @@ three loaders of the same vocabulary (scripts/gen_spm_fixtures.py):
   - vocab.gguf       through ember's own SentencePiece-BPE (tokenizer_spm_gguf.cpp),
   - hf_llama/        load_tokenizer_from_dir (tokenizer.model + tokenizer_config.json).
 
-Reference per case (models/tokenizer_spm.h documents the behaviour):
+Reference per case (models/tokenizer/tokenizer_spm.h documents the behaviour):
   - plain text (no special-token string in it): ids == sentencepiece's
     encode(text, add_bos=...), the hard requirement;
   - text containing a control, unknown or user-defined piece ("<s>", "<unk>",

@@ -1,6 +1,6 @@
 // CPU linear kernels (kernels/cpu/linear_kernels.h) for every weight DType,
 // both ISAs, against a reference built from independent parts: the loader's
-// dequantizer (models/gguf.h, itself checked bit-exact against gguf-py) and a
+// dequantizer (models/formats/gguf.h, itself checked bit-exact against gguf-py) and a
 // double-precision matmul. Weight blocks are random bytes with valid fp16
 // scales, so every nibble / 6-bit / sign pattern occurs.
 //

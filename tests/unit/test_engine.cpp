@@ -98,7 +98,7 @@ class EngineTest : public ::testing::Test {
     ec.scheduler.enable_prefix_caching = prefix;
     ec.scheduler.enable_chunked_prefill = chunked;
     ec.log_interval_s = 0;
-    auto cpu = std::make_unique<CpuModelRunner>(weights_, 2, num_blocks, 4);
+    auto cpu = std::make_unique<CpuModelRunner>(weights_, 2, num_blocks, 4, std::vector<int32_t>{});
     std::unique_ptr<ModelRunner> runner = std::move(cpu);
     if (async == 2) {
       auto deferred = std::make_unique<DeferredRunner>(

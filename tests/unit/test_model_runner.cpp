@@ -28,7 +28,7 @@ class ModelRunnerTest : public ::testing::Test {
     ASSERT_TRUE(w.ok()) << w.error().message;
     weights_ = std::move(*w);
   }
-  std::unique_ptr<CpuModelRunner> runner() { return std::make_unique<CpuModelRunner>(weights_, 2, 16, 4); }
+  std::unique_ptr<CpuModelRunner> runner() { return std::make_unique<CpuModelRunner>(weights_, 2, 16, 4, std::vector<int32_t>{}); }
 
   LlamaWeights weights_;
   const std::vector<int32_t> tokens_ = {1, 17, 12, 5, 29, 23, 8, 30, 3, 11};  // (the vocabulary has 32 ids)

@@ -47,13 +47,16 @@ TEST(RequestLimits, ResolveMaxTokens) {
 TEST(RequestLimits, PromptVocabularyPoolAndBudget) {
   int32_t out = 0;
   RequestLimits l = limits(256, 100);
-  auto empty = check_request_limits({}, 4, l, out, "messages");
+  auto empty = check_request_limits({}, 4, l, out, PromptKind::kConversation);
   ASSERT_TRUE(empty);
   EXPECT_EQ(empty->param, "messages");
+  EXPECT_EQ(empty->message, "the rendered conversation is empty");
+  EXPECT_EQ(check_request_limits({}, 4, l, out)->message, "the prompt is empty");
+  EXPECT_EQ(check(3, 0, l, out)->param, "max_tokens");  // callers that skip SamplingParams::validate
   const std::vector<int32_t> bad = {5, 100};
   auto vocab = check_request_limits(bad, 4, l, out);
   ASSERT_TRUE(vocab);
-  EXPECT_EQ(vocab->param, "prompt");
+  EXPECT_EQ(vocab->param, "");  // null in the HTTP error, as before
   EXPECT_NE(vocab->message.find("out of vocabulary [0, 100)"), std::string::npos);
   const std::vector<int32_t> negative = {-1};
   EXPECT_TRUE(check_request_limits(negative, 4, l, out));
