@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "engine/spec_decode/spec_config.h"
 #include "models/formats/hf_model_dir.h"
 #include "models/weights.h"
 #ifdef EMBER_HAVE_CUDA
@@ -69,7 +70,7 @@ Result<std::unique_ptr<ModelRunner>> make_cpu_runner(const ModelSource& src, con
 #ifdef EMBER_HAVE_CUDA
 Result<std::unique_ptr<ModelRunner>> make_gpu_runner(const ModelSource& src, const ModelOptions& model,
                                                      const EngineOptions& options, int64_t max_model_len,
-                                                     int32_t max_num_batched_tokens) {
+                                                     int32_t max_num_batched_tokens, int32_t max_logits_per_seq) {
   if (model.dtype != "auto" && model.dtype != "bfloat16")
     return Error{"--dtype " + model.dtype + ": the CUDA runner computes in bfloat16 (use --dtype auto or bfloat16)"};
   if (options.kv_cache_dtype == "fp8") return Error{"--kv-cache-dtype fp8 is not supported yet"};
@@ -78,6 +79,7 @@ Result<std::unique_ptr<ModelRunner>> make_gpu_runner(const ModelSource& src, con
   o.max_num_batched_tokens = max_num_batched_tokens;
   o.max_num_seqs = options.max_num_seqs;
   o.max_model_len = max_model_len;
+  o.max_logits_per_seq = max_logits_per_seq;
   o.gpu_memory_utilization = options.gpu_memory_utilization;
   o.num_gpu_blocks_override = options.num_gpu_blocks_override;
   o.enforce_eager = options.enforce_eager;
@@ -99,7 +101,10 @@ Result<std::unique_ptr<Engine>> start_engine(const ModelSource& src, const Model
                                              const EngineOptions& options, const std::string& device,
                                              int32_t max_queue_len) {
   if (model.tensor_parallel_size != 1) return Error{"--tensor-parallel-size > 1 is not supported yet"};
-  if (!model.speculative_model.empty()) return Error{"--speculative-model is not supported yet"};
+  auto spec = parse_speculative_config(model.speculative_config, model.speculative_model, model.num_speculative_tokens);
+  if (!spec) return spec.error();
+  if (spec->method == SpeculativeConfig::Method::kDraftModel)
+    return Error{"speculative decoding with a draft model is not built yet: use {\"method\": \"ngram\", ...}"};
   const ModelConfig& c = src.config;
   const int64_t max_model_len = model.max_model_len > 0 ? model.max_model_len : c.max_position_embeddings;
   if (max_model_len > c.max_position_embeddings)
@@ -112,7 +117,7 @@ Result<std::unique_ptr<Engine>> start_engine(const ModelSource& src, const Model
     runner = make_cpu_runner(src, model, options, max_model_len);
   } else {
 #ifdef EMBER_HAVE_CUDA
-    runner = make_gpu_runner(src, model, options, max_model_len, max_batched);
+    runner = make_gpu_runner(src, model, options, max_model_len, max_batched, 1 + spec->num_speculative_tokens);
 #else
     runner = Error{"this ember was built without CUDA"};
 #endif
@@ -134,6 +139,17 @@ Result<std::unique_ptr<Engine>> start_engine(const ModelSource& src, const Model
   ec.max_queue_len = max_queue_len;
   ec.seed = static_cast<uint64_t>(options.seed);
   ec.async_scheduling = options.async_scheduling < 0 ? device != "cpu" : options.async_scheduling == 1;
+  ec.speculative = *spec;
+  if (spec->enabled()) {
+    // Proposals need the previous step's tokens (engine.h).
+    if (options.async_scheduling == 1) spdlog::warn("--async-scheduling is off while speculative decoding is on");
+    ec.async_scheduling = false;
+    spdlog::info("speculative decoding: {}, {} tokens per step{}", method_name(spec->method),
+                 spec->num_speculative_tokens,
+                 spec->method == SpeculativeConfig::Method::kNgram
+                     ? fmt::format(" (n-grams of {} to {} tokens)", spec->prompt_lookup_min, spec->prompt_lookup_max)
+                     : std::string());
+  }
 
   spdlog::info("engine on {}: max model len {}, max {} seqs, {} tokens/step, async scheduling {}", device,
                max_model_len, sc.max_num_seqs, sc.max_num_batched_tokens, ec.async_scheduling ? "on" : "off");

@@ -18,6 +18,7 @@ struct ModelOptions {
   std::string tokenizer;             // override the model's tokenizer (file or dir)
   int64_t max_model_len = 0;         // 0: from the model config
   int tensor_parallel_size = 1;
+  std::string speculative_config;  // --speculative-config JSON (engine/spec_decode/spec_config.h)
   std::string speculative_model;
   int num_speculative_tokens = 0;
 };

@@ -7,6 +7,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "engine/spec_decode/ngram_proposer.h"
+
 namespace ember {
 namespace {
 
@@ -23,6 +25,13 @@ Engine::Engine(EngineConfig config, std::unique_ptr<ModelRunner> runner, const T
       scheduler_(config_.scheduler),
       seed_rng_(config_.seed) {
   last_log_ = Clock::now();
+  if (config_.speculative.enabled()) {
+    metrics_.spec_decode_enabled = true;
+    if (config_.async_scheduling) {
+      spdlog::info("speculative decoding steps synchronously: async scheduling is off");
+      config_.async_scheduling = false;
+    }
+  }
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -193,6 +202,7 @@ void Engine::step() {
     complete(*in_flight_);
     in_flight_.reset();
   }
+  if (config_.speculative.enabled()) propose_drafts();
   SchedulerOutput out = scheduler_.schedule();
   std::optional<StepInFlight> next;
   if (!out.scheduled.empty()) next = launch_step(std::move(out));
@@ -217,6 +227,10 @@ Engine::StepInFlight Engine::launch_step(SchedulerOutput out) {
   std::vector<StepSequence> seqs;
   seqs.reserve(out.scheduled.size());
   std::vector<SamplerRow> rows;
+  // Sequences verifying proposed tokens: their known tokens and the drafts, one
+  // buffer each (the runner reads them during launch only).
+  std::vector<std::vector<int32_t>> with_drafts;
+  with_drafts.reserve(drafts_.size());
   for (const ScheduledRequest& s : out.scheduled) {
     const SchedRequest* r = scheduler_.find(s.id);
     StepSequence step;
@@ -224,11 +238,26 @@ Engine::StepInFlight Engine::launch_step(SchedulerOutput out) {
     step.start = s.start;
     step.num_tokens = s.num_tokens;
     step.block_ids = r->blocks.ids;
-    step.num_logits = s.wants_logits ? 1 : 0;
-    if (s.start + s.num_tokens > static_cast<int64_t>(r->tokens.size())) {
+    const auto known = static_cast<int64_t>(r->tokens.size());
+    // Positions past the known tokens hold proposed tokens (scheduled as lookahead).
+    // (speculation steps synchronously: nothing of such a sequence is in flight)
+    const auto proposed = drafts_.find(s.id);
+    const int64_t num_drafts =
+        proposed == drafts_.end() ? 0 : std::max<int64_t>(0, s.start + s.num_tokens - known);
+    step.num_logits = s.wants_logits ? static_cast<int32_t>(1 + num_drafts) : 0;
+    if (num_drafts > 0) {
+      const std::vector<int32_t>& d = proposed->second;
+      if (num_drafts > static_cast<int64_t>(d.size())) {
+        spdlog::critical("engine: sequence {} is scheduled past its {} proposed tokens", s.id, d.size());
+        std::abort();
+      }
+      with_drafts.push_back(r->tokens);
+      with_drafts.back().insert(with_drafts.back().end(), d.begin(), d.begin() + num_drafts);
+      step.tokens = with_drafts.back();
+    } else if (s.start + s.num_tokens > known) {
       // The chunk ends on the token the in-flight step is sampling: the runner reads it where that step left it.
       auto it = prev_row.find(s.id);
-      if (it == prev_row.end() || s.start + s.num_tokens != static_cast<int64_t>(r->tokens.size()) + 1) {
+      if (it == prev_row.end() || s.start + s.num_tokens != known + 1) {
         spdlog::critical("engine: sequence {} is scheduled past its known tokens with no step in flight for it", s.id);
         std::abort();
       }
@@ -240,16 +269,41 @@ Engine::StepInFlight Engine::launch_step(SchedulerOutput out) {
     if (!s.wants_logits) continue;
     SequenceState& seq = sequences_.at(r->id);
     const SamplingParams* params = &seq.request->request.params;
-    const std::span<const int32_t> all(r->tokens);
-    SamplerRow row{{}, all.first(r->num_prompt_tokens), all.subspan(r->num_prompt_tokens), params, &seq.generator};
-    row.pending_outputs = r->num_pending_tokens - 1;  // those before this step's own
-    rows.push_back(row);
-    f.rows.push_back(r->id);
+    const std::span<const int32_t> all(step.tokens);
+    for (int64_t j = 0; j <= num_drafts; ++j) {
+      // Row j samples the position after draft j - 1: its outputs include drafts [0, j).
+      SamplerRow row{{}, all.first(r->num_prompt_tokens),
+                     all.subspan(r->num_prompt_tokens, static_cast<size_t>(known - r->num_prompt_tokens + j)), params,
+                     &seq.generator};
+      row.pending_outputs = r->num_pending_tokens - 1;  // those before this step's own
+      row.draft_token = j < num_drafts ? all[static_cast<size_t>(known + j)] : -1;
+      rows.push_back(row);
+      f.rows.push_back(r->id);
+      f.drafts.push_back(row.draft_token);
+    }
     f.penalizes = f.penalizes || params->penalizes_outputs();
   }
   f.out = std::move(out);
   runner_->launch(seqs, rows);
   return f;
+}
+
+void Engine::propose_drafts() {
+  const SpeculativeConfig& sc = config_.speculative;
+  drafts_.clear();
+  for (const auto& [seq_id, seq] : sequences_) {
+    const SchedRequest* r = scheduler_.find(seq_id);
+    if (r == nullptr) continue;
+    std::vector<int32_t> d;
+    // Only a sequence whose next step is a plain decode (its prompt computed, nothing in flight) speculates;
+    // a runner that verifies only greedy rows gets drafts for greedy requests only.
+    const bool decoding = r->status == SchedStatus::kRunning && r->num_pending_tokens == 0 &&
+                          r->num_computed_tokens + 1 == static_cast<int64_t>(r->tokens.size());
+    if (decoding && (seq.request->request.params.greedy() || runner_->verifies_sampled_drafts()))
+      d = propose_ngram(r->tokens, sc.num_speculative_tokens, sc.prompt_lookup_min, sc.prompt_lookup_max);
+    scheduler_.set_num_lookahead(seq_id, static_cast<int32_t>(d.size()));
+    if (!d.empty()) drafts_.emplace(seq_id, std::move(d));
+  }
 }
 
 void Engine::complete(StepInFlight& f) {
@@ -259,33 +313,46 @@ void Engine::complete(StepInFlight& f) {
     spdlog::critical("engine: the runner returned {} tokens for {} rows", sampled.size(), f.rows.size());
     std::abort();
   }
+  // A sequence's rows give its tokens of this step: each accepted draft, then
+  // the token of the first row that is not one (a rejection's replacement, or
+  // the bonus token after all drafts were accepted, or a plain sample).
+  struct Run {
+    uint64_t seq_id;
+    size_t first, count;  // rows [first, first + count) emitted
+    int32_t cached;
+  };
+  std::vector<Run> runs;
   std::vector<std::pair<uint64_t, int32_t>> pairs;
-  std::vector<int32_t> cached;
   pairs.reserve(f.rows.size());
-  cached.reserve(f.rows.size());
-  for (size_t i = 0; i < f.rows.size(); ++i) {
-    pairs.emplace_back(f.rows[i], sampled[i].token);
+  SpecStats spec;
+  for (size_t i = 0; i < f.rows.size();) {
+    size_t end = i;
+    while (end < f.rows.size() && f.rows[end] == f.rows[i]) ++end;
+    size_t n = 0;
+    while (i + n < end) {
+      const size_t row = i + n++;
+      pairs.emplace_back(f.rows[row], sampled[row].token);
+      if (f.drafts[row] < 0 || !sampled[row].accepted) break;
+    }
+    if (end - i > 1) spec.add(static_cast<int32_t>(end - i - 1), static_cast<int32_t>(n - 1));
     const SchedRequest* r = scheduler_.find(f.rows[i]);
-    cached.push_back(r != nullptr ? std::max(0, r->num_cached_tokens) : 0);
+    runs.push_back({f.rows[i], i, n, r != nullptr ? std::max(0, r->num_cached_tokens) : 0});
+    i = end;
   }
   const std::vector<FinishedRequest> by_length = scheduler_.update(f.out, pairs);
 
   const Clock::time_point now = Clock::now();
   int64_t applied = 0;
-  for (size_t i = 0; i < pairs.size(); ++i) {
-    const uint64_t seq_id = pairs[i].first;
-    auto it = sequences_.find(seq_id);
-    if (it == sequences_.end()) continue;  // stopped or aborted while this step ran: its token is dropped
+  for (const Run& run : runs) {
+    auto it = sequences_.find(run.seq_id);
+    if (it == sequences_.end()) continue;  // stopped or aborted while this step ran: its tokens are dropped
     SequenceState& seq = it->second;
     RequestState& req = *seq.request;
-    ++applied;
     SequenceDelta delta;
     delta.index = seq.index;
     delta.num_prompt_tokens = static_cast<int32_t>(req.request.prompt_ids.size());
-    delta.num_output_tokens = ++seq.num_outputs;
-    delta.num_cached_tokens = cached[i];
-    req.num_cached_tokens = std::max(req.num_cached_tokens, cached[i]);
-    ++req.generated;
+    delta.num_cached_tokens = run.cached;
+    req.num_cached_tokens = std::max(req.num_cached_tokens, run.cached);
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (req.first_token == Clock::time_point{}) {
@@ -295,18 +362,30 @@ void Engine::complete(StepInFlight& f) {
       if (seq.last_token != Clock::time_point{}) metrics_.inter_token_latency.observe(seconds(now - seq.last_token));
     }
     seq.last_token = now;
-    const FinishReason stop = seq.output->on_token(sampled[i], seq.num_outputs, delta);
     const bool length = std::any_of(by_length.begin(), by_length.end(),
-                                    [&](const FinishedRequest& fr) { return fr.id == seq_id; });
+                                    [&](const FinishedRequest& fr) { return fr.id == run.seq_id; });
+    FinishReason stop = FinishReason::kNone;
+    for (size_t k = 0; k < run.count && stop == FinishReason::kNone; ++k) {
+      ++applied;
+      ++req.generated;
+      delta.num_output_tokens = ++seq.num_outputs;
+      stop = seq.output->on_token(sampled[run.first + k], seq.num_outputs, delta);
+    }
     if (stop == FinishReason::kStop) {
-      // A stop on the last allowed token is a stop, not a length finish (as vLLM).
-      finish_sequence(seq_id, FinishReason::kStop, std::move(delta), /*release=*/!length);
+      // A stop on the last allowed token is a stop, not a length finish (as vLLM);
+      // tokens of the run after the stop are dropped with the sequence.
+      finish_sequence(run.seq_id, FinishReason::kStop, std::move(delta), /*release=*/!length);
     } else if (length) {
-      finish_sequence(seq_id, FinishReason::kLength, std::move(delta), /*release=*/false);
+      finish_sequence(run.seq_id, FinishReason::kLength, std::move(delta), /*release=*/false);
     } else {
       seq.request->stream->push(std::move(delta));
     }
   }
+  if (spec.num_drafts > 0) {
+    std::lock_guard<std::mutex> lock(mu_);
+    spec.add_to(metrics_);
+  }
+  spec_since_log_.merge(spec);
   publish_stats(f.prompt_tokens, applied);
 }
 
@@ -382,9 +461,47 @@ void Engine::publish_stats(int64_t new_prompt_tokens, int64_t new_generation_tok
         "Waiting: {} reqs, KV cache usage: {:.1f}%, Prefix cache hit rate: {:.1f}%",
         prompt_tokens_since_log_ / elapsed, generation_tokens_since_log_ / elapsed, s.num_running, s.num_waiting,
         100.0 * s.kv_usage, hit_rate);
+    if (spec_since_log_.num_drafts > 0) {
+      // vLLM's SpecDecoding metrics line: how much of what was proposed was accepted.
+      const SpecStats& sp = spec_since_log_;
+      std::string per_pos;
+      for (size_t i = 0; i < sp.accepted_per_pos.size(); ++i)
+        per_pos += (i ? ", " : "") + fmt::format("{:.3f}", static_cast<double>(sp.accepted_per_pos[i]) / sp.num_drafts);
+      spdlog::info("SpecDecoding metrics: Mean acceptance length: {:.2f}, Accepted: {} tokens, Drafted: {} tokens, "
+                   "Draft acceptance rate: {:.1f}%, Per-position acceptance rate: {}",
+                   1.0 + static_cast<double>(sp.num_accepted) / sp.num_drafts, sp.num_accepted, sp.num_draft_tokens,
+                   100.0 * static_cast<double>(sp.num_accepted) / static_cast<double>(sp.num_draft_tokens), per_pos);
+      spec_since_log_ = SpecStats{};
+    }
     last_log_ = now;
     prompt_tokens_since_log_ = generation_tokens_since_log_ = 0;
   }
+}
+
+void Engine::SpecStats::add(int32_t proposed, int32_t accepted) {
+  ++num_drafts;
+  num_draft_tokens += proposed;
+  num_accepted += accepted;
+  if (accepted_per_pos.size() < static_cast<size_t>(proposed)) accepted_per_pos.resize(static_cast<size_t>(proposed), 0);
+  for (int32_t i = 0; i < accepted; ++i) ++accepted_per_pos[static_cast<size_t>(i)];
+}
+
+void Engine::SpecStats::merge(const SpecStats& o) {
+  num_drafts += o.num_drafts;
+  num_draft_tokens += o.num_draft_tokens;
+  num_accepted += o.num_accepted;
+  if (accepted_per_pos.size() < o.accepted_per_pos.size()) accepted_per_pos.resize(o.accepted_per_pos.size(), 0);
+  for (size_t i = 0; i < o.accepted_per_pos.size(); ++i) accepted_per_pos[i] += o.accepted_per_pos[i];
+}
+
+void Engine::SpecStats::add_to(EngineMetrics& m) const {
+  m.spec_decode_num_drafts_total += static_cast<uint64_t>(num_drafts);
+  m.spec_decode_num_draft_tokens_total += static_cast<uint64_t>(num_draft_tokens);
+  m.spec_decode_num_accepted_tokens_total += static_cast<uint64_t>(num_accepted);
+  if (m.spec_decode_num_accepted_tokens_per_pos.size() < accepted_per_pos.size())
+    m.spec_decode_num_accepted_tokens_per_pos.resize(accepted_per_pos.size(), 0);
+  for (size_t i = 0; i < accepted_per_pos.size(); ++i)
+    m.spec_decode_num_accepted_tokens_per_pos[i] += static_cast<uint64_t>(accepted_per_pos[i]);
 }
 
 }  // namespace ember

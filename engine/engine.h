@@ -42,6 +42,7 @@
 #include "engine/request.h"
 #include "engine/request_limits.h"
 #include "engine/sampler.h"
+#include "engine/spec_decode/spec_config.h"
 #include "models/tokenizer/tokenizer.h"
 #include "scheduler/scheduler.h"
 
@@ -53,6 +54,11 @@ struct EngineConfig {
   uint64_t seed = 0;             // seeds the per-request seeds of unseeded requests
   double log_interval_s = 5.0;   // periodic throughput line (0: never)
   bool async_scheduling = false;  // see above; the runner need not support it (then it only delays stops)
+  // Speculative decoding (engine/spec_decode): each step proposes up to K tokens per
+  // decoding sequence and the runner verifies them in the same forward. Steps then run
+  // synchronously (the proposals need the previous step's tokens); async_scheduling
+  // must be off.
+  SpeculativeConfig speculative;
 };
 
 struct AddResult {
@@ -123,10 +129,21 @@ class Engine {
   struct StepInFlight {
     SchedulerOutput out;
     std::vector<uint64_t> rows;         // the sequences sampled, in row order
+    std::vector<int32_t> drafts;        // per row: the proposed token it verifies, or -1
     int64_t prompt_tokens = 0;
     bool penalizes = false;             // a row's penalties read the generated ids
   };
   void step();
+  // Proposes tokens for every decoding sequence (drafts_) and tells the scheduler how many.
+  void propose_drafts();
+  // Speculative decoding counters of some steps.
+  struct SpecStats {
+    int64_t num_drafts = 0, num_draft_tokens = 0, num_accepted = 0;
+    std::vector<int64_t> accepted_per_pos;
+    void add(int32_t proposed, int32_t accepted);
+    void merge(const SpecStats& other);
+    void add_to(EngineMetrics& m) const;
+  };
   StepInFlight launch_step(SchedulerOutput out);
   // Waits for the step's tokens and applies them.
   void complete(StepInFlight& step);
@@ -160,6 +177,8 @@ class Engine {
   std::unordered_map<uint64_t, std::unique_ptr<RequestState>> requests_;
   std::unordered_map<uint64_t, SequenceState> sequences_;
   std::optional<StepInFlight> in_flight_;  // async scheduling: launched, not applied
+  std::unordered_map<uint64_t, std::vector<int32_t>> drafts_;  // this step's proposals, by sequence
+  SpecStats spec_since_log_;
   Clock::time_point last_log_{};
   int64_t prompt_tokens_since_log_ = 0, generation_tokens_since_log_ = 0;
 

@@ -86,6 +86,19 @@ std::string EngineMetrics::prometheus(const std::string& model_name) const {
     out += "ember:request_success_total{" + labels + ",finished_reason=\"" + reason + "\"} " +
            std::to_string(it == request_success_total.end() ? 0 : it->second) + "\n";
   }
+  if (spec_decode_enabled) {
+    counter("ember:spec_decode_num_drafts_total", "Number of spec decoding drafts.",
+            static_cast<double>(spec_decode_num_drafts_total));
+    counter("ember:spec_decode_num_draft_tokens_total", "Number of draft tokens.",
+            static_cast<double>(spec_decode_num_draft_tokens_total));
+    counter("ember:spec_decode_num_accepted_tokens_total", "Number of accepted tokens.",
+            static_cast<double>(spec_decode_num_accepted_tokens_total));
+    header(out, "ember:spec_decode_num_accepted_tokens_per_pos", "counter",
+           "Accepted tokens per draft position.");
+    for (size_t i = 0; i < spec_decode_num_accepted_tokens_per_pos.size(); ++i)
+      out += "ember:spec_decode_num_accepted_tokens_per_pos{" + labels + ",position=\"" + std::to_string(i) +
+             "\"} " + std::to_string(spec_decode_num_accepted_tokens_per_pos[i]) + "\n";
+  }
   auto histogram = [&](const char* name, const char* help, const Histogram& h) {
     header(out, name, "histogram", help);
     h.render(name, labels, out);

@@ -43,6 +43,14 @@ struct EngineMetrics {
   uint64_t prefix_cache_queries_total = 0;  // tokens looked up
   uint64_t prefix_cache_hits_total = 0;     // tokens found
   std::map<std::string, uint64_t> request_success_total;  // by finished_reason
+  // Speculative decoding (vLLM's spec_decode counters): verification runs with at least
+  // one proposed token, proposed tokens verified, those accepted, and accepted ones by
+  // position in their run (index 0 = the first proposed token).
+  uint64_t spec_decode_num_drafts_total = 0;
+  uint64_t spec_decode_num_draft_tokens_total = 0;
+  uint64_t spec_decode_num_accepted_tokens_total = 0;
+  std::vector<uint64_t> spec_decode_num_accepted_tokens_per_pos;
+  bool spec_decode_enabled = false;  // the counters are rendered only then
   // Histograms.
   Histogram time_to_first_token;
   Histogram inter_token_latency;

@@ -71,6 +71,7 @@ SampledToken Sampler::sample(const SamplerRow& row) {
 
   SampledToken result;
   result.token = draw(row);
+  result.accepted = row.draft_token >= 0 && result.token == row.draft_token;
 
   if (sp.logprobs) {
     // Raw logprobs: log-softmax of the model's logits (see the header).
@@ -156,8 +157,9 @@ int32_t Sampler::draw(const SamplerRow& row) {
     int32_t best = 0;
     for (int32_t i = 1; i < vocab; ++i)
       if (logits_[i] > logits_[best]) best = i;  // strict: lowest id wins ties
-    return best;
+    return best;  // a draft is accepted iff it is this argmax
   }
+  const bool verify = row.draft_token >= 0;
 
   std::vector<Candidate> cand;
   cand.reserve(logits_.size());
@@ -169,6 +171,7 @@ int32_t Sampler::draw(const SamplerRow& row) {
     // row's generator advances once per sampled token whatever the logits were:
     // async scheduling prepares the next step's generator before this one ends.
     row.generator->next_uniform();
+    if (verify) row.generator->next_uniform();
     return 0;
   }
 
@@ -213,13 +216,37 @@ int32_t Sampler::draw(const SamplerRow& row) {
   std::sort(cand.begin(), cand.end(), [](const Candidate& a, const Candidate& b) { return a.id < b.id; });
   double total = 0.0;
   for (const Candidate& c : cand) total += c.p;
-  const double u = row.generator->next_uniform() * total;
+  if (!verify) {
+    const double u = row.generator->next_uniform() * total;
+    double acc = 0.0;
+    for (const Candidate& c : cand) {
+      acc += c.p;
+      if (u < acc) return c.id;
+    }
+    return cand.back().id;
+  }
+  // Verification against a point-mass proposal q = [draft]: accept with
+  // min(1, p(d) / q(d)) = p(d); else draw from norm(max(0, p - q)), which is p
+  // without d. Two draws always, so a seed's stream does not depend on the outcome.
+  const double u1 = row.generator->next_uniform();
+  const double u2 = row.generator->next_uniform();
+  const int32_t d = row.draft_token;
+  double p_d = 0.0;
+  for (const Candidate& c : cand)
+    if (c.id == d) p_d = c.p;
+  if (u1 * total < p_d) return d;
+  const double rest = total - p_d;
+  if (!(rest > 0.0)) return d;  // p(d) = 1 up to rounding: u1 < 1 accepted it in exact arithmetic
+  const double u = u2 * rest;
   double acc = 0.0;
+  int32_t last = -1;
   for (const Candidate& c : cand) {
+    if (c.id == d) continue;
     acc += c.p;
+    last = c.id;
     if (u < acc) return c.id;
   }
-  return cand.back().id;
+  return last;
 }
 
 }  // namespace ember

@@ -57,6 +57,7 @@ struct SampledToken {
   int32_t token = -1;
   float logprob = 0.0f;             // filled when params.logprobs is set
   std::vector<TokenLogprob> top;    // params.logprobs entries, best first, ties lowest id first
+  bool accepted = false;            // a row with a draft_token: it was accepted (token == draft_token)
 };
 
 // One sequence's input. The spans must stay valid for the call.
@@ -65,11 +66,18 @@ struct SamplerRow {
   std::span<const int32_t> prompt_ids;
   std::span<const int32_t> output_ids;   // generated so far
   const SamplingParams* params = nullptr;
-  RequestGenerator* generator = nullptr; // advanced by exactly one draw unless greedy
+  RequestGenerator* generator = nullptr; // advanced by one draw unless greedy (two for a draft_token row)
   // Outputs generated but not in output_ids yet: under async scheduling the
   // previous step's token is still on the device. min_tokens counts them; a
   // row whose params penalize outputs must have none (their ids are needed).
   int32_t pending_outputs = 0;
+  // Speculative decoding: >= 0 when this row verifies a proposed token (the
+  // draft's point-mass proposal q). Modified rejection sampling (Leviathan et
+  // al. 2023) with q one-hot: greedy rows accept it iff it is the argmax;
+  // others accept it with probability p(draft) (u1 < p) and otherwise draw
+  // from p with the draft removed, renormalised (u2). Either way the token
+  // follows p exactly. Verify rows take exactly two draws whatever happens.
+  int32_t draft_token = -1;
 };
 
 class Sampler {

@@ -125,6 +125,22 @@ void BlockManager::free(BlockTable* table) {
   table->num_registered = 0;
 }
 
+void BlockManager::trim(BlockTable* table, int64_t num_tokens) {
+  const auto keep = static_cast<size_t>((num_tokens + block_size_ - 1) / block_size_);
+  assert(static_cast<size_t>(table->num_registered) <= keep);
+  while (table->ids.size() > keep) {
+    const int32_t b = table->ids.back();
+    table->ids.pop_back();
+    assert(ref_count_[b] > 0);
+    if (--ref_count_[b] > 0) continue;
+    if (cached_[b]) {
+      push_free_back(b);
+    } else {
+      push_free_front(b);
+    }
+  }
+}
+
 double BlockManager::usage() const {
   return static_cast<double>(num_blocks() - num_free_) / static_cast<double>(num_blocks());
 }

@@ -79,6 +79,10 @@ class BlockManager {
   // evicted before its head (the head is the most shareable prefix). Clears table->ids,
   // keeps table->hashes.
   void free(BlockTable* table);
+  // Frees the table's blocks past the first ceil(num_tokens / block_size) (speculative
+  // rollback: blocks taken for rejected lookahead). Registered (cached) blocks hold
+  // computed tokens only, so they are never past the cut.
+  void trim(BlockTable* table, int64_t num_tokens);
 
   int32_t num_blocks() const { return static_cast<int32_t>(ref_count_.size()); }
   int32_t block_size() const { return block_size_; }

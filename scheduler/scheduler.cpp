@@ -177,8 +177,11 @@ std::vector<FinishedRequest> Scheduler::update(const SchedulerOutput& output,
     const int64_t have = static_cast<int64_t>(r->tokens.size());
     r->num_computed_tokens = std::min(r->num_computed_tokens, have + r->num_pending_tokens - 1);
     // (a waiting request, preempted since, holds no blocks: nothing to cache)
-    if (r->status == SchedStatus::kRunning)
+    if (r->status == SchedStatus::kRunning) {
       blocks_.cache_full_blocks(&r->blocks, r->tokens, std::min(r->num_computed_tokens, have), r->cache_salt);
+      // Blocks taken for rejected lookahead go back; the known tokens keep their slots.
+      if (r->num_lookahead_tokens > 0) blocks_.trim(&r->blocks, have + r->num_pending_tokens);
+    }
     if (r->num_output_tokens() >= r->max_tokens || have >= config_.max_model_len) {
       finished.push_back({r->id, FinishReason::kLength, std::max(r->num_cached_tokens, 0), r->num_output_tokens()});
       erase(r, FinishReason::kLength);
@@ -186,6 +189,11 @@ std::vector<FinishedRequest> Scheduler::update(const SchedulerOutput& output,
   }
   step_requests_.clear();
   return finished;
+}
+
+void Scheduler::set_num_lookahead(uint64_t id, int32_t num_tokens) {
+  auto it = requests_.find(id);
+  if (it != requests_.end()) it->second->num_lookahead_tokens = std::max(num_tokens, 0);
 }
 
 bool Scheduler::finish(uint64_t id, FinishReason reason) {

@@ -172,6 +172,11 @@ class Scheduler {
   // or running. Unknown or already finished ids are ignored (returns false).
   bool finish(uint64_t id, FinishReason reason);
 
+  // Speculative decoding: how many proposed tokens the next schedule() computes after the
+  // request's known tokens (the engine sets it to the drafts it holds, 0 to stop). The
+  // update() after such a step returns surplus blocks to the pool. Unknown ids are ignored.
+  void set_num_lookahead(uint64_t id, int32_t num_tokens);
+
   const SchedRequest* find(uint64_t id) const;
   SchedulerStats stats() const;
   size_t num_unfinished() const { return requests_.size(); }

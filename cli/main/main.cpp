@@ -29,6 +29,9 @@ void add_model_flags(CLI::App* cmd, ModelOptions* o) {
   cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file or directory (default: the model's)");
   cmd->add_option("--max-model-len", o->max_model_len, "Context length (default: the model's)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--tensor-parallel-size", o->tensor_parallel_size, "GPUs to shard the model over")->check(CLI::PositiveNumber);
+  cmd->add_option("--speculative-config", o->speculative_config,
+                  "Speculative decoding, as vLLM: a JSON object, e.g. '{\"method\": \"ngram\", "
+                  "\"num_speculative_tokens\": 4, \"prompt_lookup_min\": 2, \"prompt_lookup_max\": 4}'");
   cmd->add_option("--speculative-model", o->speculative_model, "Draft model for speculative decoding");
   cmd->add_option("--num-speculative-tokens", o->num_speculative_tokens, "Tokens proposed per step")->check(CLI::NonNegativeNumber);
 }

@@ -153,6 +153,8 @@ class CudaModelRunner final : public ModelRunner {
   void launch(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows) override;
   void collect(std::vector<SampledToken>& out) override;
   void forward_logits(std::span<const StepSequence> seqs, std::vector<float>& logits) override;
+  // The GPU sampler verifies greedy rows only (the argmax is compared on the host).
+  bool verifies_sampled_drafts() const override { return false; }
   const ModelConfig& config() const override { return weights_->views().config; }
   int32_t vocab_size() const override { return static_cast<int32_t>(config().vocab_size); }
   int64_t num_blocks() const override { return num_blocks_; }
@@ -198,6 +200,7 @@ class CudaModelRunner final : public ModelRunner {
   std::unique_ptr<GpuSampler> sampler_;
   std::unique_ptr<StepProfile> step_profile_;  // EMBER_CUDA_PROFILE=1
   std::vector<int32_t> patch_index_, patch_row_;  // patch_previous_tokens' scratch
+  std::deque<std::vector<int32_t>> launched_drafts_;  // per outstanding launch: each row's draft token or -1
   // Profiling (when enabled): a step begins before its first GPU work.
   void profile_begin(std::span<const StepSequence> seqs);
   // Patches the tokens of sequences with prev_row >= 0 after begin_forward().
@@ -451,12 +454,20 @@ void CudaModelRunner::launch(std::span<const StepSequence> seqs, std::span<const
   if (logits.rows() != static_cast<int64_t>(rows.size())) fatal("sampler rows do not match the logits rows");
   if (logits.rows() > max_rows()) fatal("a step samples more rows than --max-num-seqs x the logits per sequence");
   if (Status s = sampler_->launch(logits.f32(), rows, backend_->stream()); !s.ok()) fatal(s.error().message);
+  std::vector<int32_t>& drafts = launched_drafts_.emplace_back();
+  for (const SamplerRow& r : rows) {
+    if (r.draft_token >= 0 && !r.params->greedy()) fatal("a non-greedy row carries a draft token (greedy rows only)");
+    drafts.push_back(r.draft_token);
+  }
   if (step_profile_) step_profile_->end_launch(StepProfile::ms_since(start), backend_->stream());
 }
 
 void CudaModelRunner::collect(std::vector<SampledToken>& out) {
   const auto start = StepProfile::Clock::now();
   if (Status s = sampler_->collect(out); !s.ok()) fatal(s.error().message);
+  const std::vector<int32_t> drafts = std::move(launched_drafts_.front());
+  launched_drafts_.pop_front();
+  for (size_t i = 0; i < out.size() && i < drafts.size(); ++i) out[i].accepted = drafts[i] >= 0 && out[i].token == drafts[i];
   if (step_profile_) step_profile_->finish(StepProfile::ms_since(start));
 }
 
