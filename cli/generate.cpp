@@ -155,6 +155,17 @@ int generate(const ModelSource& src, const GenerateOptions& o, const std::string
                 texts.size(), static_cast<long long>(total_prompt), static_cast<long long>(total_generated), s,
                 texts.size() / s, total_generated / s, (total_prompt + total_generated) / s);
   }
+  const EngineMetrics m = (*engine)->metrics();
+  if (m.spec_decode_enabled && m.spec_decode_num_drafts_total > 0) {
+    const double drafts = static_cast<double>(m.spec_decode_num_drafts_total);
+    spdlog::info("speculative decoding: {} verification runs, {} of {} proposed tokens accepted ({:.1f}%), mean "
+                 "acceptance length {:.2f}",
+                 m.spec_decode_num_drafts_total, m.spec_decode_num_accepted_tokens_total,
+                 m.spec_decode_num_draft_tokens_total,
+                 100.0 * static_cast<double>(m.spec_decode_num_accepted_tokens_total) /
+                     static_cast<double>(m.spec_decode_num_draft_tokens_total),
+                 1.0 + static_cast<double>(m.spec_decode_num_accepted_tokens_total) / drafts);
+  }
   (*engine)->shutdown(std::chrono::milliseconds(0));
   return 0;
 }

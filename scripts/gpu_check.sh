@@ -6,7 +6,7 @@
 # serve` on the GPU answering the openai client. Writes everything under $OUT
 # (or ./gpu-results) and ends with a summary table. Fails loudly when there is
 # no GPU: a GPU check never passes by skipping.
-#   EMBER_GPU_STAGES="tests bench llama profile throughput async serve" picks stages (default: all
+#   EMBER_GPU_STAGES="tests bench llama profile throughput async spec serve" picks stages (default: all
 #   but profile).
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,7 +15,7 @@ BUNDLE="$ROOT/.gpu-bundle"
 DEST="${OUT:-$ROOT/gpu-results}"
 R="$(mktemp -d)"
 mkdir -p "$DEST"
-STAGES="${EMBER_GPU_STAGES:-tests bench llama throughput async serve}"
+STAGES="${EMBER_GPU_STAGES:-tests bench llama throughput async spec serve}"
 export LD_LIBRARY_PATH="$BUNDLE/lib:/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}"
 cd "$ROOT"
 if [[ ! -d "$BUNDLE" && -f "$ROOT/.gpu-bundle.tar.xz" ]]; then tar -C "$ROOT" -xJf "$ROOT/.gpu-bundle.tar.xz"; fi
@@ -109,6 +109,31 @@ if has async; then
       "--$mode-scheduling"
     grep -A8 "step profile" "$R/steps_decode_b1_$mode.log" "$R/steps_throughput_$mode.log"
   done
+fi
+if has spec; then
+  # Speculative decoding, n-gram method, against plain decoding in the same run: batch-1 greedy decode of the
+  # Llama-3-8B shape (random weights: its greedy output falls into repeats, which prompt lookup then proposes),
+  # and the same greedy text with and without speculation.
+  run spec_decode_b1_plain 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 --prompt "The history of the" \
+    --max-tokens 256 --ignore-eos --temperature 0
+  for k in 2 4 8; do
+    run "spec_decode_b1_ngram_k$k" 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 \
+      --prompt "The history of the" --max-tokens 256 --ignore-eos --temperature 0 \
+      --speculative-config "{\"method\": \"ngram\", \"num_speculative_tokens\": $k, \"prompt_lookup_min\": 2, \"prompt_lookup_max\": 4}"
+    if cmp -s <(head -n -1 "$R/spec_decode_b1_plain.log" | grep -v '^20[0-9][0-9]-') \
+              <(head -n -1 "$R/spec_decode_b1_ngram_k$k.log" | grep -v '^20[0-9][0-9]-'); then
+      echo "spec k=$k: greedy text identical"
+    else
+      echo "!!! spec k=$k: greedy text differs"; status=1
+    fi
+  done
+  # Eight requests at once (batch 8): throughput with and without speculation.
+  printf 'The history of the\nOnce upon a time\nIn the beginning\nThe quick brown fox\nA long time ago\nThe main reason\nFirst of all\nThe results show\n' >/tmp/prompts8.txt
+  run spec_decode_b8_plain 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 --prompts-file /tmp/prompts8.txt \
+    --max-tokens 256 --ignore-eos --temperature 0
+  run spec_decode_b8_ngram_k4 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 --prompts-file /tmp/prompts8.txt \
+    --max-tokens 256 --ignore-eos --temperature 0 \
+    --speculative-config '{"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_min": 2, "prompt_lookup_max": 4}'
 fi
 if has serve; then
   if ls "$BUNDLE"/wheels/*.whl >/dev/null 2>&1; then
