@@ -94,6 +94,48 @@ def test_async_scheduling_flags_give_the_same_completions(tmp_path):
     assert out["--async-scheduling"] == out["--no-async-scheduling"]
 
 
+NGRAM = '{"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_min": 2, "prompt_lookup_max": 4}'
+
+
+def test_speculative_decoding_keeps_greedy_output(tmp_path):
+    # The real SmolLM2, greedy, a batch of prompts whose answers repeat their input (where prompt lookup proposes
+    # well) and of free text: the completions with n-gram speculation equal those without, token for token, and the
+    # run reports what it accepted.
+    env = dict(os.environ, EMBER_MODEL=str(MODEL))
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text(
+        "Repeat exactly: red, green, blue, cyan, magenta, yellow, black, white. Repeat: red, green,\n"
+        "def add(a, b):\\n    return a + b\\n\\ndef sub(a, b):\\n    return a - b\\n\\ndef mul(a, b):\n"
+        "The capital of France is\n"
+        "Name: Alice Smith. Age: 34. City: Paris. Extract the fields as JSON: {\"name\": \"\n")
+    out = {}
+    for mode in ("plain", "ngram"):
+        extra = ["--speculative-config", NGRAM] if mode == "ngram" else []
+        r = run("generate", "--device", "cpu", "--prompts-file", str(prompts), "-n", "48", "--temperature", "0",
+                *extra, env=env)
+        assert r.returncode == 0, r.stderr
+        out[mode] = r.stdout.split("requests: ")[0]
+        assert out[mode].count("=== ") == 4
+        if mode == "ngram":
+            assert "speculative decoding: ngram, 4 tokens per step" in r.stderr
+            accepted = [line for line in r.stderr.splitlines() if "proposed tokens accepted" in line]
+            assert accepted, r.stderr[-2000:]
+    assert out["ngram"] == out["plain"]
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--speculative-config", '{"method": "ngram", "num_speculative_tokens": 99}'], "num_speculative_tokens"),
+    (["--speculative-config", '{"method": "ngram", "model": "x.gguf", "num_speculative_tokens": 2}'], "no model"),
+    (["--speculative-config", "not json"], "JSON object"),
+    (["--num-speculative-tokens", "3"], "needs a method"),
+])
+def test_bad_speculative_configs_are_clear_errors_at_start(flags, message):
+    env = dict(os.environ, EMBER_MODEL=str(MODEL))
+    r = run("generate", "--device", "cpu", "-p", "hi", "-n", "2", *flags, env=env)
+    assert r.returncode != 0
+    assert message in r.stderr + r.stdout, r.stderr
+
+
 def test_bad_model_file_names_the_file(tmp_path):
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 8)
