@@ -1,7 +1,9 @@
 """Speculative decoding (n-gram method) on the CPU with the real SmolLM2-135M, through `ember generate`:
 batch-1 greedy decode tokens/s with and without `--speculative-config ngram`, measured in the same run, on
 tasks whose output repeats the input (editing code, extracting fields, copying a list) and on free text
-(few proposals, most rejected: the overhead when nothing is accepted), plus a batch of 16 free-text prompts.
+(few proposals, most rejected: the overhead when little is accepted), plus a batch of 16 free-text prompts, and
+the draft-model method with the model as its own draft (everything accepted at a draft/target cost ratio c = 1:
+theory gives speedup (K + 1) / (cK + 1) = 1, so this measures the machinery's overhead).
 Every pair must give the same text (greedy). Prints each speedup and writes a JSON record with --out.
 
     .venv/bin/python bench/cpu_spec_decode_bench.py [--out bench/results/DATE-cpu-spec-decode.json]
@@ -39,7 +41,8 @@ TASKS = {
 
 
 def generate(*args):
-    r = subprocess.run([str(EMBER), "generate", "--model", MODEL, "--device", "cpu", "--temperature", "0", *args],
+    r = subprocess.run([str(EMBER), "generate", "--model", MODEL, "--device", "cpu", "--temperature", "0",
+                        "--ignore-eos", *args],
                        capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, r.stderr[-2000:]
     return r.stdout, r.stderr
@@ -101,6 +104,19 @@ def main():
                                    "greedy_text_identical": batch["plain_text"] == batch["ngram_text"],
                                    "ngram": batch["ngram_acceptance"]}
     print("batch 16 free text:", record["batch16_free_text"])
+    # Draft model = the target itself, batch 1 on the list-copy task.
+    prompt = TASKS["copy a list"]
+    rates, acc = {}, None
+    for mode in ("plain", "draft"):
+        extra = ["--speculative-model", MODEL, "--num-speculative-tokens", str(a.k)] if mode == "draft" else []
+        out, err = generate("--prompt", prompt, "-n", str(a.tokens), *extra)
+        rates[mode] = float(re.search(r"decode: ([0-9.]+) tokens/s", out).group(1))
+        if mode == "draft":
+            acc = acceptance(err)
+    record["draft_model_is_target"] = {"plain_tok_s": rates["plain"], "draft_tok_s": rates["draft"],
+                                       "ratio": round(rates["draft"] / rates["plain"], 3), "theory_ratio": 1.0,
+                                       "draft": acc}
+    print("draft = target:", record["draft_model_is_target"])
     print(json.dumps(record, indent=1))
     if a.out:
         pathlib.Path(a.out).write_text(json.dumps(record, indent=1) + "\n")

@@ -97,14 +97,49 @@ Result<std::unique_ptr<ModelRunner>> make_gpu_runner(const ModelSource& src, con
 
 }  // namespace
 
+namespace {
+
+// The draft model of speculative decoding: any model ember loads (the target's
+// --load-format and --tokenizer apply), with the target's vocabulary.
+Result<std::shared_ptr<Proposer>> make_draft_proposer(const ModelSource& target, const SpeculativeConfig& spec,
+                                                      const ModelOptions& model, const EngineOptions& options,
+                                                      int64_t max_model_len, int32_t max_batched) {
+  spdlog::info("loading the draft model {}", spec.model);
+  auto draft = open_model_source(spec.model, model.tokenizer);
+  if (!draft) return Error{"draft model: " + draft.error().message};
+  const ModelConfig& d = draft->config;
+  const ModelConfig& t = target.config;
+  if (d.vocab_size != t.vocab_size)
+    return Error{"draft model " + spec.model + ": vocabulary of " + std::to_string(d.vocab_size) +
+                 " tokens, the target's has " + std::to_string(t.vocab_size)};
+  if (draft->tokenizer && target.tokenizer) {
+    for (int32_t id = 0; id < static_cast<int32_t>(t.vocab_size); ++id) {
+      if (draft->tokenizer->token_bytes(id) != target.tokenizer->token_bytes(id))
+        return Error{"draft model " + spec.model + ": token " + std::to_string(id) +
+                     " differs from the target's (the draft needs the target's tokenizer)"};
+    }
+  }
+  if (d.max_position_embeddings < max_model_len)
+    return Error{"draft model " + spec.model + ": its context of " + std::to_string(d.max_position_embeddings) +
+                 " tokens is shorter than --max-model-len " + std::to_string(max_model_len)};
+  auto runner = make_cpu_runner(*draft, model, options, max_model_len);
+  if (!runner) return Error{"draft model: " + runner.error().message};
+  spdlog::info("draft model: {} layers, hidden {}; {} proposals a step", d.num_layers, d.hidden_size,
+               spec.num_speculative_tokens);
+  return std::shared_ptr<Proposer>(std::make_shared<DraftModelProposer>(std::move(*runner), max_batched));
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Engine>> start_engine(const ModelSource& src, const ModelOptions& model,
                                              const EngineOptions& options, const std::string& device,
                                              int32_t max_queue_len) {
   if (model.tensor_parallel_size != 1) return Error{"--tensor-parallel-size > 1 is not supported yet"};
   auto spec = parse_speculative_config(model.speculative_config, model.speculative_model, model.num_speculative_tokens);
   if (!spec) return spec.error();
-  if (spec->method == SpeculativeConfig::Method::kDraftModel)
-    return Error{"speculative decoding with a draft model is not built yet: use {\"method\": \"ngram\", ...}"};
+  if (spec->method == SpeculativeConfig::Method::kDraftModel && device != "cpu")
+    return Error{"speculative decoding with a draft model runs on the CPU only so far: use --device cpu or the ngram "
+                 "method"};
   const ModelConfig& c = src.config;
   const int64_t max_model_len = model.max_model_len > 0 ? model.max_model_len : c.max_position_embeddings;
   if (max_model_len > c.max_position_embeddings)
@@ -140,6 +175,11 @@ Result<std::unique_ptr<Engine>> start_engine(const ModelSource& src, const Model
   ec.seed = static_cast<uint64_t>(options.seed);
   ec.async_scheduling = options.async_scheduling < 0 ? device != "cpu" : options.async_scheduling == 1;
   ec.speculative = *spec;
+  if (spec->method == SpeculativeConfig::Method::kDraftModel) {
+    auto draft = make_draft_proposer(src, *spec, model, options, max_model_len, max_batched);
+    if (!draft) return draft.error();
+    ec.proposer = std::move(*draft);
+  }
   if (spec->enabled()) {
     // Proposals need the previous step's tokens (engine.h).
     if (options.async_scheduling == 1) spdlog::warn("--async-scheduling is off while speculative decoding is on");

@@ -7,7 +7,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include "engine/spec_decode/ngram_proposer.h"
 
 namespace ember {
 namespace {
@@ -27,6 +26,7 @@ Engine::Engine(EngineConfig config, std::unique_ptr<ModelRunner> runner, const T
   last_log_ = Clock::now();
   if (config_.speculative.enabled()) {
     metrics_.spec_decode_enabled = true;
+    if (!config_.proposer) config_.proposer = std::make_shared<NgramProposer>(config_.speculative);
     if (config_.async_scheduling) {
       spdlog::info("speculative decoding steps synchronously: async scheduling is off");
       config_.async_scheduling = false;
@@ -289,20 +289,31 @@ Engine::StepInFlight Engine::launch_step(SchedulerOutput out) {
 }
 
 void Engine::propose_drafts() {
-  const SpeculativeConfig& sc = config_.speculative;
+  const int32_t k = config_.speculative.num_speculative_tokens;
   drafts_.clear();
+  std::vector<ProposalRequest> reqs;
   for (const auto& [seq_id, seq] : sequences_) {
     const SchedRequest* r = scheduler_.find(seq_id);
     if (r == nullptr) continue;
-    std::vector<int32_t> d;
+    scheduler_.set_num_lookahead(seq_id, 0);
     // Only a sequence whose next step is a plain decode (its prompt computed, nothing in flight) speculates;
-    // a runner that verifies only greedy rows gets drafts for greedy requests only.
+    // a runner that verifies only greedy rows gets proposals for greedy requests only.
     const bool decoding = r->status == SchedStatus::kRunning && r->num_pending_tokens == 0 &&
                           r->num_computed_tokens + 1 == static_cast<int64_t>(r->tokens.size());
-    if (decoding && (seq.request->request.params.greedy() || runner_->verifies_sampled_drafts()))
-      d = propose_ngram(r->tokens, sc.num_speculative_tokens, sc.prompt_lookup_min, sc.prompt_lookup_max);
-    scheduler_.set_num_lookahead(seq_id, static_cast<int32_t>(d.size()));
-    if (!d.empty()) drafts_.emplace(seq_id, std::move(d));
+    if (!decoding || !(seq.request->request.params.greedy() || runner_->verifies_sampled_drafts())) continue;
+    // The scheduler computes no position past the one whose logits give the last allowed token.
+    const int32_t room = r->max_tokens - r->num_output_tokens() - 1;
+    if (room < 1) continue;
+    reqs.push_back({seq_id, r->tokens, std::min(k, room)});
+  }
+  if (reqs.empty()) return;
+  std::vector<std::vector<int32_t>> proposed;
+  config_.proposer->propose(reqs, proposed);
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    if (proposed[i].empty()) continue;
+    proposed[i].resize(std::min(proposed[i].size(), static_cast<size_t>(reqs[i].max_tokens)));
+    scheduler_.set_num_lookahead(reqs[i].seq_id, static_cast<int32_t>(proposed[i].size()));
+    drafts_.emplace(reqs[i].seq_id, std::move(proposed[i]));
   }
 }
 
@@ -395,6 +406,7 @@ void Engine::finish_sequence(uint64_t seq_id, FinishReason kind, SequenceDelta d
   SequenceState& seq = it->second;
   RequestState* req = seq.request;
   if (release) scheduler_.finish(seq_id, kind);
+  if (config_.proposer) config_.proposer->release(seq_id);
   if (kind != FinishReason::kStop) seq.output->finish(delta);
   delta.index = seq.index;
   delta.finish = kind;

@@ -42,6 +42,7 @@
 #include "engine/request.h"
 #include "engine/request_limits.h"
 #include "engine/sampler.h"
+#include "engine/spec_decode/proposer.h"
 #include "engine/spec_decode/spec_config.h"
 #include "models/tokenizer/tokenizer.h"
 #include "scheduler/scheduler.h"
@@ -57,8 +58,10 @@ struct EngineConfig {
   // Speculative decoding (engine/spec_decode): each step proposes up to K tokens per
   // decoding sequence and the runner verifies them in the same forward. Steps then run
   // synchronously (the proposals need the previous step's tokens); async_scheduling
-  // must be off.
+  // must be off. `proposer` is what proposes (a draft model's); unset with the ngram
+  // method, the engine makes an NgramProposer.
   SpeculativeConfig speculative;
+  std::shared_ptr<Proposer> proposer;
 };
 
 struct AddResult {

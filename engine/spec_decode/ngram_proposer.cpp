@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "engine/spec_decode/proposer.h"
+
 namespace ember {
 
 std::vector<int32_t> propose_ngram(std::span<const int32_t> tokens, int32_t k, int32_t min_n, int32_t max_n) {
@@ -18,6 +20,13 @@ std::vector<int32_t> propose_ngram(std::span<const int32_t> tokens, int32_t k, i
     }
   }
   return {};
+}
+
+void NgramProposer::propose(std::span<const ProposalRequest> reqs, std::vector<std::vector<int32_t>>& out) {
+  out.resize(reqs.size());
+  for (size_t i = 0; i < reqs.size(); ++i)
+    out[i] = propose_ngram(reqs[i].tokens, std::min(config_.num_speculative_tokens, reqs[i].max_tokens),
+                           config_.prompt_lookup_min, config_.prompt_lookup_max);
 }
 
 }  // namespace ember

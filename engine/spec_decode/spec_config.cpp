@@ -8,9 +8,12 @@ namespace ember {
 
 const char* method_name(SpeculativeConfig::Method method) {
   switch (method) {
-    case SpeculativeConfig::Method::kNgram: return "ngram";
-    case SpeculativeConfig::Method::kDraftModel: return "draft_model";
-    case SpeculativeConfig::Method::kNone: break;
+    case SpeculativeConfig::Method::kNgram:
+      return "ngram";
+    case SpeculativeConfig::Method::kDraftModel:
+      return "draft_model";
+    case SpeculativeConfig::Method::kNone:
+      break;
   }
   return "none";
 }

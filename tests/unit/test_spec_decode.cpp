@@ -172,7 +172,8 @@ class SpecEngineTest : public ::testing::Test {
   }
   void TearDown() override { spdlog::set_level(spdlog::level::info); }
 
-  std::unique_ptr<Engine> make_engine(int32_t num_blocks, int32_t budget, bool prefix, int32_t k) {
+  std::unique_ptr<Engine> make_engine(int32_t num_blocks, int32_t budget, bool prefix, int32_t k,
+                                      std::shared_ptr<Proposer> proposer = nullptr) {
     EngineConfig ec;
     ec.scheduler.block_size = 4;
     ec.scheduler.num_blocks = num_blocks;
@@ -188,6 +189,10 @@ class SpecEngineTest : public ::testing::Test {
       ec.speculative.prompt_lookup_min = 1;
       ec.speculative.prompt_lookup_max = 3;
     }
+    if (proposer) {
+      ec.speculative.method = SpeculativeConfig::Method::kDraftModel;
+      ec.proposer = std::move(proposer);
+    }
     auto runner = std::make_unique<CpuModelRunner>(weights_, 2, num_blocks, 4, std::vector<int32_t>{});
     return std::make_unique<Engine>(ec, std::move(runner), *tokenizer_, std::vector<int32_t>{});
   }
@@ -197,8 +202,8 @@ class SpecEngineTest : public ::testing::Test {
     std::vector<int32_t> pattern;
     for (int i = 0; i < 3 + static_cast<int>(rng() % 4); ++i) pattern.push_back(static_cast<int32_t>(rng() % 32));
     std::vector<int32_t> p;
-    while (static_cast<int>(p.size()) < len) p.push_back(rng() % 5 == 0 ? static_cast<int32_t>(rng() % 32)
-                                                                        : pattern[p.size() % pattern.size()]);
+    while (static_cast<int>(p.size()) < len)
+      p.push_back(rng() % 5 == 0 ? static_cast<int32_t>(rng() % 32) : pattern[p.size() % pattern.size()]);
     return p;
   }
 
@@ -243,10 +248,10 @@ TEST_F(SpecEngineTest, GreedyOutputIsIdenticalWithAndWithoutSpeculation) {
     bool prefix;
     int32_t k;
   };
-  for (const Variant& v : {Variant{"k=1", 256, 4096, false, 1}, Variant{"k=4", 256, 4096, false, 4},
-                           Variant{"k=4 chunked prefill", 256, 9, false, 4},
-                           Variant{"k=3 prefix caching", 256, 64, true, 3},
-                           Variant{"k=5 forced preemption", 40, 64, true, 5}}) {
+  for (const Variant& v :
+       {Variant{"k=1", 256, 4096, false, 1}, Variant{"k=4", 256, 4096, false, 4},
+        Variant{"k=4 chunked prefill", 256, 9, false, 4}, Variant{"k=3 prefix caching", 256, 64, true, 3},
+        Variant{"k=5 forced preemption", 40, 64, true, 5}}) {
     auto engine = make_engine(v.blocks, v.budget, v.prefix, v.k);
     const std::vector<Outcome> got = run(*engine, reqs);
     for (size_t i = 0; i < reqs.size(); ++i) {
@@ -288,30 +293,81 @@ TEST_F(SpecEngineTest, SampledOutputsKeepTheirDistribution) {
     reqs.push_back(r);
   }
   auto plain = make_engine(512, 4096, true, 0);
-  auto spec = make_engine(512, 4096, true, 3);
   const std::vector<Outcome> a = run(*plain, reqs);
-  const std::vector<Outcome> b = run(*spec, reqs);
-  const EngineMetrics m = spec->metrics();
-  EXPECT_GT(m.spec_decode_num_draft_tokens_total, 1200u);
-  EXPECT_GT(m.spec_decode_num_accepted_tokens_total, 400u);
-  EXPECT_GT(m.spec_decode_num_draft_tokens_total - m.spec_decode_num_accepted_tokens_total, 400u);
-  for (size_t pos = 0; pos < 6; ++pos) {
-    std::map<int32_t, std::pair<double, double>> counts;
+  for (const bool draft_model : {false, true}) {
+    // The n-gram method, then the model itself as a draft (greedy proposals from the same logits).
+    auto spec =
+        draft_model
+            ? make_engine(512, 4096, true, 3,
+                          std::make_shared<DraftModelProposer>(
+                              std::make_unique<CpuModelRunner>(weights_, 2, 512, 4, std::vector<int32_t>{}), 4096))
+            : make_engine(512, 4096, true, 3);
+    const std::vector<Outcome> b = run(*spec, reqs);
+    const EngineMetrics m = spec->metrics();
+    EXPECT_GT(m.spec_decode_num_draft_tokens_total, 1200u) << draft_model;
+    EXPECT_GT(m.spec_decode_num_accepted_tokens_total, 400u) << draft_model;
+    EXPECT_GT(m.spec_decode_num_draft_tokens_total - m.spec_decode_num_accepted_tokens_total, 400u) << draft_model;
+    for (size_t pos = 0; pos < 6; ++pos) {
+      std::map<int32_t, std::pair<double, double>> counts;
+      for (size_t i = 0; i < reqs.size(); ++i) {
+        ++counts[a[i].tokens[0][pos]].first;
+        ++counts[b[i].tokens[0][pos]].second;
+      }
+      // Two samples of equal size: sum (a - b)^2 / (a + b), df = categories - 1.
+      double x2 = 0;
+      int df = -1;
+      for (const auto& [token, ab] : counts) {
+        x2 += (ab.first - ab.second) * (ab.first - ab.second) / (ab.first + ab.second);
+        ++df;
+      }
+      // 0.999 quantile of chi-square with df degrees of freedom (Wilson-Hilferty).
+      const double z = 3.09, k = std::max(df, 1);
+      const double critical = k * std::pow(1 - 2 / (9 * k) + z * std::sqrt(2 / (9 * k)), 3);
+      EXPECT_LT(x2, critical) << "position " << pos << " df " << df << (draft_model ? " (draft model)" : " (ngram)");
+    }
+  }
+}
+
+TEST_F(SpecEngineTest, DraftModelProposalsKeepGreedyOutput) {
+  std::mt19937 rng(17);
+  std::vector<EngineRequest> reqs;
+  for (int i = 0; i < 10; ++i) {
+    EngineRequest r;
+    r.prompt_ids = prompt(rng, 5 + static_cast<int>(rng() % 30));
+    r.params.temperature = 0;
+    r.params.max_tokens = 3 + static_cast<int32_t>(rng() % 40);
+    r.params.ignore_eos = true;
+    if (i % 4 == 1) r.params.stop_token_ids = {static_cast<int32_t>(rng() % 32)};
+    if (i % 4 == 2) r.params.n = 2;
+    reqs.push_back(r);
+  }
+  auto reference = make_engine(256, 4096, false, 0);
+  const std::vector<Outcome> want = run(*reference, reqs);
+  // The target itself as the draft (everything accepted) and an unrelated model
+  // with the same vocabulary (random weights: almost everything rejected).
+  for (const bool same : {true, false}) {
+    LlamaWeights draft_weights = same ? weights_ : std::move(make_dummy_weights(config_, 99)).value();
+    auto draft = std::make_shared<DraftModelProposer>(
+        std::make_unique<CpuModelRunner>(std::move(draft_weights), 2, 128, 4, std::vector<int32_t>{}), 16);
+    auto engine = make_engine(48, 64, true, 4, draft);
+    const std::vector<Outcome> got = run(*engine, reqs);
+    const char* name = same ? "draft = target" : "unrelated draft";
     for (size_t i = 0; i < reqs.size(); ++i) {
-      ++counts[a[i].tokens[0][pos]].first;
-      ++counts[b[i].tokens[0][pos]].second;
+      EXPECT_EQ(got[i].tokens, want[i].tokens) << name << " request " << i;
+      EXPECT_EQ(got[i].finish, want[i].finish) << name << " request " << i;
     }
-    // Two samples of equal size: sum (a - b)^2 / (a + b), df = categories - 1.
-    double x2 = 0;
-    int df = -1;
-    for (const auto& [token, ab] : counts) {
-      x2 += (ab.first - ab.second) * (ab.first - ab.second) / (ab.first + ab.second);
-      ++df;
+    const EngineMetrics m = engine->metrics();
+    const double rate = static_cast<double>(m.spec_decode_num_accepted_tokens_total) /
+                        static_cast<double>(m.spec_decode_num_draft_tokens_total);
+    EXPECT_GT(m.spec_decode_num_draft_tokens_total, 100u) << name;
+    if (same) {
+      EXPECT_GT(rate, 0.95) << name;
+    } else {
+      EXPECT_LT(rate, 0.5) << name;
     }
-    // 0.999 quantile of chi-square with df degrees of freedom (Wilson-Hilferty).
-    const double z = 3.09, k = std::max(df, 1);
-    const double critical = k * std::pow(1 - 2 / (9 * k) + z * std::sqrt(2 / (9 * k)), 3);
-    EXPECT_LT(x2, critical) << "position " << pos << " df " << df;
+    EXPECT_EQ(m.kv_cache_usage, 0.0) << name << ": target KV blocks leaked";
+    engine->shutdown(std::chrono::milliseconds(0));
+    EXPECT_EQ(draft->kv_usage(), 0.0) << name << ": draft KV blocks leaked";
   }
 }
 
