@@ -99,13 +99,16 @@ Result<std::unique_ptr<ModelRunner>> make_gpu_runner(const ModelSource& src, con
 
 namespace {
 
-// The draft model of speculative decoding: any model ember loads (the target's
-// --load-format and --tokenizer apply), with the target's vocabulary.
+// The draft model of speculative decoding: any model ember loads, with the
+// target's vocabulary. Its tokenizer is the target's (--tokenizer, else the
+// target's own files) unless it ships one; a config without weights gets
+// random ones (as --load-format dummy).
 Result<std::shared_ptr<Proposer>> make_draft_proposer(const ModelSource& target, const SpeculativeConfig& spec,
                                                       const ModelOptions& model, const EngineOptions& options,
                                                       int64_t max_model_len, int32_t max_batched) {
   spdlog::info("loading the draft model {}", spec.model);
   auto draft = open_model_source(spec.model, model.tokenizer);
+  if (!draft) draft = open_model_source(spec.model, model.tokenizer.empty() ? target.path : model.tokenizer);
   if (!draft) return Error{"draft model: " + draft.error().message};
   const ModelConfig& d = draft->config;
   const ModelConfig& t = target.config;
@@ -122,7 +125,9 @@ Result<std::shared_ptr<Proposer>> make_draft_proposer(const ModelSource& target,
   if (d.max_position_embeddings < max_model_len)
     return Error{"draft model " + spec.model + ": its context of " + std::to_string(d.max_position_embeddings) +
                  " tokens is shorter than --max-model-len " + std::to_string(max_model_len)};
-  auto runner = make_cpu_runner(*draft, model, options, max_model_len);
+  ModelOptions draft_options = model;
+  if (draft->format == ModelFormat::kConfigOnly) draft_options.load_format = "dummy";
+  auto runner = make_cpu_runner(*draft, draft_options, options, max_model_len);
   if (!runner) return Error{"draft model: " + runner.error().message};
   spdlog::info("draft model: {} layers, hidden {}; {} proposals a step", d.num_layers, d.hidden_size,
                spec.num_speculative_tokens);

@@ -112,28 +112,28 @@ if has async; then
 fi
 if has spec; then
   # Speculative decoding, n-gram method, against plain decoding in the same run: batch-1 greedy decode of the
-  # Llama-3-8B shape (random weights: its greedy output falls into repeats, which prompt lookup then proposes),
-  # and the same greedy text with and without speculation.
-  run spec_decode_b1_plain 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 --prompt "The history of the" \
-    --max-tokens 256 --ignore-eos --temperature 0
+  # Llama-3-8B shape and a batch of 8, each with the greedy text compared (stdout apart from the logs).
+  spec_run() {  # spec_run NAME ARGS...: stdout to NAME.out, logs to NAME.log
+    local name=$1; shift
+    echo "=== $name"
+    timeout 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 --max-tokens 256 --ignore-eos --temperature 0 \
+      "$@" >"$R/$name.out" 2>"$R/$name.log" || { echo "!!! $name failed"; status=1; }
+    tail -1 "$R/$name.out"; grep -h "speculative decoding:" "$R/$name.log" | cut -c25-
+  }
+  same_text() {  # the completions without the closing statistics line
+    if cmp -s <(head -n -1 "$R/$1.out") <(head -n -1 "$R/$2.out"); then echo "$2: greedy text identical to $1"
+    else echo "!!! $2: greedy text differs from $1"; status=1; fi
+  }
+  ngram() { echo "{\"method\": \"ngram\", \"num_speculative_tokens\": $1, \"prompt_lookup_min\": 2, \"prompt_lookup_max\": 4}"; }
+  spec_run spec_b1_plain --prompt "The history of the"
   for k in 2 4 8; do
-    run "spec_decode_b1_ngram_k$k" 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 \
-      --prompt "The history of the" --max-tokens 256 --ignore-eos --temperature 0 \
-      --speculative-config "{\"method\": \"ngram\", \"num_speculative_tokens\": $k, \"prompt_lookup_min\": 2, \"prompt_lookup_max\": 4}"
-    if cmp -s <(head -n -1 "$R/spec_decode_b1_plain.log" | grep -v '^20[0-9][0-9]-') \
-              <(head -n -1 "$R/spec_decode_b1_ngram_k$k.log" | grep -v '^20[0-9][0-9]-'); then
-      echo "spec k=$k: greedy text identical"
-    else
-      echo "!!! spec k=$k: greedy text differs"; status=1
-    fi
+    spec_run "spec_b1_ngram_k$k" --prompt "The history of the" --speculative-config "$(ngram $k)"
+    same_text spec_b1_plain "spec_b1_ngram_k$k"
   done
-  # Eight requests at once (batch 8): throughput with and without speculation.
   printf 'The history of the\nOnce upon a time\nIn the beginning\nThe quick brown fox\nA long time ago\nThe main reason\nFirst of all\nThe results show\n' >/tmp/prompts8.txt
-  run spec_decode_b8_plain 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 --prompts-file /tmp/prompts8.txt \
-    --max-tokens 256 --ignore-eos --temperature 0
-  run spec_decode_b8_ngram_k4 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 --prompts-file /tmp/prompts8.txt \
-    --max-tokens 256 --ignore-eos --temperature 0 \
-    --speculative-config '{"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_min": 2, "prompt_lookup_max": 4}'
+  spec_run spec_b8_plain --prompts-file /tmp/prompts8.txt
+  spec_run spec_b8_ngram_k4 --prompts-file /tmp/prompts8.txt --speculative-config "$(ngram 4)"
+  same_text spec_b8_plain spec_b8_ngram_k4
 fi
 if has serve; then
   if ls "$BUNDLE"/wheels/*.whl >/dev/null 2>&1; then

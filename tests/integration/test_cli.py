@@ -2,6 +2,7 @@
 import json
 import os
 import pathlib
+import re
 import subprocess
 
 import pytest
@@ -121,6 +122,35 @@ def test_speculative_decoding_keeps_greedy_output(tmp_path):
             accepted = [line for line in r.stderr.splitlines() if "proposed tokens accepted" in line]
             assert accepted, r.stderr[-2000:]
     assert out["ngram"] == out["plain"]
+
+
+def test_draft_model_keeps_greedy_output_and_checks_the_vocabulary():
+    # The model as its own draft: the same greedy text, every proposal accepted; an unrelated model with the same
+    # vocabulary (random weights at a tiny shape): the same text, little accepted. A draft with another vocabulary
+    # is refused at start, naming the draft.
+    env = dict(os.environ, EMBER_MODEL=str(MODEL))
+    prompt = "Copy this list: one, two, three, four, five, six. Copy: one,"
+    plain = run("generate", "--device", "cpu", "-p", prompt, "-n", "24", "--temperature", "0", "--ignore-eos", env=env)
+    draft = run("generate", "--device", "cpu", "-p", prompt, "-n", "24", "--temperature", "0", "--ignore-eos",
+                "--speculative-model", str(MODEL), "--num-speculative-tokens", "3", env=env)
+    assert plain.returncode == 0 and draft.returncode == 0, draft.stderr[-2000:]
+    assert draft.stdout.rsplit("\n\nprompt tokens:", 1)[0] == plain.stdout.rsplit("\n\nprompt tokens:", 1)[0]
+    assert "speculative decoding: draft_model, 3 tokens per step" in draft.stderr
+    assert "(100.0%)" in draft.stderr, draft.stderr[-2000:]
+    unrelated = run("generate", "--device", "cpu", "-p", prompt, "-n", "24", "--temperature", "0", "--ignore-eos",
+                    "--speculative-model", str(ROOT / "configs/models/tiny-smollm2-vocab.json"),
+                    "--num-speculative-tokens", "3", "--max-model-len", "2048", env=env)
+    assert unrelated.returncode == 0, unrelated.stderr[-2000:]
+    assert unrelated.stdout.rsplit("\n\nprompt tokens:", 1)[0] == plain.stdout.rsplit("\n\nprompt tokens:", 1)[0]
+    rate = re.search(r"proposed tokens accepted \(([0-9.]+)%\)", unrelated.stderr)
+    assert rate and float(rate.group(1)) < 50, unrelated.stderr[-2000:]
+    other = run("generate", "--device", "cpu", "-p", prompt, "-n", "4",
+                "--speculative-config",
+                json.dumps({"method": "draft_model", "model": str(ROOT / "configs/models/tiny.json"),
+                            "num_speculative_tokens": 2}), env=env)
+    assert other.returncode != 0
+    # (its config says 512 tokens; with the target's tokenizer of 49152 it is refused before any weight is made)
+    assert "draft model" in other.stderr and "512" in other.stderr, other.stderr
 
 
 @pytest.mark.parametrize("flags,message", [
