@@ -110,17 +110,18 @@ void BlockManager::cache_full_blocks(BlockTable* table, std::span<const int32_t>
   table->num_registered = std::max(table->num_registered, num_full);
 }
 
-void BlockManager::free(BlockTable* table) {
-  for (auto it = table->ids.rbegin(); it != table->ids.rend(); ++it) {
-    const int32_t b = *it;
-    assert(ref_count_[b] > 0);
-    if (--ref_count_[b] > 0) continue;
-    if (cached_[b]) {
-      push_free_back(b);
-    } else {
-      push_free_front(b);
-    }
+void BlockManager::release(int32_t b) {
+  assert(ref_count_[b] > 0);
+  if (--ref_count_[b] > 0) return;
+  if (cached_[b]) {
+    push_free_back(b);
+  } else {
+    push_free_front(b);
   }
+}
+
+void BlockManager::free(BlockTable* table) {
+  for (auto it = table->ids.rbegin(); it != table->ids.rend(); ++it) release(*it);
   table->ids.clear();
   table->num_registered = 0;
 }
@@ -129,15 +130,8 @@ void BlockManager::trim(BlockTable* table, int64_t num_tokens) {
   const auto keep = static_cast<size_t>((num_tokens + block_size_ - 1) / block_size_);
   assert(static_cast<size_t>(table->num_registered) <= keep);
   while (table->ids.size() > keep) {
-    const int32_t b = table->ids.back();
+    release(table->ids.back());
     table->ids.pop_back();
-    assert(ref_count_[b] > 0);
-    if (--ref_count_[b] > 0) continue;
-    if (cached_[b]) {
-      push_free_back(b);
-    } else {
-      push_free_front(b);
-    }
   }
 }
 

@@ -113,6 +113,10 @@ class BlockManager {
 
  private:
   int32_t pop_free_front();  // evicts from the prefix cache if the block was cached
+  // Drops one reference; at zero the block joins the free list: an uncached one
+  // at the front (reused first), a cached one at the back (its prefix stays
+  // findable longest).
+  void release(int32_t block);
   void unlink_free(int32_t block);
   void push_free_front(int32_t block);
   void push_free_back(int32_t block);

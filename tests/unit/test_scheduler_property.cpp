@@ -73,6 +73,7 @@ class Workload {
     async_ = uniform(0, 2) == 0;
     // (the engine never combines speculative lookahead with async scheduling)
     const int32_t lookahead = !async_ && uniform(0, 9) < 2 ? uniform(1, 3) : 0;
+    lookahead_ = lookahead > 0;
     std::vector<std::vector<int32_t>> prefixes(3);
     for (auto& p : prefixes) p = random_tokens(uniform(0, 24));
     const int32_t n = uniform(1, 12);
@@ -156,6 +157,9 @@ class Workload {
 
   // Sync: schedule, then update. Async: schedule step N+1, then update step N.
   void one_step(Scheduler& s) {
+    // Speculative workloads: the engine sets each step's lookahead to the proposals it holds (0 to 3 here).
+    if (lookahead_)
+      for (uint64_t id : live_ids_) s.set_num_lookahead(id, uniform(0, 3));
     SchedulerOutput out = s.schedule();
     ASSERT_NO_FATAL_FAILURE(check_scheduled(s, out));
     if (async_) {
@@ -249,6 +253,15 @@ class Workload {
         ++cov_->stops;
       }
     }
+    // Rollback returns the blocks taken for rejected lookahead: a speculating request keeps only what its
+    // known tokens need.
+    for (const ScheduledRequest& sr : out.scheduled) {
+      const SchedRequest* r = s.find(sr.id);
+      if (r == nullptr || r->num_lookahead_tokens == 0 || r->status != SchedStatus::kRunning) continue;
+      const int64_t need = static_cast<int64_t>(r->tokens.size()) + r->num_pending_tokens;
+      ASSERT_LE(static_cast<int64_t>(r->blocks.ids.size()), (need + cfg_.block_size - 1) / cfg_.block_size)
+          << "request " << r->id << " kept lookahead blocks after its update";
+    }
     ASSERT_EQ(s.check_invariants(), "");
   }
 
@@ -277,6 +290,7 @@ class Workload {
   std::vector<uint64_t> live_ids_;
   std::vector<uint64_t> kv_;
   bool async_ = false;
+  bool lookahead_ = false;  // speculative: a per-step lookahead is set before each schedule
   std::optional<SchedulerOutput> in_flight_;  // async: scheduled, its update not applied yet
 };
 
