@@ -153,8 +153,6 @@ class CudaModelRunner final : public ModelRunner {
   void launch(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows) override;
   void collect(std::vector<SampledToken>& out) override;
   void forward_logits(std::span<const StepSequence> seqs, std::vector<float>& logits) override;
-  // The GPU sampler verifies greedy rows only (the argmax is compared on the host).
-  bool verifies_sampled_drafts() const override { return false; }
   const ModelConfig& config() const override { return weights_->views().config; }
   int32_t vocab_size() const override { return static_cast<int32_t>(config().vocab_size); }
   int64_t num_blocks() const override { return num_blocks_; }
@@ -455,10 +453,7 @@ void CudaModelRunner::launch(std::span<const StepSequence> seqs, std::span<const
   if (logits.rows() > max_rows()) fatal("a step samples more rows than --max-num-seqs x the logits per sequence");
   if (Status s = sampler_->launch(logits.f32(), rows, backend_->stream()); !s.ok()) fatal(s.error().message);
   std::vector<int32_t>& drafts = launched_drafts_.emplace_back();
-  for (const SamplerRow& r : rows) {
-    if (r.draft_token >= 0 && !r.params->greedy()) fatal("a non-greedy row carries a draft token (greedy rows only)");
-    drafts.push_back(r.draft_token);
-  }
+  for (const SamplerRow& r : rows) drafts.push_back(r.draft_token);
   if (step_profile_) step_profile_->end_launch(StepProfile::ms_since(start), backend_->stream());
 }
 

@@ -150,6 +150,10 @@ Status GpuSampler::launch(float* d_logits, std::span<const SamplerRow> rows, cud
     if (!p.greedy) {
       if (row.generator == nullptr) return Error{"GpuSampler: row " + std::to_string(r) + " has no generator"};
       p.uniform = row.generator->next_uniform();  // one draw per non-greedy row, as the CPU
+      if (row.draft_token >= 0) {               // a verify row takes two, whatever happens
+        p.draft = row.draft_token;
+        p.uniform2 = row.generator->next_uniform();
+      }
     }
     add_entries(row, p);
     fast = fast && p.greedy && p.n_logprobs < 0 && p.entry_end == p.entry_begin;

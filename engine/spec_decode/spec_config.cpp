@@ -26,7 +26,10 @@ Result<SpeculativeConfig> parse_speculative_config(const std::string& json, cons
     if (Status s = check_json_shape(json, 8, 64, where); !s.ok()) return s.error();
     nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded() || !j.is_object()) return Error{where + ": expected a JSON object"};
-    for (const auto& [key, value] : j.items()) {
+    for (const auto& item : j.items()) {
+      // (named, not structured bindings: lambdas below capture them)
+      const std::string& key = item.key();
+      const nlohmann::json& value = item.value();
       auto integer = [&](int32_t& out) -> Status {
         if (!value.is_number_integer()) return Error{where + ": " + key + " must be an integer"};
         const int64_t v = value.get<int64_t>();

@@ -400,7 +400,7 @@ __device__ int draw(float* row, int vocab, const GpuSamplerRowParams& p, Smem& s
   int last = -1;
   for (int i = seg_begin + lane; i < seg_end; i += 32) {
     double pr;
-    if (survives(i, pr)) wsum += pr, last = i;
+    if (survives(i, pr)) wsum += pr, last = i != p.draft ? i : last;  // (a rejected draft is no fallback)
   }
   for (int o = 16; o > 0; o >>= 1) wsum += __shfl_xor_sync(kFull, wsum, o);
   last = block_reduce(last, MaxI{}, sm.red_i);
@@ -408,12 +408,30 @@ __device__ int draw(float* row, int vocab, const GpuSamplerRowParams& p, Smem& s
   __syncthreads();
   double total = 0.0;
   for (int w = 0; w < kWarps; ++w) total += sm.red_d[w];
-  const double u = p.uniform * total;
+  double u = p.uniform * total;
+  // Verification of a proposed token d (the CPU's rule, engine/sampler.cpp):
+  // accept it with probability p(d), else draw from the survivors without d
+  // with the second uniform. Every thread evaluates the same id, so all take
+  // the same branch.
+  int excluded = -1;
+  double excluded_p = 0.0;
+  if (p.draft >= 0 && p.draft < vocab) {
+    double pd = 0.0;
+    if (!survives(p.draft, pd)) pd = 0.0;
+    if (p.uniform * total < pd) return p.draft;
+    const double rest = total - pd;
+    if (!(rest > 0.0)) return p.draft;
+    excluded = p.draft;
+    excluded_p = pd;
+    u = p.uniform2 * rest;
+  }
+  const int excluded_warp = excluded >= 0 ? excluded / seg : -1;
   double acc = 0.0;
   int owner = -1;
   for (int w = 0; w < kWarps && owner < 0; ++w) {
-    if (u < acc + sm.red_d[w]) owner = w;
-    else acc += sm.red_d[w];
+    const double mass = w == excluded_warp ? sm.red_d[w] - excluded_p : sm.red_d[w];
+    if (u < acc + mass) owner = w;
+    else acc += mass;
   }
   if (threadIdx.x == 0) sm.bcast_i = last;
   __syncthreads();
@@ -422,7 +440,7 @@ __device__ int draw(float* row, int vocab, const GpuSamplerRowParams& p, Smem& s
     for (int base = seg_begin; base < seg_end && !done; base += 32) {
       const int i = base + lane;
       double pr = 0.0;
-      const bool s = i < seg_end && survives(i, pr);
+      const bool s = i < seg_end && i != excluded && survives(i, pr);
       double incl = s ? pr : 0.0;
       for (int o = 1; o < 32; o <<= 1) {
         const double n = __shfl_up_sync(kFull, incl, o);

@@ -40,8 +40,9 @@ struct GpuSamplerRowParams {
   float min_p = 0.0f;
   float repetition = 1.0f;
   int32_t n_logprobs = -1;  // -1: no logprobs; else how many top alternatives (<= 20)
-  int32_t pad = 0;
+  int32_t draft = -1;       // >= 0: verify this proposed token (engine/sampler.h, SamplerRow::draft_token)
   double uniform = 0.0;     // the draw's uniform in [0, 1), from the row's RequestGenerator
+  double uniform2 = 0.0;    // a verify row's second uniform: the draw after a rejection
 };
 
 struct GpuSamplerRowResult {

@@ -291,6 +291,50 @@ TEST(CudaRunner, SixtyFourBatchedSequencesMatchEachAlone) {
   std::printf("64 batched vs alone: worst relative error %.2e\n", worst);
 }
 
+// Speculative verification chunks: several sequences each compute 1 + k
+// tokens with num_logits = 1 + k (k = 0..4), beside a prefill chunk; every
+// row follows the CPU runner's logits on the same chunk.
+TEST(CudaRunner, VerifyChunksGiveEveryRowTheCpuLogits) {
+  const ModelConfig c = test_config(128, false, false, false);
+  const LlamaWeights w = bf16_exact_weights(c, 23);
+  CudaRunnerOptions o = small_options(false);
+  o.max_logits_per_seq = 5;
+  auto gpu = make_cuda_model_runner(w, o);
+  ASSERT_TRUE(gpu.ok()) << gpu.error().message;
+  CpuModelRunner cpu(w, 2, 2048, 16, {});
+  const int32_t v = static_cast<int32_t>(c.vocab_size);
+  std::mt19937 rng(8);
+  std::uniform_int_distribution<int32_t> tok(0, v - 1);
+  constexpr int kSeqs = 5;
+  std::vector<std::vector<int32_t>> tokens(kSeqs), blocks(kSeqs);
+  for (int i = 0; i < kSeqs; ++i) {
+    for (int j = 0; j < 20 + 7 * i; ++j) tokens[i].push_back(tok(rng));
+    for (int b = 0; b < 6; ++b) blocks[i].push_back(i * 6 + b);
+  }
+  // Prefill all but the last 1 + k tokens, then one step verifying them.
+  std::vector<StepSequence> prefill, verify;
+  for (int i = 0; i < kSeqs; ++i) {
+    const int32_t k = i;  // proposals verified by sequence i
+    const auto len = static_cast<int64_t>(tokens[i].size());
+    prefill.push_back({tokens[i], 0, static_cast<int32_t>(len - 1 - k), blocks[i], 0});
+    verify.push_back({tokens[i], len - 1 - k, 1 + k, blocks[i], 1 + k});
+  }
+  std::vector<float> gl, kl;
+  (*gpu)->forward_logits(prefill, gl);
+  cpu.forward_logits(prefill, kl);
+  (*gpu)->forward_logits(verify, gl);
+  cpu.forward_logits(verify, kl);
+  ASSERT_EQ(gl.size(), static_cast<size_t>(v) * (1 + 2 + 3 + 4 + 5));
+  ASSERT_EQ(gl.size(), kl.size());
+  double worst = 0;
+  for (size_t r = 0; r < gl.size() / v; ++r) {
+    const double e = rel_err(gl.data() + r * v, kl.data() + r * v, v);
+    worst = std::max(worst, e);
+    EXPECT_LT(e, 3e-2) << "row " << r;
+  }
+  std::printf("verify chunks: 15 rows, worst relative error %.2e\n", worst);
+}
+
 // Sampling on the device (launch + collect) after eager prefills and graph
 // decodes: the same step replayed (its K/V writes are idempotent) gives the
 // logits the host Sampler turns into the very tokens the GPU sampler chose.

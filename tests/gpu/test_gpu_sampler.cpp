@@ -129,6 +129,7 @@ struct Batch {
   std::vector<std::vector<int32_t>> prompt, output;
   std::vector<SamplingParams> params;
   std::vector<RequestGenerator> gen;
+  std::vector<int32_t> draft;  // speculative verification rows: the proposed token, else -1
 };
 
 Batch random_batch(int32_t vocab, int32_t rows, std::mt19937_64& rng) {
@@ -144,19 +145,26 @@ Batch random_batch(int32_t vocab, int32_t rows, std::mt19937_64& rng) {
     b.output.push_back(output);
     b.params.push_back(random_params(vocab, rng));
     b.gen.push_back({*b.params.back().seed, static_cast<uint32_t>(r % 3), rng() % 1000});
+    // A third of the rows verify a proposal: the row's best raw logit (often accepted) or any id.
+    const std::vector<float>& l = b.logits.back();
+    const int32_t best = static_cast<int32_t>(std::max_element(l.begin(), l.end()) - l.begin());
+    const uint64_t kind = rng() % 6;
+    b.draft.push_back(kind == 0 ? best : kind == 1 ? id(rng) : -1);
   }
   return b;
 }
 
 std::vector<SamplerRow> make_rows(Batch& b, std::vector<RequestGenerator>& gens) {
   std::vector<SamplerRow> rows;
-  for (size_t r = 0; r < b.logits.size(); ++r)
+  for (size_t r = 0; r < b.logits.size(); ++r) {
     rows.push_back({b.logits[r], b.prompt[r], b.output[r], &b.params[r], &gens[r]});
+    rows.back().draft_token = b.draft[r];
+  }
   return rows;
 }
 
 struct Tally {
-  int rows = 0, greedy = 0, draws = 0, boundary_diffs = 0;
+  int rows = 0, greedy = 0, draws = 0, boundary_diffs = 0, verified = 0, accepted = 0;
 };
 
 void compare_batch(int32_t vocab, int32_t rows_n, std::vector<int32_t> eos, std::mt19937_64& rng, Tally& tally) {
@@ -200,12 +208,28 @@ void compare_batch(int32_t vocab, int32_t rows_n, std::vector<int32_t> eos, std:
                              processed.begin() + static_cast<ptrdiff_t>(r + 1) * vocab);
       RequestGenerator g = b.gen[r];
       const double u = g.next_uniform();
-      const Dist d = reference_distribution(row, sp);
-      EXPECT_TRUE(near_boundary(d, u, want[r].token, got[r].token, 1e-5))
-          << where << ": cpu " << want[r].token << " gpu " << got[r].token << " u " << u;
+      Dist d = reference_distribution(row, sp);
+      const int32_t draft = b.draft[r];
+      if (draft < 0) {
+        EXPECT_TRUE(near_boundary(d, u, want[r].token, got[r].token, 1e-5))
+            << where << ": cpu " << want[r].token << " gpu " << got[r].token << " u " << u;
+      } else {
+        // Either the acceptance test (u1 against p(d)) sat on its boundary, or the
+        // draw from the rest (u2) sat on a boundary of the distribution without d.
+        const double u2 = g.next_uniform();
+        double total = 0.0, pd = 0.0;
+        for (size_t j = 0; j < d.ids.size(); ++j) total += d.p[j], pd += d.ids[j] == draft ? d.p[j] : 0.0;
+        const bool acceptance_flip = std::abs(u * total - pd) <= 1e-5 * total;
+        Dist rest;
+        for (size_t j = 0; j < d.ids.size(); ++j)
+          if (d.ids[j] != draft) rest.ids.push_back(d.ids[j]), rest.p.push_back(d.p[j]);
+        EXPECT_TRUE(acceptance_flip || near_boundary(rest, u2, want[r].token, got[r].token, 1e-5))
+            << where << " draft " << draft << ": cpu " << want[r].token << " gpu " << got[r].token;
+      }
       ++tally.boundary_diffs;
     }
     if (!sp.greedy()) ++tally.draws;
+    if (b.draft[r] >= 0) ++tally.verified, tally.accepted += want[r].token == b.draft[r];
     if (sp.logprobs) {
       EXPECT_NEAR(got[r].logprob, want[r].logprob, 1e-4) << where;
       ASSERT_EQ(got[r].top.size(), want[r].top.size()) << where;
@@ -232,8 +256,11 @@ TEST_P(GpuSamplerParity, MatchesCpuSampler) {
     compare_batch(vocab, rows, {vocab - 1, 2}, rng, tally);
     if (HasFatalFailure()) return;
   }
-  std::printf("vocab %d: %d rows, %d greedy, %d draws, %d boundary differences\n", vocab, tally.rows, tally.greedy,
-              tally.draws, tally.boundary_diffs);
+  std::printf("vocab %d: %d rows, %d greedy, %d draws, %d boundary differences, %d verify rows (%d accepted)\n",
+              vocab, tally.rows, tally.greedy, tally.draws, tally.boundary_diffs, tally.verified, tally.accepted);
+  EXPECT_GT(tally.verified, tally.rows / 5) << "verification rows are covered";
+  EXPECT_GT(tally.accepted, 0);
+  EXPECT_LT(tally.accepted, tally.verified);
   EXPECT_LE(tally.boundary_diffs * 1000, std::max(tally.draws, 1000)) << "more than 1 in 1000 draws differ";
 }
 
