@@ -133,7 +133,18 @@ if has spec; then
   printf 'The history of the\nOnce upon a time\nIn the beginning\nThe quick brown fox\nA long time ago\nThe main reason\nFirst of all\nThe results show\n' >/tmp/prompts8.txt
   spec_run spec_b8_plain --prompts-file /tmp/prompts8.txt
   spec_run spec_b8_ngram_k4 --prompts-file /tmp/prompts8.txt --speculative-config "$(ngram 4)"
-  same_text spec_b8_plain spec_b8_ngram_k4
+  # Batched greedy decoding of this random-weight model is not reproducible across processes by itself (measured
+  # 2026-12-04: 2 of 5 plain runs gave another text; its logits have near-ties that bf16 GEMM algorithm choices
+  # flip), so the batch-8 comparison is strict only when two plain runs agree.
+  spec_run spec_b8_plain_again --prompts-file /tmp/prompts8.txt
+  if cmp -s <(head -n -1 "$R/spec_b8_plain.out") <(head -n -1 "$R/spec_b8_plain_again.out"); then
+    same_text spec_b8_plain spec_b8_ngram_k4
+  else
+    echo "spec_b8: two plain runs already differ; the speculative run is not compared"
+  fi
+  # Sampled requests verify on the device too (seeded; their text differs from plain sampling by design).
+  spec_run spec_b8_sampled_ngram_k4 --prompts-file /tmp/prompts8.txt --speculative-config "$(ngram 4)" \
+    --temperature 0.7 --top-p 0.9 --sampling-seed 5
 fi
 if has serve; then
   if ls "$BUNDLE"/wheels/*.whl >/dev/null 2>&1; then
