@@ -296,11 +296,10 @@ void Engine::propose_drafts() {
     const SchedRequest* r = scheduler_.find(seq_id);
     if (r == nullptr) continue;
     scheduler_.set_num_lookahead(seq_id, 0);
-    // Only a sequence whose next step is a plain decode (its prompt computed, nothing in flight) speculates;
-    // a runner that verifies only greedy rows gets proposals for greedy requests only.
+    // Only a sequence whose next step is a plain decode (its prompt computed, nothing in flight) speculates.
     const bool decoding = r->status == SchedStatus::kRunning && r->num_pending_tokens == 0 &&
                           r->num_computed_tokens + 1 == static_cast<int64_t>(r->tokens.size());
-    if (!decoding || !(seq.request->request.params.greedy() || runner_->verifies_sampled_drafts())) continue;
+    if (!decoding) continue;
     // The scheduler computes no position past the one whose logits give the last allowed token.
     const int32_t room = r->max_tokens - r->num_output_tokens() - 1;
     if (room < 1) continue;

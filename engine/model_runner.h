@@ -64,11 +64,6 @@ class ModelRunner {
   // calls it. No launch may be outstanding.
   virtual void forward_logits(std::span<const StepSequence> seqs, std::vector<float>& logits) = 0;
 
-  // Whether rows of non-greedy requests may carry a draft_token (the CPU
-  // Sampler verifies any row; a runner that verifies only greedy rows gets
-  // proposals for greedy requests only).
-  virtual bool verifies_sampled_drafts() const { return true; }
-
   virtual const ModelConfig& config() const = 0;
   virtual int32_t vocab_size() const = 0;
   virtual int64_t num_blocks() const = 0;
