@@ -157,6 +157,15 @@ bool run_once(const BenchOptions& o, const TargetOptions& target, const std::vec
   spdlog::info("sending {} requests at {} req/s (burstiness {}), max concurrency {}", requests.size(),
                rate > 0 ? std::to_string(rate) : "inf", o.burstiness,
                concurrency > 0 ? std::to_string(concurrency) : "none");
+  // The server's speculative decoding counters around the run (vLLM-style /metrics), when it has them.
+  auto scrape = [&]() -> std::optional<SpecDecodeCounters> {
+    auto client = OpenAiClient::create(target);
+    if (!client) return std::nullopt;
+    auto text = (*client)->get_text("/metrics");
+    if (!text) return std::nullopt;
+    return parse_spec_decode_counters(*text);
+  };
+  const std::optional<SpecDecodeCounters> spec_before = scrape();
   auto result = run_load(target, requests, ro);
   if (!result) {
     spdlog::error("{}", result.error().message);
@@ -174,6 +183,9 @@ bool run_once(const BenchOptions& o, const TargetOptions& target, const std::vec
   run->slo = slo;
   run->records = std::move(result->records);
   run->metrics = compute_metrics(run->records, result->duration_s, run->percentiles, slo);
+  if (spec_before) {
+    if (const auto spec_after = scrape()) run->spec_decode = spec_after->minus(*spec_before);
+  }
   return true;
 }
 

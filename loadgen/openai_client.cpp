@@ -209,6 +209,13 @@ Result<json> OpenAiClient::post_json(const std::string& path, const json& body) 
   return j;
 }
 
+Result<std::string> OpenAiClient::get_text(const std::string& path) {
+  auto res = http_->Get((prefix_ + path).c_str());
+  if (!res) return Error{"GET " + path + ": " + httplib::to_string(res.error())};
+  if (res->status != 200) return Error{"GET " + path + ": HTTP " + std::to_string(res->status)};
+  return res->body;
+}
+
 Result<json> OpenAiClient::get_json(const std::string& path) {
   auto res = http_->Get((prefix_ + path).c_str());
   if (!res) return Error{"GET " + path + ": " + httplib::to_string(res.error())};

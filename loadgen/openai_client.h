@@ -50,6 +50,8 @@ class OpenAiClient {
   // A plain JSON POST (for /tokenize and /detokenize), relative to the base URL.
   Result<nlohmann::json> post_json(const std::string& path, const nlohmann::json& body);
   Result<nlohmann::json> get_json(const std::string& path);
+  // A GET's body as text (e.g. /metrics).
+  Result<std::string> get_text(const std::string& path);
 
   // The request body send() posts (public for tests and --dry-run).
   nlohmann::json request_body(const BenchRequest& request) const;

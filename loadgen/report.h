@@ -3,6 +3,7 @@
 // metric and every request, vLLM's key names where vLLM has the metric) and
 // --report-html (one self-contained page of inline-SVG plots).
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,7 @@
 
 #include "loadgen/metrics.h"
 #include "loadgen/openai_client.h"
+#include "loadgen/server_metrics.h"
 
 namespace ember {
 
@@ -27,6 +29,8 @@ struct BenchRun {
   GoodputSlo slo;
   std::vector<RequestRecord> records;
   BenchMetrics metrics;
+  // The server's speculative decoding during the run (its /metrics before and after), when it reports any.
+  std::optional<SpecDecodeCounters> spec_decode;
 };
 
 // vLLM's key for a percentile: 99 -> "p99", 99.9 -> "p99.9".

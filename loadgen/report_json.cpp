@@ -99,6 +99,7 @@ json result_json(const BenchRun& run) {
   j["itls"] = std::move(itls);
   j["errors"] = std::move(errors);
   j["requests"] = std::move(requests);
+  if (run.spec_decode) j["spec_decode"] = run.spec_decode->to_json();
   return j;
 }
 

@@ -61,6 +61,15 @@ std::string summary_text(const BenchRun& run) {
   distribution(o, "Time per Output Token (excl. 1st token)", "TPOT", m.tpot_ms);
   distribution(o, "Inter-token Latency", "ITL", m.itl_ms);
   distribution(o, "End-to-end Latency", "E2EL", m.e2el_ms);
+  if (run.spec_decode && run.spec_decode->num_drafts > 0) {
+    const SpecDecodeCounters& s = *run.spec_decode;
+    heading(o, "Speculative Decoding", '-');
+    row(o, "Acceptance rate (%):", f2(100.0 * s.acceptance_rate()));
+    row(o, "Acceptance length:", f2(s.mean_acceptance_length()));
+    row(o, "Drafts:", std::to_string(static_cast<int64_t>(s.num_drafts)));
+    row(o, "Draft tokens:", std::to_string(static_cast<int64_t>(s.num_draft_tokens)));
+    row(o, "Accepted tokens:", std::to_string(static_cast<int64_t>(s.num_accepted_tokens)));
+  }
   o += std::string(50, '=') + "\n";
   if (!m.usage_from_server && m.completed > 0) {
     o += "note: the server sent no usage for some requests; their output tokens are counted content chunks\n";
