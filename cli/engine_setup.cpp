@@ -9,6 +9,7 @@
 #include "models/weights.h"
 #ifdef EMBER_HAVE_CUDA
 #include "engine/cuda/cuda_model_runner.h"
+#include "kernels/cuda/device_info.h"
 #endif
 
 namespace ember {
@@ -105,7 +106,8 @@ namespace {
 // random ones (as --load-format dummy).
 Result<std::shared_ptr<Proposer>> make_draft_proposer(const ModelSource& target, const SpeculativeConfig& spec,
                                                       const ModelOptions& model, const EngineOptions& options,
-                                                      int64_t max_model_len, int32_t max_batched) {
+                                                      int64_t max_model_len, int32_t max_batched,
+                                                      const std::string& device) {
   spdlog::info("loading the draft model {}", spec.model);
   auto draft = open_model_source(spec.model, model.tokenizer);
   if (!draft) draft = open_model_source(spec.model, model.tokenizer.empty() ? target.path : model.tokenizer);
@@ -127,7 +129,24 @@ Result<std::shared_ptr<Proposer>> make_draft_proposer(const ModelSource& target,
                  " tokens is shorter than --max-model-len " + std::to_string(max_model_len)};
   ModelOptions draft_options = model;
   if (draft->format == ModelFormat::kConfigOnly) draft_options.load_format = "dummy";
-  auto runner = make_cpu_runner(*draft, draft_options, options, max_model_len);
+  Result<std::unique_ptr<ModelRunner>> runner = Error{"unknown device " + device};
+  if (device == "cpu") {
+    runner = make_cpu_runner(*draft, draft_options, options, max_model_len);
+  } else {
+#ifdef EMBER_HAVE_CUDA
+    // Loaded before the target, the draft takes its bf16 weights and a tenth of the device for its activations and
+    // KV cache; the target then gives its KV cache what --gpu-memory-utilization leaves.
+    EngineOptions draft_engine = options;
+    draft_engine.num_gpu_blocks_override = 0;
+    const std::vector<CudaDeviceInfo> devices = cuda_devices();
+    if (!devices.empty() && devices[0].total_memory > 0) {
+      const double total = static_cast<double>(devices[0].total_memory);
+      const double weights = static_cast<double>(dummy_weights_bytes(d)) / 2;  // float32 sizes, bf16 on the device
+      draft_engine.gpu_memory_utilization = std::min(options.gpu_memory_utilization / 2, (weights + 0.1 * total) / total);
+    }
+    runner = make_gpu_runner(*draft, draft_options, draft_engine, max_model_len, max_batched, 1);
+#endif
+  }
   if (!runner) return Error{"draft model: " + runner.error().message};
   spdlog::info("draft model: {} layers, hidden {}; {} proposals a step", d.num_layers, d.hidden_size,
                spec.num_speculative_tokens);
@@ -142,15 +161,19 @@ Result<std::unique_ptr<Engine>> start_engine(const ModelSource& src, const Model
   if (model.tensor_parallel_size != 1) return Error{"--tensor-parallel-size > 1 is not supported yet"};
   auto spec = parse_speculative_config(model.speculative_config, model.speculative_model, model.num_speculative_tokens);
   if (!spec) return spec.error();
-  if (spec->method == SpeculativeConfig::Method::kDraftModel && device != "cpu")
-    return Error{"speculative decoding with a draft model runs on the CPU only so far: use --device cpu or the ngram "
-                 "method"};
   const ModelConfig& c = src.config;
   const int64_t max_model_len = model.max_model_len > 0 ? model.max_model_len : c.max_position_embeddings;
   if (max_model_len > c.max_position_embeddings)
     spdlog::warn("--max-model-len {} is beyond the model's {} positions", max_model_len, c.max_position_embeddings);
   const int32_t max_batched = static_cast<int32_t>(
       options.max_num_batched_tokens > 0 ? options.max_num_batched_tokens : (device == "cpu" ? 512 : 8192));
+  // The draft first: on a GPU the target's KV cache takes what is left.
+  std::shared_ptr<Proposer> draft;
+  if (spec->method == SpeculativeConfig::Method::kDraftModel) {
+    auto made = make_draft_proposer(src, *spec, model, options, max_model_len, max_batched, device);
+    if (!made) return made.error();
+    draft = std::move(*made);
+  }
 
   Result<std::unique_ptr<ModelRunner>> runner = Error{"unknown device " + device};
   if (device == "cpu") {
@@ -180,11 +203,7 @@ Result<std::unique_ptr<Engine>> start_engine(const ModelSource& src, const Model
   ec.seed = static_cast<uint64_t>(options.seed);
   ec.async_scheduling = options.async_scheduling < 0 ? device != "cpu" : options.async_scheduling == 1;
   ec.speculative = *spec;
-  if (spec->method == SpeculativeConfig::Method::kDraftModel) {
-    auto draft = make_draft_proposer(src, *spec, model, options, max_model_len, max_batched);
-    if (!draft) return draft.error();
-    ec.proposer = std::move(*draft);
-  }
+  ec.proposer = std::move(draft);
   if (spec->enabled()) {
     // Proposals need the previous step's tokens (engine.h).
     if (options.async_scheduling == 1) spdlog::warn("--async-scheduling is off while speculative decoding is on");

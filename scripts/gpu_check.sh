@@ -142,6 +142,20 @@ if has spec; then
   else
     echo "spec_b8: two plain runs already differ; the speculative run is not compared"
   fi
+  # Draft model, batch 1, K = 4: the target itself as draft (same dummy weights: everything accepted, c = 1, so
+  # theory gives 1.0x: this measures the machinery's overhead), and a Llama-3.2-1B-shape draft (random weights:
+  # almost nothing accepted; its own decode speed gives c).
+  draft() { echo "{\"method\": \"draft_model\", \"model\": \"$1\", \"num_speculative_tokens\": 4}"; }
+  spec_run spec_b1_draft_self --prompt "The history of the" --speculative-config "$(draft configs/models/llama-3-8b.json)"
+  same_text spec_b1_plain spec_b1_draft_self
+  spec_run spec_b1_draft_1b --prompt "The history of the" --speculative-config "$(draft configs/models/llama-3.2-1b.json)"
+  same_text spec_b1_plain spec_b1_draft_1b
+  echo "=== spec_b1_1b_alone"
+  timeout 300 "$BUNDLE/ember" generate --model configs/models/llama-3.2-1b.json --load-format dummy \
+    --tokenizer tests/fixtures/tokenizer/bpe/llama3.json --device cuda --max-model-len 4096 --max-num-seqs 8 \
+    --prompt "The history of the" --max-tokens 256 --ignore-eos --temperature 0 >"$R/spec_b1_1b_alone.out" \
+    2>"$R/spec_b1_1b_alone.log" || { echo "!!! spec_b1_1b_alone failed"; status=1; }
+  tail -1 "$R/spec_b1_1b_alone.out"
   # Sampled requests verify on the device too (seeded; their text differs from plain sampling by design).
   spec_run spec_b8_sampled_ngram_k4 --prompts-file /tmp/prompts8.txt --speculative-config "$(ngram 4)" \
     --temperature 0.7 --top-p 0.9 --sampling-seed 5
