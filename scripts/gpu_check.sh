@@ -146,16 +146,26 @@ if has spec; then
   # theory gives 1.0x: this measures the machinery's overhead), and a Llama-3.2-1B-shape draft (random weights:
   # almost nothing accepted; its own decode speed gives c).
   draft() { echo "{\"method\": \"draft_model\", \"model\": \"$1\", \"num_speculative_tokens\": 4}"; }
+  # (Verify chunks run other kernels than plain decode steps, so on this random model the greedy text may part at
+  # a near tie: spec_gap below is the check; these only say whether the texts happen to agree.)
   spec_run spec_b1_draft_self --prompt "The history of the" --speculative-config "$(draft configs/models/llama-3-8b.json)"
-  same_text spec_b1_plain spec_b1_draft_self
   spec_run spec_b1_draft_1b --prompt "The history of the" --speculative-config "$(draft configs/models/llama-3.2-1b.json)"
-  same_text spec_b1_plain spec_b1_draft_1b
+  for run in spec_b1_draft_self spec_b1_draft_1b; do
+    cmp -s <(head -n -1 "$R/spec_b1_plain.out") <(head -n -1 "$R/$run.out") && echo "$run: greedy text identical" \
+      || echo "$run: greedy text parts from plain (see spec_gap)"
+  done
   echo "=== spec_b1_1b_alone"
   timeout 300 "$BUNDLE/ember" generate --model configs/models/llama-3.2-1b.json --load-format dummy \
     --tokenizer tests/fixtures/tokenizer/bpe/llama3.json --device cuda --max-model-len 4096 --max-num-seqs 8 \
     --prompt "The history of the" --max-tokens 256 --ignore-eos --temperature 0 >"$R/spec_b1_1b_alone.out" \
     2>"$R/spec_b1_1b_alone.log" || { echo "!!! spec_b1_1b_alone failed"; status=1; }
   tail -1 "$R/spec_b1_1b_alone.out"
+  # Where a verify chunk's kernels part the greedy path from plain decoding: the plain run's top-2 gap there.
+  echo "=== spec_gap"
+  timeout 500 python3 scripts/gpu_spec_gap.py "$BUNDLE/ember" \
+    '["--model", "configs/models/llama-3-8b-smollm2-vocab.json", "--load-format", "dummy", "--tokenizer", "'"$BUNDLE"'/smollm2-tokenizer.gguf", "--device", "cuda", "--max-model-len", "4096"]' \
+    "$(draft configs/models/llama-3-8b-smollm2-vocab.json)" >"$R/spec_gap.log" 2>&1 || { echo "!!! spec_gap"; status=1; }
+  cat "$R/spec_gap.log"
   # Sampled requests verify on the device too (seeded; their text differs from plain sampling by design).
   spec_run spec_b8_sampled_ngram_k4 --prompts-file /tmp/prompts8.txt --speculative-config "$(ngram 4)" \
     --temperature 0.7 --top-p 0.9 --sampling-seed 5
