@@ -42,7 +42,7 @@ class NgramProposer final : public Proposer {
 };
 
 // Greedy proposals from a smaller model with the target's vocabulary. The
-// draft runs on its own runner and KV pool (blocks from its own BlockManager),
+// draft runs on its own runner (CPU or CUDA) and KV pool (blocks from its own BlockManager),
 // so it never competes with the target's scheduler. Per sequence it keeps the
 // tokens whose draft KV is computed; after a step only the prefix that agrees
 // with the sequence's tokens stays valid (rejected proposals roll back by
