@@ -292,7 +292,8 @@ void Engine::propose_drafts() {
   const int32_t k = config_.speculative.num_speculative_tokens;
   drafts_.clear();
   std::vector<ProposalRequest> reqs;
-  for (const auto& [seq_id, seq] : sequences_) {
+  for (const auto& entry : sequences_) {
+    const uint64_t seq_id = entry.first;
     const SchedRequest* r = scheduler_.find(seq_id);
     if (r == nullptr) continue;
     scheduler_.set_num_lookahead(seq_id, 0);

@@ -11,7 +11,10 @@
 #include <vector>
 
 #include "engine/request.h"
+#include "models/formats/gguf.h"
+#include "models/model_config.h"
 #include "models/tokenizer/tokenizer.h"
+#include "models/weights.h"
 
 namespace ember::test_util {
 
@@ -37,6 +40,18 @@ class PieceTokenizer final : public Tokenizer {
  private:
   int32_t vocab_;
 };
+
+// tests/fixtures/gguf/tiny_llama.gguf (random weights, vocabulary of 32): its config and weights.
+inline void load_tiny_llama(ModelConfig& config, LlamaWeights& weights) {
+  Result<GgufFile> f = GgufFile::open(std::string(EMBER_SOURCE_DIR) + "/tests/fixtures/gguf/tiny_llama.gguf");
+  ASSERT_TRUE(f.ok()) << f.error().message;
+  Result<ModelConfig> c = model_config_from_gguf(*f);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  config = *c;
+  Result<LlamaWeights> w = load_llama_weights(*f, config);
+  ASSERT_TRUE(w.ok()) << w.error().message;
+  weights = std::move(*w);
+}
 
 struct Outcome {
   std::vector<std::vector<int32_t>> tokens;  // per sequence index

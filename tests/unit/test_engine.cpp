@@ -73,14 +73,7 @@ class DeferredRunner final : public ModelRunner {
 class EngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    Result<GgufFile> f = GgufFile::open(std::string(EMBER_SOURCE_DIR) + "/tests/fixtures/gguf/tiny_llama.gguf");
-    ASSERT_TRUE(f.ok()) << f.error().message;
-    Result<ModelConfig> c = model_config_from_gguf(*f);
-    ASSERT_TRUE(c.ok()) << c.error().message;
-    config_ = *c;
-    Result<LlamaWeights> w = load_llama_weights(*f, config_);
-    ASSERT_TRUE(w.ok()) << w.error().message;
-    weights_ = std::move(*w);
+    ASSERT_NO_FATAL_FAILURE(test_util::load_tiny_llama(config_, weights_));
     tokenizer_ = std::make_unique<FakeTokenizer>(static_cast<int32_t>(config_.vocab_size));
   }
 

@@ -13,6 +13,7 @@
 #include "models/formats/gguf.h"
 #include "models/model_config.h"
 #include "models/weights.h"
+#include "tests/engine_test_util.h"
 
 namespace ember {
 namespace {
@@ -20,13 +21,8 @@ namespace {
 class ModelRunnerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    Result<GgufFile> f = GgufFile::open(std::string(EMBER_SOURCE_DIR) + "/tests/fixtures/gguf/tiny_llama.gguf");
-    ASSERT_TRUE(f.ok()) << f.error().message;
-    Result<ModelConfig> c = model_config_from_gguf(*f);
-    ASSERT_TRUE(c.ok()) << c.error().message;
-    Result<LlamaWeights> w = load_llama_weights(*f, *c);
-    ASSERT_TRUE(w.ok()) << w.error().message;
-    weights_ = std::move(*w);
+    ModelConfig config;
+    ASSERT_NO_FATAL_FAILURE(test_util::load_tiny_llama(config, weights_));
   }
   std::unique_ptr<CpuModelRunner> runner() { return std::make_unique<CpuModelRunner>(weights_, 2, 16, 4, std::vector<int32_t>{}); }
 

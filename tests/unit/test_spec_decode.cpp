@@ -159,14 +159,7 @@ TEST(SpecSampler, GreedyRowsAcceptExactlyTheArgmax) {
 class SpecEngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    Result<GgufFile> f = GgufFile::open(std::string(EMBER_SOURCE_DIR) + "/tests/fixtures/gguf/tiny_llama.gguf");
-    ASSERT_TRUE(f.ok()) << f.error().message;
-    Result<ModelConfig> c = model_config_from_gguf(*f);
-    ASSERT_TRUE(c.ok());
-    config_ = *c;
-    Result<LlamaWeights> w = load_llama_weights(*f, config_);
-    ASSERT_TRUE(w.ok());
-    weights_ = std::move(*w);
+    ASSERT_NO_FATAL_FAILURE(test_util::load_tiny_llama(config_, weights_));
     tokenizer_ = std::make_unique<test_util::PieceTokenizer>(static_cast<int32_t>(config_.vocab_size));
     spdlog::set_level(spdlog::level::warn);  // thousands of per-request lines otherwise
   }
