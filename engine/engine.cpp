@@ -291,12 +291,25 @@ Engine::StepInFlight Engine::launch_step(SchedulerOutput out) {
 void Engine::propose_drafts() {
   const int32_t k = config_.speculative.num_speculative_tokens;
   drafts_.clear();
+  // vLLM's disable_by_batch_size: a batch this large is compute-bound enough
+  // that verifying drafts costs more than it saves.
+  const int32_t disable_at = config_.speculative.disable_by_batch_size;
+  bool disabled = false;
+  if (disable_at > 0) {
+    int32_t running = 0;
+    for (const auto& entry : sequences_) {
+      const SchedRequest* r = scheduler_.find(entry.first);
+      running += r != nullptr && r->status == SchedStatus::kRunning ? 1 : 0;
+    }
+    disabled = running >= disable_at;
+  }
   std::vector<ProposalRequest> reqs;
   for (const auto& entry : sequences_) {
     const uint64_t seq_id = entry.first;
     const SchedRequest* r = scheduler_.find(seq_id);
     if (r == nullptr) continue;
     scheduler_.set_num_lookahead(seq_id, 0);
+    if (disabled) continue;
     // Only a sequence whose next step is a plain decode (its prompt computed, nothing in flight) speculates.
     const bool decoding = r->status == SchedStatus::kRunning && r->num_pending_tokens == 0 &&
                           r->num_computed_tokens + 1 == static_cast<int64_t>(r->tokens.size());

@@ -257,6 +257,23 @@ Result<ModelConfig> parse_config(const Json& cfg, const Json* gen, const std::st
   }
   c.bos_token_id = bos.value_or(-1);
   c.eos_token_ids = eos.value_or(std::vector<int64_t>{});
+  if (const Json* d = f.get("ember_dummy")) {
+    if (!d->is_object()) return f.error("ember_dummy", "must be an object");
+    Fields df(*d, source + ": ember_dummy");
+    std::optional<int64_t> exit_layer;
+    std::optional<double> scale;
+    EMBER_ASSIGN(exit_layer, df.opt_int("exit_layer"));
+    EMBER_ASSIGN(scale, df.opt_float("late_layer_scale"));
+    for (const auto& item : d->items())
+      if (item.key() != "exit_layer" && item.key() != "late_layer_scale")
+        return f.error("ember_dummy", "has an unknown key \"" + item.key() + "\" (known: exit_layer, late_layer_scale)");
+    c.dummy_exit_layer = exit_layer.value_or(0);
+    c.dummy_late_layer_scale = scale.value_or(1.0);
+    if (c.dummy_exit_layer < 0 || c.dummy_exit_layer > c.num_layers)
+      return f.error("ember_dummy", "exit_layer must be in [0, num_hidden_layers]");
+    if (!(c.dummy_late_layer_scale >= 0) || c.dummy_late_layer_scale > 1)
+      return f.error("ember_dummy", "late_layer_scale must be in [0, 1]");
+  }
   return c;
 }
 

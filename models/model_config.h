@@ -42,6 +42,14 @@ struct ModelConfig {
   int64_t bos_token_id = -1;         // -1: none
   std::vector<int64_t> eos_token_ids;  // any of these ends generation
   std::string torch_dtype;           // as the checkpoint declares it ("bfloat16", ...), informational
+  // --load-format dummy only, from config.json's ember key
+  // "ember_dummy": {"exit_layer": E, "late_layer_scale": S}: the o_proj and down_proj
+  // of layers >= E are drawn S times smaller, so what those layers add to the
+  // residual stream shrinks with S and the model's first E layers (a model cut
+  // to E layers shares their dummy tensors) predict its output: a draft whose
+  // acceptance S dials, for speculative decoding benchmarks. S = 1: plain dummy weights.
+  int64_t dummy_exit_layer = 0;
+  double dummy_late_layer_scale = 1.0;
 
   // Checks the invariants the decoder relies on; the message names the field.
   Status validate() const;

@@ -82,6 +82,16 @@ uint64_t dummy_weights_bytes(const ModelConfig& config);
 Result<LlamaWeights> make_dummy_weights(const ModelConfig& config, uint64_t seed,
                                         uint64_t max_bytes = uint64_t{8} << 30);
 
+// The dummy tensors' numbering and spread, shared with the GPU's
+// DeviceWeights::dummy: embed 0; layer i's q, k, v, o, gate_up, down
+// 1 + 6i .. 6 + 6i; the untied lm_head kDummyLmHeadTensor, apart from the layer
+// count, so that a model cut to its first layers keeps every tensor it has.
+constexpr double kDummyStd = 0.02;
+constexpr uint64_t kDummyLmHeadTensor = uint64_t{1} << 40;
+// The std of layer `layer`'s o_proj and down_proj: kDummyStd, times
+// config.dummy_late_layer_scale from config.dummy_exit_layer on.
+double dummy_output_projection_std(const ModelConfig& config, int64_t layer);
+
 // Inverse of llama.cpp convert_hf_to_gguf.py's `permute` on the rows of a
 // [heads * head_dim, cols] matrix (cols = 1 for a bias): GGUF row
 // h*D + 2i + p holds HF row h*D + p*D/2 + i.

@@ -43,6 +43,10 @@ void fill_matrix(WeightMatrix& m, int64_t rows, int64_t cols, double std, uint64
 
 }  // namespace
 
+double dummy_output_projection_std(const ModelConfig& config, int64_t layer) {
+  return layer >= config.dummy_exit_layer ? kDummyStd * config.dummy_late_layer_scale : kDummyStd;
+}
+
 uint64_t dummy_weights_bytes(const ModelConfig& c) {
   // Within ModelConfig::validate()'s limits every product fits in 64 bits; an
   // unvalidated config only wraps (unsigned), and make_dummy_weights validates first.
@@ -69,8 +73,9 @@ Result<LlamaWeights> make_dummy_weights(const ModelConfig& config, uint64_t seed
   const size_t h = z(c.hidden_size), q_dim = z(c.num_heads, c.head_dim), kv_dim = z(c.num_kv_heads, c.head_dim);
   // HF's initializer_range; each tensor gets its own stream (numbered in a
   // fixed order), so its values do not depend on how others are computed.
-  constexpr double kStd = 0.02;
+  constexpr double kStd = kDummyStd;
   uint64_t tensor = 0;
+  int64_t layer = 0;
   LlamaWeights w;
   w.config = c;
   fill_matrix(w.embed, c.vocab_size, c.hidden_size, kStd, seed, tensor++);
@@ -81,9 +86,10 @@ Result<LlamaWeights> make_dummy_weights(const ModelConfig& config, uint64_t seed
     fill_matrix(lw.wq, c.num_heads * c.head_dim, c.hidden_size, kStd, seed, tensor++);
     fill_matrix(lw.wk, c.num_kv_heads * c.head_dim, c.hidden_size, kStd, seed, tensor++);
     fill_matrix(lw.wv, c.num_kv_heads * c.head_dim, c.hidden_size, kStd, seed, tensor++);
-    fill_matrix(lw.wo, c.hidden_size, c.num_heads * c.head_dim, kStd, seed, tensor++);
+    const double out_std = dummy_output_projection_std(c, layer++);
+    fill_matrix(lw.wo, c.hidden_size, c.num_heads * c.head_dim, out_std, seed, tensor++);
     fill_matrix(lw.w_gate_up, 2 * c.intermediate_size, c.hidden_size, kStd, seed, tensor++);
-    fill_matrix(lw.w_down, c.hidden_size, c.intermediate_size, kStd, seed, tensor++);
+    fill_matrix(lw.w_down, c.hidden_size, c.intermediate_size, out_std, seed, tensor++);
     if (c.attention_bias) {
       lw.bq.assign(q_dim, 0.0f);
       lw.bk.assign(kv_dim, 0.0f);
@@ -91,7 +97,7 @@ Result<LlamaWeights> make_dummy_weights(const ModelConfig& config, uint64_t seed
     }
   }
   w.final_norm.assign(h, 1.0f);
-  if (!c.tie_word_embeddings) fill_matrix(w.lm_head, c.vocab_size, c.hidden_size, kStd, seed, tensor++);
+  if (!c.tie_word_embeddings) fill_matrix(w.lm_head, c.vocab_size, c.hidden_size, kStd, seed, kDummyLmHeadTensor);
   return w;
 }
 

@@ -6,8 +6,8 @@
 # serve` on the GPU answering the openai client. Writes everything under $OUT
 # (or ./gpu-results) and ends with a summary table. Fails loudly when there is
 # no GPU: a GPU check never passes by skipping.
-#   EMBER_GPU_STAGES="tests bench llama profile throughput async spec serve" picks stages (default: all
-#   but profile).
+#   EMBER_GPU_STAGES="tests bench llama profile throughput async spec spec_alpha serve" picks stages (default:
+#   all but profile).
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUNDLE="$ROOT/.gpu-bundle"
@@ -15,7 +15,7 @@ BUNDLE="$ROOT/.gpu-bundle"
 DEST="${OUT:-$ROOT/gpu-results}"
 R="$(mktemp -d)"
 mkdir -p "$DEST"
-STAGES="${EMBER_GPU_STAGES:-tests bench llama throughput async spec serve}"
+STAGES="${EMBER_GPU_STAGES:-tests bench llama throughput async spec spec_alpha serve}"
 export LD_LIBRARY_PATH="$BUNDLE/lib:/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}"
 cd "$ROOT"
 if [[ ! -d "$BUNDLE" && -f "$ROOT/.gpu-bundle.tar.xz" ]]; then tar -C "$ROOT" -xJf "$ROOT/.gpu-bundle.tar.xz"; fi
@@ -169,6 +169,13 @@ if has spec; then
   # Sampled requests verify on the device too (seeded; their text differs from plain sampling by design).
   spec_run spec_b8_sampled_ngram_k4 --prompts-file /tmp/prompts8.txt --speculative-config "$(ngram 4)" \
     --temperature 0.7 --top-p 0.9 --sampling-seed 5
+fi
+if has spec_alpha; then
+  # Speedup against acceptance rate beside the theory: an early-exit draft of the Llama-3-8B shape, alpha dialled
+  # by how much the target's late layers add (scripts/gpu_spec_alpha.py says how).
+  run spec_alpha 580 python3 scripts/gpu_spec_alpha.py "$BUNDLE/ember" tests/fixtures/tokenizer/bpe/llama3.json \
+    "$R/spec_alpha"
+  grep -A30 "^ scale" "$R/spec_alpha.log"
 fi
 if has serve; then
   if ls "$BUNDLE"/wheels/*.whl >/dev/null 2>&1; then

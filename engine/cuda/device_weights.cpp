@@ -18,8 +18,8 @@ uint16_t bf16_bits(float f) {
   return static_cast<uint16_t>(u >> 16);
 }
 
-// Dummy-weight tensor numbering and std of make_dummy_weights (weights_dummy.cpp).
-constexpr double kDummyStd = 0.02;
+// DeviceWeights::dummy's "the next tensor in make_dummy_weights' order".
+constexpr uint64_t kNextTensor = ~uint64_t{0};
 
 }  // namespace
 
@@ -133,11 +133,14 @@ Result<std::unique_ptr<DeviceWeights>> DeviceWeights::dummy(const ModelConfig& c
   std::unique_ptr<DeviceWeights> d(new DeviceWeights());
   d->views_.config = c;
   uint64_t tensor = 0;
-  const auto matrix = [&](int64_t rows, int64_t cols, void* dst = nullptr) -> Result<Tensor> {
+  // (numbering and spread: make_dummy_weights', models/weights.h)
+  const auto matrix = [&](int64_t rows, int64_t cols, void* dst = nullptr, double std = kDummyStd,
+                          uint64_t id = kNextTensor) -> Result<Tensor> {
     Result<void*> p = dst;
     if (dst == nullptr) p = d->alloc(static_cast<size_t>(rows * cols) * 2);
     if (!p) return p.error();
-    if (Status s = fill_dummy_bf16(*p, rows * cols, kDummyStd, seed, tensor++, nullptr); !s) return s.error();
+    if (id == kNextTensor) id = tensor++;
+    if (Status s = fill_dummy_bf16(*p, rows * cols, std, seed, id, nullptr); !s) return s.error();
     return Tensor::typed(*p, DType::kBF16, rows, cols);
   };
   const auto filled = [&](int64_t n, float value) -> Result<Tensor> {
@@ -162,9 +165,10 @@ Result<std::unique_ptr<DeviceWeights>> DeviceWeights::dummy(const ModelConfig& c
     EMBER_TAKE(l.wk, matrix(kv_dim, h, part + q_dim * h));
     EMBER_TAKE(l.wv, matrix(kv_dim, h, part + (q_dim + kv_dim) * h));
     l.wqkv = Tensor::typed(qkv, DType::kBF16, q_dim + 2 * kv_dim, h);
-    EMBER_TAKE(l.wo, matrix(h, q_dim));
+    const double out_std = dummy_output_projection_std(c, i);
+    EMBER_TAKE(l.wo, matrix(h, q_dim, nullptr, out_std));
     EMBER_TAKE(l.w_gate_up, matrix(2 * inter, h));
-    EMBER_TAKE(l.w_down, matrix(h, inter));
+    EMBER_TAKE(l.w_down, matrix(h, inter, nullptr, out_std));
     if (c.attention_bias) {
       EMBER_TAKE(l.bqkv, filled(q_dim + 2 * kv_dim, 0.0f));
       l.bq = Tensor::f32(l.bqkv.f32(), {q_dim});
@@ -177,7 +181,7 @@ Result<std::unique_ptr<DeviceWeights>> DeviceWeights::dummy(const ModelConfig& c
   if (c.tie_word_embeddings) {
     d->views_.head = d->views_.embed;
   } else {
-    EMBER_TAKE(d->views_.head, matrix(c.vocab_size, h));
+    EMBER_TAKE(d->views_.head, matrix(c.vocab_size, h, nullptr, kDummyStd, kDummyLmHeadTensor));
   }
 #undef EMBER_TAKE
   EMBER_CUDA_TRY(cudaDeviceSynchronize());

@@ -50,9 +50,12 @@ Result<SpeculativeConfig> parse_speculative_config(const std::string& json, cons
         s = integer(c.prompt_lookup_min);
       } else if (key == "prompt_lookup_max") {
         s = integer(c.prompt_lookup_max);
+      } else if (key == "disable_by_batch_size") {
+        s = integer(c.disable_by_batch_size);
       } else {
         return Error{where + ": unknown key \"" + key +
-                     "\" (known: method, model, num_speculative_tokens, prompt_lookup_min, prompt_lookup_max)"};
+                     "\" (known: method, model, num_speculative_tokens, prompt_lookup_min, prompt_lookup_max, "
+                     "disable_by_batch_size)"};
       }
       if (!s.ok()) return s.error();
     }
@@ -77,6 +80,8 @@ Result<SpeculativeConfig> parse_speculative_config(const std::string& json, cons
   if (c.num_speculative_tokens < 1 || c.num_speculative_tokens > SpeculativeConfig::kMaxTokens)
     return Error{where + ": num_speculative_tokens must be in [1, " + std::to_string(SpeculativeConfig::kMaxTokens) +
                  "], got " + std::to_string(c.num_speculative_tokens)};
+  if (c.disable_by_batch_size == 1)
+    return Error{where + ": disable_by_batch_size must be >= 2 (or 0 for never), got 1"};
   if (c.prompt_lookup_min < 1 || c.prompt_lookup_max < c.prompt_lookup_min)
     return Error{where + ": need 1 <= prompt_lookup_min <= prompt_lookup_max, got " +
                  std::to_string(c.prompt_lookup_min) + " and " + std::to_string(c.prompt_lookup_max)};

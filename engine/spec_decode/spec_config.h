@@ -3,6 +3,8 @@
 // --speculative-model PATH / --num-speculative-tokens K ask for:
 //   {"method": "ngram", "num_speculative_tokens": K, "prompt_lookup_min": 2, "prompt_lookup_max": 4}
 //   {"method": "draft_model", "model": PATH, "num_speculative_tokens": K}
+// and for either, "disable_by_batch_size": B (vLLM's key): no request
+// speculates in a step that B or more running requests share.
 // (a "model" without "method" means draft_model, as in vLLM). Parsed and
 // checked once, at start: a bad config is an error naming the field.
 
@@ -20,6 +22,7 @@ struct SpeculativeConfig {
   std::string model;                   // draft_model: any model ember loads, with the target's vocabulary
   int32_t prompt_lookup_min = 1;       // ngram: the shortest suffix matched
   int32_t prompt_lookup_max = 4;       // ngram: the longest suffix tried first
+  int32_t disable_by_batch_size = 0;   // 0: speculate at any batch size; else >= 2
 
   bool enabled() const { return method != Method::kNone; }
   static constexpr int32_t kMaxTokens = 16;

@@ -120,5 +120,79 @@ TEST(DummyWeights, TinyIsDeterministicAndRunsAForward) {
   EXPECT_GT(mag, 0.0f);
 }
 
+// The logits of 12 positions of a fixed token sequence under dummy weights.
+std::vector<float> dummy_logits(const ModelConfig& c, uint64_t seed) {
+  Result<LlamaWeights> w = make_dummy_weights(c, seed);
+  EXPECT_TRUE(w.ok()) << (w.ok() ? "" : w.error().message);
+  if (!w.ok()) return {};
+  CpuBackend backend(2);
+  LlamaDecoder dec(*w, backend);
+  KvCache cache = KvCache::allocate(c, 1, 16);
+  ForwardInputs in;
+  for (int32_t i = 0; i < 12; ++i) {
+    in.token_ids.push_back((i * 53 + 7) % static_cast<int32_t>(c.vocab_size));
+    in.positions.push_back(i);
+    in.slot_mapping.push_back(i);
+    in.logits_indices.push_back(i);
+  }
+  in.query_start_loc = {0, 12};
+  in.seq_lens = {12};
+  in.block_tables = {0};
+  in.max_blocks_per_seq = 1;
+  std::vector<float> logits;
+  dec.forward(in, cache, logits);
+  return logits;
+}
+
+ModelConfig with_ember_dummy(const std::string& json_tail) {
+  const std::string path = std::string(EMBER_SOURCE_DIR) + "/configs/models/tiny.json";
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  std::string json = ss.str();
+  json.insert(json.rfind('}'), json_tail);
+  Result<ModelConfig> c = model_config_from_hf_json(json, "", "tiny+");
+  EXPECT_TRUE(c.ok()) << (c.ok() ? "" : c.error().message);
+  return c.ok() ? *c : ModelConfig{};
+}
+
+TEST(DummyWeights, EarlyExitKnobMakesTheFirstLayersADraft) {
+  // The tiny preset has 2 layers; the same shape with 4, whose layers 2 and 3
+  // add nothing (late_layer_scale 0), computes exactly the 2-layer model: the
+  // tensors a cut model keeps (the lm_head too) are the same.
+  const ModelConfig two = preset("tiny");
+  ModelConfig four = with_ember_dummy(R"(, "ember_dummy": {"exit_layer": 2, "late_layer_scale": 0})");
+  EXPECT_EQ(four.dummy_exit_layer, 2);
+  EXPECT_EQ(four.dummy_late_layer_scale, 0.0);
+  four.num_layers = 4;
+  const std::vector<float> cut = dummy_logits(two, 5), exact = dummy_logits(four, 5);
+  ASSERT_FALSE(cut.empty());
+  EXPECT_EQ(cut, exact);
+  // A small scale perturbs the logits a little, a full one (plain dummy weights) a lot.
+  ModelConfig small = four, full = four;
+  small.dummy_late_layer_scale = 0.05;
+  full.dummy_late_layer_scale = 1.0;
+  const auto distance = [&](const std::vector<float>& other) {
+    double d = 0;
+    for (size_t i = 0; i < cut.size(); ++i) d = std::max(d, double{std::fabs(cut[i] - other[i])});
+    return d;
+  };
+  const double d_small = distance(dummy_logits(small, 5)), d_full = distance(dummy_logits(full, 5));
+  EXPECT_GT(d_small, 0.0);
+  EXPECT_GT(d_full, 5 * d_small);
+  // Bad values name the key.
+  for (const char* bad : {R"(, "ember_dummy": {"exit_layer": 3})", R"(, "ember_dummy": {"late_layer_scale": 2})",
+                          R"(, "ember_dummy": {"exit": 1})", R"(, "ember_dummy": 1)"}) {
+    std::string json = R"({"model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
+      "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 512, "max_position_embeddings": 512,
+      "rms_norm_eps": 1e-5)";
+    json += bad;
+    json += "}";
+    Result<ModelConfig> c = model_config_from_hf_json(json, "", "cfg");
+    ASSERT_FALSE(c.ok()) << bad;
+    EXPECT_NE(c.error().message.find("ember_dummy"), std::string::npos) << c.error().message;
+  }
+}
+
 }  // namespace
 }  // namespace ember

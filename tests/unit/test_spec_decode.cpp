@@ -43,6 +43,10 @@ TEST(SpecConfig, ParsesVllmsJsonAndTheShorthands) {
   EXPECT_EQ(draft->method, SpeculativeConfig::Method::kDraftModel);
   EXPECT_EQ(draft->model, "draft.gguf");
   EXPECT_EQ(draft->num_speculative_tokens, 3);
+  auto limited = parse_speculative_config(R"({"method": "ngram", "num_speculative_tokens": 2, "disable_by_batch_size": 4})",
+                                         "", 0);
+  ASSERT_TRUE(limited.ok()) << limited.error().message;
+  EXPECT_EQ(limited->disable_by_batch_size, 4);
   auto off = parse_speculative_config("", "", 0);
   ASSERT_TRUE(off.ok());
   EXPECT_FALSE(off->enabled());
@@ -59,6 +63,7 @@ TEST(SpecConfig, BadConfigsAreClearErrors) {
       {R"({"method": "ngram", "num_speculative_tokens": "2"})", "integer"},
       {R"({"method": "ngram", "k": 2})", "unknown key"},
       {R"({"method": "draft_model", "num_speculative_tokens": 2})", "needs a model"},
+      {R"({"method": "ngram", "num_speculative_tokens": 2, "disable_by_batch_size": 1})", "disable_by_batch_size"},
       {"[1, 2]", "JSON object"},
       {"{not json", "JSON object"},
   };
@@ -166,7 +171,7 @@ class SpecEngineTest : public ::testing::Test {
   void TearDown() override { spdlog::set_level(spdlog::level::info); }
 
   std::unique_ptr<Engine> make_engine(int32_t num_blocks, int32_t budget, bool prefix, int32_t k,
-                                      std::shared_ptr<Proposer> proposer = nullptr) {
+                                      std::shared_ptr<Proposer> proposer = nullptr, int32_t disable_by_batch = 0) {
     EngineConfig ec;
     ec.scheduler.block_size = 4;
     ec.scheduler.num_blocks = num_blocks;
@@ -181,6 +186,7 @@ class SpecEngineTest : public ::testing::Test {
       ec.speculative.num_speculative_tokens = k;
       ec.speculative.prompt_lookup_min = 1;
       ec.speculative.prompt_lookup_max = 3;
+      ec.speculative.disable_by_batch_size = disable_by_batch;
     }
     if (proposer) {
       ec.speculative.method = SpeculativeConfig::Method::kDraftModel;
@@ -266,6 +272,43 @@ TEST_F(SpecEngineTest, GreedyOutputIsIdenticalWithAndWithoutSpeculation) {
                         std::to_string(m.spec_decode_num_accepted_tokens_total)),
               std::string::npos);
   }
+}
+
+TEST_F(SpecEngineTest, DisableByBatchSizeStopsSpeculatingInLargeBatches) {
+  // Eight requests that run side by side from their first step to their last:
+  // with disable_by_batch_size 8 no step speculates, with 9 they all do; the
+  // text is the same either way. Then a ninth, longer request: once the eight
+  // are done it runs alone, and speculates.
+  std::mt19937 rng(23);
+  std::vector<EngineRequest> reqs;
+  for (int i = 0; i < 8; ++i) {
+    EngineRequest r;
+    r.prompt_ids = prompt(rng, 12);
+    r.params.temperature = 0;
+    r.params.max_tokens = 24;
+    r.params.ignore_eos = true;
+    reqs.push_back(r);
+  }
+  auto reference = make_engine(256, 4096, false, 0);
+  const std::vector<Outcome> want = run(*reference, reqs);
+  for (const int32_t limit : {8, 9}) {
+    auto engine = make_engine(256, 4096, false, 3, nullptr, limit);
+    const std::vector<Outcome> got = run(*engine, reqs);
+    for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(got[i].tokens, want[i].tokens) << limit << " request " << i;
+    const EngineMetrics m = engine->metrics();
+    if (limit == 8) {
+      EXPECT_EQ(m.spec_decode_num_drafts_total, 0u);
+    } else {
+      EXPECT_GT(m.spec_decode_num_drafts_total, 8u);
+    }
+  }
+  std::vector<EngineRequest> with_long = reqs;
+  with_long.push_back(reqs[0]);
+  with_long.back().params.max_tokens = 64;
+  auto engine = make_engine(256, 4096, false, 3, nullptr, 8);
+  const std::vector<Outcome> got = run(*engine, with_long);
+  EXPECT_EQ(got[8].tokens[0].size(), 64u);
+  EXPECT_GT(engine->metrics().spec_decode_num_drafts_total, 0u);
 }
 
 TEST_F(SpecEngineTest, SampledOutputsKeepTheirDistribution) {
