@@ -134,7 +134,7 @@ int main() {
     void* y = nullptr;
     BENCH_CHECK(cudaMalloc(&y, static_cast<size_t>(8) * s.n * sizeof(float)));
     const bool y_f32 = s.n == 128256;  // the LM head writes float32 logits
-    for (int m : {1, 2, 4, 8}) {
+    for (int m : {1, 2, 4, 5, 6, 8}) {
       const double bytes = static_cast<double>(w_bytes) + 2.0 * m * s.k + (y_f32 ? 4.0 : 2.0) * m * s.n;
       const int reps = std::max(3, static_cast<int>(2e8 / w_bytes));  // ~>= 65 us a batch
       const double gemv_us = median_us(
