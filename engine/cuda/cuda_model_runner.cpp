@@ -38,6 +38,12 @@ std::vector<int32_t> graph_buckets(int32_t max_seqs) {
   return out;
 }
 
+// Verify steps (every sequence checking K proposed tokens: K + 1 tokens and
+// logits each) get graphs too, for the buckets whose padded step holds at most
+// this many tokens: speculation pays at small batches, where a step without a
+// graph spends a fifth of its time launching kernels (H200, Llama-3-8B shape).
+constexpr int32_t kMaxVerifyGraphTokens = 512;
+
 [[noreturn]] void fatal(const std::string& what) {
   // A CUDA error is sticky: the context cannot run another kernel, so the
   // process cannot serve anything. Say why and stop.
@@ -143,7 +149,7 @@ class CudaModelRunner final : public ModelRunner {
   ~CudaModelRunner() override {
     cudaStreamSynchronize(backend_->stream());
     if (step_profile_) step_profile_->report();
-    for (auto& [b, g] : graphs_) cudaGraphExecDestroy(g.exec);
+    for (auto& [key, g] : graphs_) cudaGraphExecDestroy(g.exec);
     cudaFree(kv_);
     cudaFreeHost(pinned_logits_);
   }
@@ -167,9 +173,9 @@ class CudaModelRunner final : public ModelRunner {
   Status profile_and_allocate_kv();
   Status allocate_kv(int64_t blocks);
   Status capture_graphs();
-  // A decode step of `b` sequences padded to `bucket` rows: padding rows
-  // read slot 0 of block 0 and write nothing.
-  void build_padded_decode(std::span<const StepSequence> seqs, int32_t bucket);
+  // A step of `b` sequences of q_len tokens each (decode: 1; verify: K + 1)
+  // padded to `bucket` sequences: padding rows read block 0 and write nothing.
+  void build_padded(std::span<const StepSequence> seqs, int32_t bucket, int32_t q_len);
   void fetch_logits(const Tensor& out, int64_t rows, std::vector<float>& logits);
   // Runs the step: the device logits, num_logits rows per sequence, in order.
   Tensor forward_step(std::span<const StepSequence> seqs);
@@ -191,7 +197,7 @@ class CudaModelRunner final : public ModelRunner {
   void* kv_ = nullptr;
   KvCacheView cache_;
   int64_t num_blocks_ = 0;
-  std::map<int32_t, Graph> graphs_;
+  std::map<std::pair<int32_t, int32_t>, Graph> graphs_;  // by (q_len, bucket)
   ForwardInputs inputs_;
   float* pinned_logits_ = nullptr;
   size_t pinned_logits_bytes_ = 0;
@@ -214,7 +220,11 @@ void CudaModelRunner::profile_begin(std::span<const StepSequence> seqs) {
   }
   const int64_t b = static_cast<int64_t>(seqs.size());
   std::string kind;
-  if (prefill_seqs == 0) {
+  const bool verify = std::all_of(seqs.begin(), seqs.end(),
+                                  [](const StepSequence& s) { return s.num_logits > 1 && s.num_logits == s.num_tokens; });
+  if (verify) {
+    kind = "verify";
+  } else if (prefill_seqs == 0) {
     kind = b <= 4 ? "decode b<=4" : b <= 64 ? "decode b<=64" : "decode b>64";
   } else {
     kind = prefill_seqs == b ? "prefill only" : "prefill+decode";
@@ -321,35 +331,47 @@ Status CudaModelRunner::profile_and_allocate_kv() {
   return Status::success();
 }
 
-void CudaModelRunner::build_padded_decode(std::span<const StepSequence> seqs, int32_t bucket) {
+void CudaModelRunner::build_padded(std::span<const StepSequence> seqs, int32_t bucket, int32_t q_len) {
   build_forward_inputs(seqs, options_.block_size, inputs_);
   const int32_t b = static_cast<int32_t>(seqs.size());
   const int32_t stride = inputs_.max_blocks_per_seq;
   inputs_.block_tables.resize(static_cast<size_t>(bucket) * stride, 0);
   for (int32_t i = b; i < bucket; ++i) {
-    inputs_.token_ids.push_back(0);
-    inputs_.positions.push_back(0);
-    inputs_.slot_mapping.push_back(-1);
-    inputs_.query_start_loc.push_back(i + 1);
-    inputs_.seq_lens.push_back(1);
+    for (int32_t j = 0; j < q_len; ++j) {
+      inputs_.token_ids.push_back(0);
+      inputs_.positions.push_back(j);
+      inputs_.slot_mapping.push_back(-1);
+    }
+    inputs_.query_start_loc.push_back((i + 1) * q_len);
+    inputs_.seq_lens.push_back(q_len);
   }
-  // Every row's logits come out (the graph's gather is fixed); the wanted
-  // ones are picked on the way back.
-  inputs_.logits_indices.resize(static_cast<size_t>(bucket));
-  for (int32_t i = 0; i < bucket; ++i) inputs_.logits_indices[static_cast<size_t>(i)] = i;
+  // Every row's logits come out (the graph's gather is fixed); the padding's
+  // rows follow the wanted ones.
+  const int32_t rows = bucket * q_len;
+  inputs_.logits_indices.resize(static_cast<size_t>(rows));
+  for (int32_t i = 0; i < rows; ++i) inputs_.logits_indices[static_cast<size_t>(i)] = i;
 }
 
 Status CudaModelRunner::capture_graphs() {
   if (options_.enforce_eager) return Status::success();
   cudaStream_t stream = backend_->stream();
-  std::vector<int32_t> tokens(1, 0);
+  // Decode steps (q_len 1) at every bucket, verify steps (q_len K + 1) at the small ones.
+  const int32_t verify_len = options_.max_logits_per_seq;
+  std::vector<std::pair<int32_t, int32_t>> shapes;
+  for (int32_t bucket : graph_buckets(options_.max_num_seqs)) shapes.emplace_back(1, bucket);
+  if (verify_len > 1) {
+    for (int32_t bucket : graph_buckets(options_.max_num_seqs))
+      if (bucket * verify_len <= std::min<int64_t>(kMaxVerifyGraphTokens, options_.max_num_batched_tokens))
+        shapes.emplace_back(verify_len, bucket);
+  }
+  std::vector<int32_t> tokens(static_cast<size_t>(std::max(verify_len, 1)), 0);
   std::vector<int32_t> block(1, 0);
   // Each bucket's warm-up times the cuBLASLt candidates of its GEMM shapes
   // (the graphs replay those shapes for the server's lifetime).
-  backend_->set_gemm_autotune(options_.max_num_seqs);
-  for (int32_t bucket : graph_buckets(options_.max_num_seqs)) {
-    std::vector<StepSequence> seqs(static_cast<size_t>(bucket), StepSequence{tokens, 0, 1, block, 1});
-    build_padded_decode(seqs, bucket);
+  backend_->set_gemm_autotune(std::max(options_.max_num_seqs, kMaxVerifyGraphTokens));
+  for (const auto& [q_len, bucket] : shapes) {
+    std::vector<StepSequence> seqs(static_cast<size_t>(bucket), StepSequence{tokens, 0, q_len, block, q_len});
+    build_padded(seqs, bucket, q_len);
     backend_->begin_forward(inputs_);
     // Attention inside the graph must serve any context up to max_model_len.
     backend_->set_seq_len_bound(static_cast<int32_t>(max_model_len_));
@@ -366,12 +388,13 @@ Status CudaModelRunner::capture_graphs() {
     const cudaError_t inst = cudaGraphInstantiate(&exec, graph, 0);
     cudaGraphDestroy(graph);
     EMBER_CUDA_TRY(inst);
-    graphs_[bucket] = Graph{exec, out};
+    graphs_[{q_len, bucket}] = Graph{exec, out};
   }
   backend_->set_gemm_autotune(0);
   EMBER_CUDA_TRY(cudaStreamSynchronize(stream));
-  spdlog::info("CUDA graphs captured for decode batch sizes up to {} ({} graphs)", options_.max_num_seqs,
-               graphs_.size());
+  spdlog::info("CUDA graphs captured for decode batch sizes up to {} ({} graphs{})", options_.max_num_seqs,
+               graphs_.size(),
+               verify_len > 1 ? fmt::format(", verify steps of {} tokens a sequence among them", verify_len) : "");
   return Status::success();
 }
 
@@ -408,12 +431,16 @@ void CudaModelRunner::fetch_logits(const Tensor& out, int64_t rows, std::vector<
 }
 
 Tensor CudaModelRunner::forward_step(std::span<const StepSequence> seqs) {
-  const bool graphable = std::all_of(seqs.begin(), seqs.end(), [](const StepSequence& s) {
-    return s.num_tokens == 1 && s.num_logits == 1;
+  // A step replays a graph when its sequences all take the same q_len tokens
+  // and want every one's logits (a decode step, or a verify step of K + 1).
+  const int32_t q_len = seqs.front().num_tokens;
+  const bool uniform = std::all_of(seqs.begin(), seqs.end(), [q_len](const StepSequence& s) {
+    return s.num_tokens == q_len && s.num_logits == q_len;
   });
-  const auto graph = graphable ? graphs_.lower_bound(static_cast<int32_t>(seqs.size())) : graphs_.end();
+  auto graph = uniform ? graphs_.lower_bound({q_len, static_cast<int32_t>(seqs.size())}) : graphs_.end();
+  if (graph != graphs_.end() && graph->first.first != q_len) graph = graphs_.end();
   if (graph != graphs_.end()) {
-    build_padded_decode(seqs, graph->first);
+    build_padded(seqs, graph->first.second, q_len);
     profile_begin(seqs);
     backend_->begin_forward(inputs_);
     patch_previous_tokens(seqs);
@@ -421,7 +448,7 @@ Tensor CudaModelRunner::forward_step(std::span<const StepSequence> seqs) {
     check_backend();
     // The padded rows follow the real ones.
     const Tensor& all = graph->second.logits;
-    return Tensor::of(all.data, DType::kF32, {static_cast<int64_t>(seqs.size()), all.cols()});
+    return Tensor::of(all.data, DType::kF32, {static_cast<int64_t>(seqs.size()) * q_len, all.cols()});
   }
   build_forward_inputs(seqs, options_.block_size, inputs_);
   profile_begin(seqs);

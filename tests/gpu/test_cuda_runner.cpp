@@ -333,6 +333,24 @@ TEST(CudaRunner, VerifyChunksGiveEveryRowTheCpuLogits) {
     EXPECT_LT(e, 3e-2) << "row " << r;
   }
   std::printf("verify chunks: 15 rows, worst relative error %.2e\n", worst);
+  // A uniform verify step (three sequences, each its last 5 tokens: what a
+  // batch speculating K = 4 sends) replays the verify graph of bucket 4.
+  std::vector<StepSequence> uniform;
+  for (int i = 0; i < 3; ++i) {
+    const auto len = static_cast<int64_t>(tokens[i].size());
+    uniform.push_back({tokens[i], len - 5, 5, blocks[i], 5});
+  }
+  (*gpu)->forward_logits(uniform, gl);
+  cpu.forward_logits(uniform, kl);
+  ASSERT_EQ(gl.size(), static_cast<size_t>(v) * 15);
+  ASSERT_EQ(gl.size(), kl.size());
+  worst = 0;
+  for (size_t r = 0; r < gl.size() / v; ++r) {
+    const double e = rel_err(gl.data() + r * v, kl.data() + r * v, v);
+    worst = std::max(worst, e);
+    EXPECT_LT(e, 3e-2) << "uniform verify row " << r;
+  }
+  std::printf("uniform verify step (graph): 15 rows, worst relative error %.2e\n", worst);
 }
 
 // Sampling on the device (launch + collect) after eager prefills and graph
