@@ -13,7 +13,9 @@ For each point: plain decoding and speculation (K tokens) in the same run, batch
 alpha is fitted from the measured mean accepted tokens per verification (m = a (1 - a^K) / (1 - a), i.i.d.; m taken
 as K times the acceptance rate, since fewer than K are proposed near max_tokens), and
 the theory is (1 - a^(K+1)) / ((1 - a)(cK + 1)) (Leviathan et al. 2023); the i.i.d.-free form (1 + m) / (cK + 1)
-is printed too.
+is printed too. The theory prices the target's verify step (K + 1 tokens) like a decode step; its measured cost v
+(in decode steps, from the point of least acceptance: there a step makes one token and costs cK + v) gives the
+calibrated theory (1 - a^(K+1)) / ((1 - a)(cK + v)), printed beside.
 
 usage: gpu_spec_alpha.py EMBER TOKENIZER OUTDIR
 (EMBER_SPEC_ALPHA_BASE, _DEVICE and _TOKENS override the base config, the device and the 256 tokens, to try the
@@ -26,8 +28,8 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCALES = [0.0, 0.05, 0.1, 0.2, 0.4, 1.0]
-BATCH8_SCALES = [0.0, 0.1, 0.4]
+SCALES = [0.0, 0.02, 0.035, 0.05, 0.1, 0.2, 0.4, 1.0]
+BATCH8_SCALES = [0.0, 0.035, 0.1, 1.0]
 EXTRA_K = [2, 8]  # at scale 0, batch 1
 EXIT_LAYER = 2
 PROMPTS8 = ["The history of the", "Once upon a time", "In the beginning", "The quick brown fox", "A long time ago",
@@ -96,9 +98,12 @@ def fit_alpha(m, k):
     return (lo + hi) / 2
 
 
+def tokens_per_step(a, k):
+    return k + 1 if a >= 1 else (1 - a ** (k + 1)) / (1 - a)
+
+
 def theory(a, c, k):
-    tokens = k + 1 if a >= 1 else (1 - a ** (k + 1)) / (1 - a)
-    return tokens / (c * k + 1)
+    return tokens_per_step(a, k) / (c * k + 1)
 
 
 def main():
@@ -115,11 +120,12 @@ def main():
     res["plain_tok_per_s"] = {f"b{b}": plain[b]["tok_per_s"] for b in plain}
     res["draft_alone_tok_per_s"] = {f"b{b}": draft_alone[b]["tok_per_s"] for b in draft_alone}
     res["c"] = {f"b{b}": round(c[b], 4) for b in c}
-    runs = [(s, 1, 4) for s in SCALES] + [(s, 8, 4) for s in BATCH8_SCALES] + [(SCALES[0], 1, k) for k in EXTRA_K]
+    runs = [(s, 1, 4) for s in SCALES] + [(s, 8, 4) for s in BATCH8_SCALES] + [(s, 1, k) for k in EXTRA_K for s in (SCALES[0], SCALES[-1])]
     print(f"{'scale':>6} {'batch':>5} {'K':>2} {'alpha':>6} {'m':>5} {'c':>5} {'speedup':>8} {'theory':>7} "
-          f"{'ratio':>6} {'(1+m)/(cK+1)':>13}")
+          f"{'ratio':>6} {'(1+m)/(cK+1)':>13} {'v':>5} {'calib.':>8} {'ratio':>6}")
     rows = []
-    for s, b, k in runs:
+    verify_cost = {}
+    for s, b, k in sorted(runs, key=lambda r: -r[0]):  # the least acceptance first: it gives v
         spec = {"method": "draft_model", "model": paths["draft"], "num_speculative_tokens": k}
         r = generate(ember, tokenizer, paths[s], b, outdir, f"spec_s{s}_b{b}_k{k}", spec)
         # Near max_tokens fewer than K are proposed: m as if every verification had K (K x the acceptance rate).
@@ -127,16 +133,22 @@ def main():
         a = fit_alpha(m, k)
         speedup = r["tok_per_s"] / plain[b]["tok_per_s"]
         th = theory(a, c[b], k)
+        if (b, k) not in verify_cost:  # the highest scale of this batch and K: alpha ~ 0, a token per step
+            verify_cost[(b, k)] = tokens_per_step(a, k) * plain[b]["tok_per_s"] / r["tok_per_s"] - c[b] * k
+        v = verify_cost[(b, k)]
+        calibrated = th * (c[b] * k + 1) / (c[b] * k + v)
         point = {"late_layer_scale": s, "batch": b, "k": k, "tok_per_s": r["tok_per_s"],
                  "plain_tok_per_s": plain[b]["tok_per_s"], "speedup": round(speedup, 3),
                  "acceptance_rate": round(r.get("accepted", 0) / max(r.get("proposed", 1), 1), 4),
                  "mean_accepted_per_verification": round(m, 3), "alpha_fit": round(a, 4), "c": round(c[b], 4),
                  "theory": round(th, 3), "speedup_over_theory": round(speedup / th, 3),
+                 "verify_cost_v": round(v, 3), "theory_calibrated": round(calibrated, 3),
+                 "speedup_over_calibrated": round(speedup / calibrated, 3),
                  "theory_from_m": round((1 + m) / (c[b] * k + 1), 3), **{x: r[x] for x in r if x != "tok_per_s"}}
         res["points"].append(point)
         rows.append(point)
         print(f"{s:>6} {b:>5} {k:>2} {a:6.3f} {m:5.2f} {c[b]:5.3f} {speedup:7.3f}x {th:6.3f}x {speedup / th:6.3f} "
-              f"{point['theory_from_m']:12.3f}x", flush=True)
+              f"{point['theory_from_m']:12.3f}x {v:5.2f} {calibrated:7.3f}x {speedup / calibrated:6.3f}", flush=True)
     with open(os.path.join(outdir, "spec_alpha.json"), "w") as f:
         json.dump(res, f, indent=1)
 
