@@ -366,10 +366,12 @@ Status CudaModelRunner::capture_graphs() {
   }
   std::vector<int32_t> tokens(static_cast<size_t>(std::max(verify_len, 1)), 0);
   std::vector<int32_t> block(1, 0);
-  // Each bucket's warm-up times the cuBLASLt candidates of its GEMM shapes
-  // (the graphs replay those shapes for the server's lifetime).
-  backend_->set_gemm_autotune(std::max(options_.max_num_seqs, kMaxVerifyGraphTokens));
+  // Each decode bucket's warm-up times the cuBLASLt candidates of its GEMM
+  // shapes (the graphs replay those shapes for the server's lifetime). Verify
+  // steps keep the heuristic's plans, which eager steps of the same shape use
+  // too: a prompt of K + 1 tokens computes the same with speculation as without.
   for (const auto& [q_len, bucket] : shapes) {
+    backend_->set_gemm_autotune(q_len == 1 ? options_.max_num_seqs : 0);
     std::vector<StepSequence> seqs(static_cast<size_t>(bucket), StepSequence{tokens, 0, q_len, block, q_len});
     build_padded(seqs, bucket, q_len);
     backend_->begin_forward(inputs_);
