@@ -164,7 +164,8 @@ if has spec; then
   echo "=== spec_gap"
   timeout 500 python3 scripts/gpu_spec_gap.py "$BUNDLE/ember" \
     '["--model", "configs/models/llama-3-8b-smollm2-vocab.json", "--load-format", "dummy", "--tokenizer", "'"$BUNDLE"'/smollm2-tokenizer.gguf", "--device", "cuda", "--max-model-len", "4096"]' \
-    "$(draft configs/models/llama-3-8b-smollm2-vocab.json)" >"$R/spec_gap.log" 2>&1 || { echo "!!! spec_gap"; status=1; }
+    "$(draft configs/models/llama-3-8b-smollm2-vocab.json)" \
+    '{"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_min": 1, "prompt_lookup_max": 2}' >"$R/spec_gap.log" 2>&1 || { echo "!!! spec_gap"; status=1; }
   cat "$R/spec_gap.log"
   # Sampled requests verify on the device too (seeded; their text differs from plain sampling by design).
   spec_run spec_b8_sampled_ngram_k4 --prompts-file /tmp/prompts8.txt --speculative-config "$(ngram 4)" \
