@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "engine/parallel/shard.h"
 #include "engine/spec_decode/spec_config.h"
 #include "models/formats/hf_model_dir.h"
 #include "models/weights.h"
@@ -50,9 +51,12 @@ Result<std::unique_ptr<ModelRunner>> make_cpu_runner(const ModelSource& src, con
                                                      const EngineOptions& options, int64_t max_model_len) {
   auto weights = load_weights(src, model, static_cast<uint64_t>(options.seed));
   if (!weights) return weights.error();
-  const ModelConfig& c = src.config;
+  const int tp = model.tensor_parallel_size;
+  Result<ModelConfig> shard = shard_config(src.config, tp);  // checked before the weights load
+  if (!shard) return shard.error();
   const int32_t block = options.block_size;
-  const int64_t per_block = CpuModelRunner::kv_bytes_per_token(c) * block;
+  // Every rank holds its KV heads' share of each block.
+  const int64_t per_block = CpuModelRunner::kv_bytes_per_token(*shard) * tp * block;
   int64_t blocks = options.num_gpu_blocks_override;
   if (blocks <= 0) {
     const int64_t budget = options.kv_cache_memory_bytes > 0 ? options.kv_cache_memory_bytes : int64_t{1} << 30;
@@ -64,8 +68,13 @@ Result<std::unique_ptr<ModelRunner>> make_cpu_runner(const ModelSource& src, con
   if (blocks > INT32_MAX) blocks = INT32_MAX;
   spdlog::info("KV cache: {} blocks of {} tokens ({:.1f} MB, {} tokens)", blocks, block, blocks * per_block / 1e6,
                blocks * block);
-  return std::unique_ptr<ModelRunner>(
-      std::make_unique<CpuModelRunner>(std::move(weights).value(), options.num_threads, blocks, block, eos_ids_of(src)));
+  auto runner = CpuModelRunner::create(std::move(weights).value(), tp, options.num_threads, blocks, block,
+                                       eos_ids_of(src));
+  if (!runner) return runner.error();
+  if (tp > 1)
+    spdlog::info("tensor parallelism: {} ranks (threads of this process), {} attention heads, {} KV heads and an MLP "
+                 "width of {} each", tp, shard->num_heads, shard->num_kv_heads, shard->intermediate_size);
+  return std::unique_ptr<ModelRunner>(std::move(*runner));
 }
 
 #ifdef EMBER_HAVE_CUDA
@@ -129,6 +138,7 @@ Result<std::shared_ptr<Proposer>> make_draft_proposer(const ModelSource& target,
                  " tokens is shorter than --max-model-len " + std::to_string(max_model_len)};
   ModelOptions draft_options = model;
   if (draft->format == ModelFormat::kConfigOnly) draft_options.load_format = "dummy";
+  draft_options.tensor_parallel_size = 1;  // a draft is small: it runs whole, beside rank 0
   Result<std::unique_ptr<ModelRunner>> runner = Error{"unknown device " + device};
   if (device == "cpu") {
     runner = make_cpu_runner(*draft, draft_options, options, max_model_len);
@@ -158,7 +168,8 @@ Result<std::shared_ptr<Proposer>> make_draft_proposer(const ModelSource& target,
 Result<std::unique_ptr<Engine>> start_engine(const ModelSource& src, const ModelOptions& model,
                                              const EngineOptions& options, const std::string& device,
                                              int32_t max_queue_len) {
-  if (model.tensor_parallel_size != 1) return Error{"--tensor-parallel-size > 1 is not supported yet"};
+  if (model.tensor_parallel_size != 1 && device != "cpu")
+    return Error{"--tensor-parallel-size > 1 runs on the CPU only so far (--device cpu); on GPUs it is not built yet"};
   auto spec = parse_speculative_config(model.speculative_config, model.speculative_model, model.num_speculative_tokens);
   if (!spec) return spec.error();
   const ModelConfig& c = src.config;

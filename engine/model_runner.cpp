@@ -3,9 +3,12 @@
 #include <algorithm>
 #include <cassert>
 #include <cstdlib>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
+#include "engine/parallel/shard.h"
+#include "engine/parallel/thread_group.h"
 #include "kernels/cpu/cpu_ops.h"
 
 namespace ember {
@@ -43,16 +46,79 @@ void build_forward_inputs(std::span<const StepSequence> seqs, int32_t block_size
   }
 }
 
+struct CpuModelRunner::Rank {
+  LlamaWeights weights;  // this rank's shard (the whole model alone)
+  CpuBackend backend;
+  LlamaDecoder decoder;
+  KvCache cache;
+  std::vector<float> logits;  // ranks > 0: computed, not used (the LM head is replicated)
+
+  Rank(LlamaWeights w, int threads, int64_t blocks, int32_t block_size)
+      : weights(std::move(w)),
+        backend(threads),
+        decoder(weights, backend),
+        cache(KvCache::allocate(weights.config, blocks, block_size)) {}
+};
+
+namespace {
+
+std::vector<LlamaWeights> one(LlamaWeights w) {
+  std::vector<LlamaWeights> v;
+  v.push_back(std::move(w));
+  return v;
+}
+
+}  // namespace
+
 CpuModelRunner::CpuModelRunner(LlamaWeights weights, int num_threads, int64_t num_blocks, int32_t block_size,
                                std::vector<int32_t> eos_ids)
-    : weights_(std::move(weights)),
-      backend_(std::make_unique<CpuBackend>(num_threads)),
-      decoder_(std::make_unique<LlamaDecoder>(weights_, *backend_)),
-      cache_(KvCache::allocate(weights_.config, num_blocks, block_size)),
-      sampler_(std::move(eos_ids)) {}
+    : CpuModelRunner(one(std::move(weights)), num_threads, num_blocks, block_size, std::move(eos_ids)) {}
+
+CpuModelRunner::CpuModelRunner(std::vector<LlamaWeights> shards, int threads_per_rank, int64_t num_blocks,
+                               int32_t block_size, std::vector<int32_t> eos_ids)
+    : sampler_(std::move(eos_ids)) {
+  for (LlamaWeights& w : shards)
+    ranks_.push_back(std::make_unique<Rank>(std::move(w), threads_per_rank, num_blocks, block_size));
+  config_ = ranks_.front()->weights.config;
+  if (ranks_.size() > 1) {
+    group_ = std::make_unique<ThreadGroup>(static_cast<int>(ranks_.size()));
+    for (size_t r = 0; r < ranks_.size(); ++r)
+      ranks_[r]->backend.set_communicator(&group_->communicator(static_cast<int>(r)));
+  }
+}
+
+CpuModelRunner::~CpuModelRunner() = default;
+
+int64_t CpuModelRunner::num_blocks() const { return ranks_.front()->cache.num_blocks; }
+int32_t CpuModelRunner::block_size() const { return static_cast<int32_t>(ranks_.front()->cache.block_size); }
+
+Result<std::unique_ptr<CpuModelRunner>> CpuModelRunner::create(LlamaWeights weights, int tensor_parallel_size,
+                                                               int num_threads, int64_t num_blocks,
+                                                               int32_t block_size, std::vector<int32_t> eos_ids) {
+  const int n = tensor_parallel_size;
+  Result<ModelConfig> sc = shard_config(weights.config, n);
+  if (!sc) return sc.error();
+  if (n == 1)
+    return std::unique_ptr<CpuModelRunner>(
+        new CpuModelRunner(std::move(weights), num_threads, num_blocks, block_size, std::move(eos_ids)));
+  const ModelConfig whole = weights.config;
+  std::vector<LlamaWeights> shards;
+  for (int r = 0; r < n; ++r) {
+    Result<LlamaWeights> s = shard_weights(weights, r, n);
+    if (!s) return s.error();
+    shards.push_back(std::move(*s));
+  }
+  weights = LlamaWeights{};  // the shards hold what each rank needs
+  const int hardware = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int per_rank = std::max(1, (num_threads > 0 ? num_threads : hardware) / n);
+  std::unique_ptr<CpuModelRunner> runner(
+      new CpuModelRunner(std::move(shards), per_rank, num_blocks, block_size, std::move(eos_ids)));
+  runner->config_ = whole;
+  return runner;
+}
 
 void CpuModelRunner::forward_logits(std::span<const StepSequence> seqs, std::vector<float>& logits) {
-  build_forward_inputs(seqs, static_cast<int32_t>(cache_.block_size), inputs_);
+  build_forward_inputs(seqs, block_size(), inputs_);
   if (inputs_.token_ids.empty()) {
     logits.clear();
     return;
@@ -67,7 +133,17 @@ void CpuModelRunner::forward_logits(std::span<const StepSequence> seqs, std::vec
     }
     inputs_.token_ids[static_cast<size_t>(inputs_.query_start_loc[i + 1] - 1)] = newest_[static_cast<size_t>(row)];
   }
-  decoder_->forward(inputs_, cache_, logits);
+  if (!group_) {
+    Rank& r = *ranks_.front();
+    r.decoder.forward(inputs_, r.cache, logits);
+    return;
+  }
+  // Every rank runs the whole step on its shard; the decoder's all-reduces
+  // meet in the group. Rank 0's logits are the step's.
+  group_->run([&](int rank) {
+    Rank& r = *ranks_[static_cast<size_t>(rank)];
+    r.decoder.forward(inputs_, r.cache, rank == 0 ? logits : r.logits);
+  });
 }
 
 void CpuModelRunner::launch(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows) {

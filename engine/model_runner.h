@@ -76,27 +76,42 @@ void build_forward_inputs(std::span<const StepSequence> seqs, int32_t block_size
 
 // Float32 on the CPU backend. The cache gets `num_blocks` blocks of
 // `block_size` tokens; eos_ids are the model's end tokens (min_tokens masks them).
+class ThreadGroup;  // engine/parallel/thread_group.h
+
 class CpuModelRunner final : public ModelRunner {
  public:
   CpuModelRunner(LlamaWeights weights, int num_threads, int64_t num_blocks, int32_t block_size,
                  std::vector<int32_t> eos_ids);
+  // Tensor parallelism on the CPU: the model split over `tensor_parallel_size`
+  // ranks (engine/parallel/shard.h), each a thread with its own backend,
+  // decoder, KV cache (its KV heads) and num_threads / size pool threads,
+  // all-reducing through shared memory (engine/parallel/thread_group.h).
+  // Sampling happens once, on rank 0's logits. An Error when the model does not split.
+  static Result<std::unique_ptr<CpuModelRunner>> create(LlamaWeights weights, int tensor_parallel_size,
+                                                        int num_threads, int64_t num_blocks, int32_t block_size,
+                                                        std::vector<int32_t> eos_ids);
+  ~CpuModelRunner() override;
 
   void launch(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows) override;
   void collect(std::vector<SampledToken>& out) override;
   void forward_logits(std::span<const StepSequence> seqs, std::vector<float>& logits) override;
-  const ModelConfig& config() const override { return weights_.config; }
-  int32_t vocab_size() const override { return static_cast<int32_t>(weights_.config.vocab_size); }
-  int64_t num_blocks() const override { return cache_.num_blocks; }
-  int32_t block_size() const override { return static_cast<int32_t>(cache_.block_size); }
+  const ModelConfig& config() const override { return config_; }
+  int32_t vocab_size() const override { return static_cast<int32_t>(config_.vocab_size); }
+  int64_t num_blocks() const override;
+  int32_t block_size() const override;
+  int tensor_parallel_size() const { return static_cast<int>(ranks_.size()); }
 
-  // KV bytes one token takes in this runner's cache (both K and V, all layers).
+  // KV bytes one token takes in a cache of this config (both K and V, all layers).
   static int64_t kv_bytes_per_token(const ModelConfig& config);
 
  private:
-  LlamaWeights weights_;
-  std::unique_ptr<Backend> backend_;
-  std::unique_ptr<LlamaDecoder> decoder_;
-  KvCache cache_;
+  struct Rank;
+  CpuModelRunner(std::vector<LlamaWeights> shards, int threads_per_rank, int64_t num_blocks, int32_t block_size,
+                 std::vector<int32_t> eos_ids);
+
+  ModelConfig config_;                       // the whole model's
+  std::vector<std::unique_ptr<Rank>> ranks_;  // one without tensor parallelism
+  std::unique_ptr<ThreadGroup> group_;        // ranks > 1
   ForwardInputs inputs_;
   Sampler sampler_;
   std::vector<float> logits_;

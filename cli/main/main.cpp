@@ -28,7 +28,10 @@ void add_model_flags(CLI::App* cmd, ModelOptions* o) {
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file or directory (default: the model's)");
   cmd->add_option("--max-model-len", o->max_model_len, "Context length (default: the model's)")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--tensor-parallel-size", o->tensor_parallel_size, "GPUs to shard the model over")->check(CLI::PositiveNumber);
+  cmd->add_option("--tensor-parallel-size", o->tensor_parallel_size,
+                  "ranks to shard the model over (on the CPU: threads of this process, all-reducing through shared "
+                  "memory)")
+      ->check(CLI::Range(1, 64));
   cmd->add_option("--speculative-config", o->speculative_config,
                   "Speculative decoding, as vLLM: a JSON object, e.g. '{\"method\": \"ngram\", "
                   "\"num_speculative_tokens\": 4, \"prompt_lookup_min\": 2, \"prompt_lookup_max\": 4}'");
@@ -176,6 +179,11 @@ int main(int argc, char** argv) {
     if (auto status = expand_config_file(&args); !status) {
       std::fprintf(stderr, "ember: %s\n", status.error().message.c_str());
       return 2;
+    }
+    // vLLM's two-letter short flag, which CLI11 cannot name: -tp N is --tensor-parallel-size N.
+    for (std::string& a : args) {
+      if (a == "-tp") a = "--tensor-parallel-size";
+      if (a.rfind("-tp=", 0) == 0) a = "--tensor-parallel-size=" + a.substr(4);
     }
     std::vector<std::string> reversed(args.rbegin(), args.rend() - 1);
     app.parse(reversed);

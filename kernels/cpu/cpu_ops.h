@@ -6,6 +6,7 @@
 // speed (linear, attention) split their work over a persistent thread pool.
 
 #include "kernels/backend.h"
+#include "kernels/communicator.h"
 #include "kernels/cpu/thread_pool.h"
 
 namespace ember {
@@ -34,12 +35,18 @@ class CpuBackend final : public Backend {
                        const ForwardInputs& in, int64_t num_heads, float scale, Tensor& out) override;
   void silu_mul(const Tensor& x, Tensor& out) override;
   void gather_logit_rows(const Tensor& x, const ForwardInputs& in, Tensor& out) override;
-  void all_reduce(Tensor& /*x*/) override {}
+  // Sums x over the tensor-parallel ranks (set_communicator); alone, nothing to do.
+  void all_reduce(Tensor& x) override {
+    if (comm_ != nullptr && comm_->size() > 1) comm_->all_reduce_sum(x.f32(), x.numel());
+  }
+  // This backend's rank in a tensor-parallel group (not owned; null: alone).
+  void set_communicator(Communicator* comm) { comm_ = comm; }
 
   int num_threads() const { return pool_.num_threads(); }
 
  private:
   ThreadPool pool_;
+  Communicator* comm_ = nullptr;
 };
 
 }  // namespace ember

@@ -153,8 +153,28 @@ def test_draft_model_keeps_greedy_output_and_checks_the_vocabulary():
     assert "draft model" in other.stderr and "512" in other.stderr, other.stderr
 
 
+def test_tensor_parallel_on_the_cpu_keeps_greedy_output():
+    # SmolLM2 (9 heads, 3 KV heads, MLP 1536 in Q4_1 blocks of 32) splits over 3 ranks: the same greedy text as
+    # unsplit. 2 ranks do not divide 9 heads: a clear error at start, before the weights load.
+    env = dict(os.environ, EMBER_MODEL=str(MODEL))
+    prompt = "The three primary colors are"
+    texts = []
+    for tp in ("1", "3"):
+        r = run("generate", "--device", "cpu", "-p", prompt, "-n", "24", "--temperature", "0", "--ignore-eos",
+                "-tp", tp, env=env)
+        assert r.returncode == 0, r.stderr[-2000:]
+        texts.append(r.stdout.rsplit("\n\nprompt tokens:", 1)[0])
+    assert texts[0] == texts[1]
+    assert len(texts[0]) > 20
+    bad = run("generate", "--device", "cpu", "-p", prompt, "-n", "2", "--tensor-parallel-size", "2", env=env)
+    assert bad.returncode != 0
+    assert "does not divide the model's 9 attention heads" in bad.stderr, bad.stderr[-2000:]
+
+
 @pytest.mark.parametrize("flags,message", [
     (["--speculative-config", '{"method": "ngram", "num_speculative_tokens": 99}'], "num_speculative_tokens"),
+    (["--speculative-config", '{"method": "ngram", "num_speculative_tokens": 2, "disable_by_batch_size": 1}'],
+     "disable_by_batch_size"),
     (["--speculative-config", '{"method": "ngram", "model": "x.gguf", "num_speculative_tokens": 2}'], "no model"),
     (["--speculative-config", "not json"], "JSON object"),
     (["--num-speculative-tokens", "3"], "needs a method"),

@@ -1,0 +1,125 @@
+#include "engine/parallel/shard.h"
+
+#include <cstring>
+#include <string>
+
+#include "kernels/backend.h"
+
+namespace ember {
+namespace {
+
+// Rows [begin, end) of m.
+WeightMatrix rows_of(const WeightMatrix& m, int64_t begin, int64_t end) {
+  WeightMatrix out;
+  out.dtype = m.dtype;
+  out.rows = end - begin;
+  out.cols = m.cols;
+  if (m.dtype == DType::kF32) {
+    out.f32.assign(m.f32.begin() + begin * m.cols, m.f32.begin() + end * m.cols);
+  } else {
+    const int64_t row_bytes = dtype_row_bytes(m.dtype, m.cols);
+    out.raw.assign(m.raw.begin() + begin * row_bytes, m.raw.begin() + end * row_bytes);
+  }
+  return out;
+}
+
+// Rows [a, b) then rows [c, d) of m, stacked.
+WeightMatrix rows_of(const WeightMatrix& m, int64_t a, int64_t b, int64_t c, int64_t d) {
+  WeightMatrix first = rows_of(m, a, b);
+  const WeightMatrix second = rows_of(m, c, d);
+  first.rows += second.rows;
+  first.f32.insert(first.f32.end(), second.f32.begin(), second.f32.end());
+  first.raw.insert(first.raw.end(), second.raw.begin(), second.raw.end());
+  return first;
+}
+
+// Columns [begin, end) of every row of m; a quantized matrix only at block boundaries.
+Result<WeightMatrix> cols_of(const WeightMatrix& m, int64_t begin, int64_t end, const char* what) {
+  const int64_t block = dtype_block_elems(m.dtype);
+  if (begin % block != 0 || end % block != 0)
+    return Error{std::string("tensor parallelism: ") + what + "'s column slice [" + std::to_string(begin) + ", " +
+                 std::to_string(end) + ") cuts its " + std::to_string(block) +
+                 "-element quantization blocks: use another --tensor-parallel-size"};
+  WeightMatrix out;
+  out.dtype = m.dtype;
+  out.rows = m.rows;
+  out.cols = end - begin;
+  if (m.dtype == DType::kF32) {
+    out.f32.resize(static_cast<size_t>(out.rows * out.cols));
+    for (int64_t r = 0; r < m.rows; ++r)
+      std::memcpy(out.f32.data() + r * out.cols, m.f32.data() + r * m.cols + begin, static_cast<size_t>(out.cols) * 4);
+  } else {
+    const int64_t row_bytes = dtype_row_bytes(m.dtype, m.cols), slice = dtype_row_bytes(m.dtype, out.cols);
+    const int64_t offset = dtype_row_bytes(m.dtype, begin);
+    out.raw.resize(static_cast<size_t>(out.rows * slice));
+    for (int64_t r = 0; r < m.rows; ++r)
+      std::memcpy(out.raw.data() + r * slice, m.raw.data() + r * row_bytes + offset, static_cast<size_t>(slice));
+  }
+  return out;
+}
+
+std::vector<float> slice(const std::vector<float>& v, int64_t begin, int64_t end) {
+  if (v.empty()) return {};
+  return std::vector<float>(v.begin() + begin, v.begin() + end);
+}
+
+}  // namespace
+
+Result<ModelConfig> shard_config(const ModelConfig& c, int n) {
+  if (n < 1) return Error{"--tensor-parallel-size must be >= 1, got " + std::to_string(n)};
+  ModelConfig s = c;
+  if (n == 1) return s;
+  const std::string tp = "--tensor-parallel-size " + std::to_string(n);
+  if (c.num_heads % n != 0)
+    return Error{tp + " does not divide the model's " + std::to_string(c.num_heads) + " attention heads"};
+  if (c.intermediate_size % n != 0)
+    return Error{tp + " does not divide the model's MLP width " + std::to_string(c.intermediate_size)};
+  if (c.num_kv_heads >= n ? c.num_kv_heads % n != 0 : n % c.num_kv_heads != 0)
+    return Error{tp + " and the model's " + std::to_string(c.num_kv_heads) +
+                 " KV heads: one must divide the other (fewer KV heads than ranks are replicated)"};
+  s.num_heads = c.num_heads / n;
+  s.num_kv_heads = c.num_kv_heads >= n ? c.num_kv_heads / n : 1;
+  s.intermediate_size = c.intermediate_size / n;
+  return s;
+}
+
+Result<LlamaWeights> shard_weights(const LlamaWeights& w, int rank, int n) {
+  Result<ModelConfig> sc = shard_config(w.config, n);
+  if (!sc) return sc.error();
+  if (n == 1) return w;
+  const ModelConfig& c = w.config;
+  const int64_t d = c.head_dim, inter = sc->intermediate_size;
+  const int64_t q0 = rank * sc->num_heads * d, q1 = q0 + sc->num_heads * d;
+  // This rank's KV heads: its share, or (replicated) the one its query heads read.
+  const int64_t kv_first = c.num_kv_heads >= n ? rank * sc->num_kv_heads : rank * c.num_kv_heads / n;
+  const int64_t k0 = kv_first * d, k1 = k0 + sc->num_kv_heads * d;
+  const int64_t m0 = rank * inter, m1 = m0 + inter;
+
+  LlamaWeights s;
+  s.config = *sc;
+  s.embed = w.embed;
+  s.final_norm = w.final_norm;
+  s.lm_head = w.lm_head;
+  for (const LayerWeights& l : w.layers) {
+    LayerWeights o;
+    o.attn_norm = l.attn_norm;
+    o.ffn_norm = l.ffn_norm;
+    o.wq = rows_of(l.wq, q0, q1);
+    o.wk = rows_of(l.wk, k0, k1);
+    o.wv = rows_of(l.wv, k0, k1);
+    o.bq = slice(l.bq, q0, q1);
+    o.bk = slice(l.bk, k0, k1);
+    o.bv = slice(l.bv, k0, k1);
+    Result<WeightMatrix> wo = cols_of(l.wo, q0, q1, "o_proj");
+    if (!wo) return wo.error();
+    o.wo = std::move(*wo);
+    o.w_gate_up = rows_of(l.w_gate_up, m0, m1, c.intermediate_size + m0, c.intermediate_size + m1);
+    Result<WeightMatrix> down = cols_of(l.w_down, m0, m1, "down_proj");
+    if (!down) return down.error();
+    o.w_down = std::move(*down);
+    s.layers.push_back(std::move(o));
+  }
+  return s;
+}
+
+}  // namespace ember

@@ -1,0 +1,20 @@
+#pragma once
+// The collectives tensor parallelism needs, behind one interface: a backend's
+// all_reduce() (kernels/backend.h) calls its rank's Communicator. Ranks as
+// threads of one process over shared memory: engine/parallel/thread_group.h.
+
+#include <cstdint>
+
+namespace ember {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  // Every rank calls it with its own n floats; all return holding the
+  // elementwise sum over the ranks, bit-identical on every rank.
+  virtual void all_reduce_sum(float* data, int64_t n) = 0;
+};
+
+}  // namespace ember

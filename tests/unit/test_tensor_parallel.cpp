@@ -1,0 +1,249 @@
+// Tensor parallelism on the CPU (engine/parallel): the shared-memory
+// all-reduce against a sequential sum, the shard arithmetic and its errors,
+// quantized slices against the dequantized matrix, and the model split over
+// 2 and 4 ranks against the unsplit one: logits within float32 rounding, and
+// greedy tokens identical through the engine.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "engine/engine.h"
+#include "engine/model_runner.h"
+#include "engine/parallel/shard.h"
+#include "engine/parallel/thread_group.h"
+#include "kernels/quant/quant_blocks.h"
+#include "tests/engine_test_util.h"
+
+namespace ember {
+namespace {
+
+TEST(ThreadGroup, AllReduceSumsInRankOrderOnEveryRank) {
+  for (int n : {1, 2, 3, 4}) {
+    ThreadGroup group(n);
+    for (int64_t len : {int64_t{1}, int64_t{3}, int64_t{1000}, int64_t{4099}}) {
+      std::vector<std::vector<float>> data(static_cast<size_t>(n));
+      std::mt19937 rng(static_cast<uint32_t>(n * 100 + len));
+      std::normal_distribution<float> dist(0.0f, 1.0f);
+      for (auto& d : data)
+        for (int64_t i = 0; i < len; ++i) d.push_back(dist(rng));
+      std::vector<float> want(static_cast<size_t>(len), 0.0f);
+      for (int64_t i = 0; i < len; ++i)
+        for (int r = 0; r < n; ++r) want[static_cast<size_t>(i)] += data[static_cast<size_t>(r)][static_cast<size_t>(i)];
+      // Three calls in a row on the same buffers: the barriers keep calls apart.
+      for (int call = 0; call < 3; ++call) {
+        std::vector<std::vector<float>> work = data;
+        group.run([&](int rank) { group.communicator(rank).all_reduce_sum(work[static_cast<size_t>(rank)].data(), len); });
+        for (int r = 0; r < n; ++r) EXPECT_EQ(work[static_cast<size_t>(r)], want) << "n " << n << " len " << len;
+      }
+    }
+  }
+}
+
+TEST(ThreadGroup, RunCallsEveryRankOnce) {
+  ThreadGroup group(4);
+  std::vector<std::atomic<int>> calls(4);
+  for (int i = 0; i < 100; ++i) group.run([&](int rank) { ++calls[static_cast<size_t>(rank)]; });
+  for (auto& c : calls) EXPECT_EQ(c.load(), 100);
+  EXPECT_EQ(group.communicator(3).rank(), 3);
+  EXPECT_EQ(group.communicator(0).size(), 4);
+}
+
+ModelConfig config_of(int64_t heads, int64_t kv_heads, int64_t inter) {
+  ModelConfig c;
+  c.architecture = "llama";
+  c.hidden_size = 64;
+  c.num_heads = heads;
+  c.num_kv_heads = kv_heads;
+  c.head_dim = 16;
+  c.intermediate_size = inter;
+  c.num_layers = 1;
+  c.vocab_size = 32;
+  c.max_position_embeddings = 64;
+  return c;
+}
+
+TEST(Shard, ConfigSplitsHeadsAndReplicatesFewKvHeads) {
+  Result<ModelConfig> two = shard_config(config_of(8, 4, 128), 2);
+  ASSERT_TRUE(two.ok());
+  EXPECT_EQ(two->num_heads, 4);
+  EXPECT_EQ(two->num_kv_heads, 2);
+  EXPECT_EQ(two->intermediate_size, 64);
+  Result<ModelConfig> eight = shard_config(config_of(8, 2, 128), 8);  // 2 KV heads over 8 ranks: replicated
+  ASSERT_TRUE(eight.ok());
+  EXPECT_EQ(eight->num_heads, 1);
+  EXPECT_EQ(eight->num_kv_heads, 1);
+  const std::pair<ModelConfig, const char*> bad[] = {{config_of(9, 3, 128), "9 attention heads"},
+                                                      {config_of(8, 4, 101), "MLP width 101"},
+                                                      {config_of(12, 6, 120), "6 KV heads"}};
+  for (const auto& [c, what] : bad) {
+    Result<ModelConfig> s = shard_config(c, c.num_heads == 12 ? 4 : 2);
+    ASSERT_FALSE(s.ok()) << what;
+    EXPECT_NE(s.error().message.find(what), std::string::npos) << s.error().message;
+  }
+}
+
+TEST(Shard, QuantizedSlicesDequantizeToTheMatrixSlices) {
+  // A Q8_0 o_proj [64, 128]: every 32-element block is a scale and 32 int8s.
+  ModelConfig c = config_of(8, 8, 128);
+  LlamaWeights w;
+  w.config = c;
+  std::mt19937 rng(4);
+  const auto q8 = [&](int64_t rows, int64_t cols) {
+    WeightMatrix m;
+    m.dtype = DType::kQ8_0;
+    m.rows = rows;
+    m.cols = cols;
+    m.raw.resize(static_cast<size_t>(rows * dtype_row_bytes(DType::kQ8_0, cols)));
+    for (size_t i = 0; i < m.raw.size(); ++i) m.raw[i] = static_cast<uint8_t>(rng() % 251);
+    for (size_t b = 0; b < m.raw.size(); b += 34) {  // finite fp16 scales: 0x3c00 = 1.0 plus a little
+      m.raw[b] = static_cast<uint8_t>(rng() % 256);
+      m.raw[b + 1] = 0x3c;
+    }
+    return m;
+  };
+  LayerWeights l;
+  l.wq = q8(128, 64);
+  l.wk = q8(128, 64);
+  l.wv = q8(128, 64);
+  l.wo = q8(64, 128);
+  l.w_gate_up = q8(256, 64);
+  l.w_down = q8(64, 128);
+  l.attn_norm.assign(64, 1.0f);
+  l.ffn_norm.assign(64, 1.0f);
+  w.layers.push_back(l);
+  const auto dequant = [](const WeightMatrix& m) {
+    std::vector<float> out(static_cast<size_t>(m.rows * m.cols));
+    for (int64_t r = 0; r < m.rows; ++r)
+      quant::dequantize_row(m.dtype, m.raw.data() + r * dtype_row_bytes(m.dtype, m.cols), m.cols,
+                            out.data() + r * m.cols);
+    return out;
+  };
+  const std::vector<float> wo = dequant(l.wo), gate_up = dequant(l.w_gate_up);
+  for (int rank = 0; rank < 2; ++rank) {
+    Result<LlamaWeights> s = shard_weights(w, rank, 2);
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    const LayerWeights& sl = s->layers[0];
+    ASSERT_EQ(sl.wo.rows, 64);
+    ASSERT_EQ(sl.wo.cols, 64);
+    const std::vector<float> got = dequant(sl.wo);
+    for (int64_t r = 0; r < 64; ++r)
+      for (int64_t col = 0; col < 64; ++col)
+        ASSERT_EQ(got[static_cast<size_t>(r * 64 + col)], wo[static_cast<size_t>(r * 128 + rank * 64 + col)]);
+    // gate rows [64 rank, 64 rank + 64), then the up rows 128 further.
+    const std::vector<float> gu = dequant(sl.w_gate_up);
+    ASSERT_EQ(sl.w_gate_up.rows, 128);
+    for (int64_t r = 0; r < 128; ++r) {
+      const int64_t src = r < 64 ? rank * 64 + r : 128 + rank * 64 + (r - 64);
+      for (int64_t col = 0; col < 64; ++col)
+        ASSERT_EQ(gu[static_cast<size_t>(r * 64 + col)], gate_up[static_cast<size_t>(src * 64 + col)]);
+    }
+  }
+  // Over 8 ranks o_proj's columns would be 16 wide: inside a 32-element block.
+  Result<LlamaWeights> cut = shard_weights(w, 0, 8);
+  ASSERT_FALSE(cut.ok());
+  EXPECT_NE(cut.error().message.find("quantization blocks"), std::string::npos) << cut.error().message;
+}
+
+class TensorParallelRunner : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_NO_FATAL_FAILURE(test_util::load_tiny_llama(config_, weights_)); }
+
+  std::unique_ptr<CpuModelRunner> runner(int tp) {
+    auto r = CpuModelRunner::create(weights_, tp, 2, 64, 4, {});
+    EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
+    return r.ok() ? std::move(*r) : nullptr;
+  }
+
+  ModelConfig config_;
+  LlamaWeights weights_;
+};
+
+TEST_F(TensorParallelRunner, LogitsMatchTheUnsplitModel) {
+  // tiny_llama: 4 heads, 2 KV heads, MLP 128; over 4 ranks its KV heads are replicated.
+  auto whole = runner(1);
+  std::mt19937 rng(9);
+  std::vector<std::vector<int32_t>> tokens(3), blocks(3);
+  for (int s = 0; s < 3; ++s) {
+    for (int i = 0; i < 9 + 5 * s; ++i) tokens[s].push_back(static_cast<int32_t>(rng() % config_.vocab_size));
+    for (int b = 0; b < 8; ++b) blocks[s].push_back(s * 8 + b);
+  }
+  // A prefill of all three, then two decode steps of one token each.
+  std::vector<std::vector<StepSequence>> steps(3);
+  for (int s = 0; s < 3; ++s) {
+    const auto len = static_cast<int32_t>(tokens[s].size());
+    steps[0].push_back({tokens[s], 0, len - 2, blocks[s], 1});
+    steps[1].push_back({tokens[s], len - 2, 1, blocks[s], 1});
+    steps[2].push_back({tokens[s], len - 1, 1, blocks[s], 1});
+  }
+  std::vector<std::vector<float>> want(3);
+  for (int i = 0; i < 3; ++i) whole->forward_logits(steps[i], want[i]);
+  for (int tp : {2, 4}) {
+    auto split = runner(tp);
+    ASSERT_NE(split, nullptr);
+    EXPECT_EQ(split->tensor_parallel_size(), tp);
+    for (int i = 0; i < 3; ++i) {
+      std::vector<float> got;
+      split->forward_logits(steps[i], got);
+      ASSERT_EQ(got.size(), want[i].size());
+      double worst = 0, scale = 0;
+      for (size_t j = 0; j < got.size(); ++j) {
+        worst = std::max(worst, double{std::fabs(got[j] - want[i][j])});
+        scale = std::max(scale, double{std::fabs(want[i][j])});
+      }
+      EXPECT_LT(worst, 1e-5 * std::max(scale, 1.0)) << "tp " << tp << " step " << i;
+      EXPECT_GT(scale, 0.0);
+    }
+  }
+  // Shapes the model cannot split are refused.
+  EXPECT_FALSE(CpuModelRunner::create(weights_, 3, 2, 64, 4, {}).ok());
+}
+
+TEST_F(TensorParallelRunner, GreedyTokensAreIdenticalThroughTheEngine) {
+  spdlog::set_level(spdlog::level::warn);
+  test_util::PieceTokenizer tokenizer(static_cast<int32_t>(config_.vocab_size));
+  std::vector<EngineRequest> reqs;
+  std::mt19937 rng(5);
+  for (int i = 0; i < 6; ++i) {
+    EngineRequest r;
+    for (int j = 0; j < 4 + 3 * i; ++j) r.prompt_ids.push_back(static_cast<int32_t>(rng() % config_.vocab_size));
+    r.params.temperature = 0;
+    r.params.max_tokens = 32;
+    r.params.ignore_eos = true;
+    reqs.push_back(r);
+  }
+  std::vector<std::vector<std::vector<int32_t>>> outputs;
+  for (int tp : {1, 2, 4}) {
+    EngineConfig ec;
+    ec.scheduler.block_size = 4;
+    ec.scheduler.num_blocks = 64;  // the runner's
+    ec.scheduler.max_num_batched_tokens = 64;
+    ec.scheduler.max_num_seqs = 8;
+    ec.scheduler.max_model_len = 128;
+    ec.log_interval_s = 0;
+    Engine engine(ec, runner(tp), tokenizer, {});
+    std::vector<std::shared_ptr<RequestStream>> streams;
+    for (const EngineRequest& r : reqs) {
+      AddResult a = engine.add(r);
+      ASSERT_EQ(a.code, AddResult::Code::kOk) << a.error;
+      streams.push_back(a.stream);
+    }
+    std::vector<std::vector<int32_t>> got;
+    for (auto& s : streams) got.push_back(test_util::collect(*s, 1).tokens[0]);
+    EXPECT_EQ(engine.metrics().kv_cache_usage, 0.0);
+    outputs.push_back(got);
+  }
+  spdlog::set_level(spdlog::level::info);
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    EXPECT_EQ(outputs[0][i].size(), 32u);
+    EXPECT_EQ(outputs[1][i], outputs[0][i]) << "tp 2, request " << i;
+    EXPECT_EQ(outputs[2][i], outputs[0][i]) << "tp 4, request " << i;
+  }
+}
+
+}  // namespace
+}  // namespace ember
