@@ -167,4 +167,26 @@ int run_generate(const GenerateOptions& options) {
   return generate(*src, options, device);
 }
 
+int run_tensor_parallel_worker(const ModelOptions& model, const EngineOptions& engine) {
+  std::string device;
+  const std::optional<ModelSource> src = open_model(model, &device);
+  if (!src) return 1;
+  if (device != "cpu") {
+    spdlog::error("tensor parallelism across processes runs on the CPU only so far (--device cpu)");
+    return 2;
+  }
+  auto runner = make_cpu_rank(*src, model, engine);
+  if (!runner) {
+    spdlog::error("{}", runner.error().message);
+    return 1;
+  }
+  // SIGTERM (which launchers forward to every rank) is rank 0's to act on: it
+  // drains, then tells this rank to stop.
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGINT, SIG_IGN);
+  spdlog::info("tensor-parallel rank ready: running rank 0's steps");
+  (*runner)->serve_mpi_steps();
+  return 0;
+}
+
 }  // namespace ember

@@ -69,11 +69,12 @@ Result<std::unique_ptr<ModelRunner>> make_cpu_runner(const ModelSource& src, con
   spdlog::info("KV cache: {} blocks of {} tokens ({:.1f} MB, {} tokens)", blocks, block, blocks * per_block / 1e6,
                blocks * block);
   auto runner = CpuModelRunner::create(std::move(weights).value(), tp, options.num_threads, blocks, block,
-                                       eos_ids_of(src));
+                                       eos_ids_of(src), model.mpi_group);
   if (!runner) return runner.error();
   if (tp > 1)
-    spdlog::info("tensor parallelism: {} ranks (threads of this process), {} attention heads, {} KV heads and an MLP "
-                 "width of {} each", tp, shard->num_heads, shard->num_kv_heads, shard->intermediate_size);
+    spdlog::info("tensor parallelism: {} ranks ({}), {} attention heads, {} KV heads and an MLP width of {} each", tp,
+                 model.mpi_group != nullptr ? "processes under MPI" : "threads of this process", shard->num_heads,
+                 shard->num_kv_heads, shard->intermediate_size);
   return std::unique_ptr<ModelRunner>(std::move(*runner));
 }
 
@@ -139,6 +140,7 @@ Result<std::shared_ptr<Proposer>> make_draft_proposer(const ModelSource& target,
   ModelOptions draft_options = model;
   if (draft->format == ModelFormat::kConfigOnly) draft_options.load_format = "dummy";
   draft_options.tensor_parallel_size = 1;  // a draft is small: it runs whole, beside rank 0
+  draft_options.mpi_group = nullptr;
   Result<std::unique_ptr<ModelRunner>> runner = Error{"unknown device " + device};
   if (device == "cpu") {
     runner = make_cpu_runner(*draft, draft_options, options, max_model_len);
@@ -164,6 +166,14 @@ Result<std::shared_ptr<Proposer>> make_draft_proposer(const ModelSource& target,
 }
 
 }  // namespace
+
+Result<std::unique_ptr<CpuModelRunner>> make_cpu_rank(const ModelSource& src, const ModelOptions& model,
+                                                     const EngineOptions& options) {
+  const int64_t max_model_len = model.max_model_len > 0 ? model.max_model_len : src.config.max_position_embeddings;
+  auto runner = make_cpu_runner(src, model, options, max_model_len);
+  if (!runner) return runner.error();
+  return std::unique_ptr<CpuModelRunner>(static_cast<CpuModelRunner*>(runner->release()));
+}
 
 Result<std::unique_ptr<Engine>> start_engine(const ModelSource& src, const ModelOptions& model,
                                              const EngineOptions& options, const std::string& device,

@@ -19,6 +19,10 @@ Result<std::unique_ptr<Engine>> start_engine(const ModelSource& src, const Model
                                              const EngineOptions& engine, const std::string& device,
                                              int32_t max_queue_len = 1024);
 
+// A tensor-parallel rank's CPU runner alone (ranks > 0 under MPI run no engine).
+Result<std::unique_ptr<CpuModelRunner>> make_cpu_rank(const ModelSource& src, const ModelOptions& model,
+                                                     const EngineOptions& engine);
+
 // The model's end-of-sequence ids: the config's, plus the tokenizer's.
 std::vector<int32_t> eos_ids_of(const ModelSource& src);
 

@@ -10,6 +10,8 @@
 
 namespace ember {
 
+class MpiGroup;  // engine/parallel/mpi_group.h
+
 struct ModelOptions {
   std::string model;                 // GGUF file or HF directory; empty: the default model
   std::string load_format = "auto";  // auto | gguf | safetensors | dummy
@@ -18,6 +20,7 @@ struct ModelOptions {
   std::string tokenizer;             // override the model's tokenizer (file or dir)
   int64_t max_model_len = 0;         // 0: from the model config
   int tensor_parallel_size = 1;
+  MpiGroup* mpi_group = nullptr;     // set by main when an MPI launcher started this process (not a flag)
   std::string speculative_config;  // --speculative-config JSON (engine/spec_decode/spec_config.h)
   std::string speculative_model;
   int num_speculative_tokens = 0;

@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "engine/parallel/mpi_group.h"
 #include "engine/parallel/shard.h"
 #include "engine/parallel/thread_group.h"
 #include "kernels/cpu/cpu_ops.h"
@@ -94,10 +95,26 @@ int32_t CpuModelRunner::block_size() const { return static_cast<int32_t>(ranks_.
 
 Result<std::unique_ptr<CpuModelRunner>> CpuModelRunner::create(LlamaWeights weights, int tensor_parallel_size,
                                                                int num_threads, int64_t num_blocks,
-                                                               int32_t block_size, std::vector<int32_t> eos_ids) {
+                                                               int32_t block_size, std::vector<int32_t> eos_ids,
+                                                               MpiGroup* mpi) {
   const int n = tensor_parallel_size;
   Result<ModelConfig> sc = shard_config(weights.config, n);
   if (!sc) return sc.error();
+  if (mpi != nullptr) {
+    if (mpi->size() != n)
+      return Error{"the MPI launcher started " + std::to_string(mpi->size()) + " ranks for --tensor-parallel-size " +
+                   std::to_string(n) + ": they must be equal"};
+    const ModelConfig whole = weights.config;
+    Result<LlamaWeights> shard = shard_weights(weights, mpi->rank(), n);
+    if (!shard) return shard.error();
+    weights = LlamaWeights{};
+    std::unique_ptr<CpuModelRunner> runner(
+        new CpuModelRunner(std::move(*shard), num_threads, num_blocks, block_size, std::move(eos_ids)));
+    runner->config_ = whole;
+    runner->mpi_ = mpi;
+    runner->ranks_.front()->backend.set_communicator(&mpi->communicator());
+    return runner;
+  }
   if (n == 1)
     return std::unique_ptr<CpuModelRunner>(
         new CpuModelRunner(std::move(weights), num_threads, num_blocks, block_size, std::move(eos_ids)));
@@ -134,6 +151,7 @@ void CpuModelRunner::forward_logits(std::span<const StepSequence> seqs, std::vec
     inputs_.token_ids[static_cast<size_t>(inputs_.query_start_loc[i + 1] - 1)] = newest_[static_cast<size_t>(row)];
   }
   if (!group_) {
+    if (mpi_ != nullptr) mpi_->broadcast_step(inputs_);  // the other processes run the same step
     Rank& r = *ranks_.front();
     r.decoder.forward(inputs_, r.cache, logits);
     return;
@@ -172,6 +190,13 @@ void CpuModelRunner::collect(std::vector<SampledToken>& out) {
   }
   out = std::move(done_.front());
   done_.pop_front();
+}
+
+void CpuModelRunner::serve_mpi_steps() {
+  if (mpi_ == nullptr || mpi_->rank() == 0) return;
+  Rank& r = *ranks_.front();
+  ForwardInputs in;
+  while (mpi_->receive_step(in)) r.decoder.forward(in, r.cache, r.logits);
 }
 
 int64_t CpuModelRunner::kv_bytes_per_token(const ModelConfig& config) {

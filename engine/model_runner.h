@@ -77,6 +77,7 @@ void build_forward_inputs(std::span<const StepSequence> seqs, int32_t block_size
 // Float32 on the CPU backend. The cache gets `num_blocks` blocks of
 // `block_size` tokens; eos_ids are the model's end tokens (min_tokens masks them).
 class ThreadGroup;  // engine/parallel/thread_group.h
+class MpiGroup;     // engine/parallel/mpi_group.h
 
 class CpuModelRunner final : public ModelRunner {
  public:
@@ -87,9 +88,14 @@ class CpuModelRunner final : public ModelRunner {
   // decoder, KV cache (its KV heads) and num_threads / size pool threads,
   // all-reducing through shared memory (engine/parallel/thread_group.h).
   // Sampling happens once, on rank 0's logits. An Error when the model does not split.
+  // With `mpi`, the ranks are processes instead: this runner is rank
+  // mpi->rank() alone; rank 0 broadcasts each step's inputs before its forward,
+  // and the other ranks call serve_mpi_steps().
   static Result<std::unique_ptr<CpuModelRunner>> create(LlamaWeights weights, int tensor_parallel_size,
                                                         int num_threads, int64_t num_blocks, int32_t block_size,
-                                                        std::vector<int32_t> eos_ids);
+                                                        std::vector<int32_t> eos_ids, MpiGroup* mpi = nullptr);
+  // Ranks > 0 under MPI: runs rank 0's steps on this shard until rank 0 stops.
+  void serve_mpi_steps();
   ~CpuModelRunner() override;
 
   void launch(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows) override;
@@ -111,7 +117,8 @@ class CpuModelRunner final : public ModelRunner {
 
   ModelConfig config_;                       // the whole model's
   std::vector<std::unique_ptr<Rank>> ranks_;  // one without tensor parallelism
-  std::unique_ptr<ThreadGroup> group_;        // ranks > 1
+  std::unique_ptr<ThreadGroup> group_;        // ranks > 1 as threads
+  MpiGroup* mpi_ = nullptr;                   // ranks as processes (not owned)
   ForwardInputs inputs_;
   Sampler sampler_;
   std::vector<float> logits_;

@@ -14,6 +14,7 @@
 #include "cli/config_file.h"
 #include "cli/options.h"
 #include "common/version.h"
+#include "engine/parallel/mpi_group.h"
 
 namespace ember {
 namespace {
@@ -195,6 +196,23 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
 
+  // Started by an MPI launcher (mpirun, srun): one tensor-parallel rank per
+  // process. Rank 0 serves (or generates); the others run its steps.
+  auto mpi = MpiGroup::from_launcher();
+  if (!mpi) {
+    spdlog::error("{}", mpi.error().message);
+    return 2;
+  }
+  if (*mpi) {
+    ModelOptions* model = serve_cmd->parsed() ? &serve.model : gen_cmd->parsed() ? &gen.model : nullptr;
+    EngineOptions* engine = serve_cmd->parsed() ? &serve.engine : &gen.engine;
+    if (model == nullptr) {
+      spdlog::error("under an MPI launcher ember runs serve or generate");
+      return 2;
+    }
+    model->mpi_group = mpi->get();
+    if ((*mpi)->rank() > 0) return run_tensor_parallel_worker(*model, *engine);
+  }
   if (serve_cmd->parsed()) return run_serve(serve);
   if (gen_cmd->parsed()) return run_generate(gen);
   if (bench.mode == "throughput") {

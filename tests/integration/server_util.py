@@ -26,11 +26,13 @@ def free_port():
 class Server:
     """An `ember serve` process on a free port; stop() sends SIGTERM and returns the exit code."""
 
-    def __init__(self, *args, model=None, tiny=False, timeout=120):
+    def __init__(self, *args, model=None, tiny=False, timeout=120, launcher=()):
+        """`launcher`: a command the server runs under (e.g. mpirun and its flags)."""
         assert EMBER.exists(), f"{EMBER} is not built"
         assert MODEL.exists(), f"default model {MODEL} is missing (run scripts/setup.sh)"
         self.port = free_port()
-        cmd = [str(EMBER), "serve", "--port", str(self.port), "--served-model-name", "test-model"]
+        self.launched = bool(launcher)
+        cmd = [*launcher, str(EMBER), "serve", "--port", str(self.port), "--served-model-name", "test-model"]
         if tiny:
             cmd += ["--model", str(TINY_CONFIG), "--load-format", "dummy", "--tokenizer", str(MODEL),
                     "--chat-template", str(SMOLLM2_TEMPLATE)]
@@ -98,9 +100,28 @@ class Server:
             time.sleep(0.1)
         return self.metric(name) == value
 
+    def rank0_pid(self):
+        """Under an MPI launcher: the pid of rank 0's ember (the one serving this port)."""
+        for pid in os.listdir("/proc"):
+            try:
+                cmdline = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                env = pathlib.Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            except (OSError, ValueError):
+                continue
+            if str(self.port).encode() in cmdline and b"OMPI_COMM_WORLD_RANK=0" in env and \
+                    cmdline[0].endswith(b"ember"):
+                return int(pid)
+        return None
+
     def stop(self, timeout=60):
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            # Under a launcher, rank 0 gets the signal: it drains and stops the other ranks, and the launcher exits
+            # with their status (Open MPI's mpirun reports 1 when it is signalled itself).
+            rank0 = self.rank0_pid() if self.launched else None
+            if rank0 is not None:
+                os.kill(rank0, signal.SIGTERM)
+            else:
+                self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:

@@ -3,6 +3,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 
 import pytest
@@ -169,6 +170,34 @@ def test_tensor_parallel_on_the_cpu_keeps_greedy_output():
     bad = run("generate", "--device", "cpu", "-p", prompt, "-n", "2", "--tensor-parallel-size", "2", env=env)
     assert bad.returncode != 0
     assert "does not divide the model's 9 attention heads" in bad.stderr, bad.stderr[-2000:]
+
+
+def mpirun(ranks):
+    """Open MPI's launcher for `ranks` processes on this host (root allowed: CI runs as root)."""
+    launcher = shutil.which("mpirun")
+    assert launcher, "mpirun is missing (scripts/setup.sh installs openmpi-bin)"
+    return [launcher, "--allow-run-as-root", "--oversubscribe", "-np", str(ranks)]
+
+
+def test_tensor_parallel_across_processes_under_mpirun():
+    # The tiny model (4 heads, 2 KV heads) split over 2 and 4 processes (4: its KV heads replicated): the same 64
+    # greedy tokens as unsplit. A world size other than --tensor-parallel-size is refused.
+    tiny = ["--model", str(ROOT / "configs/models/tiny-smollm2-vocab.json"), "--load-format", "dummy",
+            "--tokenizer", str(MODEL), "--device", "cpu", "-p", "Once upon a time", "-n", "64", "--temperature", "0",
+            "--ignore-eos"]
+    plain = run("generate", *tiny)
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    want = plain.stdout.rsplit("\n\nprompt tokens:", 1)[0]
+    for ranks in (2, 4):
+        r = subprocess.run([*mpirun(ranks), str(EMBER), "generate", *tiny, "-tp", str(ranks)],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "processes under MPI" in r.stderr, r.stderr[-3000:]
+        assert r.stdout.rsplit("\n\nprompt tokens:", 1)[0] == want, (ranks, r.stdout[-500:])
+    bad = subprocess.run([*mpirun(2), str(EMBER), "generate", *tiny, "-tp", "4"], capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode != 0
+    assert "must be equal" in bad.stderr, bad.stderr[-3000:]
 
 
 @pytest.mark.parametrize("flags,message", [

@@ -345,3 +345,31 @@ def test_schemathesis_finds_no_server_error(tiny):
     assert "passed" in r.stdout
     assert tiny.wait_metric("ember:kv_cache_usage_perc", 0.0)
     assert tiny.request("GET", "/health")[0] == 200
+
+
+def test_tensor_parallel_serve_answers_with_the_unsplit_greedy_text():
+    # SmolLM2 (9 heads, 3 KV heads) over 3 ranks, as threads and as processes under mpirun: the openai client's greedy
+    # chat completions equal the unsplit server's.
+    from test_cli import mpirun  # (tests/integration is on the path)
+    messages = [[{"role": "user", "content": "Name three colors."}],
+                [{"role": "user", "content": "What is 2 + 2? Answer briefly."}]]
+
+    def answers(server):
+        c = client(server)
+        out = []
+        for m in messages:
+            r = c.chat.completions.create(model="test-model", messages=m, max_tokens=24, temperature=0)
+            out.append(r.choices[0].message.content)
+        return out
+
+    texts = {}
+    for name, args, launcher in [("unsplit", [], ()), ("3 threads", ["-tp", "3"], ()),
+                                 ("3 processes", ["-tp", "3", "--device", "cpu"], tuple(mpirun(3)))]:
+        s = Server(*args, launcher=launcher)
+        try:
+            texts[name] = answers(s)
+        finally:
+            assert s.stop() == 0, s.read_log()
+    assert all(len(t) > 0 for t in texts["unsplit"])
+    assert texts["3 threads"] == texts["unsplit"]
+    assert texts["3 processes"] == texts["unsplit"]
