@@ -18,10 +18,19 @@ class ThreadGroup::Rank final : public Communicator {
     // Slice rank_ of the elements is this rank's to sum and write back: the
     // slices are disjoint, so no element is read by one rank while another writes it.
     const int64_t begin = n * rank_ / size, end = n * (rank_ + 1) / size;
-    for (int64_t i = begin; i < end; ++i) {
-      float sum = 0.0f;
-      for (int r = 0; r < size; ++r) sum += g_.buffers_[static_cast<size_t>(r)][i];
-      for (int r = 0; r < size; ++r) g_.buffers_[static_cast<size_t>(r)][i] = sum;
+    // In tiles, summed in rank order into a local tile (so the loops vectorize
+    // and every element sums the same way whoever owns it), then copied out.
+    constexpr int64_t kTile = 2048;
+    float tile[kTile];
+    float* const* bufs = g_.buffers_.data();
+    for (int64_t i = begin; i < end; i += kTile) {
+      const int64_t len = std::min(kTile, end - i);
+      std::copy(bufs[0] + i, bufs[0] + i + len, tile);
+      for (int r = 1; r < size; ++r) {
+        const float* src = bufs[r] + i;
+        for (int64_t j = 0; j < len; ++j) tile[j] += src[j];
+      }
+      for (int r = 0; r < size; ++r) std::copy(tile, tile + len, bufs[r] + i);
     }
     g_.barrier_.arrive_and_wait();  // every slice written before anyone reads its buffer
   }

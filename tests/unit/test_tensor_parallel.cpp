@@ -149,6 +149,62 @@ TEST(Shard, QuantizedSlicesDequantizeToTheMatrixSlices) {
   EXPECT_NE(cut.error().message.find("quantization blocks"), std::string::npos) << cut.error().message;
 }
 
+// Every element of an f32 matrix names its place: 1000 row + column.
+WeightMatrix labelled(int64_t rows, int64_t cols) {
+  WeightMatrix m = WeightMatrix::zeros(rows, cols);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) m.f32[static_cast<size_t>(r * cols + c)] = static_cast<float>(1000 * r + c);
+  return m;
+}
+
+TEST(Shard, EightRanksLoadTheirRowsAndColumns) {
+  // 16 query heads of 2 dims, MLP 32, hidden 8: rank r holds query heads 2r, 2r + 1 (rows 4r .. 4r + 3 of q and
+  // columns 4r .. 4r + 3 of o_proj) and MLP columns 4r .. 4r + 3 (gate rows 4r.., up rows 32 + 4r.., down columns
+  // 4r..). With 8 KV heads each rank has KV head r; with 2, KV head r / 4 (replicated over 4 ranks).
+  for (const int64_t kv_heads : {8, 2}) {
+    ModelConfig c = config_of(16, kv_heads, 32);
+    c.hidden_size = 8;
+    c.head_dim = 2;
+    LlamaWeights w;
+    w.config = c;
+    LayerWeights l;
+    l.wq = labelled(32, 8);
+    l.wk = labelled(kv_heads * 2, 8);
+    l.wv = labelled(kv_heads * 2, 8);
+    l.wo = labelled(8, 32);
+    l.w_gate_up = labelled(64, 8);
+    l.w_down = labelled(8, 32);
+    w.layers.push_back(l);
+    for (int rank = 0; rank < 8; ++rank) {
+      Result<LlamaWeights> s = shard_weights(w, rank, 8);
+      ASSERT_TRUE(s.ok()) << s.error().message;
+      const LayerWeights& o = s->layers[0];
+      EXPECT_EQ(s->config.num_heads, 2);
+      EXPECT_EQ(s->config.num_kv_heads, 1);
+      EXPECT_EQ(s->config.intermediate_size, 4);
+      const int64_t kv = kv_heads == 8 ? rank : rank / 4;
+      for (int64_t i = 0; i < 4; ++i) {
+        EXPECT_EQ(o.wq.f32[static_cast<size_t>(i * 8)], 1000.0f * (4 * rank + i)) << rank;
+        EXPECT_EQ(o.w_gate_up.f32[static_cast<size_t>(i * 8)], 1000.0f * (4 * rank + i)) << rank;
+        EXPECT_EQ(o.w_gate_up.f32[static_cast<size_t>((4 + i) * 8)], 1000.0f * (32 + 4 * rank + i)) << rank;
+        for (int64_t row = 0; row < 8; ++row) {
+          EXPECT_EQ(o.wo.f32[static_cast<size_t>(row * 4 + i)], 1000.0f * row + 4 * rank + i) << rank;
+          EXPECT_EQ(o.w_down.f32[static_cast<size_t>(row * 4 + i)], 1000.0f * row + 4 * rank + i) << rank;
+        }
+      }
+      for (int64_t i = 0; i < 2; ++i) {
+        EXPECT_EQ(o.wk.f32[static_cast<size_t>(i * 8)], 1000.0f * (2 * kv + i)) << rank << " kv " << kv_heads;
+        EXPECT_EQ(o.wv.f32[static_cast<size_t>(i * 8 + 3)], 1000.0f * (2 * kv + i) + 3) << rank;
+      }
+      EXPECT_EQ(o.wq.rows, 4);
+      EXPECT_EQ(o.wk.rows, 2);
+      EXPECT_EQ(o.wo.cols, 4);
+      EXPECT_EQ(o.w_gate_up.rows, 8);
+      EXPECT_EQ(o.w_down.cols, 4);
+    }
+  }
+}
+
 class TensorParallelRunner : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_NO_FATAL_FAILURE(test_util::load_tiny_llama(config_, weights_)); }
