@@ -96,12 +96,19 @@ Result<std::unique_ptr<ModelRunner>> make_gpu_runner(const ModelSource& src, con
   o.enforce_eager = options.enforce_eager;
   o.dummy_seed = static_cast<uint64_t>(options.seed);
   o.eos_token_ids = eos_ids_of(src);
+  const int tp = model.tensor_parallel_size;
+  if (tp > 1) {
+    if (Result<ModelConfig> s = shard_config(src.config, tp); !s) return s.error();  // before the weights load
+    spdlog::info("tensor parallelism: {} GPUs of this process, NCCL between them", tp);
+  }
   if (model.load_format == "dummy") {
     spdlog::info("random weights on the GPU (--load-format dummy, seed {})", options.seed);
+    if (tp > 1) return make_cuda_tensor_parallel_runner(nullptr, src.config, o, tp);
     return make_cuda_model_runner_dummy(src.config, o);
   }
   auto weights = load_weights(src, model, static_cast<uint64_t>(options.seed));
   if (!weights) return weights.error();
+  if (tp > 1) return make_cuda_tensor_parallel_runner(&*weights, src.config, o, tp);
   return make_cuda_model_runner(*weights, o);
 }
 #endif
@@ -178,8 +185,8 @@ Result<std::unique_ptr<CpuModelRunner>> make_cpu_rank(const ModelSource& src, co
 Result<std::unique_ptr<Engine>> start_engine(const ModelSource& src, const ModelOptions& model,
                                              const EngineOptions& options, const std::string& device,
                                              int32_t max_queue_len) {
-  if (model.tensor_parallel_size != 1 && device != "cpu")
-    return Error{"--tensor-parallel-size > 1 runs on the CPU only so far (--device cpu); on GPUs it is not built yet"};
+  if (model.tensor_parallel_size != 1 && model.mpi_group != nullptr && device != "cpu")
+    return Error{"tensor parallelism across processes runs on the CPU only so far (--device cpu)"};
   auto spec = parse_speculative_config(model.speculative_config, model.speculative_model, model.num_speculative_tokens);
   if (!spec) return spec.error();
   const ModelConfig& c = src.config;

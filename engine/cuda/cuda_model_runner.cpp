@@ -16,7 +16,10 @@
 #include "engine/cuda/device_weights.h"
 #include "engine/cuda/gpu_sampler.h"
 #include "kernels/cuda/cuda_backend.h"
+#include "engine/parallel/shard.h"
+#include "engine/parallel/tensor_parallel_runner.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/nccl_communicator.h"
 #include "models/llama_decoder.h"
 
 namespace ember {
@@ -147,6 +150,7 @@ class CudaModelRunner final : public ModelRunner {
         decoder_(weights_->views(), *backend_) {}
 
   ~CudaModelRunner() override {
+    cudaSetDevice(options_.device);
     cudaStreamSynchronize(backend_->stream());
     if (step_profile_) step_profile_->report();
     for (auto& [key, g] : graphs_) cudaGraphExecDestroy(g.exec);
@@ -467,6 +471,7 @@ void CudaModelRunner::forward_logits(std::span<const StepSequence> seqs, std::ve
     return;
   }
   if (sampler_ && sampler_->outstanding() > 0) fatal("forward_logits() while a launched step is outstanding");
+  cudaSetDevice(options_.device);  // (a tensor-parallel rank's thread may serve any device first)
   const auto start = StepProfile::Clock::now();
   const Tensor out = forward_step(seqs);
   if (step_profile_) step_profile_->end_launch(0.0, backend_->stream());
@@ -476,6 +481,7 @@ void CudaModelRunner::forward_logits(std::span<const StepSequence> seqs, std::ve
 
 void CudaModelRunner::launch(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows) {
   if (seqs.empty()) fatal("launch() of an empty step");
+  cudaSetDevice(options_.device);
   const auto start = StepProfile::Clock::now();
   const Tensor logits = forward_step(seqs);
   if (logits.rows() != static_cast<int64_t>(rows.size())) fatal("sampler rows do not match the logits rows");
@@ -487,6 +493,7 @@ void CudaModelRunner::launch(std::span<const StepSequence> seqs, std::span<const
 }
 
 void CudaModelRunner::collect(std::vector<SampledToken>& out) {
+  cudaSetDevice(options_.device);
   const auto start = StepProfile::Clock::now();
   if (Status s = sampler_->collect(out); !s.ok()) fatal(s.error().message);
   const std::vector<int32_t> drafts = std::move(launched_drafts_.front());
@@ -509,6 +516,7 @@ Result<std::unique_ptr<ModelRunner>> finish(std::unique_ptr<DeviceWeights> weigh
   limits.block_size = o.block_size;
   auto backend = CudaBackend::create(limits);
   if (!backend) return backend.error();
+  (*backend)->set_communicator(o.communicator);
   auto runner = std::make_unique<CudaModelRunner>(std::move(weights), std::move(*backend), o, max_model_len);
   if (Status s = runner->init(); !s.ok()) return s.error();
   return std::unique_ptr<ModelRunner>(std::move(runner));
@@ -535,6 +543,41 @@ Result<std::unique_ptr<ModelRunner>> make_cuda_model_runner_dummy(const ModelCon
   auto d = DeviceWeights::dummy(config, options.dummy_seed);
   if (!d) return d.error();
   return finish(std::move(*d), options);
+}
+
+Result<std::unique_ptr<ModelRunner>> make_cuda_tensor_parallel_runner(const LlamaWeights* weights,
+                                                                      const ModelConfig& config,
+                                                                      const CudaRunnerOptions& options, int n) {
+  Result<ModelConfig> shard = shard_config(config, n);
+  if (!shard) return shard.error();
+  if (weights == nullptr && n > 1)
+    return Error{"dummy weights over several GPUs are not built yet (each rank would generate its slice)"};
+  int visible = 0;
+  if (cudaGetDeviceCount(&visible) != cudaSuccess || visible < n)
+    return Error{"--tensor-parallel-size " + std::to_string(n) + " needs " + std::to_string(n) + " GPUs; " +
+                 std::to_string(visible) + " visible"};
+  std::vector<int> devices;
+  for (int r = 0; r < n; ++r) devices.push_back(r);
+  auto nccl = NcclCommunicator::create_all(devices);
+  if (!nccl) return nccl.error();
+  std::vector<Communicator*> comm_of;
+  std::vector<std::unique_ptr<Communicator>> comms;
+  for (auto& c : *nccl) {
+    comm_of.push_back(c.get());
+    comms.push_back(std::move(c));
+  }
+  const TensorParallelRunner::RankFactory make = [&](int r) -> Result<std::unique_ptr<ModelRunner>> {
+    CudaRunnerOptions o = options;
+    o.device = devices[static_cast<size_t>(r)];
+    o.communicator = comm_of[static_cast<size_t>(r)];
+    if (weights == nullptr) return make_cuda_model_runner_dummy(config, o);
+    Result<LlamaWeights> s = shard_weights(*weights, r, n);
+    if (!s) return s.error();
+    return make_cuda_model_runner(*s, o);
+  };
+  auto tp = TensorParallelRunner::create(std::move(comms), make, config);
+  if (!tp) return tp.error();
+  return std::unique_ptr<ModelRunner>(std::move(*tp));
 }
 
 }  // namespace ember

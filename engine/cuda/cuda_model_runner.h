@@ -10,6 +10,7 @@
 
 #include "common/status.h"
 #include "engine/model_runner.h"
+#include "kernels/communicator.h"
 #include "models/weights.h"
 
 namespace ember {
@@ -26,6 +27,7 @@ struct CudaRunnerOptions {
   uint64_t dummy_seed = 0;                // for make_cuda_runner_dummy
   std::vector<int32_t> eos_token_ids;     // the model's EOS ids, for the GPU sampler's min_tokens
   int32_t max_logits_per_seq = 1;         // StepSequence::num_logits at most (1 + speculative tokens)
+  Communicator* communicator = nullptr;   // a tensor-parallel rank's (not owned); null: the whole model
 };
 
 // Uploads host weights (any dtype: quantized GGUF blocks are expanded to bf16).
@@ -37,5 +39,14 @@ Result<std::unique_ptr<ModelRunner>> make_cuda_model_runner(const LlamaWeights& 
 // copy would not fit (Llama-3-8B).
 Result<std::unique_ptr<ModelRunner>> make_cuda_model_runner_dummy(const ModelConfig& config,
                                                                    const CudaRunnerOptions& options);
+
+// Tensor parallelism over GPUs 0..n-1 of this process: rank r is a CUDA runner
+// on GPU r holding its shard of `weights` (engine/parallel/shard.h), the ranks
+// all-reduce through NCCL (inside their CUDA graphs) and run side by side, one
+// thread each (engine/parallel/tensor_parallel_runner.h). `weights` null:
+// dummy weights (n = 1 only so far). n = 1 runs the whole path on one GPU.
+Result<std::unique_ptr<ModelRunner>> make_cuda_tensor_parallel_runner(const LlamaWeights* weights,
+                                                                      const ModelConfig& config,
+                                                                      const CudaRunnerOptions& options, int n);
 
 }  // namespace ember

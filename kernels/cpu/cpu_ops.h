@@ -37,7 +37,7 @@ class CpuBackend final : public Backend {
   void gather_logit_rows(const Tensor& x, const ForwardInputs& in, Tensor& out) override;
   // Sums x over the tensor-parallel ranks (set_communicator); alone, nothing to do.
   void all_reduce(Tensor& x) override {
-    if (comm_ != nullptr && comm_->size() > 1) comm_->all_reduce_sum(x.f32(), x.numel());
+    if (comm_ != nullptr && comm_->size() > 1) comm_->all_reduce(x, nullptr);
   }
   // This backend's rank in a tensor-parallel group (not owned; null: alone).
   void set_communicator(Communicator* comm) { comm_ = comm; }

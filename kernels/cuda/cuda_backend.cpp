@@ -502,6 +502,12 @@ void CudaBackend::silu_mul(const Tensor& x, Tensor& out) {
   impl_->fail(gpu::silu_mul(bf16_of(x), x.rows(), out.cols(), bf16_of(out), impl_->stream));
 }
 
+void CudaBackend::all_reduce(Tensor& x) {
+  if (comm_ == nullptr) return;
+  Impl::Timed timed(*impl_, "all_reduce", m_class(x.rows()));
+  comm_->all_reduce(x, impl_->stream);
+}
+
 void CudaBackend::gather_logit_rows(const Tensor& x, const ForwardInputs& in, Tensor& out) {
   Impl& m = *impl_;
   Impl::Timed timed(m, "gather_logit_rows");

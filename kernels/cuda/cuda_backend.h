@@ -17,6 +17,7 @@
 
 #include "common/status.h"
 #include "kernels/backend.h"
+#include "kernels/communicator.h"
 
 namespace ember {
 
@@ -78,12 +79,16 @@ class CudaBackend final : public Backend {
                        int64_t num_heads, float scale, Tensor& out) override;
   void silu_mul(const Tensor& x, Tensor& out) override;
   void gather_logit_rows(const Tensor& x, const ForwardInputs& in, Tensor& out) override;
-  void all_reduce(Tensor& /*x*/) override {}  // one device
+  // Sums x over the tensor-parallel ranks through this rank's communicator
+  // (NCCL; set_communicator), on this backend's stream: capturable in graphs.
+  void all_reduce(Tensor& x) override;
+  void set_communicator(Communicator* comm) { comm_ = comm; }
 
  private:
   struct Impl;
   explicit CudaBackend(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
+  Communicator* comm_ = nullptr;  // not owned; null: one device
 };
 
 }  // namespace ember

@@ -1,0 +1,58 @@
+#include "engine/parallel/tensor_parallel_runner.h"
+
+#include <string>
+
+namespace ember {
+
+Result<std::unique_ptr<TensorParallelRunner>> TensorParallelRunner::create(
+    std::vector<std::unique_ptr<Communicator>> comms, const RankFactory& make, ModelConfig whole) {
+  const int n = static_cast<int>(comms.size());
+  if (n < 1) return Error{"tensor parallelism: no ranks"};
+  std::unique_ptr<TensorParallelRunner> tp(new TensorParallelRunner());
+  tp->whole_ = std::move(whole);
+  tp->comms_ = std::move(comms);
+  tp->group_ = std::make_unique<ThreadGroup>(n);
+  tp->ranks_.resize(static_cast<size_t>(n));
+  std::vector<Status> made(static_cast<size_t>(n), Status::success());
+  tp->group_->run([&](int r) {
+    Result<std::unique_ptr<ModelRunner>> runner = make(r);
+    if (runner) {
+      tp->ranks_[static_cast<size_t>(r)] = std::move(*runner);
+    } else {
+      made[static_cast<size_t>(r)] = runner.error();
+    }
+  });
+  for (int r = 0; r < n; ++r)
+    if (!made[static_cast<size_t>(r)].ok())
+      return Error{"tensor-parallel rank " + std::to_string(r) + ": " + made[static_cast<size_t>(r)].error().message};
+  for (int r = 1; r < n; ++r)
+    if (tp->ranks_[static_cast<size_t>(r)]->num_blocks() != tp->ranks_.front()->num_blocks())
+      return Error{"tensor-parallel ranks sized different KV pools (" +
+                   std::to_string(tp->ranks_.front()->num_blocks()) + " and " +
+                   std::to_string(tp->ranks_[static_cast<size_t>(r)]->num_blocks()) +
+                   " blocks): give every rank the same device kind, or --num-gpu-blocks-override"};
+  tp->discarded_.resize(static_cast<size_t>(n));
+  tp->discarded_logits_.resize(static_cast<size_t>(n));
+  return tp;
+}
+
+TensorParallelRunner::~TensorParallelRunner() {
+  // Each rank is torn down on its own thread (its device current there).
+  if (group_) group_->run([&](int r) { ranks_[static_cast<size_t>(r)].reset(); });
+}
+
+void TensorParallelRunner::launch(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows) {
+  group_->run([&](int r) { ranks_[static_cast<size_t>(r)]->launch(seqs, rows); });
+}
+
+void TensorParallelRunner::collect(std::vector<SampledToken>& out) {
+  group_->run([&](int r) { ranks_[static_cast<size_t>(r)]->collect(r == 0 ? out : discarded_[static_cast<size_t>(r)]); });
+}
+
+void TensorParallelRunner::forward_logits(std::span<const StepSequence> seqs, std::vector<float>& logits) {
+  group_->run([&](int r) {
+    ranks_[static_cast<size_t>(r)]->forward_logits(seqs, r == 0 ? logits : discarded_logits_[static_cast<size_t>(r)]);
+  });
+}
+
+}  // namespace ember

@@ -1,0 +1,52 @@
+#pragma once
+// A ModelRunner made of N rank runners that run side by side, one thread each
+// (ThreadGroup): every step is launched on every rank (each computes its
+// shard; their backends all-reduce through their communicators) and rank 0's
+// tokens are the step's. Any runner kind works; the CUDA runners of
+// make_cuda_tensor_parallel_runner are its use (one GPU per rank, NCCL).
+// Every rank also samples its copy of the logits, which are identical: each
+// rank's device then holds the step's tokens, so async scheduling's on-device
+// token hand-off works per rank as it does alone.
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "common/status.h"
+#include "engine/model_runner.h"
+#include "engine/parallel/thread_group.h"
+#include "kernels/communicator.h"
+
+namespace ember {
+
+class TensorParallelRunner final : public ModelRunner {
+ public:
+  using RankFactory = std::function<Result<std::unique_ptr<ModelRunner>>(int rank)>;
+  // Builds rank r's runner with make(r) on rank r's own thread, all at once
+  // (a runner's start-up may run collectives, which need every rank); `comms`
+  // (rank r's at r) live as long as the runner. An Error when any rank fails or
+  // the ranks' KV pools differ.
+  static Result<std::unique_ptr<TensorParallelRunner>> create(std::vector<std::unique_ptr<Communicator>> comms,
+                                                              const RankFactory& make, ModelConfig whole);
+  ~TensorParallelRunner() override;
+
+  void launch(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows) override;
+  void collect(std::vector<SampledToken>& out) override;
+  void forward_logits(std::span<const StepSequence> seqs, std::vector<float>& logits) override;
+  const ModelConfig& config() const override { return whole_; }
+  int32_t vocab_size() const override { return ranks_.front()->vocab_size(); }
+  int64_t num_blocks() const override { return ranks_.front()->num_blocks(); }
+  int32_t block_size() const override { return ranks_.front()->block_size(); }
+  int size() const { return static_cast<int>(ranks_.size()); }
+
+ private:
+  TensorParallelRunner() = default;
+  ModelConfig whole_;
+  std::vector<std::unique_ptr<Communicator>> comms_;  // outlive the ranks (destroyed after them)
+  std::unique_ptr<ThreadGroup> group_;
+  std::vector<std::unique_ptr<ModelRunner>> ranks_;
+  std::vector<std::vector<SampledToken>> discarded_;  // ranks > 0's tokens
+  std::vector<std::vector<float>> discarded_logits_;
+};
+
+}  // namespace ember

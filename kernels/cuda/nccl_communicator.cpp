@@ -1,0 +1,67 @@
+#include "kernels/cuda/nccl_communicator.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include <cuda_runtime.h>
+
+#ifdef EMBER_HAVE_NCCL
+#include <nccl.h>
+#endif
+
+namespace ember {
+
+#ifdef EMBER_HAVE_NCCL
+namespace {
+
+[[noreturn]] void collective_failed(ncclResult_t r, int rank) {
+  std::fprintf(stderr, "ember: NCCL all-reduce failed on rank %d: %s\n", rank, ncclGetErrorString(r));
+  std::abort();
+}
+
+}  // namespace
+
+bool nccl_available() { return true; }
+
+Result<std::vector<std::unique_ptr<NcclCommunicator>>> NcclCommunicator::create_all(const std::vector<int>& devices) {
+  const int n = static_cast<int>(devices.size());
+  if (n < 1) return Error{"NCCL: no devices"};
+  std::vector<ncclComm_t> comms(static_cast<size_t>(n));
+  if (ncclResult_t r = ncclCommInitAll(comms.data(), n, devices.data()); r != ncclSuccess)
+    return Error{std::string("NCCL: ncclCommInitAll over ") + std::to_string(n) + " devices failed: " +
+                 ncclGetErrorString(r)};
+  std::vector<std::unique_ptr<NcclCommunicator>> out;
+  for (int r = 0; r < n; ++r) out.push_back(std::unique_ptr<NcclCommunicator>(new NcclCommunicator(comms[static_cast<size_t>(r)], r, n)));
+  return out;
+}
+
+NcclCommunicator::~NcclCommunicator() { ncclCommDestroy(static_cast<ncclComm_t>(comm_)); }
+
+void NcclCommunicator::all_reduce_sum(float* data, int64_t n) {
+  ncclResult_t r = ncclAllReduce(data, data, static_cast<size_t>(n), ncclFloat32, ncclSum,
+                                 static_cast<ncclComm_t>(comm_), nullptr);
+  if (r != ncclSuccess) collective_failed(r, rank_);
+}
+
+void NcclCommunicator::all_reduce(Tensor& x, void* stream) {
+  const ncclDataType_t type = x.dtype == DType::kBF16 ? ncclBfloat16 : ncclFloat32;
+  ncclResult_t r = ncclAllReduce(x.data, x.data, static_cast<size_t>(x.numel()), type, ncclSum,
+                                 static_cast<ncclComm_t>(comm_), static_cast<cudaStream_t>(stream));
+  if (r != ncclSuccess) collective_failed(r, rank_);
+}
+
+#else
+
+bool nccl_available() { return false; }
+
+Result<std::vector<std::unique_ptr<NcclCommunicator>>> NcclCommunicator::create_all(const std::vector<int>&) {
+  return Error{"this ember was built without NCCL: tensor parallelism on GPUs needs it"};
+}
+NcclCommunicator::~NcclCommunicator() = default;
+void NcclCommunicator::all_reduce_sum(float*, int64_t) {}
+void NcclCommunicator::all_reduce(Tensor&, void*) {}
+
+#endif
+
+}  // namespace ember
