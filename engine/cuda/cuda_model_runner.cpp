@@ -540,7 +540,7 @@ Result<std::unique_ptr<ModelRunner>> make_cuda_model_runner(const LlamaWeights& 
 Result<std::unique_ptr<ModelRunner>> make_cuda_model_runner_dummy(const ModelConfig& config,
                                                                    const CudaRunnerOptions& options) {
   EMBER_TRY_STATUS(set_device(options.device));
-  auto d = DeviceWeights::dummy(config, options.dummy_seed);
+  auto d = DeviceWeights::dummy(config, options.dummy_seed, options.tensor_parallel_rank, options.tensor_parallel_size);
   if (!d) return d.error();
   return finish(std::move(*d), options);
 }
@@ -550,8 +550,6 @@ Result<std::unique_ptr<ModelRunner>> make_cuda_tensor_parallel_runner(const Llam
                                                                       const CudaRunnerOptions& options, int n) {
   Result<ModelConfig> shard = shard_config(config, n);
   if (!shard) return shard.error();
-  if (weights == nullptr && n > 1)
-    return Error{"dummy weights over several GPUs are not built yet (each rank would generate its slice)"};
   int visible = 0;
   if (cudaGetDeviceCount(&visible) != cudaSuccess || visible < n)
     return Error{"--tensor-parallel-size " + std::to_string(n) + " needs " + std::to_string(n) + " GPUs; " +
@@ -570,6 +568,8 @@ Result<std::unique_ptr<ModelRunner>> make_cuda_tensor_parallel_runner(const Llam
     CudaRunnerOptions o = options;
     o.device = devices[static_cast<size_t>(r)];
     o.communicator = comm_of[static_cast<size_t>(r)];
+    o.tensor_parallel_rank = r;
+    o.tensor_parallel_size = n;
     if (weights == nullptr) return make_cuda_model_runner_dummy(config, o);
     Result<LlamaWeights> s = shard_weights(*weights, r, n);
     if (!s) return s.error();

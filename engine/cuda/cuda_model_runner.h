@@ -28,6 +28,8 @@ struct CudaRunnerOptions {
   std::vector<int32_t> eos_token_ids;     // the model's EOS ids, for the GPU sampler's min_tokens
   int32_t max_logits_per_seq = 1;         // StepSequence::num_logits at most (1 + speculative tokens)
   Communicator* communicator = nullptr;   // a tensor-parallel rank's (not owned); null: the whole model
+  int tensor_parallel_rank = 0;           // make_cuda_model_runner_dummy: this rank's slice of the weights
+  int tensor_parallel_size = 1;
 };
 
 // Uploads host weights (any dtype: quantized GGUF blocks are expanded to bf16).
@@ -44,7 +46,7 @@ Result<std::unique_ptr<ModelRunner>> make_cuda_model_runner_dummy(const ModelCon
 // on GPU r holding its shard of `weights` (engine/parallel/shard.h), the ranks
 // all-reduce through NCCL (inside their CUDA graphs) and run side by side, one
 // thread each (engine/parallel/tensor_parallel_runner.h). `weights` null:
-// dummy weights (n = 1 only so far). n = 1 runs the whole path on one GPU.
+// dummy weights, each rank generating its slice. n = 1 runs the whole path on one GPU.
 Result<std::unique_ptr<ModelRunner>> make_cuda_tensor_parallel_runner(const LlamaWeights* weights,
                                                                       const ModelConfig& config,
                                                                       const CudaRunnerOptions& options, int n);

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <string>
 
+#include "engine/parallel/shard.h"
 #include "kernels/quant/quant_blocks.h"
 #include "kernels/cuda/cuda_check.h"
 
@@ -128,11 +129,21 @@ Result<std::unique_ptr<DeviceWeights>> DeviceWeights::upload(const LlamaWeights&
   return d;
 }
 
-Result<std::unique_ptr<DeviceWeights>> DeviceWeights::dummy(const ModelConfig& c, uint64_t seed) {
-  if (Status s = c.validate(); !s) return s.error();
+Result<std::unique_ptr<DeviceWeights>> DeviceWeights::dummy(const ModelConfig& whole, uint64_t seed, int rank,
+                                                          int tensor_parallel_size) {
+  if (Status s = whole.validate(); !s) return s.error();
+  Result<ModelConfig> shard = shard_config(whole, tensor_parallel_size);
+  if (!shard) return shard.error();
+  const ModelConfig& c = *shard;
+  const ShardRanges cut = shard_ranges(whole, rank, tensor_parallel_size);
   std::unique_ptr<DeviceWeights> d(new DeviceWeights());
   d->views_.config = c;
   uint64_t tensor = 0;
+  // Rows [r0, r0 + rows) x columns [c0, c0 + cols) of tensor `id`, whose whole has full_cols columns.
+  const auto slice = [&](void* dst, int64_t rows, int64_t cols, int64_t full_cols, int64_t r0, int64_t c0, double std,
+                         uint64_t id) -> Status {
+    return fill_dummy_bf16_slice(dst, rows, cols, full_cols, r0, c0, std, seed, id, nullptr);
+  };
   // (numbering and spread: make_dummy_weights', models/weights.h)
   const auto matrix = [&](int64_t rows, int64_t cols, void* dst = nullptr, double std = kDummyStd,
                           uint64_t id = kNextTensor) -> Result<Tensor> {
@@ -152,6 +163,16 @@ Result<std::unique_ptr<DeviceWeights>> DeviceWeights::dummy(const ModelConfig& c
   };
   const int64_t h = c.hidden_size, q_dim = c.num_heads * c.head_dim, kv_dim = c.num_kv_heads * c.head_dim;
   const int64_t inter = c.intermediate_size;
+  const int64_t whole_q = whole.num_heads * whole.head_dim, whole_inter = whole.intermediate_size;
+  // A matrix cut from the whole one: a new buffer (or `dst`) of rows x cols.
+  const auto cut_matrix = [&](int64_t rows, int64_t cols, int64_t full_cols, int64_t r0, int64_t c0, double std,
+                              void* dst = nullptr) -> Result<Tensor> {
+    Result<void*> p = dst;
+    if (dst == nullptr) p = d->alloc(static_cast<size_t>(rows * cols) * 2);
+    if (!p) return p.error();
+    if (Status s = slice(*p, rows, cols, full_cols, r0, c0, std, tensor++); !s) return s.error();
+    return Tensor::typed(*p, DType::kBF16, rows, cols);
+  };
   // Same order as make_dummy_weights: embed, then per layer q, k, v, o, gate_up, down, then lm_head.
   EMBER_TAKE(d->views_.embed, matrix(c.vocab_size, h));
   for (int64_t i = 0; i < c.num_layers; ++i) {
@@ -161,14 +182,23 @@ Result<std::unique_ptr<DeviceWeights>> DeviceWeights::dummy(const ModelConfig& c
     void* qkv = nullptr;
     EMBER_TAKE(qkv, d->alloc(static_cast<size_t>((q_dim + 2 * kv_dim) * h) * 2));
     uint16_t* part = static_cast<uint16_t*>(qkv);
-    EMBER_TAKE(l.wq, matrix(q_dim, h, part));
-    EMBER_TAKE(l.wk, matrix(kv_dim, h, part + q_dim * h));
-    EMBER_TAKE(l.wv, matrix(kv_dim, h, part + (q_dim + kv_dim) * h));
+    EMBER_TAKE(l.wq, cut_matrix(q_dim, h, h, cut.q0, 0, kDummyStd, part));
+    EMBER_TAKE(l.wk, cut_matrix(kv_dim, h, h, cut.k0, 0, kDummyStd, part + q_dim * h));
+    EMBER_TAKE(l.wv, cut_matrix(kv_dim, h, h, cut.k0, 0, kDummyStd, part + (q_dim + kv_dim) * h));
     l.wqkv = Tensor::typed(qkv, DType::kBF16, q_dim + 2 * kv_dim, h);
     const double out_std = dummy_output_projection_std(c, i);
-    EMBER_TAKE(l.wo, matrix(h, q_dim, nullptr, out_std));
-    EMBER_TAKE(l.w_gate_up, matrix(2 * inter, h));
-    EMBER_TAKE(l.w_down, matrix(h, inter, nullptr, out_std));
+    EMBER_TAKE(l.wo, cut_matrix(h, q_dim, whole_q, 0, cut.q0, out_std));
+    // gate rows then up rows, each this rank's MLP columns
+    void* gate_up = nullptr;
+    EMBER_TAKE(gate_up, d->alloc(static_cast<size_t>(2 * inter * h) * 2));
+    const uint64_t gate_up_id = tensor++;
+    if (Status s = slice(gate_up, inter, h, h, cut.m0, 0, kDummyStd, gate_up_id); !s) return s.error();
+    if (Status s = slice(static_cast<uint16_t*>(gate_up) + inter * h, inter, h, h, whole_inter + cut.m0, 0, kDummyStd,
+                         gate_up_id);
+        !s)
+      return s.error();
+    l.w_gate_up = Tensor::typed(gate_up, DType::kBF16, 2 * inter, h);
+    EMBER_TAKE(l.w_down, cut_matrix(h, inter, whole_inter, 0, cut.m0, out_std));
     if (c.attention_bias) {
       EMBER_TAKE(l.bqkv, filled(q_dim + 2 * kv_dim, 0.0f));
       l.bq = Tensor::f32(l.bqkv.f32(), {q_dim});

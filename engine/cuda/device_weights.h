@@ -25,7 +25,10 @@ class DeviceWeights {
   static Result<std::unique_ptr<DeviceWeights>> upload(const LlamaWeights& weights);
   // make_dummy_weights' values (same seed, same tensor streams) rounded to
   // bf16, generated on the device: Llama-3-8B's would be 32 GB as host float32.
-  static Result<std::unique_ptr<DeviceWeights>> dummy(const ModelConfig& config, uint64_t seed);
+  // With tensor_parallel_size n > 1: rank `rank`'s slices of them
+  // (engine/parallel/shard.h), each generated where it lies in the whole.
+  static Result<std::unique_ptr<DeviceWeights>> dummy(const ModelConfig& config, uint64_t seed, int rank = 0,
+                                                      int tensor_parallel_size = 1);
 
   const DecoderWeights& views() const { return views_; }
   uint64_t bytes() const { return bytes_; }

@@ -83,17 +83,27 @@ Result<ModelConfig> shard_config(const ModelConfig& c, int n) {
   return s;
 }
 
+ShardRanges shard_ranges(const ModelConfig& c, int rank, int n) {
+  const int64_t d = c.head_dim, heads = c.num_heads / n, inter = c.intermediate_size / n;
+  const int64_t kv_heads = c.num_kv_heads >= n ? c.num_kv_heads / n : 1;
+  // This rank's KV heads: its share, or (replicated) the one its query heads read.
+  const int64_t kv_first = c.num_kv_heads >= n ? rank * kv_heads : rank * c.num_kv_heads / n;
+  ShardRanges r;
+  r.q0 = rank * heads * d;
+  r.q1 = r.q0 + heads * d;
+  r.k0 = kv_first * d;
+  r.k1 = r.k0 + kv_heads * d;
+  r.m0 = rank * inter;
+  r.m1 = r.m0 + inter;
+  return r;
+}
+
 Result<LlamaWeights> shard_weights(const LlamaWeights& w, int rank, int n) {
   Result<ModelConfig> sc = shard_config(w.config, n);
   if (!sc) return sc.error();
   if (n == 1) return w;
   const ModelConfig& c = w.config;
-  const int64_t d = c.head_dim, inter = sc->intermediate_size;
-  const int64_t q0 = rank * sc->num_heads * d, q1 = q0 + sc->num_heads * d;
-  // This rank's KV heads: its share, or (replicated) the one its query heads read.
-  const int64_t kv_first = c.num_kv_heads >= n ? rank * sc->num_kv_heads : rank * c.num_kv_heads / n;
-  const int64_t k0 = kv_first * d, k1 = k0 + sc->num_kv_heads * d;
-  const int64_t m0 = rank * inter, m1 = m0 + inter;
+  const auto [q0, q1, k0, k1, m0, m1] = shard_ranges(c, rank, n);
 
   LlamaWeights s;
   s.config = *sc;

@@ -18,6 +18,14 @@ namespace ember {
 // The config a rank computes with: heads, KV heads and MLP width divided.
 Result<ModelConfig> shard_config(const ModelConfig& config, int tensor_parallel_size);
 
+// Where rank `rank` of n cuts the whole model's matrices: query rows [q0, q1)
+// (of q, and columns of o_proj), KV rows [k0, k1) (of k and v), MLP columns
+// [m0, m1) (rows of gate and of up, columns of down). `whole` must shard.
+struct ShardRanges {
+  int64_t q0 = 0, q1 = 0, k0 = 0, k1 = 0, m0 = 0, m1 = 0;
+};
+ShardRanges shard_ranges(const ModelConfig& whole, int rank, int tensor_parallel_size);
+
 // Rank `rank`'s slices of `weights` (copied; `weights` is left as it is).
 Result<LlamaWeights> shard_weights(const LlamaWeights& weights, int rank, int tensor_parallel_size);
 

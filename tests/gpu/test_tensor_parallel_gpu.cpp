@@ -8,6 +8,8 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <tuple>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -15,6 +17,8 @@
 #include <vector>
 
 #include "engine/cuda/cuda_model_runner.h"
+#include "engine/cuda/device_weights.h"
+#include "engine/parallel/shard.h"
 #include "engine/engine.h"
 #include "kernels/cuda/nccl_communicator.h"
 #include "models/model_config.h"
@@ -79,6 +83,52 @@ TEST(TensorParallelGpu, OneRankThroughTheWholePathMatchesThePlainRunner) {
     for (int s = 0; s < 3; ++s) {
       const float* row = a.data() + static_cast<size_t>(s) * v;
       tokens[s].push_back(static_cast<int32_t>(std::max_element(row, row + v) - row));
+    }
+  }
+}
+
+// Dummy weights split over ranks: each rank generates, on the device, exactly
+// the slices the host's shard_weights cuts from make_dummy_weights (to bf16).
+TEST(TensorParallelGpu, DummyShardsAreTheSlicesOfTheWholeModel) {
+  const ModelConfig c = small_config();  // 4 heads, 2 KV heads, MLP 512
+  auto host = make_dummy_weights(c, 9);
+  ASSERT_TRUE(host.ok());
+  const auto bits_of = [](const Tensor& t) {
+    std::vector<uint16_t> b(static_cast<size_t>(t.rows() * t.cols()));
+    EXPECT_EQ(cudaMemcpy(b.data(), t.data, b.size() * 2, cudaMemcpyDeviceToHost), cudaSuccess);
+    return b;
+  };
+  const auto bf16_bits = [](const WeightMatrix& m) {
+    std::vector<uint16_t> b;
+    for (float f : m.f32) {
+      uint32_t u;
+      std::memcpy(&u, &f, 4);
+      u += 0x7FFFu + ((u >> 16) & 1u);
+      b.push_back(static_cast<uint16_t>(u >> 16));
+    }
+    return b;
+  };
+  for (int n : {2, 4}) {
+    for (int rank = 0; rank < n; ++rank) {
+      auto dev = DeviceWeights::dummy(c, 9, rank, n);
+      ASSERT_TRUE(dev.ok()) << dev.error().message;
+      auto want = shard_weights(*host, rank, n);
+      ASSERT_TRUE(want.ok());
+      const LayerWeightViews& got = (*dev)->views().layers[1];
+      const LayerWeights& w = want->layers[1];
+      // Within one bf16 step where the device's double math rounds the other way (DummyWeightsMatchTheHostGenerator).
+      for (const auto& [name, d, h] : {std::tuple{"q", got.wq, &w.wq}, std::tuple{"k", got.wk, &w.wk},
+                                       std::tuple{"o", got.wo, &w.wo}, std::tuple{"gate_up", got.w_gate_up, &w.w_gate_up},
+                                       std::tuple{"down", got.w_down, &w.w_down}}) {
+        const std::vector<uint16_t> a = bits_of(d), b = bf16_bits(*h);
+        ASSERT_EQ(a.size(), b.size()) << name;
+        size_t off = 0;
+        for (size_t i = 0; i < a.size(); ++i) off += a[i] != b[i] && (a[i] + 1 != b[i] && a[i] != b[i] + 1);
+        EXPECT_EQ(off, 0u) << name << " rank " << rank << " of " << n;
+        size_t near = 0;
+        for (size_t i = 0; i < a.size(); ++i) near += a[i] != b[i];
+        EXPECT_LE(near, a.size() / 1000 + 1) << name << " rank " << rank << " of " << n;
+      }
     }
   }
 }
