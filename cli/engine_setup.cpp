@@ -163,7 +163,8 @@ Result<std::shared_ptr<Proposer>> make_draft_proposer(const ModelSource& target,
       const double weights = static_cast<double>(dummy_weights_bytes(d)) / 2;  // float32 sizes, bf16 on the device
       draft_engine.gpu_memory_utilization = std::min(options.gpu_memory_utilization / 2, (weights + 0.1 * total) / total);
     }
-    runner = make_gpu_runner(*draft, draft_options, draft_engine, max_model_len, max_batched, 1);
+    // (2 logits a sequence: its catch-up steps take the last two positions, and replay graphs captured for them)
+    runner = make_gpu_runner(*draft, draft_options, draft_engine, max_model_len, max_batched, 2);
 #endif
   }
   if (!runner) return Error{"draft model: " + runner.error().message};

@@ -22,12 +22,17 @@ void DraftModelProposer::release(uint64_t seq_id) {
 void DraftModelProposer::step(std::span<const StepSequence> seqs, std::vector<int32_t>& tokens) {
   std::vector<SamplerRow> rows;
   for (const StepSequence& s : seqs)
-    if (s.num_logits > 0) rows.push_back(SamplerRow{{}, {}, {}, &greedy_, &generator_});
+    for (int32_t i = 0; i < s.num_logits; ++i) rows.push_back(SamplerRow{{}, {}, {}, &greedy_, &generator_});
   std::vector<SampledToken> sampled;
   draft_->launch(seqs, rows);
   draft_->collect(sampled);
   tokens.clear();
-  for (const SampledToken& t : sampled) tokens.push_back(t.token);
+  size_t row = 0;
+  for (const StepSequence& s : seqs) {
+    if (s.num_logits == 0) continue;
+    row += static_cast<size_t>(s.num_logits);
+    tokens.push_back(sampled[row - 1].token);
+  }
 }
 
 void DraftModelProposer::propose(std::span<const ProposalRequest> reqs, std::vector<std::vector<int32_t>>& out) {
@@ -68,6 +73,18 @@ void DraftModelProposer::propose(std::span<const ProposalRequest> reqs, std::vec
       const ProposalRequest& r = reqs[active[a].req];
       const auto len = static_cast<int64_t>(r.tokens.size());
       if (active[a].next >= len) continue;
+      if (len - active[a].next <= 2 && len >= 2 && max_batch_tokens_ >= 2) {
+        if (budget < 2) continue;  // the next forward takes it
+        // The usual catch-up after a verification (the bonus and the last
+        // proposal, or just the replacement token) is always the last two
+        // positions, rewriting one already computed when needed: steps whose
+        // sequences all take 2 tokens and 2 logits replay a CUDA graph.
+        batch.push_back({r.tokens, len - 2, 2, active[a].state->blocks.ids, 2});
+        batch_of.push_back(a);
+        budget -= 2;
+        active[a].next = len;
+        continue;
+      }
       const int64_t n = std::min(len - active[a].next, budget);
       const bool last = active[a].next + n == len;
       batch.push_back({r.tokens, active[a].next, static_cast<int32_t>(n), active[a].state->blocks.ids, last ? 1 : 0});

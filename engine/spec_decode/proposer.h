@@ -65,7 +65,7 @@ class DraftModelProposer final : public Proposer {
     BlockTable blocks;
     std::vector<int32_t> inputs;  // tokens whose draft KV is computed, in position order
   };
-  // Greedy tokens of one step of `seqs` (each with num_logits 1).
+  // Greedy tokens of one step of `seqs`: one per sequence with logits, from its last logits row.
   void step(std::span<const StepSequence> seqs, std::vector<int32_t>& tokens);
 
   std::unique_ptr<ModelRunner> draft_;
