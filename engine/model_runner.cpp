@@ -192,6 +192,14 @@ void CpuModelRunner::collect(std::vector<SampledToken>& out) {
   done_.pop_front();
 }
 
+void CpuModelRunner::set_communicator(Communicator* comm) {
+  if (ranks_.size() != 1) {
+    spdlog::critical("CPU runner: set_communicator on a runner of {} ranks", ranks_.size());
+    std::abort();
+  }
+  ranks_.front()->backend.set_communicator(comm);
+}
+
 void CpuModelRunner::serve_mpi_steps() {
   if (mpi_ == nullptr || mpi_->rank() == 0) return;
   Rank& r = *ranks_.front();

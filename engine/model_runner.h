@@ -25,6 +25,7 @@
 #include "common/status.h"
 #include "engine/sampler.h"
 #include "kernels/backend.h"
+#include "kernels/communicator.h"
 #include "models/llama_decoder.h"
 #include "models/model_config.h"
 #include "models/weights.h"
@@ -96,6 +97,8 @@ class CpuModelRunner final : public ModelRunner {
                                                         std::vector<int32_t> eos_ids, MpiGroup* mpi = nullptr);
   // Ranks > 0 under MPI: runs rank 0's steps on this shard until rank 0 stops.
   void serve_mpi_steps();
+  // A runner of one shard as a rank of someone else's group (TensorParallelRunner): its all-reduces go to `comm`.
+  void set_communicator(Communicator* comm);
   ~CpuModelRunner() override;
 
   void launch(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows) override;

@@ -575,7 +575,7 @@ Result<std::unique_ptr<ModelRunner>> make_cuda_tensor_parallel_runner(const Llam
     if (!s) return s.error();
     return make_cuda_model_runner(*s, o);
   };
-  auto tp = TensorParallelRunner::create(std::move(comms), make, config);
+  auto tp = TensorParallelRunner::create(n, make, config, std::move(comms));
   if (!tp) return tp.error();
   return std::unique_ptr<ModelRunner>(std::move(*tp));
 }

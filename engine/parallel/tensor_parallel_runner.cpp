@@ -5,8 +5,7 @@
 namespace ember {
 
 Result<std::unique_ptr<TensorParallelRunner>> TensorParallelRunner::create(
-    std::vector<std::unique_ptr<Communicator>> comms, const RankFactory& make, ModelConfig whole) {
-  const int n = static_cast<int>(comms.size());
+    int n, const RankFactory& make, ModelConfig whole, std::vector<std::unique_ptr<Communicator>> comms) {
   if (n < 1) return Error{"tensor parallelism: no ranks"};
   std::unique_ptr<TensorParallelRunner> tp(new TensorParallelRunner());
   tp->whole_ = std::move(whole);
@@ -42,7 +41,21 @@ TensorParallelRunner::~TensorParallelRunner() {
 }
 
 void TensorParallelRunner::launch(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows) {
-  group_->run([&](int r) { ranks_[static_cast<size_t>(r)]->launch(seqs, rows); });
+  const size_t n = ranks_.size();
+  rank_rows_.resize(n);
+  rank_generators_.resize(n);
+  for (size_t r = 1; r < n; ++r) {
+    rank_rows_[r].assign(rows.begin(), rows.end());
+    rank_generators_[r].resize(rows.size());
+    for (size_t i = 0; i < rows.size(); ++i) {
+      if (rows[i].generator == nullptr) continue;
+      rank_generators_[r][i] = *rows[i].generator;
+      rank_rows_[r][i].generator = &rank_generators_[r][i];
+    }
+  }
+  group_->run([&](int r) {
+    ranks_[static_cast<size_t>(r)]->launch(seqs, r == 0 ? rows : std::span<const SamplerRow>(rank_rows_[static_cast<size_t>(r)]));
+  });
 }
 
 void TensorParallelRunner::collect(std::vector<SampledToken>& out) {

@@ -4,9 +4,10 @@
 // shard; their backends all-reduce through their communicators) and rank 0's
 // tokens are the step's. Any runner kind works; the CUDA runners of
 // make_cuda_tensor_parallel_runner are its use (one GPU per rank, NCCL).
-// Every rank also samples its copy of the logits, which are identical: each
-// rank's device then holds the step's tokens, so async scheduling's on-device
-// token hand-off works per rank as it does alone.
+// Every rank also samples its copy of the logits, which are identical, with
+// its own copy of each row's generator: each rank's device then holds the
+// step's tokens, so async scheduling's on-device token hand-off works per rank
+// as it does alone.
 
 #include <functional>
 #include <memory>
@@ -22,12 +23,12 @@ namespace ember {
 class TensorParallelRunner final : public ModelRunner {
  public:
   using RankFactory = std::function<Result<std::unique_ptr<ModelRunner>>(int rank)>;
-  // Builds rank r's runner with make(r) on rank r's own thread, all at once
-  // (a runner's start-up may run collectives, which need every rank); `comms`
-  // (rank r's at r) live as long as the runner. An Error when any rank fails or
-  // the ranks' KV pools differ.
-  static Result<std::unique_ptr<TensorParallelRunner>> create(std::vector<std::unique_ptr<Communicator>> comms,
-                                                              const RankFactory& make, ModelConfig whole);
+  // Builds rank r < n's runner with make(r) on rank r's own thread, all at
+  // once (a runner's start-up may run collectives, which need every rank);
+  // `comms`, the ranks' communicators if this runner is to own them, live as
+  // long as it. An Error when any rank fails or the ranks' KV pools differ.
+  static Result<std::unique_ptr<TensorParallelRunner>> create(int n, const RankFactory& make, ModelConfig whole,
+                                                              std::vector<std::unique_ptr<Communicator>> comms = {});
   ~TensorParallelRunner() override;
 
   void launch(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows) override;
@@ -47,6 +48,10 @@ class TensorParallelRunner final : public ModelRunner {
   std::vector<std::unique_ptr<ModelRunner>> ranks_;
   std::vector<std::vector<SampledToken>> discarded_;  // ranks > 0's tokens
   std::vector<std::vector<float>> discarded_logits_;
+  // Ranks > 0 sample with copies of the rows' generators, taken before any
+  // rank draws: the same draws as rank 0, without racing on its generators.
+  std::vector<std::vector<SamplerRow>> rank_rows_;
+  std::vector<std::vector<RequestGenerator>> rank_generators_;
 };
 
 }  // namespace ember

@@ -15,6 +15,7 @@
 #include "engine/engine.h"
 #include "engine/model_runner.h"
 #include "engine/parallel/shard.h"
+#include "engine/parallel/tensor_parallel_runner.h"
 #include "engine/parallel/thread_group.h"
 #include "kernels/quant/quant_blocks.h"
 #include "tests/engine_test_util.h"
@@ -205,7 +206,7 @@ TEST(Shard, EightRanksLoadTheirRowsAndColumns) {
   }
 }
 
-class TensorParallelRunner : public ::testing::Test {
+class CpuTensorParallel : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_NO_FATAL_FAILURE(test_util::load_tiny_llama(config_, weights_)); }
 
@@ -219,7 +220,7 @@ class TensorParallelRunner : public ::testing::Test {
   LlamaWeights weights_;
 };
 
-TEST_F(TensorParallelRunner, LogitsMatchTheUnsplitModel) {
+TEST_F(CpuTensorParallel, LogitsMatchTheUnsplitModel) {
   // tiny_llama: 4 heads, 2 KV heads, MLP 128; over 4 ranks its KV heads are replicated.
   auto whole = runner(1);
   std::mt19937 rng(9);
@@ -259,7 +260,77 @@ TEST_F(TensorParallelRunner, LogitsMatchTheUnsplitModel) {
   EXPECT_FALSE(CpuModelRunner::create(weights_, 3, 2, 64, 4, {}).ok());
 }
 
-TEST_F(TensorParallelRunner, GreedyTokensAreIdenticalThroughTheEngine) {
+// The generic wrapper GPUs use (one runner per rank, each sampling its copy
+// of the logits with its own copy of the generators), here over CPU ranks:
+// seeded sampled outputs equal the CPU's own 2-rank runner's (the same shards
+// and all-reduce, so the same bits), and rank 0's tokens are the step's.
+TEST_F(CpuTensorParallel, TheWrapperOfRankRunnersSamplesLikeOneRunner) {
+  spdlog::set_level(spdlog::level::warn);
+  test_util::PieceTokenizer tokenizer(static_cast<int32_t>(config_.vocab_size));
+  ThreadGroup comms(2);  // (only its communicators: the wrapper runs the ranks on its own threads)
+  const TensorParallelRunner::RankFactory make = [&](int r) -> Result<std::unique_ptr<ModelRunner>> {
+    Result<LlamaWeights> shard = shard_weights(weights_, r, 2);
+    if (!shard) return shard.error();
+    auto rank = CpuModelRunner::create(std::move(*shard), 1, 1, 64, 4, {});
+    if (!rank) return rank.error();
+    (*rank)->set_communicator(&comms.communicator(r));
+    return std::unique_ptr<ModelRunner>(std::move(*rank));
+  };
+  std::vector<EngineRequest> reqs;
+  std::mt19937 rng(8);
+  for (int i = 0; i < 5; ++i) {
+    EngineRequest r;
+    for (int j = 0; j < 3 + 2 * i; ++j) r.prompt_ids.push_back(static_cast<int32_t>(rng() % config_.vocab_size));
+    r.params.temperature = 1.0f;
+    r.params.top_p = 0.9f;
+    r.params.seed = 40 + i;
+    r.params.max_tokens = 24;
+    r.params.ignore_eos = true;
+    if (i == 2) r.params.n = 2;
+    reqs.push_back(r);
+  }
+  std::vector<std::vector<std::vector<int32_t>>> outputs;
+  for (int kind = 0; kind < 2; ++kind) {
+    std::unique_ptr<ModelRunner> runner;
+    if (kind == 0) {
+      runner = std::move(CpuModelRunner::create(weights_, 2, 2, 64, 4, {})).value();
+    } else {
+      auto tp = TensorParallelRunner::create(2, make, config_);
+      ASSERT_TRUE(tp.ok()) << tp.error().message;
+      EXPECT_EQ((*tp)->size(), 2);
+      runner = std::move(*tp);
+    }
+    EngineConfig ec;
+    ec.scheduler.block_size = 4;
+    ec.scheduler.num_blocks = 64;
+    ec.scheduler.max_num_batched_tokens = 64;
+    ec.scheduler.max_num_seqs = 8;
+    ec.scheduler.max_model_len = 128;
+    ec.log_interval_s = 0;
+    Engine engine(ec, std::move(runner), tokenizer, {});
+    std::vector<std::shared_ptr<RequestStream>> streams;
+    for (const EngineRequest& r : reqs) {
+      AddResult a = engine.add(r);
+      ASSERT_EQ(a.code, AddResult::Code::kOk) << a.error;
+      streams.push_back(a.stream);
+    }
+    std::vector<std::vector<int32_t>> got;
+    for (size_t i = 0; i < streams.size(); ++i) {
+      const test_util::Outcome o = test_util::collect(*streams[i], reqs[i].params.n);
+      for (const auto& t : o.tokens) got.push_back(t);
+    }
+    EXPECT_EQ(engine.metrics().kv_cache_usage, 0.0);
+    outputs.push_back(got);
+  }
+  spdlog::set_level(spdlog::level::info);
+  ASSERT_EQ(outputs[0].size(), 6u);
+  for (size_t i = 0; i < outputs[0].size(); ++i) {
+    EXPECT_EQ(outputs[0][i].size(), 24u);
+    EXPECT_EQ(outputs[1][i], outputs[0][i]) << "sequence " << i;
+  }
+}
+
+TEST_F(CpuTensorParallel, GreedyTokensAreIdenticalThroughTheEngine) {
   spdlog::set_level(spdlog::level::warn);
   test_util::PieceTokenizer tokenizer(static_cast<int32_t>(config_.vocab_size));
   std::vector<EngineRequest> reqs;
@@ -268,7 +339,7 @@ TEST_F(TensorParallelRunner, GreedyTokensAreIdenticalThroughTheEngine) {
     EngineRequest r;
     for (int j = 0; j < 4 + 3 * i; ++j) r.prompt_ids.push_back(static_cast<int32_t>(rng() % config_.vocab_size));
     r.params.temperature = 0;
-    r.params.max_tokens = 32;
+    r.params.max_tokens = 64;
     r.params.ignore_eos = true;
     reqs.push_back(r);
   }
@@ -295,7 +366,7 @@ TEST_F(TensorParallelRunner, GreedyTokensAreIdenticalThroughTheEngine) {
   }
   spdlog::set_level(spdlog::level::info);
   for (size_t i = 0; i < reqs.size(); ++i) {
-    EXPECT_EQ(outputs[0][i].size(), 32u);
+    EXPECT_EQ(outputs[0][i].size(), 64u);
     EXPECT_EQ(outputs[1][i], outputs[0][i]) << "tp 2, request " << i;
     EXPECT_EQ(outputs[2][i], outputs[0][i]) << "tp 4, request " << i;
   }
