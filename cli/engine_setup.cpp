@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "engine/parallel/mpi_group.h"
 #include "engine/parallel/shard.h"
 #include "engine/spec_decode/spec_config.h"
 #include "models/formats/hf_model_dir.h"
@@ -16,22 +17,63 @@
 namespace ember {
 namespace {
 
-Result<LlamaWeights> load_weights(const ModelSource& src, const ModelOptions& o, uint64_t seed) {
+Result<LlamaWeights> load_weights(const ModelSource& src, const ModelOptions& o, uint64_t seed,
+                                  const LayerHook& hook = {}) {
   const std::string& format = o.load_format;
   if (format == "dummy") {
     spdlog::info("random weights (--load-format dummy, seed {}): {:.1f} MB", seed,
                  dummy_weights_bytes(src.config) / 1e6);
-    return make_dummy_weights(src.config, seed);
+    return make_dummy_weights(src.config, seed, uint64_t{8} << 30, hook);
   }
   if (src.format == ModelFormat::kConfigOnly) return Error{src.path + ": has no weights; use --load-format dummy"};
   if (src.format == ModelFormat::kGguf) {
     if (format == "safetensors") return Error{src.path + ": --load-format safetensors, but this is a GGUF file"};
-    return load_llama_weights(*src.gguf, src.config);
+    return load_llama_weights(*src.gguf, src.config, hook);
   }
   if (format == "gguf") return Error{src.path + ": --load-format gguf, but this is a model directory"};
   auto dir = HfModelDir::open(src.path);
   if (!dir) return dir.error();
-  return load_llama_weights(*dir);
+  return load_llama_weights(*dir, hook);
+}
+
+// The tensor-parallel shards of the ranks `keep` (all of them, or under MPI
+// this process's), cut layer by layer as the loader completes each, so the
+// whole model is never in memory at once.
+Result<std::vector<LlamaWeights>> load_shards(const ModelSource& src, const ModelOptions& o, uint64_t seed, int n,
+                                              const std::vector<int>& keep) {
+  Result<ModelConfig> shard = shard_config(src.config, n);
+  if (!shard) return shard.error();
+  if (n == 1) {
+    Result<LlamaWeights> whole = load_weights(src, o, seed);
+    if (!whole) return whole.error();
+    std::vector<LlamaWeights> one;
+    one.push_back(std::move(*whole));
+    return one;
+  }
+  std::vector<LlamaWeights> shards(keep.size());
+  const LayerHook cut = [&](int64_t, LayerWeights& layer) -> Status {
+    for (size_t i = 0; i < keep.size(); ++i) {
+      Result<LayerWeights> s = shard_layer(layer, src.config, keep[i], n);
+      if (!s) return s.error();
+      shards[i].layers.push_back(std::move(*s));
+    }
+    layer = LayerWeights{};
+    return Status::success();
+  };
+  Result<LlamaWeights> rest = load_weights(src, o, seed, cut);  // embedding, final norm and LM head: replicated
+  if (!rest) return rest.error();
+  for (size_t i = 0; i < keep.size(); ++i) {
+    shards[i].config = *shard;
+    shards[i].final_norm = rest->final_norm;
+    if (i + 1 == keep.size()) {
+      shards[i].embed = std::move(rest->embed);
+      shards[i].lm_head = std::move(rest->lm_head);
+    } else {
+      shards[i].embed = rest->embed;
+      shards[i].lm_head = rest->lm_head;
+    }
+  }
+  return shards;
 }
 
 }  // namespace
@@ -49,11 +91,17 @@ namespace {
 // The CPU runner: float32 on the host, the KV pool from --kv-cache-memory-bytes.
 Result<std::unique_ptr<ModelRunner>> make_cpu_runner(const ModelSource& src, const ModelOptions& model,
                                                      const EngineOptions& options, int64_t max_model_len) {
-  auto weights = load_weights(src, model, static_cast<uint64_t>(options.seed));
-  if (!weights) return weights.error();
   const int tp = model.tensor_parallel_size;
   Result<ModelConfig> shard = shard_config(src.config, tp);  // checked before the weights load
   if (!shard) return shard.error();
+  if (model.mpi_group != nullptr && model.mpi_group->size() != tp)
+    return Error{"the MPI launcher started " + std::to_string(model.mpi_group->size()) +
+                 " ranks for --tensor-parallel-size " + std::to_string(tp) + ": they must be equal"};
+  std::vector<int> keep;
+  for (int r = 0; r < tp; ++r)
+    if (model.mpi_group == nullptr || model.mpi_group->rank() == r) keep.push_back(r);
+  auto shards = load_shards(src, model, static_cast<uint64_t>(options.seed), tp, keep);
+  if (!shards) return shards.error();
   const int32_t block = options.block_size;
   // Every rank holds its KV heads' share of each block.
   const int64_t per_block = CpuModelRunner::kv_bytes_per_token(*shard) * tp * block;
@@ -68,8 +116,8 @@ Result<std::unique_ptr<ModelRunner>> make_cpu_runner(const ModelSource& src, con
   if (blocks > INT32_MAX) blocks = INT32_MAX;
   spdlog::info("KV cache: {} blocks of {} tokens ({:.1f} MB, {} tokens)", blocks, block, blocks * per_block / 1e6,
                blocks * block);
-  auto runner = CpuModelRunner::create(std::move(weights).value(), tp, options.num_threads, blocks, block,
-                                       eos_ids_of(src), model.mpi_group);
+  auto runner = CpuModelRunner::from_shards(std::move(*shards), src.config, options.num_threads, blocks, block,
+                                            eos_ids_of(src), model.mpi_group);
   if (!runner) return runner.error();
   if (tp > 1)
     spdlog::info("tensor parallelism: {} ranks ({}), {} attention heads, {} KV heads and an MLP width of {} each", tp,

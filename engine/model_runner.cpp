@@ -98,39 +98,44 @@ Result<std::unique_ptr<CpuModelRunner>> CpuModelRunner::create(LlamaWeights weig
                                                                int32_t block_size, std::vector<int32_t> eos_ids,
                                                                MpiGroup* mpi) {
   const int n = tensor_parallel_size;
-  Result<ModelConfig> sc = shard_config(weights.config, n);
-  if (!sc) return sc.error();
-  if (mpi != nullptr) {
-    if (mpi->size() != n)
-      return Error{"the MPI launcher started " + std::to_string(mpi->size()) + " ranks for --tensor-parallel-size " +
-                   std::to_string(n) + ": they must be equal"};
-    const ModelConfig whole = weights.config;
-    Result<LlamaWeights> shard = shard_weights(weights, mpi->rank(), n);
-    if (!shard) return shard.error();
-    weights = LlamaWeights{};
-    std::unique_ptr<CpuModelRunner> runner(
-        new CpuModelRunner(std::move(*shard), num_threads, num_blocks, block_size, std::move(eos_ids)));
-    runner->config_ = whole;
-    runner->mpi_ = mpi;
-    runner->ranks_.front()->backend.set_communicator(&mpi->communicator());
-    return runner;
-  }
-  if (n == 1)
-    return std::unique_ptr<CpuModelRunner>(
-        new CpuModelRunner(std::move(weights), num_threads, num_blocks, block_size, std::move(eos_ids)));
+  if (Result<ModelConfig> sc = shard_config(weights.config, n); !sc) return sc.error();
+  if (mpi != nullptr && mpi->size() != n)
+    return Error{"the MPI launcher started " + std::to_string(mpi->size()) + " ranks for --tensor-parallel-size " +
+                 std::to_string(n) + ": they must be equal"};
   const ModelConfig whole = weights.config;
   std::vector<LlamaWeights> shards;
-  for (int r = 0; r < n; ++r) {
-    Result<LlamaWeights> s = shard_weights(weights, r, n);
-    if (!s) return s.error();
-    shards.push_back(std::move(*s));
+  if (n == 1) {
+    shards.push_back(std::move(weights));
+  } else {
+    for (int r = 0; r < n; ++r) {
+      if (mpi != nullptr && r != mpi->rank()) continue;
+      Result<LlamaWeights> s = shard_weights(weights, r, n);
+      if (!s) return s.error();
+      shards.push_back(std::move(*s));
+    }
   }
-  weights = LlamaWeights{};  // the shards hold what each rank needs
-  const int hardware = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const int per_rank = std::max(1, (num_threads > 0 ? num_threads : hardware) / n);
+  return from_shards(std::move(shards), whole, num_threads, num_blocks, block_size, std::move(eos_ids), mpi);
+}
+
+Result<std::unique_ptr<CpuModelRunner>> CpuModelRunner::from_shards(std::vector<LlamaWeights> shards,
+                                                                    const ModelConfig& whole, int num_threads,
+                                                                    int64_t num_blocks, int32_t block_size,
+                                                                    std::vector<int32_t> eos_ids, MpiGroup* mpi) {
+  if (shards.empty()) return Error{"CPU runner: no shards"};
+  const int n = mpi != nullptr ? mpi->size() : static_cast<int>(shards.size());
+  if (mpi != nullptr && shards.size() != 1) return Error{"CPU runner: under MPI a process holds one rank's shard"};
+  int per_rank = num_threads;
+  if (n > 1 && mpi == nullptr) {
+    const int hardware = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    per_rank = std::max(1, (num_threads > 0 ? num_threads : hardware) / n);
+  }
   std::unique_ptr<CpuModelRunner> runner(
       new CpuModelRunner(std::move(shards), per_rank, num_blocks, block_size, std::move(eos_ids)));
   runner->config_ = whole;
+  if (mpi != nullptr) {
+    runner->mpi_ = mpi;
+    runner->ranks_.front()->backend.set_communicator(&mpi->communicator());
+  }
   return runner;
 }
 

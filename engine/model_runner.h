@@ -95,6 +95,12 @@ class CpuModelRunner final : public ModelRunner {
   static Result<std::unique_ptr<CpuModelRunner>> create(LlamaWeights weights, int tensor_parallel_size,
                                                         int num_threads, int64_t num_blocks, int32_t block_size,
                                                         std::vector<int32_t> eos_ids, MpiGroup* mpi = nullptr);
+  // The same from shards already cut (shard_weights, or a loader's LayerHook
+  // with shard_layer): every rank's in rank order, or under MPI this process's
+  // rank's alone. `whole`: the unsplit model's config.
+  static Result<std::unique_ptr<CpuModelRunner>> from_shards(std::vector<LlamaWeights> shards, const ModelConfig& whole,
+                                                             int num_threads, int64_t num_blocks, int32_t block_size,
+                                                             std::vector<int32_t> eos_ids, MpiGroup* mpi = nullptr);
   // Ranks > 0 under MPI: runs rank 0's steps on this shard until rank 0 stops.
   void serve_mpi_steps();
   // A runner of one shard as a rank of someone else's group (TensorParallelRunner): its all-reduces go to `comm`.

@@ -136,7 +136,7 @@ void unpermute_rotary_rows(std::vector<float>& w, int64_t heads, int64_t head_di
   }
 }
 
-Result<LlamaWeights> load_llama_weights(const GgufFile& gguf, const ModelConfig& config) {
+Result<LlamaWeights> load_llama_weights(const GgufFile& gguf, const ModelConfig& config, const LayerHook& hook) {
   if (Status s = config.validate(); !s) return s.error();
   LlamaWeights w;
   w.config = config;
@@ -184,6 +184,7 @@ Result<LlamaWeights> load_llama_weights(const GgufFile& gguf, const ModelConfig&
         unpermute_rotary_rows(lw.bk, c.num_kv_heads, d, 1);
       }
     }
+    if (hook) s = hook(l, lw);
   }
   load("output_norm.weight", 0, h, &w.final_norm);
   if (!c.tie_word_embeddings) matrix("output.weight", c.vocab_size, h, &w.lm_head);

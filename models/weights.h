@@ -7,6 +7,7 @@
 // fewer bytes. Norms and biases are always float32.
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "common/status.h"
@@ -60,7 +61,12 @@ struct LlamaWeights {
 // error names the file and the tensor. For llama/mistral GGUFs the Q and K
 // rows are un-permuted (llama.cpp's converter interleaves each head's rotary
 // halves for GGML's adjacent-pair rope; our rope pairs (i, i + D/2) like HF).
-Result<LlamaWeights> load_llama_weights(const GgufFile& gguf, const ModelConfig& config);
+// Called by the loaders with each layer as soon as it is complete: it may
+// replace the layer (tensor parallelism keeps a rank's slices and drops the
+// rest, so a rank never holds the whole model). An Error stops the load.
+using LayerHook = std::function<Status(int64_t layer, LayerWeights& weights)>;
+
+Result<LlamaWeights> load_llama_weights(const GgufFile& gguf, const ModelConfig& config, const LayerHook& hook = {});
 
 // From a Hugging Face directory (weights_safetensors.cpp): F32, F16 and BF16
 // tensors are upcast to float32; HF's layout is ours, so nothing is permuted.
@@ -68,7 +74,7 @@ Result<LlamaWeights> load_llama_weights(const GgufFile& gguf, const ModelConfig&
 // ember would not use (an o_proj or MLP bias, a q/k/v bias the config does not
 // announce) is an error rather than silently dropped. Errors name the shard
 // file and the tensor.
-Result<LlamaWeights> load_llama_weights(const HfModelDir& dir);
+Result<LlamaWeights> load_llama_weights(const HfModelDir& dir, const LayerHook& hook = {});
 
 // Bytes make_dummy_weights allocates for `config` (float32 everywhere), for
 // callers that check before allocating (Llama-3-8B is ~32 GB).
@@ -80,7 +86,7 @@ uint64_t dummy_weights_bytes(const ModelConfig& config);
 // and thread count; norms are 1, biases 0. Refuses (Error) an invalid config
 // or one needing more than `max_bytes`.
 Result<LlamaWeights> make_dummy_weights(const ModelConfig& config, uint64_t seed,
-                                        uint64_t max_bytes = uint64_t{8} << 30);
+                                        uint64_t max_bytes = uint64_t{8} << 30, const LayerHook& hook = {});
 
 // The dummy tensors' numbering and spread, shared with the GPU's
 // DeviceWeights::dummy: embed 0; layer i's q, k, v, o, gate_up, down

@@ -62,7 +62,8 @@ uint64_t dummy_weights_bytes(const ModelConfig& c) {
   return 4 * (v * h + static_cast<uint64_t>(c.num_layers) * per_layer + h + head);
 }
 
-Result<LlamaWeights> make_dummy_weights(const ModelConfig& config, uint64_t seed, uint64_t max_bytes) {
+Result<LlamaWeights> make_dummy_weights(const ModelConfig& config, uint64_t seed, uint64_t max_bytes,
+                                        const LayerHook& hook) {
   if (Status s = config.validate(); !s) return s.error();
   const uint64_t bytes = dummy_weights_bytes(config);
   if (bytes > max_bytes)
@@ -94,6 +95,9 @@ Result<LlamaWeights> make_dummy_weights(const ModelConfig& config, uint64_t seed
       lw.bq.assign(q_dim, 0.0f);
       lw.bk.assign(kv_dim, 0.0f);
       lw.bv.assign(kv_dim, 0.0f);
+    }
+    if (hook) {
+      if (Status s = hook(layer - 1, lw); !s) return s.error();
     }
   }
   w.final_norm.assign(h, 1.0f);

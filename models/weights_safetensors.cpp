@@ -66,7 +66,7 @@ class Reader {
 
 }  // namespace
 
-Result<LlamaWeights> load_llama_weights(const HfModelDir& dir) {
+Result<LlamaWeights> load_llama_weights(const HfModelDir& dir, const LayerHook& hook) {
   const ModelConfig& c = dir.config();  // validated by HfModelDir::open
   LlamaWeights w;
   w.config = c;
@@ -106,6 +106,7 @@ Result<LlamaWeights> load_llama_weights(const HfModelDir& dir) {
       lw.w_gate_up.f32.insert(lw.w_gate_up.f32.end(), up.begin(), up.end());
       lw.w_gate_up.rows += inter;
     }
+    if (s && hook) s = hook(l, lw);
   }
   load("model.norm.weight", 0, h, &w.final_norm);
   if (!c.tie_word_embeddings) matrix("lm_head.weight", c.vocab_size, h, &w.lm_head);

@@ -98,36 +98,40 @@ ShardRanges shard_ranges(const ModelConfig& c, int rank, int n) {
   return r;
 }
 
+Result<LayerWeights> shard_layer(const LayerWeights& l, const ModelConfig& c, int rank, int n) {
+  const ShardRanges cut = shard_ranges(c, rank, n);
+  LayerWeights o;
+  o.attn_norm = l.attn_norm;
+  o.ffn_norm = l.ffn_norm;
+  o.wq = rows_of(l.wq, cut.q0, cut.q1);
+  o.wk = rows_of(l.wk, cut.k0, cut.k1);
+  o.wv = rows_of(l.wv, cut.k0, cut.k1);
+  o.bq = slice(l.bq, cut.q0, cut.q1);
+  o.bk = slice(l.bk, cut.k0, cut.k1);
+  o.bv = slice(l.bv, cut.k0, cut.k1);
+  Result<WeightMatrix> wo = cols_of(l.wo, cut.q0, cut.q1, "o_proj");
+  if (!wo) return wo.error();
+  o.wo = std::move(*wo);
+  o.w_gate_up = rows_of(l.w_gate_up, cut.m0, cut.m1, c.intermediate_size + cut.m0, c.intermediate_size + cut.m1);
+  Result<WeightMatrix> down = cols_of(l.w_down, cut.m0, cut.m1, "down_proj");
+  if (!down) return down.error();
+  o.w_down = std::move(*down);
+  return o;
+}
+
 Result<LlamaWeights> shard_weights(const LlamaWeights& w, int rank, int n) {
   Result<ModelConfig> sc = shard_config(w.config, n);
   if (!sc) return sc.error();
   if (n == 1) return w;
-  const ModelConfig& c = w.config;
-  const auto [q0, q1, k0, k1, m0, m1] = shard_ranges(c, rank, n);
-
   LlamaWeights s;
   s.config = *sc;
   s.embed = w.embed;
   s.final_norm = w.final_norm;
   s.lm_head = w.lm_head;
   for (const LayerWeights& l : w.layers) {
-    LayerWeights o;
-    o.attn_norm = l.attn_norm;
-    o.ffn_norm = l.ffn_norm;
-    o.wq = rows_of(l.wq, q0, q1);
-    o.wk = rows_of(l.wk, k0, k1);
-    o.wv = rows_of(l.wv, k0, k1);
-    o.bq = slice(l.bq, q0, q1);
-    o.bk = slice(l.bk, k0, k1);
-    o.bv = slice(l.bv, k0, k1);
-    Result<WeightMatrix> wo = cols_of(l.wo, q0, q1, "o_proj");
-    if (!wo) return wo.error();
-    o.wo = std::move(*wo);
-    o.w_gate_up = rows_of(l.w_gate_up, m0, m1, c.intermediate_size + m0, c.intermediate_size + m1);
-    Result<WeightMatrix> down = cols_of(l.w_down, m0, m1, "down_proj");
-    if (!down) return down.error();
-    o.w_down = std::move(*down);
-    s.layers.push_back(std::move(o));
+    Result<LayerWeights> o = shard_layer(l, w.config, rank, n);
+    if (!o) return o.error();
+    s.layers.push_back(std::move(*o));
   }
   return s;
 }

@@ -26,6 +26,9 @@ struct ShardRanges {
 };
 ShardRanges shard_ranges(const ModelConfig& whole, int rank, int tensor_parallel_size);
 
+// Rank `rank`'s slices of one layer of the `whole` model.
+Result<LayerWeights> shard_layer(const LayerWeights& layer, const ModelConfig& whole, int rank, int tensor_parallel_size);
+
 // Rank `rank`'s slices of `weights` (copied; `weights` is left as it is).
 Result<LlamaWeights> shard_weights(const LlamaWeights& weights, int rank, int tensor_parallel_size);
 

@@ -18,6 +18,7 @@
 #include "engine/parallel/tensor_parallel_runner.h"
 #include "engine/parallel/thread_group.h"
 #include "kernels/quant/quant_blocks.h"
+#include "models/formats/gguf.h"
 #include "tests/engine_test_util.h"
 
 namespace ember {
@@ -219,6 +220,37 @@ class CpuTensorParallel : public ::testing::Test {
   ModelConfig config_;
   LlamaWeights weights_;
 };
+
+TEST_F(CpuTensorParallel, LoadersCutEachLayerAsItCompletes) {
+  // A loader's LayerHook with shard_layer keeps rank 1's slices of each layer and drops the rest: the result is
+  // shard_weights of the whole model, layer for layer; the loader's own copy of every layer is emptied.
+  Result<GgufFile> f = GgufFile::open(std::string(EMBER_SOURCE_DIR) + "/tests/fixtures/gguf/tiny_llama.gguf");
+  ASSERT_TRUE(f.ok());
+  for (int n : {2, 4}) {
+    std::vector<LayerWeights> kept;
+    const LayerHook cut = [&](int64_t, LayerWeights& layer) -> Status {
+      Result<LayerWeights> s = shard_layer(layer, config_, 1, n);
+      if (!s) return s.error();
+      kept.push_back(std::move(*s));
+      layer = LayerWeights{};
+      return Status::success();
+    };
+    Result<LlamaWeights> rest = load_llama_weights(*f, config_, cut);
+    ASSERT_TRUE(rest.ok()) << rest.error().message;
+    Result<LlamaWeights> want = shard_weights(weights_, 1, n);
+    ASSERT_TRUE(want.ok());
+    ASSERT_EQ(kept.size(), want->layers.size());
+    for (size_t l = 0; l < kept.size(); ++l) {
+      EXPECT_EQ(kept[l].wq, want->layers[l].wq) << n << " layer " << l;
+      EXPECT_EQ(kept[l].wk, want->layers[l].wk) << n << " layer " << l;
+      EXPECT_EQ(kept[l].wo, want->layers[l].wo) << n << " layer " << l;
+      EXPECT_EQ(kept[l].w_gate_up, want->layers[l].w_gate_up) << n << " layer " << l;
+      EXPECT_EQ(kept[l].w_down, want->layers[l].w_down) << n << " layer " << l;
+      EXPECT_TRUE(rest->layers[l].wq.empty());
+    }
+    EXPECT_EQ(rest->embed, weights_.embed);
+  }
+}
 
 TEST_F(CpuTensorParallel, LogitsMatchTheUnsplitModel) {
   // tiny_llama: 4 heads, 2 KV heads, MLP 128; over 4 ranks its KV heads are replicated.
