@@ -106,6 +106,8 @@ int run_serve(const ServeOptions& options) {
   sc.api_key = options.api_key;
   sc.served_model_names = options.served_model_name;
   sc.num_http_threads = std::max(32, options.engine.max_num_seqs + 16);
+  sc.max_prompts_per_request = options.max_prompts_per_request;
+  sc.max_sequences_per_request = options.max_sequences_per_request;
   if (!options.chat_template.empty()) {
     std::FILE* f = std::fopen(options.chat_template.c_str(), "rb");
     if (!f) {

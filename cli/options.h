@@ -52,6 +52,8 @@ struct ServeOptions {
   std::vector<std::string> served_model_name;
   std::string chat_template;
   int max_queue_len = 1024;
+  int max_prompts_per_request = 256;
+  int max_sequences_per_request = 512;
   double drain_timeout_s = 30.0;
 };
 

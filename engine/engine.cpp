@@ -61,15 +61,23 @@ AddResult Engine::add(EngineRequest request) {
       result.error = "the server is shutting down";
       return result;
     }
-    if (num_waiting_ >= config_.max_queue_len) {
+    // The queue bound counts sequences (a request of n samples waits as n).
+    const int64_t seqs = std::max<int32_t>(state->request.params.n, 1);
+    if (seqs > config_.max_queue_len) {
+      result.code = AddResult::Code::kInvalid;
+      result.error = "n = " + std::to_string(seqs) + " is more sequences than the server queues at once (" +
+                     std::to_string(config_.max_queue_len) + ", --max-queue-len)";
+      return result;
+    }
+    if (num_waiting_ + seqs > config_.max_queue_len) {
       result.code = AddResult::Code::kOverloaded;
-      result.error = "the server is overloaded: " + std::to_string(num_waiting_) + " requests are waiting";
+      result.error = "the server is overloaded: " + std::to_string(num_waiting_) + " sequences are waiting";
       return result;
     }
     state->id = next_request_id_++;
     result.id = state->id;
     result.stream = state->stream;
-    ++num_waiting_;
+    num_waiting_ += seqs;
     ++num_in_flight_;
     inbox_.push_back(std::move(state));
   }
@@ -172,7 +180,7 @@ void Engine::admit(std::unique_ptr<RequestState> request) {
       }
       r->stream->fail(added.error);
       std::lock_guard<std::mutex> lock(mu_);
-      --num_waiting_;
+      num_waiting_ -= std::max<int32_t>(r->request.params.n, 1);
       --num_in_flight_;
       drained_cv_.notify_all();
       return;
@@ -460,11 +468,11 @@ void Engine::finish_sequence(uint64_t seq_id, FinishReason kind, SequenceDelta d
 
 void Engine::publish_stats(int64_t new_prompt_tokens, int64_t new_generation_tokens) {
   const SchedulerStats s = scheduler_.stats();
-  size_t inbox = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    inbox = inbox_.size();
-    num_waiting_ = s.num_waiting + static_cast<int64_t>(inbox);
+    int64_t inbox_sequences = 0;
+    for (const auto& r : inbox_) inbox_sequences += std::max<int32_t>(r->request.params.n, 1);
+    num_waiting_ = s.num_waiting + inbox_sequences;
     metrics_.num_requests_running = s.num_running;
     metrics_.num_requests_waiting = s.num_waiting;
     metrics_.kv_cache_usage = s.kv_usage;

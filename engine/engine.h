@@ -51,7 +51,7 @@ namespace ember {
 
 struct EngineConfig {
   SchedulerConfig scheduler;    // num_blocks and block_size must match the runner's cache
-  int32_t max_queue_len = 1024;  // requests waiting to be scheduled, at most
+  int32_t max_queue_len = 1024;  // sequences (a request counts its n) waiting to be scheduled, at most
   uint64_t seed = 0;             // seeds the per-request seeds of unseeded requests
   double log_interval_s = 5.0;   // periodic throughput line (0: never)
   bool async_scheduling = false;  // see above; the runner need not support it (then it only delays stops)

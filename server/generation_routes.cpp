@@ -1,8 +1,11 @@
 // POST /v1/completions and /v1/chat/completions: parse, tokenize, submit one
 // engine request per prompt (the engine fans out n), then either wait and
 // answer with one JSON object or stream SSE chunks as the deltas arrive.
-// A client that goes away mid-stream aborts its requests at once, so their KV
-// blocks return to the pool.
+// A client that goes away aborts its requests at once, so their KV blocks
+// return to the pool: mid-stream, the failed write says so; without
+// streaming, a request still running after a second is answered chunked,
+// with a space (JSON's leading whitespace) written every second until the
+// object is ready, and a failed write says so.
 
 #include <algorithm>
 #include <chrono>
@@ -17,6 +20,8 @@ namespace ember {
 namespace {
 
 constexpr auto kPoll = std::chrono::milliseconds(50);
+// A non-streaming request running longer than this is answered chunked, a space every kProbe (see the top).
+constexpr auto kProbe = std::chrono::seconds(1);
 
 // One choice as it accumulates (non-streaming) or between chunks (streaming).
 struct ChoiceState {
@@ -147,15 +152,52 @@ void send_api_error(httplib::Response& res, const ApiError& e) {
   res.set_content(dump_body(to_json(e)), "application/json");
 }
 
-// Waits for every sequence; false when the engine dropped a request.
-bool wait_all(Generation& g) {
-  while (!g.done()) {
+// Absorbs deltas until every sequence is done or `until` passes; true when done.
+bool wait_until(Generation& g, std::chrono::steady_clock::time_point until) {
+  while (!g.done() && std::chrono::steady_clock::now() < until) {
     for (size_t p = 0; p < g.streams.size(); ++p) g.absorb(p, g.streams[p]->pop(kPoll));
   }
+  if (!g.done()) return false;
   for (size_t p = 0; p < g.streams.size(); ++p) g.absorb(p, g.streams[p]->pop(std::chrono::milliseconds(0)));
-  for (const auto& s : g.streams)
-    if (s->error()) return false;
   return true;
+}
+
+bool dropped(const Generation& g) {
+  for (const auto& s : g.streams)
+    if (s->error()) return true;
+  return false;
+}
+
+// The non-streaming answer: `body` builds the JSON object once every sequence
+// is done. Within the first second it goes out whole (with its status); after
+// that the response is chunked, and a space every second probes the client.
+void respond_when_done(httplib::Response& res, std::shared_ptr<Generation> g, std::function<std::string()> body) {
+  if (wait_until(*g, std::chrono::steady_clock::now() + kProbe)) {
+    if (dropped(*g)) return send_api_error(res, internal_error("the engine dropped the request"));
+    res.set_content(body(), "application/json");
+    return;
+  }
+  res.set_chunked_content_provider(
+      "application/json",
+      [g, body](size_t, httplib::DataSink& sink) {
+        if (!wait_until(*g, std::chrono::steady_clock::now() + kProbe)) {
+          if (sink.write(" ", 1)) return true;
+          g->abort_all();  // the client is gone
+          return false;
+        }
+        // (the status is sent: a dropped request can only say so in the body)
+        const std::string out =
+            dropped(*g) ? dump_body(to_json(internal_error("the engine dropped the request"))) : body();
+        if (!sink.write(out.data(), out.size())) {
+          g->abort_all();
+          return false;
+        }
+        sink.done();
+        return true;
+      },
+      [g](bool success) {
+        if (!success) g->abort_all();
+      });
 }
 
 // Runs the SSE loop: `emit` turns one round of deltas into chunks. Returns
@@ -255,20 +297,20 @@ void HttpServer::Impl::handle_completions(const httplib::Request& req, httplib::
       echoed[p] = r.prompts[p].text ? *r.prompts[p].text : tok.decode(prompts[p], /*skip_special=*/false);
 
   if (!r.stream.stream) {
-    if (!wait_all(*g)) return send_error(res, internal_error("the engine dropped the request"));
-    std::vector<CompletionChoiceOut> out;
-    for (size_t i = 0; i < g->choices.size(); ++i) {
-      ChoiceState& c = g->choices[i];
-      CompletionChoiceOut o;
-      o.index = static_cast<int32_t>(i);
-      o.text = echoed[i / static_cast<size_t>(g->n)] + c.text;
-      if (g->want_logprobs) o.logprobs = c.logprobs;
-      o.finish_reason = c.finish;
-      o.stop_reason = c.stop_reason;
-      out.push_back(std::move(o));
-    }
-    res.set_content(dump_body(build_completion(header, out, g->usage())), "application/json");
-    return;
+    return respond_when_done(res, g, [g, header, echoed]() {
+      std::vector<CompletionChoiceOut> out;
+      for (size_t i = 0; i < g->choices.size(); ++i) {
+        ChoiceState& c = g->choices[i];
+        CompletionChoiceOut o;
+        o.index = static_cast<int32_t>(i);
+        o.text = echoed[i / static_cast<size_t>(g->n)] + c.text;
+        if (g->want_logprobs) o.logprobs = c.logprobs;
+        o.finish_reason = c.finish;
+        o.stop_reason = c.stop_reason;
+        out.push_back(std::move(o));
+      }
+      return dump_body(build_completion(header, out, g->usage()));
+    });
   }
   const bool include_usage = r.stream.include_usage, continuous = r.stream.continuous_usage_stats;
   auto first_sent = std::make_shared<std::vector<bool>>(g->choices.size(), false);
@@ -319,21 +361,21 @@ void HttpServer::Impl::handle_chat(const httplib::Request& req, httplib::Respons
   std::shared_ptr<Generation> g = std::move(submitted).value();
 
   if (!r.stream.stream) {
-    if (!wait_all(*g)) return send_error(res, internal_error("the engine dropped the request"));
-    std::vector<ChatChoiceOut> out;
-    for (size_t i = 0; i < g->choices.size(); ++i) {
-      ChoiceState& c = g->choices[i];
-      ChatChoiceOut o;
-      o.index = static_cast<int32_t>(i);
-      o.role = "assistant";
-      o.content = c.text;
-      if (g->want_logprobs) o.logprobs = c.logprobs;
-      o.finish_reason = c.finish;
-      o.stop_reason = c.stop_reason;
-      out.push_back(std::move(o));
-    }
-    res.set_content(dump_body(build_chat_completion(header, out, g->usage())), "application/json");
-    return;
+    return respond_when_done(res, g, [g, header]() {
+      std::vector<ChatChoiceOut> out;
+      for (size_t i = 0; i < g->choices.size(); ++i) {
+        ChoiceState& c = g->choices[i];
+        ChatChoiceOut o;
+        o.index = static_cast<int32_t>(i);
+        o.role = "assistant";
+        o.content = c.text;
+        if (g->want_logprobs) o.logprobs = c.logprobs;
+        o.finish_reason = c.finish;
+        o.stop_reason = c.stop_reason;
+        out.push_back(std::move(o));
+      }
+      return dump_body(build_chat_completion(header, out, g->usage()));
+    });
   }
   const bool include_usage = r.stream.include_usage, continuous = r.stream.continuous_usage_stats;
   // Every choice opens with a role chunk, sent before any generated text.

@@ -162,6 +162,8 @@ HttpServer::HttpServer(ServerConfig config) : impl_(std::make_unique<Impl>()) {
   if (impl_->config.served_model_names.empty()) impl_->config.served_model_names.push_back("ember");
   impl_->created = unix_now();
   impl_->limits.max_n = impl_->config.max_n;
+  impl_->limits.max_prompts = impl_->config.max_prompts_per_request;
+  impl_->limits.max_sequences = impl_->config.max_sequences_per_request;
   impl_->install_routes();
 }
 

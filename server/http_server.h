@@ -23,6 +23,8 @@ struct ServerConfig {
   std::string chat_template;                    // Jinja source overriding the model's; empty: the model's
   size_t max_body_bytes = size_t{16} << 20;     // larger bodies get 413
   int32_t max_n = 128;
+  int32_t max_prompts_per_request = 256;
+  int32_t max_sequences_per_request = 512;   // prompts x n
   int num_http_threads = 0;                     // 0: max_num_seqs + 16, at least 32
 };
 

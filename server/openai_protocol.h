@@ -31,6 +31,8 @@ struct ProtocolLimits {
   int32_t vocab_size = INT32_MAX;   // token ids in prompts, logit_bias, stop_token_ids must be below
   int32_t max_model_len = INT32_MAX;
   int32_t max_n = 128;              // n (completions per prompt) at most
+  int32_t max_prompts = 256;        // prompts in one /v1/completions request at most
+  int32_t max_sequences = 512;      // prompts x n of one request at most
   int32_t max_stop = 16;            // stop strings at most
   int max_json_depth = 64;          // checked before parsing (common/json_limits.h)
   size_t max_json_containers = 1 << 16;

@@ -97,6 +97,10 @@ void read_prompt(FieldReader& f, std::vector<PromptInput>& out, const ProtocolLi
     return;
   }
   // A list of prompts: all strings or all token lists, like its first element.
+  if (v->size() > static_cast<size_t>(limits.max_prompts))
+    return f.fail(invalid_request("prompt: " + std::to_string(v->size()) + " prompts in one request; at most " +
+                                      std::to_string(limits.max_prompts) + " (--max-prompts-per-request)",
+                                  "prompt"));
   for (size_t i = 0; i < v->size(); ++i) {
     const nlohmann::json& e = (*v)[i];
     const std::string param = nested_param("prompt", i);
@@ -196,6 +200,12 @@ ApiResult<CompletionRequest> parse_completion_request(std::string_view body, con
   if (f.failed()) return f.error();
 
   if (auto e = check_sampling(r.params, limits, "max_tokens", "logprobs")) return *e;
+  if (const int64_t seqs = static_cast<int64_t>(r.prompts.size()) * r.params.n; seqs > limits.max_sequences) {
+    return invalid_request(std::to_string(r.prompts.size()) + " prompts x n = " + std::to_string(r.params.n) + " is " +
+                               std::to_string(seqs) + " sequences; one request may ask for at most " +
+                               std::to_string(limits.max_sequences) + " (--max-sequences-per-request)",
+                           "n");
+  }
   if (best_of && *best_of != r.params.n) {
     return invalid_request("best_of must equal n when given (ember returns every sequence it samples), got best_of=" +
                                std::to_string(*best_of) + " and n=" + std::to_string(r.params.n),

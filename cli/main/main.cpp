@@ -89,7 +89,15 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--api-key", serve.api_key, "Require this bearer token")->envname("EMBER_API_KEY");
   serve_cmd->add_option("--served-model-name", serve.served_model_name, "Model name(s) the API answers to");
   serve_cmd->add_option("--chat-template", serve.chat_template, "Jinja chat template file overriding the model's");
-  serve_cmd->add_option("--max-queue-len", serve.max_queue_len, "Waiting requests before 503")->check(CLI::PositiveNumber);
+  serve_cmd->add_option("--max-queue-len", serve.max_queue_len,
+                        "Sequences waiting to be scheduled (a request counts its n) before 503")
+      ->check(CLI::PositiveNumber);
+  serve_cmd->add_option("--max-prompts-per-request", serve.max_prompts_per_request,
+                        "Prompts one /v1/completions request may carry")
+      ->check(CLI::PositiveNumber);
+  serve_cmd->add_option("--max-sequences-per-request", serve.max_sequences_per_request,
+                        "Sequences (prompts x n) one request may ask for")
+      ->check(CLI::PositiveNumber);
   serve_cmd->add_option("--drain-timeout", serve.drain_timeout_s, "Seconds to finish requests on SIGTERM");
 
   GenerateOptions gen;

@@ -373,3 +373,66 @@ def test_tensor_parallel_serve_answers_with_the_unsplit_greedy_text():
     assert all(len(t) > 0 for t in texts["unsplit"])
     assert texts["3 threads"] == texts["unsplit"]
     assert texts["3 processes"] == texts["unsplit"]
+
+
+def test_one_request_cannot_fill_the_queue():
+    # Bounds per request (prompts, prompts x n) are 400s naming the field; the queue bound counts sequences, so a
+    # request's n counts against --max-queue-len, and an n the queue can never hold is a 400, not a 503.
+    s = Server("--max-queue-len", "4", "--max-num-seqs", "1", "--max-prompts-per-request", "8",
+               "--max-sequences-per-request", "16", "--max-model-len", "1024", tiny=True)
+    try:
+        code, _, data = s.request("POST", "/v1/completions", {"prompt": ["a"] * 9, "max_tokens": 1})
+        assert code == 400 and json.loads(data)["error"]["param"] == "prompt", data
+        assert b"--max-prompts-per-request" in data
+        code, _, data = s.request("POST", "/v1/completions", {"prompt": ["a"] * 4, "n": 5, "max_tokens": 1})
+        assert code == 400 and json.loads(data)["error"]["param"] == "n", data
+        code, _, data = s.request("POST", "/v1/completions", {"prompt": "a", "n": 5, "max_tokens": 1})
+        assert code == 400 and b"--max-queue-len" in data, data
+        # One running sequence of n = 3 (max-num-seqs 1): 2 of its sequences wait. Another n = 3 would make 5 > 4.
+        sock = start_stream(s.port, {"prompt": "tell me", "n": 3, "max_tokens": 900, "stream": True,
+                                     "ignore_eos": True})
+        deadline = time.time() + 20
+        while s.metric("ember:num_requests_waiting") < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        assert s.metric("ember:num_requests_waiting") == 2
+        code, headers, data = s.request("POST", "/v1/completions", {"prompt": "b", "n": 3, "max_tokens": 1})
+        assert code == 503 and "retry-after" in headers and b"sequences are waiting" in data, (code, data)
+        sock.close()
+        assert s.wait_metric("ember:num_requests_running", 0.0)
+        assert s.wait_metric("ember:num_requests_waiting", 0.0)
+        assert s.wait_metric("ember:kv_cache_usage_perc", 0.0)
+        code, _, data = s.request("POST", "/v1/completions", {"prompt": "b", "n": 3, "max_tokens": 1})
+        assert code == 200 and len(json.loads(data)["choices"]) == 3
+    finally:
+        assert s.stop() == 0, s.read_log()
+
+
+def test_non_streaming_request_is_aborted_when_its_client_goes():
+    # A non-streaming request of 3 prompts that would run for a long time: its client closes the connection after 2 s.
+    # Every sequence is aborted within seconds (the server probes the client once a second), and the KV blocks return.
+    s = Server("--max-num-seqs", "4", "--max-model-len", "4096", tiny=True)
+    try:
+        sock = socket.create_connection(("127.0.0.1", s.port), timeout=60)
+        payload = json.dumps({"prompt": ["one", "two", "three"], "max_tokens": 4000, "ignore_eos": True}).encode()
+        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+        deadline = time.time() + 20
+        while s.metric("ember:num_requests_running") < 3 and time.time() < deadline:
+            time.sleep(0.05)
+        assert s.metric("ember:num_requests_running") == 3
+        time.sleep(2)
+        sock.close()
+        assert s.wait_metric("ember:num_requests_running", 0.0, timeout=10), s.metrics()
+        assert s.wait_metric("ember:kv_cache_usage_perc", 0.0, timeout=5)
+        assert s.metric("ember:request_success_total", 'finished_reason="abort"') == 3
+        # A request that takes longer than the probe's second still answers with one JSON object.
+        code, headers, data = s.request("POST", "/v1/completions",
+                                        {"prompt": "long", "max_tokens": 1500, "ignore_eos": True}, timeout=120)
+        assert code == 200, data
+        assert headers.get("transfer-encoding") == "chunked" and data.startswith(b" "), (headers, data[:40])
+        body = json.loads(data)
+        assert body["usage"]["completion_tokens"] == 1500
+        assert client(s).completions.create(model="test-model", prompt="short", max_tokens=1500,
+                                            extra_body={"ignore_eos": True}).usage.completion_tokens == 1500
+    finally:
+        assert s.stop() == 0, s.read_log()
