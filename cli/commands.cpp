@@ -127,6 +127,11 @@ int run_serve(const ServeOptions& options) {
     return 1;
   }
   spdlog::info("listening on http://{}:{} (health: 503 until the model is loaded)", options.host, server.port());
+  const bool loopback = options.host == "127.0.0.1" || options.host == "localhost" || options.host == "::1";
+  if (!loopback && options.api_key.empty())
+    spdlog::warn("listening on {} without --api-key: anyone who can reach this address can use the model and "
+                 "its compute (set --api-key, or listen on 127.0.0.1)",
+                 options.host);
 
   std::string device;
   auto src = open_model(options.model, &device);

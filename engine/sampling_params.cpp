@@ -27,8 +27,8 @@ Status SamplingParams::validate(int32_t vocab_size) const {
     fail("min_tokens must be <= max_tokens (" + num(max_tokens) + "), got " + num(min_tokens));
   }
   // NaN fails every comparison, so each check is written as "accept if in range".
-  if (!(temperature >= 0.0f) || std::isinf(temperature))
-    fail("temperature must be >= 0, got " + num(temperature));
+  if (!(temperature >= 0.0f && temperature <= 100.0f))
+    fail("temperature must be in [0, 100], got " + num(temperature));
   if (!(top_p > 0.0f && top_p <= 1.0f)) fail("top_p must be in (0, 1], got " + num(top_p));
   if (top_k < -1) fail("top_k must be -1 (disabled) or >= 1, got " + num(top_k));
   if (!(min_p >= 0.0f && min_p <= 1.0f)) fail("min_p must be in [0, 1], got " + num(min_p));
@@ -36,8 +36,8 @@ Status SamplingParams::validate(int32_t vocab_size) const {
     fail("presence_penalty must be in [-2, 2], got " + num(presence_penalty));
   if (!(frequency_penalty >= -2.0f && frequency_penalty <= 2.0f))
     fail("frequency_penalty must be in [-2, 2], got " + num(frequency_penalty));
-  if (!(repetition_penalty > 0.0f) || std::isinf(repetition_penalty))
-    fail("repetition_penalty must be > 0, got " + num(repetition_penalty));
+  if (!(repetition_penalty > 0.0f && repetition_penalty <= 100.0f))
+    fail("repetition_penalty must be in (0, 100], got " + num(repetition_penalty));
   for (const auto& [id, bias] : logit_bias) {
     if (id < 0 || id >= vocab_size) {
       fail("logit_bias token id " + num(id) + " is out of vocabulary [0, " + num(vocab_size) + ")");

@@ -69,13 +69,31 @@ void HttpServer::Impl::install_routes() {
   http.set_payload_max_length(config.max_body_bytes);
 
   http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    if (config.api_key.empty() || !needs_auth(req.path)) return httplib::Server::HandlerResponse::Unhandled;
-    const std::string auth = req.get_header_value("Authorization");
-    const std::string prefix = "Bearer ";
-    const std::string given = auth.rfind(prefix, 0) == 0 ? auth.substr(prefix.size()) : std::string();
-    if (constant_time_equal(given, config.api_key)) return httplib::Server::HandlerResponse::Unhandled;
-    send_error(res, unauthorized());
-    return httplib::Server::HandlerResponse::Handled;
+    if (!config.api_key.empty() && needs_auth(req.path)) {
+      const std::string auth = req.get_header_value("Authorization");
+      const std::string prefix = "Bearer ";
+      const std::string given = auth.rfind(prefix, 0) == 0 ? auth.substr(prefix.size()) : std::string();
+      if (!constant_time_equal(given, config.api_key)) {
+        send_error(res, unauthorized());
+        return httplib::Server::HandlerResponse::Handled;
+      }
+    }
+    // JSON bodies only as JSON: a browser's "simple" POST (text/plain, form
+    // encodings) would otherwise reach the model without a CORS preflight.
+    if (req.method == "POST" && needs_auth(req.path)) {
+      std::string type = req.get_header_value("Content-Type");
+      type = type.substr(0, type.find(';'));
+      while (!type.empty() && type.back() == ' ') type.pop_back();
+      std::transform(type.begin(), type.end(), type.begin(), [](unsigned char c) { return std::tolower(c); });
+      if (type != "application/json") {
+        send_error(res, ApiError{415,
+                                 "Content-Type must be application/json" +
+                                     (type.empty() ? std::string(" (none was given)") : ", got " + type),
+                                 "invalid_request_error", std::nullopt, std::nullopt});
+        return httplib::Server::HandlerResponse::Handled;
+      }
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
   });
 
   // httplib calls this for statuses >= 400 that have no body yet: unknown

@@ -59,7 +59,9 @@ std::optional<int64_t> as_integer(const nlohmann::json& v, int64_t lo, int64_t h
   if (v.is_number_float()) {
     const double d = v.get<double>();
     // Range check in double before the cast: casting an out-of-range double is undefined.
-    if (!std::isfinite(d) || d != std::floor(d) || d < static_cast<double>(lo) || d > static_cast<double>(hi)) {
+    // Beyond 2^53 a double no longer tells neighbouring integers apart (-2^63 - 1 parses as -2^63): refused.
+    if (!std::isfinite(d) || d != std::floor(d) || std::fabs(d) >= 9007199254740992.0 ||
+        d < static_cast<double>(lo) || d > static_cast<double>(hi)) {
       return std::nullopt;
     }
     return static_cast<int64_t>(d);

@@ -134,8 +134,9 @@ void read_sampling_fields(FieldReader& f, SamplingParams& p, const ProtocolLimit
   f.read("repetition_penalty", p.repetition_penalty);
   std::optional<int64_t> seed;
   f.read("seed", seed);
-  // A negative seed (Python ints are signed) keeps its bit pattern: distinct seeds stay distinct.
-  if (seed) p.seed = static_cast<uint64_t>(*seed);
+  // -1 means no seed, as llama-server has it; another negative seed (Python
+  // ints are signed) keeps its bit pattern, so distinct seeds stay distinct.
+  if (seed && *seed != -1) p.seed = static_cast<uint64_t>(*seed);
   read_stop(f, p.stop, limits);
   f.read("stop_token_ids", p.stop_token_ids);
   f.read("min_tokens", p.min_tokens);

@@ -436,3 +436,33 @@ def test_non_streaming_request_is_aborted_when_its_client_goes():
                                             extra_body={"ignore_eos": True}).usage.completion_tokens == 1500
     finally:
         assert s.stop() == 0, s.read_log()
+
+
+def test_json_bodies_only_as_json_and_absurd_values_refused(tiny):
+    # A browser's simple POST (text/plain, no preflight) must not reach the model: 415 unless the body is declared
+    # JSON (parameters after ';' allowed). Temperatures and penalties of 1e26 and seeds beyond int64 are 400s naming
+    # the field; seed -1 means no seed.
+    body = json.dumps({"prompt": "x", "max_tokens": 1})
+    for ctype, want in [("text/plain", 415), ("application/x-www-form-urlencoded", 415), ("", 415),
+                        ("application/json; charset=utf-8", 200), ("Application/JSON", 200)]:
+        code, headers, data = tiny.request("POST", "/v1/completions", body, headers={"Content-Type": ctype})
+        assert code == want, (ctype, code, data)
+        if want == 415:
+            assert json.loads(data)["error"]["message"].startswith("Content-Type must be application/json")
+    for field, value in [("temperature", 1e26), ("repetition_penalty", 1e26), ("seed", -2**63 - 1)]:
+        code, _, data = tiny.request("POST", "/v1/completions", {"prompt": "x", "max_tokens": 1, field: value})
+        assert code == 400 and json.loads(data)["error"]["param"] == field, (field, data)
+    texts = [client(tiny).completions.create(model="test-model", prompt="a", max_tokens=12, temperature=1.0,
+                                             seed=-1).choices[0].text for _ in range(3)]
+    assert len(set(texts)) > 1, texts  # unseeded: a random model's 12 draws do not repeat
+    seeded = [client(tiny).completions.create(model="test-model", prompt="a", max_tokens=12, temperature=1.0,
+                                              seed=-5).choices[0].text for _ in range(2)]
+    assert seeded[0] == seeded[1]
+
+
+def test_non_loopback_without_a_key_warns():
+    s = Server("--host", "0.0.0.0", tiny=True)
+    try:
+        assert "without --api-key" in s.read_log()
+    finally:
+        assert s.stop() == 0

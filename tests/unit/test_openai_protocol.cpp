@@ -99,6 +99,9 @@ const std::vector<BadCase> kBad = {
     {C, R"({"prompt": "a", "logprobs": true})", "logprobs"},
     {C, R"({"prompt": "a", "seed": "42"})", "seed"},
     {C, R"({"prompt": "a", "seed": 1.5})", "seed"},
+    {C, R"({"prompt": "a", "seed": -9223372036854775809})", "seed"},  // beyond int64 (parses as -2^63 in a double)
+    {C, R"({"prompt": "a", "temperature": 1e26})", "temperature"},
+    {C, R"({"prompt": "a", "repetition_penalty": 1e26})", "repetition_penalty"},
     {C, R"({"prompt": "a", "stop": 5})", "stop"},
     {C, R"({"prompt": "a", "stop": ["x", 5]})", "stop.[1]"},
     {C, R"({"prompt": "a", "stop_token_ids": 5})", "stop_token_ids"},
@@ -242,6 +245,10 @@ TEST(OpenAIProtocol, CompletionDefaults) {
   EXPECT_EQ(p.top_k, -1);
   EXPECT_FALSE(p.logprobs.has_value());
   EXPECT_FALSE(p.seed.has_value());
+  // seed -1 means no seed (llama-server's convention).
+  auto unseeded = parse_completion_request(R"({"prompt": "Hello", "seed": -1})", test_limits());
+  ASSERT_TRUE(unseeded) << unseeded.error().message;
+  EXPECT_FALSE(unseeded->params.seed.has_value());
   EXPECT_FALSE(p.echo);
   EXPECT_FALSE(r->stream.stream);
   EXPECT_TRUE(r->add_special_tokens);
@@ -253,7 +260,7 @@ TEST(OpenAIProtocol, CompletionEveryField) {
       "model": "m", "prompt": [[1, 2, 3], [4]], "max_tokens": 32, "temperature": 0.5, "top_p": 0.9, "n": 2,
       "best_of": 2, "stream": true, "stream_options": {"include_usage": true, "continuous_usage_stats": true},
       "logprobs": 5, "echo": true, "stop": "\n\n", "presence_penalty": 0.5, "frequency_penalty": -0.5,
-      "repetition_penalty": 1.1, "logit_bias": {"7": -100, "9": 2.5}, "user": "u", "seed": -1, "top_k": 40,
+      "repetition_penalty": 1.1, "logit_bias": {"7": -100, "9": 2.5}, "user": "u", "seed": -2, "top_k": 40,
       "min_p": 0.05, "min_tokens": 4, "ignore_eos": true, "stop_token_ids": [2, 3], "skip_special_tokens": false,
       "cache_salt": "s", "priority": -3, "suffix": null, "unknown_field": {"x": [1]}, "top_logprobs": null
     })", test_limits());
@@ -280,7 +287,7 @@ TEST(OpenAIProtocol, CompletionEveryField) {
   EXPECT_FLOAT_EQ(p.logit_bias.at(7), -100.0f);
   EXPECT_FLOAT_EQ(p.logit_bias.at(9), 2.5f);
   EXPECT_EQ(r->user, "u");
-  EXPECT_EQ(p.seed, UINT64_MAX);  // -1 keeps its bit pattern
+  EXPECT_EQ(p.seed, UINT64_MAX - 1);  // -2 keeps its bit pattern (-1 means no seed)
   EXPECT_EQ(p.top_k, 40);
   EXPECT_FLOAT_EQ(p.min_p, 0.05f);
   EXPECT_EQ(p.min_tokens, 4);

@@ -59,9 +59,11 @@ const BadCase kBadCases[] = {
        p.min_tokens = 5;
      },
      "min_tokens must be <= max_tokens (4), got 5"},
-    {"temperature", [](SamplingParams& p) { p.temperature = -1.0f; }, "temperature must be >= 0, got -1"},
+    {"temperature", [](SamplingParams& p) { p.temperature = -1.0f; }, "temperature must be in [0, 100], got -1"},
     {"temperature_nan", [](SamplingParams& p) { p.temperature = std::nanf(""); },
-     "temperature must be >= 0, got nan"},
+     "temperature must be in [0, 100], got nan"},
+    {"temperature_huge", [](SamplingParams& p) { p.temperature = 1e26f; },
+     "temperature must be in [0, 100], got 1e+26"},
     {"top_p_zero", [](SamplingParams& p) { p.top_p = 0.0f; }, "top_p must be in (0, 1], got 0"},
     {"top_p_above", [](SamplingParams& p) { p.top_p = 1.5f; }, "top_p must be in (0, 1], got 1.5"},
     {"top_k", [](SamplingParams& p) { p.top_k = -2; }, "top_k must be -1 (disabled) or >= 1, got -2"},
@@ -71,7 +73,9 @@ const BadCase kBadCases[] = {
     {"frequency_penalty", [](SamplingParams& p) { p.frequency_penalty = -3.0f; },
      "frequency_penalty must be in [-2, 2], got -3"},
     {"repetition_penalty", [](SamplingParams& p) { p.repetition_penalty = 0.0f; },
-     "repetition_penalty must be > 0, got 0"},
+     "repetition_penalty must be in (0, 100], got 0"},
+    {"repetition_penalty_huge", [](SamplingParams& p) { p.repetition_penalty = 1e26f; },
+     "repetition_penalty must be in (0, 100], got 1e+26"},
     {"logit_bias_id", [](SamplingParams& p) { p.logit_bias = {{kVocab, 1.0f}}; },
      "logit_bias token id 100 is out of vocabulary [0, 100)"},
     {"logit_bias_value", [](SamplingParams& p) { p.logit_bias = {{3, 101.0f}}; },
@@ -95,7 +99,7 @@ TEST(SamplingParams, ReportsEveryBadFieldOnce) {
   p.top_p = 2.0f;
   p.logit_bias = {{-5, 1.0f}, {-4, 1.0f}};  // two bad ids, one message
   EXPECT_EQ(error_of(p),
-            "temperature must be >= 0, got -1; top_p must be in (0, 1], got 2; "
+            "temperature must be in [0, 100], got -1; top_p must be in (0, 1], got 2; "
             "logit_bias token id -5 is out of vocabulary [0, 100)");
 }
 
