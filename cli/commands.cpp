@@ -3,11 +3,13 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -108,6 +110,7 @@ int run_serve(const ServeOptions& options) {
   sc.num_http_threads = std::max(32, options.engine.max_num_seqs + 16);
   sc.max_prompts_per_request = options.max_prompts_per_request;
   sc.max_sequences_per_request = options.max_sequences_per_request;
+  sc.health_stall_timeout_s = options.health_stall_timeout_s;
   if (!options.chat_template.empty()) {
     std::FILE* f = std::fopen(options.chat_template.c_str(), "rb");
     if (!f) {
@@ -147,8 +150,31 @@ int run_serve(const ServeOptions& options) {
   }
   spdlog::info("ready: serving '{}' at http://{}:{}/v1", sc.served_model_names.front(), options.host, server.port());
 
+  // --exit-on-stall: an engine that has had work without completing a step for
+  // --health-stall-timeout seconds ends the process (status 3), for a
+  // supervisor to restart; it cannot drain.
+  std::atomic<bool> serving{true};
+  std::thread watchdog;
+  if (options.exit_on_stall && options.health_stall_timeout_s > 0) {
+    watchdog = std::thread([&] {
+      const auto bound = std::chrono::duration<double>(options.health_stall_timeout_s);
+      while (serving.load()) {
+        if ((*engine)->stalled_for() > bound) {
+          spdlog::critical("the engine has not completed a step for {} s while it has requests: exiting "
+                           "(--exit-on-stall)",
+                           options.health_stall_timeout_s);
+          spdlog::default_logger()->flush();
+          std::_Exit(3);
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    });
+  }
+
   int sig = 0;
   sigwait(&signals, &sig);
+  serving = false;
+  if (watchdog.joinable()) watchdog.join();
   spdlog::info("{}: no new requests; finishing the running ones (up to {} s)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
                options.drain_timeout_s);
   server.stop_accepting();

@@ -54,6 +54,8 @@ struct ServeOptions {
   int max_queue_len = 1024;
   int max_prompts_per_request = 256;
   int max_sequences_per_request = 512;
+  double health_stall_timeout_s = 120.0;  // /health 503 when the engine has work but no step for this long; 0: never
+  bool exit_on_stall = false;
   double drain_timeout_s = 30.0;
 };
 

@@ -5,6 +5,7 @@
 // memory. This scan is linear, allocation-free and skips over strings.
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -12,8 +13,11 @@
 
 namespace ember {
 
-// Fails if brackets nest deeper than `max_depth` or if there are more than
-// `max_containers` objects and arrays in all. `source` names the input in errors.
-Status check_json_shape(std::string_view text, int max_depth, size_t max_containers, const std::string& source);
+// Fails if brackets nest deeper than `max_depth`, if there are more than
+// `max_containers` objects and arrays in all, or if one object has more than
+// `max_object_members` members (a request's logit_bias of a million entries is
+// refused before it is built). `source` names the input in errors.
+Status check_json_shape(std::string_view text, int max_depth, size_t max_containers, const std::string& source,
+                        size_t max_object_members = SIZE_MAX);
 
 }  // namespace ember

@@ -78,6 +78,7 @@ AddResult Engine::add(EngineRequest request) {
     result.id = state->id;
     result.stream = state->stream;
     num_waiting_ += seqs;
+    if (num_in_flight_ == 0) last_progress_ = Clock::now();  // an idle engine has not been stalling
     ++num_in_flight_;
     inbox_.push_back(std::move(state));
   }
@@ -121,6 +122,12 @@ EngineMetrics Engine::metrics() const {
   return metrics_;
 }
 
+std::chrono::steady_clock::duration Engine::stalled_for() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (num_in_flight_ == 0) return std::chrono::steady_clock::duration::zero();
+  return Clock::now() - last_progress_;
+}
+
 void Engine::loop() {
   for (;;) {
     std::vector<std::unique_ptr<RequestState>> incoming;
@@ -150,6 +157,8 @@ void Engine::loop() {
     }
     if (scheduler_.has_unfinished() || in_flight_) {
       step();
+      std::lock_guard<std::mutex> lock(mu_);
+      last_progress_ = Clock::now();
     } else {
       publish_stats(0, 0);  // the gauges must reach zero when the last request is aborted
     }

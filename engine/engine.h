@@ -98,6 +98,9 @@ class Engine {
   void shutdown(std::chrono::milliseconds drain);
 
   EngineMetrics metrics() const;  // a snapshot
+  // The engine's heartbeat: how long it has had requests without completing a
+  // step (zero while it has none). /health turns 503 past a bound.
+  std::chrono::steady_clock::duration stalled_for() const;
   const SchedulerConfig& scheduler_config() const { return config_.scheduler; }
   const ModelConfig& model_config() const { return runner_->config(); }
   int32_t vocab_size() const { return runner_->vocab_size(); }
@@ -169,6 +172,8 @@ class Engine {
   bool stop_ = false;
   int64_t num_waiting_ = 0;    // inbox + scheduler waiting, for the queue bound
   int64_t num_in_flight_ = 0;  // requests added and not finished
+  // When the last step completed, or work arrived at an idle engine (guarded by mu_).
+  std::chrono::steady_clock::time_point last_progress_ = std::chrono::steady_clock::now();
   EngineMetrics metrics_;
   std::condition_variable drained_cv_;
   uint64_t next_request_id_ = 1;

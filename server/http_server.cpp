@@ -125,6 +125,17 @@ void HttpServer::Impl::install_routes() {
 
   http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
     res.status = ready.load() ? 200 : 503;
+    if (res.status != 200 || config.health_stall_timeout_s <= 0) return;
+    // A stuck engine must not look healthy: requests waiting, no step completed for the bound.
+    const double stalled = std::chrono::duration<double>(engine->stalled_for()).count();
+    if (stalled > config.health_stall_timeout_s) {
+      res.status = 503;
+      const std::string why = "the engine has had requests for " + std::to_string(static_cast<int64_t>(stalled)) +
+                              " s without completing a step (--health-stall-timeout " +
+                              std::to_string(config.health_stall_timeout_s) + ")";
+      spdlog::warn("/health: {}", why);
+      res.set_content(why + "\n", "text/plain");
+    }
   });
   http.Get("/version", [](const httplib::Request&, httplib::Response& res) { send_json(res, build_version_response()); });
   http.Get("/openapi.json", [](const httplib::Request&, httplib::Response& res) { send_json(res, openapi_document()); });

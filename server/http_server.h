@@ -25,6 +25,7 @@ struct ServerConfig {
   int32_t max_n = 128;
   int32_t max_prompts_per_request = 256;
   int32_t max_sequences_per_request = 512;   // prompts x n
+  double health_stall_timeout_s = 120.0;     // /health 503 when the engine has work but no step this long; 0: never
   int num_http_threads = 0;                     // 0: max_num_seqs + 16, at least 32
 };
 

@@ -10,7 +10,10 @@ namespace ember {
 ApiResult<nlohmann::json> parse_request_object(std::string_view body, int max_depth, size_t max_containers) {
   // Shape first: nlohmann builds (and later destroys) the tree recursively, so a
   // deeply nested body must be refused before it is parsed.
-  if (Status shape = check_json_shape(body, max_depth, max_containers, "request body"); !shape.ok()) {
+  // (an object of more members than any request field needs is refused unbuilt: a huge logit_bias costs memory)
+  constexpr size_t kMaxObjectMembers = 65536;
+  if (Status shape = check_json_shape(body, max_depth, max_containers, "request body", kMaxObjectMembers);
+      !shape.ok()) {
     return invalid_json(shape.error().message);
   }
   nlohmann::json j;

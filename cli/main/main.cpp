@@ -95,6 +95,12 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--max-prompts-per-request", serve.max_prompts_per_request,
                         "Prompts one /v1/completions request may carry")
       ->check(CLI::PositiveNumber);
+  serve_cmd->add_option("--health-stall-timeout", serve.health_stall_timeout_s,
+                        "Seconds the engine may have requests without completing a step before /health says 503 "
+                        "(0: never)")
+      ->check(CLI::NonNegativeNumber);
+  serve_cmd->add_flag("--exit-on-stall", serve.exit_on_stall,
+                      "Exit (status 3) when the engine stalls that long, for a supervisor to restart it");
   serve_cmd->add_option("--max-sequences-per-request", serve.max_sequences_per_request,
                         "Sequences (prompts x n) one request may ask for")
       ->check(CLI::PositiveNumber);

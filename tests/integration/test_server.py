@@ -466,3 +466,54 @@ def test_non_loopback_without_a_key_warns():
         assert "without --api-key" in s.read_log()
     finally:
         assert s.stop() == 0
+
+
+def test_a_stalled_engine_is_not_healthy():
+    # The real model on the CPU prefills a ~900-token prompt in one step of well over a second. With
+    # --health-stall-timeout 0.3 /health answers 503 while that step runs (the engine has work and has completed no
+    # step for longer than the bound) and 200 again once it completes. With --exit-on-stall the process exits (3).
+    prompt = "The history of the river valley is long and full of change. " * 80
+    for exit_on_stall in (False, True):
+        args = ["--health-stall-timeout", "0.3", "--max-num-batched-tokens", "2048", "--no-enable-prefix-caching"]
+        if exit_on_stall:
+            args.append("--exit-on-stall")
+        s = Server(*args)
+        try:
+            statuses = []
+            done = threading.Event()
+
+            def poll():
+                while not done.is_set():
+                    try:
+                        statuses.append(s.request("GET", "/health", timeout=5)[0])
+                    except OSError:
+                        statuses.append(None)  # the process is gone
+                    time.sleep(0.05)
+
+            t = threading.Thread(target=poll)
+            t.start()
+            try:
+                code, _, _ = s.request("POST", "/v1/completions", {"prompt": prompt, "max_tokens": 2}, timeout=120)
+            except OSError:
+                code = None
+            done.set()
+            t.join()
+            if not exit_on_stall:
+                assert code == 200
+                assert 503 in statuses, statuses
+                assert s.request("GET", "/health")[0] == 200
+                assert "without completing a step" in s.read_log()
+            else:
+                assert s.proc.wait(timeout=30) == 3
+                assert "exiting (--exit-on-stall)" in s.read_log()
+        finally:
+            rc = s.stop()
+            if not exit_on_stall:
+                assert rc == 0
+
+
+def test_an_oversized_logit_bias_is_refused_unbuilt(tiny):
+    bias = "{" + ",".join(f'"{i}": 1' for i in range(70000)) + "}"
+    body = '{"prompt": "x", "max_tokens": 1, "logit_bias": ' + bias + "}"
+    code, _, data = tiny.request("POST", "/v1/completions", body)
+    assert code == 400 and b"members" in data, data[:200]

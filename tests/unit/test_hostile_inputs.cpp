@@ -28,6 +28,20 @@ TEST(JsonShape, DepthAndContainerLimits) {
   EXPECT_NE(s.error().message.find("deep.json: offset 64"), std::string::npos) << s.error().message;
 }
 
+TEST(JsonShape, ObjectMemberLimit) {
+  // Members of one object count (commas inside strings and nested containers do not); arrays are not limited.
+  EXPECT_TRUE(check_json_shape(R"({"a": 1, "b": 2, "c": 3})", 4, 10, "x", 3).ok());
+  auto s = check_json_shape(R"({"a": 1, "b": 2, "c": 3, "d": 4})", 4, 10, "x", 3);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message.find("more than 3 members"), std::string::npos) << s.error().message;
+  EXPECT_TRUE(check_json_shape(R"({"a": "x,y,z,w", "b": [1, 2, 3, 4, 5], "c": {"d": 1, "e": 2}})", 4, 10, "x", 3).ok());
+  std::string bias = R"({"logit_bias": {)";
+  for (int i = 0; i < 70000; ++i) bias += (i ? ",\"" : "\"") + std::to_string(i) + "\": 1";
+  bias += "}}";
+  EXPECT_FALSE(check_json_shape(bias, 8, 100, "x", 65536).ok());
+  EXPECT_TRUE(check_json_shape(bias, 8, 100, "x").ok());  // unlimited by default
+}
+
 std::string write_temp(const std::string& name, const std::string& text) {
   const std::string path = ::testing::TempDir() + "/" + name;
   std::ofstream(path, std::ios::binary) << text;
