@@ -265,6 +265,7 @@ Value binary_op(Interpreter& in, const std::string& op, const Value& a, const Va
     std::string s = to_str(a);
     std::string t = to_str(b);
     in.check_string(s.size() + t.size());
+    in.count_work(static_cast<int64_t>(s.size() + t.size()));
     return Value::string(s + t);
   }
   if (a.is_undefined()) fail_undefined(a);
@@ -317,10 +318,12 @@ Value binary_op(Interpreter& in, const std::string& op, const Value& a, const Va
   if (op == "+") {
     if (a.is_string() && b.is_string()) {
       in.check_string(a.s.size() + b.s.size());
+      in.count_work(static_cast<int64_t>(a.s.size() + b.s.size()));
       return Value::string(a.s + b.s);
     }
     if (a.is_list() && b.is_list() && a.tuple == b.tuple) {
       in.check_list(a.list->size() + b.list->size());
+      in.count_work(static_cast<int64_t>(a.list->size() + b.list->size()));
       ValueList out = *a.list;
       out.insert(out.end(), b.list->begin(), b.list->end());
       return Value::make_list(std::move(out), a.tuple);
@@ -336,11 +339,13 @@ Value binary_op(Interpreter& in, const std::string& op, const Value& a, const Va
     int64_t n = std::max<int64_t>(0, to_int(times));
     if (seq.is_string()) {
       in.check_string(seq.s.empty() ? 0 : static_cast<size_t>(std::min<int64_t>(n, INT32_MAX)) * seq.s.size());
+      in.count_work(seq.s.empty() ? 0 : std::min<int64_t>(n, INT32_MAX) * static_cast<int64_t>(seq.s.size()));
       std::string out;
       for (int64_t k = 0; k < n && !seq.s.empty(); ++k) out += seq.s;
       return Value::string(out);
     }
     in.check_list(seq.list->empty() ? 0 : static_cast<size_t>(std::min<int64_t>(n, INT32_MAX)) * seq.list->size());
+    in.count_work(seq.list->empty() ? 0 : std::min<int64_t>(n, INT32_MAX) * static_cast<int64_t>(seq.list->size()));
     ValueList out;
     for (int64_t k = 0; k < n && !seq.list->empty(); ++k) out.insert(out.end(), seq.list->begin(), seq.list->end());
     return Value::make_list(std::move(out), seq.tuple);

@@ -14,6 +14,12 @@ void Interpreter::check_string(size_t bytes) const {
 void Interpreter::check_list(size_t elements) const {
   if (elements > limits_.max_list) throw JinjaError("list exceeds " + std::to_string(limits_.max_list) + " elements");
 }
+void Interpreter::count_work(int64_t n) {
+  work_ += n;
+  if (work_ > limits_.max_work)
+    throw JinjaError("template copies more than " + std::to_string(limits_.max_work) +
+                     " bytes and list elements (concatenation in a loop?)");
+}
 void Interpreter::count_iterations(int64_t n) {
   iterations_ += n;
   if (iterations_ > limits_.max_iterations)

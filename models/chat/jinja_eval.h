@@ -21,6 +21,10 @@ struct Limits {
   size_t max_output = size_t{1} << 20;      // bytes of the rendering, and of any one string
   size_t max_list = size_t{1} << 20;        // elements of any one list
   int64_t max_iterations = int64_t{1} << 20;  // loop iterations (and filter steps) in total
+  // Bytes and elements copied by concatenation and repetition, in total: a
+  // loop that appends to a growing list or string does quadratic work under
+  // the iteration cap, which this bounds.
+  int64_t max_work = int64_t{1} << 26;
   int max_call_depth = 50;                  // nested macro calls
 };
 
@@ -39,6 +43,8 @@ class Interpreter {
   void check_string(size_t bytes) const;
   void check_list(size_t elements) const;
   void count_iterations(int64_t n);
+  // Charges n bytes or elements copied against max_work.
+  void count_work(int64_t n);
   Value make_namespace(ValueDict attrs);
 
  private:
@@ -64,6 +70,7 @@ class Interpreter {
   std::vector<size_t> barriers_;  // frames below a macro call's frame that it cannot see
   std::string out_;
   int64_t iterations_ = 0;
+  int64_t work_ = 0;
   int call_depth_ = 0;
   std::vector<std::shared_ptr<ValueDict>> namespaces_;  // cleared at the end: breaks cycles
 };

@@ -9,6 +9,8 @@
 #include <string>
 
 #include <gtest/gtest.h>
+
+#include <chrono>
 #include <nlohmann/json.hpp>
 
 #include "models/chat/chat_template.h"
@@ -140,6 +142,33 @@ TEST(ChatTemplate, HostileTemplatesAreBounded) {
   std::string nested;
   for (int i = 0; i < 500; ++i) nested += "{% if true %}";
   EXPECT_FALSE(ChatTemplate::parse(nested).ok());
+}
+
+TEST(ChatTemplate, QuadraticConcatenationIsBoundedByWork) {
+  // Appending to a growing list (or string) in a loop copies it every time: a million iterations, all under the
+  // iteration cap, would copy ~5 * 10^11 elements (minutes of one core). The work bound (elements and bytes copied)
+  // ends it in well under a second with an error that says why.
+  for (const char* t : {"{% set ns = namespace(l=[]) %}{% for i in range(1000000) %}{% set ns.l = ns.l + [i] %}"
+                        "{% endfor %}{{ ns.l | length }}",
+                        "{% set ns = namespace(s='') %}{% for i in range(1000000) %}{% set ns.s = ns.s ~ 'x' %}"
+                        "{% endfor %}{{ ns.s | length }}"}) {
+    auto tpl = ChatTemplate::parse(t);
+    ASSERT_TRUE(tpl.ok()) << t;
+    const auto start = std::chrono::steady_clock::now();
+    auto r = tpl->render(Json::array(), {});
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    ASSERT_FALSE(r.ok()) << t;
+    EXPECT_NE(r.error().message.find("concatenation in a loop"), std::string::npos) << r.error().message;
+    EXPECT_LT(s, 5.0) << t;
+  }
+  // Ordinary accumulation stays well inside the bound: 2,000 appends to a list, 2,000 to a string.
+  auto ok = ChatTemplate::parse(
+      "{% set ns = namespace(l=[], s='') %}{% for i in range(2000) %}{% set ns.l = ns.l + [i] %}"
+      "{% set ns.s = ns.s ~ 'ab' %}{% endfor %}{{ ns.l | length }} {{ ns.s | length }}");
+  ASSERT_TRUE(ok.ok());
+  auto r = ok->render(Json::array(), {});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(*r, "2000 4000");
 }
 
 TEST(ChatTemplate, RaiseExceptionMessageIsKept) {
