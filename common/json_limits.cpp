@@ -33,7 +33,8 @@ Status check_json_shape(std::string_view text, int max_depth, size_t max_contain
           return Error{source + ": offset " + std::to_string(i) + ": more than " + std::to_string(max_containers) +
                        " JSON objects and arrays"};
         }
-        if (depth < kTracked) {
+        // (closing brackets without opening ones drive depth below zero in invalid text: not tracked)
+        if (depth >= 0 && depth < kTracked) {
           is_object[depth] = c == '{';
           commas[depth] = 0;
         }
