@@ -13,7 +13,7 @@ log() { echo "[setup] $*" >&2; }
 APT_PACKAGES=(build-essential cmake ninja-build pkg-config git ca-certificates python3 python3-venv python3-pip
   libcpp-httplib-dev nlohmann-json3-dev libspdlog-dev libsentencepiece-dev sentencepiece libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev libicu-dev clang-14 libclang-rt-14-dev
-  libopenmpi-dev openmpi-bin  # tensor-parallel ranks across processes (mpirun)
+  libopenmpi-dev openmpi-bin openssh-client  # tensor-parallel ranks across processes (mpirun; ssh reaches other hosts)
   chromium)  # headless: the ember bench HTML report test renders in it
 
 missing=()
