@@ -176,7 +176,9 @@ def mpirun(ranks):
     """Open MPI's launcher for `ranks` processes on this host (root allowed: CI runs as root)."""
     launcher = shutil.which("mpirun")
     assert launcher, "mpirun is missing (scripts/setup.sh installs openmpi-bin)"
-    return [launcher, "--allow-run-as-root", "--oversubscribe", "-np", str(ranks)]
+    # (shared memory without cross-memory attach: containers often forbid the ptrace it needs)
+    return [launcher, "--allow-run-as-root", "--oversubscribe", "--mca", "btl_vader_single_copy_mechanism", "none",
+            "-np", str(ranks)]
 
 
 def test_tensor_parallel_across_processes_under_mpirun():
