@@ -15,9 +15,12 @@ import time
 import urllib.request
 
 
-def wait_ready(base: str, timeout: float = 180.0) -> None:
+def wait_ready(base: str, timeout: float = 180.0, proc=None) -> None:
+    """Until /health says 200; `proc` (a Popen), when given, must not exit meanwhile."""
     end = time.time() + timeout
     while time.time() < end:
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
         try:
             with urllib.request.urlopen(base + "/health", timeout=2) as r:
                 if r.status == 200:

@@ -15,26 +15,11 @@ usage: gpu_spec_gap.py EMBER MODEL_ARGS_JSON SPEC_CONFIG_JSON... [--clear 0.05]
 import json
 import subprocess
 import sys
-import time
 import urllib.request
 
+from gpu_serve_client import wait_ready  # (scripts/ is the script's directory, so on the path)
+
 PORT = 18471
-
-
-def wait_ready(base, proc, timeout=240.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(base + "/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except Exception:
-            pass
-        time.sleep(1)
-    raise SystemExit("server not ready")
-
 
 PROMPTS = ["The history of the", "Once upon a time", "The results show", "In the beginning"]
 
@@ -48,7 +33,7 @@ def completions(ember, model_args, spec, n):
     base = f"http://127.0.0.1:{PORT}"
     out = []
     try:
-        wait_ready(base, proc)
+        wait_ready(base, 240.0, proc)
         for prompt in PROMPTS:  # one at a time: batch 1, as plain decoding's reference
             body = json.dumps({"prompt": prompt, "max_tokens": n, "temperature": 0, "logprobs": 2,
                                "ignore_eos": True}).encode()

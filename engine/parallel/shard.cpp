@@ -84,8 +84,8 @@ Result<ModelConfig> shard_config(const ModelConfig& c, int n) {
 }
 
 ShardRanges shard_ranges(const ModelConfig& c, int rank, int n) {
-  const int64_t d = c.head_dim, heads = c.num_heads / n, inter = c.intermediate_size / n;
-  const int64_t kv_heads = c.num_kv_heads >= n ? c.num_kv_heads / n : 1;
+  const ModelConfig s = shard_config(c, n).value();  // (callers check that `c` shards)
+  const int64_t d = c.head_dim, heads = s.num_heads, inter = s.intermediate_size, kv_heads = s.num_kv_heads;
   // This rank's KV heads: its share, or (replicated) the one its query heads read.
   const int64_t kv_first = c.num_kv_heads >= n ? rank * kv_heads : rank * c.num_kv_heads / n;
   ShardRanges r;

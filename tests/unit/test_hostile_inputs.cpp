@@ -40,8 +40,8 @@ TEST(JsonShape, ObjectMemberLimit) {
   bias += "}}";
   EXPECT_FALSE(check_json_shape(bias, 8, 100, "x", 65536).ok());
   EXPECT_TRUE(check_json_shape(bias, 8, 100, "x").ok());  // unlimited by default
-  // Unbalanced text (found by fuzz_openai_request): closing brackets first must not index below the tracked depth.
-  for (const char* bad : {"]]{\"a\":1,\"b\":2}", "}}}[{,,,", "]{,}{,"}) EXPECT_NO_FATAL_FAILURE(check_json_shape(bad, 8, 100, "x", 1));
+  // (Unbalanced text, closing brackets first, once indexed the member tracking below zero: the fuzz corpora keep
+  // those inputs, under the sanitizers of the fuzz runs; a plain build could not see the fault.)
 }
 
 std::string write_temp(const std::string& name, const std::string& text) {

@@ -217,6 +217,33 @@ class CpuTensorParallel : public ::testing::Test {
     return r.ok() ? std::move(*r) : nullptr;
   }
 
+  // Runs `reqs` through an engine on `runner` (its pool: 64 blocks of 4 tokens):
+  // every sequence's tokens in request order, and the pool must be whole after.
+  std::vector<std::vector<int32_t>> run_engine(std::unique_ptr<ModelRunner> runner,
+                                               const std::vector<EngineRequest>& reqs) {
+    test_util::PieceTokenizer tokenizer(static_cast<int32_t>(config_.vocab_size));
+    EngineConfig ec;
+    ec.scheduler.block_size = 4;
+    ec.scheduler.num_blocks = 64;
+    ec.scheduler.max_num_batched_tokens = 64;
+    ec.scheduler.max_num_seqs = 8;
+    ec.scheduler.max_model_len = 128;
+    ec.log_interval_s = 0;
+    Engine engine(ec, std::move(runner), tokenizer, {});
+    std::vector<std::shared_ptr<RequestStream>> streams;
+    for (const EngineRequest& r : reqs) {
+      AddResult a = engine.add(r);
+      EXPECT_EQ(a.code, AddResult::Code::kOk) << a.error;
+      if (a.code != AddResult::Code::kOk) return {};
+      streams.push_back(a.stream);
+    }
+    std::vector<std::vector<int32_t>> got;
+    for (size_t i = 0; i < streams.size(); ++i)
+      for (const auto& t : test_util::collect(*streams[i], reqs[i].params.n).tokens) got.push_back(t);
+    EXPECT_EQ(engine.metrics().kv_cache_usage, 0.0);
+    return got;
+  }
+
   ModelConfig config_;
   LlamaWeights weights_;
 };
@@ -298,7 +325,6 @@ TEST_F(CpuTensorParallel, LogitsMatchTheUnsplitModel) {
 // and all-reduce, so the same bits), and rank 0's tokens are the step's.
 TEST_F(CpuTensorParallel, TheWrapperOfRankRunnersSamplesLikeOneRunner) {
   spdlog::set_level(spdlog::level::warn);
-  test_util::PieceTokenizer tokenizer(static_cast<int32_t>(config_.vocab_size));
   ThreadGroup comms(2);  // (only its communicators: the wrapper runs the ranks on its own threads)
   const TensorParallelRunner::RankFactory make = [&](int r) -> Result<std::unique_ptr<ModelRunner>> {
     Result<LlamaWeights> shard = shard_weights(weights_, r, 2);
@@ -332,27 +358,7 @@ TEST_F(CpuTensorParallel, TheWrapperOfRankRunnersSamplesLikeOneRunner) {
       EXPECT_EQ((*tp)->size(), 2);
       runner = std::move(*tp);
     }
-    EngineConfig ec;
-    ec.scheduler.block_size = 4;
-    ec.scheduler.num_blocks = 64;
-    ec.scheduler.max_num_batched_tokens = 64;
-    ec.scheduler.max_num_seqs = 8;
-    ec.scheduler.max_model_len = 128;
-    ec.log_interval_s = 0;
-    Engine engine(ec, std::move(runner), tokenizer, {});
-    std::vector<std::shared_ptr<RequestStream>> streams;
-    for (const EngineRequest& r : reqs) {
-      AddResult a = engine.add(r);
-      ASSERT_EQ(a.code, AddResult::Code::kOk) << a.error;
-      streams.push_back(a.stream);
-    }
-    std::vector<std::vector<int32_t>> got;
-    for (size_t i = 0; i < streams.size(); ++i) {
-      const test_util::Outcome o = test_util::collect(*streams[i], reqs[i].params.n);
-      for (const auto& t : o.tokens) got.push_back(t);
-    }
-    EXPECT_EQ(engine.metrics().kv_cache_usage, 0.0);
-    outputs.push_back(got);
+    outputs.push_back(run_engine(std::move(runner), reqs));
   }
   spdlog::set_level(spdlog::level::info);
   ASSERT_EQ(outputs[0].size(), 6u);
@@ -364,7 +370,6 @@ TEST_F(CpuTensorParallel, TheWrapperOfRankRunnersSamplesLikeOneRunner) {
 
 TEST_F(CpuTensorParallel, GreedyTokensAreIdenticalThroughTheEngine) {
   spdlog::set_level(spdlog::level::warn);
-  test_util::PieceTokenizer tokenizer(static_cast<int32_t>(config_.vocab_size));
   std::vector<EngineRequest> reqs;
   std::mt19937 rng(5);
   for (int i = 0; i < 6; ++i) {
@@ -376,27 +381,9 @@ TEST_F(CpuTensorParallel, GreedyTokensAreIdenticalThroughTheEngine) {
     reqs.push_back(r);
   }
   std::vector<std::vector<std::vector<int32_t>>> outputs;
-  for (int tp : {1, 2, 4}) {
-    EngineConfig ec;
-    ec.scheduler.block_size = 4;
-    ec.scheduler.num_blocks = 64;  // the runner's
-    ec.scheduler.max_num_batched_tokens = 64;
-    ec.scheduler.max_num_seqs = 8;
-    ec.scheduler.max_model_len = 128;
-    ec.log_interval_s = 0;
-    Engine engine(ec, runner(tp), tokenizer, {});
-    std::vector<std::shared_ptr<RequestStream>> streams;
-    for (const EngineRequest& r : reqs) {
-      AddResult a = engine.add(r);
-      ASSERT_EQ(a.code, AddResult::Code::kOk) << a.error;
-      streams.push_back(a.stream);
-    }
-    std::vector<std::vector<int32_t>> got;
-    for (auto& s : streams) got.push_back(test_util::collect(*s, 1).tokens[0]);
-    EXPECT_EQ(engine.metrics().kv_cache_usage, 0.0);
-    outputs.push_back(got);
-  }
+  for (int tp : {1, 2, 4}) outputs.push_back(run_engine(runner(tp), reqs));
   spdlog::set_level(spdlog::level::info);
+  ASSERT_EQ(outputs[0].size(), reqs.size());
   for (size_t i = 0; i < reqs.size(); ++i) {
     EXPECT_EQ(outputs[0][i].size(), 64u);
     EXPECT_EQ(outputs[1][i], outputs[0][i]) << "tp 2, request " << i;
