@@ -1,5 +1,6 @@
 #include "cli/commands.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -94,6 +95,12 @@ std::string default_model_path() {
 
 int run_serve(const ServeOptions& options) {
 #ifdef EMBER_HAVE_SERVER
+  // Handler threads come and go with connections, and glibc gives threads
+  // their own malloc arenas (up to 8 per core) that keep what was freed in
+  // them: large requests parsed on many threads pile up (bench/
+  // http_memory_bench.py measures it). A few arenas bound that; a
+  // MALLOC_ARENA_MAX in the environment wins.
+  if (!std::getenv("MALLOC_ARENA_MAX")) mallopt(M_ARENA_MAX, 4);
   // SIGTERM/SIGINT are taken by sigwait() below: block them before any thread
   // starts, so every thread inherits the mask and none is interrupted.
   sigset_t signals;
@@ -107,7 +114,11 @@ int run_serve(const ServeOptions& options) {
   sc.port = options.port;
   sc.api_key = options.api_key;
   sc.served_model_names = options.served_model_name;
-  sc.num_http_threads = std::max(32, options.engine.max_num_seqs + 16);
+  sc.trust_request_chat_template = options.trust_request_chat_template;
+  sc.max_connections = options.max_connections;
+  sc.max_connections_per_client = options.max_connections_per_client;
+  sc.http_read_timeout_s = options.http_read_timeout_s;
+  sc.http_keep_alive_timeout_s = options.http_keep_alive_timeout_s;
   sc.max_prompts_per_request = options.max_prompts_per_request;
   sc.max_sequences_per_request = options.max_sequences_per_request;
   sc.health_stall_timeout_s = options.health_stall_timeout_s;

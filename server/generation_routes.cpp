@@ -238,6 +238,10 @@ ApiResult<std::string> HttpServer::Impl::render_chat(const std::vector<ChatMessa
   std::optional<ChatTemplate> own;
   const ChatTemplate* tmpl = chat_template ? &*chat_template : nullptr;
   if (request_template) {
+    // As vLLM: a template from the request runs on the server only when the operator trusts its clients.
+    if (!config.trust_request_chat_template)
+      return invalid_request("chat_template in a request needs the server to run with --trust-request-chat-template",
+                             "chat_template");
     auto parsed = ChatTemplate::parse(*request_template);
     if (!parsed) return invalid_request("chat_template: " + parsed.error().message, "chat_template");
     own = std::move(parsed).value();

@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <chrono>
 #include <limits>
+#include <map>
 #include <thread>
+
+#include <sys/resource.h>
 
 #include <spdlog/spdlog.h>
 
@@ -30,6 +33,28 @@ bool constant_time_equal(const std::string& a, const std::string& b) {
 // /health, /metrics, /version and /openapi.json stay open, as in vLLM.
 bool needs_auth(const std::string& path) {
   return path.rfind("/v1/", 0) == 0 || path == "/tokenize" || path == "/detokenize";
+}
+
+// The methods each route answers; another method on a known route is a 405.
+std::string allowed_methods(const std::string& path) {
+  static const std::map<std::string, std::string> kRoutes = {
+      {"/health", "GET, HEAD"},     {"/version", "GET, HEAD"},  {"/openapi.json", "GET, HEAD"},
+      {"/metrics", "GET, HEAD"},    {"/v1/models", "GET, HEAD"}, {"/tokenize", "POST"},
+      {"/detokenize", "POST"},      {"/v1/completions", "POST"}, {"/v1/chat/completions", "POST"}};
+  const auto it = kRoutes.find(path);
+  return it == kRoutes.end() ? std::string() : it->second;
+}
+
+// Each connection holds a descriptor: lift the soft limit towards what the
+// connection cap needs (the hard limit bounds it).
+void raise_open_file_limit(rlim_t wanted) {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur >= wanted) return;
+  lim.rlim_cur = std::min(wanted, lim.rlim_max);
+  setrlimit(RLIMIT_NOFILE, &lim);
+  if (lim.rlim_cur < wanted)
+    spdlog::warn("open files are limited to {} (ulimit -n): fewer connections than --max-connections can be open",
+                 lim.rlim_cur);
 }
 
 void send_json(httplib::Response& res, const nlohmann::json& body, int status = 200) {
@@ -66,9 +91,18 @@ bool HttpServer::Impl::check_model(const std::string& model, httplib::Response& 
 }
 
 void HttpServer::Impl::install_routes() {
-  http.set_payload_max_length(config.max_body_bytes);
+  http->set_payload_max_length(config.max_body_bytes);
 
-  http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+  http->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    const std::string allowed = allowed_methods(req.path);
+    const std::string method = req.method == "HEAD" ? "GET" : req.method;
+    if (!allowed.empty() && allowed.find(method) == std::string::npos) {
+      send_error(res, ApiError{405, "method " + req.method + " is not allowed on " + req.path + " (allowed: " +
+                                        allowed + ")",
+                               "invalid_request_error", std::nullopt, std::nullopt});
+      res.set_header("Allow", allowed);
+      return httplib::Server::HandlerResponse::Handled;
+    }
     if (!config.api_key.empty() && needs_auth(req.path)) {
       const std::string auth = req.get_header_value("Authorization");
       const std::string prefix = "Bearer ";
@@ -98,7 +132,7 @@ void HttpServer::Impl::install_routes() {
 
   // httplib calls this for statuses >= 400 that have no body yet: unknown
   // routes (404), bodies over the limit (413), malformed requests (400).
-  http.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
+  http->set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
     if (res.status == 404) {
       send_error(res, route_not_found(req.method, req.path));
@@ -111,7 +145,7 @@ void HttpServer::Impl::install_routes() {
       send_error(res, ApiError{res.status, "bad request", "invalid_request_error", std::nullopt, std::nullopt});
     }
   });
-  http.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+  http->set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
     std::string what = "unknown error";
     try {
       if (ep) std::rethrow_exception(ep);
@@ -123,7 +157,7 @@ void HttpServer::Impl::install_routes() {
     send_error(res, internal_error("internal error"));
   });
 
-  http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+  http->Get("/health", [this](const httplib::Request&, httplib::Response& res) {
     res.status = ready.load() ? 200 : 503;
     if (res.status != 200 || config.health_stall_timeout_s <= 0) return;
     // A stuck engine must not look healthy: requests waiting, no step completed for the bound.
@@ -137,21 +171,21 @@ void HttpServer::Impl::install_routes() {
       res.set_content(why + "\n", "text/plain");
     }
   });
-  http.Get("/version", [](const httplib::Request&, httplib::Response& res) { send_json(res, build_version_response()); });
-  http.Get("/openapi.json", [](const httplib::Request&, httplib::Response& res) { send_json(res, openapi_document()); });
-  http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+  http->Get("/version", [](const httplib::Request&, httplib::Response& res) { send_json(res, build_version_response()); });
+  http->Get("/openapi.json", [](const httplib::Request&, httplib::Response& res) { send_json(res, openapi_document()); });
+  http->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     std::string text;
     if (ready.load()) text = engine->metrics().prometheus(model_name());
     res.set_content(text, "text/plain; version=0.0.4; charset=utf-8");
   });
-  http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+  http->Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
     if (!check_serving(res)) return;
     std::vector<ModelCard> cards;
     for (const std::string& name : config.served_model_names)
       cards.push_back(ModelCard{name, created, source->path, limits.max_model_len});
     send_json(res, build_model_list(cards));
   });
-  http.Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) {
+  http->Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) {
     if (!check_serving(res)) return;
     auto parsed = parse_tokenize_request(req.body, limits);
     if (!parsed) return send_error(res, parsed.error());
@@ -173,21 +207,29 @@ void HttpServer::Impl::install_routes() {
     }
     send_json(res, build_tokenize_response(ids, limits.max_model_len, strs));
   });
-  http.Post("/detokenize", [this](const httplib::Request& req, httplib::Response& res) {
+  http->Post("/detokenize", [this](const httplib::Request& req, httplib::Response& res) {
     if (!check_serving(res)) return;
     auto parsed = parse_detokenize_request(req.body, limits);
     if (!parsed) return send_error(res, parsed.error());
     if (!check_model(parsed->model, res)) return;
     send_json(res, build_detokenize_response(source->tokenizer->decode(parsed->tokens, /*skip_special=*/true)));
   });
-  http.Post("/v1/completions",
+  http->Post("/v1/completions",
             [this](const httplib::Request& req, httplib::Response& res) { handle_completions(req, res); });
-  http.Post("/v1/chat/completions",
+  http->Post("/v1/chat/completions",
             [this](const httplib::Request& req, httplib::Response& res) { handle_chat(req, res); });
 }
 
 HttpServer::HttpServer(ServerConfig config) : impl_(std::make_unique<Impl>()) {
   impl_->config = std::move(config);
+  ConnectionPolicy policy;
+  policy.framing.max_body_bytes = impl_->config.max_body_bytes;
+  policy.max_connections = impl_->config.max_connections;
+  policy.max_connections_per_client = impl_->config.max_connections_per_client;
+  policy.read_timeout_s = impl_->config.http_read_timeout_s;
+  policy.keep_alive_timeout_s = impl_->config.http_keep_alive_timeout_s;
+  policy.allowed_methods = allowed_methods;
+  impl_->http = std::make_unique<GuardedServer>(policy);
   if (impl_->config.served_model_names.empty()) impl_->config.served_model_names.push_back("ember");
   impl_->created = unix_now();
   impl_->limits.max_n = impl_->config.max_n;
@@ -200,29 +242,22 @@ HttpServer::~HttpServer() { stop(); }
 
 Status HttpServer::start() {
   Impl& s = *impl_;
-  const int threads = s.config.num_http_threads > 0 ? s.config.num_http_threads : 64;
-  // Each streaming request holds a handler thread while it runs, so the pool
-  // is sized for the engine's concurrency; connections beyond it queue.
-  s.http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
-  // httplib closes a kept-alive connection after 5 requests by default; load
-  // testers and proxies reuse connections for thousands.
-  s.http.set_keep_alive_max_count(std::numeric_limits<size_t>::max());
-  s.http.set_read_timeout(30, 0);
-  s.http.set_write_timeout(30, 0);
+  raise_open_file_limit(static_cast<rlim_t>(s.config.max_connections) + 256);
   if (s.config.port == 0) {
-    s.bound_port = s.http.bind_to_any_port(s.config.host);
+    s.bound_port = s.http->bind_to_any_port(s.config.host);
     if (s.bound_port <= 0) return Error{"cannot bind " + s.config.host};
   } else {
-    if (!s.http.bind_to_port(s.config.host, s.config.port))
+    if (!s.http->bind_to_port(s.config.host, s.config.port))
       return Error{"cannot listen on " + s.config.host + ":" + std::to_string(s.config.port) +
                    " (address in use or not available)"};
     s.bound_port = s.config.port;
   }
-  s.listener = std::thread([&s] { s.http.listen_after_bind(); });
+  s.http->widen_backlog();
+  s.listener = std::thread([&s] { s.http->listen_after_bind(); });
   // httplib's stop() does nothing until the listening loop has started, so a
   // stop() right after start() (a model that fails to load) would hang the
   // join: return only once it runs.
-  for (int i = 0; i < 5000 && !s.http.is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  for (int i = 0; i < 5000 && !s.http->is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   return Status::success();
 }
 
@@ -248,7 +283,7 @@ void HttpServer::stop_accepting() { impl_->accepting.store(false); }
 
 void HttpServer::stop() {
   if (!impl_) return;
-  impl_->http.stop();
+  impl_->http->stop();
   if (impl_->listener.joinable()) impl_->listener.join();
 }
 

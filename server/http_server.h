@@ -25,8 +25,13 @@ struct ServerConfig {
   int32_t max_n = 128;
   int32_t max_prompts_per_request = 256;
   int32_t max_sequences_per_request = 512;   // prompts x n
+  bool trust_request_chat_template = false;   // a request's chat_template: 400 unless set
   double health_stall_timeout_s = 120.0;     // /health 503 when the engine has work but no step this long; 0: never
-  int num_http_threads = 0;                     // 0: max_num_seqs + 16, at least 32
+  // Connections (server/http_connection.h): caps, and how long a request may take to arrive.
+  int max_connections = 2048;                // open connections in total; beyond: 503
+  int max_connections_per_client = 512;      // per client address; 0: no cap
+  double http_read_timeout_s = 10.0;         // a request's head must arrive within this (408)
+  double http_keep_alive_timeout_s = 5.0;    // idle kept-alive connections close after this
 };
 
 class HttpServer {

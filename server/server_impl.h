@@ -14,6 +14,7 @@
 #include "engine/engine.h"
 #include "models/chat/chat_template.h"
 #include "models/model_source.h"
+#include "server/http_connection.h"
 #include "server/http_server.h"
 #include "server/openai_protocol.h"
 
@@ -21,7 +22,7 @@ namespace ember {
 
 struct HttpServer::Impl {
   ServerConfig config;
-  httplib::Server http;
+  std::unique_ptr<GuardedServer> http;  // made once the config is known
   std::thread listener;
   int bound_port = 0;
 

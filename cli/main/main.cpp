@@ -105,6 +105,21 @@ int main(int argc, char** argv) {
                         "Sequences (prompts x n) one request may ask for")
       ->check(CLI::PositiveNumber);
   serve_cmd->add_option("--drain-timeout", serve.drain_timeout_s, "Seconds to finish requests on SIGTERM");
+  serve_cmd->add_flag("--trust-request-chat-template", serve.trust_request_chat_template,
+                      "Accept a chat_template sent in a request (refused otherwise: it runs on the server's CPU)");
+  serve_cmd->add_option("--max-connections", serve.max_connections,
+                        "Open HTTP connections in total; more are answered 503 and closed")
+      ->check(CLI::PositiveNumber);
+  serve_cmd->add_option("--max-connections-per-client", serve.max_connections_per_client,
+                        "Open HTTP connections per client address (0: no cap)")
+      ->check(CLI::NonNegativeNumber);
+  serve_cmd->add_option("--http-read-timeout", serve.http_read_timeout_s,
+                        "Seconds a request's head may take to arrive (408 after); its body must then keep up "
+                        "256 KiB/s on average")
+      ->check(CLI::PositiveNumber);
+  serve_cmd->add_option("--http-keep-alive-timeout", serve.http_keep_alive_timeout_s,
+                        "Seconds an idle kept-alive connection stays open")
+      ->check(CLI::PositiveNumber);
 
   GenerateOptions gen;
   CLI::App* gen_cmd = app.add_subcommand("generate", "Generate text offline and print tokens/s");
