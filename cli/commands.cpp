@@ -229,7 +229,7 @@ int run_tensor_parallel_worker(const ModelOptions& model, const EngineOptions& e
   signal(SIGTERM, SIG_IGN);
   signal(SIGINT, SIG_IGN);
   spdlog::info("tensor-parallel rank ready: running rank 0's steps");
-  (*runner)->serve_mpi_steps();
+  (*runner)->serve_rank_steps();
   return 0;
 }
 

@@ -4,7 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "engine/parallel/mpi_group.h"
+#include "engine/parallel/process_group.h"
 #include "engine/parallel/shard.h"
 #include "engine/spec_decode/spec_config.h"
 #include "models/formats/hf_model_dir.h"
@@ -94,12 +94,12 @@ Result<std::unique_ptr<ModelRunner>> make_cpu_runner(const ModelSource& src, con
   const int tp = model.tensor_parallel_size;
   Result<ModelConfig> shard = shard_config(src.config, tp);  // checked before the weights load
   if (!shard) return shard.error();
-  if (model.mpi_group != nullptr && model.mpi_group->size() != tp)
-    return Error{"the MPI launcher started " + std::to_string(model.mpi_group->size()) +
+  if (model.process_group != nullptr && model.process_group->size() != tp)
+    return Error{"the launcher started " + std::to_string(model.process_group->size()) +
                  " ranks for --tensor-parallel-size " + std::to_string(tp) + ": they must be equal"};
   std::vector<int> keep;
   for (int r = 0; r < tp; ++r)
-    if (model.mpi_group == nullptr || model.mpi_group->rank() == r) keep.push_back(r);
+    if (model.process_group == nullptr || model.process_group->rank() == r) keep.push_back(r);
   auto shards = load_shards(src, model, static_cast<uint64_t>(options.seed), tp, keep);
   if (!shards) return shards.error();
   const int32_t block = options.block_size;
@@ -117,11 +117,11 @@ Result<std::unique_ptr<ModelRunner>> make_cpu_runner(const ModelSource& src, con
   spdlog::info("KV cache: {} blocks of {} tokens ({:.1f} MB, {} tokens)", blocks, block, blocks * per_block / 1e6,
                blocks * block);
   auto runner = CpuModelRunner::from_shards(std::move(*shards), src.config, options.num_threads, blocks, block,
-                                            eos_ids_of(src), model.mpi_group);
+                                            eos_ids_of(src), model.process_group);
   if (!runner) return runner.error();
   if (tp > 1)
     spdlog::info("tensor parallelism: {} ranks ({}), {} attention heads, {} KV heads and an MLP width of {} each", tp,
-                 model.mpi_group != nullptr ? "processes under MPI" : "threads of this process", shard->num_heads,
+                 model.process_group != nullptr ? model.process_group->kind() : "threads of this process", shard->num_heads,
                  shard->num_kv_heads, shard->intermediate_size);
   return std::unique_ptr<ModelRunner>(std::move(*runner));
 }
@@ -195,7 +195,7 @@ Result<std::shared_ptr<Proposer>> make_draft_proposer(const ModelSource& target,
   ModelOptions draft_options = model;
   if (draft->format == ModelFormat::kConfigOnly) draft_options.load_format = "dummy";
   draft_options.tensor_parallel_size = 1;  // a draft is small: it runs whole, beside rank 0
-  draft_options.mpi_group = nullptr;
+  draft_options.process_group = nullptr;
   Result<std::unique_ptr<ModelRunner>> runner = Error{"unknown device " + device};
   if (device == "cpu") {
     runner = make_cpu_runner(*draft, draft_options, options, max_model_len);
@@ -234,7 +234,7 @@ Result<std::unique_ptr<CpuModelRunner>> make_cpu_rank(const ModelSource& src, co
 Result<std::unique_ptr<Engine>> start_engine(const ModelSource& src, const ModelOptions& model,
                                              const EngineOptions& options, const std::string& device,
                                              int32_t max_queue_len) {
-  if (model.tensor_parallel_size != 1 && model.mpi_group != nullptr && device != "cpu")
+  if (model.tensor_parallel_size != 1 && model.process_group != nullptr && device != "cpu")
     return Error{"tensor parallelism across processes runs on the CPU only so far (--device cpu)"};
   auto spec = parse_speculative_config(model.speculative_config, model.speculative_model, model.num_speculative_tokens);
   if (!spec) return spec.error();

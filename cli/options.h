@@ -10,7 +10,7 @@
 
 namespace ember {
 
-class MpiGroup;  // engine/parallel/mpi_group.h
+class ProcessGroup;  // engine/parallel/process_group.h
 
 struct ModelOptions {
   std::string model;                 // GGUF file or HF directory; empty: the default model
@@ -20,7 +20,14 @@ struct ModelOptions {
   std::string tokenizer;             // override the model's tokenizer (file or dir)
   int64_t max_model_len = 0;         // 0: from the model config
   int tensor_parallel_size = 1;
-  MpiGroup* mpi_group = nullptr;     // set by main when an MPI launcher started this process (not a flag)
+  ProcessGroup* process_group = nullptr;  // set by main: ranks as processes (MPI or TCP), this one's (not a flag)
+  // Ranks as processes meeting over TCP (engine/parallel/tcp_group.h); nnodes 1: not used.
+  int nnodes = 1;
+  int node_rank = 0;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;
+  double rendezvous_timeout_s = 300;  // for every rank to arrive
+  double collective_timeout_s = 300;
   std::string speculative_config;  // --speculative-config JSON (engine/spec_decode/spec_config.h)
   std::string speculative_model;
   int num_speculative_tokens = 0;

@@ -7,7 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "engine/parallel/mpi_group.h"
+#include "engine/parallel/process_group.h"
 #include "engine/parallel/shard.h"
 #include "engine/parallel/thread_group.h"
 #include "kernels/cpu/cpu_ops.h"
@@ -96,11 +96,11 @@ int32_t CpuModelRunner::block_size() const { return static_cast<int32_t>(ranks_.
 Result<std::unique_ptr<CpuModelRunner>> CpuModelRunner::create(LlamaWeights weights, int tensor_parallel_size,
                                                                int num_threads, int64_t num_blocks,
                                                                int32_t block_size, std::vector<int32_t> eos_ids,
-                                                               MpiGroup* mpi) {
+                                                               ProcessGroup* group) {
   const int n = tensor_parallel_size;
   if (Result<ModelConfig> sc = shard_config(weights.config, n); !sc) return sc.error();
-  if (mpi != nullptr && mpi->size() != n)
-    return Error{"the MPI launcher started " + std::to_string(mpi->size()) + " ranks for --tensor-parallel-size " +
+  if (group != nullptr && group->size() != n)
+    return Error{"the launcher started " + std::to_string(group->size()) + " ranks for --tensor-parallel-size " +
                  std::to_string(n) + ": they must be equal"};
   const ModelConfig whole = weights.config;
   std::vector<LlamaWeights> shards;
@@ -108,33 +108,34 @@ Result<std::unique_ptr<CpuModelRunner>> CpuModelRunner::create(LlamaWeights weig
     shards.push_back(std::move(weights));
   } else {
     for (int r = 0; r < n; ++r) {
-      if (mpi != nullptr && r != mpi->rank()) continue;
+      if (group != nullptr && r != group->rank()) continue;
       Result<LlamaWeights> s = shard_weights(weights, r, n);
       if (!s) return s.error();
       shards.push_back(std::move(*s));
     }
   }
-  return from_shards(std::move(shards), whole, num_threads, num_blocks, block_size, std::move(eos_ids), mpi);
+  return from_shards(std::move(shards), whole, num_threads, num_blocks, block_size, std::move(eos_ids), group);
 }
 
 Result<std::unique_ptr<CpuModelRunner>> CpuModelRunner::from_shards(std::vector<LlamaWeights> shards,
                                                                     const ModelConfig& whole, int num_threads,
                                                                     int64_t num_blocks, int32_t block_size,
-                                                                    std::vector<int32_t> eos_ids, MpiGroup* mpi) {
+                                                                    std::vector<int32_t> eos_ids, ProcessGroup* group) {
   if (shards.empty()) return Error{"CPU runner: no shards"};
-  const int n = mpi != nullptr ? mpi->size() : static_cast<int>(shards.size());
-  if (mpi != nullptr && shards.size() != 1) return Error{"CPU runner: under MPI a process holds one rank's shard"};
+  const int n = group != nullptr ? group->size() : static_cast<int>(shards.size());
+  if (group != nullptr && shards.size() != 1)
+    return Error{"CPU runner: in a process group a process holds one rank's shard"};
   int per_rank = num_threads;
-  if (n > 1 && mpi == nullptr) {
+  if (n > 1 && group == nullptr) {
     const int hardware = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     per_rank = std::max(1, (num_threads > 0 ? num_threads : hardware) / n);
   }
   std::unique_ptr<CpuModelRunner> runner(
       new CpuModelRunner(std::move(shards), per_rank, num_blocks, block_size, std::move(eos_ids)));
   runner->config_ = whole;
-  if (mpi != nullptr) {
-    runner->mpi_ = mpi;
-    runner->ranks_.front()->backend.set_communicator(&mpi->communicator());
+  if (group != nullptr) {
+    runner->processes_ = group;
+    runner->ranks_.front()->backend.set_communicator(&group->communicator());
   }
   return runner;
 }
@@ -156,7 +157,7 @@ void CpuModelRunner::forward_logits(std::span<const StepSequence> seqs, std::vec
     inputs_.token_ids[static_cast<size_t>(inputs_.query_start_loc[i + 1] - 1)] = newest_[static_cast<size_t>(row)];
   }
   if (!group_) {
-    if (mpi_ != nullptr) mpi_->broadcast_step(inputs_);  // the other processes run the same step
+    if (processes_ != nullptr) processes_->broadcast_step(inputs_);  // the other processes run the same step
     Rank& r = *ranks_.front();
     r.decoder.forward(inputs_, r.cache, logits);
     return;
@@ -205,11 +206,11 @@ void CpuModelRunner::set_communicator(Communicator* comm) {
   ranks_.front()->backend.set_communicator(comm);
 }
 
-void CpuModelRunner::serve_mpi_steps() {
-  if (mpi_ == nullptr || mpi_->rank() == 0) return;
+void CpuModelRunner::serve_rank_steps() {
+  if (processes_ == nullptr || processes_->rank() == 0) return;
   Rank& r = *ranks_.front();
   ForwardInputs in;
-  while (mpi_->receive_step(in)) r.decoder.forward(in, r.cache, r.logits);
+  while (processes_->receive_step(in)) r.decoder.forward(in, r.cache, r.logits);
 }
 
 int64_t CpuModelRunner::kv_bytes_per_token(const ModelConfig& config) {

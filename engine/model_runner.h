@@ -78,7 +78,7 @@ void build_forward_inputs(std::span<const StepSequence> seqs, int32_t block_size
 // Float32 on the CPU backend. The cache gets `num_blocks` blocks of
 // `block_size` tokens; eos_ids are the model's end tokens (min_tokens masks them).
 class ThreadGroup;  // engine/parallel/thread_group.h
-class MpiGroup;     // engine/parallel/mpi_group.h
+class ProcessGroup;  // engine/parallel/process_group.h
 
 class CpuModelRunner final : public ModelRunner {
  public:
@@ -89,20 +89,20 @@ class CpuModelRunner final : public ModelRunner {
   // decoder, KV cache (its KV heads) and num_threads / size pool threads,
   // all-reducing through shared memory (engine/parallel/thread_group.h).
   // Sampling happens once, on rank 0's logits. An Error when the model does not split.
-  // With `mpi`, the ranks are processes instead: this runner is rank
-  // mpi->rank() alone; rank 0 broadcasts each step's inputs before its forward,
-  // and the other ranks call serve_mpi_steps().
+  // With `group`, the ranks are processes instead: this runner is rank
+  // group->rank() alone; rank 0 broadcasts each step's inputs before its
+  // forward, and the other ranks call serve_rank_steps().
   static Result<std::unique_ptr<CpuModelRunner>> create(LlamaWeights weights, int tensor_parallel_size,
                                                         int num_threads, int64_t num_blocks, int32_t block_size,
-                                                        std::vector<int32_t> eos_ids, MpiGroup* mpi = nullptr);
+                                                        std::vector<int32_t> eos_ids, ProcessGroup* group = nullptr);
   // The same from shards already cut (shard_weights, or a loader's LayerHook
-  // with shard_layer): every rank's in rank order, or under MPI this process's
+  // with shard_layer): every rank's in rank order, or in a process group this process's
   // rank's alone. `whole`: the unsplit model's config.
   static Result<std::unique_ptr<CpuModelRunner>> from_shards(std::vector<LlamaWeights> shards, const ModelConfig& whole,
                                                              int num_threads, int64_t num_blocks, int32_t block_size,
-                                                             std::vector<int32_t> eos_ids, MpiGroup* mpi = nullptr);
-  // Ranks > 0 under MPI: runs rank 0's steps on this shard until rank 0 stops.
-  void serve_mpi_steps();
+                                                             std::vector<int32_t> eos_ids, ProcessGroup* group = nullptr);
+  // Ranks > 0 of a process group: runs rank 0's steps on this shard until rank 0 stops.
+  void serve_rank_steps();
   // A runner of one shard as a rank of someone else's group (TensorParallelRunner): its all-reduces go to `comm`.
   void set_communicator(Communicator* comm);
   ~CpuModelRunner() override;
@@ -127,7 +127,7 @@ class CpuModelRunner final : public ModelRunner {
   ModelConfig config_;                       // the whole model's
   std::vector<std::unique_ptr<Rank>> ranks_;  // one without tensor parallelism
   std::unique_ptr<ThreadGroup> group_;        // ranks > 1 as threads
-  MpiGroup* mpi_ = nullptr;                   // ranks as processes (not owned)
+  ProcessGroup* processes_ = nullptr;         // ranks as processes (not owned)
   ForwardInputs inputs_;
   Sampler sampler_;
   std::vector<float> logits_;

@@ -2,7 +2,7 @@
 // The collectives tensor parallelism needs, behind one interface: a backend's
 // all_reduce() (kernels/backend.h) calls its rank's Communicator. Ranks as
 // threads of one process over shared memory: engine/parallel/thread_group.h;
-// as processes through MPI: engine/parallel/mpi_group.h; GPUs through NCCL:
+// as processes (MPI or TCP): engine/parallel/process_group.h; GPUs through NCCL:
 // kernels/cuda/nccl_communicator.h.
 
 #include <cstdint>

@@ -15,6 +15,7 @@
 #include "cli/options.h"
 #include "common/version.h"
 #include "engine/parallel/mpi_group.h"
+#include "engine/parallel/tcp_group.h"
 
 namespace ember {
 namespace {
@@ -33,6 +34,20 @@ void add_model_flags(CLI::App* cmd, ModelOptions* o) {
                   "ranks to shard the model over (on the CPU: threads of this process, all-reducing through shared "
                   "memory)")
       ->check(CLI::Range(1, 64));
+  cmd->add_option("--nnodes", o->nnodes,
+                  "Ranks as processes meeting over TCP (one rank per process; equal to --tensor-parallel-size): "
+                  "every process runs the same command with its own --node-rank")
+      ->check(CLI::Range(1, 64));
+  cmd->add_option("--node-rank", o->node_rank, "This process's rank, 0 to --nnodes - 1 (rank 0 serves)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--master-addr", o->master_addr, "Rank 0's address (the others connect to it)");
+  cmd->add_option("--master-port", o->master_port, "The port rank 0 listens on for the other ranks")
+      ->check(CLI::Range(1, 65535));
+  cmd->add_option("--rendezvous-timeout", o->rendezvous_timeout_s, "Seconds for every rank to arrive")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--collective-timeout", o->collective_timeout_s,
+                  "Seconds one step's exchange between ranks may take before every rank ends with a message")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--speculative-config", o->speculative_config,
                   "Speculative decoding, as vLLM: a JSON object, e.g. '{\"method\": \"ngram\", "
                   "\"num_speculative_tokens\": 4, \"prompt_lookup_min\": 2, \"prompt_lookup_max\": 4}'");
@@ -225,22 +240,36 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(log_level));
   spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
 
-  // Started by an MPI launcher (mpirun, srun): one tensor-parallel rank per
-  // process. Rank 0 serves (or generates); the others run its steps.
-  auto mpi = MpiGroup::from_launcher();
-  if (!mpi) {
-    spdlog::error("{}", mpi.error().message);
-    return 2;
-  }
-  if (*mpi) {
-    ModelOptions* model = serve_cmd->parsed() ? &serve.model : gen_cmd->parsed() ? &gen.model : nullptr;
-    EngineOptions* engine = serve_cmd->parsed() ? &serve.engine : &gen.engine;
-    if (model == nullptr) {
+  // Tensor-parallel ranks as processes: started by an MPI launcher (mpirun,
+  // srun), or meeting over TCP (--nnodes). Rank 0 serves (or generates); the
+  // others run its steps.
+  ModelOptions* model = serve_cmd->parsed() ? &serve.model : gen_cmd->parsed() ? &gen.model : nullptr;
+  std::unique_ptr<ProcessGroup> group;
+  if (model != nullptr && model->nnodes > 1) {
+    if (model->tensor_parallel_size == 1) model->tensor_parallel_size = model->nnodes;
+    auto tcp = TcpGroup::join(Rendezvous{model->nnodes, model->node_rank, model->master_addr, model->master_port,
+                                         model->rendezvous_timeout_s, model->collective_timeout_s});
+    if (!tcp) {
+      spdlog::error("{}", tcp.error().message);
+      return 2;
+    }
+    group = std::move(*tcp);
+  } else {
+    auto mpi = MpiGroup::from_launcher();
+    if (!mpi) {
+      spdlog::error("{}", mpi.error().message);
+      return 2;
+    }
+    group = std::move(*mpi);
+    if (group && model == nullptr) {
       spdlog::error("under an MPI launcher ember runs serve or generate");
       return 2;
     }
-    model->mpi_group = mpi->get();
-    if ((*mpi)->rank() > 0) return run_tensor_parallel_worker(*model, *engine);
+  }
+  if (group) {
+    model->process_group = group.get();
+    EngineOptions* engine = serve_cmd->parsed() ? &serve.engine : &gen.engine;
+    if (group->rank() > 0) return run_tensor_parallel_worker(*model, *engine);
   }
   if (serve_cmd->parsed()) return run_serve(serve);
   if (gen_cmd->parsed()) return run_generate(gen);

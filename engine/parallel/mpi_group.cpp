@@ -39,9 +39,6 @@ class MpiCommunicator final : public Communicator {
   int rank_, size_;
 };
 
-// A step's inputs on the wire: a header of sizes, then the int32 arrays, then the slots.
-enum : int64_t { kStop = 0, kStep = 1 };
-constexpr int kHeader = 8;
 #endif
 
 }  // namespace
@@ -84,30 +81,17 @@ void MpiGroup::broadcast_stop() {
 #ifdef EMBER_HAVE_MPI
   if (stopped_) return;
   stopped_ = true;
-  int64_t header[kHeader] = {kStop};
-  MPI_Bcast(header, kHeader, MPI_INT64_T, 0, MPI_COMM_WORLD);
+  int64_t bytes = 0;  // no step: stop
+  MPI_Bcast(&bytes, 1, MPI_INT64_T, 0, MPI_COMM_WORLD);
 #endif
 }
 
 void MpiGroup::broadcast_step(const ForwardInputs& in) {
 #ifdef EMBER_HAVE_MPI
-  int64_t header[kHeader] = {kStep,
-                             static_cast<int64_t>(in.token_ids.size()),
-                             static_cast<int64_t>(in.query_start_loc.size()),
-                             static_cast<int64_t>(in.seq_lens.size()),
-                             static_cast<int64_t>(in.block_tables.size()),
-                             in.max_blocks_per_seq,
-                             static_cast<int64_t>(in.logits_indices.size()),
-                             0};
-  MPI_Bcast(header, kHeader, MPI_INT64_T, 0, MPI_COMM_WORLD);
-  std::vector<int32_t> ints;
-  ints.reserve(static_cast<size_t>(2 * header[1] + header[2] + header[3] + header[4] + header[6]));
-  for (const std::vector<int32_t>* v :
-       {&in.token_ids, &in.positions, &in.query_start_loc, &in.seq_lens, &in.block_tables, &in.logits_indices})
-    ints.insert(ints.end(), v->begin(), v->end());
-  MPI_Bcast(ints.data(), static_cast<int>(ints.size()), MPI_INT32_T, 0, MPI_COMM_WORLD);
-  MPI_Bcast(const_cast<int64_t*>(in.slot_mapping.data()), static_cast<int>(in.slot_mapping.size()), MPI_INT64_T, 0,
-            MPI_COMM_WORLD);
+  std::string step = pack_step(in);
+  int64_t bytes = static_cast<int64_t>(step.size());
+  MPI_Bcast(&bytes, 1, MPI_INT64_T, 0, MPI_COMM_WORLD);
+  MPI_Bcast(step.data(), static_cast<int>(bytes), MPI_BYTE, 0, MPI_COMM_WORLD);
 #else
   (void)in;
 #endif
@@ -115,26 +99,12 @@ void MpiGroup::broadcast_step(const ForwardInputs& in) {
 
 bool MpiGroup::receive_step(ForwardInputs& in) {
 #ifdef EMBER_HAVE_MPI
-  int64_t header[kHeader] = {};
-  MPI_Bcast(header, kHeader, MPI_INT64_T, 0, MPI_COMM_WORLD);
-  if (header[0] != kStep) return false;
-  const auto n = [&](int i) { return static_cast<size_t>(header[i]); };
-  std::vector<int32_t> ints(2 * n(1) + n(2) + n(3) + n(4) + n(6));
-  MPI_Bcast(ints.data(), static_cast<int>(ints.size()), MPI_INT32_T, 0, MPI_COMM_WORLD);
-  const int32_t* p = ints.data();
-  const auto take = [&p](std::vector<int32_t>& v, size_t count) {
-    v.assign(p, p + count);
-    p += count;
-  };
-  take(in.token_ids, n(1));
-  take(in.positions, n(1));
-  take(in.query_start_loc, n(2));
-  take(in.seq_lens, n(3));
-  take(in.block_tables, n(4));
-  take(in.logits_indices, n(6));
-  in.max_blocks_per_seq = static_cast<int32_t>(header[5]);
-  in.slot_mapping.resize(n(1));
-  MPI_Bcast(in.slot_mapping.data(), static_cast<int>(n(1)), MPI_INT64_T, 0, MPI_COMM_WORLD);
+  int64_t bytes = 0;
+  MPI_Bcast(&bytes, 1, MPI_INT64_T, 0, MPI_COMM_WORLD);
+  if (bytes <= 0) return false;
+  std::string step(static_cast<size_t>(bytes), '\0');
+  MPI_Bcast(step.data(), static_cast<int>(bytes), MPI_BYTE, 0, MPI_COMM_WORLD);
+  if (!unpack_step(step, in)) process_group_failure("rank 0 sent a step that does not unpack");
   return true;
 #else
   (void)in;

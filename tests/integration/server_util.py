@@ -23,6 +23,22 @@ def free_port():
         return s.getsockname()[1]
 
 
+def tcp_workers(nnodes, master_port, *args, tiny=False):
+    """Ranks 1..nnodes-1 of a tensor-parallel group meeting over TCP (`ember serve --nnodes`), each logging to
+    build/rank-<port>-<r>.log; rank 0 is a Server(..., "--nnodes", N, "--node-rank", "0", "--master-port", P)."""
+    procs = []
+    for r in range(1, nnodes):
+        cmd = [str(EMBER), "serve", "--nnodes", str(nnodes), "--node-rank", str(r), "--master-port", str(master_port),
+               *args]
+        if tiny:
+            cmd += ["--model", str(TINY_CONFIG), "--load-format", "dummy", "--tokenizer", str(MODEL)]
+        else:
+            cmd += ["--model", str(MODEL)]
+        log = open(BUILD / f"rank-{master_port}-{r}.log", "w")
+        procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
+    return procs
+
+
 class Server:
     """An `ember serve` process on a free port; stop() sends SIGTERM and returns the exit code."""
 

@@ -5,13 +5,14 @@ overload; API keys; SIGTERM draining. Bad input: test_bad_inputs.py."""
 import http.client
 import json
 import socket
+import subprocess
 import threading
 import time
 
 import openai
 import pytest
 
-from server_util import Server
+from server_util import BUILD, EMBER, MODEL, TINY_CONFIG, Server, free_port, tcp_workers
 
 
 @pytest.fixture(scope="module")
@@ -270,8 +271,9 @@ def test_schemathesis_finds_no_server_error(tiny):
 
 
 def test_tensor_parallel_serve_answers_with_the_unsplit_greedy_text():
-    # SmolLM2 (9 heads, 3 KV heads) over 3 ranks, as threads and as processes under mpirun: the openai client's greedy
-    # chat completions equal the unsplit server's.
+    # SmolLM2 (9 heads, 3 KV heads) over 3 ranks, as threads, as processes under mpirun and as processes meeting over
+    # TCP (--nnodes): the openai client's greedy chat completions equal the unsplit server's. SIGTERM to rank 0 ends
+    # every rank with status 0.
     from test_cli import mpirun  # (tests/integration is on the path)
     messages = [[{"role": "user", "content": "Name three colors."}],
                 [{"role": "user", "content": "What is 2 + 2? Answer briefly."}]]
@@ -292,9 +294,44 @@ def test_tensor_parallel_serve_answers_with_the_unsplit_greedy_text():
             texts[name] = answers(s)
         finally:
             assert s.stop() == 0, s.read_log()
+    port = free_port()
+    workers = tcp_workers(3, port)
+    s = Server("--nnodes", "3", "--node-rank", "0", "--master-port", str(port))
+    try:
+        texts["3 processes over TCP"] = answers(s)
+    finally:
+        assert s.stop() == 0, s.read_log()
+        assert [w.wait(timeout=30) for w in workers] == [0, 0]
     assert all(len(t) > 0 for t in texts["unsplit"])
     assert texts["3 threads"] == texts["unsplit"]
     assert texts["3 processes"] == texts["unsplit"]
+    assert texts["3 processes over TCP"] == texts["unsplit"]
+
+
+def test_a_lost_tensor_parallel_rank_ends_every_rank_with_a_message():
+    # Four ranks over TCP on the tiny model (4 heads). A worker killed while the server is idle: rank 0 sees its link
+    # close and exits 1 at once with the rank named; the other workers see rank 0 go and exit 1 too. No process hangs.
+    port = free_port()
+    workers = tcp_workers(4, port, tiny=True)
+    s = Server("--nnodes", "4", "--node-rank", "0", "--master-port", str(port), tiny=True)
+    try:
+        r = client(s).completions.create(model="test-model", prompt="hello", max_tokens=4)
+        assert r.usage.completion_tokens == 4
+        workers[1].kill()
+        assert s.proc.wait(timeout=10) == 1
+        assert "rank 2 closed its connection" in s.read_log()
+        assert [workers[0].wait(timeout=10), workers[2].wait(timeout=10)] == [1, 1]
+        assert "rank 0 closed the connection" in (BUILD / f"rank-{port}-1.log").read_text()
+    finally:
+        s.stop()
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+    # A rank that never arrives: rank 0 gives up with a clear message instead of waiting forever.
+    lonely = subprocess.run([str(EMBER), "serve", "--nnodes", "2", "--node-rank", "1", "--master-port", str(port),
+                             "--model", str(TINY_CONFIG), "--load-format", "dummy", "--tokenizer", str(MODEL),
+                             "--rendezvous-timeout", "2"], capture_output=True, text=True, timeout=60)
+    assert lonely.returncode == 2 and "cannot reach rank 0" in lonely.stderr, lonely.stderr[-2000:]
 
 
 def test_one_request_cannot_fill_the_queue():

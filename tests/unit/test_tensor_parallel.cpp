@@ -5,8 +5,14 @@
 // greedy tokens identical through the engine.
 #include <gtest/gtest.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <cmath>
+#include <cstring>
+#include <thread>
 #include <random>
 #include <vector>
 
@@ -14,7 +20,9 @@
 
 #include "engine/engine.h"
 #include "engine/model_runner.h"
+#include "engine/parallel/process_group.h"
 #include "engine/parallel/shard.h"
+#include "engine/parallel/tcp_group.h"
 #include "engine/parallel/tensor_parallel_runner.h"
 #include "engine/parallel/thread_group.h"
 #include "kernels/quant/quant_blocks.h"
@@ -53,6 +61,111 @@ TEST(ThreadGroup, RunCallsEveryRankOnce) {
   for (auto& c : calls) EXPECT_EQ(c.load(), 100);
   EXPECT_EQ(group.communicator(3).rank(), 3);
   EXPECT_EQ(group.communicator(0).size(), 4);
+}
+
+ForwardInputs sample_step() {
+  ForwardInputs in;
+  in.token_ids = {5, 6, 7, 8};
+  in.positions = {0, 1, 2, 0};
+  in.slot_mapping = {16, 17, 18, -1};
+  in.query_start_loc = {0, 3, 4};
+  in.seq_lens = {3, 9};
+  in.max_blocks_per_seq = 2;
+  in.block_tables = {1, 0, 4, 5};
+  in.logits_indices = {2, 3};
+  return in;
+}
+
+void expect_same_step(const ForwardInputs& a, const ForwardInputs& b) {
+  EXPECT_EQ(a.token_ids, b.token_ids);
+  EXPECT_EQ(a.positions, b.positions);
+  EXPECT_EQ(a.slot_mapping, b.slot_mapping);
+  EXPECT_EQ(a.query_start_loc, b.query_start_loc);
+  EXPECT_EQ(a.seq_lens, b.seq_lens);
+  EXPECT_EQ(a.block_tables, b.block_tables);
+  EXPECT_EQ(a.max_blocks_per_seq, b.max_blocks_per_seq);
+  EXPECT_EQ(a.logits_indices, b.logits_indices);
+}
+
+TEST(ProcessGroup, StepsPackAndUnpackWhole) {
+  const ForwardInputs in = sample_step();
+  const std::string bytes = pack_step(in);
+  ForwardInputs out;
+  ASSERT_TRUE(unpack_step(bytes, out));
+  expect_same_step(in, out);
+  // Any truncation, or a byte too many, is refused.
+  for (size_t cut : {size_t{0}, size_t{7}, size_t{63}, bytes.size() - 1})
+    EXPECT_FALSE(unpack_step(std::string_view(bytes).substr(0, cut), out)) << cut;
+  EXPECT_FALSE(unpack_step(bytes + "x", out));
+  std::string huge = bytes;
+  const int64_t absurd = int64_t{1} << 40;
+  std::memcpy(huge.data(), &absurd, sizeof absurd);  // a token count no buffer holds
+  EXPECT_FALSE(unpack_step(huge, out));
+}
+
+int free_tcp_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+TEST(TcpGroup, RanksMeetAndAllReduceAsTheThreadGroupDoes) {
+  // Three ranks as threads of this test, meeting over loopback TCP as processes would: rank 0's steps reach the
+  // others whole, and every rank's all-reduce holds the thread group's bits (the sum in rank order).
+  constexpr int n = 3;
+  const int port = free_tcp_port();
+  std::vector<std::vector<float>> data(n);
+  std::mt19937 rng(7);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  for (auto& d : data)
+    for (int i = 0; i < 5000; ++i) d.push_back(dist(rng));
+  std::vector<std::vector<float>> want = data;
+  ThreadGroup threads(n);
+  threads.run([&](int rank) { threads.communicator(rank).all_reduce_sum(want[static_cast<size_t>(rank)].data(), 5000); });
+
+  std::vector<std::vector<float>> got = data;
+  std::vector<int> steps_seen(n, 0);
+  std::vector<std::thread> ranks;
+  for (int r = 0; r < n; ++r) {
+    ranks.emplace_back([&, r] {
+      auto group = TcpGroup::join(Rendezvous{n, r, "127.0.0.1", port, 30, 30});
+      ASSERT_TRUE(group) << group.error().message;
+      EXPECT_EQ((*group)->communicator().rank(), r);
+      EXPECT_EQ((*group)->communicator().size(), n);
+      if (r == 0) {
+        (*group)->broadcast_step(sample_step());
+        (*group)->communicator().all_reduce_sum(got[0].data(), 5000);
+        return;  // the group's destructor tells the others to stop
+      }
+      ForwardInputs in;
+      while ((*group)->receive_step(in)) {
+        expect_same_step(in, sample_step());
+        ++steps_seen[static_cast<size_t>(r)];
+        (*group)->communicator().all_reduce_sum(got[static_cast<size_t>(r)].data(), 5000);
+      }
+    });
+  }
+  for (auto& t : ranks) t.join();
+  for (int r = 0; r < n; ++r) {
+    EXPECT_EQ(got[static_cast<size_t>(r)], want[0]) << "rank " << r;
+    if (r > 0) {
+      EXPECT_EQ(steps_seen[static_cast<size_t>(r)], 1);
+    }
+  }
+}
+
+TEST(TcpGroup, RefusesBadRanksAndGivesUpOnAbsentOnes) {
+  EXPECT_FALSE(TcpGroup::join(Rendezvous{3, 3, "127.0.0.1", 29500, 1, 1}));
+  EXPECT_FALSE(TcpGroup::join(Rendezvous{1, 0, "127.0.0.1", 29500, 1, 1}));
+  auto lonely = TcpGroup::join(Rendezvous{2, 0, "127.0.0.1", free_tcp_port(), 0.5, 1});
+  ASSERT_FALSE(lonely);
+  EXPECT_NE(lonely.error().message.find("only 1 of 2 ranks arrived"), std::string::npos) << lonely.error().message;
 }
 
 ModelConfig config_of(int64_t heads, int64_t kv_heads, int64_t inter) {
