@@ -200,6 +200,38 @@ def test_bench_sweep_over_concurrency(mock, tmp_path):
     assert 'id="sweep_ttft"' in html and 'id="sweep_e2e"' in html
 
 
+def test_bench_clock_reads_the_servers_ttft(tmp_path):
+    # A mock that sends its first token exactly 50 ms after the request arrived: ember bench's TTFT must read 50 ms,
+    # within 1 ms (loopback costs microseconds). Before TCP_NODELAY on the client it read ~90 ms: httplib wrote the
+    # headers and the body in two writes, and the body waited for the server's delayed ACK.
+    port = free_port()
+    proc = subprocess.Popen([str(MOCK), "--port", str(port), "--tokens-per-s", "1000", "--ttft-ms", "50"],
+                            stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        import urllib.request
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url + "/v1/models", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.05)
+        out_json = tmp_path / "r.json"
+        p = bench("--base-url", url, "--tokenizer", str(MODEL), "--num-prompts", "20", "--max-concurrency", "1",
+                  "--random-input-len", "64", "--random-output-len", "4", "--result-json", str(out_json))
+        assert p.returncode == 0, p.stderr + p.stdout
+        r = json.loads(out_json.read_text())
+        check_result(r, 20)
+        ttfts = sorted(q["ttft_s"] * 1000 for q in r["requests"])
+        assert 50.0 <= r["median_ttft_ms"] < 51.0 and ttfts[0] >= 50.0, ttfts
+        assert ttfts[-1] < 60.0, ttfts  # no request pays a delayed ACK (a busy CI core may cost a few ms)
+        # The 3 gaps after the first token: 1 ms each.
+        assert r["median_itl_ms"] == pytest.approx(1.0, abs=0.5)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def chromium():
     for name in ("chromium", "chromium-browser", "google-chrome"):
         path = shutil.which(name)

@@ -6,7 +6,9 @@
 //   HTTP500 -> 500 with an error body    MALFORMED -> a data line that is not JSON
 //   TRUNCATE -> the stream stops before [DONE]   NOUSAGE -> no usage chunk
 // GET /stats returns the mean and max of the gaps it actually slept, in ms.
-// Usage: mock_sse_server --port P [--tokens-per-s R] [--threads N]
+// --ttft-ms D sends the first token D ms after the request arrived (the
+// load tester's clock is checked against it); otherwise after one gap.
+// Usage: mock_sse_server --port P [--tokens-per-s R] [--ttft-ms D] [--threads N]
 
 #include <httplib.h>
 
@@ -36,14 +38,15 @@ std::string sse(const json& j) { return "data: " + j.dump() + "\n\n"; }
 
 int main(int argc, char** argv) {
   int port = 0, threads = 256;
-  double rate = 1000;
+  double rate = 1000, ttft_ms = -1;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--port")) port = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--tokens-per-s")) rate = std::atof(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--ttft-ms")) ttft_ms = std::atof(argv[i + 1]);
   }
   if (port <= 0 || rate <= 0 || threads <= 0) {
-    std::fprintf(stderr, "usage: mock_sse_server --port P [--tokens-per-s R] [--threads N]\n");
+    std::fprintf(stderr, "usage: mock_sse_server --port P [--tokens-per-s R] [--ttft-ms D] [--threads N]\n");
     return 2;
   }
   httplib::Server server;
@@ -73,7 +76,9 @@ int main(int argc, char** argv) {
     }
     res.set_content(json{{"prompt", text}}.dump(), "application/json");
   });
-  server.Post("/v1/completions", [rate](const httplib::Request& req, httplib::Response& res) {
+  server.set_tcp_nodelay(true);  // each chunk leaves when written
+  server.Post("/v1/completions", [rate, ttft_ms](const httplib::Request& req, httplib::Response& res) {
+    const auto arrived = Clock::now();
     json body = json::parse(req.body, nullptr, false);
     if (!body.is_object() || !body.contains("prompt") || !body["prompt"].is_string()) {
       res.status = 400;
@@ -93,7 +98,9 @@ int main(int argc, char** argv) {
     const auto prompt_tokens = static_cast<int64_t>(prompt.size());
     res.set_chunked_content_provider("text/event-stream", [=](size_t, httplib::DataSink& sink) {
       const auto gap = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(1.0 / rate));
-      auto next = Clock::now() + gap;
+      auto next = ttft_ms >= 0 ? arrived + std::chrono::duration_cast<Clock::duration>(
+                                                std::chrono::duration<double, std::milli>(ttft_ms))
+                                : Clock::now() + gap;
       Clock::time_point prev{};
       for (int64_t i = 0; i < n; ++i) {
         std::this_thread::sleep_until(next);
