@@ -4,14 +4,17 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <thread>
 
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "cli/engine_setup.h"
@@ -115,6 +118,24 @@ int run_serve(const ServeOptions& options) {
   sc.api_key = options.api_key;
   sc.served_model_names = options.served_model_name;
   sc.trust_request_chat_template = options.trust_request_chat_template;
+  sc.allowed_origins.clear();
+  for (std::string v : options.allowed_origins) {
+    // CLI11 splits a JSON list itself and keeps each element's quotes and spaces: take them off.
+    while (!v.empty() && v.front() == ' ') v.erase(0, 1);
+    while (!v.empty() && v.back() == ' ') v.pop_back();
+    if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
+    if (v.empty() || v.front() != '[') {
+      sc.allowed_origins.push_back(v);
+      continue;
+    }
+    const nlohmann::json list = nlohmann::json::parse(v, nullptr, false);
+    if (!list.is_array() || !std::all_of(list.begin(), list.end(), [](const nlohmann::json& o) { return o.is_string(); })) {
+      spdlog::error("--allowed-origins {}: expected a JSON list of strings", v);
+      return 2;
+    }
+    for (const auto& o : list) sc.allowed_origins.push_back(o.get<std::string>());
+  }
+  spdlog::debug("CORS: allowed origins {}", nlohmann::json(sc.allowed_origins).dump());
   sc.max_connections = options.max_connections;
   sc.max_connections_per_client = options.max_connections_per_client;
   sc.http_read_timeout_s = options.http_read_timeout_s;
@@ -133,7 +154,15 @@ int run_serve(const ServeOptions& options) {
     std::fclose(f);
   }
   const std::string model_path = options.model.model.empty() ? default_model_path() : options.model.model;
-  if (sc.served_model_names.empty()) sc.served_model_names.push_back(model_path);
+  if (sc.served_model_names.empty()) {
+    // A readable name, as llama-server has it: the model's file or directory name. The path as given (vLLM's
+    // name) and the absolute path are accepted too.
+    std::filesystem::path p(model_path);
+    while (!p.empty() && !p.has_filename()) p = p.parent_path();  // "dir/" names dir
+    sc.served_model_names.push_back(p.filename().string());
+    for (const std::string& alias : {model_path, std::filesystem::absolute(model_path).lexically_normal().string()})
+      if (alias != sc.served_model_names.front()) sc.model_aliases.push_back(alias);
+  }
   HttpServer server(sc);
   // Listen first: /health answers 503 while the model loads.
   if (Status s = server.start(); !s) {

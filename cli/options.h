@@ -64,6 +64,7 @@ struct ServeOptions {
   double health_stall_timeout_s = 120.0;  // /health 503 when the engine has work but no step for this long; 0: never
   bool exit_on_stall = false;
   double drain_timeout_s = 30.0;
+  std::vector<std::string> allowed_origins = {"*"};
   bool trust_request_chat_template = false;  // a request's own chat_template is refused unless set (as vLLM)
   int max_connections = 2048;
   int max_connections_per_client = 512;

@@ -42,7 +42,8 @@ std::string allowed_methods(const std::string& path) {
       {"/metrics", "GET, HEAD"},    {"/v1/models", "GET, HEAD"}, {"/tokenize", "POST"},
       {"/detokenize", "POST"},      {"/v1/completions", "POST"}, {"/v1/chat/completions", "POST"}};
   const auto it = kRoutes.find(path);
-  return it == kRoutes.end() ? std::string() : it->second;
+  if (it == kRoutes.end()) return path.rfind("/v1/models/", 0) == 0 ? "GET, HEAD" : std::string();
+  return it->second;
 }
 
 // Each connection holds a descriptor: lift the soft limit towards what the
@@ -84,8 +85,7 @@ bool HttpServer::Impl::check_serving(httplib::Response& res) const {
 bool HttpServer::Impl::check_model(const std::string& model, httplib::Response& res) const {
   // An absent model means the default one (vLLM accepts that too).
   if (model.empty()) return true;
-  const auto& names = config.served_model_names;
-  if (std::find(names.begin(), names.end(), model) != names.end()) return true;
+  if (serves(model)) return true;
   send_error(res, model_not_found(model));
   return false;
 }
@@ -95,6 +95,31 @@ void HttpServer::Impl::install_routes() {
 
   http->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     const std::string allowed = allowed_methods(req.path);
+    // CORS, as vLLM's (Starlette's) middleware: preflights answered here, before auth (browsers send no key on
+    // them); other responses to an allowed Origin carry Access-Control-Allow-Origin.
+    const std::string origin = req.get_header_value("Origin");
+    const bool any_origin = std::find(config.allowed_origins.begin(), config.allowed_origins.end(), "*") !=
+                            config.allowed_origins.end();
+    const bool origin_ok = !origin.empty() && (any_origin || std::find(config.allowed_origins.begin(),
+                                                                       config.allowed_origins.end(),
+                                                                       origin) != config.allowed_origins.end());
+    if (origin_ok) {
+      res.set_header("Access-Control-Allow-Origin", any_origin ? "*" : origin);
+      if (!any_origin) res.set_header("Vary", "Origin");
+    }
+    if (req.method == "OPTIONS" && !origin.empty() && req.has_header("Access-Control-Request-Method")) {
+      if (!origin_ok) {
+        res.status = 400;
+        res.set_content("Disallowed CORS origin", "text/plain");
+        return httplib::Server::HandlerResponse::Handled;
+      }
+      res.status = 200;
+      res.set_header("Access-Control-Allow-Methods", allowed.empty() ? "GET, HEAD, POST" : allowed);
+      const std::string asked = req.get_header_value("Access-Control-Request-Headers");
+      if (!asked.empty()) res.set_header("Access-Control-Allow-Headers", asked);
+      res.set_header("Access-Control-Max-Age", "600");
+      return httplib::Server::HandlerResponse::Handled;
+    }
     const std::string method = req.method == "HEAD" ? "GET" : req.method;
     if (!allowed.empty() && allowed.find(method) == std::string::npos) {
       send_error(res, ApiError{405, "method " + req.method + " is not allowed on " + req.path + " (allowed: " +
@@ -184,6 +209,13 @@ void HttpServer::Impl::install_routes() {
     for (const std::string& name : config.served_model_names)
       cards.push_back(ModelCard{name, created, source->path, limits.max_model_len});
     send_json(res, build_model_list(cards));
+  });
+  // The openai client's models.retrieve(id); ids may hold slashes ("org/name").
+  http->Get("/v1/models/(.+)", [this](const httplib::Request& req, httplib::Response& res) {
+    if (!check_serving(res)) return;
+    const std::string id = req.matches[1];
+    if (!serves(id)) return send_error(res, model_not_found(id));
+    send_json(res, build_model_card(ModelCard{id, created, source->path, limits.max_model_len}));
   });
   http->Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) {
     if (!check_serving(res)) return;

@@ -20,11 +20,13 @@ struct ServerConfig {
   int port = 8000;                              // 0: any free port (see port())
   std::string api_key;                          // empty: no authentication
   std::vector<std::string> served_model_names;  // first is the one /v1/models lists first
+  std::vector<std::string> model_aliases;       // also accepted as "model", not listed (the model's path)
   std::string chat_template;                    // Jinja source overriding the model's; empty: the model's
   size_t max_body_bytes = size_t{16} << 20;     // larger bodies get 413
   int32_t max_n = 128;
   int32_t max_prompts_per_request = 256;
   int32_t max_sequences_per_request = 512;   // prompts x n
+  std::vector<std::string> allowed_origins = {"*"};  // CORS: origins browsers may call from ("*": any, as vLLM)
   bool trust_request_chat_template = false;   // a request's chat_template: 400 unless set
   double health_stall_timeout_s = 120.0;     // /health 503 when the engine has work but no step this long; 0: never
   // Connections (server/http_connection.h): caps, and how long a request may take to arrive.

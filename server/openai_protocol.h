@@ -202,6 +202,7 @@ struct ModelCard {
   std::string root;         // the model path it was loaded from
   int32_t max_model_len = 0;
 };
+nlohmann::json build_model_card(const ModelCard& model);  // GET /v1/models/{id}
 nlohmann::json build_model_list(const std::vector<ModelCard>& models);
 
 nlohmann::json build_tokenize_response(const std::vector<int32_t>& tokens, int32_t max_model_len,

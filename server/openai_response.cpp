@@ -173,18 +173,20 @@ std::string dump_body(const json& payload) { return payload.dump(-1, ' ', false,
 
 std::string sse_event(const json& payload) { return "data: " + dump_body(payload) + "\n\n"; }
 
+json build_model_card(const ModelCard& m) {
+  return {{"id", m.id},
+          {"object", "model"},
+          {"created", m.created},
+          {"owned_by", "ember"},
+          {"root", m.root},
+          {"parent", nullptr},
+          {"max_model_len", m.max_model_len},
+          {"permission", json::array()}};
+}
+
 json build_model_list(const std::vector<ModelCard>& models) {
   json data = json::array();
-  for (const ModelCard& m : models) {
-    data.push_back({{"id", m.id},
-                    {"object", "model"},
-                    {"created", m.created},
-                    {"owned_by", "ember"},
-                    {"root", m.root},
-                    {"parent", nullptr},
-                    {"max_model_len", m.max_model_len},
-                    {"permission", json::array()}});
-  }
+  for (const ModelCard& m : models) data.push_back(build_model_card(m));
   return {{"object", "list"}, {"data", std::move(data)}};
 }
 

@@ -3,6 +3,7 @@
 // sets up httplib, authentication and the small routes; generation_routes.cpp
 // serves /v1/completions and /v1/chat/completions.
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <optional>
@@ -41,6 +42,11 @@ struct HttpServer::Impl {
   // 503 while loading or draining; 404 for a model name we do not serve.
   bool check_serving(httplib::Response& res) const;
   bool check_model(const std::string& model, httplib::Response& res) const;
+  // A name this server answers to: a served name or an alias.
+  bool serves(const std::string& model) const {
+    const auto in = [&](const std::vector<std::string>& v) { return std::find(v.begin(), v.end(), model) != v.end(); };
+    return in(config.served_model_names) || in(config.model_aliases);
+  }
   std::string model_name() const { return config.served_model_names.front(); }
 
   // Tokenizes a rendered chat conversation; the ApiError says what was wrong.

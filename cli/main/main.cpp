@@ -120,6 +120,11 @@ int main(int argc, char** argv) {
                         "Sequences (prompts x n) one request may ask for")
       ->check(CLI::PositiveNumber);
   serve_cmd->add_option("--drain-timeout", serve.drain_timeout_s, "Seconds to finish requests on SIGTERM");
+  serve_cmd
+      ->add_option("--allowed-origins", serve.allowed_origins,
+                   "Origins browsers may call the API from (CORS): a JSON list as vLLM takes it, or the flag repeated; "
+                   "default [\"*\"], any origin")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   serve_cmd->add_flag("--trust-request-chat-template", serve.trust_request_chat_template,
                       "Accept a chat_template sent in a request (refused otherwise: it runs on the server's CPU)");
   serve_cmd->add_option("--max-connections", serve.max_connections,

@@ -42,13 +42,16 @@ def tcp_workers(nnodes, master_port, *args, tiny=False):
 class Server:
     """An `ember serve` process on a free port; stop() sends SIGTERM and returns the exit code."""
 
-    def __init__(self, *args, model=None, tiny=False, timeout=120, launcher=()):
-        """`launcher`: a command the server runs under (e.g. mpirun and its flags)."""
+    def __init__(self, *args, model=None, tiny=False, timeout=120, launcher=(), served_name="test-model"):
+        """`launcher`: a command the server runs under (e.g. mpirun and its flags); `served_name` None: the
+        server's default model name."""
         assert EMBER.exists(), f"{EMBER} is not built"
         assert MODEL.exists(), f"default model {MODEL} is missing (run scripts/setup.sh)"
         self.port = free_port()
         self.launched = bool(launcher)
-        cmd = [*launcher, str(EMBER), "serve", "--port", str(self.port), "--served-model-name", "test-model"]
+        cmd = [*launcher, str(EMBER), "serve", "--port", str(self.port)]
+        if served_name:
+            cmd += ["--served-model-name", served_name]
         if tiny:
             cmd += ["--model", str(TINY_CONFIG), "--load-format", "dummy", "--tokenizer", str(MODEL),
                     "--chat-template", str(SMOLLM2_TEMPLATE)]
