@@ -12,20 +12,22 @@ std::optional<LimitViolation> check_request_limits(std::span<const int32_t> prom
                                        : LimitViolation{"the rendered conversation is empty", "messages"};
   }
   const std::string head = "This model's maximum context length is " + std::to_string(limits.max_model_len) + " tokens. ";
+  // Blame what the client sent: the prompt, or the conversation it rendered to.
+  const std::string input = kind == PromptKind::kPrompt ? "prompt" : "messages";
   if (!max_tokens) {
     if (prompt_len >= limits.max_model_len) {
       return LimitViolation{head + "However, your request has " + std::to_string(prompt_len) +
-                                " input tokens. Please reduce the length of the input.",
-                            ""};
+                                " input tokens. Please reduce the length of the " + input + ".",
+                            input};
     }
     max_tokens = static_cast<int32_t>(limits.max_model_len - prompt_len);
   } else if (*max_tokens < 1) {
     return LimitViolation{"max_tokens must be at least 1, got " + std::to_string(*max_tokens), "max_tokens"};
   } else if (prompt_len + *max_tokens > limits.max_model_len) {
     return LimitViolation{head + "However, you requested " + std::to_string(prompt_len + *max_tokens) + " tokens (" +
-                              std::to_string(prompt_len) + " in the messages, " + std::to_string(*max_tokens) +
-                              " in the completion). Please reduce the length of the messages or completion.",
-                          "max_tokens"};
+                              std::to_string(prompt_len) + " in the " + input + ", " + std::to_string(*max_tokens) +
+                              " in the completion). Please reduce the length of the " + input + " or completion.",
+                          prompt_len >= limits.max_model_len ? input : "max_tokens"};
   }
   for (int32_t id : prompt) {
     if (id < 0 || id >= limits.vocab_size) {

@@ -317,6 +317,7 @@ void HttpServer::Impl::handle_completions(const httplib::Request& req, httplib::
     });
   }
   const bool include_usage = r.stream.include_usage, continuous = r.stream.continuous_usage_stats;
+  header.usage_on_every_chunk = include_usage;
   auto first_sent = std::make_shared<std::vector<bool>>(g->choices.size(), false);
   auto emit = [g, header, echoed, first_sent, continuous](int32_t index, const SequenceDelta& d) {
     CompletionChoiceOut o;
@@ -382,6 +383,7 @@ void HttpServer::Impl::handle_chat(const httplib::Request& req, httplib::Respons
     });
   }
   const bool include_usage = r.stream.include_usage, continuous = r.stream.continuous_usage_stats;
+  header.usage_on_every_chunk = include_usage;
   // Every choice opens with a role chunk, sent before any generated text.
   std::string opening;
   for (size_t i = 0; i < g->choices.size(); ++i) {

@@ -62,6 +62,53 @@ ApiError unsupported(const std::string& what, const std::string& param) {
   return invalid_request(what + " is not supported by ember.", param);
 }
 
+// An assistant message's tool_calls, checked field by field; arguments that
+// hold a JSON object are handed to the template as that object.
+void read_tool_calls(FieldReader& f, const nlohmann::json& calls, const std::string& param, ChatMessage& msg) {
+  if (!calls.is_array()) return f.fail_type(param, "an array", calls);
+  if (msg.role != "assistant" && !calls.empty())
+    return f.fail(invalid_request("Only assistant messages carry tool_calls.", param));
+  nlohmann::json out = nlohmann::json::array();
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const nlohmann::json& call = calls[i];
+    const std::string call_param = nested_param(param, i);
+    if (!call.is_object()) return f.fail_type(call_param, "an object", call);
+    FieldReader cf(call, call_param);
+    std::optional<std::string> id, type;
+    cf.read("id", id);
+    cf.read("type", type);
+    if (!cf.failed() && type && *type != "function")
+      cf.fail(invalid_request("Invalid value: '" + *type + "'. Supported values are: 'function'.", call_param + ".type"));
+    const nlohmann::json* fn = cf.failed() ? nullptr : cf.find("function");
+    if (!cf.failed() && !fn)
+      cf.fail(invalid_request("Missing required parameter: '" + call_param + ".function'.", call_param + ".function"));
+    if (cf.failed()) return f.fail(cf.error());
+    if (!fn->is_object()) return f.fail_type(call_param + ".function", "an object", *fn);
+    FieldReader ff(*fn, call_param + ".function");
+    std::string name;
+    if (!ff.find("name"))
+      return f.fail(invalid_request("Missing required parameter: '" + call_param + ".function.name'.",
+                                    call_param + ".function.name"));
+    ff.read("name", name);
+    if (ff.failed()) return f.fail(ff.error());
+    nlohmann::json arguments = nlohmann::json::object();
+    if (const nlohmann::json* a = ff.find("arguments")) {
+      if (a->is_string()) {
+        nlohmann::json parsed = nlohmann::json::parse(a->get<std::string>(), nullptr, false);
+        arguments = parsed.is_object() ? std::move(parsed) : *a;
+      } else if (a->is_object()) {
+        arguments = *a;
+      } else {
+        return f.fail_type(call_param + ".function.arguments", "a string", *a);
+      }
+    }
+    nlohmann::json entry = {{"type", "function"}, {"function", {{"name", name}, {"arguments", arguments}}}};
+    if (id) entry["id"] = *id;
+    out.push_back(std::move(entry));
+  }
+  msg.tool_calls = std::move(out);
+}
+
 }  // namespace
 
 void read_messages(FieldReader& f, std::vector<ChatMessage>& out) {
@@ -90,9 +137,8 @@ void read_messages(FieldReader& f, std::vector<ChatMessage>& out) {
     read_content(mf, param, msg.role, msg.content);
     mf.read("name", msg.name);
     mf.read("tool_call_id", msg.tool_call_id);
-    if (const nlohmann::json* calls = mf.find("tool_calls"); calls && !mf.failed()) {
-      if (!calls->is_array() || !calls->empty()) mf.fail(unsupported("Tool calls", param + ".tool_calls"));
-    }
+    if (const nlohmann::json* calls = mf.find("tool_calls"); calls && !mf.failed())
+      read_tool_calls(mf, *calls, param + ".tool_calls", msg);
     if (mf.failed()) return f.fail(mf.error());
     out.push_back(std::move(msg));
   }
@@ -103,6 +149,7 @@ nlohmann::json to_template_json(const ChatMessage& message) {
   if (message.content) j["content"] = *message.content;
   if (message.name) j["name"] = *message.name;
   if (message.tool_call_id) j["tool_call_id"] = *message.tool_call_id;
+  if (message.tool_calls && !message.tool_calls->empty()) j["tool_calls"] = *message.tool_calls;
   return j;
 }
 

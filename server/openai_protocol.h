@@ -72,9 +72,13 @@ struct ChatMessage {
   std::optional<std::string> content;  // null only for assistant messages
   std::optional<std::string> name;
   std::optional<std::string> tool_call_id;
+  // An assistant turn's tool calls, as agent frameworks send the history back: [{"id", "type": "function",
+  // "function": {"name", "arguments"}}]; each arguments string that holds a JSON object becomes that object, as
+  // vLLM hands them to templates (which write `arguments | tojson`).
+  std::optional<nlohmann::json> tool_calls;
 };
 
-// {"role", "content"[, "name", "tool_call_id"]}: what a chat template iterates over.
+// {"role", "content"[, "name", "tool_call_id", "tool_calls"]}: what a chat template iterates over.
 nlohmann::json to_template_json(const ChatMessage& message);
 
 struct ChatCompletionRequest {
@@ -171,6 +175,7 @@ struct ResponseHeader {
   std::string id;       // make_response_id("cmpl") / ("chatcmpl")
   int64_t created = 0;  // unix seconds, the same in every chunk of one stream
   std::string model;
+  bool usage_on_every_chunk = false;  // stream_options.include_usage: "usage": null on the chunks before its own
 };
 
 std::string make_response_id(std::string_view prefix);  // prefix + "-" + 32 random hex digits

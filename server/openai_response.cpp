@@ -76,7 +76,13 @@ json completion_choice(const CompletionChoiceOut& c) {
 }
 
 json header(const ResponseHeader& h, const char* object) {
-  return {{"id", h.id}, {"object", object}, {"created", h.created}, {"model", h.model}};
+  json j = {{"id", h.id},
+            {"object", object},
+            {"created", h.created},
+            {"model", h.model},
+            {"system_fingerprint", "fp_ember_" EMBER_VERSION}};
+  if (h.usage_on_every_chunk) j["usage"] = nullptr;  // as OpenAI: null until the usage chunk
+  return j;
 }
 
 }  // namespace
@@ -139,8 +145,7 @@ json build_chat_completion(const ResponseHeader& h, const std::vector<ChatChoice
   j["choices"] = json::array();
   for (const auto& c : choices) {
     json message = {{"role", c.role.value_or("assistant")},
-                    {"content", c.content ? json(sanitize_utf8(*c.content)) : json(nullptr)},
-                    {"tool_calls", json::array()}};
+                    {"content", c.content ? json(sanitize_utf8(*c.content)) : json(nullptr)}};
     j["choices"].push_back({{"index", c.index},
                             {"message", std::move(message)},
                             {"logprobs", c.logprobs ? chat_logprobs(*c.logprobs) : json(nullptr)},

@@ -67,3 +67,70 @@ def test_cors_restricted_origins_and_wrong_methods():
         assert code == 405 and headers["allow"] == "GET, HEAD"
     finally:
         assert s.stop() == 0, s.read_log()
+
+
+# An agent framework's history: the assistant called a tool (no content), the tool answered; no `tools` sent.
+AGENT_HISTORY = [
+    {"role": "system", "content": "You answer with the help of tools."},
+    {"role": "user", "content": "What is the weather in Paris?"},
+    {"role": "assistant", "content": None,
+     "tool_calls": [{"id": "call_1", "type": "function",
+                     "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\", \"unit\": \"C\"}"}}]},
+    {"role": "tool", "tool_call_id": "call_1", "content": "{\"temperature\": 18}"},
+]
+
+
+@pytest.mark.parametrize("template", ["qwen2.5-3b-instruct", "llama-3.1-8b-instruct"])
+def test_tool_call_history_reaches_the_template_as_jinja2_renders_it(template):
+    # The rendering of the history (through /tokenize, which renders as chat completions do) equals python jinja2's
+    # with the arguments as a JSON object (vLLM hands templates the parsed arguments), token for token.
+    import sys
+    from server_util import ROOT
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from chat_template_reference import TEMPLATE_TOKENS, render
+    source = (ROOT / "tests/fixtures/chat_templates" / f"{template}.jinja").read_text()
+    s = Server("--chat-template", str(ROOT / "tests/fixtures/chat_templates" / f"{template}.jinja"), tiny=True)
+    try:
+        reference_messages = json.loads(json.dumps(AGENT_HISTORY))
+        call = reference_messages[2]["tool_calls"][0]["function"]
+        call["arguments"] = json.loads(call["arguments"])
+        bos, eos = TEMPLATE_TOKENS["smollm2-135m-instruct"]  # the server's tokenizer's (SmolLM2's) special tokens
+        want = render(source, {"messages": reference_messages, "add_generation_prompt": True, "bos_token": bos,
+                               "eos_token": eos})
+        assert want["ok"], want
+        assert "get_weather" in want["text"] and "Paris" in want["text"]
+        code, got = s.post("/tokenize", {"messages": AGENT_HISTORY, "add_generation_prompt": True,
+                                         "add_special_tokens": False})
+        assert code == 200, got
+        code, ref = s.post("/tokenize", {"prompt": want["text"], "add_special_tokens": False})
+        assert code == 200 and got["tokens"] == ref["tokens"]
+        c = openai.OpenAI(base_url=s.base_url + "/v1", api_key="x", max_retries=0)
+        r = c.chat.completions.create(model="test-model", messages=AGENT_HISTORY, max_tokens=3)
+        assert r.choices[0].message.tool_calls is None and r.usage.completion_tokens == 3
+    finally:
+        assert s.stop() == 0, s.read_log()
+
+
+def test_response_shapes_as_openai_sends_them():
+    # system_fingerprint on every object; with include_usage, "usage": null on each chunk before the usage chunk;
+    # no empty tool_calls list on a plain answer.
+    s = Server(tiny=True)
+    try:
+        c = openai.OpenAI(base_url=s.base_url + "/v1", api_key="x", max_retries=0)
+        r = c.chat.completions.create(model="test-model", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+        assert r.system_fingerprint and r.system_fingerprint.startswith("fp_ember_")
+        assert r.choices[0].message.tool_calls is None
+        code, _, data = s.request("POST", "/v1/chat/completions",
+                                  {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "stream": True,
+                                   "stream_options": {"include_usage": True}})
+        chunks = [json.loads(line[6:]) for line in data.decode().split("\n\n")
+                  if line.startswith("data: {")]
+        assert code == 200 and len(chunks) >= 4
+        assert all("usage" in ch and ch["usage"] is None for ch in chunks[:-1]), chunks
+        assert chunks[-1]["usage"]["completion_tokens"] == 3 and chunks[-1]["choices"] == []
+        assert all(ch["system_fingerprint"].startswith("fp_ember_") for ch in chunks)
+        code, _, data = s.request("POST", "/v1/completions", {"prompt": "hi", "max_tokens": 2, "stream": True})
+        chunks = [json.loads(line[6:]) for line in data.decode().split("\n\n") if line.startswith("data: {")]
+        assert all("usage" not in ch for ch in chunks)  # not asked for: no usage key at all
+    finally:
+        assert s.stop() == 0, s.read_log()

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include "common/version.h"
+
 #include <cmath>
 #include <limits>
 #include <set>
@@ -27,12 +29,13 @@ TEST(OpenAIResponse, CompletionExactJson) {
       {" world", -0.5f, {{" world", -0.5f}, {" there", -1.25f}}, true, 5},
   };
   const json got = build_completion(kHeader, {c}, Usage{3, 2, std::nullopt});
-  const json want = json::parse(R"({
+  json want = json::parse(R"({
     "id": "cmpl-0123", "object": "text_completion", "created": 1700000000, "model": "smol",
     "choices": [{"index": 1, "text": " world", "finish_reason": "stop", "stop_reason": "\n",
                  "logprobs": {"tokens": ["Hello", " world"], "token_logprobs": [null, -0.5],
                               "top_logprobs": [null, {" world": -0.5, " there": -1.25}], "text_offset": [0, 5]}}],
     "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5, "prompt_tokens_details": null}})");
+  want["system_fingerprint"] = "fp_ember_" EMBER_VERSION;
   EXPECT_EQ(got, want) << got.dump(2);
 }
 
@@ -62,14 +65,15 @@ TEST(OpenAIResponse, ChatCompletionExactJson) {
   c.stop_reason = int32_t{2};
   c.logprobs = std::vector<LogprobEntry>{{"Paris", -0.25f, {{"Paris", -0.25f}, {"Lyon", -3.0f}}, true, 0}};
   const json got = build_chat_completion({"chatcmpl-9", 5, "m"}, {c}, Usage{10, 1, std::nullopt});
-  const json want = json::parse(R"({
+  json want = json::parse(R"({
     "id": "chatcmpl-9", "object": "chat.completion", "created": 5, "model": "m",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Paris.", "tool_calls": []},
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Paris."},
                  "logprobs": {"content": [{"token": "Paris", "logprob": -0.25, "bytes": [80, 97, 114, 105, 115],
                               "top_logprobs": [{"token": "Paris", "logprob": -0.25, "bytes": [80, 97, 114, 105, 115]},
                                                {"token": "Lyon", "logprob": -3.0, "bytes": [76, 121, 111, 110]}]}]},
                  "finish_reason": "stop", "stop_reason": 2}],
     "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11, "prompt_tokens_details": null}})");
+  want["system_fingerprint"] = "fp_ember_" EMBER_VERSION;
   EXPECT_EQ(got, want) << got.dump(2);
 }
 

@@ -34,7 +34,16 @@ TEST(RequestLimits, ResolveMaxTokens) {
   ASSERT_TRUE(over);
   EXPECT_EQ(over->param, "max_tokens");
   EXPECT_NE(over->message.find("maximum context length is 32 tokens"), std::string::npos);
-  EXPECT_NE(over->message.find("36 tokens (20 in the messages, 16 in the completion)"), std::string::npos);
+  EXPECT_NE(over->message.find("36 tokens (20 in the prompt, 16 in the completion)"), std::string::npos);
+  // A prompt that alone fills the context is the prompt's fault; a conversation's, the messages'.
+  auto long_prompt = check(40, 4, limits(32), out);
+  ASSERT_TRUE(long_prompt);
+  EXPECT_EQ(long_prompt->param, "prompt");
+  auto long_chat = check_request_limits(std::vector<int32_t>(40, 1), std::nullopt, limits(32), out,
+                                        PromptKind::kConversation);
+  ASSERT_TRUE(long_chat);
+  EXPECT_EQ(long_chat->param, "messages");
+  EXPECT_NE(long_chat->message.find("reduce the length of the messages"), std::string::npos);
   EXPECT_TRUE(check(32, std::nullopt, limits(32), out));
   EXPECT_FALSE(check(31, std::nullopt, limits(32), out));
   EXPECT_EQ(out, 1);
