@@ -23,6 +23,9 @@ constexpr auto kPoll = std::chrono::milliseconds(50);
 // A non-streaming request running longer than this is answered chunked, a space every kProbe (see the top).
 constexpr auto kProbe = std::chrono::seconds(1);
 
+}  // namespace
+
+// (Outside the anonymous namespace: HttpServer::Impl::start_chat names it.)
 // One choice as it accumulates (non-streaming) or between chunks (streaming).
 struct ChoiceState {
   std::string text;
@@ -108,6 +111,8 @@ struct Generation {
     return u;
   }
 };
+
+namespace {
 
 ApiError limit_error(const LimitViolation& v) {
   return invalid_request(v.message, v.param.empty() ? std::nullopt : std::optional<std::string>(v.param));
@@ -345,25 +350,39 @@ void HttpServer::Impl::handle_completions(const httplib::Request& req, httplib::
   stream_response(res, g, emit, finale);
 }
 
+std::shared_ptr<Generation> HttpServer::Impl::start_chat(ChatCompletionRequest& r, const ResponseHeader& header,
+                                                         httplib::Response& res) {
+  Impl& s = *this;
+  if (!s.check_model(r.model, res)) return nullptr;
+  auto text = s.render_chat(r.messages, r.add_generation_prompt, r.continue_final_message, r.chat_template_kwargs,
+                          r.chat_template);
+  if (!text) {
+    s.send_error(res, text.error());
+    return nullptr;
+  }
+  const Tokenizer& tok = *s.source->tokenizer;
+  std::vector<int32_t> ids = tok.encode(*text, r.add_special_tokens);
+  if (auto bad = check_request_limits(ids, r.requested_max_tokens, s.engine->request_limits(), r.params.max_tokens,
+                                      PromptKind::kConversation)) {
+    s.send_error(res, limit_error(*bad));
+    return nullptr;
+  }
+  auto submitted = submit(*s.engine, tok, {ids}, r.params, r.cache_salt, r.priority, header.id);
+  if (!submitted) {
+    send_api_error(res, submitted.error());
+    return nullptr;
+  }
+  return std::move(submitted).value();
+}
+
 void HttpServer::Impl::handle_chat(const httplib::Request& req, httplib::Response& res) {
   if (!check_serving(res)) return;
   auto parsed = parse_chat_request(req.body, limits);
   if (!parsed) return send_error(res, parsed.error());
   ChatCompletionRequest& r = *parsed;
-  if (!check_model(r.model, res)) return;
-  auto text = render_chat(r.messages, r.add_generation_prompt, r.continue_final_message, r.chat_template_kwargs,
-                          r.chat_template);
-  if (!text) return send_error(res, text.error());
-  const Tokenizer& tok = *source->tokenizer;
-  std::vector<int32_t> ids = tok.encode(*text, r.add_special_tokens);
-  if (auto bad = check_request_limits(ids, r.requested_max_tokens, engine->request_limits(), r.params.max_tokens,
-                                      PromptKind::kConversation))
-    return send_error(res, limit_error(*bad));
-
   ResponseHeader header{make_response_id("chatcmpl"), unix_now(), r.model.empty() ? model_name() : r.model};
-  auto submitted = submit(*engine, tok, {ids}, r.params, r.cache_salt, r.priority, header.id);
-  if (!submitted) return send_api_error(res, submitted.error());
-  std::shared_ptr<Generation> g = std::move(submitted).value();
+  std::shared_ptr<Generation> g = start_chat(r, header, res);
+  if (!g) return;
 
   if (!r.stream.stream) {
     return respond_when_done(res, g, [g, header]() {
@@ -417,6 +436,86 @@ void HttpServer::Impl::handle_chat(const httplib::Request& req, httplib::Respons
     *opened = true;
     if (include_usage) out += sse_event(build_chat_chunk(header, {}, g->usage()));
     out += kSseDone;
+    return out;
+  };
+  stream_response(res, g, emit, finale);
+}
+
+void HttpServer::Impl::handle_responses(const httplib::Request& req, httplib::Response& res) {
+  if (!check_serving(res)) return;
+  auto parsed = parse_responses_request(req.body, limits);
+  if (!parsed) return send_error(res, parsed.error());
+  ChatCompletionRequest& r = parsed->chat;
+  ResponseHeader header{make_response_id("resp"), unix_now(), r.model.empty() ? model_name() : r.model};
+  std::shared_ptr<Generation> g = start_chat(r, header, res);
+  if (!g) return;
+  ResponseObject base;
+  base.id = header.id;
+  base.message_id = make_response_id("msg");
+  base.created_at = header.created;
+  base.model = header.model;
+  base.instructions = parsed->instructions;
+  base.max_output_tokens = r.requested_max_tokens;
+  base.temperature = r.params.temperature;
+  base.top_p = r.params.top_p;
+  base.metadata = parsed->metadata;
+  // The finished response: "incomplete" when max_output_tokens cut it, as OpenAI says it.
+  const auto finished = [g, base]() {
+    ResponseObject o = base;
+    const ChoiceState& c = g->choices.front();
+    o.status = c.finish == FinishReason::kLength ? "incomplete" : "completed";
+    if (c.finish == FinishReason::kLength) o.incomplete_reason = "max_output_tokens";
+    o.text = c.text;
+    o.usage = g->usage();
+    return o;
+  };
+  if (!r.stream.stream) return respond_when_done(res, g, [finished]() { return dump_body(build_response(finished())); });
+
+  // Events as OpenAI sends them: created, in_progress, the message item and its text part opened, text deltas,
+  // then each closed, and completed (or incomplete) with the whole response.
+  auto sequence = std::make_shared<int64_t>(0);
+  auto opened = std::make_shared<bool>(false);
+  const nlohmann::json item_open = {{"type", "message"}, {"id", base.message_id}, {"status", "in_progress"},
+                                    {"role", "assistant"}, {"content", nlohmann::json::array()}};
+  const nlohmann::json part_open = {{"type", "output_text"}, {"text", ""}, {"annotations", nlohmann::json::array()}};
+  const auto open = [base, sequence, opened, item_open, part_open]() {
+    if (*opened) return std::string();
+    *opened = true;
+    const nlohmann::json created = build_response(base);
+    // (one statement each: the numbering must follow the order)
+    std::string out = response_event("response.created", {{"response", created}}, *sequence);
+    out += response_event("response.in_progress", {{"response", created}}, *sequence);
+    out += response_event("response.output_item.added", {{"output_index", 0}, {"item", item_open}}, *sequence);
+    out += response_event("response.content_part.added",
+                          {{"item_id", base.message_id}, {"output_index", 0}, {"content_index", 0}, {"part", part_open}},
+                          *sequence);
+    return out;
+  };
+  auto emit = [base, sequence, open](int32_t, const SequenceDelta& d) {
+    std::string out = open();
+    if (!d.text.empty())
+      out += response_event("response.output_text.delta",
+                            {{"item_id", base.message_id}, {"output_index", 0}, {"content_index", 0},
+                             {"delta", sanitize_utf8(d.text)}, {"logprobs", nlohmann::json::array()}},
+                            *sequence);
+    return out;
+  };
+  auto finale = [base, sequence, open, finished]() {
+    const ResponseObject done = finished();
+    const nlohmann::json whole = build_response(done);
+    const nlohmann::json& item = whole["output"][0];
+    const nlohmann::json& part = item["content"][0];
+    const nlohmann::json where = {{"item_id", base.message_id}, {"output_index", 0}, {"content_index", 0}};
+    nlohmann::json text_done = where, part_done = where;
+    text_done["text"] = part["text"];
+    text_done["logprobs"] = nlohmann::json::array();
+    part_done["part"] = part;
+    std::string out = open();
+    out += response_event("response.output_text.done", text_done, *sequence);
+    out += response_event("response.content_part.done", part_done, *sequence);
+    out += response_event("response.output_item.done", {{"output_index", 0}, {"item", item}}, *sequence);
+    out += response_event(done.status == "completed" ? "response.completed" : "response.incomplete",
+                          {{"response", whole}}, *sequence);
     return out;
   };
   stream_response(res, g, emit, finale);

@@ -40,7 +40,8 @@ std::string allowed_methods(const std::string& path) {
   static const std::map<std::string, std::string> kRoutes = {
       {"/health", "GET, HEAD"},     {"/version", "GET, HEAD"},  {"/openapi.json", "GET, HEAD"},
       {"/metrics", "GET, HEAD"},    {"/v1/models", "GET, HEAD"}, {"/tokenize", "POST"},
-      {"/detokenize", "POST"},      {"/v1/completions", "POST"}, {"/v1/chat/completions", "POST"}};
+      {"/detokenize", "POST"},      {"/v1/completions", "POST"}, {"/v1/chat/completions", "POST"},
+      {"/v1/responses", "POST"}};
   const auto it = kRoutes.find(path);
   if (it == kRoutes.end()) return path.rfind("/v1/models/", 0) == 0 ? "GET, HEAD" : std::string();
   return it->second;
@@ -250,6 +251,8 @@ void HttpServer::Impl::install_routes() {
             [this](const httplib::Request& req, httplib::Response& res) { handle_completions(req, res); });
   http->Post("/v1/chat/completions",
             [this](const httplib::Request& req, httplib::Response& res) { handle_chat(req, res); });
+  http->Post("/v1/responses",
+             [this](const httplib::Request& req, httplib::Response& res) { handle_responses(req, res); });
 }
 
 HttpServer::HttpServer(ServerConfig config) : impl_(std::make_unique<Impl>()) {

@@ -101,6 +101,14 @@ struct ChatCompletionRequest {
   int32_t priority = 0;
 };
 
+// POST /v1/responses (OpenAI's Responses API), text only: `chat` is the chat
+// request it amounts to (instructions as the system message, input items as
+// messages, max_output_tokens as max_completion_tokens), validated as chat is.
+struct ResponsesRequest {
+  ChatCompletionRequest chat;
+  std::optional<std::string> instructions;
+  nlohmann::json metadata = nlohmann::json::object();
+};
 // POST /tokenize: either {"prompt"} (completion style) or {"messages"} (chat style).
 struct TokenizeRequest {
   std::string model;                             // optional on this route
@@ -120,6 +128,9 @@ struct DetokenizeRequest {
 
 ApiResult<CompletionRequest> parse_completion_request(std::string_view body, const ProtocolLimits& limits);
 ApiResult<ChatCompletionRequest> parse_chat_request(std::string_view body, const ProtocolLimits& limits);
+// Errors name the Responses API's fields ("input[1].content", "max_output_tokens"); stored state
+// (previous_response_id, conversation), tools and non-text formats are 400s.
+ApiResult<ResponsesRequest> parse_responses_request(std::string_view body, const ProtocolLimits& limits);
 ApiResult<TokenizeRequest> parse_tokenize_request(std::string_view body, const ProtocolLimits& limits);
 ApiResult<DetokenizeRequest> parse_detokenize_request(std::string_view body, const ProtocolLimits& limits);
 
@@ -194,6 +205,26 @@ nlohmann::json build_chat_completion(const ResponseHeader& h, const std::vector<
 // A chat.completion.chunk: each choice's role/content form the delta ({} when both unset).
 nlohmann::json build_chat_chunk(const ResponseHeader& h, const std::vector<ChatChoiceOut>& choices,
                                 const std::optional<Usage>& usage = std::nullopt);
+
+// A Responses API "response" object: in_progress (no output yet), completed or incomplete.
+struct ResponseObject {
+  std::string id;          // "resp_..."
+  std::string message_id;  // "msg_..."
+  int64_t created_at = 0;
+  std::string model;
+  std::string status = "in_progress";
+  std::string text;
+  std::optional<std::string> incomplete_reason;  // "max_output_tokens"
+  std::optional<std::string> instructions;
+  std::optional<int32_t> max_output_tokens;
+  float temperature = 1.0f;
+  float top_p = 1.0f;
+  nlohmann::json metadata = nlohmann::json::object();
+  std::optional<Usage> usage;
+};
+nlohmann::json build_response(const ResponseObject& response);
+// One Responses API stream event: "event: <type>" and its data, numbered by `sequence` (incremented).
+std::string response_event(const std::string& type, nlohmann::json payload, int64_t& sequence);
 
 // Server-sent events: "data: <compact json>\n\n" and the terminator "data: [DONE]\n\n".
 std::string sse_event(const nlohmann::json& payload);

@@ -109,6 +109,18 @@ json openapi_document() {
        {{"type", "object"},
         {"required", {"tokens"}},
         {"properties", {{"model", {{"type", "string"}}}, {"tokens", {{"type", "array"}, {"items", {{"type", "integer"}}}}}}}}},
+      {"ResponsesRequest",
+       {{"type", "object"},
+        {"required", {"input"}},
+        {"properties",
+         {{"model", {{"type", "string"}}},
+          {"input", {{"oneOf", {{{"type", "string"}}, {{"type", "array"}, {"items", {{"type", "object"}}}}}}}},
+          {"instructions", {{"type", "string"}}},
+          {"max_output_tokens", {{"type", "integer"}}},
+          {"temperature", {{"type", "number"}}},
+          {"top_p", {{"type", "number"}}},
+          {"stream", {{"type", "boolean"}}},
+          {"metadata", {{"type", "object"}}}}}}},
       {"Object", {{"type", "object"}}}};
 
   json paths = {
@@ -117,6 +129,9 @@ json openapi_document() {
                   {"responses", responses(ref("Object"), true)}}}}},
       {"/v1/chat/completions",
        {{"post", {{"operationId", "createChatCompletion"}, {"requestBody", json_body(ref("ChatCompletionRequest"))},
+                  {"responses", responses(ref("Object"), true)}}}}},
+      {"/v1/responses",
+       {{"post", {{"operationId", "createResponse"}, {"requestBody", json_body(ref("ResponsesRequest"))},
                   {"responses", responses(ref("Object"), true)}}}}},
       {"/v1/models", {{"get", {{"operationId", "listModels"}, {"responses", responses(ref("Object"))}}}}},
       {"/v1/models/{model}",

@@ -21,6 +21,8 @@
 
 namespace ember {
 
+struct Generation;  // generation_routes.cpp: the engine requests behind one HTTP request
+
 struct HttpServer::Impl {
   ServerConfig config;
   std::unique_ptr<GuardedServer> http;  // made once the config is known
@@ -56,6 +58,11 @@ struct HttpServer::Impl {
 
   void handle_completions(const httplib::Request& req, httplib::Response& res);
   void handle_chat(const httplib::Request& req, httplib::Response& res);
+  void handle_responses(const httplib::Request& req, httplib::Response& res);
+  // A chat request rendered, checked and submitted (chat completions and the Responses API); nullptr once an
+  // error is sent.
+  std::shared_ptr<Generation> start_chat(ChatCompletionRequest& r, const ResponseHeader& header,
+                                         httplib::Response& res);
 };
 
 }  // namespace ember

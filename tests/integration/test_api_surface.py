@@ -134,3 +134,53 @@ def test_response_shapes_as_openai_sends_them():
         assert all("usage" not in ch for ch in chunks)  # not asked for: no usage key at all
     finally:
         assert s.stop() == 0, s.read_log()
+
+
+def test_responses_api_through_the_openai_client(default_names):
+    # POST /v1/responses through client.responses.create: the greedy text equals chat completions' on the same
+    # conversation (instructions = the system message); streamed events come in OpenAI's order and add up to it.
+    c = openai.OpenAI(base_url=default_names.base_url + "/v1", api_key="x", max_retries=0)
+    model = MODEL.name
+    chat = c.chat.completions.create(model=model, temperature=0, max_tokens=16, messages=[
+        {"role": "system", "content": "Answer in one sentence."}, {"role": "user", "content": "What is a river?"}])
+    r = c.responses.create(model=model, instructions="Answer in one sentence.", input="What is a river?",
+                           max_output_tokens=16, temperature=0, metadata={"k": "v"})
+    assert r.object == "response" and r.id.startswith("resp")
+    assert r.output_text == chat.choices[0].message.content
+    assert r.usage.input_tokens == chat.usage.prompt_tokens and r.usage.output_tokens == chat.usage.completion_tokens
+    if chat.choices[0].finish_reason == "length":
+        assert r.status == "incomplete" and r.incomplete_details.reason == "max_output_tokens"
+    else:
+        assert r.status == "completed"
+    assert r.metadata == {"k": "v"} and r.instructions == "Answer in one sentence."
+    # Message items with content parts, and an assistant turn in the history.
+    items = [{"role": "user", "content": [{"type": "input_text", "text": "Hi"}]},
+             {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Hello!"}]},
+             {"role": "user", "content": "What is 2 + 2?"}]
+    r2 = c.responses.create(model=model, input=items, max_output_tokens=8, temperature=0)
+    chat2 = c.chat.completions.create(model=model, temperature=0, max_tokens=8, messages=[
+        {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "What is 2 + 2?"}])
+    assert r2.output_text == chat2.choices[0].message.content
+    # Streamed.
+    stream = c.responses.create(model=model, instructions="Answer in one sentence.", input="What is a river?",
+                                max_output_tokens=16, temperature=0, stream=True)
+    events = list(stream)
+    types = [e.type for e in events]
+    assert types[:4] == ["response.created", "response.in_progress", "response.output_item.added",
+                         "response.content_part.added"], types
+    assert types[-4:-1] == ["response.output_text.done", "response.content_part.done", "response.output_item.done"]
+    assert types[-1] in ("response.completed", "response.incomplete")
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text == r.output_text == events[-1].response.output_text
+    # What the Responses API has that ember does not keep: clear 400s naming the field.
+    for kwargs, param in [({"previous_response_id": "resp_x"}, "previous_response_id"),
+                          ({"tools": [{"type": "function", "name": "f", "parameters": {}}]}, "tools"),
+                          ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]},
+                           "input[0].content[0].type"),
+                          ({"max_output_tokens": 0}, "max_output_tokens")]:
+        args = {"model": model, "input": "x", **kwargs}
+        with pytest.raises(openai.BadRequestError) as e:
+            c.responses.create(**args)
+        assert e.value.body["param"] == param, e.value.body
