@@ -134,7 +134,8 @@ void HttpServer::Impl::install_routes() {
       const std::string prefix = "Bearer ";
       const std::string given = auth.rfind(prefix, 0) == 0 ? auth.substr(prefix.size()) : std::string();
       if (!constant_time_equal(given, config.api_key)) {
-        send_error(res, unauthorized());
+        send_error(res, unauthorized(!auth.empty()));
+        res.set_header("WWW-Authenticate", "Bearer");
         return httplib::Server::HandlerResponse::Handled;
       }
     }

@@ -31,8 +31,14 @@ ApiError route_not_found(const std::string& method, const std::string& path) {
                   std::nullopt};
 }
 
-ApiError unauthorized() {
-  return ApiError{401, "Incorrect API key provided.", "authentication_error", std::nullopt, "invalid_api_key"};
+ApiError unauthorized(bool key_given) {
+  // OpenAI's wording and type; the key given is never echoed.
+  if (!key_given)
+    return ApiError{401,
+                    "You didn't provide an API key. You need to provide your API key in an Authorization header using "
+                    "Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                    "invalid_request_error", std::nullopt, std::nullopt};
+  return ApiError{401, "Incorrect API key provided.", "invalid_request_error", std::nullopt, "invalid_api_key"};
 }
 
 ApiError body_too_large(size_t limit_bytes) {

@@ -30,7 +30,7 @@ ApiError invalid_request(std::string message, std::optional<std::string> param =
 ApiError invalid_json(const std::string& detail);              // 400, body is not JSON
 ApiError model_not_found(const std::string& model);            // 404, code "model_not_found"
 ApiError route_not_found(const std::string& method, const std::string& path);  // 404
-ApiError unauthorized();                                       // 401, code "invalid_api_key"
+ApiError unauthorized(bool key_given);                         // 401 (code "invalid_api_key" for a wrong key)
 ApiError body_too_large(size_t limit_bytes);                   // 413
 ApiError overloaded(int status, const std::string& message);   // 429 or 503 (the route adds Retry-After)
 ApiError internal_error(const std::string& message);           // 500

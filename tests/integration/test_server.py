@@ -215,11 +215,13 @@ def test_overload_gets_503_and_admitted_requests_complete():
 def test_api_key_required_on_the_api_only():
     s = Server("--api-key", "sekrit", tiny=True)
     try:
-        code, _, data = s.request("POST", "/v1/completions", {"prompt": "x", "max_tokens": 1})
-        assert code == 401 and json.loads(data)["error"]["code"] == "invalid_api_key"
-        code, _, _ = s.request("POST", "/v1/completions", {"prompt": "x", "max_tokens": 1},
-                               headers={"Authorization": "Bearer wrong"})
-        assert code == 401
+        code, headers, data = s.request("POST", "/v1/completions", {"prompt": "x", "max_tokens": 1})
+        assert code == 401 and "didn't provide an API key" in json.loads(data)["error"]["message"]
+        assert headers["www-authenticate"] == "Bearer"
+        for wrong in ("Bearer wrong", "Bearer sekritX", "Bearer sekrit extra", "Basic sekrit", "sekrit"):
+            code, _, data = s.request("POST", "/v1/completions", {"prompt": "x", "max_tokens": 1},
+                                      headers={"Authorization": wrong})
+            assert code == 401 and json.loads(data)["error"]["code"] == "invalid_api_key", wrong
         code, _, _ = s.request("POST", "/v1/completions", {"prompt": "x", "max_tokens": 1},
                                headers={"Authorization": "Bearer sekrit"})
         assert code == 200

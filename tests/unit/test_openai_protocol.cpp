@@ -409,7 +409,9 @@ TEST(OpenAIProtocol, ErrorObjects) {
             json::parse(R"({"error": {"message": "The model `x` does not exist.", "type": "invalid_request_error",
                             "param": "model", "code": "model_not_found"}})"));
   EXPECT_EQ(model_not_found("x").status, 404);
-  EXPECT_EQ(unauthorized().status, 401);
+  EXPECT_EQ(unauthorized(true).status, 401);
+  EXPECT_EQ(unauthorized(true).code.value_or(""), "invalid_api_key");
+  EXPECT_NE(unauthorized(false).message.find("didn't provide an API key"), std::string::npos);
   EXPECT_EQ(body_too_large(10).status, 413);
   EXPECT_EQ(overloaded(429, "busy").status, 429);
   EXPECT_EQ(route_not_found("GET", "/v2").status, 404);
