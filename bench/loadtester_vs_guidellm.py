@@ -4,6 +4,10 @@ is ember's clock right? Both send the same shape (chat completions, random promp
 tokens after the first (ember's TPOT, GuideLLM's ITL: both (latency - TTFT) / (tokens - 1)), end-to-end latency and
 output throughput from each, and their ratios.
 
+The referee is the server's own log (its TTFT and total time per request, from the engine's clock): on a small
+machine a load tester's own CPU use slows a CPU server down, so the testers are compared through how far each reads
+from what the server measured during that tester's own runs (`*_minus_server_ms`), not only with each other.
+
 GuideLLM pulls in torch: install it in a venv of its own, and give this script its executable and a Hugging Face
 tokenizer directory for the model (made from the GGUF if missing, with the same venv's transformers):
     python3 -m venv /tmp/peer && /tmp/peer/bin/pip install guidellm gguf
@@ -12,6 +16,7 @@ tokenizer directory for the model (made from the GGUF if missing, with the same 
 import argparse
 import json
 import pathlib
+import re
 import statistics
 import subprocess
 import sys
@@ -19,7 +24,33 @@ import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests/integration"))
-from server_util import EMBER, MODEL, Server  # noqa: E402
+from server_util import BUILD, EMBER, MODEL, Server  # noqa: E402
+
+
+SERVER_LINE = re.compile(r"request \S+: (\d+) prompt tokens .*, TTFT ([0-9.]+) s, total ([0-9.]+) s")
+
+
+def server_side(server, skip):
+    """The server's TTFT and total (ms, means) for the requests it logged after the first `skip` of them."""
+    lines = (BUILD / f"serve-{server.port}.log").read_text().splitlines()
+    found = [SERVER_LINE.search(line) for line in lines]
+    found = [m for m in found if m][skip:]
+    if not found:
+        return 0, {}
+    return len(found), {"server_ttft_ms": statistics.mean(float(m.group(2)) for m in found) * 1000,
+                        "server_e2el_ms": statistics.mean(float(m.group(3)) for m in found) * 1000}
+
+
+def refereed(run, server, before):
+    n, s = server_side(server, before)
+    run.update(s)
+    run["ttft_minus_server_ms"] = run["ttft_ms"] - s["server_ttft_ms"]
+    run["e2el_minus_server_ms"] = run["e2el_ms"] - s["server_e2el_ms"]
+    return run
+
+
+def logged(server):
+    return server_side(server, 0)[0]
 
 
 def ember_run(server, args, tmp):
@@ -77,15 +108,18 @@ def main():
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for _ in range(a.rounds):
-                runs["ember bench"].append(ember_run(s, a, tmp))
-                runs["guidellm"].append(guidellm_run(s, a, tmp))
+                before = logged(s)
+                runs["ember bench"].append(refereed(ember_run(s, a, tmp), s, before))
+                before = logged(s)
+                runs["guidellm"].append(refereed(guidellm_run(s, a, tmp), s, before))
     finally:
         s.stop()
     mean = {k: {m: statistics.mean(r[m] for r in v) for m in v[0]} for k, v in runs.items()}
-    print(f"{'':14}{'TTFT ms':>10}{'TPOT ms':>10}{'E2E ms':>10}{'out tok/s':>11}{'input tok':>11}")
+    print(f"{'':14}{'TTFT ms':>10}{'TPOT ms':>10}{'E2E ms':>10}{'out tok/s':>11}{'input tok':>11}"
+          f"{'TTFT-server':>13}{'E2E-server':>12}")
     for k, v in mean.items():
         print(f"{k:14}{v['ttft_ms']:10.1f}{v['tpot_ms']:10.2f}{v['e2el_ms']:10.1f}{v['output_tok_s']:11.2f}"
-              f"{v['input_tokens']:11.1f}")
+              f"{v['input_tokens']:11.1f}{v['ttft_minus_server_ms']:13.2f}{v['e2el_minus_server_ms']:12.2f}")
     ratio = {m: mean["ember bench"][m] / mean["guidellm"][m] for m in mean["guidellm"]}
     print("ember / guidellm: " + ", ".join(f"{m} {r:.3f}" for m, r in ratio.items()))
     if a.out:
