@@ -145,8 +145,9 @@ void read_messages(FieldReader& f, std::vector<ChatMessage>& out) {
 }
 
 nlohmann::json to_template_json(const ChatMessage& message) {
-  nlohmann::json j = {{"role", message.role}, {"content", nullptr}};
-  if (message.content) j["content"] = *message.content;
+  // An absent content (an assistant turn that only calls tools) is "" as vLLM hands it over: templates
+  // concatenate message['content'].
+  nlohmann::json j = {{"role", message.role}, {"content", message.content.value_or("")}};
   if (message.name) j["name"] = *message.name;
   if (message.tool_call_id) j["tool_call_id"] = *message.tool_call_id;
   if (message.tool_calls && !message.tool_calls->empty()) j["tool_calls"] = *message.tool_calls;

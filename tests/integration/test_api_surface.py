@@ -80,7 +80,7 @@ AGENT_HISTORY = [
 ]
 
 
-@pytest.mark.parametrize("template", ["qwen2.5-3b-instruct", "llama-3.1-8b-instruct"])
+@pytest.mark.parametrize("template", ["qwen2.5-3b-instruct", "llama-3.1-8b-instruct", "smollm2-135m-instruct"])
 def test_tool_call_history_reaches_the_template_as_jinja2_renders_it(template):
     # The rendering of the history (through /tokenize, which renders as chat completions do) equals python jinja2's
     # with the arguments as a JSON object (vLLM hands templates the parsed arguments), token for token.
@@ -92,13 +92,15 @@ def test_tool_call_history_reaches_the_template_as_jinja2_renders_it(template):
     s = Server("--chat-template", str(ROOT / "tests/fixtures/chat_templates" / f"{template}.jinja"), tiny=True)
     try:
         reference_messages = json.loads(json.dumps(AGENT_HISTORY))
+        reference_messages[2]["content"] = ""  # as vLLM hands an absent content over
         call = reference_messages[2]["tool_calls"][0]["function"]
         call["arguments"] = json.loads(call["arguments"])
         bos, eos = TEMPLATE_TOKENS["smollm2-135m-instruct"]  # the server's tokenizer's (SmolLM2's) special tokens
         want = render(source, {"messages": reference_messages, "add_generation_prompt": True, "bos_token": bos,
                                "eos_token": eos})
         assert want["ok"], want
-        assert "get_weather" in want["text"] and "Paris" in want["text"]
+        if template != "smollm2-135m-instruct":  # (SmolLM2's template writes contents only)
+            assert "get_weather" in want["text"] and "Paris" in want["text"]
         code, got = s.post("/tokenize", {"messages": AGENT_HISTORY, "add_generation_prompt": True,
                                          "add_special_tokens": False})
         assert code == 200, got

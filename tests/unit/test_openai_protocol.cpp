@@ -349,7 +349,7 @@ TEST(OpenAIProtocol, ChatEveryField) {
   EXPECT_EQ(r->messages[1].name.value_or(""), "bob");
   EXPECT_FALSE(r->messages[2].content.has_value());
   EXPECT_EQ(r->messages[3].tool_call_id.value_or(""), "c1");
-  EXPECT_EQ(to_template_json(r->messages[2]), json({{"role", "assistant"}, {"content", nullptr}}));
+  EXPECT_EQ(to_template_json(r->messages[2]), json({{"role", "assistant"}, {"content", ""}}));  // as vLLM: ""
   const SamplingParams& p = r->params;
   EXPECT_EQ(r->requested_max_tokens, 20);  // max_completion_tokens wins
   EXPECT_EQ(p.max_tokens, 20);
