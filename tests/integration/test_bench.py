@@ -224,7 +224,8 @@ def test_bench_clock_reads_the_servers_ttft(tmp_path):
         check_result(r, 20)
         ttfts = sorted(q["ttft_s"] * 1000 for q in r["requests"])
         assert 50.0 <= r["median_ttft_ms"] < 51.0 and ttfts[0] >= 50.0, ttfts
-        assert ttfts[-1] < 60.0, ttfts  # no request pays a delayed ACK (a busy CI core may cost a few ms)
+        # A delayed ACK would cost every request ~40 ms; a busy core delays a few of them.
+        assert sum(t < 52.0 for t in ttfts) >= 0.75 * len(ttfts), ttfts
         # The 3 gaps after the first token: 1 ms each.
         assert r["median_itl_ms"] == pytest.approx(1.0, abs=0.5)
     finally:
