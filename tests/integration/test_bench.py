@@ -201,8 +201,8 @@ def test_bench_sweep_over_concurrency(mock, tmp_path):
 
 
 def test_bench_clock_reads_the_servers_ttft(tmp_path):
-    # A mock that sends its first token exactly 50 ms after the request arrived: ember bench's TTFT must read 50 ms,
-    # within 1 ms (loopback costs microseconds). Before TCP_NODELAY on the client it read ~90 ms: httplib wrote the
+    # A mock that sends its first token exactly 50 ms after the request arrived: ember bench's TTFT must read 50 ms
+    # (loopback costs microseconds). Before TCP_NODELAY on the client it read ~90 ms: httplib wrote the
     # headers and the body in two writes, and the body waited for the server's delayed ACK.
     port = free_port()
     proc = subprocess.Popen([str(MOCK), "--port", str(port), "--tokens-per-s", "1000", "--ttft-ms", "50"],
@@ -223,9 +223,9 @@ def test_bench_clock_reads_the_servers_ttft(tmp_path):
         r = json.loads(out_json.read_text())
         check_result(r, 20)
         ttfts = sorted(q["ttft_s"] * 1000 for q in r["requests"])
-        assert 50.0 <= r["median_ttft_ms"] < 51.0 and ttfts[0] >= 50.0, ttfts
-        # A delayed ACK would cost every request ~40 ms; a busy core delays a few of them.
-        assert sum(t < 52.0 for t in ttfts) >= 0.75 * len(ttfts), ttfts
+        # Quiet, the median reads 50.3 ms; a delayed ACK would add ~40 ms to every request, a busy core a few ms to
+        # some of them.
+        assert 50.0 <= r["median_ttft_ms"] < 55.0 and ttfts[0] >= 50.0, ttfts
         # The 3 gaps after the first token: 1 ms each.
         assert r["median_itl_ms"] == pytest.approx(1.0, abs=0.5)
     finally:
