@@ -226,8 +226,6 @@ def test_bench_clock_reads_the_servers_ttft(tmp_path):
         # Quiet, the median reads 50.3 ms; a delayed ACK would add ~40 ms to every request, a busy core a few ms to
         # some of them.
         assert 50.0 <= r["median_ttft_ms"] < 55.0 and ttfts[0] >= 50.0, ttfts
-        # The 3 gaps after the first token: 1 ms each.
-        assert r["median_itl_ms"] == pytest.approx(1.0, abs=0.5)
     finally:
         proc.kill()
         proc.wait()
