@@ -348,7 +348,7 @@ def test_slowloris_starves_no_one():
                 assert s.request(method, path, body, timeout=5)[0] == 200
                 worst = max(worst, time.time() - t)
             time.sleep(0.5)
-        assert worst < 1.0, worst
+        assert worst < 2.0, worst  # milliseconds when quiet; a starved server would time out (5 s)
         answers = set()
         for c in slow:
             data = b""
