@@ -318,8 +318,13 @@ void GuardedServer::serve_connection(socket_t sock) {
         ::shutdown(sock, SHUT_RDWR);
         ::close(sock);
         return;
-      } else if (buf.find('\n', had) != std::string::npos || buf.size() > policy_.framing.max_request_line) {
-        head = parse_request_head(buf, policy_.framing);  // reparse only when a line ended or a limit may be passed
+      } else {
+        // Reparse only when a line ended (at most max_header_fields + 1 times) or a size limit was just crossed:
+        // a head sent a byte per packet costs linear work, not quadratic.
+        const auto crossed = [&](size_t limit) { return had <= limit && buf.size() > limit; };
+        if (buf.find('\n', had) != std::string::npos || crossed(policy_.framing.max_request_line) ||
+            crossed(policy_.framing.max_head_bytes))
+          head = parse_request_head(buf, policy_.framing);
       }
     }
     if (head.is_error()) return refuse(head.error);
