@@ -1,4 +1,5 @@
-"""Sums the JUnit reports of ctest and pytest and the fuzz results into one line."""
+"""Sums the JUnit reports of ctest and pytest (the main ones and the sanitizer builds' ctest-*.xml / pytest-*.xml)
+and the fuzz and sanitizer results (lines "NAME passed" / "NAME failed") into one line."""
 import pathlib
 import sys
 import xml.etree.ElementTree as ET
@@ -7,7 +8,8 @@ reports = pathlib.Path(sys.argv[1])
 seconds = int(sys.argv[2]) if len(sys.argv) > 2 else 0
 passed = failed = skipped = 0
 missing = []
-for name in ("ctest.xml", "pytest.xml"):
+sanitized = sorted(p.name for pattern in ("ctest-*.xml", "pytest-*.xml") for p in reports.glob(pattern))
+for name in ["ctest.xml", "pytest.xml", *sanitized]:
     path = reports / name
     if not path.exists():
         missing.append(name)
@@ -21,9 +23,10 @@ for name in ("ctest.xml", "pytest.xml"):
         passed += total - f - k
         failed += f
         skipped += k
-fuzz = reports / "fuzz.txt"
-if fuzz.exists():
-    for line in fuzz.read_text().splitlines():
+for results in (reports / "fuzz.txt", reports / "sanitizers.txt"):
+    if not results.exists():
+        continue
+    for line in results.read_text().splitlines():
         if line.endswith(" passed"):
             passed += 1
         else:
