@@ -21,11 +21,14 @@ void CpuBackend::deallocate(void* ptr) { ::operator delete(ptr, std::align_val_t
 
 void CpuBackend::copy(const Tensor& src, Tensor& dst) {
   assert(src.dtype == dst.dtype && src.numel() == dst.numel() && !dtype_is_quantized(src.dtype));
+  if (src.numel() == 0) return;
   std::memmove(dst.data, src.data, static_cast<size_t>(dtype_bytes(src.dtype, src.numel())));
 }
 
 void CpuBackend::download(const Tensor& src, float* host) {
-  if (host != src.data) std::memmove(host, src.f32(), static_cast<size_t>(src.numel()) * sizeof(float));
+  // (an empty step has no logits rows: host may be null, and memmove's pointers must not be even for 0 bytes)
+  if (src.numel() == 0 || host == src.data) return;
+  std::memmove(host, src.f32(), static_cast<size_t>(src.numel()) * sizeof(float));
 }
 
 void CpuBackend::embedding(const Tensor& table, const ForwardInputs& in, Tensor& out) {
