@@ -1,11 +1,13 @@
 """`ember bench`: runs against a real `ember serve` (tiny dummy model), against a mock SSE
 server whose misbehaviours are known, and against a port with no server; the HTML report
 is rendered in headless Chromium. Every field of --result-json is checked for consistency."""
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
@@ -141,22 +143,30 @@ def test_bench_no_server_fails_every_request_without_hanging(tmp_path):
     assert "Failures:" in p.stdout
 
 
-@pytest.fixture(scope="module")
-def mock():
+@contextlib.contextmanager
+def running_mock(*args):
+    """The mock SSE server with `args`, until the block ends; yields its base URL once it answers."""
     assert MOCK.exists(), f"{MOCK} is not built"
     port = free_port()
-    proc = subprocess.Popen([str(MOCK), "--port", str(port), "--tokens-per-s", "500"], stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([str(MOCK), "--port", str(port), *args], stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    import urllib.request
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(url + "/v1/models", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield url
-    proc.kill()
-    proc.wait()
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url + "/v1/models", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield url
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def mock():
+    with running_mock("--tokens-per-s", "500") as url:
+        yield url
 
 
 def test_bench_reports_each_kind_of_failure(mock, tmp_path):
@@ -204,18 +214,7 @@ def test_bench_clock_reads_the_servers_ttft(tmp_path):
     # A mock that sends its first token exactly 50 ms after the request arrived: ember bench's TTFT must read 50 ms
     # (loopback costs microseconds). Before TCP_NODELAY on the client it read ~90 ms: httplib wrote the
     # headers and the body in two writes, and the body waited for the server's delayed ACK.
-    port = free_port()
-    proc = subprocess.Popen([str(MOCK), "--port", str(port), "--tokens-per-s", "1000", "--ttft-ms", "50"],
-                            stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        import urllib.request
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(url + "/v1/models", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.05)
+    with running_mock("--tokens-per-s", "1000", "--ttft-ms", "50") as url:
         out_json = tmp_path / "r.json"
         p = bench("--base-url", url, "--tokenizer", str(MODEL), "--num-prompts", "20", "--max-concurrency", "1",
                   "--random-input-len", "64", "--random-output-len", "4", "--result-json", str(out_json))
@@ -226,9 +225,6 @@ def test_bench_clock_reads_the_servers_ttft(tmp_path):
         # Quiet, the median reads 50.3 ms; a delayed ACK would add ~40 ms to every request, a busy core a few ms to
         # some of them.
         assert 50.0 <= r["median_ttft_ms"] < 55.0 and ttfts[0] >= 50.0, ttfts
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def chromium():
