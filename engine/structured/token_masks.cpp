@@ -1,0 +1,163 @@
+// The per-state token tables (token_masks.h): for each automaton state with
+// byte edges, a depth-first walk of the vocabulary trie from a stack holding
+// only that state over an unknown rest. A token whose bytes all run inside
+// what the walk knows is accepted or rejected for good; one that can only go
+// on by returning into the unknown rest is left for the matcher to check.
+
+#include "engine/structured/token_masks.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "engine/structured/stack_arena.h"
+
+namespace ember::structured {
+
+Vocabulary::Vocabulary(std::vector<std::string> token_bytes, std::vector<int32_t> eos_ids)
+    : bytes_(std::move(token_bytes)), eos_(std::move(eos_ids)) {
+  std::vector<int32_t> order(bytes_.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return bytes_[a] < bytes_[b]; });
+  // Insert in sorted order: the trie comes out in preorder with children sorted by byte.
+  trie_.push_back({});
+  std::vector<uint32_t> path{0};  // path[d]: the node at depth d on the current branch
+  std::string prev;
+  for (int32_t id : order) {
+    const std::string& s = bytes_[static_cast<size_t>(id)];
+    if (s.empty()) continue;  // special tokens: never grammar text
+    if (s == prev && trie_.size() > 1) {
+      duplicates_.emplace_back(trie_[path.back()].token, id);
+      continue;
+    }
+    size_t common = 0;
+    while (common < prev.size() && common < s.size() && prev[common] == s[common]) ++common;
+    path.resize(common + 1);
+    for (size_t d = common; d < s.size(); ++d) {
+      const auto node = static_cast<uint32_t>(trie_.size());
+      TrieNode& parent = trie_[path.back()];
+      if (parent.num_children++ == 0) parent.first_child = node;
+      TrieNode child;
+      child.byte = static_cast<uint8_t>(s[d]);
+      trie_.push_back(child);
+      path.push_back(node);
+    }
+    trie_[path.back()].token = id;
+    prev = s;
+  }
+  // subtree_end: preorder, so a node's descendants are the following nodes up to the next sibling's start.
+  for (size_t i = trie_.size(); i-- > 0;) {
+    uint32_t end = static_cast<uint32_t>(i + 1);
+    if (trie_[i].num_children > 0) {
+      uint32_t c = trie_[i].first_child;
+      for (uint32_t k = 1; k < trie_[i].num_children; ++k) c = trie_[c].subtree_end;
+      end = trie_[c].subtree_end;
+    }
+    trie_[i].subtree_end = end;
+  }
+}
+
+namespace {
+
+class TablesBuilder {
+ public:
+  TablesBuilder(const Grammar& g, const Vocabulary& v) : g_(g), v_(v), arena_(g) {}
+
+  StateTokens build(uint32_t state) {
+    accepted_.clear(), uncertain_.clear();
+    const size_t mark = arena_.mark();
+    const int32_t start = arena_.node(state, StackArena::kUnknown);
+    const auto& trie = v_.trie();
+    // The first byte comes from the state itself (its calls and return are other frontier entries).
+    std::vector<int32_t> frontier{start}, heads;
+    for (uint32_t k = 0, c = trie[0].first_child; k < trie[0].num_children; ++k, c = trie[c].subtree_end) {
+      arena_.step(frontier, trie[c].byte, heads);
+      if (!heads.empty()) walk(c, heads, false);
+    }
+    arena_.release(mark);
+    for (const auto& [first, dup] : v_.duplicates()) {  // a duplicate shares its first's fate
+      if (std::find(accepted_.begin(), accepted_.end(), first) != accepted_.end()) accepted_.push_back(dup);
+      auto u = std::find(uncertain_.begin(), uncertain_.end(), first);
+      if (u != uncertain_.end()) uncertain_.insert(u + 1, dup);
+    }
+    StateTokens out;
+    std::sort(accepted_.begin(), accepted_.end());
+    if (accepted_.size() * 32 > static_cast<size_t>(v_.size())) {
+      out.accepted_bits.assign(bitmask_words(v_.size()), 0);
+      for (int32_t t : accepted_) out.accepted_bits[static_cast<size_t>(t) >> 5] |= 1u << (t & 31);
+    } else {
+      out.accepted = accepted_;
+    }
+    out.uncertain = uncertain_;  // trie preorder: sorted by bytes, which the matcher's walk relies on
+    return out;
+  }
+
+ private:
+  // `heads`: the stacks after the bytes of trie node `u`. `unknown`: a stack on
+  // the way here returned into the unknown rest.
+  void walk(uint32_t u, std::vector<int32_t> heads, bool unknown) {
+    const auto& trie = v_.trie();
+    if (trie[u].token >= 0) accepted_.push_back(trie[u].token);
+    if (trie[u].num_children == 0) return;
+    std::vector<int32_t> frontier, next;
+    StackArena::Reach reach;
+    arena_.expand(heads, frontier, reach);
+    unknown = unknown || reach.hit_unknown;
+    for (uint32_t k = 0, c = trie[u].first_child; k < trie[u].num_children; ++k, c = trie[c].subtree_end) {
+      arena_.step(frontier, trie[c].byte, next);
+      if (!next.empty()) {
+        walk(c, next, unknown);
+      } else if (unknown) {
+        for (uint32_t d = c; d < trie[c].subtree_end; ++d)
+          if (trie[d].token >= 0) uncertain_.push_back(trie[d].token);
+      }
+    }
+  }
+
+  const Grammar& g_;
+  const Vocabulary& v_;
+  StackArena arena_;
+  std::vector<int32_t> accepted_, uncertain_;
+};
+
+}  // namespace
+
+Result<std::shared_ptr<const CompiledGrammar>> CompiledGrammar::compile(std::shared_ptr<const Grammar> grammar,
+                                                                        std::shared_ptr<const Vocabulary> vocab) {
+  auto out = std::make_shared<CompiledGrammar>();
+  TablesBuilder builder(*grammar, *vocab);
+  out->tokens_.resize(grammar->states().size());
+  for (uint32_t s = 0; s < grammar->states().size(); ++s)
+    if (!grammar->states()[s].bytes.empty()) out->tokens_[s] = builder.build(s);
+  out->grammar_ = std::move(grammar);
+  out->vocab_ = std::move(vocab);
+  return std::shared_ptr<const CompiledGrammar>(std::move(out));
+}
+
+GrammarCache::GrammarCache(std::shared_ptr<const Vocabulary> vocab, size_t capacity, GrammarLimits limits)
+    : vocab_(std::move(vocab)), capacity_(capacity), limits_(limits) {}
+
+Result<std::shared_ptr<const CompiledGrammar>> GrammarCache::get(const std::string& gbnf) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = index_.find(gbnf); it != index_.end()) {
+      lru_.splice(lru_.begin(), lru_, it->second);
+      return it->second->second;
+    }
+  }
+  // Compiled outside the lock: one slow grammar does not hold up the others.
+  auto grammar = Grammar::parse(gbnf, limits_);
+  if (!grammar.ok()) return grammar.error();
+  auto compiled = CompiledGrammar::compile(std::move(*grammar), vocab_);
+  if (!compiled.ok()) return compiled.error();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (auto it = index_.find(gbnf); it != index_.end()) return it->second->second;
+  lru_.emplace_front(gbnf, *compiled);
+  index_[gbnf] = lru_.begin();
+  if (lru_.size() > capacity_) {
+    index_.erase(lru_.back().first);
+    lru_.pop_back();
+  }
+  return *compiled;
+}
+
+}  // namespace ember::structured
