@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "engine/structured/grammar_matcher.h"
 
 namespace ember {
 namespace {
@@ -199,6 +200,7 @@ void Engine::admit(std::unique_ptr<RequestState> request) {
     s.index = i;
     s.generator = RequestGenerator{seed, static_cast<uint32_t>(i), 0};
     s.output = std::make_unique<SequenceOutputProcessor>(tokenizer_, r->request.params, eos_ids_);
+    if (params.grammar) s.grammar = std::make_unique<structured::GrammarMatcher>(params.grammar);
     sequences_.emplace(seq_id, std::move(s));
     r->seq_ids.push_back(seq_id);
   }
@@ -214,8 +216,8 @@ void Engine::abort_now(uint64_t request_id) {
 }
 
 void Engine::step() {
-  // Penalties read the generated ids: the next schedule must see the tokens.
-  if (in_flight_ && in_flight_->penalizes) {
+  // Penalties and grammars read the generated ids: the next schedule must see the tokens.
+  if (in_flight_ && in_flight_->needs_outputs) {
     complete(*in_flight_);
     in_flight_.reset();
   }
@@ -287,6 +289,17 @@ Engine::StepInFlight Engine::launch_step(SchedulerOutput out) {
     SequenceState& seq = sequences_.at(r->id);
     const SamplingParams* params = &seq.request->request.params;
     const std::span<const int32_t> all(step.tokens);
+    // Grammar masks: row j's after the drafts before it (propose_drafts kept only drafts the grammar accepts).
+    const size_t first_mask = f.masks.size();
+    if (seq.grammar) {
+      const size_t words = structured::bitmask_words(runner_->vocab_size());
+      for (int64_t j = 0; j <= num_drafts; ++j) {
+        if (j > 0) seq.grammar->accept(all[static_cast<size_t>(known + j - 1)]);
+        f.masks.emplace_back(words);
+        seq.grammar->fill_mask(f.masks.back().data());
+      }
+      seq.grammar->rollback(static_cast<int32_t>(num_drafts));
+    }
     for (int64_t j = 0; j <= num_drafts; ++j) {
       // Row j samples the position after draft j - 1: its outputs include drafts [0, j).
       SamplerRow row{{}, all.first(r->num_prompt_tokens),
@@ -294,11 +307,12 @@ Engine::StepInFlight Engine::launch_step(SchedulerOutput out) {
                      &seq.generator};
       row.pending_outputs = r->num_pending_tokens - 1;  // those before this step's own
       row.draft_token = j < num_drafts ? all[static_cast<size_t>(known + j)] : -1;
+      if (seq.grammar) row.allowed = f.masks[first_mask + static_cast<size_t>(j)].data();
       rows.push_back(row);
       f.rows.push_back(r->id);
       f.drafts.push_back(row.draft_token);
     }
-    f.penalizes = f.penalizes || params->penalizes_outputs();
+    f.needs_outputs = f.needs_outputs || params->penalizes_outputs() || seq.grammar != nullptr;
   }
   f.out = std::move(out);
   runner_->launch(seqs, rows);
@@ -340,8 +354,16 @@ void Engine::propose_drafts() {
   std::vector<std::vector<int32_t>> proposed;
   config_.proposer->propose(reqs, proposed);
   for (size_t i = 0; i < reqs.size(); ++i) {
-    if (proposed[i].empty()) continue;
     proposed[i].resize(std::min(proposed[i].size(), static_cast<size_t>(reqs[i].max_tokens)));
+    // Under a grammar, proposals stop at the first token it rejects (that one could never be accepted).
+    if (auto seq = sequences_.find(reqs[i].seq_id); seq != sequences_.end() && seq->second.grammar) {
+      structured::GrammarMatcher& g = *seq->second.grammar;
+      size_t ok = 0;
+      while (ok < proposed[i].size() && g.accept(proposed[i][ok])) ++ok;
+      g.rollback(static_cast<int32_t>(ok));
+      proposed[i].resize(ok);
+    }
+    if (proposed[i].empty()) continue;
     scheduler_.set_num_lookahead(reqs[i].seq_id, static_cast<int32_t>(proposed[i].size()));
     drafts_.emplace(reqs[i].seq_id, std::move(proposed[i]));
   }
@@ -411,11 +433,20 @@ void Engine::complete(StepInFlight& f) {
       ++req.generated;
       delta.num_output_tokens = ++seq.num_outputs;
       stop = seq.output->on_token(sampled[run.first + k], seq.num_outputs, delta);
+      // (EOS ends the sequence whatever the grammar says: the mask allows it at a dead end too.)
+      if (seq.grammar && stop == FinishReason::kNone && !seq.grammar->accept(sampled[run.first + k].token)) {
+        // The mask made this impossible; never go on with output the grammar does not hold.
+        spdlog::error("request {}: token {} breaks its grammar; the sequence stops", req.request.external_id,
+                      sampled[run.first + k].token);
+        stop = FinishReason::kAbort;
+      }
     }
     if (stop == FinishReason::kStop) {
       // A stop on the last allowed token is a stop, not a length finish (as vLLM);
       // tokens of the run after the stop are dropped with the sequence.
       finish_sequence(run.seq_id, FinishReason::kStop, std::move(delta), /*release=*/!length);
+    } else if (stop == FinishReason::kAbort) {
+      finish_sequence(run.seq_id, FinishReason::kAbort, std::move(delta), /*release=*/!length);
     } else if (length) {
       finish_sequence(run.seq_id, FinishReason::kLength, std::move(delta), /*release=*/false);
     } else {

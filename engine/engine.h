@@ -44,6 +44,7 @@
 #include "engine/sampler.h"
 #include "engine/spec_decode/proposer.h"
 #include "engine/spec_decode/spec_config.h"
+#include "engine/structured/grammar_matcher.h"
 #include "models/tokenizer/tokenizer.h"
 #include "scheduler/scheduler.h"
 
@@ -104,6 +105,7 @@ class Engine {
   const SchedulerConfig& scheduler_config() const { return config_.scheduler; }
   const ModelConfig& model_config() const { return runner_->config(); }
   int32_t vocab_size() const { return runner_->vocab_size(); }
+  const std::vector<int32_t>& eos_ids() const { return eos_ids_; }
 
  private:
   struct RequestState;
@@ -113,6 +115,7 @@ class Engine {
     RequestGenerator generator;
     int32_t num_outputs = 0;  // tokens applied so far
     std::unique_ptr<SequenceOutputProcessor> output;
+    std::unique_ptr<structured::GrammarMatcher> grammar;  // structured outputs: where its output stands
     Clock::time_point last_token{};
   };
   struct RequestState {
@@ -137,7 +140,10 @@ class Engine {
     std::vector<uint64_t> rows;         // the sequences sampled, in row order
     std::vector<int32_t> drafts;        // per row: the proposed token it verifies, or -1
     int64_t prompt_tokens = 0;
-    bool penalizes = false;             // a row's penalties read the generated ids
+    // A row's penalties read the generated ids, or its grammar's mask follows
+    // from them: the next step waits for these tokens (no async overlap).
+    bool needs_outputs = false;
+    std::vector<std::vector<uint32_t>> masks;  // grammar token masks, read by the runner during launch
   };
   void step();
   // Proposes tokens for every decoding sequence (drafts_) and tells the scheduler how many.

@@ -103,12 +103,26 @@ void Sampler::apply_logit_processors(const SamplerRow& row) {
   const int32_t vocab = static_cast<int32_t>(logits_.size());
   auto in_vocab = [&](int32_t id) { return id >= 0 && id < vocab; };
 
+  auto allowed = [&](int32_t id) { return (row.allowed[static_cast<size_t>(id) >> 5] >> (id & 31)) & 1u; };
+  if (row.allowed != nullptr)
+    for (int32_t id = 0; id < vocab; ++id)
+      if (!allowed(id)) logits_[id] = sampling::masked_logit();
+
   // The rules, in their order, pass by pass (kernels/sampling_rules.h).
   for (const auto& [id, bias] : sp.logit_bias)
     if (in_vocab(id)) logits_[id] = sampling::with_bias(logits_[id], bias);
 
   assert(row.pending_outputs == 0 || !sp.penalizes_outputs());
-  if (sampling::min_tokens_masks(static_cast<int64_t>(row.output_ids.size()) + row.pending_outputs, sp.min_tokens)) {
+  // A grammar that allows nothing but the stop tokens outranks min_tokens.
+  auto grammar_allows_more = [&] {
+    for (int32_t id = 0; id < vocab; ++id)
+      if (allowed(id) && std::find(eos_.begin(), eos_.end(), id) == eos_.end() &&
+          std::find(sp.stop_token_ids.begin(), sp.stop_token_ids.end(), id) == sp.stop_token_ids.end())
+        return true;
+    return false;
+  };
+  if (sampling::min_tokens_masks(static_cast<int64_t>(row.output_ids.size()) + row.pending_outputs, sp.min_tokens) &&
+      (row.allowed == nullptr || grammar_allows_more())) {
     if (!sp.ignore_eos)
       for (int32_t id : eos_)
         if (in_vocab(id)) logits_[id] = sampling::masked_logit();

@@ -4,6 +4,7 @@
 // must match it (tests compare against it).
 //
 // Processing order (as vLLM):
+//   0. the grammar's token mask          (structured outputs: disallowed tokens -> -inf)
 //   1. logit_bias                       (added to the raw logits)
 //   2. min_tokens                       (EOS and stop_token_ids -> -inf while fewer outputs)
 //   3. penalties                        repetition (HF: positive / r, negative * r, over
@@ -78,6 +79,10 @@ struct SamplerRow {
   // from p with the draft removed, renormalised (u2). Either way the token
   // follows p exactly. Verify rows take exactly two draws whatever happens.
   int32_t draft_token = -1;
+  // Structured outputs: bit t of this bitmask (ceil(vocab / 32) words) is set
+  // iff token t keeps the output in the request's grammar; null: no grammar.
+  // min_tokens does not mask EOS where the grammar allows nothing else.
+  const uint32_t* allowed = nullptr;
 };
 
 class Sampler {

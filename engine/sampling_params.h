@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -12,6 +13,9 @@
 #include "common/status.h"
 
 namespace ember {
+namespace structured {
+class CompiledGrammar;  // engine/structured/token_masks.h
+}
 
 struct SamplingParams {
   int32_t n = 1;                 // completions per prompt
@@ -36,6 +40,10 @@ struct SamplingParams {
   // so both APIs give the same message).
   int32_t top_logprobs = 0;
   bool echo = false;
+  // Structured outputs: every token keeps the output in this grammar's
+  // language, and EOS comes only where it may end (engine/structured). Set by
+  // the server from response_format / structured_outputs / tool_choice.
+  std::shared_ptr<const structured::CompiledGrammar> grammar;
 
   // All checks at once: the error lists one message per bad field, each naming
   // the field as the OpenAI API spells it, joined by "; ".

@@ -29,10 +29,13 @@ class GrammarBuilder {
     if (root == ids_.end()) return Error{"the grammar has no 'root' rule"};
     g->root_ = root->second;
     g->rule_starts_.resize(rules.size());
+    rules_ = &rules;
+    choose_inlined(rules);
     for (size_t r = 0; r < rules.size(); ++r) {
       nfa_.clear();
       const int start = new_node(), accept = new_node();
-      EMBER_TRY_STATUS(thompson(rules[r].body, start, accept));
+      // An inlined rule is never called: it keeps one dead state.
+      if (!inlined_[r]) EMBER_TRY_STATUS(thompson(rules[r].body, start, accept));
       nfa_accept_ = accept;
       EMBER_TRY_STATUS(determinize(static_cast<uint32_t>(r), start, *g));
     }
@@ -41,6 +44,91 @@ class GrammarBuilder {
   }
 
  private:
+  // Small rules without loops that cannot reach themselves are copied into
+  // their callers (GBNF's `char`, `digit`, `hex`): a token running through one
+  // would otherwise return from it at every character, and every such return
+  // makes the token context-dependent in the precomputed tables. A rule with a
+  // loop (`string ::= "\"" char* "\""`) stays one shared set of states: its
+  // callers' copies would each cost a walk over the vocabulary to precompute.
+  static constexpr int64_t kInlineWeight = 64;
+
+  static void references(const GbnfExpr& e, std::vector<std::string>& out, bool& loops) {
+    if (e.kind == GbnfExpr::Kind::kRule) out.push_back(e.rule);
+    if (e.kind == GbnfExpr::Kind::kRepeat && e.max < 0) loops = true;
+    for (const GbnfExpr& item : e.items) references(item, out, loops);
+  }
+  int64_t weight(const GbnfExpr& e) const {
+    switch (e.kind) {
+      case GbnfExpr::Kind::kLiteral: return static_cast<int64_t>(e.literal.size()) + 1;
+      case GbnfExpr::Kind::kClass: return static_cast<int64_t>(e.ranges.size()) + 1;
+      case GbnfExpr::Kind::kRule: {
+        auto it = ids_.find(e.rule);
+        return it != ids_.end() && inlined_[it->second] ? weights_[it->second] : 1;
+      }
+      case GbnfExpr::Kind::kRepeat:
+        return weight(e.items[0]) * std::max<int64_t>(1, e.max >= 0 ? e.max : e.min + 1) + 1;
+      default: {
+        int64_t w = 1;
+        for (const GbnfExpr& item : e.items) w = std::min<int64_t>(w + weight(item), 1 << 20);
+        return w;
+      }
+    }
+  }
+  void choose_inlined(const std::vector<GbnfRule>& rules) {
+    const size_t n = rules.size();
+    std::vector<std::vector<uint32_t>> refs(n);
+    std::vector<char> loops(n, 0);
+    for (size_t r = 0; r < n; ++r) {
+      std::vector<std::string> names;
+      bool loop = false;
+      references(rules[r].body, names, loop);
+      loops[r] = loop;
+      for (const auto& name : names)
+        if (auto it = ids_.find(name); it != ids_.end()) refs[r].push_back(it->second);
+    }
+    // Tarjan's strongly connected components: a rule in a cycle (or calling itself) stays a call.
+    std::vector<int> index(n, -1), low(n, 0);
+    std::vector<char> on_stack(n, 0), recursive(n, 0);
+    std::vector<uint32_t> stack, order;  // order: components finish callees first
+    int counter = 0;
+    auto connect = [&](auto&& self, uint32_t v) -> void {
+      index[v] = low[v] = counter++;
+      stack.push_back(v), on_stack[v] = 1;
+      for (uint32_t w : refs[v]) {
+        if (w == v) recursive[v] = 1;
+        if (index[w] < 0) {
+          self(self, w);
+          low[v] = std::min(low[v], low[w]);
+        } else if (on_stack[w]) {
+          low[v] = std::min(low[v], index[w]);
+        }
+      }
+      if (low[v] != index[v]) return;
+      std::vector<uint32_t> comp;
+      for (uint32_t w = 0; w != v;) {
+        w = stack.back();
+        stack.pop_back(), on_stack[w] = 0;
+        comp.push_back(w);
+      }
+      if (comp.size() > 1)
+        for (uint32_t w : comp) recursive[w] = 1;
+      order.push_back(v);
+      for (uint32_t w : comp)
+        if (w != v) order.push_back(w);
+    };
+    for (uint32_t v = 0; v < n; ++v)
+      if (index[v] < 0) connect(connect, v);
+    inlined_.assign(n, 0);
+    weights_.assign(n, 0);
+    for (uint32_t r : order) {  // callees before callers, so a weight counts what is inlined into it
+      weights_[r] = weight(rules[r].body);
+      bool calls_loop = loops[r];
+      for (uint32_t callee : refs[r]) calls_loop = calls_loop || (inlined_[callee] && loops[callee]);
+      loops[r] = calls_loop;
+      inlined_[r] = !recursive[r] && !loops[r] && r != ids_.at("root") && weights_[r] <= kInlineWeight;
+    }
+  }
+
   struct NfaNode {
     std::vector<int> eps;
     std::vector<Grammar::ByteEdge> bytes;  // `to` is an NFA node here
@@ -140,6 +228,7 @@ class GrammarBuilder {
         if (it == ids_.end())
           return Error{"line " + std::to_string(e.line) + ", column " + std::to_string(e.column) + ": rule '" +
                        e.rule + "' is not defined"};
+        if (inlined_[it->second]) return thompson((*rules_)[it->second].body, from, to);
         nfa_[static_cast<size_t>(from)].calls.emplace_back(it->second, to);
         return {};
       }
@@ -297,6 +386,9 @@ class GrammarBuilder {
 
   GrammarLimits limits_;
   std::unordered_map<std::string, uint32_t> ids_;
+  const std::vector<GbnfRule>* rules_ = nullptr;
+  std::vector<char> inlined_;
+  std::vector<int64_t> weights_;
   std::vector<NfaNode> nfa_;
   int nfa_accept_ = 0;
   int64_t total_nodes_ = 0;

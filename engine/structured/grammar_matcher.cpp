@@ -2,19 +2,17 @@
 
 #include <algorithm>
 
-#include "engine/structured/stack_arena.h"
-
 namespace ember::structured {
 
 GrammarMatcher::GrammarMatcher(std::shared_ptr<const CompiledGrammar> grammar)
     : grammar_(std::move(grammar)), arena_(std::make_unique<StackArena>(grammar_->grammar())) {
   const Grammar& g = grammar_->grammar();
-  history_.push_back({{arena_->node(g.rule_start(g.root_rule()), StackArena::kBottom)}, false});
+  history_.push_back({{Head{g.rule_start(g.root_rule()), StackArena::kBottom}}, false});
 }
 
 GrammarMatcher::~GrammarMatcher() = default;
 
-bool GrammarMatcher::run(std::string_view bytes, std::vector<int32_t>* out) {
+bool GrammarMatcher::run(std::string_view bytes, std::vector<Head>* out) {
   if (history_.back().eos) return false;
   heads_ = history_.back().heads;
   StackArena::Reach reach;
@@ -44,7 +42,7 @@ bool GrammarMatcher::accept(int32_t token) {
   }
   const std::string& bytes = v.bytes(token);
   if (bytes.empty()) return false;
-  std::vector<int32_t> heads;
+  std::vector<Head> heads;
   if (!run(bytes, &heads)) return false;  // the nodes it made stay: they may be shared by the next position
   history_.push_back({std::move(heads), false});
   return true;
@@ -81,10 +79,10 @@ void GrammarMatcher::fill_mask(uint32_t* mask) {
   const size_t mark = arena_->mark();
   StackArena::Reach reach;
   arena_->expand(history_.back().heads, frontier_, reach);
-  const std::vector<int32_t> frontier = frontier_;  // check_uncertain reuses frontier_
+  const std::vector<Head> frontier = frontier_;  // check_uncertain reuses frontier_
   bool any = false;
-  for (int32_t n : frontier) {
-    const StateTokens& t = grammar_->tokens(arena_->state(n));
+  for (const Head& n : frontier) {
+    const StateTokens& t = grammar_->tokens(n.state);
     if (!t.accepted_bits.empty()) {
       for (size_t w = 0; w < words; ++w) mask[w] |= t.accepted_bits[w];
       any = true;
@@ -106,7 +104,7 @@ void GrammarMatcher::fill_mask(uint32_t* mask) {
 // tokens share prefixes: the stacks after each prefix length are kept and a
 // token starts from its longest prefix shared with the one before. A prefix
 // that died kills every following token that shares it.
-void GrammarMatcher::check_uncertain(int32_t n, const std::vector<int32_t>& tokens, uint32_t* mask) {
+void GrammarMatcher::check_uncertain(const Head& n, const std::vector<int32_t>& tokens, uint32_t* mask) {
   if (tokens.empty()) return;
   const Vocabulary& v = grammar_->vocab();
   std::string_view prev;

@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "engine/structured/stack_arena.h"
 #include "engine/structured/token_masks.h"
 
 namespace ember::structured {
@@ -43,19 +44,19 @@ class GrammarMatcher {
 
  private:
   struct Position {
-    std::vector<int32_t> heads;  // stacks after the last byte, not expanded
+    std::vector<Head> heads;  // stacks after the last byte, not expanded
     bool eos = false;            // EOS accepted
   };
   // Runs `bytes` from the current position; the stacks after them into `out` when given.
-  bool run(std::string_view bytes, std::vector<int32_t>* out);
-  // Sets the bits of the uncertain tokens of frontier node `n` that the real stack accepts.
-  void check_uncertain(int32_t n, const std::vector<int32_t>& tokens, uint32_t* mask);
+  bool run(std::string_view bytes, std::vector<Head>* out);
+  // Sets the bits of the uncertain tokens of frontier stack `h` that the real stack accepts.
+  void check_uncertain(const Head& h, const std::vector<int32_t>& tokens, uint32_t* mask);
 
   std::shared_ptr<const CompiledGrammar> grammar_;
-  std::unique_ptr<class StackArena> arena_;
+  std::unique_ptr<StackArena> arena_;
   std::vector<Position> history_;  // history_[0]: the start; one more per accepted token
-  std::vector<int32_t> frontier_, heads_, next_;
-  std::vector<std::vector<int32_t>> depth_heads_;  // check_uncertain's walk: stacks per byte depth
+  std::vector<Head> frontier_, heads_;
+  std::vector<std::vector<Head>> depth_heads_;  // check_uncertain's walk: stacks per byte depth
 };
 
 }  // namespace ember::structured

@@ -4,9 +4,21 @@
 
 namespace ember::structured {
 
+StackArena::StackArena(const Grammar& grammar) : g_(grammar), returns_(grammar.num_rules()) {
+  for (const Grammar::State& st : g_.states())
+    for (const Grammar::CallEdge& c : st.calls) returns_[c.rule].push_back(c.ret);
+  for (auto& r : returns_) {
+    std::sort(r.begin(), r.end());
+    r.erase(std::unique(r.begin(), r.end()), r.end());
+  }
+}
+
 int32_t StackArena::node(uint32_t state, int32_t parent) {
   auto [it, fresh] = index_.try_emplace(key(state, parent), static_cast<int32_t>(nodes_.size()));
-  if (fresh) nodes_.push_back({state, parent});
+  if (fresh) {
+    const bool assumed = parent == kAssumed || (parent >= 0 && nodes_[static_cast<size_t>(parent)].assumed);
+    nodes_.push_back({state, parent, assumed});
+  }
   return it->second;
 }
 
@@ -15,41 +27,37 @@ void StackArena::release(size_t mark) {
   nodes_.resize(mark);
 }
 
-void StackArena::expand(std::span<const int32_t> heads, std::vector<int32_t>& frontier, Reach& reach) {
+void StackArena::expand(std::span<const Head> heads, std::vector<Head>& frontier, Reach& reach) {
   frontier.clear();
-  if (++epoch_ == 0) std::fill(visited_.begin(), visited_.end(), 0), epoch_ = 1;
+  seen_.clear();
   work_.assign(heads.begin(), heads.end());
   while (!work_.empty()) {
-    const int32_t n = work_.back();
+    const Head h = work_.back();
     work_.pop_back();
-    if (visited_.size() < nodes_.size()) visited_.resize(nodes_.size() * 2, 0);
-    if (visited_[static_cast<size_t>(n)] == epoch_) continue;
-    visited_[static_cast<size_t>(n)] = epoch_;
-    const Node cur = nodes_[static_cast<size_t>(n)];
-    const Grammar::State& st = g_.states()[cur.state];
-    if (!st.bytes.empty()) frontier.push_back(n);
-    for (const Grammar::CallEdge& c : st.calls) {
-      const int32_t ret = node(c.ret, cur.parent);
-      work_.push_back(node(g_.rule_start(c.rule), ret));
-    }
-    if (st.final) {
-      if (cur.parent == kBottom)
-        reach.can_end = true;
-      else if (cur.parent == kUnknown)
-        reach.hit_unknown = true;
-      else
-        work_.push_back(cur.parent);
+    if (std::find(seen_.begin(), seen_.end(), h) != seen_.end()) continue;
+    seen_.push_back(h);
+    const Grammar::State& st = g_.states()[h.state];
+    if (!st.bytes.empty()) frontier.push_back(h);
+    for (const Grammar::CallEdge& c : st.calls) work_.push_back({g_.rule_start(c.rule), node(c.ret, h.parent)});
+    if (!st.final) continue;
+    if (h.parent == kBottom) {
+      reach.can_end = true;
+    } else if (h.parent == kUnknown || h.parent == kAssumed) {
+      for (uint32_t ret : returns_[st.rule]) work_.push_back({ret, kAssumed});
+    } else {
+      const Node& p = nodes_[static_cast<size_t>(h.parent)];
+      work_.push_back({p.state, p.parent});
     }
   }
 }
 
-void StackArena::step(std::span<const int32_t> frontier, uint8_t byte, std::vector<int32_t>& heads) {
+void StackArena::step(std::span<const Head> frontier, uint8_t byte, std::vector<Head>& heads) const {
   heads.clear();
-  for (int32_t n : frontier) {
-    const int64_t to = g_.next(nodes_[static_cast<size_t>(n)].state, byte);
+  for (const Head& h : frontier) {
+    const int64_t to = g_.next(h.state, byte);
     if (to < 0) continue;
-    const int32_t h = node(static_cast<uint32_t>(to), nodes_[static_cast<size_t>(n)].parent);
-    if (std::find(heads.begin(), heads.end(), h) == heads.end()) heads.push_back(h);
+    const Head next{static_cast<uint32_t>(to), h.parent};
+    if (std::find(heads.begin(), heads.end(), next) == heads.end()) heads.push_back(next);
   }
 }
 

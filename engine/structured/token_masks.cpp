@@ -60,18 +60,18 @@ namespace {
 
 class TablesBuilder {
  public:
-  TablesBuilder(const Grammar& g, const Vocabulary& v) : g_(g), v_(v), arena_(g) {}
+  TablesBuilder(const Grammar& g, const Vocabulary& v) : v_(v), arena_(g) {}
 
   StateTokens build(uint32_t state) {
     accepted_.clear(), uncertain_.clear();
     const size_t mark = arena_.mark();
-    const int32_t start = arena_.node(state, StackArena::kUnknown);
     const auto& trie = v_.trie();
     // The first byte comes from the state itself (its calls and return are other frontier entries).
-    std::vector<int32_t> frontier{start}, heads;
+    const std::vector<Head> frontier{{state, StackArena::kUnknown}};
+    std::vector<Head> heads;
     for (uint32_t k = 0, c = trie[0].first_child; k < trie[0].num_children; ++k, c = trie[c].subtree_end) {
       arena_.step(frontier, trie[c].byte, heads);
-      if (!heads.empty()) walk(c, heads, false);
+      if (!heads.empty()) walk(c, heads);
     }
     arena_.release(mark);
     for (const auto& [first, dup] : v_.duplicates()) {  // a duplicate shares its first's fate
@@ -92,28 +92,26 @@ class TablesBuilder {
   }
 
  private:
-  // `heads`: the stacks after the bytes of trie node `u`. `unknown`: a stack on
-  // the way here returned into the unknown rest.
-  void walk(uint32_t u, std::vector<int32_t> heads, bool unknown) {
+  // `heads`: the stacks after the bytes of trie node `u`. A token is accepted
+  // when a stack that never returned into the unknown rest survives it, and
+  // uncertain when only stacks over an assumed caller do (the matcher decides
+  // with the real stack); with no stack left every longer token is rejected.
+  void walk(uint32_t u, const std::vector<Head>& heads) {
     const auto& trie = v_.trie();
-    if (trie[u].token >= 0) accepted_.push_back(trie[u].token);
+    if (trie[u].token >= 0) {
+      const bool certain = std::any_of(heads.begin(), heads.end(), [&](const Head& h) { return !arena_.assumed(h); });
+      (certain ? accepted_ : uncertain_).push_back(trie[u].token);
+    }
     if (trie[u].num_children == 0) return;
-    std::vector<int32_t> frontier, next;
+    std::vector<Head> frontier, next;
     StackArena::Reach reach;
     arena_.expand(heads, frontier, reach);
-    unknown = unknown || reach.hit_unknown;
     for (uint32_t k = 0, c = trie[u].first_child; k < trie[u].num_children; ++k, c = trie[c].subtree_end) {
       arena_.step(frontier, trie[c].byte, next);
-      if (!next.empty()) {
-        walk(c, next, unknown);
-      } else if (unknown) {
-        for (uint32_t d = c; d < trie[c].subtree_end; ++d)
-          if (trie[d].token >= 0) uncertain_.push_back(trie[d].token);
-      }
+      if (!next.empty()) walk(c, next);
     }
   }
 
-  const Grammar& g_;
   const Vocabulary& v_;
   StackArena arena_;
   std::vector<int32_t> accepted_, uncertain_;
