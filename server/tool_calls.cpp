@@ -229,7 +229,8 @@ ToolCallChunk ToolCallParser::feed(std::string_view text) {
   return std::exchange(out_, {});
 }
 
-ToolCallChunk ToolCallParser::finish() {
+ToolCallChunk ToolCallParser::finish(std::string_view text) {
+  input_.append(text);
   while (step(true)) {
   }
   if (!after_call_) out_.content += held_ws_;

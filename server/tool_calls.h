@@ -83,8 +83,8 @@ class ToolCallParser {
 
   // The content and call pieces `text` completes; what may still turn out either way is held back.
   ToolCallChunk feed(std::string_view text);
-  // The text has ended: what was held back, decided.
-  ToolCallChunk finish();
+  // The last of the text: its pieces and what was held back, decided (a parser is not fed after this).
+  ToolCallChunk finish(std::string_view text = {});
   // Calls sent so far (finish_reason "tool_calls" when any).
   int32_t num_calls() const { return sent_; }
 

@@ -70,8 +70,7 @@ ParsedToolCalls stream(const ToolCallOptions& options, std::string_view text, co
     add(parser.feed(text.substr(at, cut - at)));
     at = cut;
   }
-  add(parser.feed(text.substr(at)));
-  add(parser.finish());
+  add(parser.finish(text.substr(at)));  // (the last piece comes with the end, as the route passes it)
   if (!m.calls.empty() && m.content->empty()) m.content.reset();
   EXPECT_EQ(parser.num_calls(), static_cast<int32_t>(m.calls.size()));
   return m;
@@ -179,6 +178,9 @@ TEST(ToolCalls, EverySplitAddsUpToTheWholeText) {
       ASSERT_EQ(m.content, c.content);
       ASSERT_EQ(calls_of(m), c.calls);
     }
+    const ParsedToolCalls whole_then_end = stream(o, c.text, {c.text.size()});  // feed(text), then finish()
+    EXPECT_EQ(whole_then_end.content, c.content);
+    EXPECT_EQ(calls_of(whole_then_end), c.calls);
     std::vector<size_t> bytes;  // one byte per delta
     for (size_t i = 1; i < c.text.size(); ++i) bytes.push_back(i);
     const ParsedToolCalls m = stream(o, c.text, bytes);
