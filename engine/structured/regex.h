@@ -28,9 +28,9 @@ inline constexpr int64_t kMaxRepetition = 1000;
 // matches the decoded text and `"`, `\` and control characters appear as their shortest JSON escapes.
 enum class RegexEmbedding { kRaw, kJsonString };
 
-// Appends rules to `out` and returns the GBNF expression that matches the
-// regex (a rule name or a parenthesized expression). `prefix` names the rules
-// it adds, so several regexes can live in one grammar.
+// Appends rules to `out` and returns the name of the one that matches the
+// regex: `prefix` itself (the rules it calls are prefix-1, prefix-2, ...), so
+// several regexes can live in one grammar.
 Result<std::string> regex_to_gbnf(std::string_view regex, const std::string& prefix, std::string& out,
                                   RegexEmbedding embedding = RegexEmbedding::kRaw);
 
