@@ -103,12 +103,16 @@ std::optional<ToolCallOptions> tool_call_options(const ChatCompletionRequest& r,
   for (const ordered_json& t : r.tools) o.tool_names.push_back(t.at("function").at("name").get<std::string>());
   o.max_calls = r.parallel_tool_calls ? INT32_MAX : 1;
   switch (r.tool_choice.mode) {
-    case ToolChoice::Mode::kRequired: o.syntax = ToolCallSyntax::kJsonArray; break;
+    case ToolChoice::Mode::kRequired:
+      o.syntax = ToolCallSyntax::kJsonArray;
+      break;
     case ToolChoice::Mode::kNamed:
       o.syntax = ToolCallSyntax::kArguments;
       o.forced_name = r.tool_choice.name;
       break;
-    default: o.syntax = syntax; break;
+    default:
+      o.syntax = syntax;
+      break;
   }
   return o;
 }

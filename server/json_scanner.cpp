@@ -31,16 +31,27 @@ bool JsonScanner::close(char c) {
 bool JsonScanner::value(char c) {
   switch (c) {
     case '{':
-    case '[': return open(c);
+    case '[':
+      return open(c);
     case '"':
       string_is_key_ = false;
       state_ = State::kString;
       return true;
-    case 't': literal_ = "rue"; break;
-    case 'f': literal_ = "alse"; break;
-    case 'n': literal_ = "ull"; break;
-    case '-': state_ = State::kNumMinus; return true;
-    case '0': state_ = State::kNumZero; return true;
+    case 't':
+      literal_ = "rue";
+      break;
+    case 'f':
+      literal_ = "alse";
+      break;
+    case 'n':
+      literal_ = "ull";
+      break;
+    case '-':
+      state_ = State::kNumMinus;
+      return true;
+    case '0':
+      state_ = State::kNumZero;
+      return true;
     default:
       if (!is_digit(c)) return fail();
       state_ = State::kNumInt;

@@ -30,18 +30,25 @@ class JsonScanner {
 
  private:
   enum class State : uint8_t {
-    kStart,        // before the top-level value
-    kValue,        // a value is expected
-    kFirstKey,     // after "{": a key or "}"
-    kKey,          // after "," in an object: a key
-    kColon,        // after a key
-    kFirstValue,   // after "[": a value or "]"
-    kAfterValue,   // "," or the container's close
+    kStart,       // before the top-level value
+    kValue,       // a value is expected
+    kFirstKey,    // after "{": a key or "}"
+    kKey,         // after "," in an object: a key
+    kColon,       // after a key
+    kFirstValue,  // after "[": a value or "]"
+    kAfterValue,  // "," or the container's close
     kString,
     kEscape,
-    kUnicode,      // inside \uXXXX: hex_left_ digits to go
-    kLiteral,      // inside true / false / null: literal_ is the rest
-    kNumMinus, kNumZero, kNumInt, kNumDot, kNumFrac, kNumExp, kNumExpSign, kNumExpDigits,
+    kUnicode,  // inside \uXXXX: hex_left_ digits to go
+    kLiteral,  // inside true / false / null: literal_ is the rest
+    kNumMinus,
+    kNumZero,
+    kNumInt,
+    kNumDot,
+    kNumFrac,
+    kNumExp,
+    kNumExpSign,
+    kNumExpDigits,
     kDone,
     kFailed,
   };
@@ -49,8 +56,8 @@ class JsonScanner {
   bool fail();
   bool open(char c);
   bool close(char c);
-  bool value(char c);        // the first byte of a value
-  bool end_number(char c);   // a byte after a number that may end it
+  bool value(char c);       // the first byte of a value
+  bool end_number(char c);  // a byte after a number that may end it
 
   State state_ = State::kStart;
   bool string_is_key_ = false;

@@ -45,8 +45,9 @@ void read_tool(FieldReader& f, const json& tool, const std::string& param, std::
   ff.read("strict", strict);
   if (ff.failed()) return f.fail(ff.error());
   if (!valid_name(name)) {
-    return f.fail(invalid_request("Invalid '" + fn_param + ".name': string does not match pattern. Expected a string "
-                                  "that matches the pattern '^[a-zA-Z0-9_-]{1,64}$'.",
+    return f.fail(invalid_request("Invalid '" + fn_param +
+                                      ".name': string does not match pattern. Expected a string "
+                                      "that matches the pattern '^[a-zA-Z0-9_-]{1,64}$'.",
                                   fn_param + ".name"));
   }
   if (std::find(names.begin(), names.end(), name) != names.end())
@@ -99,8 +100,8 @@ void read_tool_choice(FieldReader& f, const std::vector<std::string>& names, Too
     return f.fail_type("tool_choice", "a string or an object", *v);
   }
   if ((out.mode == Mode::kRequired || out.mode == Mode::kNamed) && names.empty()) {
-    return f.fail(invalid_request("tool_choice " + v->dump() + " needs 'tools': there is no function to call.",
-                                  "tool_choice"));
+    return f.fail(
+        invalid_request("tool_choice " + v->dump() + " needs 'tools': there is no function to call.", "tool_choice"));
   }
   if (out.mode == Mode::kNamed && std::find(names.begin(), names.end(), out.name) == names.end())
     return f.fail(invalid_request("Tool '" + out.name + "' has not been passed in 'tools'.", "tool_choice"));
@@ -151,7 +152,8 @@ void read_tools(FieldReader& f, std::string_view body, ChatCompletionRequest& r)
   const json* tools = f.find("tools");
   if (tools && !f.failed()) {
     if (!tools->is_array()) return f.fail_type("tools", "an array", *tools);
-    for (size_t i = 0; i < tools->size() && !f.failed(); ++i) read_tool(f, (*tools)[i], nested_param("tools", i), names);
+    for (size_t i = 0; i < tools->size() && !f.failed(); ++i)
+      read_tool(f, (*tools)[i], nested_param("tools", i), names);
   }
   read_tool_choice(f, names, r.tool_choice);
   f.read("parallel_tool_calls", r.parallel_tool_calls);

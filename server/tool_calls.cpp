@@ -3,28 +3,19 @@
 #include "server/tool_calls.h"
 
 #include <algorithm>
-#include <functional>
 #include <random>
 #include <utility>
 
-#include <nlohmann/json.hpp>
-
-#include "common/json_limits.h"
 #include "server/openai_protocol.h"  // make_response_id
+#include "server/tool_call_json.h"
 
 namespace ember {
 namespace {
-
-using nlohmann::json;
 
 constexpr std::string_view kHermesOpen = "<tool_call>";
 constexpr std::string_view kHermesClose = "</tool_call>";
 constexpr std::string_view kPythonTag = "<|python_tag|>";
 constexpr std::string_view kMistralTag = "[TOOL_CALLS]";
-// A head longer than this is not read as one (so a runaway name cannot make each streamed byte rescan it).
-constexpr size_t kMaxHead = 1024;
-
-bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
 enum class Match { kNo, kPartial, kFull };
 
@@ -33,135 +24,6 @@ Match match_at(std::string_view text, size_t pos, std::string_view tag) {
   const size_t n = std::min(tag.size(), text.size() - pos);
   if (text.substr(pos, n) != tag.substr(0, n)) return Match::kNo;
   return n == tag.size() ? Match::kFull : Match::kPartial;
-}
-
-enum class Head { kNo, kNotObject, kMore, kYes };
-struct HeadMatch {
-  Head result = Head::kNo;
-  size_t length = 0;  // kYes: the head's bytes, up to the arguments' "{"
-  std::string name;
-};
-
-// `{"name": "<string>", "arguments": ` ("parameters" too) with JSON whitespace between, followed by "{".
-HeadMatch read_head(std::string_view text) {
-  const std::string_view s = text.substr(0, kMaxHead);
-  size_t i = 0;
-  const auto skip_ws = [&] {
-    while (i < s.size() && is_ws(s[i])) ++i;
-  };
-  const auto literal = [&](std::string_view lit) {
-    skip_ws();
-    for (char c : lit) {
-      if (i == s.size()) return Head::kMore;
-      if (s[i++] != c) return Head::kNo;
-    }
-    return Head::kYes;
-  };
-  const auto string = [&](std::string& out) {
-    skip_ws();
-    if (i == s.size()) return Head::kMore;
-    if (s[i] != '"') return Head::kNo;
-    const size_t start = i++;
-    for (;; ++i) {
-      if (i >= s.size()) return Head::kMore;
-      if (static_cast<unsigned char>(s[i]) < 0x20) return Head::kNo;
-      if (s[i] == '\\') ++i;
-      else if (s[i] == '"') break;
-    }
-    const json v = json::parse(s.substr(start, ++i - start), nullptr, false);
-    if (v.is_discarded()) return Head::kNo;
-    out = v.get<std::string>();
-    return Head::kYes;
-  };
-  HeadMatch m;
-  std::string key;
-  const std::function<Head()> parts[] = {
-      [&] {
-        skip_ws();
-        return i == s.size() ? Head::kMore : s[i++] == '{' ? Head::kYes : Head::kNotObject;
-      },
-      [&] { return literal("\"name\""); },
-      [&] { return literal(":"); },
-      [&] { return string(m.name); },
-      [&] { return literal(","); },
-      [&] { return string(key); },
-      [&] { return key == "arguments" || key == "parameters" ? literal(":") : Head::kNo; },
-      [&] {
-        skip_ws();
-        return i == s.size() ? Head::kMore : s[i] == '{' ? Head::kYes : Head::kNo;
-      },
-  };
-  for (const auto& part : parts)
-    if ((m.result = part()) != Head::kYes) break;
-  m.length = i;
-  // Cut off by kMaxHead rather than by the text: as undecided as it will ever be.
-  if (m.result == Head::kMore && text.size() > s.size()) m.result = Head::kNo;
-  return m;
-}
-
-bool known(const std::vector<std::string>& names, const std::string& name) {
-  return names.empty() || std::find(names.begin(), names.end(), name) != names.end();
-}
-
-struct Call {
-  std::string name;
-  std::string arguments;
-};
-
-json parse_bounded(std::string_view text) {
-  if (!check_json_shape(text, 128, size_t{1} << 16, "tool call")) return json::value_t::discarded;
-  return json::parse(text, nullptr, false);
-}
-
-// One call object read whole: {"name", "arguments" or "parameters": an object, or a string holding one}.
-std::optional<Call> whole_call(std::string_view text, const std::vector<std::string>& names) {
-  const json j = parse_bounded(text);
-  if (!j.is_object()) return std::nullopt;
-  const auto name = j.find("name");
-  if (name == j.end() || !name->is_string() || !known(names, name->get<std::string>())) return std::nullopt;
-  auto args = j.find("arguments");
-  if (args == j.end()) args = j.find("parameters");
-  Call call{name->get<std::string>(), "{}"};
-  if (args != j.end()) {
-    const json value = args->is_string() ? parse_bounded(args->get<std::string>()) : *args;
-    if (!value.is_object()) return std::nullopt;
-    call.arguments = value.dump(-1, ' ', false, json::error_handler_t::replace);
-  }
-  return call;
-}
-
-// Call objects joined by `sep` up to the end of the text, or up to `close` and then only whitespace.
-std::optional<std::vector<Call>> whole_call_list(std::string_view text, char sep, char close,
-                                                 const std::vector<std::string>& names) {
-  std::vector<Call> calls;
-  size_t i = 0;
-  const auto skip_ws = [&] {
-    while (i < text.size() && is_ws(text[i])) ++i;
-  };
-  for (;;) {
-    skip_ws();
-    if (i == text.size()) break;
-    JsonScanner scanner;
-    size_t end = i;
-    while (end < text.size() && scanner.feed(text[end]) && !scanner.done()) ++end;
-    if (!scanner.done()) return std::nullopt;
-    auto call = whole_call(text.substr(i, end + 1 - i), names);
-    if (!call) return std::nullopt;
-    calls.push_back(std::move(*call));
-    i = end + 1;
-    skip_ws();
-    if (i < text.size() && text[i] == sep) {
-      ++i;
-    } else if (i < text.size() && close && text[i] == close) {
-      ++i;
-      skip_ws();
-      break;
-    } else {
-      break;
-    }
-  }
-  if (i != text.size() || calls.empty()) return std::nullopt;
-  return calls;
 }
 
 std::string call_id(ToolCallSyntax syntax) {
@@ -185,11 +47,16 @@ std::optional<ToolCallSyntax> tool_call_syntax(std::string_view name) {
 
 std::string_view tool_call_syntax_name(ToolCallSyntax syntax) {
   switch (syntax) {
-    case ToolCallSyntax::kHermes: return "hermes";
-    case ToolCallSyntax::kLlama3Json: return "llama3_json";
-    case ToolCallSyntax::kMistral: return "mistral";
-    case ToolCallSyntax::kJsonArray: return "json_array";
-    case ToolCallSyntax::kArguments: return "arguments";
+    case ToolCallSyntax::kHermes:
+      return "hermes";
+    case ToolCallSyntax::kLlama3Json:
+      return "llama3_json";
+    case ToolCallSyntax::kMistral:
+      return "mistral";
+    case ToolCallSyntax::kJsonArray:
+      return "json_array";
+    case ToolCallSyntax::kArguments:
+      return "arguments";
   }
   return "";
 }
@@ -242,8 +109,10 @@ ToolCallChunk ToolCallParser::finish(std::string_view text) {
 
 bool ToolCallParser::step(bool eof) {
   switch (state_) {
-    case State::kText: return text_step(eof);
-    case State::kHead: return head_step(eof);
+    case State::kText:
+      return text_step(eof);
+    case State::kHead:
+      return head_step(eof);
     case State::kArgs: {
       const size_t start = pos_;
       while (pos_ < input_.size() && state_ == State::kArgs) {
@@ -269,8 +138,10 @@ bool ToolCallParser::step(bool eof) {
       if (pos_ == input_.size() && !scanner_.done() && !scanner_.failed()) return false;
       state_ = State::kAfterCall;
       return true;
-    case State::kAfterCall: return after_call_step(eof);
-    case State::kWhole: return whole_step(eof);
+    case State::kAfterCall:
+      return after_call_step(eof);
+    case State::kWhole:
+      return whole_step(eof);
     case State::kArgsOnly:
       if (calls_ == 0) start_call(options_.forced_name, "");
       add_arguments(std::string_view(input_).substr(pos_));
@@ -285,7 +156,7 @@ bool ToolCallParser::text_step(bool eof) {
   const ToolCallSyntax syntax = options_.syntax;
   while (pos_ < in.size()) {
     const char c = in[pos_];
-    if (is_ws(c)) {
+    if (is_json_space(c)) {
       held_ws_ += c;
       ++pos_;
       continue;
@@ -303,7 +174,7 @@ bool ToolCallParser::text_step(bool eof) {
       if (m == Match::kPartial && !eof) return false;
       if (m == Match::kFull) {
         size_t list = pos_ + kMistralTag.size();
-        while (list < in.size() && is_ws(in[list])) ++list;
+        while (list < in.size() && is_json_space(in[list])) ++list;
         if (list == in.size() && !eof) return false;
         if (list < in.size() && in[list] == '[') {
           const std::string raw(in.substr(pos_, list + 1 - pos_));
@@ -340,13 +211,13 @@ bool ToolCallParser::text_step(bool eof) {
 }
 
 bool ToolCallParser::head_step(bool eof) {
-  const HeadMatch head = read_head(std::string_view(input_).substr(pos_));
+  const HeadMatch head = read_call_head(std::string_view(input_).substr(pos_));
   if (head.result == Head::kMore && !eof) return false;
   if (head.result == Head::kNotObject) {
     to_content(raw_);
     return true;
   }
-  if (head.result == Head::kYes && known(options_.tool_names, head.name)) {
+  if (head.result == Head::kYes && is_known_tool(options_.tool_names, head.name)) {
     scanner_ = JsonScanner();
     for (size_t i = 0; i < head.length; ++i) scanner_.feed(input_[pos_ + i]);  // (valid JSON so far)
     pos_ += head.length;
@@ -362,7 +233,7 @@ bool ToolCallParser::head_step(bool eof) {
 }
 
 bool ToolCallParser::after_call_step(bool eof) {
-  while (pos_ < input_.size() && is_ws(input_[pos_])) ++pos_;  // (whitespace beside a call belongs to neither)
+  while (pos_ < input_.size() && is_json_space(input_[pos_])) ++pos_;  // (whitespace beside a call belongs to neither)
   if (pos_ == input_.size()) return false;
   const std::string_view in(input_);
   state_ = State::kText;
@@ -387,10 +258,13 @@ bool ToolCallParser::after_call_step(bool eof) {
       break;
     case ToolCallSyntax::kMistral:
     case ToolCallSyntax::kJsonArray:
-      if (in[pos_] == ',') open_call(std::string(in.substr(pos_++, 1)), State::kHead);
-      else if (in[pos_] == ']') ++pos_;
+      if (in[pos_] == ',')
+        open_call(std::string(in.substr(pos_++, 1)), State::kHead);
+      else if (in[pos_] == ']')
+        ++pos_;
       break;
-    case ToolCallSyntax::kArguments: break;
+    case ToolCallSyntax::kArguments:
+      break;
   }
   return true;
 }
@@ -405,7 +279,7 @@ bool ToolCallParser::whole_step(bool eof) {
     }
     const size_t end = close == std::string_view::npos ? in.size() : close;
     const size_t after = close == std::string_view::npos ? end : close + kHermesClose.size();
-    if (auto call = whole_call(in.substr(pos_, end - pos_), options_.tool_names)) {
+    if (auto call = read_call(in.substr(pos_, end - pos_), options_.tool_names)) {
       start_call(call->name, std::move(call->arguments));
       state_ = State::kText;
     } else {
@@ -417,8 +291,8 @@ bool ToolCallParser::whole_step(bool eof) {
   if (!eof) return false;  // the other syntaxes list calls up to the end of the text
   const char sep = options_.syntax == ToolCallSyntax::kLlama3Json ? ';' : ',';
   const char close = options_.syntax == ToolCallSyntax::kLlama3Json ? '\0' : ']';
-  if (auto calls = whole_call_list(in.substr(pos_), sep, close, options_.tool_names)) {
-    for (Call& call : *calls) start_call(call.name, std::move(call.arguments));
+  if (auto calls = read_call_list(in.substr(pos_), sep, close, options_.tool_names)) {
+    for (ToolCallText& call : *calls) start_call(call.name, std::move(call.arguments));
     state_ = State::kText;
   } else {
     to_content(raw_ + std::string(in.substr(pos_)));

@@ -49,7 +49,7 @@ struct ToolCallOut {
   int32_t index = 0;              // which call of the choice
   std::optional<std::string> id;  // "chatcmpl-tool-" + 32 hex digits
   std::optional<std::string> name;
-  std::string arguments;          // JSON text (a piece of it in a stream)
+  std::string arguments;  // JSON text (a piece of it in a stream)
 };
 
 struct ToolCallOptions {
@@ -105,28 +105,28 @@ class ToolCallParser {
   bool after_call_step(bool eof);
   bool whole_step(bool eof);
   void open_call(std::string raw, State next);
-  void to_content(std::string_view raw);   // an opening that was no call: its text is content after all
+  void to_content(std::string_view raw);  // an opening that was no call: its text is content after all
   void start_call(const std::string& name, std::string arguments);
   void add_arguments(std::string_view piece);
   void content_byte(char c);
 
   ToolCallOptions options_;
   State state_;
-  std::string input_;          // what feed() gave and no step consumed, from pos_
+  std::string input_;  // what feed() gave and no step consumed, from pos_
   size_t pos_ = 0;
-  size_t search_from_ = 0;     // kWhole: where to resume looking for the closing tag
-  std::string held_ws_;        // whitespace in content, sent or dropped once the next byte shows what it borders
-  std::string ws_before_;      // the whitespace before the current opening (content again if it was no call)
-  std::string gap_;            // the whitespace before the latest calls: sent if content follows them
-  std::string raw_;            // the current opening's text (content again if it was no call)
-  bool at_start_ = true;       // only whitespace so far
-  bool has_content_ = false;   // content (not whitespace) sent
-  bool after_call_ = false;    // a call was read and no content followed yet
-  int32_t calls_ = 0;          // calls read (sent or dropped past max_calls)
+  size_t search_from_ = 0;    // kWhole: where to resume looking for the closing tag
+  std::string held_ws_;       // whitespace in content, sent or dropped once the next byte shows what it borders
+  std::string ws_before_;     // the whitespace before the current opening (content again if it was no call)
+  std::string gap_;           // the whitespace before the latest calls: sent if content follows them
+  std::string raw_;           // the current opening's text (content again if it was no call)
+  bool at_start_ = true;      // only whitespace so far
+  bool has_content_ = false;  // content (not whitespace) sent
+  bool after_call_ = false;   // a call was read and no content followed yet
+  int32_t calls_ = 0;         // calls read (sent or dropped past max_calls)
   int32_t sent_ = 0;
-  bool sending_ = false;       // the current call is sent
-  JsonScanner scanner_;        // over the current call object
-  ToolCallChunk out_;          // what the current feed()/finish() returns
+  bool sending_ = false;  // the current call is sent
+  JsonScanner scanner_;   // over the current call object
+  ToolCallChunk out_;     // what the current feed()/finish() returns
 };
 
 }  // namespace ember

@@ -115,9 +115,9 @@ TEST(ChatTools, ParseOptionsFollowToolChoice) {
 TEST(ChatTools, SyntaxFromTheTemplate) {
   const std::string dir = std::string(EMBER_SOURCE_DIR) + "/tests/fixtures/chat_templates/";
   const std::vector<std::pair<std::string, ToolCallSyntax>> want = {
-      {"qwen2.5-3b-instruct", ToolCallSyntax::kHermes},         {"smollm2-135m-instruct", ToolCallSyntax::kHermes},
-      {"llama-3.1-8b-instruct", ToolCallSyntax::kLlama3Json},   {"llama-3.2-3b-instruct", ToolCallSyntax::kLlama3Json},
-      {"mistral-7b-instruct-v0.3", ToolCallSyntax::kMistral},   {"llama-2-7b-chat", ToolCallSyntax::kHermes}};
+      {"qwen2.5-3b-instruct", ToolCallSyntax::kHermes},       {"smollm2-135m-instruct", ToolCallSyntax::kHermes},
+      {"llama-3.1-8b-instruct", ToolCallSyntax::kLlama3Json}, {"llama-3.2-3b-instruct", ToolCallSyntax::kLlama3Json},
+      {"mistral-7b-instruct-v0.3", ToolCallSyntax::kMistral}, {"llama-2-7b-chat", ToolCallSyntax::kHermes}};
   for (const auto& [name, syntax] : want) {
     const std::string source = read_file(dir + name + ".jinja");
     ASSERT_FALSE(source.empty()) << name;
@@ -135,7 +135,8 @@ TEST(ChatTools, ATemplateWithoutToolsGetsThemInTheSystemMessage) {
         {"id": "c2", "type": "function", "function": {"name": "ping", "arguments": "{}"}}]},
       {"role": "tool", "tool_call_id": "c1", "content": "18 C"},
       {"role": "tool", "tool_call_id": "c2", "content": "pong"},
-      {"role": "user", "content": "Thanks"}], "tools": )" + kTools + "}",
+      {"role": "user", "content": "Thanks"}], "tools": )" +
+                                  kTools + "}",
                               ProtocolLimits{});
   ASSERT_TRUE(r) << r.error().message;
   const std::vector<ChatMessage> out = with_tools_in_system_message(r->messages, r->tools);
