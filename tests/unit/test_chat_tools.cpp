@@ -166,5 +166,34 @@ TEST(ChatTools, ATemplateWithoutToolsGetsThemInTheSystemMessage) {
   EXPECT_EQ(out2[0].content->rfind("Be brief.\n\n# Tools", 0), 0u);
 }
 
+TEST(ChatTools, ResponsesCarryTheCallsAsOpenAIDoes) {
+  const ResponseHeader h{"chatcmpl-x", 1, "m"};
+  ChatChoiceOut o;
+  o.tool_calls = {ToolCallOut{0, "chatcmpl-tool-1", "get_weather", R"({"city": "Paris"})"}};
+  o.called_tools = true;
+  o.finish_reason = FinishReason::kStop;
+  const json whole = build_chat_completion(h, {o}, Usage{});
+  EXPECT_EQ(whole["choices"][0]["message"],
+            json::parse(R"({"role": "assistant", "content": null, "tool_calls": [{"id": "chatcmpl-tool-1",
+                "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]})"));
+  EXPECT_EQ(whole["choices"][0]["finish_reason"], "tool_calls");
+  o.finish_reason = FinishReason::kLength;  // cut by max_tokens: said so
+  EXPECT_EQ(build_chat_completion(h, {o}, Usage{})["choices"][0]["finish_reason"], "length");
+
+  // Stream pieces: the first with id, type and name, later ones the index and more arguments.
+  ChatChoiceOut first, later;
+  first.tool_calls = {ToolCallOut{0, "chatcmpl-tool-1", "get_weather", "{"}};
+  later.tool_calls = {ToolCallOut{0, std::nullopt, std::nullopt, "}"}};
+  EXPECT_EQ(build_chat_chunk(h, {first})["choices"][0]["delta"],
+            json::parse(R"({"tool_calls": [{"index": 0, "id": "chatcmpl-tool-1", "type": "function",
+                                             "function": {"name": "get_weather", "arguments": "{"}}]})"));
+  EXPECT_EQ(build_chat_chunk(h, {later})["choices"][0]["delta"],
+            json::parse(R"({"tool_calls": [{"index": 0, "function": {"arguments": "}"}}]})"));
+  // No calls: no tool_calls key at all.
+  ChatChoiceOut plain;
+  plain.content = "hi";
+  EXPECT_FALSE(build_chat_completion(h, {plain}, Usage{})["choices"][0]["message"].contains("tool_calls"));
+}
+
 }  // namespace
 }  // namespace ember
