@@ -118,6 +118,8 @@ int run_serve(const ServeOptions& options) {
   sc.api_key = options.api_key;
   sc.served_model_names = options.served_model_name;
   sc.trust_request_chat_template = options.trust_request_chat_template;
+  sc.tool_call_parser = options.tool_call_parser;
+  sc.enable_auto_tool_choice = options.enable_auto_tool_choice;
   sc.allowed_origins.clear();
   for (std::string v : options.allowed_origins) {
     // CLI11 splits a JSON list itself and keeps each element's quotes and spaces: take them off.

@@ -66,6 +66,8 @@ struct ServeOptions {
   double drain_timeout_s = 30.0;
   std::vector<std::string> allowed_origins = {"*"};
   bool trust_request_chat_template = false;  // a request's own chat_template is refused unless set (as vLLM)
+  std::string tool_call_parser;              // hermes | llama3_json | mistral; empty: from the chat template
+  bool enable_auto_tool_choice = true;       // tool_choice "auto" parses calls (vLLM needs the flag; ember's default)
   int max_connections = 2048;
   int max_connections_per_client = 512;
   double http_read_timeout_s = 10.0;

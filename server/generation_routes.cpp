@@ -1,6 +1,7 @@
 // POST /v1/completions and /v1/chat/completions: parse, tokenize, submit one
 // engine request per prompt (the engine fans out n), then either wait and
-// answer with one JSON object or stream SSE chunks as the deltas arrive.
+// answer with one JSON object or stream SSE chunks as the deltas arrive (a chat
+// answer with tools through a ToolCallParser per choice: tool_calls.h).
 // A client that goes away aborts its requests at once, so their KV blocks
 // return to the pool: mid-stream, the failed write says so; without
 // streaming, a request still running after a second is answered chunked,
@@ -239,7 +240,8 @@ void stream_response(httplib::Response& res, std::shared_ptr<Generation> g, Emit
 ApiResult<std::string> HttpServer::Impl::render_chat(const std::vector<ChatMessage>& messages,
                                                      bool add_generation_prompt, bool continue_final_message,
                                                      const nlohmann::json& kwargs,
-                                                     const std::optional<std::string>& request_template) const {
+                                                     const std::optional<std::string>& request_template,
+                                                     const ChatTools& tools) const {
   std::optional<ChatTemplate> own;
   const ChatTemplate* tmpl = chat_template ? &*chat_template : nullptr;
   if (request_template) {
@@ -256,21 +258,28 @@ ApiResult<std::string> HttpServer::Impl::render_chat(const std::vector<ChatMessa
     return invalid_request("this model has no chat template; start the server with --chat-template FILE", "messages");
   if (continue_final_message && (messages.empty() || messages.back().role != "assistant"))
     return invalid_request("continue_final_message needs a final assistant message", "continue_final_message");
-  nlohmann::json list = nlohmann::json::array();
-  for (const ChatMessage& m : messages) list.push_back(to_template_json(m));
   ChatTemplateOptions opt;
   opt.add_generation_prompt = add_generation_prompt && !continue_final_message;
   const Tokenizer& tok = *source->tokenizer;
   if (tok.bos_id() >= 0) opt.bos_token = tok.token_bytes(tok.bos_id());
   if (tok.eos_id() >= 0) opt.eos_token = tok.token_bytes(tok.eos_id());
   if (kwargs.is_object()) opt.extra_context = nlohmann::ordered_json::parse(kwargs.dump());
+  // Tools reach the template's own `tools`, or, for a template that has none, the system message (chat_tools.h).
+  std::vector<ChatMessage> instructed;
+  const bool reads_tools = template_reads_tools(tmpl->source());
+  if (!tools.definitions.empty() && reads_tools) opt.extra_context["tools"] = tools.definitions;
+  if (!tools.definitions.empty() && !reads_tools && tools.instruct)
+    instructed = with_tools_in_system_message(messages, tools.definitions);
+  const std::vector<ChatMessage>& turns = instructed.empty() ? messages : instructed;
+  nlohmann::json list = nlohmann::json::array();
+  for (const ChatMessage& m : turns) list.push_back(to_template_json(m));
   auto rendered = tmpl->render(list, opt);
   if (!rendered) return invalid_request("chat template: " + rendered.error().message, "messages");
   std::string text = std::move(rendered).value();
   if (continue_final_message) {
     // As vLLM: cut what the template put after the final message's content,
     // so the model continues it.
-    const std::string& last = messages.back().content.value_or("");
+    const std::string& last = turns.back().content.value_or("");
     const size_t at = last.empty() ? std::string::npos : text.rfind(last);
     if (at != std::string::npos) text.resize(at + last.size());
   }
@@ -285,6 +294,7 @@ void HttpServer::Impl::handle_completions(const httplib::Request& req, httplib::
   if (!check_model(r.model, res)) return;
   if (r.params.echo && r.params.logprobs)
     return send_error(res, invalid_request("echo with logprobs (prompt logprobs) is not supported", "echo"));
+  if (!attach_grammar(r.structured, r.params, res)) return;
   const Tokenizer& tok = *source->tokenizer;
   std::vector<std::vector<int32_t>> prompts;
   for (const PromptInput& p : r.prompts) {
@@ -350,16 +360,29 @@ void HttpServer::Impl::handle_completions(const httplib::Request& req, httplib::
   stream_response(res, g, emit, finale);
 }
 
+bool HttpServer::Impl::attach_grammar(const std::optional<StructuredOutput>& structured, SamplingParams& params,
+                                      httplib::Response& res) const {
+  if (!structured) return true;
+  auto compiled = grammars->get(structured->gbnf);
+  if (!compiled.ok()) {
+    send_error(res, invalid_request("Cannot use " + structured->field + ": " + compiled.error().message, structured->field));
+    return false;
+  }
+  params.grammar = *compiled;
+  return true;
+}
+
 std::shared_ptr<Generation> HttpServer::Impl::start_chat(ChatCompletionRequest& r, const ResponseHeader& header,
                                                          httplib::Response& res) {
   Impl& s = *this;
   if (!s.check_model(r.model, res)) return nullptr;
   auto text = s.render_chat(r.messages, r.add_generation_prompt, r.continue_final_message, r.chat_template_kwargs,
-                          r.chat_template);
+                            r.chat_template, ChatTools{r.tools, r.tool_choice.mode != ToolChoice::Mode::kNone});
   if (!text) {
     s.send_error(res, text.error());
     return nullptr;
   }
+  if (!s.attach_grammar(r.structured, r.params, res)) return nullptr;
   const Tokenizer& tok = *s.source->tokenizer;
   std::vector<int32_t> ids = tok.encode(*text, r.add_special_tokens);
   if (auto bad = check_request_limits(ids, r.requested_max_tokens, s.engine->request_limits(), r.params.max_tokens,
@@ -380,19 +403,34 @@ void HttpServer::Impl::handle_chat(const httplib::Request& req, httplib::Respons
   auto parsed = parse_chat_request(req.body, limits);
   if (!parsed) return send_error(res, parsed.error());
   ChatCompletionRequest& r = *parsed;
+  if (r.tool_choice.mode == ToolChoice::Mode::kAuto && !r.tools.empty() && !config.enable_auto_tool_choice) {
+    return send_error(res, invalid_request("tool_choice \"auto\" needs the server to run with "
+                                           "--enable-auto-tool-choice", "tool_choice"));
+  }
+  // The model's calls are read as --tool-call-parser says, else as its (or the request's) template teaches them.
+  const ToolCallSyntax syntax =
+      config.tool_call_parser.empty() && r.chat_template ? detect_tool_call_syntax(*r.chat_template) : tool_syntax;
+  const std::optional<ToolCallOptions> tools = tool_call_options(r, syntax);
   ResponseHeader header{make_response_id("chatcmpl"), unix_now(), r.model.empty() ? model_name() : r.model};
   std::shared_ptr<Generation> g = start_chat(r, header, res);
   if (!g) return;
 
   if (!r.stream.stream) {
-    return respond_when_done(res, g, [g, header]() {
+    return respond_when_done(res, g, [g, header, tools]() {
       std::vector<ChatChoiceOut> out;
       for (size_t i = 0; i < g->choices.size(); ++i) {
         ChoiceState& c = g->choices[i];
         ChatChoiceOut o;
         o.index = static_cast<int32_t>(i);
         o.role = "assistant";
-        o.content = c.text;
+        if (tools) {
+          ParsedToolCalls message = parse_tool_calls(*tools, c.text);
+          o.content = std::move(message.content);
+          o.tool_calls = std::move(message.calls);
+          o.called_tools = !o.tool_calls.empty();
+        } else {
+          o.content = c.text;
+        }
         if (g->want_logprobs) o.logprobs = c.logprobs;
         o.finish_reason = c.finish;
         o.stop_reason = c.stop_reason;
@@ -413,7 +451,10 @@ void HttpServer::Impl::handle_chat(const httplib::Request& req, httplib::Respons
     opening += sse_event(build_chat_chunk(header, {o}));
   }
   auto opened = std::make_shared<bool>(false);
-  auto emit = [g, header, continuous, opening, opened](int32_t index, const SequenceDelta& d) {
+  // With tools, each choice's text goes through its own parser: content and tool-call pieces come out.
+  auto parsers = std::make_shared<std::vector<ToolCallParser>>();
+  if (tools) parsers->assign(g->choices.size(), ToolCallParser(*tools));
+  auto emit = [g, header, continuous, opening, opened, parsers](int32_t index, const SequenceDelta& d) {
     std::string out;
     if (!*opened) {
       *opened = true;
@@ -421,14 +462,23 @@ void HttpServer::Impl::handle_chat(const httplib::Request& req, httplib::Respons
     }
     ChatChoiceOut o;
     o.index = index;
-    if (!d.text.empty() || d.finish == FinishReason::kNone) o.content = d.text;
+    if (parsers->empty()) {
+      if (!d.text.empty() || d.finish == FinishReason::kNone) o.content = d.text;
+    } else {
+      ToolCallParser& parser = (*parsers)[static_cast<size_t>(index)];
+      ToolCallChunk piece = d.finish == FinishReason::kNone ? parser.feed(d.text) : parser.finish(d.text);
+      if (!piece.content.empty()) o.content = std::move(piece.content);
+      o.tool_calls = std::move(piece.calls);
+      o.called_tools = parser.num_calls() > 0;
+    }
     if (g->want_logprobs && !d.logprobs.empty()) {
       const auto& all = g->choices[static_cast<size_t>(index)].logprobs;
       o.logprobs = std::vector<LogprobEntry>(all.end() - static_cast<ptrdiff_t>(d.logprobs.size()), all.end());
     }
     o.finish_reason = d.finish;
     if (d.finish != FinishReason::kNone) o.stop_reason = g->choices[static_cast<size_t>(index)].stop_reason;
-    if (d.text.empty() && d.finish == FinishReason::kNone && d.logprobs.empty()) return out;
+    if (o.content.value_or("").empty() && o.tool_calls.empty() && d.finish == FinishReason::kNone && d.logprobs.empty())
+      return out;
     return out + sse_event(build_chat_chunk(header, {o}, continuous ? std::optional<Usage>(g->usage()) : std::nullopt));
   };
   auto finale = [g, header, include_usage, opening, opened]() {

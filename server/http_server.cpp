@@ -307,8 +307,25 @@ Status HttpServer::set_ready(const ModelSource& source, Engine& engine) {
     if (!parsed) return Error{"chat template: " + parsed.error().message};
     s.chat_template = std::move(parsed).value();
   }
+  if (auto named = tool_call_syntax(s.config.tool_call_parser)) {
+    s.tool_syntax = *named;
+  } else if (!s.config.tool_call_parser.empty()) {
+    return Error{"--tool-call-parser " + s.config.tool_call_parser + ": expected hermes, llama3_json or mistral"};
+  } else {
+    s.tool_syntax = detect_tool_call_syntax(s.chat_template ? s.chat_template->source() : "");
+    const bool instructed = s.chat_template && !template_reads_tools(s.chat_template->source());
+    spdlog::info("tool calls: {} syntax (from the chat template{}; --tool-call-parser overrides)",
+                 tool_call_syntax_name(s.tool_syntax), instructed ? ", which has no tools: ember instructs it" : "");
+  }
   s.source = &source;
   s.engine = &engine;
+  // The vocabulary as grammar text sees it: special tokens have no bytes (never allowed), EOS ends a grammar.
+  std::vector<std::string> token_bytes(static_cast<size_t>(engine.vocab_size()));
+  const Tokenizer& tok = *source.tokenizer;
+  for (int32_t id = 0; id < std::min(engine.vocab_size(), tok.vocab_size()); ++id)
+    if (!tok.is_special(id)) token_bytes[static_cast<size_t>(id)] = tok.token_bytes(id);
+  s.grammars = std::make_unique<structured::GrammarCache>(
+      std::make_shared<structured::Vocabulary>(std::move(token_bytes), engine.eos_ids()));
   s.limits.vocab_size = engine.vocab_size();
   s.limits.max_model_len = engine.scheduler_config().max_model_len;
   s.ready.store(true);

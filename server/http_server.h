@@ -28,6 +28,8 @@ struct ServerConfig {
   int32_t max_sequences_per_request = 512;   // prompts x n
   std::vector<std::string> allowed_origins = {"*"};  // CORS: origins browsers may call from ("*": any, as vLLM)
   bool trust_request_chat_template = false;   // a request's chat_template: 400 unless set
+  std::string tool_call_parser;               // hermes | llama3_json | mistral; empty: from the chat template
+  bool enable_auto_tool_choice = true;        // false: tool_choice "auto" with tools is a 400 (vLLM without the flag)
   double health_stall_timeout_s = 120.0;     // /health 503 when the engine has work but no step this long; 0: never
   // Connections (server/http_connection.h): caps, and how long a request may take to arrive.
   int max_connections = 2048;                // open connections in total; beyond: 503

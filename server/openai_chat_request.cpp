@@ -58,10 +58,6 @@ void read_content(FieldReader& f, const std::string& msg_param, const std::strin
   out = std::move(joined);
 }
 
-ApiError unsupported(const std::string& what, const std::string& param) {
-  return invalid_request(what + " is not supported by ember.", param);
-}
-
 // An assistant message's tool_calls, checked field by field; arguments that
 // hold a JSON object are handed to the template as that object.
 void read_tool_calls(FieldReader& f, const nlohmann::json& calls, const std::string& param, ChatMessage& msg) {
@@ -186,33 +182,8 @@ ApiResult<ChatCompletionRequest> parse_chat_request(std::string_view body, const
   f.read("cache_salt", r.cache_salt);
   f.read("priority", r.priority);
 
-  if (const nlohmann::json* rf = f.find("response_format"); rf && !f.failed()) {
-    if (!rf->is_object()) {
-      f.fail_type("response_format", "an object", *rf);
-    } else {
-      FieldReader rff(*rf, "response_format");
-      std::string type;
-      rff.read("type", type);
-      if (rff.failed()) {
-        f.fail(rff.error());
-      } else if (type != "text") {
-        f.fail(unsupported("response_format type '" + type + "' (structured output)", "response_format.type"));
-      }
-    }
-  }
-  if (const nlohmann::json* tools = f.find("tools"); tools && !f.failed()) {
-    if (!tools->is_array()) {
-      f.fail_type("tools", "an array", *tools);
-    } else if (!tools->empty()) {
-      f.fail(unsupported("Tool calling ('tools')", "tools"));
-    }
-  }
-  if (const nlohmann::json* choice = f.find("tool_choice"); choice && !f.failed()) {
-    // Without tools only "none" and "auto" mean anything, and both mean "answer in text".
-    if (!choice->is_string() || (*choice != "none" && *choice != "auto")) {
-      f.fail(unsupported("tool_choice other than \"none\" or \"auto\"", "tool_choice"));
-    }
-  }
+  read_structured_output(f, body, r.structured);
+  read_tools(f, body, r);  // (after response_format: a forced tool_choice replaces it)
   if (f.failed()) return f.error();
 
   // Chat's logprobs is a bool and top_logprobs the count; the engine wants the

@@ -23,6 +23,7 @@
 #include "engine/sampling_params.h"
 #include "models/tokenizer/unicode.h"
 #include "server/openai_error.h"
+#include "server/tool_calls.h"  // ToolCallOut
 
 namespace ember {
 
@@ -46,6 +47,15 @@ struct PromptInput {
   std::vector<int32_t> token_ids;
 };
 
+// Constrained output: response_format, vLLM's structured_outputs (and its older guided_* fields), or tool_choice
+// "required" / a named function. Parsing turns each into grammar text in ember's GBNF dialect
+// (engine/structured/README.md); the server compiles it against the vocabulary (a 400 when it does not compile)
+// before the request reaches the engine.
+struct StructuredOutput {
+  std::string gbnf;
+  std::string field;  // the request field it came from, for errors ("response_format", "structured_outputs.regex")
+};
+
 // Fields both endpoints share besides the sampling ones.
 struct StreamOptions {
   bool stream = false;
@@ -63,6 +73,7 @@ struct CompletionRequest {
   int32_t priority = 0;                   // vLLM: lower runs first under priority scheduling
   bool skip_special_tokens = true;
   bool add_special_tokens = true;         // tokenize text prompts with BOS (vLLM's default for completions)
+  std::optional<StructuredOutput> structured;
 };
 
 // A chat message after parsing: a list of text parts is joined with "\n" (what
@@ -80,6 +91,14 @@ struct ChatMessage {
 
 // {"role", "content"[, "name", "tool_call_id", "tool_calls"]}: what a chat template iterates over.
 nlohmann::json to_template_json(const ChatMessage& message);
+
+// tool_choice: "none" (answer in text), "auto" (the model decides; its calls are parsed), "required" (at least one
+// call) or one named function; "auto" when tools are given, "none" otherwise (OpenAI's defaults).
+struct ToolChoice {
+  enum class Mode { kNone, kAuto, kRequired, kNamed };
+  Mode mode = Mode::kNone;
+  std::string name;  // kNamed: one of the tools
+};
 
 struct ChatCompletionRequest {
   std::string model;
@@ -99,6 +118,12 @@ struct ChatCompletionRequest {
   std::string user;
   std::optional<std::string> cache_salt;
   int32_t priority = 0;
+  std::optional<StructuredOutput> structured;
+  // tools as sent ([{"type": "function", "function": {"name", "description"?, "parameters"?}}]), validated, keys in
+  // the client's order: what a chat template's `tools` variable receives.
+  nlohmann::ordered_json tools = nlohmann::ordered_json::array();
+  ToolChoice tool_choice;
+  bool parallel_tool_calls = true;
 };
 
 // POST /v1/responses (OpenAI's Responses API), text only: `chat` is the chat
@@ -177,6 +202,8 @@ struct ChatChoiceOut {
   int32_t index = 0;
   std::optional<std::string> role;      // stream: "assistant" in a choice's first chunk only
   std::optional<std::string> content;   // full response: the message; stream: the delta (unset: no key)
+  std::vector<ToolCallOut> tool_calls;  // none: no key (server/tool_calls.h)
+  bool called_tools = false;            // finish_reason "tool_calls" where the engine says "stop"
   std::optional<std::vector<LogprobEntry>> logprobs;
   FinishReason finish_reason = FinishReason::kNone;
   StopReason stop_reason;
@@ -199,10 +226,11 @@ nlohmann::json build_completion(const ResponseHeader& h, const std::vector<Compl
 nlohmann::json build_completion_chunk(const ResponseHeader& h, const std::vector<CompletionChoiceOut>& choices,
                                       const std::optional<Usage>& usage = std::nullopt);
 
-// A full chat.completion: each choice's content is the message (role "assistant").
+// A full chat.completion: each choice's content (and tool_calls) is the message (role "assistant"); finish_reason
+// "tool_calls" for a choice that called tools and stopped.
 nlohmann::json build_chat_completion(const ResponseHeader& h, const std::vector<ChatChoiceOut>& choices,
                                      const Usage& usage);
-// A chat.completion.chunk: each choice's role/content form the delta ({} when both unset).
+// A chat.completion.chunk: each choice's role/content/tool_calls pieces form the delta ({} when all unset).
 nlohmann::json build_chat_chunk(const ResponseHeader& h, const std::vector<ChatChoiceOut>& choices,
                                 const std::optional<Usage>& usage = std::nullopt);
 

@@ -198,6 +198,7 @@ ApiResult<CompletionRequest> parse_completion_request(std::string_view body, con
   f.read("priority", r.priority);
   f.read("skip_special_tokens", r.skip_special_tokens);
   f.read("add_special_tokens", r.add_special_tokens);
+  read_structured_output(f, body, r.structured);
   if (f.failed()) return f.error();
 
   if (auto e = check_sampling(r.params, limits, "max_tokens", "logprobs")) return *e;

@@ -75,6 +75,29 @@ json completion_choice(const CompletionChoiceOut& c) {
   return j;
 }
 
+// Tool calls in a message (whole) or in a delta (pieces: id, type and name only in a call's first).
+json tool_calls_json(const std::vector<ToolCallOut>& calls, bool delta) {
+  json out = json::array();
+  for (const ToolCallOut& c : calls) {
+    json call = json::object();
+    if (delta) call["index"] = c.index;
+    if (c.id) {
+      call["id"] = *c.id;
+      call["type"] = "function";
+    }
+    json fn = json::object();
+    if (c.name) fn["name"] = *c.name;
+    fn["arguments"] = sanitize_utf8(c.arguments);
+    call["function"] = std::move(fn);
+    out.push_back(std::move(call));
+  }
+  return out;
+}
+
+json chat_finish_reason(const ChatChoiceOut& c) {
+  return c.called_tools && c.finish_reason == FinishReason::kStop ? json("tool_calls") : to_json(c.finish_reason);
+}
+
 json header(const ResponseHeader& h, const char* object) {
   json j = {{"id", h.id},
             {"object", object},
@@ -146,10 +169,11 @@ json build_chat_completion(const ResponseHeader& h, const std::vector<ChatChoice
   for (const auto& c : choices) {
     json message = {{"role", c.role.value_or("assistant")},
                     {"content", c.content ? json(sanitize_utf8(*c.content)) : json(nullptr)}};
+    if (!c.tool_calls.empty()) message["tool_calls"] = tool_calls_json(c.tool_calls, /*delta=*/false);
     j["choices"].push_back({{"index", c.index},
                             {"message", std::move(message)},
                             {"logprobs", c.logprobs ? chat_logprobs(*c.logprobs) : json(nullptr)},
-                            {"finish_reason", to_json(c.finish_reason)},
+                            {"finish_reason", chat_finish_reason(c)},
                             {"stop_reason", stop_reason_json(c.stop_reason)}});
   }
   j["usage"] = to_json(usage);
@@ -164,10 +188,11 @@ json build_chat_chunk(const ResponseHeader& h, const std::vector<ChatChoiceOut>&
     json delta = json::object();
     if (c.role) delta["role"] = *c.role;
     if (c.content) delta["content"] = sanitize_utf8(*c.content);
+    if (!c.tool_calls.empty()) delta["tool_calls"] = tool_calls_json(c.tool_calls, /*delta=*/true);
     j["choices"].push_back({{"index", c.index},
                             {"delta", std::move(delta)},
                             {"logprobs", c.logprobs ? chat_logprobs(*c.logprobs) : json(nullptr)},
-                            {"finish_reason", to_json(c.finish_reason)},
+                            {"finish_reason", chat_finish_reason(c)},
                             {"stop_reason", stop_reason_json(c.stop_reason)}});
   }
   if (usage) j["usage"] = to_json(*usage);

@@ -67,6 +67,29 @@ json openapi_document() {
   chat_props["max_completion_tokens"] = {{"type", "integer"}, {"minimum", 1}};
   chat_props["logprobs"] = {{"type", "boolean"}};
   chat_props["top_logprobs"] = {{"type", "integer"}, {"minimum", 0}, {"maximum", 20}};
+  const json function_type = {{"type", "string"}, {"enum", {"function"}}};
+  const json function_name = {{"type", "string"}, {"pattern", "^[a-zA-Z0-9_-]{1,64}$"}};
+  chat_props["tools"] = {
+      {"type", "array"},
+      {"items",
+       {{"type", "object"},
+        {"required", {"type", "function"}},
+        {"properties",
+         {{"type", function_type},
+          {"function",
+           {{"type", "object"},
+            {"required", {"name"}},
+            {"properties",
+             {{"name", function_name}, {"description", {{"type", "string"}}}, {"parameters", {{"type", "object"}}}}}}}}}}}};
+  chat_props["tool_choice"] = {
+      {"oneOf",
+       json::array({{{"type", "string"}, {"enum", {"none", "auto", "required"}}},
+                    {{"type", "object"},
+                     {"required", {"type", "function"}},
+                     {"properties",
+                      {{"type", function_type},
+                       {"function", {{"type", "object"}, {"required", {"name"}}, {"properties", {{"name", function_name}}}}}}}}})}};
+  chat_props["parallel_tool_calls"] = {{"type", "boolean"}};
 
   json schemas = {
       {"Error",

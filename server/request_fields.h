@@ -23,6 +23,15 @@ void read_stream_fields(FieldReader& f, StreamOptions& out);
 std::optional<ApiError> check_sampling(const SamplingParams& p, const ProtocolLimits& limits,
                                        const std::string& max_tokens_param, const std::string& logprobs_param);
 
+// response_format, structured_outputs and vLLM's guided_* fields, turned into grammar text (at most one kind).
+// `body` is the request text (a schema's properties keep the order written there).
+void read_structured_output(FieldReader& f, std::string_view body, std::optional<StructuredOutput>& out);
+
+// tools (function definitions), tool_choice and parallel_tool_calls; tool_choice "required" or a named function
+// sets `structured` to the grammar that forces it (replacing a response_format). `body` is the request's text:
+// the definitions keep its key order.
+void read_tools(FieldReader& f, std::string_view body, ChatCompletionRequest& r);
+
 // "messages": a non-empty list of {role, content, name?, tool_call_id?}.
 void read_messages(FieldReader& f, std::vector<ChatMessage>& out);
 

@@ -13,8 +13,10 @@
 #include <httplib.h>
 
 #include "engine/engine.h"
+#include "engine/structured/token_masks.h"
 #include "models/chat/chat_template.h"
 #include "models/model_source.h"
+#include "server/chat_tools.h"
 #include "server/http_connection.h"
 #include "server/http_server.h"
 #include "server/openai_protocol.h"
@@ -33,6 +35,9 @@ struct HttpServer::Impl {
   const ModelSource* source = nullptr;
   Engine* engine = nullptr;
   std::optional<ChatTemplate> chat_template;
+  ToolCallSyntax tool_syntax = ToolCallSyntax::kHermes;  // --tool-call-parser, else what the template teaches
+  // Structured outputs: grammars compiled against the model's vocabulary, by their text.
+  std::unique_ptr<structured::GrammarCache> grammars;
   ProtocolLimits limits;
   std::atomic<bool> ready{false};
   std::atomic<bool> accepting{true};
@@ -54,7 +59,12 @@ struct HttpServer::Impl {
   // Tokenizes a rendered chat conversation; the ApiError says what was wrong.
   ApiResult<std::string> render_chat(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                                      bool continue_final_message, const nlohmann::json& kwargs,
-                                     const std::optional<std::string>& request_template) const;
+                                     const std::optional<std::string>& request_template,
+                                     const ChatTools& tools = {}) const;
+
+  // Compiles a request's structured output into params.grammar; false once a 400 is sent.
+  bool attach_grammar(const std::optional<StructuredOutput>& structured, SamplingParams& params,
+                      httplib::Response& res) const;
 
   void handle_completions(const httplib::Request& req, httplib::Response& res);
   void handle_chat(const httplib::Request& req, httplib::Response& res);

@@ -127,6 +127,15 @@ int main(int argc, char** argv) {
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   serve_cmd->add_flag("--trust-request-chat-template", serve.trust_request_chat_template,
                       "Accept a chat_template sent in a request (refused otherwise: it runs on the server's CPU)");
+  serve_cmd
+      ->add_option("--tool-call-parser", serve.tool_call_parser,
+                   "How the model writes tool calls: hermes (<tool_call>{...}</tool_call>: Qwen2.5, Hermes, SmolLM2), "
+                   "llama3_json (Llama 3.1+), mistral ([TOOL_CALLS]); default: read from the chat template (hermes "
+                   "for a template without tools, whose system message ember then gives the tools)")
+      ->check(CLI::IsMember({"hermes", "llama3_json", "mistral"}));
+  serve_cmd->add_flag("--enable-auto-tool-choice,!--no-enable-auto-tool-choice", serve.enable_auto_tool_choice,
+                      "Parse the model's tool calls for tool_choice \"auto\" (on by default; vLLM's flag; off: such "
+                      "requests get 400)");
   serve_cmd->add_option("--max-connections", serve.max_connections,
                         "Open HTTP connections in total; more are answered 503 and closed")
       ->check(CLI::PositiveNumber);

@@ -7,6 +7,8 @@
 #include "engine/structured/token_masks.h"
 
 #include <algorithm>
+
+#include <unordered_map>
 #include <numeric>
 
 #include "engine/structured/stack_arena.h"
@@ -15,6 +17,7 @@ namespace ember::structured {
 
 Vocabulary::Vocabulary(std::vector<std::string> token_bytes, std::vector<int32_t> eos_ids)
     : bytes_(std::move(token_bytes)), eos_(std::move(eos_ids)) {
+  for (const std::string& b : bytes_) max_bytes_ = std::max(max_bytes_, b.size());
   std::vector<int32_t> order(bytes_.size());
   std::iota(order.begin(), order.end(), 0);
   std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return bytes_[a] < bytes_[b]; });
@@ -62,6 +65,8 @@ class TablesBuilder {
  public:
   TablesBuilder(const Grammar& g, const Vocabulary& v) : v_(v), arena_(g) {}
 
+  int64_t steps = 0;  // trie nodes visited so far, over all states
+
   StateTokens build(uint32_t state) {
     accepted_.clear(), uncertain_.clear();
     const size_t mark = arena_.mark();
@@ -98,6 +103,7 @@ class TablesBuilder {
   // with the real stack); with no stack left every longer token is rejected.
   void walk(uint32_t u, const std::vector<Head>& heads) {
     const auto& trie = v_.trie();
+    ++steps;
     if (trie[u].token >= 0) {
       const bool certain = std::any_of(heads.begin(), heads.end(), [&](const Head& h) { return !arena_.assumed(h); });
       (certain ? accepted_ : uncertain_).push_back(trie[u].token);
@@ -117,15 +123,82 @@ class TablesBuilder {
   std::vector<int32_t> accepted_, uncertain_;
 };
 
+// Which states may share a table. In a rule without calls every edge
+// consumes one byte, so two of its states whose runs agree on every byte
+// string of up to `depth` bytes (the same bytes alive, the same points where
+// the rule may end) classify every token of up to `depth` bytes alike: a
+// return leads into the same callers either way. Moore's partition refinement,
+// `depth` rounds, finds them. This is what keeps a counted repetition cheap:
+// the states of [a-z]{0,1000} more than one token's length from either end
+// all share one table.
+struct KeyHash {
+  size_t operator()(const std::vector<uint32_t>& v) const {
+    uint64_t h = 1469598103934665603ull;
+    for (uint32_t x : v) h = (h ^ x) * 1099511628211ull;
+    return static_cast<size_t>(h);
+  }
+};
+
+std::vector<uint32_t> share_tables(const Grammar& g, size_t depth) {
+  const auto& states = g.states();
+  std::vector<char> has_calls(g.num_rules(), 0);
+  for (const auto& st : states) has_calls[st.rule] = has_calls[st.rule] || !st.calls.empty();
+  // Start: one class per (rule, final) among call-free rules; every other state is its own class.
+  std::vector<uint32_t> cls(states.size());
+  std::unordered_map<std::vector<uint32_t>, uint32_t, KeyHash> ids;
+  for (uint32_t s = 0; s < states.size(); ++s) {
+    const std::vector<uint32_t> key = has_calls[states[s].rule]
+                                          ? std::vector<uint32_t>{1, s}
+                                          : std::vector<uint32_t>{0, states[s].rule, states[s].final};
+    cls[s] = ids.try_emplace(key, static_cast<uint32_t>(ids.size())).first->second;
+  }
+  size_t count = ids.size();
+  for (size_t round = 0; round < depth; ++round) {
+    ids.clear();
+    std::vector<uint32_t> next(states.size());
+    for (uint32_t s = 0; s < states.size(); ++s) {
+      std::vector<uint32_t> key{cls[s]};
+      if (!has_calls[states[s].rule]) {
+        // Byte ranges with their targets' classes, adjacent ranges of one class merged: a canonical form.
+        for (const auto& e : states[s].bytes) {
+          const size_t n = key.size();
+          if (n >= 4 && key[n - 1] == cls[e.to] && key[n - 2] + 1 == e.lo)
+            key[n - 2] = e.hi;
+          else
+            key.insert(key.end(), {e.lo, e.hi, cls[e.to]});
+        }
+      }
+      next[s] = ids.try_emplace(std::move(key), static_cast<uint32_t>(ids.size())).first->second;
+    }
+    cls = std::move(next);
+    if (ids.size() == count) break;  // stable: further rounds split nothing
+    count = ids.size();
+  }
+  return cls;
+}
+
 }  // namespace
 
 Result<std::shared_ptr<const CompiledGrammar>> CompiledGrammar::compile(std::shared_ptr<const Grammar> grammar,
-                                                                        std::shared_ptr<const Vocabulary> vocab) {
+                                                                        std::shared_ptr<const Vocabulary> vocab,
+                                                                        const GrammarLimits& limits) {
   auto out = std::make_shared<CompiledGrammar>();
   TablesBuilder builder(*grammar, *vocab);
-  out->tokens_.resize(grammar->states().size());
-  for (uint32_t s = 0; s < grammar->states().size(); ++s)
-    if (!grammar->states()[s].bytes.empty()) out->tokens_[s] = builder.build(s);
+  const std::vector<uint32_t> cls = share_tables(*grammar, vocab->max_token_bytes());
+  std::unordered_map<uint32_t, uint32_t> table_of_class;
+  out->table_of_.assign(grammar->states().size(), 0);
+  out->tables_.emplace_back();
+  for (uint32_t s = 0; s < grammar->states().size(); ++s) {
+    if (grammar->states()[s].bytes.empty()) continue;
+    auto [it, fresh] = table_of_class.try_emplace(cls[s], static_cast<uint32_t>(out->tables_.size()));
+    out->table_of_[s] = it->second;
+    if (!fresh) continue;
+    out->tables_.push_back(builder.build(s));
+    if (builder.steps > limits.max_precompute_steps)
+      return Error{"the grammar is too expensive to compile against this vocabulary (" +
+                   std::to_string(grammar->states().size()) + " automaton states; long bounded repetitions of "
+                   "rules that call others cost the most: write them with * or +)"};
+  }
   out->grammar_ = std::move(grammar);
   out->vocab_ = std::move(vocab);
   return std::shared_ptr<const CompiledGrammar>(std::move(out));
@@ -145,7 +218,7 @@ Result<std::shared_ptr<const CompiledGrammar>> GrammarCache::get(const std::stri
   // Compiled outside the lock: one slow grammar does not hold up the others.
   auto grammar = Grammar::parse(gbnf, limits_);
   if (!grammar.ok()) return grammar.error();
-  auto compiled = CompiledGrammar::compile(std::move(*grammar), vocab_);
+  auto compiled = CompiledGrammar::compile(std::move(*grammar), vocab_, limits_);
   if (!compiled.ok()) return compiled.error();
   std::lock_guard<std::mutex> lock(mu_);
   if (auto it = index_.find(gbnf); it != index_.end()) return it->second->second;

@@ -27,6 +27,7 @@ class Vocabulary {
  public:
   Vocabulary(std::vector<std::string> token_bytes, std::vector<int32_t> eos_ids);
   int32_t size() const { return static_cast<int32_t>(bytes_.size()); }
+  size_t max_token_bytes() const { return max_bytes_; }
   const std::string& bytes(int32_t id) const { return bytes_[static_cast<size_t>(id)]; }
   const std::vector<int32_t>& eos_ids() const { return eos_; }
 
@@ -45,6 +46,7 @@ class Vocabulary {
   std::vector<int32_t> eos_;
   std::vector<TrieNode> trie_;  // node 0 is the root (no byte)
   std::vector<std::pair<int32_t, int32_t>> duplicates_;
+  size_t max_bytes_ = 0;
 };
 
 // A bitset over the vocabulary: bit t set means token t may be sampled.
@@ -60,17 +62,22 @@ struct StateTokens {
 
 class CompiledGrammar {
  public:
+  // An Error past limits.max_precompute_steps.
   static Result<std::shared_ptr<const CompiledGrammar>> compile(std::shared_ptr<const Grammar> grammar,
-                                                                std::shared_ptr<const Vocabulary> vocab);
+                                                                std::shared_ptr<const Vocabulary> vocab,
+                                                                const GrammarLimits& limits = {});
   const Grammar& grammar() const { return *grammar_; }
   const Vocabulary& vocab() const { return *vocab_; }
   // Empty for states without byte edges.
-  const StateTokens& tokens(uint32_t state) const { return tokens_[state]; }
+  const StateTokens& tokens(uint32_t state) const { return tables_[table_of_[state]]; }
+  size_t num_tables() const { return tables_.size(); }
 
  private:
   std::shared_ptr<const Grammar> grammar_;
   std::shared_ptr<const Vocabulary> vocab_;
-  std::vector<StateTokens> tokens_;
+  // States that no token can tell apart share a table (see share_tables in the .cpp); table 0 is empty.
+  std::vector<uint32_t> table_of_;
+  std::vector<StateTokens> tables_;
 };
 
 // GBNF text -> CompiledGrammar for one vocabulary, the most recent `capacity`

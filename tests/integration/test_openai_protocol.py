@@ -255,8 +255,8 @@ def test_completion_errors_reach_the_client(kwargs, param):
     ({"top_logprobs": 3}, "top_logprobs"),
     ({"logprobs": True, "top_logprobs": 25}, "top_logprobs"),
     ({"max_completion_tokens": -1}, "max_completion_tokens"),
-    ({"response_format": {"type": "json_object"}}, "response_format.type"),
-    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
+    ({"response_format": {"type": "json_yaml"}}, "response_format.type"),
+    ({"tools": [{"type": "function", "function": {"name": "f g", "parameters": {}}}]}, "tools.[0].function.name"),
     ({"stream_options": {"include_usage": True}}, "stream_options"),
 ])
 def test_chat_errors_reach_the_client(kwargs, param):

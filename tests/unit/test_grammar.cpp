@@ -157,6 +157,27 @@ TEST(GrammarMatcher, MasksEqualBruteForceWithUtf8AndAlternatives) {
                              30, 25, 2);
 }
 
+TEST(GrammarMatcher, CountedRepetitionsShareTablesAndStayExact) {
+  // States of a counted run further than the longest token from its ends share one table.
+  const std::string text = "root ::= \"\\\"\" [a-b9]{0,30} \"\\\"\" | \"{\" [0-2]{2,25} \"}\"";
+  auto g = must_parse(text);
+  ASSERT_TRUE(g);
+  auto compiled = CompiledGrammar::compile(g, small_vocab());
+  ASSERT_TRUE(compiled.ok());
+  EXPECT_LT((*compiled)->num_tables(), g->states().size() / 2);
+  check_masks_by_brute_force(text, 40, 34, 3);
+}
+
+TEST(GrammarMatcher, CompileWorkIsBounded) {
+  GrammarLimits limits;
+  limits.max_precompute_steps = 1000;
+  auto g = Grammar::parse("root ::= (\"a\" | [0-9] \"b\"){0,200} x\nx ::= \"{\" x? \"}\"");
+  ASSERT_TRUE(g.ok());
+  auto compiled = CompiledGrammar::compile(*g, small_vocab(), limits);
+  ASSERT_FALSE(compiled.ok());
+  EXPECT_NE(compiled.error().message.find("too expensive"), std::string::npos);
+}
+
 TEST(GrammarMatcher, RollbackRestoresThePosition) {
   auto g = must_parse(kJsonish);
   auto vocab = small_vocab();
