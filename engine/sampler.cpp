@@ -57,6 +57,15 @@ double RequestGenerator::next_uniform() {
 
 Sampler::Sampler(std::vector<int32_t> eos_token_ids) : eos_(std::move(eos_token_ids)) {}
 
+bool mask_allows_more_than_stops(const SamplerRow& row, int32_t vocab, std::span<const int32_t> eos) {
+  const std::vector<int32_t>& stops = row.params->stop_token_ids;
+  for (int32_t id = 0; id < vocab; ++id)
+    if (((row.allowed[static_cast<size_t>(id) >> 5] >> (id & 31)) & 1u) &&
+        std::find(eos.begin(), eos.end(), id) == eos.end() && std::find(stops.begin(), stops.end(), id) == stops.end())
+      return true;
+  return false;
+}
+
 std::vector<SampledToken> Sampler::sample(std::span<const SamplerRow> rows) {
   std::vector<SampledToken> out;
   out.reserve(rows.size());
@@ -114,15 +123,8 @@ void Sampler::apply_logit_processors(const SamplerRow& row) {
 
   assert(row.pending_outputs == 0 || !sp.penalizes_outputs());
   // A grammar that allows nothing but the stop tokens outranks min_tokens.
-  auto grammar_allows_more = [&] {
-    for (int32_t id = 0; id < vocab; ++id)
-      if (allowed(id) && std::find(eos_.begin(), eos_.end(), id) == eos_.end() &&
-          std::find(sp.stop_token_ids.begin(), sp.stop_token_ids.end(), id) == sp.stop_token_ids.end())
-        return true;
-    return false;
-  };
   if (sampling::min_tokens_masks(static_cast<int64_t>(row.output_ids.size()) + row.pending_outputs, sp.min_tokens) &&
-      (row.allowed == nullptr || grammar_allows_more())) {
+      (row.allowed == nullptr || mask_allows_more_than_stops(row, vocab, eos_))) {
     if (!sp.ignore_eos)
       for (int32_t id : eos_)
         if (in_vocab(id)) logits_[id] = sampling::masked_logit();

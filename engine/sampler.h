@@ -85,6 +85,11 @@ struct SamplerRow {
   const uint32_t* allowed = nullptr;
 };
 
+// Whether a grammar mask allows some token besides `eos` and the row's
+// stop_token_ids: where it does not, min_tokens leaves EOS unmasked (the CPU
+// and GPU samplers share this rule).
+bool mask_allows_more_than_stops(const SamplerRow& row, int32_t vocab, std::span<const int32_t> eos);
+
 class Sampler {
  public:
   // eos_token_ids: the model's end-of-sequence ids (masked by min_tokens

@@ -83,7 +83,8 @@ void GpuSampler::add_entries(const SamplerRow& row, GpuSamplerRowParams& params)
     e.flags |= kEntryBias;
     e.bias = bias;
   }
-  if (sampling::min_tokens_masks(static_cast<int64_t>(row.output_ids.size()) + row.pending_outputs, sp.min_tokens)) {
+  if (sampling::min_tokens_masks(static_cast<int64_t>(row.output_ids.size()) + row.pending_outputs, sp.min_tokens) &&
+      (row.allowed == nullptr || mask_allows_more_than_stops(row, vocab_, eos_))) {
     if (!sp.ignore_eos)
       for (int32_t id : eos_)
         if (in_vocab(id)) touch(id).flags |= kEntryMask;
@@ -125,6 +126,7 @@ Status GpuSampler::launch(float* d_logits, std::span<const SamplerRow> rows, cud
 
   params_.assign(rows.size(), GpuSamplerRowParams{});
   entries_.clear();
+  masks_.clear();
   counts_.clear();
   sl.n_logprobs.assign(rows.size(), -1);
   bool fast = true;
@@ -156,7 +158,12 @@ Status GpuSampler::launch(float* d_logits, std::span<const SamplerRow> rows, cud
       }
     }
     add_entries(row, p);
-    fast = fast && p.greedy && p.n_logprobs < 0 && p.entry_end == p.entry_begin;
+    if (row.allowed != nullptr) {  // the grammar's bitmask, uploaded after the entries
+      const size_t words = (static_cast<size_t>(vocab_) + 31) / 32;
+      p.mask_offset = static_cast<int64_t>(masks_.size());
+      masks_.insert(masks_.end(), row.allowed, row.allowed + words);
+    }
+    fast = fast && p.greedy && p.n_logprobs < 0 && p.entry_end == p.entry_begin && p.mask_offset < 0;
   }
   sl.rows = n;
   sl.fast = fast;
@@ -169,16 +176,22 @@ Status GpuSampler::launch(float* d_logits, std::span<const SamplerRow> rows, cud
   } else if (n > 0) {
     const size_t params_bytes = rows.size() * sizeof(GpuSamplerRowParams);
     const size_t entries_bytes = entries_.size() * sizeof(GpuSamplerEntry);
+    const size_t masks_bytes = masks_.size() * sizeof(uint32_t);
+    static_assert(sizeof(GpuSamplerRowParams) % 8 == 0 && sizeof(GpuSamplerEntry) % 4 == 0);
     // The slot's previous launch was collected: its staging is free to rewrite.
-    Status st = reserve_upload(sl, params_bytes + entries_bytes, stream);
+    Status st = reserve_upload(sl, params_bytes + entries_bytes + masks_bytes, stream);
     if (!st.ok()) return st;
-    std::memcpy(sl.h_upload, params_.data(), params_bytes);
-    if (entries_bytes) std::memcpy(static_cast<char*>(sl.h_upload) + params_bytes, entries_.data(), entries_bytes);
-    EMBER_CUDA_TRY(
-        cudaMemcpyAsync(sl.d_upload, sl.h_upload, params_bytes + entries_bytes, cudaMemcpyHostToDevice, stream));
-    auto* d_params = static_cast<const GpuSamplerRowParams*>(sl.d_upload);
-    auto* d_entries = reinterpret_cast<GpuSamplerEntry*>(static_cast<char*>(sl.d_upload) + params_bytes);
-    st = launch_sample_rows(d_logits, n, vocab_, d_params, d_entries, sl.d_results, sl.d_tokens, stream);
+    auto* h = static_cast<char*>(sl.h_upload);
+    std::memcpy(h, params_.data(), params_bytes);
+    if (entries_bytes) std::memcpy(h + params_bytes, entries_.data(), entries_bytes);
+    if (masks_bytes) std::memcpy(h + params_bytes + entries_bytes, masks_.data(), masks_bytes);
+    EMBER_CUDA_TRY(cudaMemcpyAsync(sl.d_upload, sl.h_upload, params_bytes + entries_bytes + masks_bytes,
+                                   cudaMemcpyHostToDevice, stream));
+    auto* d = static_cast<char*>(sl.d_upload);
+    auto* d_params = reinterpret_cast<const GpuSamplerRowParams*>(d);
+    auto* d_entries = reinterpret_cast<GpuSamplerEntry*>(d + params_bytes);
+    auto* d_masks = reinterpret_cast<const uint32_t*>(d + params_bytes + entries_bytes);
+    st = launch_sample_rows(d_logits, n, vocab_, d_params, d_entries, d_masks, sl.d_results, sl.d_tokens, stream);
     if (!st.ok()) return st;
     EMBER_CUDA_TRY(cudaMemcpyAsync(sl.h_results, sl.d_results, rows.size() * sizeof(GpuSamplerRowResult),
                                    cudaMemcpyDeviceToHost, stream));

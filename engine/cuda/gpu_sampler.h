@@ -82,6 +82,7 @@ class GpuSampler {
   Status reserve_upload(Slot& slot, size_t bytes, cudaStream_t stream);
   // Appends the row's processor entries and sets params.entry_begin/end.
   void add_entries(const SamplerRow& row, GpuSamplerRowParams& params);
+  std::vector<uint32_t> masks_;  // this launch's grammar bitmasks, back to back (params.mask_offset)
 
   int32_t vocab_;
   int32_t max_rows_;

@@ -460,7 +460,7 @@ __device__ int draw(float* row, int vocab, const GpuSamplerRowParams& p, Smem& s
 
 __global__ void __launch_bounds__(kThreads, 1)
     sample_rows_kernel(float* logits, int vocab, const GpuSamplerRowParams* params, GpuSamplerEntry* entries,
-                       GpuSamplerRowResult* results, int32_t* tokens) {
+                       const uint32_t* masks, GpuSamplerRowResult* results, int32_t* tokens) {
   __shared__ Smem sm;
   const int r = blockIdx.x;
   float* row = logits + static_cast<size_t>(r) * vocab;
@@ -470,6 +470,13 @@ __global__ void __launch_bounds__(kThreads, 1)
   double lse = 0.0;
   if (p.n_logprobs >= 0) lse = raw_logprobs(row, vocab, p.n_logprobs, res, sm);
   __syncthreads();
+
+  if (p.mask_offset >= 0) {  // the grammar first (structured outputs), as the CPU sampler
+    const uint32_t* mask = masks + p.mask_offset;
+    for (int i = threadIdx.x; i < vocab; i += kThreads)
+      if (!((mask[i >> 5] >> (i & 31)) & 1u)) row[i] = sampling::masked_logit();
+    __syncthreads();
+  }
 
   for (int e = p.entry_begin + threadIdx.x; e < p.entry_end; e += kThreads) {
     GpuSamplerEntry& en = entries[e];
@@ -545,10 +552,11 @@ Status launch_argmax_rows(const float* d_logits, int32_t rows, int32_t vocab, in
 }
 
 Status launch_sample_rows(float* d_logits, int32_t rows, int32_t vocab, const GpuSamplerRowParams* d_params,
-                          GpuSamplerEntry* d_entries, GpuSamplerRowResult* d_results, int32_t* d_tokens,
-                          cudaStream_t stream) {
+                          GpuSamplerEntry* d_entries, const uint32_t* d_masks, GpuSamplerRowResult* d_results,
+                          int32_t* d_tokens, cudaStream_t stream) {
   if (rows <= 0) return Status::success();
-  sample_rows_kernel<<<rows, kThreads, 0, stream>>>(d_logits, vocab, d_params, d_entries, d_results, d_tokens);
+  sample_rows_kernel<<<rows, kThreads, 0, stream>>>(d_logits, vocab, d_params, d_entries, d_masks, d_results,
+                                                    d_tokens);
   EMBER_CUDA_TRY(cudaGetLastError());
   return Status::success();
 }

@@ -43,6 +43,7 @@ struct GpuSamplerRowParams {
   int32_t draft = -1;       // >= 0: verify this proposed token (engine/sampler.h, SamplerRow::draft_token)
   double uniform = 0.0;     // the draw's uniform in [0, 1), from the row's RequestGenerator
   double uniform2 = 0.0;    // a verify row's second uniform: the draw after a rejection
+  int64_t mask_offset = -1; // >= 0: the row's grammar bitmask (structured outputs) at masks + mask_offset words
 };
 
 struct GpuSamplerRowResult {
@@ -61,8 +62,11 @@ Status launch_argmax_rows(const float* d_logits, int32_t rows, int32_t vocab, in
 // The full path, one block per row (see sampler_kernels.cu). d_logits is
 // modified in place (processed logits); d_entries' raw fields are written;
 // d_tokens[r] gets row r's token (also in d_results[r]).
+// d_masks: the rows' grammar bitmasks (GpuSamplerRowParams::mask_offset); ids whose bit is clear are masked
+// after the raw logprobs are taken, before the entries (the CPU sampler's order).
 Status launch_sample_rows(float* d_logits, int32_t rows, int32_t vocab, const GpuSamplerRowParams* d_params,
-                          GpuSamplerEntry* d_entries, GpuSamplerRowResult* d_results, int32_t* d_tokens,
+                          GpuSamplerEntry* d_entries, const uint32_t* d_masks, GpuSamplerRowResult* d_results,
+                          int32_t* d_tokens,
                           cudaStream_t stream);
 
 }  // namespace ember

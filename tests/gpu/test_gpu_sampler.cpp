@@ -154,11 +154,39 @@ Batch random_batch(int32_t vocab, int32_t rows, std::mt19937_64& rng) {
   return b;
 }
 
-std::vector<SamplerRow> make_rows(Batch& b, std::vector<RequestGenerator>& gens) {
+// Grammar bitmasks (structured outputs) on a third of the rows: dense, sparse, a single id, and a mask that
+// allows only the stop ids (min_tokens must then leave EOS alone).
+std::vector<std::vector<uint32_t>> random_masks(int32_t vocab, int32_t rows_n, const std::vector<int32_t>& eos,
+                                                std::mt19937_64& rng) {
+  std::vector<std::vector<uint32_t>> masks(static_cast<size_t>(rows_n));
+  const size_t words = (static_cast<size_t>(vocab) + 31) / 32;
+  for (int32_t r = 0; r < rows_n; r += 3) {
+    std::vector<uint32_t>& m = masks[static_cast<size_t>(r)];
+    m.assign(words, 0);
+    const int kind = static_cast<int>(rng() % 4);
+    auto set = [&](int32_t id) { m[static_cast<size_t>(id) >> 5] |= 1u << (id & 31); };
+    if (kind == 3) {
+      for (int32_t e : eos) set(e);
+      continue;
+    }
+    if (kind == 2) {
+      set(static_cast<int32_t>(rng() % static_cast<uint64_t>(vocab)));
+      continue;
+    }
+    const uint64_t one_in = kind == 0 ? 2 : 50;
+    for (int32_t id = 0; id < vocab; ++id)
+      if (rng() % one_in == 0) set(id);
+  }
+  return masks;
+}
+
+std::vector<SamplerRow> make_rows(Batch& b, std::vector<RequestGenerator>& gens,
+                                  const std::vector<std::vector<uint32_t>>& masks = {}) {
   std::vector<SamplerRow> rows;
   for (size_t r = 0; r < b.logits.size(); ++r) {
     rows.push_back({b.logits[r], b.prompt[r], b.output[r], &b.params[r], &gens[r]});
     rows.back().draft_token = b.draft[r];
+    if (r < masks.size() && !masks[r].empty()) rows.back().allowed = masks[r].data();
   }
   return rows;
 }
@@ -169,8 +197,9 @@ struct Tally {
 
 void compare_batch(int32_t vocab, int32_t rows_n, std::vector<int32_t> eos, std::mt19937_64& rng, Tally& tally) {
   Batch b = random_batch(vocab, rows_n, rng);
+  const std::vector<std::vector<uint32_t>> masks = random_masks(vocab, rows_n, eos, rng);
   std::vector<RequestGenerator> cpu_gen = b.gen, gpu_gen = b.gen;
-  std::vector<SamplerRow> cpu_rows = make_rows(b, cpu_gen), gpu_rows = make_rows(b, gpu_gen);
+  std::vector<SamplerRow> cpu_rows = make_rows(b, cpu_gen, masks), gpu_rows = make_rows(b, gpu_gen, masks);
 
   Sampler cpu(eos);
   const std::vector<SampledToken> want = cpu.sample(cpu_rows);
