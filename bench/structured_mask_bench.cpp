@@ -5,6 +5,9 @@
 // Goal (issue 27): under 50 us per token per request on this CPU.
 //
 // usage: structured_mask_bench TOKENIZER.gguf [TOKENIZER.gguf ...] [--tokens N] [--json]
+// Llama 3's vocabulary as a GGUF file comes in llama.cpp's source, which PyPI's llama-cpp-python sdist ships:
+//   pip download --no-deps --no-binary :all: llama-cpp-python -d /tmp/lcp && tar -C /tmp/lcp -xzf /tmp/lcp/*.tar.gz
+//   --wildcards '*/models/ggml-vocab-llama-bpe.gguf'   (then pass that file)
 // Each walk takes the most likely token of a fixed pseudo-random preference among
 // the allowed ones, so strings run long and objects close, as a model's would.
 
