@@ -25,9 +25,10 @@ struct GrammarLimits {
   size_t max_text_bytes = 1 << 20;
   int64_t max_nfa_nodes = 1'000'000;   // after expanding {m,n} repetitions
   int64_t max_states = 100'000;        // automaton states over all rules
-  // Vocabulary-trie nodes visited to precompute the token tables (token_masks.h): about 5 ms of a 2-core
-  // machine per million. Bounded repetitions of broad classes ([a-z]{1,500}) are what costs.
-  int64_t max_precompute_steps = 200'000'000;
+  // Stack operations to precompute the token tables (token_masks.h), counted as they happen: about
+  // half a millisecond of one core per million (the bound: seconds). Long bounded repetitions of rules
+  // that call others are what costs.
+  int64_t max_precompute_steps = 10'000'000'000;
 };
 
 class Grammar {

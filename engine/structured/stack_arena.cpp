@@ -34,6 +34,7 @@ void StackArena::expand(std::span<const Head> heads, std::vector<Head>& frontier
   while (!work_.empty()) {
     const Head h = work_.back();
     work_.pop_back();
+    work_done_ += 1 + static_cast<int64_t>(seen_.size());  // the scan below is the cost when stacks are many
     if (std::find(seen_.begin(), seen_.end(), h) != seen_.end()) continue;
     seen_.push_back(h);
     const Grammar::State& st = g_.states()[h.state];
@@ -53,10 +54,12 @@ void StackArena::expand(std::span<const Head> heads, std::vector<Head>& frontier
 
 void StackArena::step(std::span<const Head> frontier, uint8_t byte, std::vector<Head>& heads) const {
   heads.clear();
+  work_done_ += static_cast<int64_t>(frontier.size());
   for (const Head& h : frontier) {
     const int64_t to = g_.next(h.state, byte);
     if (to < 0) continue;
     const Head next{static_cast<uint32_t>(to), h.parent};
+    work_done_ += static_cast<int64_t>(heads.size());
     if (std::find(heads.begin(), heads.end(), next) == heads.end()) heads.push_back(next);
   }
 }

@@ -53,6 +53,9 @@ class StackArena {
   size_t mark() const { return nodes_.size(); }
   void release(size_t mark);
   size_t size() const { return nodes_.size(); }
+  // Stack operations so far (heads expanded and stepped, and the comparisons that deduplicate them): the
+  // precomputation's work, which its bound counts.
+  int64_t work() const { return work_done_; }
 
  private:
   struct Node {
@@ -68,6 +71,7 @@ class StackArena {
   std::vector<Node> nodes_;
   std::unordered_map<uint64_t, int32_t> index_;
   std::vector<Head> work_, seen_;
+  mutable int64_t work_done_ = 0;
 };
 
 }  // namespace ember::structured

@@ -63,9 +63,10 @@ namespace {
 
 class TablesBuilder {
  public:
-  TablesBuilder(const Grammar& g, const Vocabulary& v) : v_(v), arena_(g) {}
+  TablesBuilder(const Grammar& g, const Vocabulary& v, int64_t max_work) : v_(v), arena_(g), max_work_(max_work) {}
 
-  int64_t steps = 0;  // trie nodes visited so far, over all states
+  // Past the bound the walks stop where they are and the tables are not to be used.
+  bool over_budget() const { return arena_.work() > max_work_; }
 
   StateTokens build(uint32_t state) {
     accepted_.clear(), uncertain_.clear();
@@ -103,7 +104,7 @@ class TablesBuilder {
   // with the real stack); with no stack left every longer token is rejected.
   void walk(uint32_t u, const std::vector<Head>& heads) {
     const auto& trie = v_.trie();
-    ++steps;
+    if (over_budget()) return;
     if (trie[u].token >= 0) {
       const bool certain = std::any_of(heads.begin(), heads.end(), [&](const Head& h) { return !arena_.assumed(h); });
       (certain ? accepted_ : uncertain_).push_back(trie[u].token);
@@ -120,6 +121,7 @@ class TablesBuilder {
 
   const Vocabulary& v_;
   StackArena arena_;
+  int64_t max_work_;
   std::vector<int32_t> accepted_, uncertain_;
 };
 
@@ -183,7 +185,7 @@ Result<std::shared_ptr<const CompiledGrammar>> CompiledGrammar::compile(std::sha
                                                                         std::shared_ptr<const Vocabulary> vocab,
                                                                         const GrammarLimits& limits) {
   auto out = std::make_shared<CompiledGrammar>();
-  TablesBuilder builder(*grammar, *vocab);
+  TablesBuilder builder(*grammar, *vocab, limits.max_precompute_steps);
   const std::vector<uint32_t> cls = share_tables(*grammar, vocab->max_token_bytes());
   std::unordered_map<uint32_t, uint32_t> table_of_class;
   out->table_of_.assign(grammar->states().size(), 0);
@@ -194,7 +196,7 @@ Result<std::shared_ptr<const CompiledGrammar>> CompiledGrammar::compile(std::sha
     out->table_of_[s] = it->second;
     if (!fresh) continue;
     out->tables_.push_back(builder.build(s));
-    if (builder.steps > limits.max_precompute_steps)
+    if (builder.over_budget())
       return Error{"the grammar is too expensive to compile against this vocabulary (" +
                    std::to_string(grammar->states().size()) + " automaton states; long bounded repetitions of "
                    "rules that call others cost the most: write them with * or +)"};
