@@ -12,7 +12,7 @@ set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD_DIR="${EMBER_BUILD_DIR:-$ROOT/build}"
 FUZZ_DIR="${EMBER_FUZZ_BUILD_DIR:-$ROOT/build-fuzz}"
-FUZZ_SECONDS="${EMBER_FUZZ_SECONDS:-30}"
+FUZZ_SECONDS="${EMBER_FUZZ_SECONDS:-20}"
 ASAN_DIR="${EMBER_ASAN_BUILD_DIR:-$ROOT/build-asan}"
 TSAN_DIR="${EMBER_TSAN_BUILD_DIR:-$ROOT/build-tsan}"
 REPORTS="$BUILD_DIR/test-reports"
