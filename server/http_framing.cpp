@@ -271,7 +271,7 @@ std::string normalized_head(const RequestHead& head, size_t body_bytes) {
   std::string out = head.method + " " + head.target + " HTTP/1." + std::to_string(head.minor_version) + "\r\n";
   for (const auto& [name, value] : head.fields) {
     const std::string key = lower(name);
-    if (key == "content-length" || key == "transfer-encoding" || key == "expect") continue;
+    if (key == "content-length" || key == "transfer-encoding" || key == "expect" || key == "accept-encoding") continue;
     out += name + ": " + value + "\r\n";
   }
   out += "Content-Length: " + std::to_string(body_bytes) + "\r\n\r\n";

@@ -88,6 +88,9 @@ class ChunkedDecoder {
 // The head as ember hands it on, with the body already whole: the same
 // request line and fields, less the framing ones (Content-Length,
 // Transfer-Encoding, Expect), plus one Content-Length for `body_bytes`.
+// Accept-Encoding goes too: ember answers uncompressed, since a compressor
+// holds back what must go out at once (streamed events, and the space a
+// long non-streaming answer writes each second to learn that its client left).
 std::string normalized_head(const RequestHead& head, size_t body_bytes);
 
 // A complete response that ember writes itself (refusals before routing):

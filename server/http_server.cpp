@@ -266,6 +266,12 @@ HttpServer::HttpServer(ServerConfig config) : impl_(std::make_unique<Impl>()) {
   policy.keep_alive_timeout_s = impl_->config.http_keep_alive_timeout_s;
   policy.allowed_methods = allowed_methods;
   impl_->http = std::make_unique<GuardedServer>(policy);
+  // httplib's default adds SO_REUSEPORT, which lets a second `ember serve` on the same port start and take a
+  // share of the connections; SO_REUSEADDR alone lets a restart bind past TIME_WAIT and a second server fail.
+  impl_->http->set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   if (impl_->config.served_model_names.empty()) impl_->config.served_model_names.push_back("ember");
   impl_->created = unix_now();
   impl_->limits.max_n = impl_->config.max_n;

@@ -371,11 +371,13 @@ def test_one_request_cannot_fill_the_queue():
 def test_non_streaming_request_is_aborted_when_its_client_goes():
     # A non-streaming request of 3 prompts that would run for a long time: its client closes the connection after 2 s.
     # Every sequence is aborted within seconds (the server probes the client once a second), and the KV blocks return.
+    # The client accepts gzip, as httpx (the openai client) and Go's client do: a compressor must not swallow the probe.
     s = Server("--max-num-seqs", "4", "--max-model-len", "4096", tiny=True)
     try:
         sock = socket.create_connection(("127.0.0.1", s.port), timeout=60)
         payload = json.dumps({"prompt": ["one", "two", "three"], "max_tokens": 4000, "ignore_eos": True}).encode()
         sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Accept-Encoding: gzip, deflate\r\n"
                      b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)
         deadline = time.time() + 20
         while s.metric("ember:num_requests_running") < 3 and time.time() < deadline:
@@ -397,6 +399,16 @@ def test_non_streaming_request_is_aborted_when_its_client_goes():
                                             extra_body={"ignore_eos": True}).usage.completion_tokens == 1500
     finally:
         assert s.stop() == 0, s.read_log()
+
+
+def test_a_second_server_on_a_taken_port_fails_to_start(tiny):
+    # No SO_REUSEPORT: a second `ember serve` on the same port must not start and share the connections.
+    second = subprocess.run([str(EMBER), "serve", "--model", str(TINY_CONFIG), "--load-format", "dummy",
+                             "--tokenizer", str(MODEL), "--port", str(tiny.port)],
+                            capture_output=True, text=True, timeout=60)
+    assert second.returncode != 0, second.stderr[-2000:]
+    code, _, _ = tiny.request("GET", "/health")
+    assert code == 200
 
 
 def test_json_bodies_only_as_json_and_absurd_values_refused(tiny):
