@@ -38,13 +38,18 @@ def free_port():
         return s.getsockname()[1]
 
 
-def run_batch(client, model, schema, max_tokens):
+def run_batch(client, model, schema, max_tokens, regex=None):
     def one(prompt):
         extra = {}
         if schema is not None:
             extra["response_format"] = {"type": "json_schema", "json_schema": {"name": "person", "schema": schema}}
+        body = {}
+        if regex is not None:  # equal lengths: both sides run to max_tokens
+            body = {"ignore_eos": True}
+            if regex:
+                body["structured_outputs"] = {"regex": regex}
         r = client.chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}],
-                                           max_tokens=max_tokens, temperature=0, **extra)
+                                           max_tokens=max_tokens, temperature=0, extra_body=body, **extra)
         return r.usage.completion_tokens, r.choices[0].message.content
     t0 = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(len(PROMPTS)) as pool:
@@ -90,16 +95,25 @@ def main():
         free = run_batch(client, model, None, args.max_tokens)
         structured = run_batch(client, model, SCHEMA, args.max_tokens)
         ratio = structured["output_tok_s"] / free["output_tok_s"]
+        # The same number of tokens on both sides: ignore_eos, 128 tokens each, a regex that never has to end.
+        free_equal = run_batch(client, model, None, args.max_tokens, regex="")
+        regex_equal = run_batch(client, model, None, args.max_tokens, regex=r"[A-Za-z0-9 ,.'\n-]+")
+        ratio_equal = regex_equal["output_tok_s"] / free_equal["output_tok_s"]
         record = {
             "what": "16 concurrent greedy chat requests on the default model through ember serve (CPU): output tok/s "
-                    "with a JSON schema in response_format against free text, same run",
+                    "with a JSON schema in response_format against free text, same run (the lengths differ: JSON ends when the object closes), and "
+                    "the same with equal lengths (ignore_eos, a regex constraint against none)",
             "machine": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "free_text": free, "json_schema": structured, "ratio_structured_to_free": ratio,
             "first_request_new_schema_s": first, "same_schema_again_s": cached,
+            "equal_length": {"free_text": free_equal, "regex": regex_equal, "ratio_regex_to_free": ratio_equal,
+                             "note": "ignore_eos, every request runs to max_tokens on both sides"},
         }
         print(f"free text      {free['output_tok_s']:8.1f} output tok/s ({free['output_tokens']} tokens)")
         print(f"json_schema    {structured['output_tok_s']:8.1f} output tok/s ({structured['output_tokens']} tokens)"
               f"  ratio {ratio:.3f}")
+        print(f"equal lengths: free {free_equal['output_tok_s']:.1f}, regex {regex_equal['output_tok_s']:.1f} "
+              f"output tok/s, ratio {ratio_equal:.3f}")
         print(f"a new schema's first request {first * 1000:.0f} ms, the same schema again {cached * 1000:.0f} ms")
         if args.out:
             pathlib.Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
