@@ -100,7 +100,7 @@ ToolCallChunk ToolCallParser::finish(std::string_view text) {
   input_.append(text);
   while (step(true)) {
   }
-  if (!after_call_) out_.content += held_ws_;
+  if (!after_call_ && !forced()) out_.content += held_ws_;
   held_ws_.clear();
   input_.clear();
   pos_ = 0;
@@ -310,9 +310,17 @@ void ToolCallParser::open_call(std::string raw, State next) {
 
 // Whitespace beside a call belongs to neither the call nor the content, except that the whitespace before a run
 // of calls separates the content before it from content after it ("Sure <call> done." reads "Sure done.").
+// A forced tool_choice's text is calls and nothing else (its grammar says so): what is left over can only be
+// list syntax that max_tokens cut off, and is not content.
+bool ToolCallParser::forced() const {
+  return options_.syntax == ToolCallSyntax::kJsonArray || options_.syntax == ToolCallSyntax::kArguments;
+}
+
 void ToolCallParser::to_content(std::string_view raw) {
-  out_.content += after_call_ ? gap_ : ws_before_;
-  out_.content += raw;
+  if (!forced()) {
+    out_.content += after_call_ ? gap_ : ws_before_;
+    out_.content += raw;
+  }
   gap_.clear();
   ws_before_.clear();
   after_call_ = false;
@@ -322,8 +330,10 @@ void ToolCallParser::to_content(std::string_view raw) {
 }
 
 void ToolCallParser::content_byte(char c) {
-  out_.content += after_call_ ? gap_ : held_ws_;
-  out_.content += c;
+  if (!forced()) {
+    out_.content += after_call_ ? gap_ : held_ws_;
+    out_.content += c;
+  }
   gap_.clear();
   held_ws_.clear();
   after_call_ = false;

@@ -110,6 +110,7 @@ class ToolCallParser {
   void add_arguments(std::string_view piece);
   void content_byte(char c);
 
+  bool forced() const;
   ToolCallOptions options_;
   State state_;
   std::string input_;  // what feed() gave and no step consumed, from pos_

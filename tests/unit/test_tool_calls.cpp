@@ -224,6 +224,11 @@ std::vector<Case> cases() {
        {{"f", "{}"}},
        {},
        1},
+      {"required: max_tokens cut the list between two calls: the rest is no content",
+       S::kJsonArray,
+       "[{\"name\": \"f\", \"parameters\": {\"x\": 1}},\n  {\n    \"name\": \"f\",",
+       std::nullopt,
+       {{"f", "{\"x\": 1}"}}},
       {"named: the text is the arguments", S::kArguments, "{\"x\": 1}", std::nullopt, {{"forced", "{\"x\": 1}"}}},
       {"named: no text", S::kArguments, "", std::nullopt, {{"forced", ""}}},
   };
