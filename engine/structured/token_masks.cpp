@@ -206,8 +206,18 @@ Result<std::shared_ptr<const CompiledGrammar>> CompiledGrammar::compile(std::sha
   return std::shared_ptr<const CompiledGrammar>(std::move(out));
 }
 
-GrammarCache::GrammarCache(std::shared_ptr<const Vocabulary> vocab, size_t capacity, GrammarLimits limits)
-    : vocab_(std::move(vocab)), capacity_(capacity), limits_(limits) {}
+size_t CompiledGrammar::memory_bytes() const {
+  size_t n = table_of_.size() * sizeof(uint32_t) + grammar_->states().size() * sizeof(Grammar::State);
+  for (const StateTokens& t : tables_)
+    n += sizeof(StateTokens) + (t.accepted_bits.size() + t.accepted.size() + t.uncertain.size()) * sizeof(uint32_t);
+  for (const Grammar::State& st : grammar_->states())
+    n += st.bytes.size() * sizeof(Grammar::ByteEdge) + st.calls.size() * sizeof(Grammar::CallEdge);
+  return n;
+}
+
+GrammarCache::GrammarCache(std::shared_ptr<const Vocabulary> vocab, size_t capacity, GrammarLimits limits,
+                           size_t max_bytes)
+    : vocab_(std::move(vocab)), capacity_(capacity), limits_(limits), max_bytes_(max_bytes) {}
 
 Result<std::shared_ptr<const CompiledGrammar>> GrammarCache::get(const std::string& gbnf) {
   {
@@ -226,7 +236,10 @@ Result<std::shared_ptr<const CompiledGrammar>> GrammarCache::get(const std::stri
   if (auto it = index_.find(gbnf); it != index_.end()) return it->second->second;
   lru_.emplace_front(gbnf, *compiled);
   index_[gbnf] = lru_.begin();
-  if (lru_.size() > capacity_) {
+  bytes_ += (*compiled)->memory_bytes();
+  // Requests still running keep their grammar alive (shared_ptr); the cache only lets go of it.
+  while (lru_.size() > 1 && (lru_.size() > capacity_ || bytes_ > max_bytes_)) {
+    bytes_ -= lru_.back().second->memory_bytes();
     index_.erase(lru_.back().first);
     lru_.pop_back();
   }

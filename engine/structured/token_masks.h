@@ -71,6 +71,8 @@ class CompiledGrammar {
   // Empty for states without byte edges.
   const StateTokens& tokens(uint32_t state) const { return tables_[table_of_[state]]; }
   size_t num_tables() const { return tables_.size(); }
+  // What its tables and automaton hold (the cache's bound counts it).
+  size_t memory_bytes() const;
 
  private:
   std::shared_ptr<const Grammar> grammar_;
@@ -80,11 +82,14 @@ class CompiledGrammar {
   std::vector<StateTokens> tables_;
 };
 
-// GBNF text -> CompiledGrammar for one vocabulary, the most recent `capacity`
-// kept (a schema sent with every request compiles once). Thread-safe.
+// GBNF text -> CompiledGrammar for one vocabulary, the most recent kept while
+// they number at most `capacity` and hold at most `max_bytes` (a schema sent
+// with every request compiles once; a client sending new ones cannot grow it
+// past the bound). Thread-safe.
 class GrammarCache {
  public:
-  GrammarCache(std::shared_ptr<const Vocabulary> vocab, size_t capacity = 64, GrammarLimits limits = {});
+  GrammarCache(std::shared_ptr<const Vocabulary> vocab, size_t capacity = 64, GrammarLimits limits = {},
+               size_t max_bytes = size_t{512} << 20);
   Result<std::shared_ptr<const CompiledGrammar>> get(const std::string& gbnf);
   const Vocabulary& vocab() const { return *vocab_; }
 
@@ -92,6 +97,7 @@ class GrammarCache {
   std::shared_ptr<const Vocabulary> vocab_;
   size_t capacity_;
   GrammarLimits limits_;
+  size_t max_bytes_, bytes_ = 0;
   std::mutex mu_;
   std::list<std::pair<std::string, std::shared_ptr<const CompiledGrammar>>> lru_;  // most recent first
   std::unordered_map<std::string, decltype(lru_)::iterator> index_;

@@ -178,6 +178,23 @@ TEST(GrammarMatcher, CompileWorkIsBounded) {
   EXPECT_NE(compiled.error().message.find("too expensive"), std::string::npos);
 }
 
+TEST(GrammarCache, KeepsRecentGrammarsWithinItsBounds) {
+  auto vocab = small_vocab();
+  GrammarCache by_count(vocab, 2);
+  auto a = by_count.get("root ::= \"a\"");
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(by_count.get("root ::= \"a\"").value(), *a);  // cached: the same object
+  ASSERT_TRUE(by_count.get("root ::= \"b\"").ok());
+  ASSERT_TRUE(by_count.get("root ::= \"c\"").ok());   // evicts "a", the least recent
+  EXPECT_NE(by_count.get("root ::= \"a\"").value(), *a);
+  EXPECT_FALSE(by_count.get("root ::= nope").ok());
+  GrammarCache by_bytes(vocab, 64, {}, (*a)->memory_bytes() + 1);  // room for one at a time
+  auto x = by_bytes.get("root ::= \"x\"");
+  ASSERT_TRUE(x.ok());
+  ASSERT_TRUE(by_bytes.get("root ::= \"y\"").ok());
+  EXPECT_NE(by_bytes.get("root ::= \"x\"").value(), *x);  // "y" pushed it out
+}
+
 TEST(GrammarMatcher, RollbackRestoresThePosition) {
   auto g = must_parse(kJsonish);
   auto vocab = small_vocab();
