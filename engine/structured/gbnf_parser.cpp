@@ -3,12 +3,12 @@
 
 #include <algorithm>
 
+#include "engine/structured/code_points.h"
 #include "engine/structured/gbnf_ast.h"
 
 namespace ember::structured {
 namespace {
 
-constexpr uint32_t kMaxCodePoint = 0x10FFFF;
 constexpr int kMaxNesting = 200;  // parentheses, so a hostile text cannot overflow the stack
 
 class Parser {
@@ -243,23 +243,6 @@ class Parser {
     if (v > kMaxCodePoint || (v >= 0xD800 && v <= 0xDFFF)) fail("an escape names no Unicode scalar value");
     return v;
   }
-  static void append_utf8(uint32_t cp, std::string& out) {
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-  }
   GbnfExpr literal() {
     GbnfExpr e = make(GbnfExpr::Kind::kLiteral);
     ++pos_;  // "
@@ -284,33 +267,8 @@ class Parser {
       ranges.emplace_back(lo, hi);
     }
     ++pos_;
-    std::sort(ranges.begin(), ranges.end());
-    std::vector<std::pair<uint32_t, uint32_t>> merged;
-    for (const auto& r : ranges) {
-      if (!merged.empty() && r.first <= merged.back().second + 1)
-        merged.back().second = std::max(merged.back().second, r.second);
-      else
-        merged.push_back(r);
-    }
-    if (!negated) {
-      e.ranges = std::move(merged);
-      return e;
-    }
-    // The complement over Unicode scalar values (surrogates are never text).
-    uint32_t next = 0;
-    auto add = [&](uint32_t lo, uint32_t hi) {
-      if (lo <= 0xD7FF && hi >= 0xD800) {
-        if (lo <= 0xD7FF) e.ranges.emplace_back(lo, 0xD7FF);
-        if (hi >= 0xE000) e.ranges.emplace_back(0xE000, hi);
-      } else if (!(lo >= 0xD800 && hi <= 0xDFFF)) {
-        e.ranges.emplace_back(std::max(lo, lo >= 0xD800 && lo <= 0xDFFF ? 0xE000u : lo), hi);
-      }
-    };
-    for (const auto& r : merged) {
-      if (r.first > next) add(next, r.first - 1);
-      next = r.second + 1;
-    }
-    if (next <= kMaxCodePoint) add(next, kMaxCodePoint);
+    // Unicode scalar values only (surrogates are never text), the complement over them when negated.
+    e.ranges = negated ? complement(normalized(std::move(ranges))) : normalized(std::move(ranges));
     return e;
   }
 
