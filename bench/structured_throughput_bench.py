@@ -6,6 +6,10 @@ repeat (the cache). On the CPU every step waits for its tokens anyway, so this m
 per-token grammar work, not lost overlap.
 
     .venv/bin/python bench/structured_throughput_bench.py [--out bench/results/DATE-cpu-structured-throughput.json]
+
+On a GPU (scripts/gpu_check.sh, stage `structured`): --concurrency 32 and --server-args with the model and
+--device cuda; --no-async-scheduling among the server arguments measures what async scheduling would add to free
+text (steps with a grammar row wait for their tokens either way: the next mask needs them).
 """
 import argparse
 import concurrent.futures
@@ -28,8 +32,11 @@ SCHEMA = {"type": "object", "properties": {
     "name": {"type": "string"}, "age": {"type": "integer"}, "city": {"type": "string"},
     "hobbies": {"type": "array", "items": {"type": "string"}, "maxItems": 8},
     "employed": {"type": "boolean"}}, "required": ["name", "age", "city", "hobbies", "employed"]}
-PROMPTS = [f"Describe person number {i}: their name, age, city, hobbies and whether they work. Answer in JSON."
-           for i in range(16)]
+
+
+def prompts(n):
+    return [f"Describe person number {i}: their name, age, city, hobbies and whether they work. Answer in JSON."
+            for i in range(n)]
 
 
 def free_port():
@@ -38,7 +45,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def run_batch(client, model, schema, max_tokens, regex=None):
+def run_batch(client, model, schema, max_tokens, regex=None, concurrency=16):
     def one(prompt):
         extra = {}
         if schema is not None:
@@ -50,15 +57,16 @@ def run_batch(client, model, schema, max_tokens, regex=None):
                 body["structured_outputs"] = {"regex": regex}
         r = client.chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}],
                                            max_tokens=max_tokens, temperature=0, extra_body=body, **extra)
-        return r.usage.completion_tokens, r.choices[0].message.content
+        return r.usage.completion_tokens, r.choices[0].message.content, r.choices[0].finish_reason
     t0 = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(len(PROMPTS)) as pool:
-        results = list(pool.map(one, PROMPTS))
+    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+        results = list(pool.map(one, prompts(concurrency)))
     wall = time.perf_counter() - t0
-    tokens = sum(n for n, _ in results)
+    tokens = sum(n for n, _, _ in results)
     if schema is not None:
-        for _, text in results:
-            json.loads(text)  # every structured answer parses (or the run is wrong)
+        for _, text, finish in results:
+            if finish == "stop":  # every finished structured answer parses (or the run is wrong)
+                json.loads(text)
     return {"output_tokens": tokens, "seconds": wall, "output_tok_s": tokens / wall}
 
 
@@ -66,9 +74,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out")
     ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--ember", default=str(EMBER))
+    ap.add_argument("--server-args", help="JSON list of `ember serve` arguments (default: the default model)")
     args = ap.parse_args()
     port = free_port()
-    server = subprocess.Popen([str(EMBER), "serve", "--model", MODEL, "--port", str(port)],
+    server_args = json.loads(args.server_args) if args.server_args else ["--model", MODEL]
+    server = subprocess.Popen([args.ember, "serve", *server_args, "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(600):
@@ -91,19 +103,21 @@ def main():
                                        response_format={"type": "json_schema",
                                                         "json_schema": {"name": "p", "schema": fresh}})
         cached = time.perf_counter() - t0
-        run_batch(client, model, None, 8)  # warm-up
-        free = run_batch(client, model, None, args.max_tokens)
-        structured = run_batch(client, model, SCHEMA, args.max_tokens)
+        c = args.concurrency
+        run_batch(client, model, None, 8, concurrency=c)  # warm-up
+        free = run_batch(client, model, None, args.max_tokens, concurrency=c)
+        structured = run_batch(client, model, SCHEMA, args.max_tokens, concurrency=c)
         ratio = structured["output_tok_s"] / free["output_tok_s"]
         # The same number of tokens on both sides: ignore_eos, 128 tokens each, a regex that never has to end.
-        free_equal = run_batch(client, model, None, args.max_tokens, regex="")
-        regex_equal = run_batch(client, model, None, args.max_tokens, regex=r"[A-Za-z0-9 ,.'\n-]+")
+        free_equal = run_batch(client, model, None, args.max_tokens, regex="", concurrency=c)
+        regex_equal = run_batch(client, model, None, args.max_tokens, regex=r"[A-Za-z0-9 ,.'\n-]+", concurrency=c)
         ratio_equal = regex_equal["output_tok_s"] / free_equal["output_tok_s"]
         record = {
-            "what": "16 concurrent greedy chat requests on the default model through ember serve (CPU): output tok/s "
+            "what": f"{c} concurrent greedy chat requests through ember serve: output tok/s "
                     "with a JSON schema in response_format against free text, same run (the lengths differ: JSON ends when the object closes), and "
                     "the same with equal lengths (ignore_eos, a regex constraint against none)",
             "machine": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "server_args": server_args, "concurrency": c, "max_tokens": args.max_tokens,
             "free_text": free, "json_schema": structured, "ratio_structured_to_free": ratio,
             "first_request_new_schema_s": first, "same_schema_again_s": cached,
             "equal_length": {"free_text": free_equal, "regex": regex_equal, "ratio_regex_to_free": ratio_equal,

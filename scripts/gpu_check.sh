@@ -6,8 +6,8 @@
 # serve` on the GPU answering the openai client. Writes everything under $OUT
 # (or ./gpu-results) and ends with a summary table. Fails loudly when there is
 # no GPU: a GPU check never passes by skipping.
-#   EMBER_GPU_STAGES="tests bench llama profile throughput async spec spec_alpha serve" picks stages (default:
-#   all but profile).
+#   EMBER_GPU_STAGES="tests bench llama profile throughput async spec spec_alpha structured serve" picks stages
+#   (default: all but profile; `gemm` runs gemm_bench alone). EMBER_GPU_TEST_FILTER narrows the GPU tests.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUNDLE="$ROOT/.gpu-bundle"
@@ -15,7 +15,7 @@ BUNDLE="$ROOT/.gpu-bundle"
 DEST="${OUT:-$ROOT/gpu-results}"
 R="$(mktemp -d)"
 mkdir -p "$DEST"
-STAGES="${EMBER_GPU_STAGES:-tests bench llama throughput async spec spec_alpha serve}"
+STAGES="${EMBER_GPU_STAGES:-tests bench llama throughput async spec spec_alpha structured serve}"
 export LD_LIBRARY_PATH="$BUNDLE/lib:/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}"
 cd "$ROOT"
 if [[ ! -d "$BUNDLE" && -f "$ROOT/.gpu-bundle.tar.xz" ]]; then tar -C "$ROOT" -xJf "$ROOT/.gpu-bundle.tar.xz"; fi
@@ -37,12 +37,16 @@ run() {  # run NAME TIMEOUT CMD...: output to $R/NAME.log, failure recorded
 has() { [[ " $STAGES " == *" $1 "* ]]; }
 
 if has tests; then
-  run hf_reference 180 python3 scripts/gpu_hf_reference.py /tmp/hf_ref
-  python3 -c "import transformers, torch; print('transformers', transformers.__version__, 'torch', torch.__version__)"
-  cat /tmp/hf_ref/config.json | tr -d '\n' | head -c 1500; echo
+  if [[ -z "${EMBER_GPU_TEST_FILTER:-}" ]]; then
+    run hf_reference 180 python3 scripts/gpu_hf_reference.py /tmp/hf_ref
+    python3 -c "import transformers, torch; print('transformers', transformers.__version__, 'torch', torch.__version__)"
+    cat /tmp/hf_ref/config.json | tr -d '\n' | head -c 1500; echo
+  fi
   # The Hugging Face tests in their own process: a crash there leaves the rest's results.
-  run gpu_tests 420 "$BUNDLE/ember_gpu_tests" --gtest_filter='-*HuggingFace*' --gtest_output="json:$R/gpu_tests.json"
-  EMBER_HF_REF=/tmp/hf_ref run gpu_tests_hf 300 "$BUNDLE/ember_gpu_tests" --gtest_filter='*HuggingFace*' \
+  # EMBER_GPU_TEST_FILTER narrows the first run (a gtest filter; the Hugging Face tests run apart either way).
+  run gpu_tests 420 "$BUNDLE/ember_gpu_tests" --gtest_filter="${EMBER_GPU_TEST_FILTER:-*}:-*HuggingFace*" \
+    --gtest_output="json:$R/gpu_tests.json"
+  [[ -z "${EMBER_GPU_TEST_FILTER:-}" ]] && EMBER_HF_REF=/tmp/hf_ref run gpu_tests_hf 300 "$BUNDLE/ember_gpu_tests" --gtest_filter='*HuggingFace*' \
     --gtest_output="json:$R/gpu_tests_hf.json"
   grep -A30 "fatal signal" "$R/gpu_tests_hf.log" | head -40
   if [[ -n "${EMBER_GPU_TESTS_ONE_PROCESS:-}" ]]; then
@@ -51,6 +55,9 @@ if has tests; then
     grep -A30 "fatal signal" "$R/gpu_tests_all.log" | head -40
   fi
   grep -E "^\[  FAILED|worst|agree|rel_err" "$R/gpu_tests.log" | head -60
+fi
+if has gemm && ! has bench; then
+  run gemm_bench 240 "$BUNDLE/gemm_bench"
 fi
 if has bench; then
   run attention_bench 240 "$BUNDLE/attention_bench"
@@ -65,6 +72,9 @@ if has llama; then
   # Batch-1 decode: a short prompt, 256 greedy tokens through the whole engine.
   run llama_decode_b1 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 --prompt "The history of the" \
     --max-tokens 256 --ignore-eos --temperature 0
+  # The same with the tensor-core small-M kernel (EMBER_GEMV=mma), same run.
+  EMBER_GEMV=mma run llama_decode_b1_mma 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 \
+    --prompt "The history of the" --max-tokens 256 --ignore-eos --temperature 0
 fi
 if has profile; then
   # Where the time goes (EMBER_CUDA_PROFILE=1: per-op GPU time and per-step
@@ -178,14 +188,27 @@ if has spec_alpha; then
     "$R/spec_alpha"
   grep -A30 "^ scale" "$R/spec_alpha.log"
 fi
-if has serve; then
+# The Llama-3-8B shape with SmolLM2's vocabulary, so every sampled token decodes to text.
+SERVE_MODEL=(--model configs/models/llama-3-8b-smollm2-vocab.json --load-format dummy
+             --tokenizer "$BUNDLE/smollm2-tokenizer.gguf" --device cuda --max-model-len 4096
+             --chat-template tests/fixtures/chat_templates/smollm2-135m-instruct.jinja)
+if has structured || has serve; then
   if ls "$BUNDLE"/wheels/*.whl >/dev/null 2>&1; then
     python3 -m pip install -q --no-index --target /tmp/pyopenai "$BUNDLE"/wheels/*.whl >/dev/null 2>&1
   fi
-  # The Llama-3-8B shape with SmolLM2's vocabulary, so every sampled token decodes to text.
-  SERVE_MODEL=(--model configs/models/llama-3-8b-smollm2-vocab.json --load-format dummy
-               --tokenizer "$BUNDLE/smollm2-tokenizer.gguf" --device cuda --max-model-len 4096
-               --chat-template tests/fixtures/chat_templates/smollm2-135m-instruct.jinja)
+fi
+if has structured; then
+  # Structured outputs against free text at batch 32 (issue 27's goal: <= 10% loss), with async scheduling (the
+  # default: steps with a grammar row still wait for their tokens) and without it (what the overlap is worth).
+  for mode in async no-async; do
+    args=$(python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "${SERVE_MODEL[@]}" --max-num-seqs 64 \
+      "--$mode-scheduling")
+    PYTHONPATH=/tmp/pyopenai run "structured_$mode" 400 python3 bench/structured_throughput_bench.py \
+      --ember "$BUNDLE/ember" --concurrency 32 --max-tokens 256 --server-args "$args" --out "$R/structured_$mode.json"
+    cat "$R/structured_$mode.log"
+  done
+fi
+if has serve; then
   "$BUNDLE/ember" serve "${SERVE_MODEL[@]}" --port 18431 --max-num-seqs 64 >"$R/serve.log" 2>&1 &
   SERVE=$!
   PYTHONPATH=/tmp/pyopenai run serve_client 240 python3 scripts/gpu_serve_client.py http://127.0.0.1:18431

@@ -1,6 +1,7 @@
 // The linear layers' speed at Llama-3-8B shapes, every number beside its
 // reference measured in the same run:
-//   decode (M = 1, 2, 4, 8): the gemv kernel vs cuBLASLt vs a device-to-device
+//   decode (M = 1-16): the small-M kernels (FMA gemv up to M = 8, tensor-core
+//     gemv_mma) vs cuBLASLt vs a device-to-device
 //     copy, in GB/s of compulsory traffic (w once, x once, y once). Weight
 //     buffers rotate over >= 256 MB (L2 is 50 MB), as real decode streams 16 GB.
 //   prefill (M = 512, 4096, 8192) at the big shapes through cuBLASLt, in
@@ -130,45 +131,57 @@ int main() {
     const int buffers = static_cast<int>(std::max<size_t>(2, (size_t{256} << 20) / w_bytes + 1));
     std::vector<bf16*> ws;
     for (int i = 0; i < buffers; ++i) ws.push_back(alloc_random(w_elems, 17u + i, 0.05f));
-    bf16* x = alloc_random(static_cast<size_t>(8) * s.k, 5u, 1.0f);
+    bf16* x = alloc_random(static_cast<size_t>(16) * s.k, 5u, 1.0f);
     void* y = nullptr;
-    BENCH_CHECK(cudaMalloc(&y, static_cast<size_t>(8) * s.n * sizeof(float)));
+    BENCH_CHECK(cudaMalloc(&y, static_cast<size_t>(16) * s.n * sizeof(float)));
     const bool y_f32 = s.n == 128256;  // the LM head writes float32 logits
-    for (int m : {1, 2, 4, 5, 6, 8}) {
+    for (int m : {1, 2, 4, 5, 6, 8, 9, 16}) {
       const double bytes = static_cast<double>(w_bytes) + 2.0 * m * s.k + (y_f32 ? 4.0 : 2.0) * m * s.n;
       const int reps = std::max(3, static_cast<int>(2e8 / w_bytes));  // ~>= 65 us a batch
-      const double gemv_us = median_us(
-          [&](int i) { require_ok(ember::gpu::gemv(x, ws[i % buffers], nullptr, y, y_f32, m, s.n, s.k, nullptr)); },
+      const bool fma_ok = m <= ember::gpu::Gemm::kGemvMaxM;
+      const double gemv_us =
+          fma_ok ? median_us([&](int i) {
+            require_ok(ember::gpu::gemv(x, ws[i % buffers], nullptr, y, y_f32, m, s.n, s.k, nullptr));
+          }, reps)
+                 : 0.0;
+      const double mma_us = median_us(
+          [&](int i) { require_ok(ember::gpu::gemv_mma(x, ws[i % buffers], nullptr, y, y_f32, m, s.n, s.k, nullptr)); },
           reps);
       const double lt_us = median_us(
           [&](int i) { require_ok(gemm.linear_cublaslt(x, ws[i % buffers], nullptr, y, y_f32, m, s.n, s.k, nullptr)); },
           reps);
-      const double gemv_gbs = bytes / (gemv_us * 1e3), lt_gbs = bytes / (lt_us * 1e3);
-      // The tuning grid (gemm.h): every variant with and without programmatic
+      const double gemv_gbs = fma_ok ? bytes / (gemv_us * 1e3) : 0.0, lt_gbs = bytes / (lt_us * 1e3);
+      const double mma_gbs = bytes / (mma_us * 1e3);
+      // The tuning grids (gemm.h): every variant with and without programmatic
       // dependent launch (back-to-back calls, as the layers of a decode step).
-      std::string variants;
-      if (m <= 4) {
-        for (int v = 0; v < ember::gpu::kGemvVariants; ++v)
+      auto grid = [&](int count, auto&& call) {
+        std::string out;
+        for (int v = 0; v < count; ++v)
           for (bool pdl : {false, true}) {
-            const double us = median_us(
-                [&](int i) {
-                  require_ok(ember::gpu::gemv_variant(x, ws[i % buffers], nullptr, y, y_f32, m, s.n, s.k, v, pdl,
-                                                      nullptr));
-                },
-                reps);
+            const double us = median_us([&](int i) { require_ok(call(i, v, pdl)); }, reps);
             char buf[96];
             std::snprintf(buf, sizeof buf, "%s{\"v\": %d, \"pdl\": %d, \"us\": %.2f, \"vs_copy\": %.3f}",
-                          variants.empty() ? "" : ", ", v, pdl ? 1 : 0, us, bytes / (us * 1e3) / copy_gbs);
-            variants += buf;
+                          out.empty() ? "" : ", ", v, pdl ? 1 : 0, us, bytes / (us * 1e3) / copy_gbs);
+            out += buf;
           }
-      }
+        return out;
+      };
+      const std::string variants =
+          m <= 4 ? grid(ember::gpu::kGemvVariants, [&](int i, int v, bool pdl) {
+            return ember::gpu::gemv_variant(x, ws[i % buffers], nullptr, y, y_f32, m, s.n, s.k, v, pdl, nullptr);
+          })
+                 : std::string();
+      const std::string mma_variants = grid(ember::gpu::kGemvMmaVariants, [&](int i, int v, bool pdl) {
+        return ember::gpu::gemv_mma_variant(x, ws[i % buffers], nullptr, y, y_f32, m, s.n, s.k, v, pdl, nullptr);
+      });
       std::printf(
           "{\"name\": \"decode_linear\", \"what\": \"%s\", \"m\": %d, \"n\": %d, \"k\": %d, \"y_f32\": %s, "
-          "\"gemv_time_us\": %.2f, \"gemv_gb_per_s\": %.1f, \"cublaslt_time_us\": %.2f, \"cublaslt_gb_per_s\": %.1f, "
-          "\"copy_gb_per_s\": %.1f, \"gemv_vs_copy\": %.3f, \"gemv_speedup_vs_cublaslt\": %.2f, "
-          "\"gemv_variants\": [%s]}\n",
-          s.what, m, s.n, s.k, y_f32 ? "true" : "false", gemv_us, gemv_gbs, lt_us, lt_gbs, copy_gbs,
-          gemv_gbs / copy_gbs, lt_us / gemv_us, variants.c_str());
+          "\"gemv_time_us\": %.2f, \"gemv_gb_per_s\": %.1f, \"gemv_mma_time_us\": %.2f, \"gemv_mma_gb_per_s\": %.1f, "
+          "\"cublaslt_time_us\": %.2f, \"cublaslt_gb_per_s\": %.1f, "
+          "\"copy_gb_per_s\": %.1f, \"gemv_mma_vs_copy\": %.3f, \"gemv_mma_speedup_vs_cublaslt\": %.2f, "
+          "\"gemv_variants\": [%s], \"gemv_mma_variants\": [%s]}\n",
+          s.what, m, s.n, s.k, y_f32 ? "true" : "false", gemv_us, gemv_gbs, mma_us, mma_gbs, lt_us, lt_gbs, copy_gbs,
+          mma_gbs / copy_gbs, lt_us / mma_us, variants.c_str(), mma_variants.c_str());
       std::fflush(stdout);
     }
     for (bf16* w : ws) BENCH_CHECK(cudaFree(w));

@@ -7,6 +7,7 @@
 #include <cublasLt.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <string>
@@ -70,6 +71,10 @@ struct Gemm::Impl {
   std::mutex mu;  // guards plans
   std::map<Key, Plan> plans;
   int autotune_max_m = 0;
+  // EMBER_GEMV=mma: M <= kGemvMmaMaxM through the tensor-core kernel instead of
+  // the FMA one (M <= kGemvDispatchMaxM) and cuBLASLt (a benchmarking knob
+  // until the GPU run decides the default; read once at create).
+  bool small_m_mma = false;
   void* flush = nullptr;  // tuning: written between timed runs so weights come from HBM, as in a step
   static constexpr size_t kFlushBytes = size_t{96} << 20;  // > the 50 MB L2 of an H100
 
@@ -221,6 +226,7 @@ Gemm::~Gemm() = default;
 
 Result<std::unique_ptr<Gemm>> Gemm::create(size_t workspace_bytes) {
   auto impl = std::make_unique<Impl>();
+  if (const char* env = std::getenv("EMBER_GEMV"); env != nullptr) impl->small_m_mma = std::string(env) == "mma";
   EMBER_LT_TRY(cublasLtCreate(&impl->handle));
   if (workspace_bytes > 0) {
     EMBER_CUDA_TRY(cudaMalloc(&impl->workspace, workspace_bytes));
@@ -231,7 +237,11 @@ Result<std::unique_ptr<Gemm>> Gemm::create(size_t workspace_bytes) {
 
 Status Gemm::linear(const bf16* x, const bf16* w, const float* bias, void* y, bool y_f32, int m, int n, int k,
                     cudaStream_t stream) {
-  if (m <= kGemvDispatchMaxM && gemv_supports(x, w, m, k)) return gemv(x, w, bias, y, y_f32, m, n, k, stream);
+  if (impl_->small_m_mma) {
+    if (gemv_mma_supports(x, w, m, k)) return gemv_mma(x, w, bias, y, y_f32, m, n, k, stream);
+  } else if (m <= kGemvDispatchMaxM && gemv_supports(x, w, m, k)) {
+    return gemv(x, w, bias, y, y_f32, m, n, k, stream);
+  }
   return linear_cublaslt(x, w, bias, y, y_f32, m, n, k, stream);
 }
 

@@ -40,7 +40,7 @@ std::vector<double> reference(const std::vector<float>& x, const std::vector<flo
   return ref;
 }
 
-enum class Path { kDispatch, kCublasLt, kGemvVariant };
+enum class Path { kDispatch, kCublasLt, kGemvVariant, kGemvMmaVariant };
 
 // Runs all four variants (bias or not, bf16 or f32 out) of one shape through
 // `path` and checks each.
@@ -48,8 +48,9 @@ void check_shape(gpu::Gemm& gemm, int m, int n, int k, Path path, std::mt19937& 
                  int gemv_variant = 0) {
   SCOPED_TRACE(testing::Message() << "M=" << m << " N=" << n << " K=" << k << " path="
                                   << (path == Path::kDispatch   ? "dispatch"
-                                      : path == Path::kCublasLt ? "cublaslt"
-                                                                : "gemv variant " + std::to_string(gemv_variant))
+                                      : path == Path::kCublasLt     ? "cublaslt"
+                                      : path == Path::kGemvVariant  ? "gemv variant " + std::to_string(gemv_variant)
+                                                                    : "gemv_mma variant " + std::to_string(gemv_variant))
                                   << " x_offset=" << x_offset);
   std::vector<float> x_f, w_f, bias(n);
   auto x = gputest::random_bf16(static_cast<size_t>(m) * k, rng, x_f);
@@ -77,8 +78,9 @@ void check_shape(gpu::Gemm& gemm, int m, int n, int k, Path path, std::mt19937& 
     const float* b = with_bias ? d_bias.get() : nullptr;
     Status s = path == Path::kDispatch   ? gemm.linear(xp, d_w.get(), b, y, f32_out, m, n, k, nullptr)
                : path == Path::kCublasLt ? gemm.linear_cublaslt(xp, d_w.get(), b, y, f32_out, m, n, k, nullptr)
-                                         : gpu::gemv_variant(xp, d_w.get(), b, y, f32_out, m, n, k, gemv_variant,
-                                                             /*pdl=*/true, nullptr);
+               : path == Path::kGemvVariant
+                   ? gpu::gemv_variant(xp, d_w.get(), b, y, f32_out, m, n, k, gemv_variant, /*pdl=*/true, nullptr)
+                   : gpu::gemv_mma_variant(xp, d_w.get(), b, y, f32_out, m, n, k, gemv_variant, /*pdl=*/true, nullptr);
     ASSERT_TRUE(s.ok()) << s.error().message;
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
     std::vector<double> want = ref;
@@ -133,6 +135,58 @@ TEST(GemmGpu, GemvVariantsMatchFloat64Reference) {
     for (int m : {1, 2, 4, 6})
       for (auto [n, k] : {std::pair{65, 64}, std::pair{1536, 576}, std::pair{1000, 4096}, std::pair{513, 4104}})
         check_shape(*gemm, m, n, k, Path::kGemvVariant, rng, 0, v);
+}
+
+// Every tensor-core small-M variant, M across both token tiles (1-8, 9-16),
+// K a whole number of 32-wide steps and not (the tail: K % 32 of 8, 16, 24),
+// N not a multiple of the 16 or 32 rows a block owns, K split over 1-8 warps.
+TEST(GemmGpu, GemvMmaVariantsMatchFloat64Reference) {
+  ASSERT_NO_FATAL_FAILURE(gputest::require_gpu());
+  auto gemm = make_gemm();
+  ASSERT_TRUE(gemm);
+  std::mt19937 rng(505);
+  for (int v = 0; v < gpu::kGemvMmaVariants; ++v)
+    for (int m : {1, 3, 5, 8, 9, 16})
+      for (auto [n, k] : {std::pair{65, 64}, std::pair{1536, 576}, std::pair{1000, 4096}, std::pair{513, 4104},
+                          std::pair{40, 8}, std::pair{4096, 1048}, std::pair{700, 14336}})
+        check_shape(*gemm, m, n, k, Path::kGemvMmaVariant, rng, 0, v);
+}
+
+// A row's outputs do not depend on M or on the other rows: each row of an
+// M-row call equals, bit for bit, the same row computed alone (M = 1), so
+// speculative verify chunks see the logits of decode steps.
+TEST(GemmGpu, GemvMmaRowsDoNotDependOnM) {
+  ASSERT_NO_FATAL_FAILURE(gputest::require_gpu());
+  std::mt19937 rng(606);
+  for (auto [n, k] : {std::pair{4096, 4096}, std::pair{1000, 4104}, std::pair{576, 576}}) {
+    const int max_m = gpu::kGemvMmaMaxM;
+    std::vector<float> x_f, w_f;
+    auto x = gputest::random_bf16(static_cast<size_t>(max_m) * k, rng, x_f);
+    auto w = gputest::random_bf16(static_cast<size_t>(n) * k, rng, w_f, 0.05f);
+    DeviceBuffer<bf16> d_x(static_cast<size_t>(max_m) * k), d_w(static_cast<size_t>(n) * k);
+    DeviceBuffer<float> d_y(static_cast<size_t>(max_m) * n);
+    d_x.upload(x);
+    d_w.upload(w);
+    std::vector<std::vector<float>> alone(max_m);
+    for (int r = 0; r < max_m; ++r) {
+      ASSERT_TRUE(gpu::gemv_mma(d_x.get() + static_cast<size_t>(r) * k, d_w.get(), nullptr, d_y.get(), true, 1, n, k,
+                                nullptr)
+                      .ok());
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      alone[r] = d_y.download();
+      alone[r].resize(n);
+    }
+    for (int m : {2, 5, 8, 9, 13, 16}) {
+      d_y.poison();
+      ASSERT_TRUE(gpu::gemv_mma(d_x.get(), d_w.get(), nullptr, d_y.get(), true, m, n, k, nullptr).ok());
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      const std::vector<float> got = d_y.download();
+      for (int r = 0; r < m; ++r)
+        for (int c = 0; c < n; ++c)
+          ASSERT_EQ(got[static_cast<size_t>(r) * n + c], alone[r][c])
+              << "N=" << n << " K=" << k << " M=" << m << " row " << r << " col " << c;
+    }
+  }
 }
 
 // Shapes off the fast paths: N not a multiple of the rows a warp owns, K not a

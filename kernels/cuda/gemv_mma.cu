@@ -1,0 +1,251 @@
+// Small-M linear on tensor cores: y[m, n] = sum_k x[m, k] w[n, k] (+ bias[n])
+// for 1 <= M <= 16 (decode batches and speculative verify chunks).
+// Bound by reading w once (N*K*2 bytes; Llama-3-8B gate_up 235 MB: 55 us at
+// 4.2 TB/s) whatever M is. The FMA kernel (gemv.cu) spends 8*M fp32 FMAs a
+// lane per 16-byte weight chunk and falls behind memory from M ~ 4; here one
+// mma.m16n8k16 does a 16-row x 8-token x 16-k tile, so M = 8 (or 16, two
+// n-tiles) costs what M = 1 does.
+//
+// Tile: a warp owns 16*RT rows of w and one slice of K; mma's n (8 or 16) is
+// the tokens, zero-padded past M. The fragments are loaded from global memory
+// directly, with K permuted inside each 32-wide step so that every lane reads
+// 16 contiguous bytes: lane (g = lane/4, t = lane%4) loads w[row g][k0 + 8t ..
+// k0 + 8t + 7] and row g + 8 alike, and x[token g][k0 + 8t ..] the same way.
+// mma j (0, 1) of the step takes words 2j, 2j+1 of those 16 bytes as its k
+// slots {2t, 2t+1} and {2t+8, 2t+9}: the map (t, j, slot) -> k is one
+// bijection of the 32 k's shared by w and x, so the sum is unchanged. Weights
+// stream with ld.global.nc.L1::no_allocate (x stays in L1); U steps are
+// loaded before use and the next group while the current one computes.
+//
+// K is split over the S warps of a block (S from the grid size: enough warps
+// in flight to cover HBM latency on short matrices such as o_proj), summed in
+// shared memory in warp order. A token's outputs never depend on the other
+// tokens or on M (mma columns are independent, the split and the order are
+// fixed by N and K), so a verify chunk's rows are bit-identical to the same
+// rows computed one at a time in decode steps.
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/gemm.h"
+#include "kernels/cuda/ops_common.cuh"
+
+namespace ember::gpu {
+namespace {
+
+constexpr int kStepK = 32;  // k a warp consumes per step (two mma k16)
+
+__device__ __forceinline__ uint4 load_stream(const uint4* p) {
+  uint4 r;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+      : "l"(p));
+  return r;
+}
+
+__device__ __forceinline__ void mma_bf16_16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                               uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// One step's operands for one lane: rows g and g + 8 of each of the RT row
+// tiles, tokens g (+ 8) of each of the NT token tiles.
+template <int RT, int NT>
+struct Frag {
+  uint4 w[RT][2];
+  uint4 x[NT];
+};
+
+template <int RT, int NT>
+__device__ __forceinline__ void step_mma(float (&acc)[RT][NT][4], const Frag<RT, NT>& f) {
+#pragma unroll
+  for (int rt = 0; rt < RT; ++rt)
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      // k16 half 0: words x, y; half 1: words z, w (the permutation above).
+      mma_bf16_16816(acc[rt][nt], f.w[rt][0].x, f.w[rt][1].x, f.w[rt][0].y, f.w[rt][1].y, f.x[nt].x, f.x[nt].y);
+      mma_bf16_16816(acc[rt][nt], f.w[rt][0].z, f.w[rt][1].z, f.w[rt][0].w, f.w[rt][1].w, f.x[nt].z, f.x[nt].w);
+    }
+}
+
+// Grid: one block per 16*RT rows; block: S warps (blockDim.x = 32 S), warp s
+// takes steps [s*steps/S, (s+1)*steps/S). Dynamic shared memory: S * 16RT *
+// 8NT floats for the split-K sums.
+template <int RT, int NT, int U>
+__global__ void __launch_bounds__(256)
+    gemv_mma_kernel(const bf16* __restrict__ x, const bf16* __restrict__ w, const float* __restrict__ bias,
+                    void* __restrict__ y, bool y_f32, int m, int n, int k) {
+  extern __shared__ float partial[];  // [S][16 RT][8 NT]
+  constexpr int kRows = 16 * RT, kTokens = 8 * NT;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, splits = blockDim.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const int n0 = blockIdx.x * kRows;
+
+  // Rows past N re-read row N-1 (never stored); tokens past M read nothing.
+  const bf16* wrow[RT][2];
+#pragma unroll
+  for (int rt = 0; rt < RT; ++rt)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int row = min(n0 + 16 * rt + 8 * h + g, n - 1);
+      wrow[rt][h] = w + static_cast<int64_t>(row) * k + 8 * t;
+    }
+  const bf16* xrow[NT];
+  bool xvalid[NT];
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+    xvalid[nt] = 8 * nt + g < m;
+    xrow[nt] = x + static_cast<int64_t>(xvalid[nt] ? 8 * nt + g : 0) * k + 8 * t;
+  }
+
+  const int steps = (k + kStepK - 1) / kStepK;
+  const int s_begin = static_cast<int>(static_cast<int64_t>(steps) * warp / splits);
+  const int s_end = static_cast<int>(static_cast<int64_t>(steps) * (warp + 1) / splits);
+  // Whole steps (every lane's 16 bytes inside K) come in groups of U; the
+  // last step of a K that is not a multiple of 32 goes through the tail.
+  const int full_end = min(s_end, k / kStepK);
+  const int groups = max(0, full_end - s_begin) / U;
+
+  float acc[RT][NT][4];
+#pragma unroll
+  for (int rt = 0; rt < RT; ++rt)
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[rt][nt][i] = 0.0f;
+
+  auto load_w = [&](Frag<RT, NT>(&f)[U], int s) {
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+#pragma unroll
+      for (int rt = 0; rt < RT; ++rt)
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+          f[u].w[rt][h] = load_stream(reinterpret_cast<const uint4*>(wrow[rt][h] + (s + u) * kStepK));
+  };
+  auto load_x = [&](Frag<RT, NT>(&f)[U], int s) {
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt)
+        f[u].x[nt] = xvalid[nt] ? __ldg(reinterpret_cast<const uint4*>(xrow[nt] + (s + u) * kStepK))
+                                : make_uint4(0, 0, 0, 0);
+  };
+
+  Frag<RT, NT> cur[U], nxt[U];
+  // The weights are constant: the first group streams in while the kernel
+  // before this one (which wrote x) is still finishing.
+  if (groups > 0) load_w(cur, s_begin);
+  pdl_wait();
+  if (groups > 0) load_x(cur, s_begin);
+  for (int gi = 0; gi < groups; ++gi) {
+    const int s = s_begin + gi * U;
+    if (gi + 1 < groups) {
+      load_w(nxt, s + U);
+      load_x(nxt, s + U);
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) step_mma(acc, cur[u]);
+#pragma unroll
+    for (int u = 0; u < U; ++u) cur[u] = nxt[u];
+  }
+  for (int s = s_begin + groups * U; s < s_end; ++s) {
+    const bool in = s * kStepK + 8 * t < k;  // K % 8 == 0: a lane's 16 bytes are all in or all out
+    Frag<RT, NT> f;
+#pragma unroll
+    for (int rt = 0; rt < RT; ++rt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+        f.w[rt][h] = in ? load_stream(reinterpret_cast<const uint4*>(wrow[rt][h] + s * kStepK)) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+      f.x[nt] = in && xvalid[nt] ? __ldg(reinterpret_cast<const uint4*>(xrow[nt] + s * kStepK)) : make_uint4(0, 0, 0, 0);
+    step_mma(acc, f);
+  }
+
+  // Accumulator fragment: c0, c1 at (row g, tokens 2t, 2t+1), c2, c3 at row g + 8.
+  float* mine = partial + warp * kRows * kTokens;
+#pragma unroll
+  for (int rt = 0; rt < RT; ++rt)
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int row = 16 * rt + g + 8 * (i >> 1), token = 8 * nt + 2 * t + (i & 1);
+        mine[token * kRows + row] = acc[rt][nt][i];
+      }
+  __syncthreads();
+  // Consecutive threads take consecutive rows of one token: coalesced stores.
+  for (int e = threadIdx.x; e < kRows * m; e += blockDim.x) {
+    const int token = e / kRows, row = e % kRows, col = n0 + row;
+    if (col >= n) continue;
+    float sum = 0.0f;
+    for (int s = 0; s < splits; ++s) sum += partial[(s * kTokens + token) * kRows + row];
+    if (bias) sum += bias[col];
+    const int64_t at = static_cast<int64_t>(token) * n + col;
+    if (y_f32) {
+      static_cast<float*>(y)[at] = sum;
+    } else {
+      static_cast<bf16*>(y)[at] = __float2bfloat16(sum);
+    }
+  }
+}
+
+// Warps a block: enough blocks x warps for ~`target` warps in flight (16 a
+// SM on a 132-SM H100/H200), at most 8, and at least 4 steps a warp. Depends
+// only on N and K, never on M (the bit-identity above).
+int splits_for(int n, int k, int rows_per_block, int target) {
+  const int blocks = (n + rows_per_block - 1) / rows_per_block;
+  const int steps = (k + kStepK - 1) / kStepK;
+  int s = 1;
+  while (s < 8 && blocks * s * 2 <= target && steps / (s * 2) >= 4) s *= 2;
+  return s;
+}
+
+template <int RT, int NT, int U>
+Status launch(const bf16* x, const bf16* w, const float* bias, void* y, bool y_f32, int m, int n, int k, int target,
+              bool pdl, cudaStream_t stream) {
+  constexpr int kRows = 16 * RT;
+  const int splits = splits_for(n, k, kRows, target);
+  const dim3 grid(static_cast<unsigned>((n + kRows - 1) / kRows));
+  const size_t smem = static_cast<size_t>(splits) * kRows * 8 * NT * sizeof(float);
+  return cuda_status(launch_pdl(pdl, gemv_mma_kernel<RT, NT, U>, grid, dim3(32 * splits), smem, stream, x, w, bias,
+                                y, y_f32, m, n, k),
+                     "gemv_mma launch");
+}
+
+template <int NT>
+Status launch_variant(const bf16* x, const bf16* w, const float* bias, void* y, bool y_f32, int m, int n, int k,
+                      int variant, bool pdl, cudaStream_t stream) {
+  switch (variant) {
+    case 1: return launch<1, NT, 4>(x, w, bias, y, y_f32, m, n, k, 2048, pdl, stream);
+    case 2: return launch<2, NT, 2>(x, w, bias, y, y_f32, m, n, k, 1024, pdl, stream);
+    case 3: return launch<2, NT, 2>(x, w, bias, y, y_f32, m, n, k, 4096, pdl, stream);
+    default: return launch<2, NT, 2>(x, w, bias, y, y_f32, m, n, k, 2048, pdl, stream);
+  }
+}
+
+}  // namespace
+
+bool gemv_mma_supports(const bf16* x, const bf16* w, int m, int k) {
+  return m >= 1 && m <= kGemvMmaMaxM && k > 0 && k % 8 == 0 && aligned16(x) && aligned16(w);
+}
+
+Status gemv_mma_variant(const bf16* x, const bf16* w, const float* bias, void* y, bool y_f32, int m, int n, int k,
+                        int variant, bool pdl, cudaStream_t stream) {
+  if (n <= 0) return Status::success();
+  if (!gemv_mma_supports(x, w, m, k))
+    return Error{"gemv_mma: unsupported arguments (m " + std::to_string(m) + ", k " + std::to_string(k) +
+                 "; needs 1 <= m <= 16, k % 8 == 0, 16-byte aligned x and w)"};
+  return m <= 8 ? launch_variant<1>(x, w, bias, y, y_f32, m, n, k, variant, pdl, stream)
+                : launch_variant<2>(x, w, bias, y, y_f32, m, n, k, variant, pdl, stream);
+}
+
+Status gemv_mma(const bf16* x, const bf16* w, const float* bias, void* y, bool y_f32, int m, int n, int k,
+                cudaStream_t stream) {
+  return gemv_mma_variant(x, w, bias, y, y_f32, m, n, k, kGemvMmaDefaultVariant, true, stream);
+}
+
+}  // namespace ember::gpu
