@@ -229,7 +229,7 @@ void HttpServer::Impl::install_routes() {
       text = *parsed->prompt;
     } else {
       auto rendered = render_chat(parsed->messages, parsed->add_generation_prompt, parsed->continue_final_message,
-                                  parsed->chat_template_kwargs, std::nullopt);
+                                  parsed->chat_template_kwargs, std::nullopt, ChatTools{parsed->tools});
       if (!rendered) return send_error(res, rendered.error());
       text = *rendered;
     }

@@ -144,6 +144,7 @@ struct TokenizeRequest {
   bool continue_final_message = false;
   bool return_token_strs = false;
   nlohmann::json chat_template_kwargs = nlohmann::json::object();
+  nlohmann::ordered_json tools = nlohmann::ordered_json::array();  // rendered with messages, as a chat request's
 };
 
 struct DetokenizeRequest {

@@ -231,6 +231,8 @@ ApiResult<TokenizeRequest> parse_tokenize_request(std::string_view body, const P
     f.read("add_generation_prompt", r.add_generation_prompt);
     f.read("continue_final_message", r.continue_final_message);
     f.read_object("chat_template_kwargs", r.chat_template_kwargs);
+    std::vector<std::string> names;
+    r.tools = read_tool_definitions(f, body, names);
   } else {
     std::string prompt;
     if (!f.find("prompt") && !f.failed()) {

@@ -147,31 +147,40 @@ std::optional<ApiError> force_tool_choice(const json& tools, const std::vector<s
 
 }  // namespace
 
-void read_tools(FieldReader& f, std::string_view body, ChatCompletionRequest& r) {
-  std::vector<std::string> names;
+nlohmann::ordered_json read_tool_definitions(FieldReader& f, std::string_view body, std::vector<std::string>& names) {
+  auto list = nlohmann::ordered_json::array();
   const json* tools = f.find("tools");
   if (tools && !f.failed()) {
-    if (!tools->is_array()) return f.fail_type("tools", "an array", *tools);
+    if (!tools->is_array()) {
+      f.fail_type("tools", "an array", *tools);
+      return list;
+    }
     for (size_t i = 0; i < tools->size() && !f.failed(); ++i)
       read_tool(f, (*tools)[i], nested_param("tools", i), names);
   }
-  read_tool_choice(f, names, r.tool_choice);
-  f.read("parallel_tool_calls", r.parallel_tool_calls);
-  if (f.failed() || names.empty()) return;
-
+  if (f.failed() || names.empty()) return list;
   // The template sees the definitions with their keys in the client's order (the body parsed once more, keeping
   // it; its shape was checked when it was first parsed), each as {"type": "function", "function": {...}}.
   const nlohmann::ordered_json ordered = nlohmann::ordered_json::parse(body, nullptr, false);
-  r.tools = nlohmann::ordered_json::array();
   for (size_t i = 0; i < names.size(); ++i) {
     const nlohmann::ordered_json fn = ordered.is_discarded()
                                           ? nlohmann::ordered_json::parse((*tools)[i]["function"].dump())
                                           : ordered.at("tools").at(i).at("function");
-    r.tools.push_back({{"type", "function"}, {"function", fn}});
+    list.push_back({{"type", "function"}, {"function", fn}});
   }
+  return list;
+}
+
+void read_tools(FieldReader& f, std::string_view body, ChatCompletionRequest& r) {
+  std::vector<std::string> names;
+  nlohmann::ordered_json definitions = read_tool_definitions(f, body, names);
+  read_tool_choice(f, names, r.tool_choice);
+  f.read("parallel_tool_calls", r.parallel_tool_calls);
+  if (f.failed() || names.empty()) return;
+  r.tools = std::move(definitions);
   // A forced tool_choice replaces any response_format: the output must be the call.
   if (r.tool_choice.mode == ToolChoice::Mode::kRequired || r.tool_choice.mode == ToolChoice::Mode::kNamed)
-    if (auto e = force_tool_choice(*tools, names, r)) f.fail(std::move(*e));
+    if (auto e = force_tool_choice(*f.find("tools"), names, r)) f.fail(std::move(*e));
 }
 
 }  // namespace ember

@@ -32,6 +32,10 @@ void read_structured_output(FieldReader& f, std::string_view body, std::optional
 // the definitions keep its key order.
 void read_tools(FieldReader& f, std::string_view body, ChatCompletionRequest& r);
 
+// "tools" alone, validated as read_tools does (the /tokenize route renders them): the definitions for a template's
+// `tools` variable, their names in `names`; an empty list when there are none.
+nlohmann::ordered_json read_tool_definitions(FieldReader& f, std::string_view body, std::vector<std::string>& names);
+
 // "messages": a non-empty list of {role, content, name?, tool_call_id?}.
 void read_messages(FieldReader& f, std::vector<ChatMessage>& out);
 

@@ -146,6 +146,18 @@ def test_a_template_without_tools_gets_them_in_its_system_message(smol):
     assert tools > plain + 100 and none == plain and with_system > tools, (plain, tools, none, with_system)
 
 
+def test_tokenize_renders_tools_as_the_chat_route_does(smol):
+    # vLLM's /tokenize takes a chat request's tools: the count is the chat completion's prompt_tokens.
+    c = client(smol)
+    chat = c.chat.completions.create(model="test-model", messages=ASK, max_tokens=1, tools=TOOLS).usage.prompt_tokens
+    status, tok = smol.post("/tokenize", {"model": "test-model", "messages": ASK, "tools": TOOLS})
+    assert status == 200 and tok["count"] == chat, (tok, chat)
+    status, plain = smol.post("/tokenize", {"model": "test-model", "messages": ASK})
+    assert status == 200 and plain["count"] < chat
+    status, err = smol.post("/tokenize", {"messages": ASK, "tools": [{"type": "function", "function": {}}]})
+    assert status == 400 and err["error"]["param"].startswith("tools"), err
+
+
 @pytest.mark.parametrize("template", ["qwen2.5-3b-instruct", "llama-3.1-8b-instruct"])
 def test_a_template_with_tools_renders_them_as_jinja2_does(template):
     # The definitions reach the template's own `tools` as vLLM passes them: the prompt has exactly the tokens of
