@@ -7,7 +7,7 @@
 # (or ./gpu-results) and ends with a summary table. Fails loudly when there is
 # no GPU: a GPU check never passes by skipping.
 #   EMBER_GPU_STAGES="tests bench llama profile throughput async spec spec_alpha structured serve" picks stages
-#   (default: all but profile; `gemm` runs gemm_bench alone). EMBER_GPU_TEST_FILTER narrows the GPU tests.
+#   (default: all but profile and mma; `gemm` runs gemm_bench alone, `mma` compares EMBER_GEMV=mma with the default). EMBER_GPU_TEST_FILTER narrows the GPU tests.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUNDLE="$ROOT/.gpu-bundle"
@@ -72,9 +72,21 @@ if has llama; then
   # Batch-1 decode: a short prompt, 256 greedy tokens through the whole engine.
   run llama_decode_b1 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 --prompt "The history of the" \
     --max-tokens 256 --ignore-eos --temperature 0
-  # The same with the tensor-core small-M kernel (EMBER_GEMV=mma), same run.
-  EMBER_GEMV=mma run llama_decode_b1_mma 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 \
-    --prompt "The history of the" --max-tokens 256 --ignore-eos --temperature 0
+fi
+if has mma; then
+  # The tensor-core small-M kernel (EMBER_GEMV=mma) against the default dispatch, in the same run: batch-1 and
+  # batch-8 decode, and a shorter offline run (400 requests, 512 / 128).
+  printf 'The history of the\nOnce upon a time\nIn the beginning\nThe quick brown fox\nA long time ago\nThe main reason\nFirst of all\nThe results show\n' >/tmp/prompts8.txt
+  for gemv in default mma; do
+    EMBER_GEMV=$gemv run "mma_decode_b1_$gemv" 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 \
+      --prompt "The history of the" --max-tokens 256 --ignore-eos --temperature 0
+    EMBER_GEMV=$gemv run "mma_decode_b8_$gemv" 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 \
+      --prompts-file /tmp/prompts8.txt --max-tokens 256 --ignore-eos --temperature 0
+    EMBER_GEMV=$gemv run "mma_throughput_$gemv" 300 "$BUNDLE/ember" bench throughput \
+      --model configs/models/llama-3-8b.json --load-format dummy --tokenizer tests/fixtures/tokenizer/bpe/llama3.json \
+      --device cuda --max-num-seqs 256 --num-prompts 400 --random-input-len 512 --random-output-len 128 \
+      --result-json "$R/mma_throughput_$gemv.json"
+  done
 fi
 if has profile; then
   # Where the time goes (EMBER_CUDA_PROFILE=1: per-op GPU time and per-step

@@ -215,12 +215,21 @@ int main() {
         };
         const double heur_us = timed(gemm), tuned_us = timed(tuned);
         const double flop = 2.0 * m * s.n * s.k;
+        // The tensor-core small-M kernel where it takes this M, beside cuBLASLt autotuned.
+        const double mma_us =
+            m <= ember::gpu::kGemvMmaMaxM
+                ? median_us([&](int i) {
+                    require_ok(ember::gpu::gemv_mma(x, ws[i % buffers], nullptr, y, y_f32, m, s.n, s.k, nullptr));
+                  }, reps)
+                : 0.0;
         std::printf(
             "{\"name\": \"batch_decode_linear\", \"what\": \"%s\", \"m\": %d, \"n\": %d, \"k\": %d, "
             "\"heuristic_us\": %.2f, \"autotuned_us\": %.2f, \"autotuned_weights_vs_copy\": %.3f, "
-            "\"autotuned_tflops\": %.1f, \"speedup\": %.3f}\n",
+            "\"autotuned_tflops\": %.1f, \"speedup\": %.3f, \"gemv_mma_us\": %.2f, \"gemv_mma_vs_copy\": %.3f, "
+            "\"gemv_mma_speedup_vs_autotuned\": %.3f}\n",
             s.what, m, s.n, s.k, heur_us, tuned_us, w_bytes / (tuned_us * 1e3) / copy_gbs, flop / (tuned_us * 1e6),
-            heur_us / tuned_us);
+            heur_us / tuned_us, mma_us, mma_us > 0 ? w_bytes / (mma_us * 1e3) / copy_gbs : 0.0,
+            mma_us > 0 ? tuned_us / mma_us : 0.0);
         std::fflush(stdout);
       }
       for (bf16* w : ws) BENCH_CHECK(cudaFree(w));

@@ -83,9 +83,10 @@ bool gemv_supports(const __nv_bfloat16* x, const __nv_bfloat16* w, int m, int k)
 // k % 8 == 0, x and w 16-byte aligned. Its cost is the weight bytes at any
 // such M, and a row's outputs do not depend on M (a speculative verify chunk
 // gets the bits its rows would get in decode steps).
-// Variants (gemm_bench times them): 0: 32 rows a block, ~2048 warps in flight;
-// 1: 16 rows a block; 2: ~1024 warps; 3: ~4096 warps.
-inline constexpr int kGemvMmaMaxM = 16;
+// Variants up to M = 16 (gemm_bench times them; larger M has one form): 0: 32
+// rows a block, ~2048 warps in flight; 1: 16 rows a block; 2: ~1024 warps;
+// 3: ~4096 warps.
+inline constexpr int kGemvMmaMaxM = 64;
 inline constexpr int kGemvMmaVariants = 4;
 inline constexpr int kGemvMmaDefaultVariant = 0;
 Status gemv_mma(const __nv_bfloat16* x, const __nv_bfloat16* w, const float* bias, void* y, bool y_f32, int m, int n,

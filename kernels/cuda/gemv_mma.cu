@@ -1,10 +1,12 @@
 // Small-M linear on tensor cores: y[m, n] = sum_k x[m, k] w[n, k] (+ bias[n])
-// for 1 <= M <= 16 (decode batches and speculative verify chunks).
+// for 1 <= M <= 64 (decode batches and speculative verify chunks).
 // Bound by reading w once (N*K*2 bytes; Llama-3-8B gate_up 235 MB: 55 us at
 // 4.2 TB/s) whatever M is. The FMA kernel (gemv.cu) spends 8*M fp32 FMAs a
 // lane per 16-byte weight chunk and falls behind memory from M ~ 4; here one
-// mma.m16n8k16 does a 16-row x 8-token x 16-k tile, so M = 8 (or 16, two
-// n-tiles) costs what M = 1 does.
+// mma.m16n8k16 does a 16-row x 8-token x 16-k tile, so M = 8 costs what
+// M = 1 does; up to 64 tokens (8 n-tiles, 32 FLOP a weight byte) stay under
+// the tensor cores' rate at HBM speed, where cuBLASLt's tiles reach only 50-85%
+// of copy bandwidth on the decode shapes (bench/results/2026-12-04-h200-cuda.json).
 //
 // Tile: a warp owns 16*RT rows of w and one slice of K; mma's n (8 or 16) is
 // the tokens, zero-padded past M. The fragments are loaded from global memory
@@ -71,14 +73,14 @@ __device__ __forceinline__ void step_mma(float (&acc)[RT][NT][4], const Frag<RT,
 }
 
 // Grid: one block per 16*RT rows; block: S warps (blockDim.x = 32 S), warp s
-// takes steps [s*steps/S, (s+1)*steps/S). Dynamic shared memory: S * 16RT *
-// 8NT floats for the split-K sums.
+// takes steps [s*steps/S, (s+1)*steps/S). Dynamic shared memory: S * 16RT * 8
+// floats for the split-K sums of one token tile.
 template <int RT, int NT, int U>
 __global__ void __launch_bounds__(256)
     gemv_mma_kernel(const bf16* __restrict__ x, const bf16* __restrict__ w, const float* __restrict__ bias,
                     void* __restrict__ y, bool y_f32, int m, int n, int k) {
-  extern __shared__ float partial[];  // [S][16 RT][8 NT]
-  constexpr int kRows = 16 * RT, kTokens = 8 * NT;
+  extern __shared__ float partial[];  // [S][8 tokens][16 RT rows]
+  constexpr int kRows = 16 * RT;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, splits = blockDim.x >> 5;
   const int g = lane >> 2, t = lane & 3;
   const int n0 = blockIdx.x * kRows;
@@ -166,30 +168,32 @@ __global__ void __launch_bounds__(256)
   }
 
   // Accumulator fragment: c0, c1 at (row g, tokens 2t, 2t+1), c2, c3 at row g + 8.
-  float* mine = partial + warp * kRows * kTokens;
+  // One token tile at a time through shared memory (8 KB at most), summed over
+  // the warps in warp order; consecutive threads store consecutive rows.
+  float* mine = partial + warp * kRows * 8;
 #pragma unroll
-  for (int rt = 0; rt < RT; ++rt)
+  for (int nt = 0; nt < NT; ++nt) {
+    if (8 * nt >= m) break;  // uniform over the block
 #pragma unroll
-    for (int nt = 0; nt < NT; ++nt)
+    for (int rt = 0; rt < RT; ++rt)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int row = 16 * rt + g + 8 * (i >> 1), token = 8 * nt + 2 * t + (i & 1);
-        mine[token * kRows + row] = acc[rt][nt][i];
+      for (int i = 0; i < 4; ++i) mine[(2 * t + (i & 1)) * kRows + 16 * rt + g + 8 * (i >> 1)] = acc[rt][nt][i];
+    __syncthreads();
+    const int tokens = min(8, m - 8 * nt);
+    for (int e = threadIdx.x; e < kRows * tokens; e += blockDim.x) {
+      const int token = e / kRows, row = e % kRows, col = n0 + row;
+      if (col >= n) continue;
+      float sum = 0.0f;
+      for (int s = 0; s < splits; ++s) sum += partial[(s * 8 + token) * kRows + row];
+      if (bias) sum += bias[col];
+      const int64_t at = static_cast<int64_t>(8 * nt + token) * n + col;
+      if (y_f32) {
+        static_cast<float*>(y)[at] = sum;
+      } else {
+        static_cast<bf16*>(y)[at] = __float2bfloat16(sum);
       }
-  __syncthreads();
-  // Consecutive threads take consecutive rows of one token: coalesced stores.
-  for (int e = threadIdx.x; e < kRows * m; e += blockDim.x) {
-    const int token = e / kRows, row = e % kRows, col = n0 + row;
-    if (col >= n) continue;
-    float sum = 0.0f;
-    for (int s = 0; s < splits; ++s) sum += partial[(s * kTokens + token) * kRows + row];
-    if (bias) sum += bias[col];
-    const int64_t at = static_cast<int64_t>(token) * n + col;
-    if (y_f32) {
-      static_cast<float*>(y)[at] = sum;
-    } else {
-      static_cast<bf16*>(y)[at] = __float2bfloat16(sum);
     }
+    __syncthreads();
   }
 }
 
@@ -210,20 +214,27 @@ Status launch(const bf16* x, const bf16* w, const float* bias, void* y, bool y_f
   constexpr int kRows = 16 * RT;
   const int splits = splits_for(n, k, kRows, target);
   const dim3 grid(static_cast<unsigned>((n + kRows - 1) / kRows));
-  const size_t smem = static_cast<size_t>(splits) * kRows * 8 * NT * sizeof(float);
+  const size_t smem = static_cast<size_t>(splits) * kRows * 8 * sizeof(float);
   return cuda_status(launch_pdl(pdl, gemv_mma_kernel<RT, NT, U>, grid, dim3(32 * splits), smem, stream, x, w, bias,
                                 y, y_f32, m, n, k),
                      "gemv_mma launch");
 }
 
+// The tuning grid for up to 16 tokens; more tokens take one form: their x
+// fragments and sums fill the registers, so one step a group (U = 1; the next
+// step still loads while the current one computes).
 template <int NT>
 Status launch_variant(const bf16* x, const bf16* w, const float* bias, void* y, bool y_f32, int m, int n, int k,
                       int variant, bool pdl, cudaStream_t stream) {
-  switch (variant) {
-    case 1: return launch<1, NT, 4>(x, w, bias, y, y_f32, m, n, k, 2048, pdl, stream);
-    case 2: return launch<2, NT, 2>(x, w, bias, y, y_f32, m, n, k, 1024, pdl, stream);
-    case 3: return launch<2, NT, 2>(x, w, bias, y, y_f32, m, n, k, 4096, pdl, stream);
-    default: return launch<2, NT, 2>(x, w, bias, y, y_f32, m, n, k, 2048, pdl, stream);
+  if constexpr (NT > 2) {
+    return launch<2, NT, 1>(x, w, bias, y, y_f32, m, n, k, 2048, pdl, stream);
+  } else {
+    switch (variant) {
+      case 1: return launch<1, NT, 4>(x, w, bias, y, y_f32, m, n, k, 2048, pdl, stream);
+      case 2: return launch<2, NT, 2>(x, w, bias, y, y_f32, m, n, k, 1024, pdl, stream);
+      case 3: return launch<2, NT, 2>(x, w, bias, y, y_f32, m, n, k, 4096, pdl, stream);
+      default: return launch<2, NT, 2>(x, w, bias, y, y_f32, m, n, k, 2048, pdl, stream);
+    }
   }
 }
 
@@ -238,9 +249,17 @@ Status gemv_mma_variant(const bf16* x, const bf16* w, const float* bias, void* y
   if (n <= 0) return Status::success();
   if (!gemv_mma_supports(x, w, m, k))
     return Error{"gemv_mma: unsupported arguments (m " + std::to_string(m) + ", k " + std::to_string(k) +
-                 "; needs 1 <= m <= 16, k % 8 == 0, 16-byte aligned x and w)"};
-  return m <= 8 ? launch_variant<1>(x, w, bias, y, y_f32, m, n, k, variant, pdl, stream)
-                : launch_variant<2>(x, w, bias, y, y_f32, m, n, k, variant, pdl, stream);
+                 "; needs 1 <= m <= " + std::to_string(kGemvMmaMaxM) + ", k % 8 == 0, 16-byte aligned x and w)"};
+  switch ((m + 7) / 8) {
+    case 1: return launch_variant<1>(x, w, bias, y, y_f32, m, n, k, variant, pdl, stream);
+    case 2: return launch_variant<2>(x, w, bias, y, y_f32, m, n, k, variant, pdl, stream);
+    case 3: return launch_variant<3>(x, w, bias, y, y_f32, m, n, k, variant, pdl, stream);
+    case 4: return launch_variant<4>(x, w, bias, y, y_f32, m, n, k, variant, pdl, stream);
+    case 5: return launch_variant<5>(x, w, bias, y, y_f32, m, n, k, variant, pdl, stream);
+    case 6: return launch_variant<6>(x, w, bias, y, y_f32, m, n, k, variant, pdl, stream);
+    case 7: return launch_variant<7>(x, w, bias, y, y_f32, m, n, k, variant, pdl, stream);
+    default: return launch_variant<8>(x, w, bias, y, y_f32, m, n, k, variant, pdl, stream);
+  }
 }
 
 Status gemv_mma(const bf16* x, const bf16* w, const float* bias, void* y, bool y_f32, int m, int n, int k,

@@ -137,7 +137,7 @@ TEST(GemmGpu, GemvVariantsMatchFloat64Reference) {
         check_shape(*gemm, m, n, k, Path::kGemvVariant, rng, 0, v);
 }
 
-// Every tensor-core small-M variant, M across both token tiles (1-8, 9-16),
+// Every tensor-core small-M variant, M across token tiles (1-8, 9-16, ... 64),
 // K a whole number of 32-wide steps and not (the tail: K % 32 of 8, 16, 24),
 // N not a multiple of the 16 or 32 rows a block owns, K split over 1-8 warps.
 TEST(GemmGpu, GemvMmaVariantsMatchFloat64Reference) {
@@ -145,11 +145,14 @@ TEST(GemmGpu, GemvMmaVariantsMatchFloat64Reference) {
   auto gemm = make_gemm();
   ASSERT_TRUE(gemm);
   std::mt19937 rng(505);
+  const std::pair<int, int> shapes[] = {{65, 64},  {1536, 576}, {1000, 4096}, {513, 4104},
+                                        {40, 8},   {4096, 1048}, {700, 14336}};
   for (int v = 0; v < gpu::kGemvMmaVariants; ++v)
     for (int m : {1, 3, 5, 8, 9, 16})
-      for (auto [n, k] : {std::pair{65, 64}, std::pair{1536, 576}, std::pair{1000, 4096}, std::pair{513, 4104},
-                          std::pair{40, 8}, std::pair{4096, 1048}, std::pair{700, 14336}})
-        check_shape(*gemm, m, n, k, Path::kGemvMmaVariant, rng, 0, v);
+      for (auto [n, k] : shapes) check_shape(*gemm, m, n, k, Path::kGemvMmaVariant, rng, 0, v);
+  // Past 16 tokens (one form): every count of token tiles, full and not.
+  for (int m : {17, 24, 31, 40, 47, 56, 64})
+    for (auto [n, k] : shapes) check_shape(*gemm, m, n, k, Path::kGemvMmaVariant, rng, 0, 0);
 }
 
 // A row's outputs do not depend on M or on the other rows: each row of an
@@ -176,7 +179,7 @@ TEST(GemmGpu, GemvMmaRowsDoNotDependOnM) {
       alone[r] = d_y.download();
       alone[r].resize(n);
     }
-    for (int m : {2, 5, 8, 9, 13, 16}) {
+    for (int m : {2, 5, 8, 9, 13, 16, 24, 40, 57, 64}) {
       d_y.poison();
       ASSERT_TRUE(gpu::gemv_mma(d_x.get(), d_w.get(), nullptr, d_y.get(), true, m, n, k, nullptr).ok());
       ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
