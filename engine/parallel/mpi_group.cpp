@@ -34,6 +34,10 @@ class MpiCommunicator final : public Communicator {
     // (n stays within int: a step's hidden state, at most tokens x hidden size)
     MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
   }
+  void all_gather(const float* data, int64_t n, float* out) override {
+    // (equal counts: a vocab-parallel LM head pads every rank's slice to the same width)
+    MPI_Allgather(data, static_cast<int>(n), MPI_FLOAT, out, static_cast<int>(n), MPI_FLOAT, MPI_COMM_WORLD);
+  }
 
  private:
   int rank_, size_;

@@ -2,7 +2,7 @@
 // Tensor-parallel ranks as processes started by an MPI launcher (mpirun,
 // Slurm's srun): one rank per process, on one host or many (process_group.h
 // says who does what). Steps go out with MPI_Bcast, the decoder's all-reduces
-// through MPI_Allreduce. A rank that dies ends the job: MPI's default error
+// through MPI_Allreduce, a vocab-parallel LM head's logits through MPI_Allgather. A rank that dies ends the job: MPI's default error
 // handler aborts, and the launcher ends every rank. Built when CMake finds MPI
 // (Debian: libopenmpi-dev); else from_launcher() says so when a launcher
 // started the process.

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -90,6 +91,7 @@ class TcpCommunicator final : public Communicator {
   int rank() const override { return group_.rank(); }
   int size() const override { return group_.size(); }
   void all_reduce_sum(float* data, int64_t n) override { group_.all_reduce_sum(data, n); }
+  void all_gather(const float* data, int64_t n, float* out) override { group_.all_gather(data, n, out); }
 
  private:
   TcpGroup& group_;
@@ -268,14 +270,17 @@ bool TcpGroup::receive_step(ForwardInputs& in) {
   return true;
 }
 
+void TcpGroup::fail(const char* collective, const char* what, size_t rank, int io) const {
+  const Io why = static_cast<Io>(io);
+  process_group_failure(std::string(collective) + ": " + what + " rank " + std::to_string(rank) + ": " + describe(why) +
+                        (why == Io::kTimeout ? " after " + std::to_string(static_cast<int>(collective_timeout_s_)) + " s"
+                                             : std::string()));
+}
+
 void TcpGroup::all_reduce_sum(float* data, int64_t n) {
   const size_t bytes = static_cast<size_t>(n) * sizeof(float);
   const auto deadline = after(collective_timeout_s_);
-  const auto fail = [&](const char* what, size_t r, Io io) {
-    process_group_failure(std::string("all-reduce: ") + what + " rank " + std::to_string(r) + ": " + describe(io) +
-                          (io == Io::kTimeout ? " after " + std::to_string(static_cast<int>(collective_timeout_s_)) + " s"
-                                              : std::string()));
-  };
+  const auto fail = [&](const char* what, size_t r, Io io) { this->fail("all-reduce", what, r, static_cast<int>(io)); };
   if (rank_ != 0) {
     if (Io io = write_all(links_[0], data, bytes, deadline); io != Io::kOk) fail("sending to", 0, io);
     if (Io io = read_all(links_[0], data, bytes, deadline); io != Io::kOk) fail("receiving from", 0, io);
@@ -289,6 +294,26 @@ void TcpGroup::all_reduce_sum(float* data, int64_t n) {
   }
   for (size_t r = 1; r < links_.size(); ++r)
     if (Io io = write_all(links_[r], data, bytes, deadline); io != Io::kOk) fail("sending to", r, io);
+}
+
+void TcpGroup::all_gather(const float* data, int64_t n, float* out) {
+  // Through rank 0 too: every rank's n floats go there, the whole goes back.
+  const size_t bytes = static_cast<size_t>(n) * sizeof(float);
+  const auto deadline = after(collective_timeout_s_);
+  const auto fail = [&](const char* what, size_t r, Io io) { this->fail("all-gather", what, r, static_cast<int>(io)); };
+  if (rank_ != 0) {
+    if (Io io = write_all(links_[0], data, bytes, deadline); io != Io::kOk) fail("sending to", 0, io);
+    if (Io io = read_all(links_[0], out, bytes * static_cast<size_t>(size_), deadline); io != Io::kOk)
+      fail("receiving from", 0, io);
+    return;
+  }
+  std::copy(data, data + n, out);
+  for (size_t r = 1; r < links_.size(); ++r)
+    if (Io io = read_all(links_[r], out + r * static_cast<size_t>(n), bytes, deadline); io != Io::kOk)
+      fail("receiving from", r, io);
+  for (size_t r = 1; r < links_.size(); ++r)
+    if (Io io = write_all(links_[r], out, bytes * static_cast<size_t>(size_), deadline); io != Io::kOk)
+      fail("sending to", r, io);
 }
 
 }  // namespace ember

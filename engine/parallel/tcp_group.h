@@ -8,7 +8,8 @@
 //
 // The links form a star on rank 0: it sends each step to every rank, and an
 // all-reduce gathers every rank's floats there, sums them in rank order (the
-// same bits as the thread group's) and sends the sum back. A rank that closes
+// same bits as the thread group's) and sends the sum back; an all-gather
+// likewise collects every rank's part there and sends the whole back. A rank that closes
 // its connection, or a collective that has not completed within
 // collective_timeout_s, ends the process with a message (process_group_failure);
 // rank 0 watches its links between steps too, so a lost rank ends the server
@@ -50,12 +51,14 @@ class TcpGroup final : public ProcessGroup {
   bool receive_step(ForwardInputs& in) override;
   const char* kind() const override { return "processes over TCP"; }
 
-  // The all-reduce behind communicator().
+  // The collectives behind communicator().
   void all_reduce_sum(float* data, int64_t n);
+  void all_gather(const float* data, int64_t n, float* out);
 
  private:
   TcpGroup(int rank, int size, double collective_timeout_s);
   void watch_links();  // rank 0: ends the process when a rank's link closes
+  [[noreturn]] void fail(const char* collective, const char* what, size_t rank, int io) const;
 
   int rank_, size_;
   double collective_timeout_s_;

@@ -35,6 +35,18 @@ class ThreadGroup::Rank final : public Communicator {
     g_.barrier_.arrive_and_wait();  // every slice written before anyone reads its buffer
   }
 
+  void all_gather(const float* data, int64_t n, float* out) override {
+    const int size = g_.size_;
+    if (size == 1) {
+      std::copy(data, data + n, out);
+      return;
+    }
+    g_.buffers_[static_cast<size_t>(rank_)] = const_cast<float*>(data);  // (only read)
+    g_.barrier_.arrive_and_wait();  // every buffer published
+    for (int r = 0; r < size; ++r) std::copy(g_.buffers_[static_cast<size_t>(r)], g_.buffers_[static_cast<size_t>(r)] + n, out + r * n);
+    g_.barrier_.arrive_and_wait();  // every rank done reading before any buffer changes
+  }
+
  private:
   ThreadGroup& g_;
   const int rank_;

@@ -6,7 +6,9 @@
 //   communicator(r)  rank r's Communicator: a shared-memory all-reduce. Each
 //                rank publishes its buffer; rank r sums slice r over all the
 //                buffers (in rank order, so every rank gets the same bits) and
-//                writes it back into all of them; two barriers a call.
+//                writes it back into all of them; two barriers a call. Its
+//                all-gather: each rank copies every published buffer into its
+//                own output, rank order; two barriers too.
 // A fn that throws or aborts takes the process down: ranks share one fate.
 
 #include <barrier>
@@ -40,7 +42,7 @@ class ThreadGroup {
 
   const int size_;
   std::vector<std::unique_ptr<Communicator>> comms_;
-  // all_reduce_sum's shared state: each rank's buffer, and the barrier.
+  // The collectives' shared state: each rank's buffer, and the barrier.
   std::vector<float*> buffers_;
   std::barrier<> barrier_;
   // run()'s hand-off to the workers.

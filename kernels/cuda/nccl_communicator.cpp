@@ -15,8 +15,8 @@ namespace ember {
 #ifdef EMBER_HAVE_NCCL
 namespace {
 
-[[noreturn]] void collective_failed(ncclResult_t r, int rank) {
-  std::fprintf(stderr, "ember: NCCL all-reduce failed on rank %d: %s\n", rank, ncclGetErrorString(r));
+[[noreturn]] void collective_failed(const char* what, ncclResult_t r, int rank) {
+  std::fprintf(stderr, "ember: NCCL %s failed on rank %d: %s\n", what, rank, ncclGetErrorString(r));
   std::abort();
 }
 
@@ -36,19 +36,49 @@ Result<std::vector<std::unique_ptr<NcclCommunicator>>> NcclCommunicator::create_
   return out;
 }
 
-NcclCommunicator::~NcclCommunicator() { ncclCommDestroy(static_cast<ncclComm_t>(comm_)); }
+NcclCommunicator::~NcclCommunicator() {
+  if (!aborted_.load()) ncclCommDestroy(static_cast<ncclComm_t>(comm_));
+}
 
 void NcclCommunicator::all_reduce_sum(float* data, int64_t n) {
   ncclResult_t r = ncclAllReduce(data, data, static_cast<size_t>(n), ncclFloat32, ncclSum,
                                  static_cast<ncclComm_t>(comm_), nullptr);
-  if (r != ncclSuccess) collective_failed(r, rank_);
+  if (r != ncclSuccess) collective_failed("all-reduce", r, rank_);
+}
+
+void NcclCommunicator::all_gather(const float* data, int64_t n, float* out) {
+  ncclResult_t r = ncclAllGather(data, out, static_cast<size_t>(n), ncclFloat32, static_cast<ncclComm_t>(comm_), nullptr);
+  if (r != ncclSuccess) collective_failed("all-gather", r, rank_);
 }
 
 void NcclCommunicator::all_reduce(Tensor& x, void* stream) {
   const ncclDataType_t type = x.dtype == DType::kBF16 ? ncclBfloat16 : ncclFloat32;
   ncclResult_t r = ncclAllReduce(x.data, x.data, static_cast<size_t>(x.numel()), type, ncclSum,
                                  static_cast<ncclComm_t>(comm_), static_cast<cudaStream_t>(stream));
-  if (r != ncclSuccess) collective_failed(r, rank_);
+  if (r != ncclSuccess) collective_failed("all-reduce", r, rank_);
+}
+
+void NcclCommunicator::all_gather(const Tensor& x, Tensor& out, void* stream) {
+  ncclResult_t r = ncclAllGather(x.data, out.data, static_cast<size_t>(x.numel()), ncclFloat32,
+                                 static_cast<ncclComm_t>(comm_), static_cast<cudaStream_t>(stream));
+  if (r != ncclSuccess) collective_failed("all-gather", r, rank_);
+}
+
+std::string NcclCommunicator::async_error() {
+  if (aborted_.load()) return {};
+  ncclResult_t async = ncclSuccess;
+  if (ncclResult_t r = ncclCommGetAsyncError(static_cast<ncclComm_t>(comm_), &async); r != ncclSuccess)
+    return std::string("ncclCommGetAsyncError: ") + ncclGetErrorString(r);
+  if (async == ncclSuccess || async == ncclInProgress) return {};
+  std::string what = ncclGetErrorString(async);
+  if (const char* last = ncclGetLastError(static_cast<ncclComm_t>(comm_)); last != nullptr && *last != '\0')
+    what += std::string(" (") + last + ")";
+  return what;
+}
+
+void NcclCommunicator::abort() {
+  if (aborted_.exchange(true)) return;
+  ncclCommAbort(static_cast<ncclComm_t>(comm_));
 }
 
 #else
@@ -60,7 +90,11 @@ Result<std::vector<std::unique_ptr<NcclCommunicator>>> NcclCommunicator::create_
 }
 NcclCommunicator::~NcclCommunicator() = default;
 void NcclCommunicator::all_reduce_sum(float*, int64_t) {}
+void NcclCommunicator::all_gather(const float*, int64_t, float*) {}
 void NcclCommunicator::all_reduce(Tensor&, void*) {}
+void NcclCommunicator::all_gather(const Tensor&, Tensor&, void*) {}
+std::string NcclCommunicator::async_error() { return {}; }
+void NcclCommunicator::abort() {}
 
 #endif
 
