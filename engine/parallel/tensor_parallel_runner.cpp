@@ -5,7 +5,8 @@
 namespace ember {
 
 Result<std::unique_ptr<TensorParallelRunner>> TensorParallelRunner::create(
-    int n, const RankFactory& make, ModelConfig whole, std::vector<std::unique_ptr<Communicator>> comms) {
+    int n, const RankFactory& make, ModelConfig whole, std::vector<std::unique_ptr<Communicator>> comms,
+    double collective_timeout_s) {
   if (n < 1) return Error{"tensor parallelism: no ranks"};
   std::unique_ptr<TensorParallelRunner> tp(new TensorParallelRunner());
   tp->whole_ = std::move(whole);
@@ -32,10 +33,16 @@ Result<std::unique_ptr<TensorParallelRunner>> TensorParallelRunner::create(
                    " blocks): give every rank the same device kind, or --num-gpu-blocks-override"};
   tp->discarded_.resize(static_cast<size_t>(n));
   tp->discarded_logits_.resize(static_cast<size_t>(n));
+  if (collective_timeout_s > 0 && static_cast<int>(tp->comms_.size()) == n) {
+    std::vector<Communicator*> watched;
+    for (auto& c : tp->comms_) watched.push_back(c.get());
+    tp->watchdog_ = std::make_unique<CollectiveWatchdog>(std::move(watched), collective_timeout_s);
+  }
   return tp;
 }
 
 TensorParallelRunner::~TensorParallelRunner() {
+  watchdog_.reset();
   // Each rank is torn down on its own thread (its device current there).
   if (group_) group_->run([&](int r) { ranks_[static_cast<size_t>(r)].reset(); });
 }
@@ -54,17 +61,23 @@ void TensorParallelRunner::launch(std::span<const StepSequence> seqs, std::span<
     }
   }
   group_->run([&](int r) {
+    if (watchdog_) watchdog_->begin(r);
     ranks_[static_cast<size_t>(r)]->launch(seqs, r == 0 ? rows : std::span<const SamplerRow>(rank_rows_[static_cast<size_t>(r)]));
   });
 }
 
 void TensorParallelRunner::collect(std::vector<SampledToken>& out) {
-  group_->run([&](int r) { ranks_[static_cast<size_t>(r)]->collect(r == 0 ? out : discarded_[static_cast<size_t>(r)]); });
+  group_->run([&](int r) {
+    ranks_[static_cast<size_t>(r)]->collect(r == 0 ? out : discarded_[static_cast<size_t>(r)]);
+    if (watchdog_) watchdog_->end(r);
+  });
 }
 
 void TensorParallelRunner::forward_logits(std::span<const StepSequence> seqs, std::vector<float>& logits) {
   group_->run([&](int r) {
+    if (watchdog_) watchdog_->begin(r);
     ranks_[static_cast<size_t>(r)]->forward_logits(seqs, r == 0 ? logits : discarded_logits_[static_cast<size_t>(r)]);
+    if (watchdog_) watchdog_->end(r);
   });
 }
 

@@ -8,6 +8,10 @@
 // its own copy of each row's generator: each rank's device then holds the
 // step's tokens, so async scheduling's on-device token hand-off works per rank
 // as it does alone.
+// With communicators it owns and a collective timeout, a CollectiveWatchdog
+// (collective_watchdog.h) watches every rank's steps from launch to collect:
+// an NCCL error, or a step unfinished after the timeout, ends the process with
+// a message naming the rank(s).
 
 #include <functional>
 #include <memory>
@@ -15,6 +19,7 @@
 
 #include "common/status.h"
 #include "engine/model_runner.h"
+#include "engine/parallel/collective_watchdog.h"
 #include "engine/parallel/thread_group.h"
 #include "kernels/communicator.h"
 
@@ -27,8 +32,10 @@ class TensorParallelRunner final : public ModelRunner {
   // once (a runner's start-up may run collectives, which need every rank);
   // `comms`, the ranks' communicators if this runner is to own them, live as
   // long as it. An Error when any rank fails or the ranks' KV pools differ.
+  // collective_timeout_s > 0 with `comms`: the watchdog's timeout.
   static Result<std::unique_ptr<TensorParallelRunner>> create(int n, const RankFactory& make, ModelConfig whole,
-                                                              std::vector<std::unique_ptr<Communicator>> comms = {});
+                                                              std::vector<std::unique_ptr<Communicator>> comms = {},
+                                                              double collective_timeout_s = 0);
   ~TensorParallelRunner() override;
 
   void launch(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows) override;
@@ -46,6 +53,7 @@ class TensorParallelRunner final : public ModelRunner {
   std::vector<std::unique_ptr<Communicator>> comms_;  // outlive the ranks (destroyed after them)
   std::unique_ptr<ThreadGroup> group_;
   std::vector<std::unique_ptr<ModelRunner>> ranks_;
+  std::unique_ptr<CollectiveWatchdog> watchdog_;  // null: not watched (started after the ranks, stopped before them)
   std::vector<std::vector<SampledToken>> discarded_;  // ranks > 0's tokens
   std::vector<std::vector<float>> discarded_logits_;
   // Ranks > 0 sample with copies of the rows' generators, taken before any
