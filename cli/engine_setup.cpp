@@ -36,6 +36,10 @@ Result<LlamaWeights> load_weights(const ModelSource& src, const ModelOptions& o,
   return load_llama_weights(*dir, hook);
 }
 
+LmHead lm_head_of(const ModelOptions& o) {
+  return o.lm_head == "replicated" ? LmHead::kReplicated : LmHead::kVocabParallel;
+}
+
 // The tensor-parallel shards of the ranks `keep` (all of them, or under MPI
 // this process's), cut layer by layer as the loader completes each, so the
 // whole model is never in memory at once.
@@ -60,17 +64,24 @@ Result<std::vector<LlamaWeights>> load_shards(const ModelSource& src, const Mode
     layer = LayerWeights{};
     return Status::success();
   };
-  Result<LlamaWeights> rest = load_weights(src, o, seed, cut);  // embedding, final norm and LM head: replicated
+  // The embedding and final norm are replicated. A vocab-parallel LM head keeps its rows (an untied head is the
+  // last tensor loaded, so cutting it here peaks no higher than a hook would); a tied one is a view of the embedding.
+  Result<LlamaWeights> rest = load_weights(src, o, seed, cut);
   if (!rest) return rest.error();
+  const bool split = lm_head_of(o) == LmHead::kVocabParallel;
   for (size_t i = 0; i < keep.size(); ++i) {
     shards[i].config = *shard;
     shards[i].final_norm = rest->final_norm;
+    if (split) {
+      shards[i].vocab = vocab_split(src.config.vocab_size, keep[i], n);
+      if (!rest->lm_head.empty()) shards[i].lm_head = vocab_rows(rest->lm_head, shards[i].vocab);
+    }
     if (i + 1 == keep.size()) {
       shards[i].embed = std::move(rest->embed);
-      shards[i].lm_head = std::move(rest->lm_head);
+      if (!split) shards[i].lm_head = std::move(rest->lm_head);
     } else {
       shards[i].embed = rest->embed;
-      shards[i].lm_head = rest->lm_head;
+      if (!split) shards[i].lm_head = rest->lm_head;
     }
   }
   return shards;
@@ -120,9 +131,10 @@ Result<std::unique_ptr<ModelRunner>> make_cpu_runner(const ModelSource& src, con
                                             eos_ids_of(src), model.process_group);
   if (!runner) return runner.error();
   if (tp > 1)
-    spdlog::info("tensor parallelism: {} ranks ({}), {} attention heads, {} KV heads and an MLP width of {} each", tp,
-                 model.process_group != nullptr ? model.process_group->kind() : "threads of this process", shard->num_heads,
-                 shard->num_kv_heads, shard->intermediate_size);
+    spdlog::info("tensor parallelism: {} ranks ({}), {} attention heads, {} KV heads and an MLP width of {} each; "
+                 "LM head {}",
+                 tp, model.process_group != nullptr ? model.process_group->kind() : "threads of this process",
+                 shard->num_heads, shard->num_kv_heads, shard->intermediate_size, model.lm_head);
   return std::unique_ptr<ModelRunner>(std::move(*runner));
 }
 
@@ -144,6 +156,8 @@ Result<std::unique_ptr<ModelRunner>> make_gpu_runner(const ModelSource& src, con
   o.enforce_eager = options.enforce_eager;
   o.dummy_seed = static_cast<uint64_t>(options.seed);
   o.eos_token_ids = eos_ids_of(src);
+  o.lm_head = lm_head_of(model);
+  o.collective_timeout_s = model.collective_timeout_s;
   const int tp = model.tensor_parallel_size;
   if (tp > 1) {
     if (Result<ModelConfig> s = shard_config(src.config, tp); !s) return s.error();  // before the weights load

@@ -27,7 +27,8 @@ struct ModelOptions {
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
   double rendezvous_timeout_s = 300;  // for every rank to arrive
-  double collective_timeout_s = 300;
+  double collective_timeout_s = 300;  // one step's exchange between ranks (TCP; NCCL's watchdog)
+  std::string lm_head = "vocab-parallel";  // vocab-parallel | replicated (engine/parallel/shard.h)
   std::string speculative_config;  // --speculative-config JSON (engine/spec_decode/spec_config.h)
   std::string speculative_model;
   int num_speculative_tokens = 0;

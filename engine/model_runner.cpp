@@ -52,13 +52,19 @@ struct CpuModelRunner::Rank {
   CpuBackend backend;
   LlamaDecoder decoder;
   KvCache cache;
-  std::vector<float> logits;  // ranks > 0: computed, not used (the LM head is replicated)
+  std::vector<float> logits;  // ranks > 0: computed (every rank ends with the whole logits), not used
 
   Rank(LlamaWeights w, int threads, int64_t blocks, int32_t block_size)
       : weights(std::move(w)),
         backend(threads),
         decoder(weights, backend),
         cache(KvCache::allocate(weights.config, blocks, block_size)) {}
+
+  // Its collectives (the backend's all-reduces, the LM head's all-gather) go through `comm`.
+  void join(Communicator* comm) {
+    backend.set_communicator(comm);
+    decoder.set_communicator(comm);
+  }
 };
 
 namespace {
@@ -83,8 +89,7 @@ CpuModelRunner::CpuModelRunner(std::vector<LlamaWeights> shards, int threads_per
   config_ = ranks_.front()->weights.config;
   if (ranks_.size() > 1) {
     group_ = std::make_unique<ThreadGroup>(static_cast<int>(ranks_.size()));
-    for (size_t r = 0; r < ranks_.size(); ++r)
-      ranks_[r]->backend.set_communicator(&group_->communicator(static_cast<int>(r)));
+    for (size_t r = 0; r < ranks_.size(); ++r) ranks_[r]->join(&group_->communicator(static_cast<int>(r)));
   }
 }
 
@@ -96,7 +101,7 @@ int32_t CpuModelRunner::block_size() const { return static_cast<int32_t>(ranks_.
 Result<std::unique_ptr<CpuModelRunner>> CpuModelRunner::create(LlamaWeights weights, int tensor_parallel_size,
                                                                int num_threads, int64_t num_blocks,
                                                                int32_t block_size, std::vector<int32_t> eos_ids,
-                                                               ProcessGroup* group) {
+                                                               ProcessGroup* group, LmHead lm_head) {
   const int n = tensor_parallel_size;
   if (Result<ModelConfig> sc = shard_config(weights.config, n); !sc) return sc.error();
   if (group != nullptr && group->size() != n)
@@ -109,7 +114,7 @@ Result<std::unique_ptr<CpuModelRunner>> CpuModelRunner::create(LlamaWeights weig
   } else {
     for (int r = 0; r < n; ++r) {
       if (group != nullptr && r != group->rank()) continue;
-      Result<LlamaWeights> s = shard_weights(weights, r, n);
+      Result<LlamaWeights> s = shard_weights(weights, r, n, lm_head);
       if (!s) return s.error();
       shards.push_back(std::move(*s));
     }
@@ -135,7 +140,7 @@ Result<std::unique_ptr<CpuModelRunner>> CpuModelRunner::from_shards(std::vector<
   runner->config_ = whole;
   if (group != nullptr) {
     runner->processes_ = group;
-    runner->ranks_.front()->backend.set_communicator(&group->communicator());
+    runner->ranks_.front()->join(&group->communicator());
   }
   return runner;
 }
@@ -203,7 +208,7 @@ void CpuModelRunner::set_communicator(Communicator* comm) {
     spdlog::critical("CPU runner: set_communicator on a runner of {} ranks", ranks_.size());
     std::abort();
   }
-  ranks_.front()->backend.set_communicator(comm);
+  ranks_.front()->join(comm);
 }
 
 void CpuModelRunner::serve_rank_steps() {

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "engine/parallel/shard.h"
 #include "engine/sampler.h"
 #include "kernels/backend.h"
 #include "kernels/communicator.h"
@@ -91,10 +92,12 @@ class CpuModelRunner final : public ModelRunner {
   // Sampling happens once, on rank 0's logits. An Error when the model does not split.
   // With `group`, the ranks are processes instead: this runner is rank
   // group->rank() alone; rank 0 broadcasts each step's inputs before its
-  // forward, and the other ranks call serve_rank_steps().
+  // forward, and the other ranks call serve_rank_steps(). `lm_head`: how the
+  // ranks share the LM head (engine/parallel/shard.h).
   static Result<std::unique_ptr<CpuModelRunner>> create(LlamaWeights weights, int tensor_parallel_size,
                                                         int num_threads, int64_t num_blocks, int32_t block_size,
-                                                        std::vector<int32_t> eos_ids, ProcessGroup* group = nullptr);
+                                                        std::vector<int32_t> eos_ids, ProcessGroup* group = nullptr,
+                                                        LmHead lm_head = LmHead::kVocabParallel);
   // The same from shards already cut (shard_weights, or a loader's LayerHook
   // with shard_layer): every rank's in rank order, or in a process group this process's
   // rank's alone. `whole`: the unsplit model's config.

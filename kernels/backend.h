@@ -163,6 +163,20 @@ class Backend {
 
   // dst = src (same dtype and size).
   virtual void copy(const Tensor& src, Tensor& dst) = 0;
+  // A strided 2-D copy: row i of src (src.cols() elements, src_stride apart)
+  // to row i of dst (dst_stride apart). src and dst are [rows, cols] views of
+  // plain elements whose rows lie stride apart (a vocab-parallel LM head puts
+  // each rank's logits into its columns this way). The default copies row by
+  // row with copy(); CUDA overrides it with one cudaMemcpy2DAsync.
+  virtual void copy_2d(const Tensor& src, int64_t src_stride, Tensor& dst, int64_t dst_stride) {
+    assert(src.dtype == dst.dtype && src.rows() == dst.rows() && src.cols() == dst.cols());
+    const int64_t bytes = dtype_bytes(src.dtype, 1);
+    for (int64_t i = 0; i < src.rows(); ++i) {
+      const Tensor from = Tensor::of(static_cast<const char*>(src.data) + i * src_stride * bytes, src.dtype, {src.cols()});
+      Tensor to = Tensor::of(static_cast<char*>(dst.data) + i * dst_stride * bytes, dst.dtype, {dst.cols()});
+      copy(from, to);
+    }
+  }
   // Copies a float32 tensor to host memory, waiting for it to be ready.
   virtual void download(const Tensor& src, float* host) = 0;
 

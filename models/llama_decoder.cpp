@@ -4,6 +4,7 @@
 #include "models/llama_decoder.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 
 namespace ember {
@@ -58,7 +59,16 @@ DecoderWeights host_weight_views(const LlamaWeights& w) {
   v.config = c;
   v.embed = w.embed.view();
   v.final_norm = Tensor::f32(w.final_norm.data(), {h});
-  v.head = w.head().view();
+  v.vocab = w.vocab;
+  if (!w.vocab.on() || !w.lm_head.empty()) {
+    v.head = w.head().view();
+  } else {  // tied and split: this rank's rows of the (replicated) embedding, in place
+    const WeightMatrix& e = w.embed;
+    const void* rows = e.dtype == DType::kF32
+                           ? static_cast<const void*>(e.f32.data() + w.vocab.begin * e.cols)
+                           : static_cast<const void*>(e.raw.data() + w.vocab.begin * dtype_row_bytes(e.dtype, e.cols));
+    v.head = Tensor::typed(rows, e.dtype, w.vocab.rows, e.cols);
+  }
   for (const LayerWeights& lw : w.layers) {
     LayerWeightViews l;
     l.attn_norm = Tensor::f32(lw.attn_norm.data(), {h});
@@ -127,6 +137,10 @@ void LlamaDecoder::reserve(int64_t t, int64_t rows) {
   fit(act_, t * c.intermediate_size, a);
   fit(gathered_, rows * c.hidden_size, a);
   fit(logits_, rows * c.vocab_size, DType::kF32);
+  if (w_.vocab.on()) {
+    fit(vocab_part_, rows * w_.vocab.stride, DType::kF32);
+    fit(vocab_all_, w_.vocab.ranks * rows * w_.vocab.stride, DType::kF32);
+  }
   reserved_tokens_ = t;
   reserved_rows_ = rows;
 }
@@ -189,8 +203,38 @@ Tensor LlamaDecoder::forward(const ForwardInputs& in, const KvCacheView& cache) 
   Tensor gathered = Tensor::of(gathered_.data(), a, {r, h});
   backend_.gather_logit_rows(normed, in, gathered);
   Tensor logits = Tensor::of(logits_.data(), DType::kF32, {r, c.vocab_size});
-  backend_.linear(gathered, w_.head, nullptr, logits);
+  lm_head(gathered, logits);
   return logits;
+}
+
+void LlamaDecoder::lm_head(const Tensor& gathered, Tensor& logits) {
+  const VocabSplit& s = w_.vocab;
+  if (!s.on()) {
+    backend_.linear(gathered, w_.head, nullptr, logits);
+    return;
+  }
+  // This rank's vocab rows: [R, s.rows] at the front of an [R, s.stride] slot
+  // (the rest of the slot is padding nobody reads), gathered rank by rank, then
+  // each rank's [R, its rows] block copied into its columns of the logits.
+  // Each logit is the dot product the whole head computes: the same bits.
+  const int64_t r = gathered.rows(), v = w_.config.vocab_size;
+  Tensor part = Tensor::of(vocab_part_.data(), DType::kF32, {r, s.rows});
+  if (s.rows > 0) backend_.linear(gathered, w_.head, nullptr, part);
+  const Tensor slot = Tensor::of(vocab_part_.data(), DType::kF32, {r * s.stride});
+  Tensor all = Tensor::of(vocab_all_.data(), DType::kF32, {s.ranks * r * s.stride});
+  if (s.ranks == 1) {
+    backend_.copy(slot, all);
+  } else {
+    assert(comm_ != nullptr && comm_->size() == s.ranks);
+    comm_->all_gather(slot, all, stream_);
+  }
+  for (int k = 0; k < s.ranks; ++k) {
+    const int64_t begin = k * s.stride, rows = std::clamp<int64_t>(v - begin, 0, s.stride);
+    if (rows == 0) continue;
+    const Tensor src = Tensor::of(static_cast<float*>(vocab_all_.data()) + k * r * s.stride, DType::kF32, {r, rows});
+    Tensor dst = Tensor::of(static_cast<float*>(logits.data) + begin, DType::kF32, {r, rows});
+    backend_.copy_2d(src, rows, dst, v);
+  }
 }
 
 void LlamaDecoder::forward(const ForwardInputs& in, KvCache& cache, std::vector<float>& logits) {

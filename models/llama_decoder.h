@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels/backend.h"
+#include "kernels/communicator.h"
 #include "models/weights.h"
 
 namespace ember {
@@ -30,7 +31,8 @@ struct DecoderWeights {
   ModelConfig config;
   Tensor embed;       // [V, H]
   Tensor final_norm;  // [H]
-  Tensor head;        // [V, H] (the embedding when tied)
+  Tensor head;        // [V, H] (the embedding when tied); vocab.on(): [vocab.rows, H], rows from vocab.begin
+  VocabSplit vocab;   // a vocab-parallel LM head: the decoder all-gathers the logits (set_communicator)
   std::vector<LayerWeightViews> layers;
 };
 
@@ -101,14 +103,28 @@ class LlamaDecoder {
 
   const ModelConfig& config() const { return w_.config; }
 
+  // A vocab-parallel LM head's all-gather goes through `comm` (this rank's,
+  // not owned), enqueued on `stream` (the backend's cudaStream_t; null on the
+  // CPU). Needed when weights.vocab.ranks > 1.
+  void set_communicator(Communicator* comm, void* stream = nullptr) {
+    comm_ = comm;
+    stream_ = stream;
+  }
+
  private:
+  // LM head over the gathered rows: whole, or this rank's vocab rows then the all-gather.
+  void lm_head(const Tensor& gathered, Tensor& logits);
+
   DecoderWeights w_;
   Backend& backend_;
+  Communicator* comm_ = nullptr;
+  void* stream_ = nullptr;
   RopeConfig rope_;
   bool fused_qkv_ = false;
   int64_t reserved_tokens_ = 0, reserved_rows_ = 0;
   // Activations, reused between calls; sized by reserve().
   BackendBuffer hidden_, residual_, normed_, qkv_, q_, k_, v_, attn_, gate_up_, act_, gathered_, logits_;
+  BackendBuffer vocab_part_, vocab_all_;  // vocab-parallel: [R, stride] this rank's, [ranks, R, stride] everyone's
 };
 
 }  // namespace ember

@@ -46,12 +46,27 @@ struct LayerWeights {
   WeightMatrix w_down;            // [H, I]
 };
 
+// A vocab-parallel LM head (tensor parallelism, engine/parallel/shard.h): this
+// rank computes the logits of vocabulary rows [begin, begin + rows) only. Every
+// rank's part travels padded to `stride` rows (ceil(V / ranks), as vLLM pads),
+// so rank r's begins at r * stride; the decoder all-gathers the parts into the
+// whole logits. ranks == 0: the LM head is whole (not split).
+struct VocabSplit {
+  int ranks = 0;
+  int64_t begin = 0, rows = 0, stride = 0;
+  bool on() const { return ranks > 0; }
+  bool operator==(const VocabSplit&) const = default;
+};
+
 struct LlamaWeights {
   ModelConfig config;
-  WeightMatrix embed;  // [V, H]
+  WeightMatrix embed;  // [V, H] (replicated under tensor parallelism: every rank looks tokens up)
   std::vector<LayerWeights> layers;
   std::vector<float> final_norm;  // [H]
-  WeightMatrix lm_head;           // [V, H]; empty when tied to embed
+  // [V, H]; empty when tied to embed. With vocab.on(): only rows
+  // [vocab.begin, vocab.begin + vocab.rows), or, tied, those rows of embed.
+  WeightMatrix lm_head;
+  VocabSplit vocab;
   const WeightMatrix& head() const { return lm_head.empty() ? embed : lm_head; }
   // Bytes the weights take in memory.
   uint64_t bytes() const;

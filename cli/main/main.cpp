@@ -46,8 +46,13 @@ void add_model_flags(CLI::App* cmd, ModelOptions* o) {
   cmd->add_option("--rendezvous-timeout", o->rendezvous_timeout_s, "Seconds for every rank to arrive")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--collective-timeout", o->collective_timeout_s,
-                  "Seconds one step's exchange between ranks may take before every rank ends with a message")
+                  "Seconds one step's exchange between ranks may take before every rank ends with a message "
+                  "(TCP ranks; on GPUs, NCCL's watchdog)")
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--lm-head", o->lm_head,
+                  "How tensor-parallel ranks share the LM head: vocab-parallel (each computes its rows of the "
+                  "vocabulary, the logits all-gathered) or replicated (each computes all of it)")
+      ->check(CLI::IsMember({"vocab-parallel", "replicated"}));
   cmd->add_option("--speculative-config", o->speculative_config,
                   "Speculative decoding, as vLLM: a JSON object, e.g. '{\"method\": \"ngram\", "
                   "\"num_speculative_tokens\": 4, \"prompt_lookup_min\": 2, \"prompt_lookup_max\": 4}'");

@@ -147,7 +147,9 @@ class CudaModelRunner final : public ModelRunner {
         backend_(std::move(backend)),
         options_(options),
         max_model_len_(max_model_len),
-        decoder_(weights_->views(), *backend_) {}
+        decoder_(weights_->views(), *backend_) {
+    decoder_.set_communicator(options.communicator, backend_->stream());
+  }
 
   ~CudaModelRunner() override {
     cudaSetDevice(options_.device);
@@ -540,7 +542,10 @@ Result<std::unique_ptr<ModelRunner>> make_cuda_model_runner(const LlamaWeights& 
 Result<std::unique_ptr<ModelRunner>> make_cuda_model_runner_dummy(const ModelConfig& config,
                                                                    const CudaRunnerOptions& options) {
   EMBER_TRY_STATUS(set_device(options.device));
-  auto d = DeviceWeights::dummy(config, options.dummy_seed, options.tensor_parallel_rank, options.tensor_parallel_size);
+  // (a rank of a tensor-parallel runner, even of one, splits the LM head as told; a runner alone keeps it whole)
+  const LmHead head = options.communicator != nullptr ? options.lm_head : LmHead::kReplicated;
+  auto d = DeviceWeights::dummy(config, options.dummy_seed, options.tensor_parallel_rank, options.tensor_parallel_size,
+                                head);
   if (!d) return d.error();
   return finish(std::move(*d), options);
 }
@@ -571,11 +576,11 @@ Result<std::unique_ptr<ModelRunner>> make_cuda_tensor_parallel_runner(const Llam
     o.tensor_parallel_rank = r;
     o.tensor_parallel_size = n;
     if (weights == nullptr) return make_cuda_model_runner_dummy(config, o);
-    Result<LlamaWeights> s = shard_weights(*weights, r, n);
+    Result<LlamaWeights> s = shard_weights(*weights, r, n, options.lm_head);
     if (!s) return s.error();
     return make_cuda_model_runner(*s, o);
   };
-  auto tp = TensorParallelRunner::create(n, make, config, std::move(comms));
+  auto tp = TensorParallelRunner::create(n, make, config, std::move(comms), options.collective_timeout_s);
   if (!tp) return tp.error();
   return std::unique_ptr<ModelRunner>(std::move(*tp));
 }

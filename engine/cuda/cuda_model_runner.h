@@ -10,6 +10,7 @@
 
 #include "common/status.h"
 #include "engine/model_runner.h"
+#include "engine/parallel/shard.h"
 #include "kernels/communicator.h"
 #include "models/weights.h"
 
@@ -30,6 +31,8 @@ struct CudaRunnerOptions {
   Communicator* communicator = nullptr;   // a tensor-parallel rank's (not owned); null: the whole model
   int tensor_parallel_rank = 0;           // make_cuda_model_runner_dummy: this rank's slice of the weights
   int tensor_parallel_size = 1;
+  LmHead lm_head = LmHead::kVocabParallel;  // tensor parallelism: how the ranks share the LM head
+  double collective_timeout_s = 300;      // tensor parallelism: a step's NCCL collectives, before the watchdog ends the process
 };
 
 // Uploads host weights (any dtype: quantized GGUF blocks are expanded to bf16).
@@ -46,7 +49,11 @@ Result<std::unique_ptr<ModelRunner>> make_cuda_model_runner_dummy(const ModelCon
 // on GPU r holding its shard of `weights` (engine/parallel/shard.h), the ranks
 // all-reduce through NCCL (inside their CUDA graphs) and run side by side, one
 // thread each (engine/parallel/tensor_parallel_runner.h). `weights` null:
-// dummy weights, each rank generating its slice. n = 1 runs the whole path on one GPU.
+// dummy weights, each rank generating its slice. n = 1 runs the whole path on one GPU
+// (with options.lm_head vocab-parallel, the LM head's all-gather too). A
+// watchdog (engine/parallel/collective_watchdog.h) ends the process with a
+// message when NCCL reports an error or a step has not completed within
+// options.collective_timeout_s.
 Result<std::unique_ptr<ModelRunner>> make_cuda_tensor_parallel_runner(const LlamaWeights* weights,
                                                                       const ModelConfig& config,
                                                                       const CudaRunnerOptions& options, int n);

@@ -121,16 +121,21 @@ Result<std::unique_ptr<DeviceWeights>> DeviceWeights::upload(const LlamaWeights&
     d->views_.layers.push_back(l);
   }
   EMBER_TAKE(d->views_.final_norm, vec(w.final_norm));
-  if (w.lm_head.empty()) {
-    d->views_.head = d->views_.embed;
+  d->views_.vocab = w.vocab;
+  if (!w.lm_head.empty()) {
+    EMBER_TAKE(d->views_.head, matrix(w.lm_head));  // (split: this rank's rows alone)
+  } else if (w.vocab.on()) {  // tied and split: this rank's rows of the embedding
+    const Tensor& e = d->views_.embed;
+    d->views_.head = Tensor::typed(static_cast<uint16_t*>(e.data) + w.vocab.begin * e.cols(), DType::kBF16, w.vocab.rows,
+                                   e.cols());
   } else {
-    EMBER_TAKE(d->views_.head, matrix(w.lm_head));
+    d->views_.head = d->views_.embed;
   }
   return d;
 }
 
 Result<std::unique_ptr<DeviceWeights>> DeviceWeights::dummy(const ModelConfig& whole, uint64_t seed, int rank,
-                                                          int tensor_parallel_size) {
+                                                          int tensor_parallel_size, LmHead lm_head) {
   if (Status s = whole.validate(); !s) return s.error();
   Result<ModelConfig> shard = shard_config(whole, tensor_parallel_size);
   if (!shard) return shard.error();
@@ -208,7 +213,18 @@ Result<std::unique_ptr<DeviceWeights>> DeviceWeights::dummy(const ModelConfig& w
     d->views_.layers.push_back(l);
   }
   EMBER_TAKE(d->views_.final_norm, filled(h, 1.0f));
-  if (c.tie_word_embeddings) {
+  if (lm_head == LmHead::kVocabParallel) {
+    const VocabSplit v = vocab_split(c.vocab_size, rank, tensor_parallel_size);
+    d->views_.vocab = v;
+    if (c.tie_word_embeddings) {
+      d->views_.head = Tensor::typed(static_cast<uint16_t*>(d->views_.embed.data) + v.begin * h, DType::kBF16, v.rows, h);
+    } else {
+      void* rows = nullptr;
+      EMBER_TAKE(rows, d->alloc(static_cast<size_t>(v.rows * h) * 2));
+      if (Status s = slice(rows, v.rows, h, h, v.begin, 0, kDummyStd, kDummyLmHeadTensor); !s) return s.error();
+      d->views_.head = Tensor::typed(rows, DType::kBF16, v.rows, h);
+    }
+  } else if (c.tie_word_embeddings) {
     d->views_.head = d->views_.embed;
   } else {
     EMBER_TAKE(d->views_.head, matrix(c.vocab_size, h, nullptr, kDummyStd, kDummyLmHeadTensor));

@@ -11,6 +11,7 @@
 
 #include "common/status.h"
 #include "engine/cuda/dummy_fill.h"
+#include "engine/parallel/shard.h"
 #include "models/llama_decoder.h"
 #include "models/weights.h"
 
@@ -26,9 +27,11 @@ class DeviceWeights {
   // make_dummy_weights' values (same seed, same tensor streams) rounded to
   // bf16, generated on the device: Llama-3-8B's would be 32 GB as host float32.
   // With tensor_parallel_size n > 1: rank `rank`'s slices of them
-  // (engine/parallel/shard.h), each generated where it lies in the whole.
+  // (engine/parallel/shard.h), each generated where it lies in the whole;
+  // with kVocabParallel (at any n) its vocabulary rows of the LM head.
   static Result<std::unique_ptr<DeviceWeights>> dummy(const ModelConfig& config, uint64_t seed, int rank = 0,
-                                                      int tensor_parallel_size = 1);
+                                                      int tensor_parallel_size = 1,
+                                                      LmHead lm_head = LmHead::kReplicated);
 
   const DecoderWeights& views() const { return views_; }
   uint64_t bytes() const { return bytes_; }

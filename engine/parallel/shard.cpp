@@ -1,5 +1,6 @@
 #include "engine/parallel/shard.h"
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -119,15 +120,38 @@ Result<LayerWeights> shard_layer(const LayerWeights& l, const ModelConfig& c, in
   return o;
 }
 
-Result<LlamaWeights> shard_weights(const LlamaWeights& w, int rank, int n) {
+VocabSplit vocab_split(int64_t v, int rank, int n) {
+  VocabSplit s;
+  s.ranks = n;
+  s.stride = (v + n - 1) / n;
+  s.begin = std::min<int64_t>(rank * s.stride, v);
+  s.rows = std::min(s.stride, v - s.begin);
+  return s;
+}
+
+WeightMatrix vocab_rows(const WeightMatrix& table, const VocabSplit& split) {
+  return rows_of(table, split.begin, split.begin + split.rows);
+}
+
+Result<LlamaWeights> shard_weights(const LlamaWeights& w, int rank, int n, LmHead head) {
   Result<ModelConfig> sc = shard_config(w.config, n);
   if (!sc) return sc.error();
-  if (n == 1) return w;
+  const bool split = head == LmHead::kVocabParallel;
+  if (n == 1 && !split) return w;
   LlamaWeights s;
   s.config = *sc;
   s.embed = w.embed;
   s.final_norm = w.final_norm;
-  s.lm_head = w.lm_head;
+  if (split) {
+    s.vocab = vocab_split(w.config.vocab_size, rank, n);
+    if (!w.lm_head.empty()) s.lm_head = vocab_rows(w.lm_head, s.vocab);  // (tied: a view of embed's rows)
+  } else {
+    s.lm_head = w.lm_head;
+  }
+  if (n == 1) {
+    s.layers = w.layers;
+    return s;
+  }
   for (const LayerWeights& l : w.layers) {
     Result<LayerWeights> o = shard_layer(l, w.config, rank, n);
     if (!o) return o.error();

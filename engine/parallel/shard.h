@@ -5,7 +5,12 @@
 //   output is a partial sum the decoder all-reduces (LlamaDecoder calls
 //   Backend::all_reduce after both); the KV cache follows the KV heads.
 //   KV heads fewer than N are replicated (each rank keeps the one its query
-//   heads read), as vLLM does. Embedding, norms and LM head are replicated.
+//   heads read), as vLLM does. Norms and the embedding are replicated.
+//   The LM head is vocab-parallel (each rank computes the logits of ceil(V/N)
+//   vocabulary rows, the last ranks fewer, and the decoder all-gathers them:
+//   VocabSplit, models/weights.h), or replicated (LmHead::kReplicated).
+//   A tied head is a view of the replicated embedding's rows, so it saves
+//   compute but no memory; an untied one keeps only its rows.
 // A head count or MLP width N does not divide, or a quantized matrix whose
 // column slice would cut a block, is an Error saying so.
 
@@ -29,7 +34,18 @@ ShardRanges shard_ranges(const ModelConfig& whole, int rank, int tensor_parallel
 // Rank `rank`'s slices of one layer of the `whole` model.
 Result<LayerWeights> shard_layer(const LayerWeights& layer, const ModelConfig& whole, int rank, int tensor_parallel_size);
 
+enum class LmHead { kReplicated, kVocabParallel };
+
+// Rank `rank` of n's vocabulary rows: [rank * stride, ...) with
+// stride = ceil(V / n), clipped to V (the last ranks may hold fewer, or none).
+VocabSplit vocab_split(int64_t vocab_size, int rank, int tensor_parallel_size);
+// Rows [split.begin, split.begin + split.rows) of a whole [V, H] table, copied.
+WeightMatrix vocab_rows(const WeightMatrix& table, const VocabSplit& split);
+
 // Rank `rank`'s slices of `weights` (copied; `weights` is left as it is).
-Result<LlamaWeights> shard_weights(const LlamaWeights& weights, int rank, int tensor_parallel_size);
+// kVocabParallel splits the LM head even at n = 1 (a split of one rank: the
+// whole TP path, gather included, on one device).
+Result<LlamaWeights> shard_weights(const LlamaWeights& weights, int rank, int tensor_parallel_size,
+                                   LmHead head = LmHead::kVocabParallel);
 
 }  // namespace ember

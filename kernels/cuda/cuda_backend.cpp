@@ -359,6 +359,16 @@ void CudaBackend::copy(const Tensor& src, Tensor& dst) {
                "copy");
 }
 
+void CudaBackend::copy_2d(const Tensor& src, int64_t src_stride, Tensor& dst, int64_t dst_stride) {
+  assert(src.dtype == dst.dtype && src.rows() == dst.rows() && src.cols() == dst.cols());
+  const size_t elem = static_cast<size_t>(dtype_bytes(src.dtype, 1));
+  if (src.numel() == 0) return;
+  impl_->check(cudaMemcpy2DAsync(dst.data, static_cast<size_t>(dst_stride) * elem, src.data,
+                                 static_cast<size_t>(src_stride) * elem, static_cast<size_t>(src.cols()) * elem,
+                                 static_cast<size_t>(src.rows()), cudaMemcpyDeviceToDevice, impl_->stream),
+               "copy_2d");
+}
+
 void CudaBackend::download(const Tensor& src, float* host) {
   assert(src.dtype == DType::kF32);
   impl_->check(cudaMemcpyAsync(host, src.data, static_cast<size_t>(src.numel()) * sizeof(float),

@@ -66,6 +66,7 @@ class CudaBackend final : public Backend {
   void deallocate(void* ptr) override;
   void begin_forward(const ForwardInputs& in) override;
   void copy(const Tensor& src, Tensor& dst) override;
+  void copy_2d(const Tensor& src, int64_t src_stride, Tensor& dst, int64_t dst_stride) override;
   void download(const Tensor& src, float* host) override;
 
   void embedding(const Tensor& table, const ForwardInputs& in, Tensor& out) override;
