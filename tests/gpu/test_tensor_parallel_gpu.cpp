@@ -1,12 +1,17 @@
 // Tensor parallelism on the GPU with the devices lent (one): the whole TP path
-// (TensorParallelRunner, its rank thread, NCCL all-reduces inside the CUDA
-// graphs) at N = 1 against the plain runner. NCCL of one rank changes no bit,
-// so logits and tokens must be identical; the Llama-3-8B shape's batch-1
-// decode through both paths is timed (the overhead of the TP path, goal <= 2%).
+// (TensorParallelRunner, its rank thread, NCCL all-reduces and the
+// vocab-parallel LM head's all-gather inside the CUDA graphs) at N = 1 against
+// the plain runner. NCCL of one rank changes no bit, so logits and tokens must
+// be identical; the Llama-3-8B shape's batch-1 decode through both paths is
+// timed (the overhead of the TP path, goal <= 2%). The collective watchdog on a
+// real NCCL communicator: a step that never completes is aborted and reported.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <mutex>
+#include <thread>
 #include <cstdio>
 #include <cstring>
 #include <tuple>
@@ -20,6 +25,7 @@
 #include "engine/cuda/device_weights.h"
 #include "engine/parallel/shard.h"
 #include "engine/engine.h"
+#include "engine/parallel/collective_watchdog.h"
 #include "kernels/cuda/nccl_communicator.h"
 #include "models/model_config.h"
 #include "models/weights.h"
@@ -52,15 +58,8 @@ TEST(TensorParallelGpu, NcclIsBuilt) {
   EXPECT_TRUE(nccl_available());
 }
 
-TEST(TensorParallelGpu, OneRankThroughTheWholePathMatchesThePlainRunner) {
-  const ModelConfig c = small_config();
-  auto w = make_dummy_weights(c, 12);
-  ASSERT_TRUE(w.ok());
-  auto plain = make_cuda_model_runner(*w, options());
-  ASSERT_TRUE(plain.ok()) << plain.error().message;
-  auto tp = make_cuda_tensor_parallel_runner(&*w, c, options(), 1);
-  ASSERT_TRUE(tp.ok()) << tp.error().message;
-  // Three sequences: a prefill (eager), then 64 decode steps (graph replays with the NCCL call inside).
+// 64 decode steps after a prefill of three sequences, through both runners: the logits must be equal bit for bit.
+void expect_same_logits(ModelRunner& plain, ModelRunner& tp, const ModelConfig& c, const std::string& what) {
   std::mt19937 rng(4);
   std::vector<std::vector<int32_t>> tokens(3), blocks(3);
   for (int s = 0; s < 3; ++s) {
@@ -76,15 +75,121 @@ TEST(TensorParallelGpu, OneRankThroughTheWholePathMatchesThePlainRunner) {
                                : StepSequence{tokens[s], len - 1, 1, blocks[s], 1});
     }
     std::vector<float> a, b;
-    (*plain)->forward_logits(seqs, a);
-    (*tp)->forward_logits(seqs, b);
-    ASSERT_EQ(a.size(), b.size());
-    ASSERT_EQ(a, b) << "step " << step;
+    plain.forward_logits(seqs, a);
+    tp.forward_logits(seqs, b);
+    ASSERT_EQ(a.size(), b.size()) << what;
+    ASSERT_EQ(a, b) << what << ", step " << step;
     for (int s = 0; s < 3; ++s) {
       const float* row = a.data() + static_cast<size_t>(s) * v;
       tokens[s].push_back(static_cast<int32_t>(std::max_element(row, row + v) - row));
     }
   }
+}
+
+TEST(TensorParallelGpu, OneRankThroughTheWholePathMatchesThePlainRunner) {
+  // Prefill eager, decodes as graph replays with the NCCL calls inside; the LM head replicated and vocab-parallel
+  // (its all-gather and column copies in the graph too), tied and untied.
+  for (const bool tied : {false, true}) {
+    ModelConfig c = small_config();
+    c.tie_word_embeddings = tied;
+    auto w = make_dummy_weights(c, 12);
+    ASSERT_TRUE(w.ok());
+    auto plain = make_cuda_model_runner(*w, options());
+    ASSERT_TRUE(plain.ok()) << plain.error().message;
+    for (const LmHead head : {LmHead::kReplicated, LmHead::kVocabParallel}) {
+      CudaRunnerOptions o = options();
+      o.lm_head = head;
+      auto tp = make_cuda_tensor_parallel_runner(&*w, c, o, 1);
+      ASSERT_TRUE(tp.ok()) << tp.error().message;
+      expect_same_logits(**plain, **tp, c,
+                         std::string(tied ? "tied" : "untied") +
+                             (head == LmHead::kVocabParallel ? ", vocab-parallel" : ", replicated"));
+    }
+  }
+}
+
+TEST(TensorParallelGpu, OneRankVocabParallelHeadOfDummyWeightsMatchesThePlainRunner) {
+  // Weights generated on the device: the rank's rows of the LM head (its slice of the untied head's stream, or a
+  // view of the embedding's rows) give the plain runner's logits.
+  for (const bool tied : {false, true}) {
+    ModelConfig c = small_config();
+    c.tie_word_embeddings = tied;
+    CudaRunnerOptions o = options();
+    o.dummy_seed = 5;
+    o.lm_head = LmHead::kVocabParallel;
+    auto plain = make_cuda_model_runner_dummy(c, o);
+    ASSERT_TRUE(plain.ok()) << plain.error().message;
+    auto tp = make_cuda_tensor_parallel_runner(nullptr, c, o, 1);
+    ASSERT_TRUE(tp.ok()) << tp.error().message;
+    expect_same_logits(**plain, **tp, c, tied ? "dummy, tied" : "dummy, untied");
+  }
+}
+
+TEST(TensorParallelGpu, NcclAllGatherOfOneRankCopiesItsPart) {
+  auto comms = NcclCommunicator::create_all({0});
+  ASSERT_TRUE(comms.ok()) << comms.error().message;
+  std::vector<float> host(1001);
+  for (size_t i = 0; i < host.size(); ++i) host[i] = static_cast<float>(i) * 0.5f - 3.0f;
+  float *in = nullptr, *out = nullptr;
+  ASSERT_EQ(cudaMalloc(&in, host.size() * 4), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&out, host.size() * 4), cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(in, host.data(), host.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
+  cudaStream_t stream;
+  ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
+  const Tensor x = Tensor::f32(in, {1001});
+  Tensor y = Tensor::f32(out, {1001});
+  (*comms)[0]->all_gather(x, y, stream);
+  ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+  std::vector<float> got(host.size());
+  ASSERT_EQ(cudaMemcpy(got.data(), out, got.size() * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+  EXPECT_EQ(got, host);
+  EXPECT_EQ((*comms)[0]->async_error(), "");
+  cudaStreamDestroy(stream);
+  cudaFree(in);
+  cudaFree(out);
+}
+
+TEST(TensorParallelGpu, WatchdogAbortsARealNcclCommunicatorWhoseStepNeverCompletes) {
+  // One rank on GPU 0: healthy collectives and an idle spell raise nothing; a step marked begun and never
+  // finished is reported past the timeout, naming rank 0, and ncclCommAbort has been called on the communicator
+  // (whose destructor then leaves it alone).
+  auto comms = NcclCommunicator::create_all({0});
+  ASSERT_TRUE(comms.ok()) << comms.error().message;
+  NcclCommunicator& comm = *(*comms)[0];
+  float* buf = nullptr;
+  ASSERT_EQ(cudaMalloc(&buf, 256 * 4), cudaSuccess);
+  ASSERT_EQ(cudaMemset(buf, 0, 256 * 4), cudaSuccess);
+  std::mutex mu;
+  std::vector<std::string> failures;
+  {
+    CollectiveWatchdog dog({&comm}, 0.3, [&](const std::string& m) {
+      std::lock_guard<std::mutex> lock(mu);
+      failures.push_back(m);
+    }, 0.01);
+    for (int i = 0; i < 10; ++i) {
+      dog.begin(0);
+      comm.all_reduce_sum(buf, 256);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      dog.end(0);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      ASSERT_TRUE(failures.empty()) << failures.front();
+    }
+    dog.begin(0);  // never ends
+    for (int i = 0; i < 500; ++i) {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (!failures.empty()) break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  ASSERT_EQ(failures.size(), 1u);
+  EXPECT_NE(failures[0].find("rank(s) 0"), std::string::npos) << failures[0];
+  EXPECT_EQ(comm.async_error(), "");  // aborted: nothing more to report
+  cudaFree(buf);
 }
 
 // Dummy weights split over ranks: each rank generates, on the device, exactly

@@ -1,8 +1,11 @@
 // Tensor parallelism on the CPU (engine/parallel): the shared-memory
-// all-reduce against a sequential sum, the shard arithmetic and its errors,
-// quantized slices against the dequantized matrix, and the model split over
-// 2 and 4 ranks against the unsplit one: logits within float32 rounding, and
-// greedy tokens identical through the engine.
+// all-reduce against a sequential sum and the all-gather (threads, TCP, MPI
+// processes), the shard arithmetic and its errors, quantized slices against
+// the dequantized matrix, and the model split over 2, 3 and 4 ranks against
+// the unsplit one: logits within float32 rounding, and greedy tokens identical
+// through the engine, with the LM head vocab-parallel (a vocabulary the ranks
+// do not divide too) or replicated; the collective watchdog over fake
+// communicators.
 #include <gtest/gtest.h>
 
 #include <netinet/in.h>
@@ -10,7 +13,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <mutex>
 #include <cstring>
 #include <thread>
 #include <random>
@@ -20,6 +26,8 @@
 
 #include "engine/engine.h"
 #include "engine/model_runner.h"
+#include "engine/parallel/collective_watchdog.h"
+#include "engine/parallel/mpi_group.h"
 #include "engine/parallel/process_group.h"
 #include "engine/parallel/shard.h"
 #include "engine/parallel/tcp_group.h"
@@ -61,6 +69,39 @@ TEST(ThreadGroup, RunCallsEveryRankOnce) {
   for (auto& c : calls) EXPECT_EQ(c.load(), 100);
   EXPECT_EQ(group.communicator(3).rank(), 3);
   EXPECT_EQ(group.communicator(0).size(), 4);
+}
+
+// Rank r's n floats for the all-gather tests: their values name the rank and the place.
+std::vector<float> part_of(int rank, int64_t n) {
+  std::vector<float> v;
+  for (int64_t i = 0; i < n; ++i) v.push_back(static_cast<float>(rank) * 1e6f + static_cast<float>(i) + 0.25f);
+  return v;
+}
+
+void expect_gathered(const std::vector<float>& got, int size, int64_t n, const std::string& what) {
+  ASSERT_EQ(got.size(), static_cast<size_t>(size * n)) << what;
+  for (int r = 0; r < size; ++r) {
+    const std::vector<float> want = part_of(r, n);
+    ASSERT_TRUE(std::equal(want.begin(), want.end(), got.begin() + r * n)) << what << ": rank " << r << "'s part";
+  }
+}
+
+TEST(ThreadGroup, AllGatherPutsEveryRanksPartInRankOrder) {
+  for (int n : {1, 2, 3, 4}) {
+    ThreadGroup group(n);
+    for (int64_t len : {int64_t{0}, int64_t{1}, int64_t{7}, int64_t{5000}}) {
+      for (int call = 0; call < 3; ++call) {  // calls in a row: the barriers keep them apart
+        std::vector<std::vector<float>> out(static_cast<size_t>(n));
+        group.run([&](int rank) {
+          const std::vector<float> mine = part_of(rank, len);
+          out[static_cast<size_t>(rank)].assign(static_cast<size_t>(n * len), -1.0f);
+          group.communicator(rank).all_gather(mine.data(), len, out[static_cast<size_t>(rank)].data());
+        });
+        for (int r = 0; r < n; ++r)
+          expect_gathered(out[static_cast<size_t>(r)], n, len, "n " + std::to_string(n) + " rank " + std::to_string(r));
+      }
+    }
+  }
 }
 
 ForwardInputs sample_step() {
@@ -115,7 +156,7 @@ int free_tcp_port() {
   return ntohs(a.sin_port);
 }
 
-TEST(TcpGroup, RanksMeetAndAllReduceAsTheThreadGroupDoes) {
+TEST(TcpGroup, RanksMeetAndAllReduceAndAllGatherAsTheThreadGroupDoes) {
   // Three ranks as threads of this test, meeting over loopback TCP as processes would: rank 0's steps reach the
   // others whole, and every rank's all-reduce holds the thread group's bits (the sum in rank order).
   constexpr int n = 3;
@@ -130,6 +171,7 @@ TEST(TcpGroup, RanksMeetAndAllReduceAsTheThreadGroupDoes) {
   threads.run([&](int rank) { threads.communicator(rank).all_reduce_sum(want[static_cast<size_t>(rank)].data(), 5000); });
 
   std::vector<std::vector<float>> got = data;
+  std::vector<std::vector<float>> gathered(n, std::vector<float>(n * 999, -1.0f));
   std::vector<int> steps_seen(n, 0);
   std::vector<std::thread> ranks;
   for (int r = 0; r < n; ++r) {
@@ -138,9 +180,11 @@ TEST(TcpGroup, RanksMeetAndAllReduceAsTheThreadGroupDoes) {
       ASSERT_TRUE(group) << group.error().message;
       EXPECT_EQ((*group)->communicator().rank(), r);
       EXPECT_EQ((*group)->communicator().size(), n);
+      const std::vector<float> mine = part_of(r, 999);
       if (r == 0) {
         (*group)->broadcast_step(sample_step());
         (*group)->communicator().all_reduce_sum(got[0].data(), 5000);
+        (*group)->communicator().all_gather(mine.data(), 999, gathered[0].data());
         return;  // the group's destructor tells the others to stop
       }
       ForwardInputs in;
@@ -148,12 +192,14 @@ TEST(TcpGroup, RanksMeetAndAllReduceAsTheThreadGroupDoes) {
         expect_same_step(in, sample_step());
         ++steps_seen[static_cast<size_t>(r)];
         (*group)->communicator().all_reduce_sum(got[static_cast<size_t>(r)].data(), 5000);
+        (*group)->communicator().all_gather(mine.data(), 999, gathered[static_cast<size_t>(r)].data());
       }
     });
   }
   for (auto& t : ranks) t.join();
   for (int r = 0; r < n; ++r) {
     EXPECT_EQ(got[static_cast<size_t>(r)], want[0]) << "rank " << r;
+    expect_gathered(gathered[static_cast<size_t>(r)], n, 999, "TCP rank " + std::to_string(r));
     if (r > 0) {
       EXPECT_EQ(steps_seen[static_cast<size_t>(r)], 1);
     }
@@ -166,6 +212,44 @@ TEST(TcpGroup, RefusesBadRanksAndGivesUpOnAbsentOnes) {
   auto lonely = TcpGroup::join(Rendezvous{2, 0, "127.0.0.1", free_tcp_port(), 0.5, 1});
   ASSERT_FALSE(lonely);
   EXPECT_NE(lonely.error().message.find("only 1 of 2 ranks arrived"), std::string::npos) << lonely.error().message;
+}
+
+// Under mpirun (3 processes) each rank all-gathers its part and all-reduces; run
+// by ctest, the test starts mpirun on this binary, filtered to itself.
+TEST(MpiGroup, AllGatherAndAllReduceAcrossProcesses) {
+  if (std::getenv("OMPI_COMM_WORLD_SIZE") == nullptr) {
+#ifndef EMBER_HAVE_MPI
+    GTEST_SKIP() << "built without MPI";
+#else
+    if (std::system("command -v mpirun > /dev/null 2>&1") != 0) GTEST_SKIP() << "no mpirun";
+    char exe[4096];
+    const ssize_t len = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+    ASSERT_GT(len, 0);
+    exe[len] = '\0';
+    // (shared memory without cross-memory attach, as tests/integration's mpirun: containers often forbid ptrace)
+    const std::string run = "mpirun --allow-run-as-root --oversubscribe --mca btl_vader_single_copy_mechanism none "
+                            "-np 3 " + std::string(exe) + " --gtest_filter=MpiGroup.AllGatherAndAllReduceAcrossProcesses";
+    EXPECT_EQ(std::system(run.c_str()), 0) << run;
+    return;
+#endif
+  }
+  auto group = MpiGroup::from_launcher();
+  ASSERT_TRUE(group.ok()) << group.error().message;
+  ASSERT_NE(*group, nullptr);
+  Communicator& c = (*group)->communicator();
+  const int n = c.size(), rank = c.rank();
+  ASSERT_EQ(n, 3);
+  const std::vector<float> mine = part_of(rank, 1234);
+  std::vector<float> out(static_cast<size_t>(n * 1234), -1.0f);
+  c.all_gather(mine.data(), 1234, out.data());
+  expect_gathered(out, n, 1234, "MPI rank " + std::to_string(rank));
+  std::vector<float> sum(100, static_cast<float>(rank + 1));
+  c.all_reduce_sum(sum.data(), 100);
+  EXPECT_EQ(sum, std::vector<float>(100, 6.0f));
+  ForwardInputs in;
+  if (rank > 0) {
+    EXPECT_FALSE((*group)->receive_step(in));  // rank 0's group, destroyed at its end of this test, says stop
+  }
 }
 
 ModelConfig config_of(int64_t heads, int64_t kv_heads, int64_t inter) {
@@ -502,6 +586,254 @@ TEST_F(CpuTensorParallel, GreedyTokensAreIdenticalThroughTheEngine) {
     EXPECT_EQ(outputs[1][i], outputs[0][i]) << "tp 2, request " << i;
     EXPECT_EQ(outputs[2][i], outputs[0][i]) << "tp 4, request " << i;
   }
+}
+
+
+TEST(Shard, VocabRowsForEightRanks) {
+  // ceil(V / 8) rows a rank, the last ranks fewer: 49152 (SmolLM2) splits evenly, 1001 leaves rank 7 with 119 rows,
+  // and a vocabulary of 5 leaves ranks 5..7 none.
+  for (const auto& [v, stride] : {std::pair<int64_t, int64_t>{49152, 6144}, {1001, 126}, {5, 1}}) {
+    int64_t covered = 0;
+    for (int rank = 0; rank < 8; ++rank) {
+      const VocabSplit s = vocab_split(v, rank, 8);
+      EXPECT_EQ(s.ranks, 8);
+      EXPECT_EQ(s.stride, stride) << v;
+      EXPECT_EQ(s.begin, std::min(rank * stride, v)) << v << " rank " << rank;
+      EXPECT_EQ(s.rows, std::clamp<int64_t>(v - rank * stride, 0, stride)) << v << " rank " << rank;
+      EXPECT_EQ(s.begin, covered) << v << " rank " << rank;  // contiguous, in rank order
+      covered += s.rows;
+    }
+    EXPECT_EQ(covered, v);
+  }
+  EXPECT_EQ(vocab_split(1001, 7, 8).rows, 119);
+  // The weights: an untied head keeps its rows (copied); a tied one copies nothing (the decoder views the
+  // embedding's rows); the embedding stays whole; kReplicated keeps the whole head.
+  for (const bool tied : {false, true}) {
+    ModelConfig c = config_of(16, 8, 32);
+    c.hidden_size = 8;
+    c.head_dim = 2;
+    c.vocab_size = 1001;
+    c.tie_word_embeddings = tied;
+    LlamaWeights w;
+    w.config = c;
+    w.embed = labelled(1001, 8);
+    if (!tied) {
+      w.lm_head = labelled(1001, 8);
+      for (float& x : w.lm_head.f32) x = -x;
+    }
+    for (int rank = 0; rank < 8; ++rank) {
+      Result<LlamaWeights> s = shard_weights(w, rank, 8);
+      ASSERT_TRUE(s.ok()) << s.error().message;
+      EXPECT_EQ(s->vocab, vocab_split(1001, rank, 8));
+      EXPECT_EQ(s->embed, w.embed);
+      const DecoderWeights views = host_weight_views(*s);
+      const int64_t rows = s->vocab.rows;
+      ASSERT_EQ(views.head.rows(), rows);
+      ASSERT_EQ(views.head.cols(), 8);
+      EXPECT_EQ(s->lm_head.rows, tied ? 0 : rows);
+      for (int64_t i = 0; i < rows; ++i)
+        for (int64_t col = 0; col < 8; ++col) {
+          const float want = (tied ? 1.0f : -1.0f) * (1000.0f * (rank * 126 + i) + col);
+          ASSERT_EQ(views.head.f32()[i * 8 + col], want) << "rank " << rank << " row " << i;
+        }
+    }
+    Result<LlamaWeights> replicated = shard_weights(w, 3, 8, LmHead::kReplicated);
+    ASSERT_TRUE(replicated.ok());
+    EXPECT_FALSE(replicated->vocab.on());
+    EXPECT_EQ(replicated->lm_head, w.lm_head);
+  }
+}
+
+TEST_F(CpuTensorParallel, VocabParallelLogitsAreTheReplicatedHeadsBits) {
+  // The same shards but the LM head: each rank's logits are rows of the same matrix product, so the gathered
+  // logits must be the replicated head's bit for bit.
+  std::vector<std::vector<int32_t>> tokens(3), blocks(3);
+  std::mt19937 rng(3);
+  std::vector<StepSequence> step;
+  for (int s = 0; s < 3; ++s) {
+    for (int i = 0; i < 6 + 3 * s; ++i) tokens[s].push_back(static_cast<int32_t>(rng() % config_.vocab_size));
+    for (int b = 0; b < 8; ++b) blocks[s].push_back(s * 8 + b);
+    step.push_back({tokens[s], 0, static_cast<int32_t>(tokens[s].size()), blocks[s], 2});
+  }
+  for (int tp : {2, 4}) {
+    std::vector<float> a, b;
+    auto replicated = CpuModelRunner::create(weights_, tp, 2, 64, 4, {}, nullptr, LmHead::kReplicated);
+    auto split = CpuModelRunner::create(weights_, tp, 2, 64, 4, {}, nullptr, LmHead::kVocabParallel);
+    ASSERT_TRUE(replicated.ok() && split.ok());
+    (*replicated)->forward_logits(step, a);
+    (*split)->forward_logits(step, b);
+    ASSERT_EQ(a.size(), 6 * static_cast<size_t>(config_.vocab_size));
+    EXPECT_EQ(a, b) << "tp " << tp;
+  }
+}
+
+// A tied model (as SmolLM2) whose vocabulary of 1001 none of 2, 3 and 4 divides, with 12 heads and 12 KV heads so
+// that 3 ranks split it too.
+class CpuVocabParallel : public CpuTensorParallel {
+ protected:
+  void SetUp() override {
+    ModelConfig c;
+    c.architecture = "llama";
+    c.hidden_size = 96;
+    c.num_heads = 12;
+    c.num_kv_heads = 12;
+    c.head_dim = 8;
+    c.intermediate_size = 192;
+    c.num_layers = 2;
+    c.vocab_size = 1001;
+    c.max_position_embeddings = 256;
+    c.tie_word_embeddings = true;
+    auto w = make_dummy_weights(c, 21);
+    ASSERT_TRUE(w.ok()) << w.error().message;
+    config_ = c;
+    weights_ = std::move(*w);
+  }
+};
+
+TEST_F(CpuVocabParallel, LogitsMatchTheUnsplitModelAtTwoThreeAndFourRanks) {
+  auto whole = runner(1);
+  std::mt19937 rng(11);
+  std::vector<std::vector<int32_t>> tokens(3), blocks(3);
+  for (int s = 0; s < 3; ++s) {
+    for (int i = 0; i < 9 + 5 * s; ++i) tokens[s].push_back(static_cast<int32_t>(rng() % config_.vocab_size));
+    for (int b = 0; b < 8; ++b) blocks[s].push_back(s * 8 + b);
+  }
+  std::vector<std::vector<StepSequence>> steps(3);
+  for (int s = 0; s < 3; ++s) {
+    const auto len = static_cast<int32_t>(tokens[s].size());
+    steps[0].push_back({tokens[s], 0, len - 2, blocks[s], 1});
+    steps[1].push_back({tokens[s], len - 2, 1, blocks[s], 1});
+    steps[2].push_back({tokens[s], len - 1, 1, blocks[s], 1});
+  }
+  std::vector<std::vector<float>> want(3);
+  for (int i = 0; i < 3; ++i) whole->forward_logits(steps[i], want[i]);
+  for (int tp : {2, 3, 4}) {
+    auto split = runner(tp);
+    ASSERT_NE(split, nullptr);
+    for (int i = 0; i < 3; ++i) {
+      std::vector<float> got;
+      split->forward_logits(steps[i], got);
+      ASSERT_EQ(got.size(), want[i].size());
+      double worst = 0, scale = 0;
+      for (size_t j = 0; j < got.size(); ++j) {
+        worst = std::max(worst, double{std::fabs(got[j] - want[i][j])});
+        scale = std::max(scale, double{std::fabs(want[i][j])});
+      }
+      EXPECT_LT(worst, 1e-5 * std::max(scale, 1.0)) << "tp " << tp << " step " << i;
+      EXPECT_GT(scale, 0.0);
+    }
+  }
+}
+
+TEST_F(CpuVocabParallel, GreedyTokensAreIdenticalThroughTheEngine) {
+  spdlog::set_level(spdlog::level::warn);
+  std::vector<EngineRequest> reqs;
+  std::mt19937 rng(6);
+  for (int i = 0; i < 4; ++i) {
+    EngineRequest r;
+    for (int j = 0; j < 4 + 3 * i; ++j) r.prompt_ids.push_back(static_cast<int32_t>(rng() % config_.vocab_size));
+    r.params.temperature = 0;
+    r.params.max_tokens = 64;
+    r.params.ignore_eos = true;
+    reqs.push_back(r);
+  }
+  std::vector<std::vector<std::vector<int32_t>>> outputs;
+  for (int tp : {1, 2, 3, 4}) outputs.push_back(run_engine(runner(tp), reqs));
+  spdlog::set_level(spdlog::level::info);
+  ASSERT_EQ(outputs[0].size(), reqs.size());
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    EXPECT_EQ(outputs[0][i].size(), 64u);
+    for (size_t k = 1; k < outputs.size(); ++k) EXPECT_EQ(outputs[k][i], outputs[0][i]) << "tp " << k + 1 << ", request " << i;
+  }
+}
+
+// A communicator that only reports what the watchdog asks of it.
+class FakeComm final : public Communicator {
+ public:
+  explicit FakeComm(int rank) : rank_(rank) {}
+  int rank() const override { return rank_; }
+  int size() const override { return 2; }
+  void all_reduce_sum(float*, int64_t) override {}
+  void all_gather(const float*, int64_t, float*) override {}
+  std::string async_error() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return error_;
+  }
+  void abort() override { aborted_ = true; }
+  void fail_with(std::string e) {
+    std::lock_guard<std::mutex> lock(mu_);
+    error_ = std::move(e);
+  }
+  std::atomic<bool> aborted_{false};
+
+ private:
+  int rank_;
+  std::mutex mu_;
+  std::string error_;
+};
+
+struct Failures {
+  std::mutex mu;
+  std::vector<std::string> messages;
+  CollectiveWatchdog::Failure record() {
+    return [this](const std::string& m) {
+      std::lock_guard<std::mutex> lock(mu);
+      messages.push_back(m);
+    };
+  }
+  size_t count() {
+    std::lock_guard<std::mutex> lock(mu);
+    return messages.size();
+  }
+  bool wait_for_one(std::chrono::milliseconds limit) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (count() == 0 && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return count() > 0;
+  }
+};
+
+TEST(CollectiveWatchdog, AnAsyncErrorAbortsEveryCommunicatorNamingTheRank) {
+  FakeComm a(0), b(1);
+  Failures f;
+  CollectiveWatchdog dog({&a, &b}, 60, f.record(), 0.01);
+  b.fail_with("unhandled system error (remote process exited)");
+  ASSERT_TRUE(f.wait_for_one(std::chrono::seconds(5)));
+  EXPECT_NE(f.messages[0].find("rank 1"), std::string::npos) << f.messages[0];
+  EXPECT_NE(f.messages[0].find("remote process exited"), std::string::npos) << f.messages[0];
+  EXPECT_TRUE(a.aborted_ && b.aborted_);
+}
+
+TEST(CollectiveWatchdog, AStepUnfinishedPastTheTimeoutEndsItNamingTheLateRanks) {
+  FakeComm a(0), b(1);
+  Failures f;
+  CollectiveWatchdog dog({&a, &b}, 0.2, f.record(), 0.01);
+  dog.begin(0);
+  dog.begin(1);
+  dog.end(0);  // rank 0 finished; rank 1's step hangs
+  ASSERT_TRUE(f.wait_for_one(std::chrono::seconds(5)));
+  EXPECT_NE(f.messages[0].find("rank(s) 1:"), std::string::npos) << f.messages[0];
+  EXPECT_NE(f.messages[0].find("--collective-timeout"), std::string::npos) << f.messages[0];
+  EXPECT_TRUE(a.aborted_ && b.aborted_);
+}
+
+TEST(CollectiveWatchdog, StepsThatFinishAndAnIdleServerNeverTimeOut) {
+  FakeComm a(0), b(1);
+  Failures f;
+  {
+    CollectiveWatchdog dog({&a, &b}, 0.15, f.record(), 0.01);
+    // Steps of 50 ms for 0.6 s (four timeouts), two in flight at a time as under async scheduling.
+    for (int r : {0, 1}) dog.begin(r);
+    for (int i = 0; i < 12; ++i) {
+      for (int r : {0, 1}) dog.begin(r);
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      for (int r : {0, 1}) dog.end(r);
+    }
+    for (int r : {0, 1}) dog.end(r);
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));  // idle: nothing in flight
+  }
+  EXPECT_EQ(f.count(), 0u) << f.messages.front();
+  EXPECT_FALSE(a.aborted_ || b.aborted_);
 }
 
 }  // namespace
