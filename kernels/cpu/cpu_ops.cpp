@@ -6,6 +6,7 @@
 #include <new>
 
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/linear_int8.h"
 #include "kernels/cpu/linear_kernels.h"
 #include "kernels/quant/quant_blocks.h"
 
@@ -13,11 +14,11 @@ namespace ember {
 
 void* CpuBackend::allocate(size_t bytes) {
   // 64-byte aligned for the AVX kernels' loads; never null (see Backend).
-  void* p = ::operator new(std::max<size_t>(bytes, 1), std::align_val_t{64});
+  void* p = ::operator new (std::max<size_t>(bytes, 1), std::align_val_t{64});
   return p;
 }
 
-void CpuBackend::deallocate(void* ptr) { ::operator delete(ptr, std::align_val_t{64}); }
+void CpuBackend::deallocate(void* ptr) { ::operator delete (ptr, std::align_val_t{64}); }
 
 void CpuBackend::copy(const Tensor& src, Tensor& dst) {
   assert(src.dtype == dst.dtype && src.numel() == dst.numel() && !dtype_is_quantized(src.dtype));
@@ -69,6 +70,7 @@ void CpuBackend::rms_norm(const Tensor& x, Tensor* residual, const Tensor& weigh
 }
 
 void CpuBackend::linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
+  if (precision_ == CpuLinearPrecision::kInt8 && int8_linear_supports(w.dtype)) return linear_int8(x, w, bias, y);
   LinearArgs a;
   a.m = x.rows(), a.k = x.cols(), a.n = w.rows();
   assert(w.cols() == a.k && y.rows() == a.m && y.cols() == a.n);
@@ -83,6 +85,34 @@ void CpuBackend::linear(const Tensor& x, const Tensor& w, const Tensor* bias, Te
   const int64_t groups = (a.n + kLinearRowGroup - 1) / kLinearRowGroup;
   pool_.parallel_for(groups, [&](int64_t begin, int64_t end) {
     linear_rows(a, begin * kLinearRowGroup, std::min(a.n, end * kLinearRowGroup), isa);
+  });
+}
+
+void CpuBackend::linear_int8(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
+  const int64_t m = x.rows(), k = x.cols(), n = w.rows();
+  assert(w.cols() == k && y.rows() == m && y.cols() == n && k % kQ8Block == 0);
+  assert(!bias || bias->numel() == n);
+  const size_t elems = static_cast<size_t>(m * k), blocks = elems / kQ8Block;
+  if (q8_q_.size() < elems) q8_q_.resize(elems);
+  if (q8_d_.size() < blocks) q8_d_.resize(blocks), q8_ds_.resize(blocks), q8_sum_.resize(blocks);
+  const Q8Rows q8{q8_q_.data(), q8_d_.data(), q8_ds_.data(), q8_sum_.data(), m, k};
+  const CpuIsa isa = best_cpu_isa();
+  const float* xf = x.f32();
+  if (m == 1) {
+    quantize_rows_q8(xf, 0, 1, q8, isa);  // (a few hundred ns: not worth waking the pool)
+  } else {
+    pool_.parallel_for(m, [&](int64_t begin, int64_t end) { quantize_rows_q8(xf, begin, end, q8, isa); });
+  }
+  Int8LinearArgs a;
+  a.x = &q8;
+  a.w = w.data;
+  a.w_dtype = w.dtype;
+  a.bias = bias ? bias->f32() : nullptr;
+  a.y = y.f32();
+  a.n = n;
+  const int64_t groups = (n + kLinearRowGroup - 1) / kLinearRowGroup;
+  pool_.parallel_for(groups, [&](int64_t begin, int64_t end) {
+    linear_int8_rows(a, begin * kLinearRowGroup, std::min(n, end * kLinearRowGroup), isa);
   });
 }
 

@@ -14,16 +14,9 @@
 #include <cstdint>
 
 #include "kernels/backend.h"
+#include "kernels/cpu/cpu_features.h"
 
 namespace ember {
-
-// Which implementation runs. kAvx2 needs AVX2 + FMA + F16C at run time.
-enum class CpuIsa : uint8_t { kScalar, kAvx2 };
-
-// The best ISA this CPU supports, decided once. EMBER_CPU_ISA=scalar in the
-// environment forces the portable path (to compare the two in a whole model).
-CpuIsa best_cpu_isa();
-bool cpu_supports_avx2();
 
 struct LinearArgs {
   const float* x = nullptr;  // [m, k] row-major
@@ -39,6 +32,7 @@ struct LinearArgs {
 inline constexpr int64_t kLinearRowGroup = 16;
 
 // Computes y[:, n_begin:n_end] (all m rows). Threads call it on disjoint ranges.
+// Any isa above kAvx2 runs the kAvx2 kernels (float FMAs gain nothing from VNNI).
 void linear_rows(const LinearArgs& a, int64_t n_begin, int64_t n_end, CpuIsa isa);
 
 // Per-ISA implementations (linear_scalar.cpp, linear_avx2_float.cpp, linear_avx2_quant.cpp).
