@@ -172,7 +172,8 @@ class Backend {
     assert(src.dtype == dst.dtype && src.rows() == dst.rows() && src.cols() == dst.cols());
     const int64_t bytes = dtype_bytes(src.dtype, 1);
     for (int64_t i = 0; i < src.rows(); ++i) {
-      const Tensor from = Tensor::of(static_cast<const char*>(src.data) + i * src_stride * bytes, src.dtype, {src.cols()});
+      const char* row = static_cast<const char*>(src.data) + i * src_stride * bytes;
+      const Tensor from = Tensor::of(row, src.dtype, {src.cols()});
       Tensor to = Tensor::of(static_cast<char*>(dst.data) + i * dst_stride * bytes, dst.dtype, {dst.cols()});
       copy(from, to);
     }

@@ -32,7 +32,8 @@ struct ShardRanges {
 ShardRanges shard_ranges(const ModelConfig& whole, int rank, int tensor_parallel_size);
 
 // Rank `rank`'s slices of one layer of the `whole` model.
-Result<LayerWeights> shard_layer(const LayerWeights& layer, const ModelConfig& whole, int rank, int tensor_parallel_size);
+Result<LayerWeights> shard_layer(const LayerWeights& layer, const ModelConfig& whole, int rank,
+                                 int tensor_parallel_size);
 
 enum class LmHead { kReplicated, kVocabParallel };
 

@@ -262,7 +262,8 @@ bool TcpGroup::receive_step(ForwardInputs& in) {
   Io io = read_all(links_[0], &bytes, sizeof bytes, std::nullopt);
   if (io != Io::kOk) process_group_failure("rank 0 closed the connection (it died or was stopped)");
   if (bytes == 0) return false;  // rank 0 stops
-  if (bytes > (uint64_t{1} << 32)) process_group_failure("rank 0 announced a step of " + std::to_string(bytes) + " bytes");
+  if (bytes > (uint64_t{1} << 32))
+    process_group_failure("rank 0 announced a step of " + std::to_string(bytes) + " bytes");
   std::string step(bytes, '\0');
   io = read_all(links_[0], step.data(), step.size(), after(collective_timeout_s_));
   if (io != Io::kOk) process_group_failure("receiving a step from rank 0: " + describe(io));
@@ -273,8 +274,9 @@ bool TcpGroup::receive_step(ForwardInputs& in) {
 void TcpGroup::fail(const char* collective, const char* what, size_t rank, int io) const {
   const Io why = static_cast<Io>(io);
   process_group_failure(std::string(collective) + ": " + what + " rank " + std::to_string(rank) + ": " + describe(why) +
-                        (why == Io::kTimeout ? " after " + std::to_string(static_cast<int>(collective_timeout_s_)) + " s"
-                                             : std::string()));
+                        (why == Io::kTimeout
+                             ? " after " + std::to_string(static_cast<int>(collective_timeout_s_)) + " s"
+                             : std::string()));
 }
 
 void TcpGroup::all_reduce_sum(float* data, int64_t n) {

@@ -42,8 +42,9 @@ class ThreadGroup::Rank final : public Communicator {
       return;
     }
     g_.buffers_[static_cast<size_t>(rank_)] = const_cast<float*>(data);  // (only read)
-    g_.barrier_.arrive_and_wait();  // every buffer published
-    for (int r = 0; r < size; ++r) std::copy(g_.buffers_[static_cast<size_t>(r)], g_.buffers_[static_cast<size_t>(r)] + n, out + r * n);
+    g_.barrier_.arrive_and_wait();                                       // every buffer published
+    for (int r = 0; r < size; ++r)
+      std::copy(g_.buffers_[static_cast<size_t>(r)], g_.buffers_[static_cast<size_t>(r)] + n, out + r * n);
     g_.barrier_.arrive_and_wait();  // every rank done reading before any buffer changes
   }
 

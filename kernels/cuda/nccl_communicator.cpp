@@ -29,10 +29,11 @@ Result<std::vector<std::unique_ptr<NcclCommunicator>>> NcclCommunicator::create_
   if (n < 1) return Error{"NCCL: no devices"};
   std::vector<ncclComm_t> comms(static_cast<size_t>(n));
   if (ncclResult_t r = ncclCommInitAll(comms.data(), n, devices.data()); r != ncclSuccess)
-    return Error{std::string("NCCL: ncclCommInitAll over ") + std::to_string(n) + " devices failed: " +
-                 ncclGetErrorString(r)};
+    return Error{std::string("NCCL: ncclCommInitAll over ") + std::to_string(n) +
+                 " devices failed: " + ncclGetErrorString(r)};
   std::vector<std::unique_ptr<NcclCommunicator>> out;
-  for (int r = 0; r < n; ++r) out.push_back(std::unique_ptr<NcclCommunicator>(new NcclCommunicator(comms[static_cast<size_t>(r)], r, n)));
+  for (int r = 0; r < n; ++r)
+    out.push_back(std::unique_ptr<NcclCommunicator>(new NcclCommunicator(comms[static_cast<size_t>(r)], r, n)));
   return out;
 }
 
@@ -41,13 +42,14 @@ NcclCommunicator::~NcclCommunicator() {
 }
 
 void NcclCommunicator::all_reduce_sum(float* data, int64_t n) {
-  ncclResult_t r = ncclAllReduce(data, data, static_cast<size_t>(n), ncclFloat32, ncclSum,
-                                 static_cast<ncclComm_t>(comm_), nullptr);
+  ncclResult_t r =
+      ncclAllReduce(data, data, static_cast<size_t>(n), ncclFloat32, ncclSum, static_cast<ncclComm_t>(comm_), nullptr);
   if (r != ncclSuccess) collective_failed("all-reduce", r, rank_);
 }
 
 void NcclCommunicator::all_gather(const float* data, int64_t n, float* out) {
-  ncclResult_t r = ncclAllGather(data, out, static_cast<size_t>(n), ncclFloat32, static_cast<ncclComm_t>(comm_), nullptr);
+  ncclResult_t r =
+      ncclAllGather(data, out, static_cast<size_t>(n), ncclFloat32, static_cast<ncclComm_t>(comm_), nullptr);
   if (r != ncclSuccess) collective_failed("all-gather", r, rank_);
 }
 

@@ -10,22 +10,22 @@
 
 #include <algorithm>
 #include <chrono>
-#include <mutex>
-#include <thread>
 #include <cstdio>
 #include <cstring>
-#include <tuple>
 #include <fstream>
+#include <mutex>
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
+#include <tuple>
 #include <vector>
 
 #include "engine/cuda/cuda_model_runner.h"
 #include "engine/cuda/device_weights.h"
-#include "engine/parallel/shard.h"
 #include "engine/engine.h"
 #include "engine/parallel/collective_watchdog.h"
+#include "engine/parallel/shard.h"
 #include "kernels/cuda/nccl_communicator.h"
 #include "models/model_config.h"
 #include "models/weights.h"
@@ -162,10 +162,13 @@ TEST(TensorParallelGpu, WatchdogAbortsARealNcclCommunicatorWhoseStepNeverComplet
   std::mutex mu;
   std::vector<std::string> failures;
   {
-    CollectiveWatchdog dog({&comm}, 0.3, [&](const std::string& m) {
-      std::lock_guard<std::mutex> lock(mu);
-      failures.push_back(m);
-    }, 0.01);
+    CollectiveWatchdog dog(
+        {&comm}, 0.3,
+        [&](const std::string& m) {
+          std::lock_guard<std::mutex> lock(mu);
+          failures.push_back(m);
+        },
+        0.01);
     for (int i = 0; i < 10; ++i) {
       dog.begin(0);
       comm.all_reduce_sum(buf, 256);
@@ -222,9 +225,9 @@ TEST(TensorParallelGpu, DummyShardsAreTheSlicesOfTheWholeModel) {
       const LayerWeightViews& got = (*dev)->views().layers[1];
       const LayerWeights& w = want->layers[1];
       // Within one bf16 step where the device's double math rounds the other way (DummyWeightsMatchTheHostGenerator).
-      for (const auto& [name, d, h] : {std::tuple{"q", got.wq, &w.wq}, std::tuple{"k", got.wk, &w.wk},
-                                       std::tuple{"o", got.wo, &w.wo}, std::tuple{"gate_up", got.w_gate_up, &w.w_gate_up},
-                                       std::tuple{"down", got.w_down, &w.w_down}}) {
+      for (const auto& [name, d, h] :
+           {std::tuple{"q", got.wq, &w.wq}, std::tuple{"k", got.wk, &w.wk}, std::tuple{"o", got.wo, &w.wo},
+            std::tuple{"gate_up", got.w_gate_up, &w.w_gate_up}, std::tuple{"down", got.w_down, &w.w_down}}) {
         const std::vector<uint16_t> a = bits_of(d), b = bf16_bits(*h);
         ASSERT_EQ(a.size(), b.size()) << name;
         size_t off = 0;
@@ -258,7 +261,8 @@ TEST(TensorParallelGpu, Llama8bBatch1DecodeThroughTheTensorParallelPath) {
   double rate[2] = {0, 0};
   std::vector<int32_t> out[2];
   for (int path_kind = 0; path_kind < 2; ++path_kind) {
-    auto runner = path_kind == 0 ? make_cuda_model_runner_dummy(*c, o) : make_cuda_tensor_parallel_runner(nullptr, *c, o, 1);
+    auto runner =
+        path_kind == 0 ? make_cuda_model_runner_dummy(*c, o) : make_cuda_tensor_parallel_runner(nullptr, *c, o, 1);
     ASSERT_TRUE(runner.ok()) << runner.error().message;
     EngineConfig ec;
     ec.scheduler.block_size = 16;

@@ -16,10 +16,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
-#include <mutex>
 #include <cstring>
-#include <thread>
+#include <mutex>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include <spdlog/spdlog.h>
@@ -51,11 +51,13 @@ TEST(ThreadGroup, AllReduceSumsInRankOrderOnEveryRank) {
         for (int64_t i = 0; i < len; ++i) d.push_back(dist(rng));
       std::vector<float> want(static_cast<size_t>(len), 0.0f);
       for (int64_t i = 0; i < len; ++i)
-        for (int r = 0; r < n; ++r) want[static_cast<size_t>(i)] += data[static_cast<size_t>(r)][static_cast<size_t>(i)];
+        for (int r = 0; r < n; ++r)
+          want[static_cast<size_t>(i)] += data[static_cast<size_t>(r)][static_cast<size_t>(i)];
       // Three calls in a row on the same buffers: the barriers keep calls apart.
       for (int call = 0; call < 3; ++call) {
         std::vector<std::vector<float>> work = data;
-        group.run([&](int rank) { group.communicator(rank).all_reduce_sum(work[static_cast<size_t>(rank)].data(), len); });
+        group.run(
+            [&](int rank) { group.communicator(rank).all_reduce_sum(work[static_cast<size_t>(rank)].data(), len); });
         for (int r = 0; r < n; ++r) EXPECT_EQ(work[static_cast<size_t>(r)], want) << "n " << n << " len " << len;
       }
     }
@@ -168,7 +170,8 @@ TEST(TcpGroup, RanksMeetAndAllReduceAndAllGatherAsTheThreadGroupDoes) {
     for (int i = 0; i < 5000; ++i) d.push_back(dist(rng));
   std::vector<std::vector<float>> want = data;
   ThreadGroup threads(n);
-  threads.run([&](int rank) { threads.communicator(rank).all_reduce_sum(want[static_cast<size_t>(rank)].data(), 5000); });
+  threads.run(
+      [&](int rank) { threads.communicator(rank).all_reduce_sum(want[static_cast<size_t>(rank)].data(), 5000); });
 
   std::vector<std::vector<float>> got = data;
   std::vector<std::vector<float>> gathered(n, std::vector<float>(n * 999, -1.0f));
@@ -227,8 +230,10 @@ TEST(MpiGroup, AllGatherAndAllReduceAcrossProcesses) {
     ASSERT_GT(len, 0);
     exe[len] = '\0';
     // (shared memory without cross-memory attach, as tests/integration's mpirun: containers often forbid ptrace)
-    const std::string run = "mpirun --allow-run-as-root --oversubscribe --mca btl_vader_single_copy_mechanism none "
-                            "-np 3 " + std::string(exe) + " --gtest_filter=MpiGroup.AllGatherAndAllReduceAcrossProcesses";
+    const std::string run =
+        "mpirun --allow-run-as-root --oversubscribe --mca btl_vader_single_copy_mechanism none "
+        "-np 3 " +
+        std::string(exe) + " --gtest_filter=MpiGroup.AllGatherAndAllReduceAcrossProcesses";
     EXPECT_EQ(std::system(run.c_str()), 0) << run;
     return;
 #endif
@@ -277,8 +282,8 @@ TEST(Shard, ConfigSplitsHeadsAndReplicatesFewKvHeads) {
   EXPECT_EQ(eight->num_heads, 1);
   EXPECT_EQ(eight->num_kv_heads, 1);
   const std::pair<ModelConfig, const char*> bad[] = {{config_of(9, 3, 128), "9 attention heads"},
-                                                      {config_of(8, 4, 101), "MLP width 101"},
-                                                      {config_of(12, 6, 120), "6 KV heads"}};
+                                                     {config_of(8, 4, 101), "MLP width 101"},
+                                                     {config_of(12, 6, 120), "6 KV heads"}};
   for (const auto& [c, what] : bad) {
     Result<ModelConfig> s = shard_config(c, c.num_heads == 12 ? 4 : 2);
     ASSERT_FALSE(s.ok()) << what;
@@ -588,7 +593,6 @@ TEST_F(CpuTensorParallel, GreedyTokensAreIdenticalThroughTheEngine) {
   }
 }
 
-
 TEST(Shard, VocabRowsForEightRanks) {
   // ceil(V / 8) rows a rank, the last ranks fewer: 49152 (SmolLM2) splits evenly, 1001 leaves rank 7 with 119 rows,
   // and a vocabulary of 5 leaves ranks 5..7 none.
@@ -743,7 +747,8 @@ TEST_F(CpuVocabParallel, GreedyTokensAreIdenticalThroughTheEngine) {
   ASSERT_EQ(outputs[0].size(), reqs.size());
   for (size_t i = 0; i < reqs.size(); ++i) {
     EXPECT_EQ(outputs[0][i].size(), 64u);
-    for (size_t k = 1; k < outputs.size(); ++k) EXPECT_EQ(outputs[k][i], outputs[0][i]) << "tp " << k + 1 << ", request " << i;
+    for (size_t k = 1; k < outputs.size(); ++k)
+      EXPECT_EQ(outputs[k][i], outputs[0][i]) << "tp " << k + 1 << ", request " << i;
   }
 }
 
