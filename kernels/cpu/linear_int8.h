@@ -58,6 +58,10 @@ struct Int8LinearArgs {
   int64_t n = 0;
 };
 
+// From this many rows of x on, Q4_0/Q4_1 run the panel kernel (linear_int8_x86.h):
+// the same bits, faster once its packing is shared by enough rows.
+inline constexpr int64_t kInt8PanelMinRows = 4;
+
 // Computes y[:, n_begin:n_end] (all m rows). Threads call it on disjoint ranges.
 void linear_int8_rows(const Int8LinearArgs& a, int64_t n_begin, int64_t n_end, CpuIsa isa);
 
