@@ -5,7 +5,9 @@
 // is the machine's read bandwidth, measured here by bm_read_bandwidth);
 // FLOP/s = 2 M N K per second (the FMA ceiling is cores x 2 FMA x 8 lanes x 2
 // x clock); us/row = time per row of x. "naive_f32" is the pre-kernel CpuBackend::linear (8-accumulator
-// scalar dot over f32 weights, 8-row blocks over the pool) for reference.
+// scalar dot over f32 weights, 8-row blocks over the pool) for reference. "int8" rows run the same shapes
+// with 8-bit activations (CpuLinearPrecision::kInt8, linear_int8.h; quantizing x included), beside the
+// float32-activation rows of the same run.
 // All run on EMBER_BENCH_THREADS threads (default: one per hardware thread).
 #include <benchmark/benchmark.h>
 
@@ -67,9 +69,8 @@ void set_counters(benchmark::State& state, int64_t m, int64_t n, int64_t k, DTyp
 }
 
 // ember's kernels through the backend (isa: the best this CPU has).
-void bm_linear(benchmark::State& state, DType dtype, int64_t n, int64_t k) {
+void bm_linear_with(benchmark::State& state, ember::CpuBackend& backend, DType dtype, int64_t n, int64_t k) {
   const int64_t m = state.range(0);
-  static ember::CpuBackend backend(bench_threads());
   const auto w = random_weights(dtype, n, k);
   auto x = random_x(m, k);
   std::vector<float> y(m * n);
@@ -80,7 +81,17 @@ void bm_linear(benchmark::State& state, DType dtype, int64_t n, int64_t k) {
     benchmark::DoNotOptimize(y.data());
   }
   set_counters(state, m, n, k, dtype);
-  state.SetLabel(ember::best_cpu_isa() == ember::CpuIsa::kAvx2 ? "avx2" : "scalar");
+  state.SetLabel(ember::cpu_isa_name(ember::best_cpu_isa()));
+}
+
+void bm_linear(benchmark::State& state, DType dtype, int64_t n, int64_t k) {
+  static ember::CpuBackend backend(bench_threads());
+  bm_linear_with(state, backend, dtype, n, k);
+}
+
+void bm_linear_int8(benchmark::State& state, DType dtype, int64_t n, int64_t k) {
+  static ember::CpuBackend backend(bench_threads(), ember::CpuLinearPrecision::kInt8);
+  bm_linear_with(state, backend, dtype, n, k);
 }
 
 // The CpuBackend::linear this replaces, verbatim in substance.
@@ -141,10 +152,24 @@ BENCHMARK_CAPTURE(bm_naive_f32, gate_up, kGateUpN, kHidden)->Arg(1)->Arg(16)->Un
 BENCHMARK_CAPTURE(bm_linear, gate_up_f32, DType::kF32, kGateUpN, kHidden)->Arg(1)->Arg(16)->Unit(kUs)->UseRealTime();
 BENCHMARK_CAPTURE(bm_linear, gate_up_q8_0, DType::kQ8_0, kGateUpN, kHidden)->Arg(1)->Arg(16)->Unit(kUs)->UseRealTime();
 BENCHMARK_CAPTURE(bm_linear, gate_up_q4_1, DType::kQ4_1, kGateUpN, kHidden)->Arg(1)->Arg(16)->Unit(kUs)->UseRealTime();
+BENCHMARK_CAPTURE(bm_linear_int8, gate_up_q8_0, DType::kQ8_0, kGateUpN, kHidden)
+    ->Arg(1)
+    ->Arg(16)
+    ->Unit(kUs)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(bm_linear_int8, gate_up_q4_1, DType::kQ4_1, kGateUpN, kHidden)
+    ->Arg(1)
+    ->Arg(16)
+    ->Arg(64)
+    ->Unit(kUs)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(bm_linear, gate_up_q4_1, DType::kQ4_1, kGateUpN, kHidden)->Arg(64)->Unit(kUs)->UseRealTime();
 BENCHMARK_CAPTURE(bm_naive_f32, head, kHeadN, kHidden)->Arg(1)->Arg(16)->Unit(kUs)->UseRealTime();
 BENCHMARK_CAPTURE(bm_linear, head_f32, DType::kF32, kHeadN, kHidden)->Arg(1)->Arg(16)->Unit(kUs)->UseRealTime();
 BENCHMARK_CAPTURE(bm_linear, head_q8_0, DType::kQ8_0, kHeadN, kHidden)->Arg(1)->Arg(16)->Unit(kUs)->UseRealTime();
 BENCHMARK_CAPTURE(bm_linear, head_q4_1, DType::kQ4_1, kHeadN, kHidden)->Arg(1)->Arg(16)->Unit(kUs)->UseRealTime();
+BENCHMARK_CAPTURE(bm_linear_int8, head_q8_0, DType::kQ8_0, kHeadN, kHidden)->Arg(1)->Arg(16)->Unit(kUs)->UseRealTime();
+BENCHMARK_CAPTURE(bm_linear_int8, head_q4_1, DType::kQ4_1, kHeadN, kHidden)->Arg(1)->Arg(16)->Unit(kUs)->UseRealTime();
 
 }  // namespace
 
