@@ -7,6 +7,8 @@
 #include "engine/parallel/process_group.h"
 #include "engine/parallel/shard.h"
 #include "engine/spec_decode/spec_config.h"
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/cpu_ops.h"
 #include "models/formats/hf_model_dir.h"
 #include "models/weights.h"
 #ifdef EMBER_HAVE_CUDA
@@ -99,9 +101,15 @@ std::vector<int32_t> eos_ids_of(const ModelSource& src) {
 
 namespace {
 
-// The CPU runner: float32 on the host, the KV pool from --kv-cache-memory-bytes.
+// The CPU runner: float32 activations on the host, multiplied by quantized
+// weights with 8-bit activations (--dtype auto) or exactly (--dtype float32);
+// the KV pool from --kv-cache-memory-bytes.
 Result<std::unique_ptr<ModelRunner>> make_cpu_runner(const ModelSource& src, const ModelOptions& model,
                                                      const EngineOptions& options, int64_t max_model_len) {
+  if (model.dtype != "auto" && model.dtype != "float32")
+    return Error{"--dtype " + model.dtype +
+                 ": the CPU runner computes in float32, with 8-bit activations for quantized weights (--dtype auto) "
+                 "or without (--dtype float32, exact)"};
   const int tp = model.tensor_parallel_size;
   Result<ModelConfig> shard = shard_config(src.config, tp);  // checked before the weights load
   if (!shard) return shard.error();
@@ -130,6 +138,12 @@ Result<std::unique_ptr<ModelRunner>> make_cpu_runner(const ModelSource& src, con
   auto runner = CpuModelRunner::from_shards(std::move(*shards), src.config, options.num_threads, blocks, block,
                                             eos_ids_of(src), model.process_group);
   if (!runner) return runner.error();
+  const bool exact = model.dtype == "float32";
+  (*runner)->set_linear_precision(exact ? CpuLinearPrecision::kFloat32 : CpuLinearPrecision::kInt8);
+  spdlog::info("CPU matmuls: {} ({})",
+               exact ? "float32 activations (--dtype float32: exact)"
+                     : "8-bit activations for Q8_0/Q4_0/Q4_1 weights (--dtype float32 for exact float32)",
+               cpu_isa_name(best_cpu_isa()));
   if (tp > 1)
     spdlog::info("tensor parallelism: {} ranks ({}), {} attention heads, {} KV heads and an MLP width of {} each; "
                  "LM head {}",

@@ -211,6 +211,10 @@ void CpuModelRunner::set_communicator(Communicator* comm) {
   ranks_.front()->join(comm);
 }
 
+void CpuModelRunner::set_linear_precision(CpuLinearPrecision precision) {
+  for (auto& rank : ranks_) rank->backend.set_linear_precision(precision);
+}
+
 void CpuModelRunner::serve_rank_steps() {
   if (processes_ == nullptr || processes_->rank() == 0) return;
   Rank& r = *ranks_.front();

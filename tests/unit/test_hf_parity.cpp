@@ -41,6 +41,10 @@ constexpr int32_t kBlockSize = 16;
 // Max relative error per row: max_j |ours - hf| / max_j |hf| over the vocab.
 // Both sides compute in float32; the difference is summation order only.
 constexpr double kTol = 1e-4;
+// SmolLM2 under CpuLinearPrecision::kInt8: generated tokens before the first
+// difference from HF's goldens, summed over the 10 prompts of 64. When written:
+// 202 (per prompt 5 47 27 17 33 0 19 16 37 1; no continuation identical).
+constexpr size_t kInt8GreedyTokenFloor = 160;
 
 const std::string kFixtures = std::string(EMBER_SOURCE_DIR) + "/tests/fixtures";
 
@@ -322,33 +326,44 @@ std::string default_model_path() {
   return std::string(home ? home : "") + "/.cache/ember/models/SmolLM2-135M-Instruct.Q4_1.gguf";
 }
 
-TEST(HfParity, SmolLM2GreedyMatchesTransformers) {
+// The real SmolLM2 GGUF and its HF goldens: 10 prompts greedy-decoded for
+// 64 tokens, all prompts batched in one forward per step.
+struct SmolGreedy {
+  std::vector<std::vector<int32_t>> want, got;
+  double load_s = 0, decode_s = 0;
+  int threads = 0;
+};
+
+SmolGreedy smollm2_greedy(CpuLinearPrecision precision) {
+  SmolGreedy r;
   const std::string path = default_model_path();
-  ASSERT_TRUE(fs::exists(path)) << "default model missing: " << path
+  EXPECT_TRUE(fs::exists(path)) << "default model missing: " << path
                                 << " (set EMBER_DEFAULT_MODEL or run scripts/setup.sh)";
   const Json doc = Json::parse(read_file(kFixtures + "/goldens/smollm2_greedy.json"));
   const auto t0 = std::chrono::steady_clock::now();
   Result<ModelSource> src = open_model_source(path);
-  ASSERT_TRUE(src.ok()) << src.error().message;
-  ASSERT_TRUE(src->gguf);
+  EXPECT_TRUE(src.ok() && src->gguf) << (src.ok() ? "not a GGUF" : src.error().message);
+  if (!src.ok() || !src->gguf) return r;
   Result<LlamaWeights> w = load_llama_weights(*src->gguf, src->config);
-  ASSERT_TRUE(w.ok()) << w.error().message;
+  EXPECT_TRUE(w.ok()) << w.error().message;
+  if (!w.ok()) return r;
   const auto t1 = std::chrono::steady_clock::now();
 
   const Json& cases = doc.at("cases");
   const size_t n = cases.size();
-  ASSERT_EQ(n, 10u);
+  EXPECT_EQ(n, 10u);
   const int32_t new_tokens = doc.at("new_tokens").get<int32_t>();
-  std::vector<std::vector<int32_t>> ctx(n), want(n), got(n), blocks(n);
+  std::vector<std::vector<int32_t>> ctx(n), blocks(n);
+  r.want.resize(n), r.got.resize(n);
   int32_t total_blocks = 0;
   for (size_t i = 0; i < n; ++i) {
     ctx[i] = cases[i].at("prompt_ids").get<std::vector<int32_t>>();
-    want[i] = cases[i].at("greedy_ids").get<std::vector<int32_t>>();
-    ASSERT_EQ(want[i].size(), static_cast<size_t>(new_tokens));
+    r.want[i] = cases[i].at("greedy_ids").get<std::vector<int32_t>>();
+    EXPECT_EQ(r.want[i].size(), static_cast<size_t>(new_tokens));
     const int32_t nb = blocks_for(ctx[i].size() + static_cast<size_t>(new_tokens));
     for (int32_t b = 0; b < nb; ++b) blocks[i].push_back(total_blocks++);
   }
-  CpuBackend backend;
+  CpuBackend backend(0, precision);
   LlamaDecoder dec(*w, backend);
   KvCache cache = KvCache::allocate(w->config, total_blocks, kBlockSize);
   const int64_t vocab = w->config.vocab_size;
@@ -362,24 +377,59 @@ TEST(HfParity, SmolLM2GreedyMatchesTransformers) {
       steps.push_back({&ctx[i], len - q_len, q_len, &blocks[i], /*all_logits=*/false});
     }
     dec.forward(make_inputs(steps), cache, logits);
-    ASSERT_EQ(logits.size(), n * static_cast<size_t>(vocab));
+    EXPECT_EQ(logits.size(), n * static_cast<size_t>(vocab));
     for (size_t i = 0; i < n; ++i) {
       const float* row = logits.data() + i * static_cast<size_t>(vocab);
       const int32_t tok = static_cast<int32_t>(std::max_element(row, row + vocab) - row);
-      got[i].push_back(tok);
+      r.got[i].push_back(tok);
       ctx[i].push_back(tok);
     }
   }
   const auto t2 = std::chrono::steady_clock::now();
-  for (size_t i = 0; i < n; ++i) {
-    const auto mismatch = std::mismatch(got[i].begin(), got[i].end(), want[i].begin());
-    EXPECT_EQ(got[i], want[i]) << "prompt " << i << " first differs at generated token "
-                               << (mismatch.first - got[i].begin());
-  }
   auto secs = [](auto a, auto b) { return std::chrono::duration<double>(b - a).count(); };
+  r.load_s = secs(t0, t1), r.decode_s = secs(t1, t2), r.threads = backend.num_threads();
+  return r;
+}
+
+// Generated tokens before the first that differs from the golden.
+size_t agreeing_prefix(const std::vector<int32_t>& got, const std::vector<int32_t>& want) {
+  return static_cast<size_t>(std::mismatch(got.begin(), got.end(), want.begin(), want.end()).first - got.begin());
+}
+
+// The exact mode (float32 activations) gives HF's greedy tokens, all of them.
+TEST(HfParity, SmolLM2GreedyMatchesTransformers) {
+  const SmolGreedy r = smollm2_greedy(CpuLinearPrecision::kFloat32);
+  ASSERT_EQ(r.got.size(), 10u);
+  for (size_t i = 0; i < r.got.size(); ++i)
+    EXPECT_EQ(r.got[i], r.want[i]) << "prompt " << i << " first differs at generated token "
+                                   << agreeing_prefix(r.got[i], r.want[i]);
+  const size_t tokens = r.got.size() * r.got[0].size();
   std::printf(
-      "SmolLM2 HF parity: load %.2f s, %zu prompts x %d greedy tokens batched: %.2f s (%.1f tok/s), %d threads\n",
-      secs(t0, t1), n, new_tokens, secs(t1, t2), n * new_tokens / secs(t1, t2), backend.num_threads());
+      "SmolLM2 HF parity: load %.2f s, %zu prompts x %zu greedy tokens batched: %.2f s (%.1f tok/s), %d threads\n",
+      r.load_s, r.got.size(), r.got[0].size(), r.decode_s, static_cast<double>(tokens) / r.decode_s, r.threads);
+}
+
+// The fast default (8-bit activations, linear_int8.h) is not exact: it tracks
+// HF's greedy text for a while, then takes another branch at a near-tie.
+// Reported, and held near what it reached when written (kInt8GreedyTokenFloor)
+// so that a kernel change costing accuracy shows.
+TEST(HfParity, SmolLM2Int8GreedyAgreement) {
+  const SmolGreedy r = smollm2_greedy(CpuLinearPrecision::kInt8);
+  ASSERT_EQ(r.got.size(), 10u);
+  size_t identical = 0, tokens = 0;
+  std::string parts;
+  for (size_t i = 0; i < r.got.size(); ++i) {
+    const size_t same = agreeing_prefix(r.got[i], r.want[i]);
+    identical += same == r.want[i].size();
+    tokens += same;
+    parts += " " + std::to_string(same);
+  }
+  std::printf(
+      "SmolLM2 int8 activations: %zu of %zu continuations identical to HF's %zu tokens; "
+      "agreeing prefix per prompt:%s (%zu tokens of %zu); %.2f s (%.1f tok/s)\n",
+      identical, r.got.size(), r.want[0].size(), parts.c_str(), tokens, r.got.size() * r.want[0].size(), r.decode_s,
+      static_cast<double>(r.got.size() * r.got[0].size()) / r.decode_s);
+  EXPECT_GE(tokens, kInt8GreedyTokenFloor);
 }
 
 }  // namespace
