@@ -57,6 +57,8 @@ class Server:
                     "--chat-template", str(SMOLLM2_TEMPLATE)]
         else:
             cmd += ["--model", str(model or MODEL)]
+            if "--dtype" not in args:  # the real model's greedy texts are checked against the exact mode's
+                cmd += ["--dtype", "float32"]
         cmd += list(args)
         self.log = open(BUILD / f"serve-{self.port}.log", "w")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
