@@ -6,7 +6,7 @@
 // FLOP/s = 2 M N K per second (the FMA ceiling is cores x 2 FMA x 8 lanes x 2
 // x clock); us/row = time per row of x. "naive_f32" is the pre-kernel CpuBackend::linear (8-accumulator
 // scalar dot over f32 weights, 8-row blocks over the pool) for reference. "int8" rows run the same shapes
-// with 8-bit activations (CpuLinearPrecision::kInt8, linear_int8.h; quantizing x included), beside the
+// with 8-bit activations (CpuPrecision::kFast, linear_int8.h; quantizing x included), beside the
 // float32-activation rows of the same run.
 // All run on EMBER_BENCH_THREADS threads (default: one per hardware thread).
 #include <benchmark/benchmark.h>
@@ -90,7 +90,7 @@ void bm_linear(benchmark::State& state, DType dtype, int64_t n, int64_t k) {
 }
 
 void bm_linear_int8(benchmark::State& state, DType dtype, int64_t n, int64_t k) {
-  static ember::CpuBackend backend(bench_threads(), ember::CpuLinearPrecision::kInt8);
+  static ember::CpuBackend backend(bench_threads(), ember::CpuPrecision::kFast);
   bm_linear_with(state, backend, dtype, n, k);
 }
 

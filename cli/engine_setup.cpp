@@ -139,7 +139,7 @@ Result<std::unique_ptr<ModelRunner>> make_cpu_runner(const ModelSource& src, con
                                             eos_ids_of(src), model.process_group);
   if (!runner) return runner.error();
   const bool exact = model.dtype == "float32";
-  (*runner)->set_linear_precision(exact ? CpuLinearPrecision::kFloat32 : CpuLinearPrecision::kInt8);
+  (*runner)->set_precision(exact ? CpuPrecision::kExact : CpuPrecision::kFast);
   spdlog::info("CPU matmuls: {} ({})",
                exact ? "float32 activations (--dtype float32: exact)"
                      : "8-bit activations for Q8_0/Q4_0/Q4_1 weights (--dtype float32 for exact float32)",

@@ -211,8 +211,8 @@ void CpuModelRunner::set_communicator(Communicator* comm) {
   ranks_.front()->join(comm);
 }
 
-void CpuModelRunner::set_linear_precision(CpuLinearPrecision precision) {
-  for (auto& rank : ranks_) rank->backend.set_linear_precision(precision);
+void CpuModelRunner::set_precision(CpuPrecision precision) {
+  for (auto& rank : ranks_) rank->backend.set_precision(precision);
 }
 
 void CpuModelRunner::serve_rank_steps() {

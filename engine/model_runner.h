@@ -76,7 +76,7 @@ class ModelRunner {
 // runner). Tokens named by prev_row are written as 0, to be patched by the runner.
 void build_forward_inputs(std::span<const StepSequence> seqs, int32_t block_size, ForwardInputs& in);
 
-enum class CpuLinearPrecision : uint8_t;  // kernels/cpu/cpu_ops.h
+enum class CpuPrecision : uint8_t;  // kernels/cpu/cpu_ops.h
 
 // Float32 on the CPU backend. The cache gets `num_blocks` blocks of
 // `block_size` tokens; eos_ids are the model's end tokens (min_tokens masks them).
@@ -110,8 +110,8 @@ class CpuModelRunner final : public ModelRunner {
   void serve_rank_steps();
   // A runner of one shard as a rank of someone else's group (TensorParallelRunner): its all-reduces go to `comm`.
   void set_communicator(Communicator* comm);
-  // How every rank's backend multiplies by Q8_0/Q4_0/Q4_1 weights (kernels/cpu/cpu_ops.h); kFloat32 unless set.
-  void set_linear_precision(CpuLinearPrecision precision);
+  // What every rank's backend trades for speed (kernels/cpu/cpu_ops.h); kExact unless set.
+  void set_precision(CpuPrecision precision);
   ~CpuModelRunner() override;
 
   void launch(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows) override;

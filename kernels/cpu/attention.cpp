@@ -1,17 +1,20 @@
 // Causal paged attention over a varlen batch, float32. One task per
 // (token, query head): scores for the whole visible context, then softmax and
 // the weighted sum of V. The GPU kernels (flash attention / flash decoding)
-// are checked against this.
+// are checked against this loop (the exact precision); the fast one runs
+// attention_avx2.cpp per task.
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
+#include "kernels/cpu/attention_avx2.h"
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/cpu_ops.h"
 
 namespace ember {
 
-void CpuBackend::paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
-                                 const ForwardInputs& in, int64_t num_heads, float scale, Tensor& out) {
+void CpuBackend::paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const ForwardInputs& in,
+                                 int64_t num_heads, float scale, Tensor& out) {
   const int64_t t_count = in.query_start_loc.back();
   const int64_t hq = num_heads, d = q.cols() / hq;
   const int64_t block_size = k_cache.dim(1), hkv = k_cache.dim(2);
@@ -24,19 +27,29 @@ void CpuBackend::paged_attention(const Tensor& q, const Tensor& k_cache, const T
   for (int64_t b = 0; b < in.num_seqs(); ++b)
     for (int32_t t = in.query_start_loc[b]; t < in.query_start_loc[b + 1]; ++t) seq_of[t] = static_cast<int32_t>(b);
 
+  // The fast precision takes the AVX2 kernel (another summation order); the exact one this loop.
+  const bool fast = precision_ == CpuPrecision::kFast && best_cpu_isa() != CpuIsa::kScalar && d % 8 == 0;
   const float* kc = k_cache.f32();
   const float* vc = v_cache.f32();
   pool_.parallel_for(t_count * hq, [&](int64_t begin, int64_t end) {
     std::vector<float> scores;
+    std::vector<int64_t> rows;
     for (int64_t task = begin; task < end; ++task) {
       const int64_t t = task / hq, h = task % hq, kvh = h / group;
       const int32_t b = seq_of[t];
       const int64_t q_len = in.query_start_loc[b + 1] - in.query_start_loc[b];
       const int64_t visible = in.seq_lens[b] - q_len + (t - in.query_start_loc[b]) + 1;
       const int32_t* table = in.block_tables.data() + static_cast<int64_t>(b) * in.max_blocks_per_seq;
-      auto slot_of = [&](int64_t j) { return static_cast<int64_t>(table[j / block_size]) * block_size + j % block_size; };
+      auto slot_of = [&](int64_t j) {
+        return static_cast<int64_t>(table[j / block_size]) * block_size + j % block_size;
+      };
 
       const float* qv = q.f32() + (t * hq + h) * d;
+      if (fast) {
+        const AttendArgs args{kc + kvh * d, vc + kvh * d, hkv * d, d, visible, scale, table, block_size};
+        attend_one_avx2(args, qv, out.f32() + (t * hq + h) * d, scores, rows);
+        continue;
+      }
       scores.resize(visible);
       float max_score = -std::numeric_limits<float>::infinity();
       for (int64_t j = 0; j < visible; ++j) {

@@ -70,7 +70,7 @@ void CpuBackend::rms_norm(const Tensor& x, Tensor* residual, const Tensor& weigh
 }
 
 void CpuBackend::linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
-  if (precision_ == CpuLinearPrecision::kInt8 && int8_linear_supports(w.dtype)) return linear_int8(x, w, bias, y);
+  if (precision_ == CpuPrecision::kFast && int8_linear_supports(w.dtype)) return linear_int8(x, w, bias, y);
   LinearArgs a;
   a.m = x.rows(), a.k = x.cols(), a.n = w.rows();
   assert(w.cols() == a.k && y.rows() == a.m && y.cols() == a.n);

@@ -13,19 +13,23 @@
 
 namespace ember {
 
-// How linear() multiplies by Q8_0 / Q4_0 / Q4_1 weights:
-//   kFloat32: float32 activations (linear_kernels.h): exact up to summation
-//             order, what the Hugging Face parity tests hold to;
-//   kInt8:    activations quantized to 8 bits per 32 (linear_int8.h), integer
-//             dot products as llama.cpp: 2-3x faster, logits off by ~1e-2
-//             relative, greedy text may part from the exact mode's.
-// Other weight types always take the float32 path.
-enum class CpuLinearPrecision : uint8_t { kFloat32, kInt8 };
+// What the backend trades for speed:
+//   kExact: float32 activations in every op (linear_kernels.h, attention.cpp):
+//           exact up to summation order, what the Hugging Face parity tests
+//           hold to (--dtype float32);
+//   kFast:  linear() quantizes activations to 8 bits per 32 for Q8_0 / Q4_0 /
+//           Q4_1 weights (linear_int8.h; integer dot products as llama.cpp,
+//           logits off by a few % of their range, greedy text parts from the
+//           exact mode's at near-ties), and attention runs the AVX2 kernel
+//           (attention_avx2.cpp: float32, another summation order). The
+//           default of `ember serve` / `generate` on the CPU (--dtype auto).
+// Other weight types take the float32 path in both.
+enum class CpuPrecision : uint8_t { kExact, kFast };
 
 class CpuBackend final : public Backend {
  public:
   // num_threads <= 0: one per hardware thread.
-  explicit CpuBackend(int num_threads = 0, CpuLinearPrecision precision = CpuLinearPrecision::kFloat32)
+  explicit CpuBackend(int num_threads = 0, CpuPrecision precision = CpuPrecision::kExact)
       : pool_(num_threads), precision_(precision) {}
 
   DType activation_dtype() const override { return DType::kF32; }
@@ -54,16 +58,16 @@ class CpuBackend final : public Backend {
   void set_communicator(Communicator* comm) { comm_ = comm; }
 
   int num_threads() const { return pool_.num_threads(); }
-  CpuLinearPrecision linear_precision() const { return precision_; }
-  void set_linear_precision(CpuLinearPrecision p) { precision_ = p; }
+  CpuPrecision precision() const { return precision_; }
+  void set_precision(CpuPrecision p) { precision_ = p; }
 
  private:
   void linear_int8(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y);
 
   ThreadPool pool_;
   Communicator* comm_ = nullptr;
-  CpuLinearPrecision precision_;
-  // kInt8: the quantized activations of the current linear (Q8Rows), reused across calls.
+  CpuPrecision precision_;
+  // kFast: the quantized activations of the current linear (Q8Rows), reused across calls.
   std::vector<int8_t> q8_q_;
   std::vector<float> q8_d_, q8_ds_;
   std::vector<int32_t> q8_sum_;

@@ -285,10 +285,10 @@ TEST(LinearInt8, WithinTheActivationQuantizationErrorOfTheFloatPath) {
   }
 }
 
-// Through the backend: kInt8 sends Q8_0/Q4_0/Q4_1 to the int8 kernels (the
+// Through the backend: kFast sends Q8_0/Q4_0/Q4_1 to the int8 kernels (the
 // best ISA, the pool's split) and every other type to the float path unchanged.
 TEST(LinearInt8, BackendPrecisionChoosesThePath) {
-  CpuBackend fast(3, CpuLinearPrecision::kInt8), exact(3);
+  CpuBackend fast(3, CpuPrecision::kFast), exact(3);
   const int64_t m = 6, n = 50, k = 256;
   for (DType dtype : {DType::kQ8_0, DType::kQ4_0, DType::kQ4_1, DType::kQ4_K, DType::kF32}) {
     std::mt19937 rng(3);

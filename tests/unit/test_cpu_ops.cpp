@@ -27,8 +27,7 @@ void expect_close(const std::vector<float>& got, const std::vector<double>& ref,
   ASSERT_EQ(got.size(), ref.size());
   double scale = 0;
   for (double r : ref) scale = std::max(scale, std::abs(r));
-  for (size_t i = 0; i < ref.size(); ++i)
-    ASSERT_NEAR(got[i], ref[i], rel * scale) << "at " << i;
+  for (size_t i = 0; i < ref.size(); ++i) ASSERT_NEAR(got[i], ref[i], rel * scale) << "at " << i;
 }
 
 TEST(ThreadPool, CoversEveryIndexOnce) {
@@ -77,8 +76,10 @@ TEST(CpuOps, RmsNormPlainAndFusedResidual) {
     Tensor rt = Tensor::f32(res.data(), {m, h}), ot = Tensor::f32(out.data(), {m, h});
     be.rms_norm(Tensor::f32(x.data(), {m, h}), with_residual ? &rt : nullptr, Tensor::f32(w.data(), {h}), eps, ot);
     expect_close(out, ref);
-    if (with_residual) expect_close(res, ref_res);
-    else EXPECT_EQ(res, res0);  // untouched without the fused add
+    if (with_residual)
+      expect_close(res, ref_res);
+    else
+      EXPECT_EQ(res, res0);  // untouched without the fused add
   }
 }
 
@@ -145,7 +146,6 @@ TEST(CpuOps, GatherLogitRows) {
     for (int i = 0; i < 3; ++i) EXPECT_EQ(out[r * 3 + i], x[idx[r] * 3 + i]);
 }
 
-
 // inv_freq straight from the formulas (transformers' default, linear and
 // _compute_llama3_parameters), in double.
 std::vector<double> ref_inv_freq(const RopeConfig& c, int64_t d) {
@@ -209,11 +209,13 @@ TEST(CpuOps, RopeAndCacheWrite) {
   in.positions = {0, 1, 7, 300, 4095};
   in.token_ids.assign(t_count, 0);
   in.slot_mapping = {5, 0, -1, 11, 6};  // -1: padding, not cached
-  auto q0 = random_vec(t_count * hq * d, 20), k0 = random_vec(t_count * hkv * d, 21), v = random_vec(t_count * hkv * d, 22);
+  auto q0 = random_vec(t_count * hq * d, 20), k0 = random_vec(t_count * hkv * d, 21),
+       v = random_vec(t_count * hkv * d, 22);
   std::vector<float> q = q0, k = k0;
   std::vector<float> kc(num_blocks * block_size * hkv * d, 99.0f), vc = kc;
   Tensor qt = Tensor::f32(q.data(), {t_count, hq * d}), kt = Tensor::f32(k.data(), {t_count, hkv * d});
-  Tensor kct = Tensor::f32(kc.data(), {num_blocks, block_size, hkv, d}), vct = Tensor::f32(vc.data(), {num_blocks, block_size, hkv, d});
+  Tensor kct = Tensor::f32(kc.data(), {num_blocks, block_size, hkv, d}),
+         vct = Tensor::f32(vc.data(), {num_blocks, block_size, hkv, d});
   be.rope_and_cache_write(qt, kt, Tensor::f32(v.data(), {t_count, hkv * d}), in, rope, d, kct, vct);
 
   auto rotated = [&](const std::vector<float>& x, int64_t heads) {
@@ -249,9 +251,10 @@ TEST(CpuOps, RopeAndCacheWrite) {
 // Three sequences with different cached lengths and chunk sizes (a fresh
 // prefill, a decode, a later prefill chunk), non-contiguous block tables and
 // chunks crossing block boundaries, vs dense causal softmax attention.
-void check_paged_attention(int64_t hq, int64_t hkv) {
-  CpuBackend be(3);
-  const int64_t d = 16, block_size = 4, num_blocks = 24, max_blocks = 8;
+// The fast precision runs the AVX2 kernel (attention_avx2.cpp) on the same inputs.
+void check_paged_attention(int64_t hq, int64_t hkv, CpuPrecision precision = CpuPrecision::kExact, int64_t d = 16) {
+  CpuBackend be(3, precision);
+  const int64_t block_size = 4, num_blocks = 24, max_blocks = 8;
   const std::vector<int32_t> cached = {0, 21, 13}, chunk = {7, 1, 9};
   const int64_t b_count = 3;
   ForwardInputs in;
@@ -265,7 +268,8 @@ void check_paged_attention(int64_t hq, int64_t hkv) {
   for (int64_t b = 0; b < b_count; ++b) {
     in.seq_lens.push_back(cached[b] + chunk[b]);
     in.query_start_loc.push_back(in.query_start_loc.back() + chunk[b]);
-    for (int64_t j = 0; j < (in.seq_lens[b] + block_size - 1) / block_size; ++j) in.block_tables[b * max_blocks + j] = pool[next++];
+    for (int64_t j = 0; j < (in.seq_lens[b] + block_size - 1) / block_size; ++j)
+      in.block_tables[b * max_blocks + j] = pool[next++];
   }
   const int64_t t_count = in.query_start_loc.back();
   in.token_ids.assign(t_count, 0);
@@ -315,6 +319,9 @@ void check_paged_attention(int64_t hq, int64_t hkv) {
 TEST(CpuOps, PagedAttentionVarlenMha) { check_paged_attention(2, 2); }
 TEST(CpuOps, PagedAttentionVarlenGqa3) { check_paged_attention(6, 2); }
 TEST(CpuOps, PagedAttentionVarlenGqa4) { check_paged_attention(8, 2); }
+TEST(CpuOps, PagedAttentionFastMha) { check_paged_attention(2, 2, CpuPrecision::kFast); }
+TEST(CpuOps, PagedAttentionFastGqa3HeadDim64) { check_paged_attention(6, 2, CpuPrecision::kFast, 64); }
+TEST(CpuOps, PagedAttentionFastHeadDim24) { check_paged_attention(3, 1, CpuPrecision::kFast, 24); }
 
 }  // namespace
 }  // namespace ember

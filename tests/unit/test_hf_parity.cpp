@@ -41,7 +41,7 @@ constexpr int32_t kBlockSize = 16;
 // Max relative error per row: max_j |ours - hf| / max_j |hf| over the vocab.
 // Both sides compute in float32; the difference is summation order only.
 constexpr double kTol = 1e-4;
-// SmolLM2 under CpuLinearPrecision::kInt8: generated tokens before the first
+// SmolLM2 under CpuPrecision::kFast: generated tokens before the first
 // difference from HF's goldens, summed over the 10 prompts of 64. When written:
 // 202 (per prompt 5 47 27 17 33 0 19 16 37 1; no continuation identical).
 constexpr size_t kInt8GreedyTokenFloor = 160;
@@ -334,7 +334,7 @@ struct SmolGreedy {
   int threads = 0;
 };
 
-SmolGreedy smollm2_greedy(CpuLinearPrecision precision) {
+SmolGreedy smollm2_greedy(CpuPrecision precision) {
   SmolGreedy r;
   const std::string path = default_model_path();
   EXPECT_TRUE(fs::exists(path)) << "default model missing: " << path
@@ -398,7 +398,7 @@ size_t agreeing_prefix(const std::vector<int32_t>& got, const std::vector<int32_
 
 // The exact mode (float32 activations) gives HF's greedy tokens, all of them.
 TEST(HfParity, SmolLM2GreedyMatchesTransformers) {
-  const SmolGreedy r = smollm2_greedy(CpuLinearPrecision::kFloat32);
+  const SmolGreedy r = smollm2_greedy(CpuPrecision::kExact);
   ASSERT_EQ(r.got.size(), 10u);
   for (size_t i = 0; i < r.got.size(); ++i)
     EXPECT_EQ(r.got[i], r.want[i]) << "prompt " << i << " first differs at generated token "
@@ -414,7 +414,7 @@ TEST(HfParity, SmolLM2GreedyMatchesTransformers) {
 // Reported, and held near what it reached when written (kInt8GreedyTokenFloor)
 // so that a kernel change costing accuracy shows.
 TEST(HfParity, SmolLM2Int8GreedyAgreement) {
-  const SmolGreedy r = smollm2_greedy(CpuLinearPrecision::kInt8);
+  const SmolGreedy r = smollm2_greedy(CpuPrecision::kFast);
   ASSERT_EQ(r.got.size(), 10u);
   size_t identical = 0, tokens = 0;
   std::string parts;
