@@ -3,7 +3,8 @@
 // accumulation. Quantized weights stay in their GGUF blocks and are
 // dequantized in registers (bit-identical to ggml's reference, see
 // quant_blocks.h), so the result equals dequantize-then-f32-matmul up to
-// summation order; activations are never quantized.
+// summation order; activations are never quantized (the exact precision;
+// linear_int8.h is the fast one).
 //
 // Decode (M = 1) is bound by streaming W: bytes per weight are 4 (F32), 2
 // (F16/BF16), 1.06 (Q8_0), 0.63 (Q4_1), 0.56 (Q4_0/Q4_K), 0.82 (Q6_K). With
