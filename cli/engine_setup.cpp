@@ -140,9 +140,10 @@ Result<std::unique_ptr<ModelRunner>> make_cpu_runner(const ModelSource& src, con
   if (!runner) return runner.error();
   const bool exact = model.dtype == "float32";
   (*runner)->set_precision(exact ? CpuPrecision::kExact : CpuPrecision::kFast);
-  spdlog::info("CPU matmuls: {} ({})",
-               exact ? "float32 activations (--dtype float32: exact)"
-                     : "8-bit activations for Q8_0/Q4_0/Q4_1 weights (--dtype float32 for exact float32)",
+  spdlog::info("CPU precision: {} ({})",
+               exact ? "exact, float32 activations (--dtype float32)"
+                     : "fast, 8-bit activations for Q8_0/Q4_0/Q4_1 weights and vectorized attention (--dtype float32 "
+                       "for exact)",
                cpu_isa_name(best_cpu_isa()));
   if (tp > 1)
     spdlog::info("tensor parallelism: {} ranks ({}), {} attention heads, {} KV heads and an MLP width of {} each; "
