@@ -7,16 +7,17 @@
 // should include this file.
 //
 // Two shapes compute the same bits (the order of linear_int8.h):
-//  - row_dot (decode, M < kPanelMinRows, and Q8_0): one weight row against
+//  - row_dot (decode, M < kPanelMinRows): one weight row against
 //    C <= 4 rows of x, 4 blocks a step. Each block's codes are unpacked once
 //    for the C rows; a row's 4 int32x8 dot vectors reduce to the 4 blocks'
 //    exact sums (an hadd tree), scaled into lanes j % 4 by FMA.
-//  - panel (prefill, Q4_0 / Q4_1): 8 weight rows' codes transposed so that
+//  - panel (prefill and batches): 8 weight rows' codes transposed so that
 //    dword t of a 32-byte vector holds elements 4t..4t+3 of each row; one x
 //    dword broadcast against it gives 8 rows' partial dots per instruction,
 //    so a block's exact sums need no horizontal step and the scaling is one
-//    FMA per block for 8 outputs. About 2 ops per 32 multiply-adds (1 with
-//    VNNI), against 4 FMAs for the float kernels.
+//    FMA per block for 8 outputs. About 2 ops per 32 multiply-adds for Q4_x
+//    (1 with VNNI; Q8_0's signs cost 2 more on AVX2), against 4 FMAs for the
+//    float kernels.
 
 #include <immintrin.h>
 
@@ -95,8 +96,10 @@ EMBER_INT8_INLINE XBlocks x_blocks(const float* d, const float* ds, const int32_
 // A weight format: kBytes per block; codes() of one block as the 32 bytes
 // that meet x's block; dot() adds their products to acc; scales() of 4
 // blocks; term() folds 4 blocks' exact sums into the lanes j % 4.
+// Panel flags: kSigned (codes are int8: |w| meets x with w's sign), kCentred (Q4_0: sum (u - 8) q), kMin (Q4_1).
 struct Q8_0 {
-  static constexpr int64_t kBytes = 34;
+  static constexpr int64_t kBytes = 34, kQs = 2;
+  static constexpr bool kSigned = true, kCentred = false, kMin = false;
   struct Scales {
     __m128 d;
   };
@@ -114,6 +117,7 @@ struct Q8_0 {
 
 struct Q4_0 {
   static constexpr int64_t kBytes = 18, kQs = 2;
+  static constexpr bool kSigned = false, kCentred = true, kMin = false;
   struct Scales {
     __m128 d;
   };
@@ -128,6 +132,7 @@ struct Q4_0 {
 
 struct Q4_1 {
   static constexpr int64_t kBytes = 20, kQs = 4;
+  static constexpr bool kSigned = false, kCentred = false, kMin = true;
   struct Scales {
     __m128 d, m;
   };
@@ -206,15 +211,17 @@ EMBER_INT8_TARGET void run_rows(const Int8LinearArgs& a, int64_t n_begin, int64_
   }
 }
 
-// ---- the panel kernel (Q4_0, Q4_1) ------------------------------------------
+// ---- the panel kernel ---------------------------------------------------------
 
 constexpr int kPanel = 8;            // weight rows per panel: one per int32 lane
 constexpr int64_t kPanelXRows = 64;  // rows of x per pass over the panels (their q stays in L2)
 
-// Block j of a panel: codes[t] (t < 8) = dword t of each row's 32 codes, row r in lane r;
-// d and m (Q4_1) of each row.
+// Block j of a panel: codes[t] (t < 8) = dword t of each row's 32 codes, row r in lane r
+// (Q8_0: also their magnitudes); d and m (Q4_1) of each row.
+template <class F>
 struct PanelBlock {
   __m256i codes[8];
+  __m256i abs[F::kSigned ? 8 : 1];
   __m256 d, m;
 };
 
@@ -240,7 +247,7 @@ EMBER_INT8_INLINE void transpose8(const __m256i in[8], __m256i out[8]) {
 
 // Packs blocks of rows n0 .. n0 + rows - 1 (rows <= 8; missing rows repeat the last).
 template <class F>
-EMBER_INT8_TARGET void pack_panel(const uint8_t* w, int64_t row_bytes, int64_t blocks, int rows, PanelBlock* out) {
+EMBER_INT8_TARGET void pack_panel(const uint8_t* w, int64_t row_bytes, int64_t blocks, int rows, PanelBlock<F>* out) {
   const uint8_t* row[kPanel];
   for (int r = 0; r < kPanel; ++r) row[r] = w + std::min(r, rows - 1) * row_bytes;
   for (int64_t j = 0; j < blocks; ++j) {
@@ -248,11 +255,13 @@ EMBER_INT8_TARGET void pack_panel(const uint8_t* w, int64_t row_bytes, int64_t b
     alignas(16) uint16_t d[kPanel], m[kPanel];
     for (int r = 0; r < kPanel; ++r) {
       const uint8_t* b = row[r] + j * F::kBytes;
-      u[r] = nibbles(b + F::kQs);
+      u[r] = F::codes(b);
       d[r] = static_cast<uint16_t>(u16_at(b));
-      m[r] = static_cast<uint16_t>(F::kQs == 4 ? u16_at(b + 2) : 0);
+      m[r] = static_cast<uint16_t>(F::kMin ? u16_at(b + 2) : 0);
     }
     transpose8(u, out[j].codes);
+    if constexpr (F::kSigned)
+      for (int t = 0; t < 8; ++t) out[j].abs[t] = _mm256_sign_epi8(out[j].codes[t], out[j].codes[t]);
     out[j].d = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(d)));
     out[j].m = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(m)));
   }
@@ -260,33 +269,44 @@ EMBER_INT8_TARGET void pack_panel(const uint8_t* w, int64_t row_bytes, int64_t b
 
 // y[r, n0 + lane] for rows r of x in [m_begin, m_end), C at a time: lanes j % 4 per row.
 template <class F, int C>
-EMBER_INT8_TARGET void panel_rows(const Q8Rows& x, const PanelBlock* p, int64_t m0, __m256 out[C]) {
+EMBER_INT8_TARGET void panel_rows(const Q8Rows& x, const PanelBlock<F>* p, int64_t m0, __m256 out[C]) {
   const int64_t blocks = x.k / kQ8Block;
   __m256 acc[C][4];
   for (int c = 0; c < C; ++c)
     for (int l = 0; l < 4; ++l) acc[c][l] = _mm256_setzero_ps();
   for (int64_t j = 0; j < blocks; ++j) {
-    const PanelBlock& b = p[j];
+    const PanelBlock<F>& b = p[j];
     for (int c = 0; c < C; ++c) {
       const int8_t* q = x.q + (m0 + c) * x.k + j * kQ8Block;
       const int64_t at = (m0 + c) * blocks + j;
+      __m256i s;
+      if constexpr (F::kSigned) {  // |w| * (x with w's sign): int16 pairs up to 2 * 128 * 127, widened every chunk
+        s = _mm256_setzero_si256();
+        for (int t = 0; t < 8; ++t) {
+          const __m256i xs =
+              _mm256_sign_epi8(_mm256_set1_epi32(u32_at(reinterpret_cast<const uint8_t*>(q + 4 * t))), b.codes[t]);
+          s = dot_u8s8(s, b.abs[t], xs);
+        }
+      } else {
 #if EMBER_INT8_VNNI
-      __m256i s = _mm256_setzero_si256();
-      for (int t = 0; t < 8; ++t)
-        s = _mm256_dpbusd_epi32(s, b.codes[t], _mm256_set1_epi32(u32_at(reinterpret_cast<const uint8_t*>(q + 4 * t))));
+        s = _mm256_setzero_si256();
+        for (int t = 0; t < 8; ++t)
+          s = _mm256_dpbusd_epi32(s, b.codes[t],
+                                  _mm256_set1_epi32(u32_at(reinterpret_cast<const uint8_t*>(q + 4 * t))));
 #else
-      // int16 lanes: 8 maddubs results of |.| <= 2 * 15 * 127 sum to < 2^15, so no step saturates.
-      __m256i s16 = _mm256_setzero_si256();
-      for (int t = 0; t < 8; ++t)
-        s16 = _mm256_add_epi16(
-            s16,
-            _mm256_maddubs_epi16(b.codes[t], _mm256_set1_epi32(u32_at(reinterpret_cast<const uint8_t*>(q + 4 * t)))));
-      __m256i s = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
+        // int16 lanes: 8 maddubs results of |.| <= 2 * 15 * 127 sum to < 2^15, so no step saturates.
+        __m256i s16 = _mm256_setzero_si256();
+        for (int t = 0; t < 8; ++t)
+          s16 = _mm256_add_epi16(
+              s16,
+              _mm256_maddubs_epi16(b.codes[t], _mm256_set1_epi32(u32_at(reinterpret_cast<const uint8_t*>(q + 4 * t)))));
+        s = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
 #endif
-      if constexpr (F::kQs == 2) s = _mm256_sub_epi32(s, _mm256_set1_epi32(8 * x.sum[at]));  // Q4_0: sum (u - 8) q
+      }
+      if constexpr (F::kCentred) s = _mm256_sub_epi32(s, _mm256_set1_epi32(8 * x.sum[at]));  // sum (u - 8) q
       __m256& lane = acc[c][j % 4];
       lane = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(b.d, _mm256_set1_ps(x.d[at])), lane);
-      if constexpr (F::kQs == 4) lane = _mm256_fmadd_ps(b.m, _mm256_set1_ps(x.ds[at]), lane);
+      if constexpr (F::kMin) lane = _mm256_fmadd_ps(b.m, _mm256_set1_ps(x.ds[at]), lane);
     }
   }
   for (int c = 0; c < C; ++c)
@@ -301,10 +321,11 @@ EMBER_INT8_TARGET void run_panels(const Int8LinearArgs& a, int64_t n_begin, int6
   const int64_t blocks = x.k / kQ8Block, row_bytes = blocks * F::kBytes;
   // (bytes, aligned by hand: std::vector of an over-aligned type is not, inside target("avx2") code)
   thread_local std::vector<uint8_t> storage;
-  const size_t need = static_cast<size_t>(blocks) * sizeof(PanelBlock) + alignof(PanelBlock);
+  using Block = PanelBlock<F>;
+  const size_t need = static_cast<size_t>(blocks) * sizeof(Block) + alignof(Block);
   if (storage.size() < need) storage.resize(need);
   const uintptr_t at = reinterpret_cast<uintptr_t>(storage.data());
-  PanelBlock* panel = reinterpret_cast<PanelBlock*>((at + alignof(PanelBlock) - 1) & ~(alignof(PanelBlock) - 1));
+  Block* panel = reinterpret_cast<Block*>((at + alignof(Block) - 1) & ~(alignof(Block) - 1));
   const auto* w = static_cast<const uint8_t*>(a.w);
   for (int64_t mb = 0; mb < x.m; mb += kPanelXRows) {
     const int64_t me = std::min(x.m, mb + kPanelXRows);
@@ -337,7 +358,7 @@ EMBER_INT8_TARGET inline void linear_int8_rows(const Int8LinearArgs& a, int64_t 
   const bool panels = a.x->m >= kInt8PanelMinRows;
   switch (a.w_dtype) {
     case DType::kQ8_0:
-      return run_rows<Q8_0>(a, n_begin, n_end);
+      return panels ? run_panels<Q8_0>(a, n_begin, n_end) : run_rows<Q8_0>(a, n_begin, n_end);
     case DType::kQ4_0:
       return panels ? run_panels<Q4_0>(a, n_begin, n_end) : run_rows<Q4_0>(a, n_begin, n_end);
     default:
