@@ -218,8 +218,7 @@ void CpuModelRunner::set_precision(CpuPrecision precision) {
 void CpuModelRunner::serve_rank_steps() {
   if (processes_ == nullptr || processes_->rank() == 0) return;
   Rank& r = *ranks_.front();
-  ForwardInputs in;
-  while (processes_->receive_step(in)) r.decoder.forward(in, r.cache, r.logits);
+  ember::serve_rank_steps(*processes_, [&](const ForwardInputs& in) { r.decoder.forward(in, r.cache, r.logits); });
 }
 
 int64_t CpuModelRunner::kv_bytes_per_token(const ModelConfig& config) {

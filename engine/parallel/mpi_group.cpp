@@ -47,7 +47,7 @@ class MpiCommunicator final : public Communicator {
 
 }  // namespace
 
-MpiGroup::MpiGroup(int rank, int size) : rank_(rank), size_(size) {
+MpiGroup::MpiGroup(int rank, int size, int local_rank) : rank_(rank), size_(size), local_rank_(local_rank) {
 #ifdef EMBER_HAVE_MPI
   comm_ = std::make_unique<MpiCommunicator>(rank, size);
 #endif
@@ -65,7 +65,14 @@ Result<std::unique_ptr<MpiGroup>> MpiGroup::from_launcher() {
   int rank = 0, size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
-  return std::unique_ptr<MpiGroup>(new MpiGroup(rank, size));
+  // The ranks that share this host (MPI knows, whatever the launcher), in world rank order.
+  MPI_Comm host;
+  int local_rank = 0;
+  if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &host) != MPI_SUCCESS)
+    return Error{"MPI_Comm_split_type failed"};
+  MPI_Comm_rank(host, &local_rank);
+  MPI_Comm_free(&host);
+  return std::unique_ptr<MpiGroup>(new MpiGroup(rank, size, local_rank));
 #else
   return Error{"started by an MPI launcher (world size " + std::to_string(world) +
                ") but this ember was built without MPI (install libopenmpi-dev and rebuild)"};
@@ -98,6 +105,17 @@ void MpiGroup::broadcast_step(const ForwardInputs& in) {
   MPI_Bcast(step.data(), static_cast<int>(bytes), MPI_BYTE, 0, MPI_COMM_WORLD);
 #else
   (void)in;
+#endif
+}
+
+void MpiGroup::broadcast_bytes(std::string& bytes) {
+#ifdef EMBER_HAVE_MPI
+  int64_t n = static_cast<int64_t>(bytes.size());
+  MPI_Bcast(&n, 1, MPI_INT64_T, 0, MPI_COMM_WORLD);
+  bytes.resize(static_cast<size_t>(n));
+  MPI_Bcast(bytes.data(), static_cast<int>(n), MPI_BYTE, 0, MPI_COMM_WORLD);
+#else
+  (void)bytes;
 #endif
 }
 

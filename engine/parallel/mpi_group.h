@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "common/status.h"
 #include "kernels/backend.h"
@@ -28,15 +29,17 @@ class MpiGroup final : public ProcessGroup {
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
+  int local_rank() const override { return local_rank_; }
   Communicator& communicator() override;
   void broadcast_step(const ForwardInputs& in) override;
   bool receive_step(ForwardInputs& in) override;
+  void broadcast_bytes(std::string& bytes) override;
   const char* kind() const override { return "processes under MPI"; }
 
  private:
-  MpiGroup(int rank, int size);
+  MpiGroup(int rank, int size, int local_rank);
   void broadcast_stop();
-  int rank_ = 0, size_ = 1;
+  int rank_ = 0, size_ = 1, local_rank_ = 0;
   bool stopped_ = false;
   std::unique_ptr<Communicator> comm_;
 };

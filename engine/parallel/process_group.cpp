@@ -60,6 +60,11 @@ bool unpack_step(std::string_view bytes, ForwardInputs& in) {
          take(bytes, in.logits_indices, header[6]) && bytes.empty();
 }
 
+void serve_rank_steps(ProcessGroup& group, const std::function<void(const ForwardInputs&)>& forward) {
+  ForwardInputs in;
+  while (group.receive_step(in)) forward(in);
+}
+
 void process_group_failure(const std::string& what) {
   spdlog::critical("tensor parallelism: {}; ending this rank (status 1) rather than hanging", what);
   spdlog::default_logger()->flush();

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 
@@ -243,6 +244,29 @@ void TcpGroup::watch_links() {
         process_group_failure("rank " + std::to_string(i + 1) + " closed its connection (it died or was stopped)");
     }
   }
+}
+
+int TcpGroup::local_rank() const {
+  const char* v = std::getenv("LOCAL_RANK");
+  return v != nullptr ? std::atoi(v) : 0;
+}
+
+void TcpGroup::broadcast_bytes(std::string& bytes) {
+  const auto deadline = after(collective_timeout_s_);
+  uint64_t n = bytes.size();
+  if (rank_ == 0) {
+    for (size_t r = 1; r < links_.size(); ++r) {
+      Io io = write_all(links_[r], &n, sizeof n, deadline);
+      if (io == Io::kOk) io = write_all(links_[r], bytes.data(), bytes.size(), deadline);
+      if (io != Io::kOk) fail("broadcast", "sending to", r, static_cast<int>(io));
+    }
+    return;
+  }
+  Io io = read_all(links_[0], &n, sizeof n, deadline);
+  if (io == Io::kOk && n > (uint64_t{1} << 32)) process_group_failure("rank 0 announced " + std::to_string(n) + " bytes");
+  bytes.assign(n, '\0');
+  if (io == Io::kOk) io = read_all(links_[0], bytes.data(), bytes.size(), deadline);
+  if (io != Io::kOk) fail("broadcast", "receiving from", 0, static_cast<int>(io));
 }
 
 void TcpGroup::broadcast_step(const ForwardInputs& in) {

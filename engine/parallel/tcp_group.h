@@ -46,9 +46,11 @@ class TcpGroup final : public ProcessGroup {
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
+  int local_rank() const override;
   Communicator& communicator() override { return *comm_; }
   void broadcast_step(const ForwardInputs& in) override;
   bool receive_step(ForwardInputs& in) override;
+  void broadcast_bytes(std::string& bytes) override;
   const char* kind() const override { return "processes over TCP"; }
 
   // The collectives behind communicator().

@@ -217,27 +217,78 @@ TEST(TcpGroup, RefusesBadRanksAndGivesUpOnAbsentOnes) {
   EXPECT_NE(lonely.error().message.find("only 1 of 2 ranks arrived"), std::string::npos) << lonely.error().message;
 }
 
-// Under mpirun (3 processes) each rank all-gathers its part and all-reduces; run
-// by ctest, the test starts mpirun on this binary, filtered to itself.
-TEST(MpiGroup, AllGatherAndAllReduceAcrossProcesses) {
-  if (std::getenv("OMPI_COMM_WORLD_SIZE") == nullptr) {
-#ifndef EMBER_HAVE_MPI
-    GTEST_SKIP() << "built without MPI";
-#else
-    if (std::system("command -v mpirun > /dev/null 2>&1") != 0) GTEST_SKIP() << "no mpirun";
-    char exe[4096];
-    const ssize_t len = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
-    ASSERT_GT(len, 0);
-    exe[len] = '\0';
-    // (shared memory without cross-memory attach, as tests/integration's mpirun: containers often forbid ptrace)
-    const std::string run =
-        "mpirun --allow-run-as-root --oversubscribe --mca btl_vader_single_copy_mechanism none "
-        "-np 3 " +
-        std::string(exe) + " --gtest_filter=MpiGroup.AllGatherAndAllReduceAcrossProcesses";
-    EXPECT_EQ(std::system(run.c_str()), 0) << run;
-    return;
-#endif
+// Start-up bytes (an NCCL unique id: binary, NULs inside), an empty string,
+// then a step: every rank holds rank 0's bytes, and the step after them arrives whole.
+std::string unique_id_like() {
+  std::string id(128, '\0');
+  for (size_t i = 0; i < id.size(); ++i) id[i] = static_cast<char>((i * 37) % 256);
+  return id;
+}
+
+void expect_broadcast_bytes(ProcessGroup& group) {
+  std::string id = group.rank() == 0 ? unique_id_like() : "something else";
+  group.broadcast_bytes(id);
+  EXPECT_EQ(id, unique_id_like()) << "rank " << group.rank();
+  std::string none = group.rank() == 0 ? "" : "stale";
+  group.broadcast_bytes(none);
+  EXPECT_EQ(none, "") << "rank " << group.rank();
+}
+
+TEST(TcpGroup, BroadcastBytesGivesEveryRankRankZerosBytes) {
+  constexpr int n = 3;
+  const int port = free_tcp_port();
+  std::vector<int> steps_seen(n, 0);
+  std::vector<std::thread> ranks;
+  for (int r = 0; r < n; ++r) {
+    ranks.emplace_back([&, r] {
+      auto group = TcpGroup::join(Rendezvous{n, r, "127.0.0.1", port, 30, 30});
+      ASSERT_TRUE(group) << group.error().message;
+      EXPECT_EQ((*group)->local_rank(), 0);  // no $LOCAL_RANK: one rank a host
+      expect_broadcast_bytes(**group);
+      if (r == 0) {
+        (*group)->broadcast_step(sample_step());
+        return;
+      }
+      serve_rank_steps(**group, [&](const ForwardInputs& in) {
+        expect_same_step(in, sample_step());
+        ++steps_seen[static_cast<size_t>(r)];
+      });
+    });
   }
+  for (auto& t : ranks) t.join();
+  EXPECT_EQ(steps_seen, (std::vector<int>{0, 1, 1}));
+}
+
+// Under mpirun (3 processes), `test` runs on every rank (kRank); run by ctest,
+// it starts mpirun on this binary filtered to `test` and is done (kLaunched).
+enum class Mpi { kRank, kLaunched, kUnavailable };
+Mpi under_mpirun(const char* test) {
+  if (std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr) return Mpi::kRank;
+#ifndef EMBER_HAVE_MPI
+  (void)test;
+  return Mpi::kUnavailable;
+#else
+  if (std::system("command -v mpirun > /dev/null 2>&1") != 0) return Mpi::kUnavailable;
+  char exe[4096];
+  const ssize_t len = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+  EXPECT_GT(len, 0);
+  if (len <= 0) return Mpi::kLaunched;
+  exe[len] = '\0';
+  // (shared memory without cross-memory attach, as tests/integration's mpirun: containers often forbid ptrace)
+  const std::string run =
+      "mpirun --allow-run-as-root --oversubscribe --mca btl_vader_single_copy_mechanism none "
+      "-np 3 " +
+      std::string(exe) + " --gtest_filter=" + test;
+  EXPECT_EQ(std::system(run.c_str()), 0) << run;
+  return Mpi::kLaunched;
+#endif
+}
+
+// Under mpirun (3 processes) each rank all-gathers its part and all-reduces.
+TEST(MpiGroup, AllGatherAndAllReduceAcrossProcesses) {
+  const Mpi where = under_mpirun("MpiGroup.AllGatherAndAllReduceAcrossProcesses");
+  if (where == Mpi::kUnavailable) GTEST_SKIP() << "built without MPI, or no mpirun";
+  if (where == Mpi::kLaunched) return;
   auto group = MpiGroup::from_launcher();
   ASSERT_TRUE(group.ok()) << group.error().message;
   ASSERT_NE(*group, nullptr);
@@ -255,6 +306,30 @@ TEST(MpiGroup, AllGatherAndAllReduceAcrossProcesses) {
   if (rank > 0) {
     EXPECT_FALSE((*group)->receive_step(in));  // rank 0's group, destroyed at its end of this test, says stop
   }
+}
+
+// Under mpirun (3 processes on this host): broadcast_bytes, then a step after
+// it; the local ranks are the world ranks (one host).
+TEST(MpiGroup, BroadcastBytesAndLocalRanksAcrossProcesses) {
+  const Mpi where = under_mpirun("MpiGroup.BroadcastBytesAndLocalRanksAcrossProcesses");
+  if (where == Mpi::kUnavailable) GTEST_SKIP() << "built without MPI, or no mpirun";
+  if (where == Mpi::kLaunched) return;
+  auto group = MpiGroup::from_launcher();
+  ASSERT_TRUE(group.ok()) << group.error().message;
+  ASSERT_NE(*group, nullptr);
+  ASSERT_EQ((*group)->size(), 3);
+  EXPECT_EQ((*group)->local_rank(), (*group)->rank());
+  expect_broadcast_bytes(**group);
+  if ((*group)->rank() == 0) {
+    (*group)->broadcast_step(sample_step());
+    return;
+  }
+  int steps = 0;
+  serve_rank_steps(**group, [&](const ForwardInputs& in) {
+    expect_same_step(in, sample_step());
+    ++steps;
+  });
+  EXPECT_EQ(steps, 1);
 }
 
 ModelConfig config_of(int64_t heads, int64_t kv_heads, int64_t inter) {
