@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include <cuda_runtime.h>
@@ -35,6 +36,27 @@ Result<std::vector<std::unique_ptr<NcclCommunicator>>> NcclCommunicator::create_
   for (int r = 0; r < n; ++r)
     out.push_back(std::unique_ptr<NcclCommunicator>(new NcclCommunicator(comms[static_cast<size_t>(r)], r, n)));
   return out;
+}
+
+Result<std::string> NcclCommunicator::new_unique_id() {
+  ncclUniqueId id;
+  if (ncclResult_t r = ncclGetUniqueId(&id); r != ncclSuccess)
+    return Error{std::string("NCCL: ncclGetUniqueId failed: ") + ncclGetErrorString(r)};
+  return std::string(id.internal, sizeof id.internal);
+}
+
+Result<std::unique_ptr<NcclCommunicator>> NcclCommunicator::create_rank(const std::string& unique_id, int rank,
+                                                                        int size) {
+  ncclUniqueId id;
+  if (unique_id.size() != sizeof id.internal)
+    return Error{"NCCL: a unique id of " + std::to_string(unique_id.size()) + " bytes (this NCCL's are " +
+                 std::to_string(sizeof id.internal) + "): the ranks run different NCCL versions"};
+  std::memcpy(id.internal, unique_id.data(), sizeof id.internal);
+  ncclComm_t comm = nullptr;
+  if (ncclResult_t r = ncclCommInitRank(&comm, size, id, rank); r != ncclSuccess)
+    return Error{"NCCL: ncclCommInitRank (rank " + std::to_string(rank) + " of " + std::to_string(size) +
+                 ") failed: " + ncclGetErrorString(r)};
+  return std::unique_ptr<NcclCommunicator>(new NcclCommunicator(comm, rank, size));
 }
 
 NcclCommunicator::~NcclCommunicator() {
@@ -88,6 +110,12 @@ void NcclCommunicator::abort() {
 bool nccl_available() { return false; }
 
 Result<std::vector<std::unique_ptr<NcclCommunicator>>> NcclCommunicator::create_all(const std::vector<int>&) {
+  return Error{"this ember was built without NCCL: tensor parallelism on GPUs needs it"};
+}
+Result<std::string> NcclCommunicator::new_unique_id() {
+  return Error{"this ember was built without NCCL: tensor parallelism on GPUs needs it"};
+}
+Result<std::unique_ptr<NcclCommunicator>> NcclCommunicator::create_rank(const std::string&, int, int) {
   return Error{"this ember was built without NCCL: tensor parallelism on GPUs needs it"};
 }
 NcclCommunicator::~NcclCommunicator() = default;

@@ -1,6 +1,8 @@
 #pragma once
-// Tensor-parallel collectives between the GPUs of one process through NCCL:
-// one communicator per device (ncclCommInitAll), rank r on devices[r]. The
+// Tensor-parallel collectives between GPUs through NCCL: the GPUs of one
+// process (create_all: ncclCommInitAll, rank r on devices[r]), or one GPU a
+// process across processes and hosts (create_rank: ncclCommInitRank, every
+// rank given the unique id rank 0 made with new_unique_id). The
 // all-reduce and all-gather are enqueued on the caller's stream, so CUDA
 // graphs capture them. A collective NCCL refuses to enqueue ends the process
 // with a message naming the rank: the other ranks could only wait on it
@@ -8,7 +10,7 @@
 // (engine/parallel/collective_watchdog.h): it polls async_error() and calls
 // abort().
 // Built when CMake finds NCCL (it ships with the CUDA toolkit here); without
-// it create_all() says so.
+// it the factories say so.
 
 #include <atomic>
 #include <memory>
@@ -23,6 +25,12 @@ namespace ember {
 class NcclCommunicator final : public Communicator {
  public:
   static Result<std::vector<std::unique_ptr<NcclCommunicator>>> create_all(const std::vector<int>& devices);
+  // Rank 0 of a group of processes: the id every rank passes to create_rank
+  // (ncclGetUniqueId; opaque bytes, carried by the caller).
+  static Result<std::string> new_unique_id();
+  // This process's rank on the current device; returns once all `size` ranks
+  // have called it with the same id.
+  static Result<std::unique_ptr<NcclCommunicator>> create_rank(const std::string& unique_id, int rank, int size);
   ~NcclCommunicator() override;  // ncclCommDestroy, or nothing more after abort()
 
   int rank() const override { return rank_; }
