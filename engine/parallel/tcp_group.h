@@ -38,7 +38,8 @@ struct Rendezvous {
 class TcpGroup final : public ProcessGroup {
  public:
   // Meets the other ranks; an Error when they do not all arrive in time or a
-  // peer is not an ember rank of this group.
+  // peer is not an ember rank of this group. nnodes 1: a group of one, which
+  // meets no one (`ember` starts none: it is for tests of the multi-process path).
   static Result<std::unique_ptr<TcpGroup>> join(const Rendezvous& where);
   ~TcpGroup() override;
   TcpGroup(const TcpGroup&) = delete;

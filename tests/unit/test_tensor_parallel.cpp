@@ -211,7 +211,7 @@ TEST(TcpGroup, RanksMeetAndAllReduceAndAllGatherAsTheThreadGroupDoes) {
 
 TEST(TcpGroup, RefusesBadRanksAndGivesUpOnAbsentOnes) {
   EXPECT_FALSE(TcpGroup::join(Rendezvous{3, 3, "127.0.0.1", 29500, 1, 1}));
-  EXPECT_FALSE(TcpGroup::join(Rendezvous{1, 0, "127.0.0.1", 29500, 1, 1}));
+  EXPECT_FALSE(TcpGroup::join(Rendezvous{0, 0, "127.0.0.1", 29500, 1, 1}));
   auto lonely = TcpGroup::join(Rendezvous{2, 0, "127.0.0.1", free_tcp_port(), 0.5, 1});
   ASSERT_FALSE(lonely);
   EXPECT_NE(lonely.error().message.find("only 1 of 2 ranks arrived"), std::string::npos) << lonely.error().message;
@@ -232,6 +232,22 @@ void expect_broadcast_bytes(ProcessGroup& group) {
   std::string none = group.rank() == 0 ? "" : "stale";
   group.broadcast_bytes(none);
   EXPECT_EQ(none, "") << "rank " << group.rank();
+}
+
+TEST(TcpGroup, AGroupOfOneMeetsNoOneAndItsCollectivesAreCopies) {
+  // (the multi-process GPU path's test runs through one: tests/gpu/test_tensor_parallel_gpu.cpp)
+  auto group = TcpGroup::join(Rendezvous{1, 0, "127.0.0.1", free_tcp_port(), 1, 1});
+  ASSERT_TRUE(group) << group.error().message;
+  EXPECT_EQ((*group)->size(), 1);
+  std::string id = unique_id_like();
+  (*group)->broadcast_bytes(id);
+  EXPECT_EQ(id, unique_id_like());
+  (*group)->broadcast_step(sample_step());
+  std::vector<float> x = part_of(0, 10), sum = x, all(10);
+  (*group)->communicator().all_reduce_sum(sum.data(), 10);
+  (*group)->communicator().all_gather(x.data(), 10, all.data());
+  EXPECT_EQ(sum, x);
+  EXPECT_EQ(all, x);
 }
 
 TEST(TcpGroup, BroadcastBytesGivesEveryRankRankZerosBytes) {
