@@ -34,6 +34,8 @@ def tcp_workers(nnodes, master_port, *args, tiny=False):
             cmd += ["--model", str(TINY_CONFIG), "--load-format", "dummy", "--tokenizer", str(MODEL)]
         else:
             cmd += ["--model", str(MODEL)]
+            if "--dtype" not in args:  # as Server's rank 0: every rank in the exact mode
+                cmd += ["--dtype", "float32"]
         log = open(BUILD / f"rank-{master_port}-{r}.log", "w")
         procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
     return procs
