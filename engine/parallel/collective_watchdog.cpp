@@ -54,7 +54,7 @@ std::string CollectiveWatchdog::check(Clock::time_point now) {
   std::string late;
   for (size_t r = 0; r < started_.size(); ++r) {
     if (started_[r].empty() || now - started_[r].front() < timeout_) continue;
-    late += (late.empty() ? "" : ", ") + std::to_string(r);
+    late += (late.empty() ? "" : ", ") + std::to_string(comms_[r]->rank());  // (a process's one rank: its group rank)
   }
   if (late.empty()) return {};
   const auto s = std::chrono::duration_cast<std::chrono::duration<double>>(timeout_).count();

@@ -33,7 +33,8 @@ namespace ember {
 class CollectiveWatchdog {
  public:
   using Failure = std::function<void(const std::string& message)>;
-  // comms[r] is rank r's (not owned; they outlive the watchdog). fail: null
+  // comms[i] is the i-th watched rank's: begin(i), end(i); messages name comms[i]->rank() (a process
+  // of a group watches its one rank). Not owned; they outlive the watchdog. fail: null
   // for process_group_failure; tests pass one that records and returns, after
   // which the watchdog stops watching.
   CollectiveWatchdog(std::vector<Communicator*> comms, double timeout_s, Failure fail = nullptr, double poll_s = 0.1);
