@@ -16,6 +16,8 @@
 #include "engine/cuda/device_weights.h"
 #include "engine/cuda/gpu_sampler.h"
 #include "kernels/cuda/cuda_backend.h"
+#include "engine/parallel/collective_watchdog.h"
+#include "engine/parallel/process_group.h"
 #include "engine/parallel/shard.h"
 #include "engine/parallel/tensor_parallel_runner.h"
 #include "kernels/cuda/cuda_check.h"
@@ -152,6 +154,7 @@ class CudaModelRunner final : public ModelRunner {
   }
 
   ~CudaModelRunner() override {
+    watchdog_.reset();
     cudaSetDevice(options_.device);
     cudaStreamSynchronize(backend_->stream());
     if (step_profile_) step_profile_->report();
@@ -169,6 +172,21 @@ class CudaModelRunner final : public ModelRunner {
   int32_t vocab_size() const override { return static_cast<int32_t>(config().vocab_size); }
   int64_t num_blocks() const override { return num_blocks_; }
   int32_t block_size() const override { return options_.block_size; }
+
+  // A rank of a process group (make_cuda_process_group_runner): owns its
+  // communicator and watchdog; `group` set on rank 0 only, which from now on
+  // broadcasts each step's inputs, as built (padded to a graph's bucket), before its forward.
+  void join_processes(ProcessGroup* group, std::unique_ptr<Communicator> comm,
+                      std::unique_ptr<CollectiveWatchdog> watchdog) {
+    processes_ = group;
+    owned_comm_ = std::move(comm);
+    watchdog_ = std::move(watchdog);
+  }
+  // KV blocks past `blocks` go unused (every rank of a group uses the smallest pool).
+  void limit_blocks(int64_t blocks) { num_blocks_ = std::min(num_blocks_, blocks); }
+  // Ranks > 0: one of rank 0's steps, as rank 0 runs it (the same graph, or
+  // eager); the logits stay on the device.
+  void run_rank_step(const ForwardInputs& in);
 
  private:
   struct Graph {
@@ -195,6 +213,7 @@ class CudaModelRunner final : public ModelRunner {
     if (Status s = backend_->status(); !s.ok()) fatal(s.error().message);
   }
 
+  std::unique_ptr<Communicator> owned_comm_;  // a process group's rank: destroyed after the graphs that use it
   std::unique_ptr<DeviceWeights> weights_;
   std::unique_ptr<CudaBackend> backend_;
   CudaRunnerOptions options_;
@@ -211,6 +230,8 @@ class CudaModelRunner final : public ModelRunner {
   std::unique_ptr<StepProfile> step_profile_;  // EMBER_CUDA_PROFILE=1
   std::vector<int32_t> patch_index_, patch_row_;  // patch_previous_tokens' scratch
   std::deque<std::vector<int32_t>> launched_drafts_;  // per outstanding launch: each row's draft token or -1
+  ProcessGroup* processes_ = nullptr;            // rank 0 of a process group: steps go to the other ranks
+  std::unique_ptr<CollectiveWatchdog> watchdog_;  // a process group's rank: this rank's steps, its NCCL communicator
   // Profiling (when enabled): a step begins before its first GPU work.
   void profile_begin(std::span<const StepSequence> seqs);
   // Patches the tokens of sequences with prev_row >= 0 after begin_forward().
@@ -248,6 +269,8 @@ void CudaModelRunner::patch_previous_tokens(std::span<const StepSequence> seqs) 
   }
   if (patch_index_.empty()) return;
   if (!sampler_) fatal("a step reads sampled tokens before the sampler exists");
+  // (the other processes' ranks hold no sampled tokens: their engine runs without async scheduling)
+  if (processes_ != nullptr) fatal("async scheduling with tensor-parallel ranks in other processes");
   backend_->patch_token_ids(patch_index_, patch_row_, sampler_->device_tokens());
 }
 
@@ -449,6 +472,7 @@ Tensor CudaModelRunner::forward_step(std::span<const StepSequence> seqs) {
   if (graph != graphs_.end() && graph->first.first != q_len) graph = graphs_.end();
   if (graph != graphs_.end()) {
     build_padded(seqs, graph->first.second, q_len);
+    if (processes_ != nullptr) processes_->broadcast_step(inputs_);
     profile_begin(seqs);
     backend_->begin_forward(inputs_);
     patch_previous_tokens(seqs);
@@ -459,6 +483,7 @@ Tensor CudaModelRunner::forward_step(std::span<const StepSequence> seqs) {
     return Tensor::of(all.data, DType::kF32, {static_cast<int64_t>(seqs.size()) * q_len, all.cols()});
   }
   build_forward_inputs(seqs, options_.block_size, inputs_);
+  if (processes_ != nullptr) processes_->broadcast_step(inputs_);
   profile_begin(seqs);
   backend_->begin_forward(inputs_);
   patch_previous_tokens(seqs);
@@ -475,9 +500,11 @@ void CudaModelRunner::forward_logits(std::span<const StepSequence> seqs, std::ve
   if (sampler_ && sampler_->outstanding() > 0) fatal("forward_logits() while a launched step is outstanding");
   cudaSetDevice(options_.device);  // (a tensor-parallel rank's thread may serve any device first)
   const auto start = StepProfile::Clock::now();
+  if (watchdog_) watchdog_->begin(0);
   const Tensor out = forward_step(seqs);
   if (step_profile_) step_profile_->end_launch(0.0, backend_->stream());
   fetch_logits(out, out.rows(), logits);
+  if (watchdog_) watchdog_->end(0);
   if (step_profile_) step_profile_->finish(StepProfile::ms_since(start));
 }
 
@@ -485,6 +512,7 @@ void CudaModelRunner::launch(std::span<const StepSequence> seqs, std::span<const
   if (seqs.empty()) fatal("launch() of an empty step");
   cudaSetDevice(options_.device);
   const auto start = StepProfile::Clock::now();
+  if (watchdog_) watchdog_->begin(0);
   const Tensor logits = forward_step(seqs);
   if (logits.rows() != static_cast<int64_t>(rows.size())) fatal("sampler rows do not match the logits rows");
   if (logits.rows() > max_rows()) fatal("a step samples more rows than --max-num-seqs x the logits per sequence");
@@ -501,7 +529,33 @@ void CudaModelRunner::collect(std::vector<SampledToken>& out) {
   const std::vector<int32_t> drafts = std::move(launched_drafts_.front());
   launched_drafts_.pop_front();
   for (size_t i = 0; i < out.size() && i < drafts.size(); ++i) out[i].accepted = drafts[i] >= 0 && out[i].token == drafts[i];
+  if (watchdog_) watchdog_->end(0);
   if (step_profile_) step_profile_->finish(StepProfile::ms_since(start));
+}
+
+void CudaModelRunner::run_rank_step(const ForwardInputs& in) {
+  cudaSetDevice(options_.device);
+  if (watchdog_) watchdog_->begin(0);
+  inputs_ = in;
+  // Rank 0 replays graph (q_len, bucket) exactly when its step is `bucket`
+  // sequences of q_len tokens each with every row's logits (it padded them so);
+  // otherwise it ran eager. The same test here picks the same forward: the
+  // collectives must meet rank 0's in number and size.
+  const auto& starts = inputs_.query_start_loc;
+  const int32_t seqs = static_cast<int32_t>(inputs_.num_seqs());
+  const int32_t q_len = seqs > 0 ? starts[1] - starts[0] : 0;
+  bool uniform = seqs > 0 && inputs_.logits_indices.size() == inputs_.token_ids.size();
+  for (int32_t b = 0; uniform && b < seqs; ++b) uniform = starts[static_cast<size_t>(b) + 1] - starts[static_cast<size_t>(b)] == q_len;
+  const auto graph = uniform ? graphs_.find({q_len, seqs}) : graphs_.end();
+  backend_->begin_forward(inputs_);
+  if (graph != graphs_.end()) {
+    if (cudaGraphLaunch(graph->second.exec, backend_->stream()) != cudaSuccess) fatal("graph launch failed");
+  } else {
+    decoder_.forward(inputs_, cache_);
+  }
+  check_backend();
+  if (cudaStreamSynchronize(backend_->stream()) != cudaSuccess) fatal("a tensor-parallel rank's step failed");
+  if (watchdog_) watchdog_->end(0);
 }
 
 }  // namespace
@@ -583,6 +637,56 @@ Result<std::unique_ptr<ModelRunner>> make_cuda_tensor_parallel_runner(const Llam
   auto tp = TensorParallelRunner::create(n, make, config, std::move(comms), options.collective_timeout_s);
   if (!tp) return tp.error();
   return std::unique_ptr<ModelRunner>(std::move(*tp));
+}
+
+Result<std::unique_ptr<ModelRunner>> make_cuda_process_group_runner(const LlamaWeights* shard, const ModelConfig& config,
+                                                                    const CudaRunnerOptions& options,
+                                                                    ProcessGroup& group) {
+  const int rank = group.rank(), n = group.size();
+  if (Result<ModelConfig> s = shard_config(config, n); !s) return s.error();
+  EMBER_TRY_STATUS(set_device(options.device));
+  // The NCCL id from rank 0; an empty one tells the others rank 0 has none.
+  std::string id;
+  Status made = Status::success();
+  if (rank == 0) {
+    Result<std::string> fresh = NcclCommunicator::new_unique_id();
+    if (fresh) {
+      id = std::move(*fresh);
+    } else {
+      made = fresh.error();
+    }
+  }
+  group.broadcast_bytes(id);
+  if (!made.ok()) return made.error();
+  if (id.empty()) return Error{"rank 0 could not start NCCL (its log says why)"};
+  auto comm = NcclCommunicator::create_rank(id, rank, n);
+  if (!comm) return comm.error();
+  // From here every rank runs the same collectives (the profile step, the
+  // graphs' warm-ups, the KV pool's size): the watchdog times them as a step.
+  auto watchdog = std::make_unique<CollectiveWatchdog>(std::vector<Communicator*>{comm->get()},
+                                                       options.collective_timeout_s);
+  watchdog->begin(0);
+  CudaRunnerOptions o = options;
+  o.communicator = comm->get();
+  o.tensor_parallel_rank = rank;
+  o.tensor_parallel_size = n;
+  Result<std::unique_ptr<ModelRunner>> runner =
+      shard == nullptr ? make_cuda_model_runner_dummy(config, o) : make_cuda_model_runner(*shard, o);
+  if (!runner) return runner.error();
+  // Each rank sized its KV pool from its own free memory; all use the smallest.
+  std::vector<float> blocks(static_cast<size_t>(n));
+  const float mine = static_cast<float>((*runner)->num_blocks());  // (exact below 2^24 blocks)
+  group.communicator().all_gather(&mine, 1, blocks.data());
+  auto& cuda = static_cast<CudaModelRunner&>(**runner);
+  cuda.limit_blocks(static_cast<int64_t>(*std::min_element(blocks.begin(), blocks.end())));
+  watchdog->end(0);
+  cuda.join_processes(rank == 0 ? &group : nullptr, std::move(*comm), std::move(watchdog));
+  return runner;
+}
+
+void serve_cuda_rank_steps(ModelRunner& rank, ProcessGroup& group) {
+  auto& cuda = static_cast<CudaModelRunner&>(rank);
+  serve_rank_steps(group, [&](const ForwardInputs& in) { cuda.run_rank_step(in); });
 }
 
 }  // namespace ember

@@ -10,6 +10,7 @@
 
 #include "common/status.h"
 #include "engine/model_runner.h"
+#include "engine/parallel/process_group.h"
 #include "engine/parallel/shard.h"
 #include "kernels/communicator.h"
 #include "models/weights.h"
@@ -57,5 +58,25 @@ Result<std::unique_ptr<ModelRunner>> make_cuda_model_runner_dummy(const ModelCon
 Result<std::unique_ptr<ModelRunner>> make_cuda_tensor_parallel_runner(const LlamaWeights* weights,
                                                                       const ModelConfig& config,
                                                                       const CudaRunnerOptions& options, int n);
+
+// Tensor parallelism across processes, on one host or many (MPI or TCP,
+// engine/parallel/process_group.h): this process is rank group.rank() on GPU
+// options.device. Rank 0 makes the NCCL unique id and sends it through the
+// group (broadcast_bytes); every rank joins with ncclCommInitRank, then
+// builds a CUDA runner of `shard` (this rank's, shard_layer's cut; null: dummy
+// weights, generated as this rank's slice) whose all-reduces and all-gathers
+// go through that communicator. Every rank's KV pool is cut to the smallest
+// rank's. A watchdog over the communicator ends the process when NCCL reports
+// an error or a step (start-up included) outlasts options.collective_timeout_s.
+// Rank 0's runner is its engine's: it broadcasts each step before its
+// forward; it samples, and the others do not, so its engine must run without
+// async scheduling. Ranks > 0 pass theirs to serve_cuda_rank_steps.
+Result<std::unique_ptr<ModelRunner>> make_cuda_process_group_runner(const LlamaWeights* shard, const ModelConfig& config,
+                                                                    const CudaRunnerOptions& options,
+                                                                    ProcessGroup& group);
+
+// Ranks > 0: runs rank 0's steps on `rank` (make_cuda_process_group_runner's)
+// until rank 0 stops.
+void serve_cuda_rank_steps(ModelRunner& rank, ProcessGroup& group);
 
 }  // namespace ember

@@ -5,6 +5,9 @@
 // be identical; the Llama-3-8B shape's batch-1 decode through both paths is
 // timed (the overhead of the TP path, goal <= 2%). The collective watchdog on a
 // real NCCL communicator: a step that never completes is aborted and reported.
+// The multi-process path (make_cuda_process_group_runner) in a TCP group of
+// one process: the NCCL unique id through the group, ncclCommInitRank of one
+// rank, rank 0's step broadcasts; logits and engine tokens against the plain runner's.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -26,6 +29,7 @@
 #include "engine/engine.h"
 #include "engine/parallel/collective_watchdog.h"
 #include "engine/parallel/shard.h"
+#include "engine/parallel/tcp_group.h"
 #include "kernels/cuda/nccl_communicator.h"
 #include "models/model_config.h"
 #include "models/weights.h"
@@ -193,6 +197,92 @@ TEST(TensorParallelGpu, WatchdogAbortsARealNcclCommunicatorWhoseStepNeverComplet
   EXPECT_NE(failures[0].find("rank(s) 0"), std::string::npos) << failures[0];
   EXPECT_EQ(comm.async_error(), "");  // aborted: nothing more to report
   cudaFree(buf);
+}
+
+// A process group of one: TCP with --nnodes 1 (it meets no one). Rank 0's
+// NCCL id goes through broadcast_bytes, ncclCommInitRank(nranks 1) joins it.
+std::unique_ptr<TcpGroup> group_of_one() {
+  auto g = TcpGroup::join(Rendezvous{1, 0, "127.0.0.1", 29500, 10, 60});
+  EXPECT_TRUE(g.ok()) << g.error().message;
+  return g.ok() ? std::move(*g) : nullptr;
+}
+
+TEST(TensorParallelGpu, OneProcessRankThroughTheMultiProcessPathMatchesThePlainRunner) {
+  // Host weights (a shard of one: the whole model) and dummy weights generated on the device, the LM head
+  // vocab-parallel (its all-gather through the rank's NCCL communicator) and replicated: prefill eager, decodes as
+  // graph replays, logits equal bit for bit.
+  const ModelConfig c = small_config();
+  auto w = make_dummy_weights(c, 12);
+  ASSERT_TRUE(w.ok());
+  for (const bool dummy : {false, true}) {
+    for (const LmHead head : {LmHead::kVocabParallel, LmHead::kReplicated}) {
+      CudaRunnerOptions o = options();
+      o.dummy_seed = 12;
+      o.lm_head = head;
+      auto plain = dummy ? make_cuda_model_runner_dummy(c, o) : make_cuda_model_runner(*w, o);
+      ASSERT_TRUE(plain.ok()) << plain.error().message;
+      auto group = group_of_one();
+      ASSERT_NE(group, nullptr);
+      auto rank = make_cuda_process_group_runner(dummy ? nullptr : &*w, c, o, *group);
+      ASSERT_TRUE(rank.ok()) << rank.error().message;
+      EXPECT_EQ((*rank)->num_blocks(), (*plain)->num_blocks());
+      expect_same_logits(**plain, **rank, c,
+                         std::string(dummy ? "dummy" : "host weights") +
+                             (head == LmHead::kVocabParallel ? ", vocab-parallel" : ", replicated"));
+    }
+  }
+}
+
+// Greedy tokens of three requests through the engine (launch, the GPU sampler on rank 0, collect), as rank 0's
+// engine runs them: without async scheduling.
+std::vector<std::vector<int32_t>> engine_tokens(std::unique_ptr<ModelRunner> runner, const ModelConfig& c) {
+  test_util::PieceTokenizer tok(static_cast<int32_t>(c.vocab_size));
+  EngineConfig ec;
+  ec.scheduler.block_size = 16;
+  ec.scheduler.num_blocks = static_cast<int32_t>(runner->num_blocks());
+  ec.scheduler.max_num_batched_tokens = 1024;
+  ec.scheduler.max_num_seqs = 16;
+  ec.scheduler.max_model_len = 1024;
+  ec.log_interval_s = 0;
+  ec.async_scheduling = false;
+  Engine engine(ec, std::move(runner), tok, {});
+  std::vector<AddResult> added;
+  for (int i = 0; i < 3; ++i) {
+    EngineRequest r;
+    for (int t = 0; t < 5 + 3 * i; ++t) r.prompt_ids.push_back((17 * t + 31 * i + 1) % static_cast<int32_t>(c.vocab_size));
+    r.params.temperature = 0;
+    r.params.max_tokens = 40;
+    r.params.ignore_eos = true;
+    added.push_back(engine.add(r));
+    EXPECT_EQ(added.back().code, AddResult::Code::kOk) << added.back().error;
+  }
+  std::vector<std::vector<int32_t>> out(added.size());
+  for (size_t i = 0; i < added.size(); ++i) {
+    if (added[i].code != AddResult::Code::kOk) continue;
+    while (!added[i].stream->done())
+      for (const SequenceDelta& d : added[i].stream->pop(std::chrono::milliseconds(200)))
+        out[i].insert(out[i].end(), d.token_ids.begin(), d.token_ids.end());
+  }
+  return out;
+}
+
+TEST(TensorParallelGpu, OneProcessRankThroughTheEngineGivesThePlainRunnersTokens) {
+  const ModelConfig c = small_config();
+  CudaRunnerOptions o = options();
+  o.dummy_seed = 3;
+  auto plain = make_cuda_model_runner_dummy(c, o);
+  ASSERT_TRUE(plain.ok()) << plain.error().message;
+  const auto want = engine_tokens(std::move(*plain), c);
+  auto group = group_of_one();
+  ASSERT_NE(group, nullptr);
+  auto rank = make_cuda_process_group_runner(nullptr, c, o, *group);
+  ASSERT_TRUE(rank.ok()) << rank.error().message;
+  const auto got = engine_tokens(std::move(*rank), c);
+  ASSERT_EQ(want.size(), 3u);
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(want[i].size(), 40u) << "request " << i;
+    EXPECT_EQ(got[i], want[i]) << "request " << i;
+  }
 }
 
 // Dummy weights split over ranks: each rank generates, on the device, exactly
