@@ -246,13 +246,9 @@ int run_tensor_parallel_worker(const ModelOptions& model, const EngineOptions& e
   std::string device;
   const std::optional<ModelSource> src = open_model(model, &device);
   if (!src) return 1;
-  if (device != "cpu") {
-    spdlog::error("tensor parallelism across processes runs on the CPU only so far (--device cpu)");
-    return 2;
-  }
-  auto runner = make_cpu_rank(*src, model, engine);
-  if (!runner) {
-    spdlog::error("{}", runner.error().message);
+  auto rank = make_worker_rank(*src, model, engine, device);
+  if (!rank) {
+    spdlog::error("{}", rank.error().message);
     return 1;
   }
   // SIGTERM (which launchers forward to every rank) is rank 0's to act on: it
@@ -260,7 +256,7 @@ int run_tensor_parallel_worker(const ModelOptions& model, const EngineOptions& e
   signal(SIGTERM, SIG_IGN);
   signal(SIGINT, SIG_IGN);
   spdlog::info("tensor-parallel rank ready: running rank 0's steps");
-  (*runner)->serve_rank_steps();
+  rank->serve_rank_steps();
   return 0;
 }
 

@@ -154,6 +154,37 @@ Result<std::unique_ptr<ModelRunner>> make_cpu_runner(const ModelSource& src, con
 }
 
 #ifdef EMBER_HAVE_CUDA
+// A GPU rank of a process group (MPI or TCP), its shard alone loaded. Its GPU:
+// its local rank among the ranks on its host (ProcessGroup::local_rank), or
+// GPU 0 when the process sees only one (a launcher that hands each process its
+// own GPU through CUDA_VISIBLE_DEVICES).
+Result<std::unique_ptr<ModelRunner>> make_gpu_process_rank(const ModelSource& src, const ModelOptions& model,
+                                                           const EngineOptions& options, CudaRunnerOptions o) {
+  ProcessGroup& group = *model.process_group;
+  const int tp = model.tensor_parallel_size;
+  if (group.size() != tp)
+    return Error{"the launcher started " + std::to_string(group.size()) + " ranks for --tensor-parallel-size " +
+                 std::to_string(tp) + ": they must be equal"};
+  if (Result<ModelConfig> s = shard_config(src.config, tp); !s) return s.error();  // before the weights load
+  const std::string who = "tensor-parallel rank " + std::to_string(group.rank());
+  const int visible = static_cast<int>(cuda_devices().size());
+  const int local = group.local_rank();
+  if (visible == 0) return Error{who + ": no CUDA GPU visible to this process"};
+  if (visible > 1 && local >= visible)
+    return Error{who + " is rank " + std::to_string(local) + " on its host, which has " + std::to_string(visible) +
+                 " GPUs: start at most one rank per GPU on each host"};
+  o.device = visible == 1 ? 0 : local;
+  spdlog::info("tensor parallelism: rank {} of {} ({}) on GPU {}, NCCL between the ranks", group.rank(), tp,
+               group.kind(), o.device);
+  if (model.load_format == "dummy") {
+    spdlog::info("random weights on the GPU (--load-format dummy, seed {})", options.seed);
+    return make_cuda_process_group_runner(nullptr, src.config, o, group);
+  }
+  auto shards = load_shards(src, model, static_cast<uint64_t>(options.seed), tp, {group.rank()});
+  if (!shards) return shards.error();
+  return make_cuda_process_group_runner(&shards->front(), src.config, o, group);
+}
+
 Result<std::unique_ptr<ModelRunner>> make_gpu_runner(const ModelSource& src, const ModelOptions& model,
                                                      const EngineOptions& options, int64_t max_model_len,
                                                      int32_t max_num_batched_tokens, int32_t max_logits_per_seq) {
@@ -174,6 +205,7 @@ Result<std::unique_ptr<ModelRunner>> make_gpu_runner(const ModelSource& src, con
   o.lm_head = lm_head_of(model);
   o.collective_timeout_s = model.collective_timeout_s;
   const int tp = model.tensor_parallel_size;
+  if (model.process_group != nullptr) return make_gpu_process_rank(src, model, options, o);
   if (tp > 1) {
     if (Result<ModelConfig> s = shard_config(src.config, tp); !s) return s.error();  // before the weights load
     spdlog::info("tensor parallelism: {} GPUs of this process, NCCL between them", tp);
@@ -252,27 +284,52 @@ Result<std::shared_ptr<Proposer>> make_draft_proposer(const ModelSource& target,
 
 }  // namespace
 
-Result<std::unique_ptr<CpuModelRunner>> make_cpu_rank(const ModelSource& src, const ModelOptions& model,
-                                                     const EngineOptions& options) {
+namespace {
+
+int32_t max_batched_of(const EngineOptions& options, const std::string& device) {
+  return static_cast<int32_t>(
+      options.max_num_batched_tokens > 0 ? options.max_num_batched_tokens : (device == "cpu" ? 512 : 8192));
+}
+
+}  // namespace
+
+Result<WorkerRank> make_worker_rank(const ModelSource& src, const ModelOptions& model, const EngineOptions& options,
+                                    const std::string& device) {
   const int64_t max_model_len = model.max_model_len > 0 ? model.max_model_len : src.config.max_position_embeddings;
-  auto runner = make_cpu_runner(src, model, options, max_model_len);
+  WorkerRank w;
+  if (device == "cpu") {
+    auto runner = make_cpu_runner(src, model, options, max_model_len);
+    if (!runner) return runner.error();
+    auto* cpu = static_cast<CpuModelRunner*>(runner->get());
+    w.serve_rank_steps = [cpu] { cpu->serve_rank_steps(); };
+    w.runner = std::move(*runner);
+    return w;
+  }
+#ifdef EMBER_HAVE_CUDA
+  // Built as rank 0's engine builds its runner: the same step limits, so the same graphs and buffers.
+  auto spec = parse_speculative_config(model.speculative_config, model.speculative_model, model.num_speculative_tokens);
+  if (!spec) return spec.error();
+  auto runner = make_gpu_runner(src, model, options, max_model_len, max_batched_of(options, device),
+                                1 + spec->num_speculative_tokens);
   if (!runner) return runner.error();
-  return std::unique_ptr<CpuModelRunner>(static_cast<CpuModelRunner*>(runner->release()));
+  w.serve_rank_steps = [r = runner->get(), g = model.process_group] { serve_cuda_rank_steps(*r, *g); };
+  w.runner = std::move(*runner);
+  return w;
+#else
+  return Error{"this ember was built without CUDA"};
+#endif
 }
 
 Result<std::unique_ptr<Engine>> start_engine(const ModelSource& src, const ModelOptions& model,
                                              const EngineOptions& options, const std::string& device,
                                              int32_t max_queue_len) {
-  if (model.tensor_parallel_size != 1 && model.process_group != nullptr && device != "cpu")
-    return Error{"tensor parallelism across processes runs on the CPU only so far (--device cpu)"};
   auto spec = parse_speculative_config(model.speculative_config, model.speculative_model, model.num_speculative_tokens);
   if (!spec) return spec.error();
   const ModelConfig& c = src.config;
   const int64_t max_model_len = model.max_model_len > 0 ? model.max_model_len : c.max_position_embeddings;
   if (max_model_len > c.max_position_embeddings)
     spdlog::warn("--max-model-len {} is beyond the model's {} positions", max_model_len, c.max_position_embeddings);
-  const int32_t max_batched = static_cast<int32_t>(
-      options.max_num_batched_tokens > 0 ? options.max_num_batched_tokens : (device == "cpu" ? 512 : 8192));
+  const int32_t max_batched = max_batched_of(options, device);
   // The draft first: on a GPU the target's KV cache takes what is left.
   std::shared_ptr<Proposer> draft;
   if (spec->method == SpeculativeConfig::Method::kDraftModel) {
@@ -308,6 +365,11 @@ Result<std::unique_ptr<Engine>> start_engine(const ModelSource& src, const Model
   ec.max_queue_len = max_queue_len;
   ec.seed = static_cast<uint64_t>(options.seed);
   ec.async_scheduling = options.async_scheduling < 0 ? device != "cpu" : options.async_scheduling == 1;
+  if (model.process_group != nullptr && device != "cpu" && ec.async_scheduling) {
+    // Only rank 0 samples: the other processes' GPUs never hold the tokens a step would read there.
+    if (options.async_scheduling == 1) spdlog::warn("--async-scheduling is off with GPU ranks in several processes");
+    ec.async_scheduling = false;
+  }
   ec.speculative = *spec;
   ec.proposer = std::move(draft);
   if (spec->enabled()) {

@@ -3,6 +3,7 @@
 // the backend, the KV pool size and the scheduler limits. Shared by
 // `ember serve` and `ember generate`.
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -19,9 +20,15 @@ Result<std::unique_ptr<Engine>> start_engine(const ModelSource& src, const Model
                                              const EngineOptions& engine, const std::string& device,
                                              int32_t max_queue_len = 1024);
 
-// A tensor-parallel rank's CPU runner alone (ranks > 0 under MPI run no engine).
-Result<std::unique_ptr<CpuModelRunner>> make_cpu_rank(const ModelSource& src, const ModelOptions& model,
-                                                     const EngineOptions& engine);
+// A tensor-parallel rank > 0 of a process group (MPI or TCP; it runs no
+// engine): its runner on `device`, built as rank 0's engine builds its own,
+// and the loop that runs rank 0's steps on it until rank 0 stops.
+struct WorkerRank {
+  std::unique_ptr<ModelRunner> runner;
+  std::function<void()> serve_rank_steps;
+};
+Result<WorkerRank> make_worker_rank(const ModelSource& src, const ModelOptions& model, const EngineOptions& engine,
+                                    const std::string& device);
 
 // The model's end-of-sequence ids: the config's, plus the tokenizer's.
 std::vector<int32_t> eos_ids_of(const ModelSource& src);
