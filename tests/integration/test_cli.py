@@ -206,6 +206,21 @@ def test_tensor_parallel_across_processes_under_mpirun():
     assert "must be equal" in bad.stderr, bad.stderr[-3000:]
 
 
+@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="a GPU machine: the ranks would start")
+def test_gpu_ranks_under_mpirun_fail_cleanly_without_a_gpu():
+    # `ember serve --device cuda` under mpirun (1 process: no group; 2: GPU ranks as processes) on a machine
+    # without a GPU: every rank says so and exits 1, and mpirun ends; nothing waits for a peer.
+    tiny = ["--model", str(ROOT / "configs/models/tiny-smollm2-vocab.json"), "--load-format", "dummy",
+            "--tokenizer", str(MODEL), "--device", "cuda"]
+    from server_util import free_port  # (tests/integration is on the path)
+    for ranks in (1, 2):
+        r = subprocess.run([*mpirun(ranks), str(EMBER), "serve", *tiny, "-tp", str(ranks), "--port", str(free_port())],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode != 0, r.stderr[-3000:]
+        out = r.stdout + r.stderr
+        assert "no CUDA device is visible" in out or "built without CUDA" in out, out[-3000:]
+
+
 @pytest.mark.parametrize("flags,message", [
     (["--speculative-config", '{"method": "ngram", "num_speculative_tokens": 99}'], "num_speculative_tokens"),
     (["--speculative-config", '{"method": "ngram", "num_speculative_tokens": 2, "disable_by_batch_size": 1}'],
