@@ -659,6 +659,19 @@ Result<std::unique_ptr<ModelRunner>> make_cuda_process_group_runner(const LlamaW
   group.broadcast_bytes(id);
   if (!made.ok()) return made.error();
   if (id.empty()) return Error{"rank 0 could not start NCCL (its log says why)"};
+  // What shapes the steps and the graphs: a rank started with other flags would meet rank 0's collectives with
+  // others of other sizes (a hang, or wrong sums).
+  const std::string flags = fmt::format(
+      "--block-size {} --max-num-seqs {} --max-num-batched-tokens {} --max-model-len {} --enforce-eager {} "
+      "--lm-head {} --seed {} (logits a sequence {})",
+      options.block_size, options.max_num_seqs, options.max_num_batched_tokens, options.max_model_len,
+      options.enforce_eager, options.lm_head == LmHead::kReplicated ? "replicated" : "vocab-parallel",
+      options.dummy_seed, options.max_logits_per_seq);
+  std::string rank0 = flags;
+  group.broadcast_bytes(rank0);
+  if (rank0 != flags)
+    return Error{"tensor-parallel rank " + std::to_string(rank) + " was started with other flags than rank 0: " +
+                 flags + ", rank 0 " + rank0};
   auto comm = NcclCommunicator::create_rank(id, rank, n);
   if (!comm) return comm.error();
   // From here every rank runs the same collectives (the profile step, the
