@@ -248,6 +248,11 @@ TEST(TcpGroup, AGroupOfOneMeetsNoOneAndItsCollectivesAreCopies) {
   (*group)->communicator().all_gather(x.data(), 10, all.data());
   EXPECT_EQ(sum, x);
   EXPECT_EQ(all, x);
+  // Its GPU: $LOCAL_RANK (several ranks a host), else 0.
+  EXPECT_EQ((*group)->local_rank(), 0);
+  ::setenv("LOCAL_RANK", "3", 1);
+  EXPECT_EQ((*group)->local_rank(), 3);
+  ::unsetenv("LOCAL_RANK");
 }
 
 TEST(TcpGroup, BroadcastBytesGivesEveryRankRankZerosBytes) {
