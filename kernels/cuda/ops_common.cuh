@@ -57,6 +57,16 @@ __device__ __forceinline__ float block_sum(float v) {
   return warp_sum(total);
 }
 
+// 16 bytes of weights streamed past L1 (read once: they must not evict the
+// activations the small-M kernels re-read from L1).
+__device__ __forceinline__ uint4 load_stream(const uint4* p) {
+  uint4 r;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+      : "l"(p));
+  return r;
+}
+
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 }  // namespace ember::gpu

@@ -577,41 +577,54 @@ TEST_F(CpuTensorParallel, LoadersCutEachLayerAsItCompletes) {
   }
 }
 
+// Three sequences of random tokens (9, 14 and 19) with 8 KV blocks each: a
+// prefill of all three but their last two tokens, then two one-token decode
+// steps. The steps' spans point into tokens and blocks.
+struct ThreeSequences {
+  ThreeSequences(int64_t vocab, uint32_t seed) : tokens(3), blocks(3), steps(3) {
+    std::mt19937 rng(seed);
+    for (int s = 0; s < 3; ++s) {
+      for (int i = 0; i < 9 + 5 * s; ++i) tokens[s].push_back(static_cast<int32_t>(rng() % vocab));
+      for (int b = 0; b < 8; ++b) blocks[s].push_back(s * 8 + b);
+      const auto len = static_cast<int32_t>(tokens[s].size());
+      steps[0].push_back({tokens[s], 0, len - 2, blocks[s], 1});
+      steps[1].push_back({tokens[s], len - 2, 1, blocks[s], 1});
+      steps[2].push_back({tokens[s], len - 1, 1, blocks[s], 1});
+    }
+  }
+  std::vector<std::vector<int32_t>> tokens, blocks;
+  std::vector<std::vector<StepSequence>> steps;
+};
+
+// Each step's logits from `split` within float32 reduction-order tolerance of `want`.
+void expect_logits_match(ModelRunner& split, const std::vector<std::vector<StepSequence>>& steps,
+                         const std::vector<std::vector<float>>& want, int tp) {
+  for (size_t i = 0; i < steps.size(); ++i) {
+    std::vector<float> got;
+    split.forward_logits(steps[i], got);
+    ASSERT_EQ(got.size(), want[i].size());
+    double worst = 0, scale = 0;
+    for (size_t j = 0; j < got.size(); ++j) {
+      worst = std::max(worst, double{std::fabs(got[j] - want[i][j])});
+      scale = std::max(scale, double{std::fabs(want[i][j])});
+    }
+    EXPECT_LT(worst, 1e-5 * std::max(scale, 1.0)) << "tp " << tp << " step " << i;
+    EXPECT_GT(scale, 0.0);
+  }
+}
+
 TEST_F(CpuTensorParallel, LogitsMatchTheUnsplitModel) {
   // tiny_llama: 4 heads, 2 KV heads, MLP 128; over 4 ranks its KV heads are replicated.
   auto whole = runner(1);
-  std::mt19937 rng(9);
-  std::vector<std::vector<int32_t>> tokens(3), blocks(3);
-  for (int s = 0; s < 3; ++s) {
-    for (int i = 0; i < 9 + 5 * s; ++i) tokens[s].push_back(static_cast<int32_t>(rng() % config_.vocab_size));
-    for (int b = 0; b < 8; ++b) blocks[s].push_back(s * 8 + b);
-  }
-  // A prefill of all three, then two decode steps of one token each.
-  std::vector<std::vector<StepSequence>> steps(3);
-  for (int s = 0; s < 3; ++s) {
-    const auto len = static_cast<int32_t>(tokens[s].size());
-    steps[0].push_back({tokens[s], 0, len - 2, blocks[s], 1});
-    steps[1].push_back({tokens[s], len - 2, 1, blocks[s], 1});
-    steps[2].push_back({tokens[s], len - 1, 1, blocks[s], 1});
-  }
+  const ThreeSequences seqs(config_.vocab_size, 9);
+  const auto& steps = seqs.steps;
   std::vector<std::vector<float>> want(3);
   for (int i = 0; i < 3; ++i) whole->forward_logits(steps[i], want[i]);
   for (int tp : {2, 4}) {
     auto split = runner(tp);
     ASSERT_NE(split, nullptr);
     EXPECT_EQ(split->tensor_parallel_size(), tp);
-    for (int i = 0; i < 3; ++i) {
-      std::vector<float> got;
-      split->forward_logits(steps[i], got);
-      ASSERT_EQ(got.size(), want[i].size());
-      double worst = 0, scale = 0;
-      for (size_t j = 0; j < got.size(); ++j) {
-        worst = std::max(worst, double{std::fabs(got[j] - want[i][j])});
-        scale = std::max(scale, double{std::fabs(want[i][j])});
-      }
-      EXPECT_LT(worst, 1e-5 * std::max(scale, 1.0)) << "tp " << tp << " step " << i;
-      EXPECT_GT(scale, 0.0);
-    }
+    expect_logits_match(*split, steps, want, tp);
   }
   // Shapes the model cannot split are refused.
   EXPECT_FALSE(CpuModelRunner::create(weights_, 3, 2, 64, 4, {}).ok());
@@ -792,36 +805,14 @@ class CpuVocabParallel : public CpuTensorParallel {
 
 TEST_F(CpuVocabParallel, LogitsMatchTheUnsplitModelAtTwoThreeAndFourRanks) {
   auto whole = runner(1);
-  std::mt19937 rng(11);
-  std::vector<std::vector<int32_t>> tokens(3), blocks(3);
-  for (int s = 0; s < 3; ++s) {
-    for (int i = 0; i < 9 + 5 * s; ++i) tokens[s].push_back(static_cast<int32_t>(rng() % config_.vocab_size));
-    for (int b = 0; b < 8; ++b) blocks[s].push_back(s * 8 + b);
-  }
-  std::vector<std::vector<StepSequence>> steps(3);
-  for (int s = 0; s < 3; ++s) {
-    const auto len = static_cast<int32_t>(tokens[s].size());
-    steps[0].push_back({tokens[s], 0, len - 2, blocks[s], 1});
-    steps[1].push_back({tokens[s], len - 2, 1, blocks[s], 1});
-    steps[2].push_back({tokens[s], len - 1, 1, blocks[s], 1});
-  }
+  const ThreeSequences seqs(config_.vocab_size, 11);
+  const auto& steps = seqs.steps;
   std::vector<std::vector<float>> want(3);
   for (int i = 0; i < 3; ++i) whole->forward_logits(steps[i], want[i]);
   for (int tp : {2, 3, 4}) {
     auto split = runner(tp);
     ASSERT_NE(split, nullptr);
-    for (int i = 0; i < 3; ++i) {
-      std::vector<float> got;
-      split->forward_logits(steps[i], got);
-      ASSERT_EQ(got.size(), want[i].size());
-      double worst = 0, scale = 0;
-      for (size_t j = 0; j < got.size(); ++j) {
-        worst = std::max(worst, double{std::fabs(got[j] - want[i][j])});
-        scale = std::max(scale, double{std::fabs(want[i][j])});
-      }
-      EXPECT_LT(worst, 1e-5 * std::max(scale, 1.0)) << "tp " << tp << " step " << i;
-      EXPECT_GT(scale, 0.0);
-    }
+    expect_logits_match(*split, steps, want, tp);
   }
 }
 
