@@ -124,8 +124,8 @@ __global__ void __launch_bounds__(256)
     for (int u = 0; u < U; ++u)
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt)
-        f[u].x[nt] = xvalid[nt] ? __ldg(reinterpret_cast<const uint4*>(xrow[nt] + (s + u) * kStepK))
-                                : make_uint4(0, 0, 0, 0);
+        f[u].x[nt] =
+            xvalid[nt] ? __ldg(reinterpret_cast<const uint4*>(xrow[nt] + (s + u) * kStepK)) : make_uint4(0, 0, 0, 0);
   };
 
   Frag<RT, NT> cur[U], nxt[U];
@@ -152,10 +152,12 @@ __global__ void __launch_bounds__(256)
     for (int rt = 0; rt < RT; ++rt)
 #pragma unroll
       for (int h = 0; h < 2; ++h)
-        f.w[rt][h] = in ? load_stream(reinterpret_cast<const uint4*>(wrow[rt][h] + s * kStepK)) : make_uint4(0, 0, 0, 0);
+        f.w[rt][h] =
+            in ? load_stream(reinterpret_cast<const uint4*>(wrow[rt][h] + s * kStepK)) : make_uint4(0, 0, 0, 0);
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)
-      f.x[nt] = in && xvalid[nt] ? __ldg(reinterpret_cast<const uint4*>(xrow[nt] + s * kStepK)) : make_uint4(0, 0, 0, 0);
+      f.x[nt] =
+          in && xvalid[nt] ? __ldg(reinterpret_cast<const uint4*>(xrow[nt] + s * kStepK)) : make_uint4(0, 0, 0, 0);
     step_mma(acc, f);
   }
 
@@ -207,9 +209,9 @@ Status launch(const bf16* x, const bf16* w, const float* bias, void* y, bool y_f
   const int splits = splits_for(n, k, kRows, target);
   const dim3 grid(static_cast<unsigned>((n + kRows - 1) / kRows));
   const size_t smem = static_cast<size_t>(splits) * kRows * 8 * sizeof(float);
-  return cuda_status(launch_pdl(pdl, gemv_mma_kernel<RT, NT, U>, grid, dim3(32 * splits), smem, stream, x, w, bias,
-                                y, y_f32, m, n, k),
-                     "gemv_mma launch");
+  return cuda_status(
+      launch_pdl(pdl, gemv_mma_kernel<RT, NT, U>, grid, dim3(32 * splits), smem, stream, x, w, bias, y, y_f32, m, n, k),
+      "gemv_mma launch");
 }
 
 // The tuning grid for up to 16 tokens; more tokens take one form: their x
@@ -222,10 +224,14 @@ Status launch_variant(const bf16* x, const bf16* w, const float* bias, void* y, 
     return launch<2, NT, 1>(x, w, bias, y, y_f32, m, n, k, 2048, pdl, stream);
   } else {
     switch (variant) {
-      case 1: return launch<1, NT, 4>(x, w, bias, y, y_f32, m, n, k, 2048, pdl, stream);
-      case 2: return launch<2, NT, 2>(x, w, bias, y, y_f32, m, n, k, 1024, pdl, stream);
-      case 3: return launch<2, NT, 2>(x, w, bias, y, y_f32, m, n, k, 4096, pdl, stream);
-      default: return launch<2, NT, 2>(x, w, bias, y, y_f32, m, n, k, 2048, pdl, stream);
+      case 1:
+        return launch<1, NT, 4>(x, w, bias, y, y_f32, m, n, k, 2048, pdl, stream);
+      case 2:
+        return launch<2, NT, 2>(x, w, bias, y, y_f32, m, n, k, 1024, pdl, stream);
+      case 3:
+        return launch<2, NT, 2>(x, w, bias, y, y_f32, m, n, k, 4096, pdl, stream);
+      default:
+        return launch<2, NT, 2>(x, w, bias, y, y_f32, m, n, k, 2048, pdl, stream);
     }
   }
 }
@@ -243,14 +249,22 @@ Status gemv_mma_variant(const bf16* x, const bf16* w, const float* bias, void* y
     return Error{"gemv_mma: unsupported arguments (m " + std::to_string(m) + ", k " + std::to_string(k) +
                  "; needs 1 <= m <= " + std::to_string(kGemvMmaMaxM) + ", k % 8 == 0, 16-byte aligned x and w)"};
   switch ((m + 7) / 8) {
-    case 1: return launch_variant<1>(x, w, bias, y, y_f32, m, n, k, variant, pdl, stream);
-    case 2: return launch_variant<2>(x, w, bias, y, y_f32, m, n, k, variant, pdl, stream);
-    case 3: return launch_variant<3>(x, w, bias, y, y_f32, m, n, k, variant, pdl, stream);
-    case 4: return launch_variant<4>(x, w, bias, y, y_f32, m, n, k, variant, pdl, stream);
-    case 5: return launch_variant<5>(x, w, bias, y, y_f32, m, n, k, variant, pdl, stream);
-    case 6: return launch_variant<6>(x, w, bias, y, y_f32, m, n, k, variant, pdl, stream);
-    case 7: return launch_variant<7>(x, w, bias, y, y_f32, m, n, k, variant, pdl, stream);
-    default: return launch_variant<8>(x, w, bias, y, y_f32, m, n, k, variant, pdl, stream);
+    case 1:
+      return launch_variant<1>(x, w, bias, y, y_f32, m, n, k, variant, pdl, stream);
+    case 2:
+      return launch_variant<2>(x, w, bias, y, y_f32, m, n, k, variant, pdl, stream);
+    case 3:
+      return launch_variant<3>(x, w, bias, y, y_f32, m, n, k, variant, pdl, stream);
+    case 4:
+      return launch_variant<4>(x, w, bias, y, y_f32, m, n, k, variant, pdl, stream);
+    case 5:
+      return launch_variant<5>(x, w, bias, y, y_f32, m, n, k, variant, pdl, stream);
+    case 6:
+      return launch_variant<6>(x, w, bias, y, y_f32, m, n, k, variant, pdl, stream);
+    case 7:
+      return launch_variant<7>(x, w, bias, y, y_f32, m, n, k, variant, pdl, stream);
+    default:
+      return launch_variant<8>(x, w, bias, y, y_f32, m, n, k, variant, pdl, stream);
   }
 }
 
