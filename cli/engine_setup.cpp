@@ -110,6 +110,9 @@ Result<std::unique_ptr<ModelRunner>> make_cpu_runner(const ModelSource& src, con
     return Error{"--dtype " + model.dtype +
                  ": the CPU runner computes in float32, with 8-bit activations for quantized weights (--dtype auto) "
                  "or without (--dtype float32, exact)"};
+  if (model.quantization == "fp8")
+    return Error{"--quantization fp8 needs an NVIDIA GPU of compute capability 8.9 or newer; the CPU runner reads "
+                 "the model's own weight types (GGUF blocks with 8-bit activations, or --dtype float32)"};
   const int tp = model.tensor_parallel_size;
   Result<ModelConfig> shard = shard_config(src.config, tp);  // checked before the weights load
   if (!shard) return shard.error();
@@ -200,6 +203,8 @@ Result<std::unique_ptr<ModelRunner>> make_gpu_runner(const ModelSource& src, con
   o.gpu_memory_utilization = options.gpu_memory_utilization;
   o.num_gpu_blocks_override = options.num_gpu_blocks_override;
   o.enforce_eager = options.enforce_eager;
+  o.quantize_fp8 = model.quantization == "fp8";
+  if (o.quantize_fp8) spdlog::info("--quantization fp8: layer weights FP8 E4M3, a scale per output channel");
   o.dummy_seed = static_cast<uint64_t>(options.seed);
   o.eos_token_ids = eos_ids_of(src);
   o.lm_head = lm_head_of(model);

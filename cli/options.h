@@ -16,6 +16,7 @@ struct ModelOptions {
   std::string model;                 // GGUF file or HF directory; empty: the default model
   std::string load_format = "auto";  // auto | gguf | safetensors | dummy
   std::string dtype = "auto";        // auto | bfloat16 | float16 | float32
+  std::string quantization = "none";  // none | fp8 (GPU: FP8 E4M3 weights, dynamic per-token activations)
   std::string device = "auto";       // auto | cpu | cuda
   std::string tokenizer;             // override the model's tokenizer (file or dir)
   int64_t max_model_len = 0;         // 0: from the model config

@@ -23,14 +23,17 @@ namespace ember {
 // rows of K / dtype_block_elems() raw blocks, each dtype_block_bytes() long,
 // rows back to back and blocks unaligned. K must be a whole number of blocks.
 // Layouts: kernels/quant/quant_blocks.h.
-enum class DType : uint8_t { kF32, kBF16, kF16, kQ8_0, kQ4_0, kQ4_1, kQ4_K, kQ6_K };
+// kF8E4M3: one byte an element (kernels/quant/fp8.h), a weight's rows scaled
+// by Tensor::scale (the CUDA backend's --quantization fp8 weights).
+enum class DType : uint8_t { kF32, kBF16, kF16, kQ8_0, kQ4_0, kQ4_1, kQ4_K, kQ6_K, kF8E4M3 };
 
 // Elements per block (1 for plain types) and bytes per block.
 constexpr int64_t dtype_block_elems(DType t) {
   switch (t) {
     case DType::kF32:
     case DType::kBF16:
-    case DType::kF16: return 1;
+    case DType::kF16:
+    case DType::kF8E4M3: return 1;
     case DType::kQ4_K:
     case DType::kQ6_K: return 256;
     default: return 32;
@@ -46,6 +49,7 @@ constexpr int64_t dtype_block_bytes(DType t) {
     case DType::kQ4_1: return 20;
     case DType::kQ4_K: return 144;
     case DType::kQ6_K: return 210;
+    case DType::kF8E4M3: return 1;
   }
   return 0;
 }
@@ -61,6 +65,7 @@ struct Tensor {
   DType dtype = DType::kF32;
   int ndim = 0;
   std::array<int64_t, 4> shape{};
+  const float* scale = nullptr;  // kF8E4M3 weights: one float32 scale a row (row r = codes * scale[r])
 
   static Tensor f32(const float* data, std::initializer_list<int64_t> dims) { return of(data, DType::kF32, dims); }
   // A view of plain (not quantized) elements of any dtype.
@@ -82,6 +87,12 @@ struct Tensor {
     t.ndim = 2;
     t.shape[0] = rows;
     t.shape[1] = cols;
+    return t;
+  }
+  // FP8 weights: [rows, cols] codes, row r scaled by scale[r].
+  static Tensor fp8(const void* codes, const float* scale, int64_t rows, int64_t cols) {
+    Tensor t = typed(codes, DType::kF8E4M3, rows, cols);
+    t.scale = scale;
     return t;
   }
   int64_t numel() const {

@@ -12,7 +12,7 @@ export PATH="/usr/local/cuda/bin:$PATH"
 if [[ ! -f "$BUILD/build.ninja" ]]; then
   cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a -DEMBER_BENCH=ON >/dev/null
 fi
-BINS=(ember ember_gpu_tests attention_bench gemm_bench sampler_bench)
+BINS=(ember ember_gpu_tests attention_bench gemm_bench sampler_bench fp8_bench)
 ninja -C "$BUILD" "${BINS[@]}"
 rm -rf "$BUNDLE" && mkdir -p "$BUNDLE/lib"
 for b in "${BINS[@]}"; do cp "$BUILD/$b" "$BUNDLE/"; done

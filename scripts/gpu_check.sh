@@ -7,7 +7,8 @@
 # (or ./gpu-results) and ends with a summary table. Fails loudly when there is
 # no GPU: a GPU check never passes by skipping.
 #   EMBER_GPU_STAGES="tests bench llama profile throughput async spec spec_alpha structured serve" picks stages
-#   (default: all but profile and mma; `gemm` runs gemm_bench alone, `mma` compares EMBER_GEMV=mma with the default). EMBER_GPU_TEST_FILTER narrows the GPU tests.
+#   (default: all but profile and mma; `gemm` runs gemm_bench alone, `mma` compares EMBER_GEMV=mma with the default,
+#   `fp8` compares --quantization fp8 with bf16). EMBER_GPU_TEST_FILTER narrows the GPU tests.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUNDLE="$ROOT/.gpu-bundle"
@@ -15,7 +16,7 @@ BUNDLE="$ROOT/.gpu-bundle"
 DEST="${OUT:-$ROOT/gpu-results}"
 R="$(mktemp -d)"
 mkdir -p "$DEST"
-STAGES="${EMBER_GPU_STAGES:-tests bench llama throughput async spec spec_alpha structured serve}"
+STAGES="${EMBER_GPU_STAGES:-tests bench llama throughput async spec spec_alpha structured fp8 serve}"
 export LD_LIBRARY_PATH="$BUNDLE/lib:/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}"
 cd "$ROOT"
 if [[ ! -d "$BUNDLE" && -f "$ROOT/.gpu-bundle.tar.xz" ]]; then tar -C "$ROOT" -xJf "$ROOT/.gpu-bundle.tar.xz"; fi
@@ -200,11 +201,28 @@ if has spec_alpha; then
     "$R/spec_alpha"
   grep -A30 "^ scale" "$R/spec_alpha.log"
 fi
+if has fp8; then
+  # FP8 weights (--quantization fp8) against bf16 in the same run: the linear layers (fp8_bench), batch-1 and
+  # batch-32 decode, offline throughput (1,000 requests, 512 / 128).
+  run fp8_bench 300 "$BUNDLE/fp8_bench"
+  python3 -c 'for i in range(32): print(f"Request {i}: the history of the")' >/tmp/prompts32.txt
+  for q in none fp8; do
+    run "fp8_decode_b1_$q" 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 --prompt "The history of the" \
+      --max-tokens 256 --ignore-eos --temperature 0 --quantization $q
+    run "fp8_decode_b32_$q" 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 32 \
+      --prompts-file /tmp/prompts32.txt --max-tokens 256 --ignore-eos --temperature 0 --quantization $q
+    run "fp8_throughput_$q" 420 "$BUNDLE/ember" bench throughput --model configs/models/llama-3-8b.json \
+      --load-format dummy --tokenizer tests/fixtures/tokenizer/bpe/llama3.json --device cuda --max-num-seqs 256 \
+      --num-prompts 1000 --random-input-len 512 --random-output-len 128 --quantization $q \
+      --result-json "$R/fp8_throughput_$q.json"
+    grep -h "GPU memory\|KV cache" "$R/fp8_decode_b1_$q.log" | head -3
+  done
+fi
 # The Llama-3-8B shape with SmolLM2's vocabulary, so every sampled token decodes to text.
 SERVE_MODEL=(--model configs/models/llama-3-8b-smollm2-vocab.json --load-format dummy
              --tokenizer "$BUNDLE/smollm2-tokenizer.gguf" --device cuda --max-model-len 4096
              --chat-template tests/fixtures/chat_templates/smollm2-135m-instruct.jinja)
-if has structured || has serve; then
+if has structured || has serve || has fp8; then
   if ls "$BUNDLE"/wheels/*.whl >/dev/null 2>&1; then
     python3 -m pip install -q --no-index --target /tmp/pyopenai "$BUNDLE"/wheels/*.whl >/dev/null 2>&1
   fi
@@ -219,6 +237,13 @@ if has structured; then
       --ember "$BUNDLE/ember" --concurrency 32 --max-tokens 256 --server-args "$args" --out "$R/structured_$mode.json"
     cat "$R/structured_$mode.log"
   done
+fi
+if has fp8; then
+  # The openai client through `ember serve --quantization fp8`.
+  "$BUNDLE/ember" serve "${SERVE_MODEL[@]}" --port 18432 --max-num-seqs 64 --quantization fp8 >"$R/serve_fp8.log" 2>&1 &
+  SERVE=$!
+  PYTHONPATH=/tmp/pyopenai run serve_client_fp8 240 python3 scripts/gpu_serve_client.py http://127.0.0.1:18432
+  kill -TERM $SERVE; wait $SERVE; echo "serve exit: $?" >>"$R/serve_fp8.log"
 fi
 if has serve; then
   "$BUNDLE/ember" serve "${SERVE_MODEL[@]}" --port 18431 --max-num-seqs 64 >"$R/serve.log" 2>&1 &

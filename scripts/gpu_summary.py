@@ -38,11 +38,13 @@ def main() -> int:
         elif (R / f"{name}.log").exists():
             print(f"{name}: no result (the binary died: see {name}.log)")
             ok = False
-    for name in ("attention_bench", "sdpa_reference", "gemm_bench", "gemm_reference", "sampler_bench"):
+    for name in ("attention_bench", "sdpa_reference", "gemm_bench", "gemm_reference", "sampler_bench", "fp8_bench"):
         for row in jsonl(name):
             print(name, json.dumps(row))
     for name in ("llama_decode_b1", "llama_decode_b1_sync", "llama_throughput", "llama_throughput_sync",
-                 "llama_throughput_512", "serve_client"):
+                 "llama_throughput_512", "serve_client", "fp8_decode_b1_none", "fp8_decode_b1_fp8",
+                 "fp8_decode_b32_none", "fp8_decode_b32_fp8", "fp8_throughput_none", "fp8_throughput_fp8",
+                 "serve_client_fp8"):
         p = R / f"{name}.log"
         if p.exists():
             lines = [l for l in p.read_text(errors="replace").splitlines()

@@ -26,6 +26,10 @@ void add_model_flags(CLI::App* cmd, ModelOptions* o) {
       ->check(CLI::IsMember({"auto", "gguf", "safetensors", "dummy"}));
   cmd->add_option("--dtype", o->dtype, "Compute dtype: auto | bfloat16 | float16 | float32")
       ->check(CLI::IsMember({"auto", "bfloat16", "float16", "float32"}));
+  cmd->add_option("--quantization,-q", o->quantization,
+                  "none | fp8: on GPUs of compute capability 8.9+, the layers' weights quantized at load to FP8 E4M3 "
+                  "with a scale per output channel, activations per token (vLLM's dynamic fp8)")
+      ->check(CLI::IsMember({"none", "fp8"}));
   cmd->add_option("--device", o->device, "auto | cpu | cuda (auto: the GPU if there is one)")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file or directory (default: the model's)");

@@ -590,6 +590,7 @@ Result<std::unique_ptr<ModelRunner>> make_cuda_model_runner(const LlamaWeights& 
   EMBER_TRY_STATUS(set_device(options.device));
   auto d = DeviceWeights::upload(weights);
   if (!d) return d.error();
+  if (options.quantize_fp8) EMBER_TRY_STATUS((*d)->quantize_fp8(options.device));
   return finish(std::move(*d), options);
 }
 
@@ -601,6 +602,7 @@ Result<std::unique_ptr<ModelRunner>> make_cuda_model_runner_dummy(const ModelCon
   auto d = DeviceWeights::dummy(config, options.dummy_seed, options.tensor_parallel_rank, options.tensor_parallel_size,
                                 head);
   if (!d) return d.error();
+  if (options.quantize_fp8) EMBER_TRY_STATUS((*d)->quantize_fp8(options.device));
   return finish(std::move(*d), options);
 }
 
@@ -663,10 +665,10 @@ Result<std::unique_ptr<ModelRunner>> make_cuda_process_group_runner(const LlamaW
   // others of other sizes (a hang, or wrong sums).
   const std::string flags = fmt::format(
       "--block-size {} --max-num-seqs {} --max-num-batched-tokens {} --max-model-len {} --enforce-eager {} "
-      "--lm-head {} --seed {} (logits a sequence {})",
+      "--lm-head {} --seed {} --quantization {} (logits a sequence {})",
       options.block_size, options.max_num_seqs, options.max_num_batched_tokens, options.max_model_len,
       options.enforce_eager, options.lm_head == LmHead::kReplicated ? "replicated" : "vocab-parallel",
-      options.dummy_seed, options.max_logits_per_seq);
+      options.dummy_seed, options.quantize_fp8 ? "fp8" : "none", options.max_logits_per_seq);
   std::string rank0 = flags;
   group.broadcast_bytes(rank0);
   if (rank0 != flags)

@@ -26,6 +26,7 @@ struct CudaRunnerOptions {
   double gpu_memory_utilization = 0.9;    // fraction of total device memory ember may use
   int64_t num_gpu_blocks_override = 0;    // > 0: exactly this many KV blocks
   bool enforce_eager = false;             // no CUDA graphs
+  bool quantize_fp8 = false;              // --quantization fp8: the layers' matrices FP8 E4M3 (DeviceWeights::quantize_fp8)
   uint64_t dummy_seed = 0;                // for make_cuda_runner_dummy
   std::vector<int32_t> eos_token_ids;     // the model's EOS ids, for the GPU sampler's min_tokens
   int32_t max_logits_per_seq = 1;         // StepSequence::num_logits at most (1 + speculative tokens)

@@ -6,6 +6,7 @@
 #include "engine/parallel/shard.h"
 #include "kernels/quant/quant_blocks.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/fp8.h"
 
 namespace ember {
 namespace {
@@ -25,7 +26,7 @@ constexpr uint64_t kNextTensor = ~uint64_t{0};
 }  // namespace
 
 DeviceWeights::~DeviceWeights() {
-  for (void* p : buffers_) cudaFree(p);
+  for (const Buffer& b : buffers_) cudaFree(b.data);
 }
 
 Result<void*> DeviceWeights::alloc(size_t bytes) {
@@ -35,9 +36,62 @@ Result<void*> DeviceWeights::alloc(size_t bytes) {
     return Error{"cannot allocate " + std::to_string(bytes) + " bytes of GPU memory for weights (" +
                  std::to_string(bytes_) + " bytes already): " + cudaGetErrorString(err)};
   }
-  buffers_.push_back(p);
+  buffers_.push_back({p, bytes});
   bytes_ += bytes;
   return p;
+}
+
+void DeviceWeights::release(void* buffer) {
+  for (size_t i = 0; i < buffers_.size(); ++i) {
+    if (buffers_[i].data != buffer) continue;
+    cudaFree(buffer);
+    bytes_ -= buffers_[i].bytes;
+    buffers_.erase(buffers_.begin() + static_cast<std::ptrdiff_t>(i));
+    return;
+  }
+}
+
+Result<Tensor> DeviceWeights::to_fp8(const Tensor& w) {
+  const int64_t rows = w.rows(), cols = w.cols();
+  Result<void*> codes = alloc(static_cast<size_t>(rows * cols));
+  if (!codes) return codes.error();
+  Result<void*> scales = alloc(static_cast<size_t>(rows) * sizeof(float));
+  if (!scales) return scales.error();
+  EMBER_TRY_STATUS(gpu::quantize_rows_fp8(static_cast<const __nv_bfloat16*>(w.data), static_cast<int>(rows),
+                                          static_cast<int>(cols), static_cast<uint8_t*>(*codes),
+                                          static_cast<float*>(*scales), nullptr));
+  EMBER_CUDA_TRY(cudaDeviceSynchronize());
+  release(w.data);
+  return Tensor::fp8(*codes, static_cast<const float*>(*scales), rows, cols);
+}
+
+Status DeviceWeights::quantize_fp8(int device) {
+  if (!gpu::fp8_supported(device)) {
+    int major = 0, minor = 0;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
+    return Error{"--quantization fp8 needs a GPU with FP8 tensor cores (compute capability 8.9 or newer: Ada, "
+                 "Hopper, Blackwell); GPU " + std::to_string(device) + " is " + std::to_string(major) + "." +
+                 std::to_string(minor)};
+  }
+  for (LayerWeightViews& l : views_.layers) {
+    if (l.wqkv.cols() % 16 != 0 || l.w_down.cols() % 16 != 0)
+      return Error{"--quantization fp8: hidden and intermediate sizes must be multiples of 16"};
+    const int64_t q_rows = l.wq.rows(), kv_rows = l.wk.rows(), cols = l.wqkv.cols();
+    Result<Tensor> qkv = to_fp8(l.wqkv);  // (wq, wk and wv are views into it)
+    if (!qkv) return qkv.error();
+    l.wqkv = *qkv;
+    const auto* codes = static_cast<const uint8_t*>(l.wqkv.data);
+    l.wq = Tensor::fp8(codes, l.wqkv.scale, q_rows, cols);
+    l.wk = Tensor::fp8(codes + q_rows * cols, l.wqkv.scale + q_rows, kv_rows, cols);
+    l.wv = Tensor::fp8(codes + (q_rows + kv_rows) * cols, l.wqkv.scale + q_rows + kv_rows, kv_rows, cols);
+    for (Tensor* m : {&l.wo, &l.w_gate_up, &l.w_down}) {
+      Result<Tensor> q = to_fp8(*m);
+      if (!q) return q.error();
+      *m = *q;
+    }
+  }
+  return Status::success();
 }
 
 Result<std::unique_ptr<DeviceWeights>> DeviceWeights::upload(const LlamaWeights& w) {

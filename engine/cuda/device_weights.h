@@ -1,7 +1,10 @@
 #pragma once
 // A decoder's weights in device memory: matrices bf16 (whatever their type in
 // the file: GGUF blocks are expanded on the host, row by row), norms and
-// biases float32; and the views of them the decoder runs on.
+// biases float32; and the views of them the decoder runs on. With
+// --quantization fp8 the layers' matrices are then quantized in place to FP8
+// E4M3 with a scale per output row (the embedding and LM head stay bf16, as
+// in vLLM).
 
 #include <cuda_runtime.h>
 
@@ -33,14 +36,25 @@ class DeviceWeights {
                                                       int tensor_parallel_size = 1,
                                                       LmHead lm_head = LmHead::kReplicated);
 
+  // Every layer's q/k/v, o, gate/up and down to FP8 (kernels/cuda/fp8.h), one
+  // matrix at a time: the bf16 copy is freed as its FP8 one is made. An
+  // Error on GPUs without FP8 (compute capability below 8.9).
+  Status quantize_fp8(int device);
+
   const DecoderWeights& views() const { return views_; }
   uint64_t bytes() const { return bytes_; }
 
  private:
   DeviceWeights() = default;
   Result<void*> alloc(size_t bytes);
+  void release(void* buffer);
+  Result<Tensor> to_fp8(const Tensor& bf16_matrix);
 
-  std::vector<void*> buffers_;
+  struct Buffer {
+    void* data;
+    size_t bytes;
+  };
+  std::vector<Buffer> buffers_;
   uint64_t bytes_ = 0;
   DecoderWeights views_;
 };

@@ -392,8 +392,9 @@ void CudaBackend::rms_norm(const Tensor& x, Tensor* residual, const Tensor& weig
 }
 
 void CudaBackend::linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
-  if (w.dtype != DType::kBF16) {
-    impl_->fail(Error{"CudaBackend::linear: weights must be bf16 on the GPU (the runner converts them)"});
+  if (w.dtype != DType::kBF16 && (w.dtype != DType::kF8E4M3 || w.scale == nullptr)) {
+    impl_->fail(Error{"CudaBackend::linear: weights must be bf16, or fp8 with row scales, on the GPU (the runner "
+                      "converts them)"});
     return;
   }
   assert(x.cols() == w.cols() && y.cols() == w.rows() && y.rows() == x.rows());
@@ -402,9 +403,14 @@ void CudaBackend::linear(const Tensor& x, const Tensor& w, const Tensor* bias, T
   Impl::Timed timed(*impl_, "linear",
                     impl_->profiler ? std::to_string(w.rows()) + "x" + std::to_string(w.cols()) + " " + m_class(x.rows())
                                     : std::string());
-  impl_->fail(impl_->gemm->linear(bf16_of(x), bf16_of(w), bias ? bias->f32() : nullptr, y.data, y_f32,
-                                  static_cast<int>(x.rows()), static_cast<int>(w.rows()), static_cast<int>(w.cols()),
-                                  impl_->stream));
+  const float* b = bias ? bias->f32() : nullptr;
+  const int m = static_cast<int>(x.rows()), n = static_cast<int>(w.rows()), k = static_cast<int>(w.cols());
+  if (w.dtype == DType::kF8E4M3) {
+    impl_->fail(impl_->gemm->linear_fp8(bf16_of(x), static_cast<const uint8_t*>(w.data), w.scale, b, y.data, y_f32, m,
+                                        n, k, impl_->stream));
+    return;
+  }
+  impl_->fail(impl_->gemm->linear(bf16_of(x), bf16_of(w), b, y.data, y_f32, m, n, k, impl_->stream));
 }
 
 Status CudaBackend::prepare_rope(const RopeConfig& rope, int64_t head_dim) {

@@ -1,8 +1,15 @@
 // Gemm: dispatch between the small-M gemv kernel and cuBLASLt, and the
 // cuBLASLt plans. cuBLASLt is column-major: row-major y[M,N] = x[M,K] w[N,K]^T
 // is, read column-major, D[N,M] = A^T B with A = w as a K x N matrix (ld K),
-// B = x as K x M (ld K), D ld N: the "TN" layout cuBLASLt serves best. The
-// bias epilogue adds bias[row of D] = bias[n].
+// B = x as K x M (ld K), D ld N: the "TN" layout cuBLASLt serves best (and
+// the only one its FP8 kernels take). The bias epilogue adds bias[row of D] =
+// bias[n].
+//
+// FP8 (linear_fp8): x is quantized per row (per token) into a scratch buffer,
+// then an E4M3 x E4M3 GEMM with float32 accumulation applies both scales as
+// "outer vectors" (A's per output channel, B's per token) before writing
+// bf16; where cuBLASLt offers no such algorithm it writes float32 and
+// scale_fp8_output (fp8.cu) applies the scales.
 
 #include <cublasLt.h>
 
@@ -15,6 +22,7 @@
 #include <vector>
 
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/fp8.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/ops_common.cuh"
 
@@ -51,16 +59,50 @@ __global__ void add_bias_kernel(T* y, const float* bias, int n, int64_t total) {
   }
 }
 
+// Grows a scratch buffer to at least `bytes` (outside graph capture only: a
+// captured step must find it sized by an earlier, larger step).
+Status grow(void*& buffer, size_t& capacity, size_t bytes, cudaStream_t stream, const char* what) {
+  if (bytes <= capacity) return Status::success();
+  cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(stream, &st) != cudaSuccess || st != cudaStreamCaptureStatusNone)
+    return Error{std::string("linear_fp8: the ") + what + " scratch (" + std::to_string(capacity) +
+                 " bytes) is too small inside graph capture; run a larger step first"};
+  size_t want = 256;
+  while (want < bytes) want *= 2;
+  if (buffer != nullptr) {
+    EMBER_CUDA_TRY(cudaStreamSynchronize(stream));
+    cudaFree(buffer);
+    buffer = nullptr;
+    capacity = 0;
+  }
+  EMBER_CUDA_TRY(cudaMalloc(&buffer, want));
+  capacity = want;
+  return Status::success();
+}
+
+Status add_bias(const float* bias, void* y, bool y_f32, int m, int n, cudaStream_t stream) {
+  const int64_t total = static_cast<int64_t>(m) * n;
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((total + 255) / 256, 65536));
+  if (y_f32) {
+    add_bias_kernel<float><<<blocks, 256, 0, stream>>>(static_cast<float*>(y), bias, n, total);
+  } else {
+    add_bias_kernel<bf16><<<blocks, 256, 0, stream>>>(static_cast<bf16*>(y), bias, n, total);
+  }
+  return cuda_status(cudaGetLastError(), "add_bias launch");
+}
+
 }  // namespace
 
 struct Gemm::Impl {
-  // M, N, K, y_f32, has_bias, alignments of x, w, y.
-  using Key = std::tuple<int, int, int, bool, bool, uint32_t, uint32_t, uint32_t>;
+  // M, N, K, y_f32, has_bias, alignments of x, w, y, operand type (kBf16 | kFp8).
+  enum Operands { kBf16, kFp8 };
+  using Key = std::tuple<int, int, int, bool, bool, uint32_t, uint32_t, uint32_t, int>;
   struct Plan {
     cublasLtMatmulDesc_t op = nullptr;
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
     cublasLtMatmulAlgo_t algo{};
     bool bias_in_epilogue = false;
+    bool fp8_outer_scales = false;  // FP8: both scales in the GEMM (else float32 out, scale_fp8_output)
     std::vector<cublasLtMatmulAlgo_t> candidates;  // the heuristic's, in its order
     bool tuned = false;
   };
@@ -75,12 +117,22 @@ struct Gemm::Impl {
   // the FMA one (M <= kGemvDispatchMaxM) and cuBLASLt (a benchmarking knob
   // until the GPU run decides the default; read once at create).
   bool small_m_mma = false;
+  // FP8 scratch: x's codes and scales, and the float32 product when the
+  // scales cannot be fused (grown outside graph capture, never shrunk).
+  void* fp8_x = nullptr;        // uint8 [M, K]
+  void* fp8_x_scale = nullptr;  // float [M]
+  void* fp8_acc = nullptr;      // float [M, N]
+  size_t fp8_x_bytes = 0, fp8_x_scale_bytes = 0, fp8_acc_bytes = 0;
+  int fp8_gemv_max_m = kGemvFp8MaxM;  // EMBER_FP8_GEMV_MAX_M: a benchmarking knob
   void* flush = nullptr;  // tuning: written between timed runs so weights come from HBM, as in a step
   static constexpr size_t kFlushBytes = size_t{96} << 20;  // > the 50 MB L2 of an H100
 
   ~Impl() {
     for (auto& [key, p] : plans) destroy(p);
     if (flush) cudaFree(flush);
+    if (fp8_x) cudaFree(fp8_x);
+    if (fp8_x_scale) cudaFree(fp8_x_scale);
+    if (fp8_acc) cudaFree(fp8_acc);
     if (workspace) cudaFree(workspace);
     if (handle) cublasLtDestroy(handle);
   }
@@ -95,10 +147,15 @@ struct Gemm::Impl {
 
   // Descriptors and the heuristic's first algorithm that fits the workspace.
   // `with_bias`: ask for the float32-bias epilogue.
-  Status build(const Key& key, bool with_bias, Plan& p) {
-    const auto [m, n, k, y_f32, has_bias, align_x, align_w, align_y] = key;
+  // FP8 (the key's operands): `fp8_outer` asks for both scales as outer
+  // vectors; without, the output is float32 (scale_fp8_output's input).
+  Status build(const Key& key, bool with_bias, Plan& p, bool fp8_outer = false) {
+    const auto [m, n, k, y_f32, has_bias, align_x, align_w, key_align_y, operands] = key;
     (void)has_bias;
-    const cudaDataType_t out_type = y_f32 ? CUDA_R_32F : CUDA_R_16BF;
+    const bool fp8 = operands == kFp8;
+    const cudaDataType_t in_type = fp8 ? CUDA_R_8F_E4M3 : CUDA_R_16BF;
+    const cudaDataType_t out_type = y_f32 || (fp8 && !fp8_outer) ? CUDA_R_32F : CUDA_R_16BF;
+    const uint32_t align_y = fp8 && !fp8_outer ? 256u : key_align_y;  // (the float32 scratch)
     EMBER_LT_TRY(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     const cublasOperation_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
     EMBER_LT_TRY(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof(trans_a)));
@@ -110,8 +167,13 @@ struct Gemm::Impl {
       EMBER_LT_TRY(
           cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)));
     }
-    EMBER_LT_TRY(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_16BF, k, n, k));
-    EMBER_LT_TRY(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_16BF, k, m, k));
+    if (fp8_outer) {
+      const int32_t mode = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
+      EMBER_LT_TRY(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode, sizeof(mode)));
+      EMBER_LT_TRY(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &mode, sizeof(mode)));
+    }
+    EMBER_LT_TRY(cublasLtMatrixLayoutCreate(&p.a, in_type, k, n, k));
+    EMBER_LT_TRY(cublasLtMatrixLayoutCreate(&p.b, in_type, k, m, k));
     EMBER_LT_TRY(cublasLtMatrixLayoutCreate(&p.d, out_type, n, m, n));
 
     cublasLtMatmulPreference_t pref = nullptr;
@@ -134,10 +196,12 @@ struct Gemm::Impl {
     if (!p.candidates.empty()) {
       p.algo = p.candidates.front();
       p.bias_in_epilogue = with_bias;
+      p.fp8_outer_scales = fp8_outer;
       return Status::success();
     }
     return Error{"cuBLASLt: no algorithm for M " + std::to_string(m) + " N " + std::to_string(n) + " K " +
-                 std::to_string(k) + (y_f32 ? " (f32 out)" : " (bf16 out)") + (with_bias ? " with bias" : "")};
+                 std::to_string(k) + (fp8 ? (fp8_outer ? " fp8 with outer-vector scales" : " fp8") : "") +
+                 (y_f32 ? " (f32 out)" : " (bf16 out)") + (with_bias ? " with bias" : "")};
   }
 
   // Times every candidate on this call's buffers (a warm-up, then the best of
@@ -145,7 +209,7 @@ struct Gemm::Impl {
   // stream from HBM, and a 32 MB matrix timed back to back would sit in L2)
   // and keeps the fastest. Called once per plan, outside graph capture, with
   // the lock held; it synchronizes the stream (a one-time cost per shape).
-  void tune(Plan& p, const bf16* x, const bf16* w, const float* bias, void* y, cudaStream_t stream) {
+  void tune(Plan& p, const void* x, const void* w, const float* bias, void* y, cudaStream_t stream) {
     p.tuned = true;
     if (p.candidates.size() < 2) return;
     if (flush == nullptr && cudaMalloc(&flush, kFlushBytes) != cudaSuccess) {
@@ -196,6 +260,15 @@ struct Gemm::Impl {
     auto it = plans.find(key);
     if (it != plans.end()) return &it->second;
     Plan p;
+    if (std::get<8>(key) == kFp8) {  // scales in the GEMM, else float32 out and scale_fp8_output
+      if (build(key, false, p, true).ok()) return &plans.emplace(key, p).first->second;
+      destroy(p);
+      if (Status plain = build(key, false, p, false); !plain.ok()) {
+        destroy(p);
+        return plain.error();
+      }
+      return &plans.emplace(key, p).first->second;
+    }
     Status fused = build(key, std::get<4>(key), p);
     if (!fused.ok() && std::get<4>(key)) {  // no fused float32 bias: plain GEMM + add_bias_kernel
       destroy(p);
@@ -227,6 +300,8 @@ Gemm::~Gemm() = default;
 Result<std::unique_ptr<Gemm>> Gemm::create(size_t workspace_bytes) {
   auto impl = std::make_unique<Impl>();
   if (const char* env = std::getenv("EMBER_GEMV"); env != nullptr) impl->small_m_mma = std::string(env) == "mma";
+  if (const char* env = std::getenv("EMBER_FP8_GEMV_MAX_M"); env != nullptr)
+    impl->fp8_gemv_max_m = std::clamp(std::atoi(env), 0, kGemvFp8MaxM);
   EMBER_LT_TRY(cublasLtCreate(&impl->handle));
   if (workspace_bytes > 0) {
     EMBER_CUDA_TRY(cudaMalloc(&impl->workspace, workspace_bytes));
@@ -255,7 +330,7 @@ Status Gemm::linear_cublaslt(const bf16* x, const bf16* w, const float* bias, vo
   // The epilogue reads the bias with vector loads: an unaligned bias (never
   // the case for cudaMalloc'd weights) goes through the separate kernel.
   const bool fuse_bias = bias != nullptr && aligned16(bias);
-  const Impl::Key key{m, n, k, y_f32, fuse_bias, alignment_of(x), alignment_of(w), alignment_of(y)};
+  const Impl::Key key{m, n, k, y_f32, fuse_bias, alignment_of(x), alignment_of(w), alignment_of(y), Impl::kBf16};
   Result<Impl::Plan*> plan = impl_->plan_for(key);
   if (!plan.ok()) return plan.error();
   Impl::Plan& p = **plan;
@@ -275,14 +350,59 @@ Status Gemm::linear_cublaslt(const bf16* x, const bf16* w, const float* bias, vo
                                 impl_->workspace, impl_->workspace_bytes, stream));
   }
   if (bias == nullptr || p.bias_in_epilogue) return Status::success();
-  const int64_t total = static_cast<int64_t>(m) * n;
-  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((total + 255) / 256, 65536));
-  if (y_f32) {
-    add_bias_kernel<float><<<blocks, 256, 0, stream>>>(static_cast<float*>(y), bias, n, total);
-  } else {
-    add_bias_kernel<bf16><<<blocks, 256, 0, stream>>>(static_cast<bf16*>(y), bias, n, total);
+  return add_bias(bias, y, y_f32, m, n, stream);
+}
+
+Status Gemm::linear_fp8(const bf16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y, bool y_f32,
+                        int m, int n, int k, cudaStream_t stream) {
+  if (m <= impl_->fp8_gemv_max_m && gemv_fp8_supports(x, w, m, k))
+    return gemv_fp8(x, w, w_scale, bias, y, y_f32, m, n, k, stream);
+  return linear_fp8_cublaslt(x, w, w_scale, bias, y, y_f32, m, n, k, stream);
+}
+
+Status Gemm::linear_fp8_cublaslt(const bf16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y,
+                                 bool y_f32, int m, int n, int k, cudaStream_t stream) {
+  if (m < 0 || n < 0 || k <= 0 || k % 16 != 0)
+    return Error{"linear_fp8: shape M " + std::to_string(m) + " N " + std::to_string(n) + " K " + std::to_string(k) +
+                 " (K must be a positive multiple of 16)"};
+  if (m == 0 || n == 0) return Status::success();
+  Impl& im = *impl_;
+  EMBER_TRY_STATUS(grow(im.fp8_x, im.fp8_x_bytes, static_cast<size_t>(m) * k, stream, "activation"));
+  EMBER_TRY_STATUS(grow(im.fp8_x_scale, im.fp8_x_scale_bytes, static_cast<size_t>(m) * sizeof(float), stream,
+                        "activation scale"));
+  float* x_scale = static_cast<float*>(im.fp8_x_scale);
+  EMBER_TRY_STATUS(quantize_rows_fp8(x, m, k, static_cast<uint8_t*>(im.fp8_x), x_scale, stream));
+
+  const Impl::Key key{m, n, k, y_f32, false, 256u, alignment_of(w), alignment_of(y), Impl::kFp8};
+  Result<Impl::Plan*> plan = im.plan_for(key);
+  if (!plan.ok()) return plan.error();
+  Impl::Plan& p = **plan;
+  void* d = y;
+  if (!p.fp8_outer_scales) {
+    EMBER_TRY_STATUS(grow(im.fp8_acc, im.fp8_acc_bytes, static_cast<size_t>(m) * n * sizeof(float), stream, "product"));
+    d = im.fp8_acc;
   }
-  return cuda_status(cudaGetLastError(), "add_bias launch");
+  const float alpha = 1.0f, beta = 0.0f;
+  {
+    std::lock_guard<std::mutex> lock(im.mu);
+    if (p.fp8_outer_scales) {
+      const float* b_scale = x_scale;
+      EMBER_LT_TRY(
+          cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &w_scale, sizeof(w_scale)));
+      EMBER_LT_TRY(
+          cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &b_scale, sizeof(b_scale)));
+    }
+    if (!p.tuned && m <= im.autotune_max_m) {
+      cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+      if (cudaStreamIsCapturing(stream, &st) == cudaSuccess && st == cudaStreamCaptureStatusNone)
+        im.tune(p, im.fp8_x, w, nullptr, d, stream);
+    }
+    EMBER_LT_TRY(cublasLtMatmul(im.handle, p.op, &alpha, w, p.a, im.fp8_x, p.b, &beta, d, p.d, d, p.d, &p.algo,
+                                im.workspace, im.workspace_bytes, stream));
+  }
+  if (!p.fp8_outer_scales)
+    return scale_fp8_output(static_cast<const float*>(im.fp8_acc), x_scale, w_scale, bias, y, y_f32, m, n, stream);
+  return bias == nullptr ? Status::success() : add_bias(bias, y, y_f32, m, n, stream);
 }
 
 }  // namespace ember::gpu

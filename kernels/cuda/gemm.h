@@ -20,6 +20,7 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 
 #include "common/status.h"
@@ -49,6 +50,16 @@ class Gemm {
   // timed on the call's own buffers and the fastest kept (the call
   // synchronizes the stream once). 0 (the default) keeps the heuristic's first.
   void set_autotune_max_m(int max_m);
+
+  // FP8 weights (kernels/cuda/fp8.h: E4M3 codes [N, K], a float32 scale per
+  // output row): M <= kGemvFp8MaxM through gemv_fp8 (bf16 x, half the bytes
+  // of the bf16 gemv), larger M through cuBLASLt's FP8 GEMM over x quantized
+  // per token (dynamic scales, vLLM's "fp8"). k % 16 == 0. The scratch for x's
+  // codes grows on a step larger than any before, outside graph capture.
+  Status linear_fp8(const __nv_bfloat16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y,
+                    bool y_f32, int m, int n, int k, cudaStream_t stream);
+  Status linear_fp8_cublaslt(const __nv_bfloat16* x, const uint8_t* w, const float* w_scale, const float* bias,
+                             void* y, bool y_f32, int m, int n, int k, cudaStream_t stream);
 
   // The cuBLASLt path whatever M (benchmarks and tests compare the two).
   Status linear_cublaslt(const __nv_bfloat16* x, const __nv_bfloat16* w, const float* bias, void* y, bool y_f32, int m,

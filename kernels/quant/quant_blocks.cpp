@@ -2,6 +2,8 @@
 // float32 operation order in quant_blocks.h).
 #include "kernels/quant/quant_blocks.h"
 
+#include "kernels/quant/fp8.h"
+
 namespace ember::quant {
 namespace {
 
@@ -68,6 +70,9 @@ void dequantize_row(DType dtype, const void* row, int64_t cols, float* out) {
       return;
     case DType::kBF16:
       for (int64_t i = 0; i < cols; ++i) out[i] = bf16_to_f32(load_u16(src + 2 * i));
+      return;
+    case DType::kF8E4M3:  // the codes' values; the caller applies the row's scale
+      for (int64_t i = 0; i < cols; ++i) out[i] = fp8_e4m3_to_float(src[i]);
       return;
     case DType::kQ8_0: block_fn = q8_0_block; break;
     case DType::kQ4_0: block_fn = q4_0_block; break;

@@ -38,6 +38,7 @@ GgmlType ggml_of(DType t) {
     case DType::kQ4_1: return GgmlType::kQ4_1;
     case DType::kQ4_K: return GgmlType::kQ4_K;
     case DType::kQ6_K: return GgmlType::kQ6_K;
+    case DType::kF8E4M3: break;  // (no GGUF type; the CPU kernels never see it)
   }
   return GgmlType::kF32;
 }
@@ -82,6 +83,9 @@ std::vector<uint8_t> random_weights(DType dtype, int64_t n, int64_t k, uint32_t 
         put_u16(b + 2, random_fp16_scale(rng));
         break;
       case DType::kQ6_K: put_u16(b + quant::kQ6_KD, random_fp16_scale(rng)); break;
+      case DType::kF8E4M3:
+        if ((*b & 0x7Fu) == 0x7Fu) *b = 0;  // no NaN
+        break;
     }
   }
   return w;

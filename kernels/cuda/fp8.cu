@@ -1,0 +1,267 @@
+// FP8 E4M3: the row quantizer, the small-M linear over FP8 weights and the
+// FP8 GEMM's fallback epilogue (fp8.h). The conversions are the hardware's
+// (cvt.rn.satfinite.e4m3x2.f32 and cvt.f16x2.e4m3x2 on sm_89+), whose bits
+// kernels/quant/fp8.cpp reproduces on the host.
+//
+// gemv_fp8 is gemv.cu's kernel with 16 weights to a 16-byte load instead of 8:
+// a warp owns R rows and walks K in 16-element chunks (lane l: chunks l, l+32,
+// ...), keeping 2*R*U loads in flight; x is re-read through L1 as bf16. Its
+// cost is N*K bytes of weights, half of the bf16 kernel's.
+
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+
+#include <string>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/fp8.h"
+#include "kernels/cuda/ops_common.cuh"
+
+namespace ember::gpu {
+namespace {
+
+constexpr float kFp8Max = 448.0f;
+
+__device__ __forceinline__ float block_max(float v) {
+  __shared__ float partial[32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  const int num_warps = blockDim.x >> 5;
+  float m = lane < num_warps ? partial[lane] : 0.0f;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+  return m;
+}
+
+// One block a row: amax, then the codes (the row's second read hits L1/L2).
+__global__ void __launch_bounds__(256)
+    quantize_rows_kernel(const bf16* __restrict__ x, int cols, uint8_t* __restrict__ q, float* __restrict__ scale) {
+  const int64_t row = blockIdx.x;
+  const uint4* xv = reinterpret_cast<const uint4*>(x + row * cols);
+  const int chunks = cols / 8;
+  pdl_wait();
+  float amax = 0.0f;
+  for (int c = threadIdx.x; c < chunks; c += blockDim.x) {
+    float f[8];
+    unpack8(xv[c], f);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) amax = fmaxf(amax, fabsf(f[e]));
+  }
+  amax = block_max(amax);
+  const float s = amax > 0.0f ? __fdiv_rn(amax, kFp8Max) : 1.0f;
+  if (threadIdx.x == 0) scale[row] = s;
+  uint2* qv = reinterpret_cast<uint2*>(q + row * cols);
+  for (int c = threadIdx.x; c < chunks; c += blockDim.x) {
+    float f[8];
+    unpack8(xv[c], f);
+    uint32_t packed[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      uint32_t word = 0;
+#pragma unroll
+      for (int p = 0; p < 2; ++p) {
+        const float2 v = make_float2(__fdiv_rn(f[4 * h + 2 * p], s), __fdiv_rn(f[4 * h + 2 * p + 1], s));
+        const uint32_t two = __nv_cvt_float2_to_fp8x2(v, __NV_SATFINITE, __NV_E4M3);
+        word |= (two & 0xFFFFu) << (16 * p);
+      }
+      packed[h] = word;
+    }
+    qv[c] = make_uint2(packed[0], packed[1]);
+  }
+}
+
+// 16 E4M3 codes (little-endian: byte i is element i) to float.
+__device__ __forceinline__ void unpack16_fp8(const uint4& v, float (&f)[16]) {
+  const uint32_t words[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      const auto pair = static_cast<__nv_fp8x2_storage_t>((words[i] >> (16 * j)) & 0xFFFFu);
+      const __half2_raw raw = __nv_cvt_fp8x2_to_halfraw2(pair, __NV_E4M3);
+      const float2 p = __half22float2(__half2(raw));
+      f[4 * i + 2 * j] = p.x;
+      f[4 * i + 2 * j + 1] = p.y;
+    }
+}
+
+constexpr int kWarps = 4;
+constexpr int kThreads = kWarps * 32;
+
+template <int M, int R, int U>
+__global__ void __launch_bounds__(kThreads)
+    gemv_fp8_kernel(const bf16* __restrict__ x, const uint8_t* __restrict__ w, const float* __restrict__ w_scale,
+                    const float* __restrict__ bias, void* __restrict__ y, bool y_f32, int n, int k) {
+  const int lane = threadIdx.x & 31;
+  const int n0 = (blockIdx.x * kWarps + (threadIdx.x >> 5)) * R;
+  if (n0 >= n) return;  // whole warp
+  const int chunks = k / 16;
+  const uint4* wrow[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    const int row = n0 + r < n ? n0 + r : n - 1;  // past N: re-read row N-1, never stored
+    wrow[r] = reinterpret_cast<const uint4*>(w + static_cast<int64_t>(row) * k);
+  }
+  const uint4* xv = reinterpret_cast<const uint4*>(x);
+  const int x_stride = k / 8;
+
+  float acc[M][R];
+#pragma unroll
+  for (int m = 0; m < M; ++m)
+#pragma unroll
+    for (int r = 0; r < R; ++r) acc[m][r] = 0.0f;
+
+  auto step = [&](const uint4(&wv)[R], int c) {
+    float wf[R][16];
+#pragma unroll
+    for (int r = 0; r < R; ++r) unpack16_fp8(wv[r], wf[r]);
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        float xf[8];
+        unpack8(__ldg(xv + static_cast<int64_t>(m) * x_stride + 2 * c + half), xf);
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+#pragma unroll
+          for (int e = 0; e < 8; ++e) acc[m][r] = fmaf(xf[e], wf[r][8 * half + e], acc[m][r]);
+      }
+    }
+  };
+  constexpr int kGroup = 32 * U;
+  const int groups = chunks / kGroup;
+  uint4 cur[U][R], nxt[U][R];
+  auto load = [&](uint4(&wv)[U][R], int c) {
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+#pragma unroll
+      for (int r = 0; r < R; ++r) wv[u][r] = load_stream(wrow[r] + c + 32 * u);
+  };
+  if (groups > 0) load(cur, lane);
+  pdl_wait();
+  for (int g = 0; g < groups; ++g) {
+    const int c = lane + g * kGroup;
+    if (g + 1 < groups) load(nxt, c + kGroup);
+#pragma unroll
+    for (int u = 0; u < U; ++u) step(cur[u], c + 32 * u);
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+#pragma unroll
+      for (int r = 0; r < R; ++r) cur[u][r] = nxt[u][r];
+  }
+  for (int c = lane + groups * kGroup; c < chunks; c += 32) {
+    uint4 wv[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) wv[r] = load_stream(wrow[r] + c);
+    step(wv, c);
+  }
+
+  float mine = 0.0f;
+#pragma unroll
+  for (int m = 0; m < M; ++m)
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const float total = warp_sum(acc[m][r]);
+      if (lane == m * R + r) mine = total;
+    }
+  if (lane < M * R) {
+    const int m = lane / R, col = n0 + lane % R;
+    if (col < n) {
+      const float scaled = mine * w_scale[col];
+      const float out = bias ? scaled + bias[col] : scaled;
+      const int64_t at = static_cast<int64_t>(m) * n + col;
+      if (y_f32) {
+        static_cast<float*>(y)[at] = out;
+      } else {
+        static_cast<bf16*>(y)[at] = __float2bfloat16(out);
+      }
+    }
+  }
+}
+
+// R = 2 rows a warp up to M = 4, 4 above (fewer x re-reads); R*U = 8 loads a group (as gemv.cu).
+template <int M>
+Status launch_gemv_fp8(const bf16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y, bool y_f32,
+                       int n, int k, cudaStream_t stream) {
+  constexpr int R = M <= 4 ? 2 : 4, U = M <= 4 ? 4 : 2;
+  constexpr int rows_per_block = kWarps * R;
+  const dim3 grid(static_cast<unsigned>((n + rows_per_block - 1) / rows_per_block));
+  return cuda_status(launch_pdl(true, gemv_fp8_kernel<M, R, U>, grid, dim3(kThreads), 0, stream, x, w, w_scale, bias,
+                                y, y_f32, n, k),
+                     "gemv_fp8 launch");
+}
+
+template <class T>
+__global__ void scale_output_kernel(const float* __restrict__ acc, const float* __restrict__ x_scale,
+                                    const float* __restrict__ w_scale, const float* __restrict__ bias,
+                                    T* __restrict__ y, int n, int64_t total) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int col = static_cast<int>(i % n);
+    const int64_t row = i / n;
+    float v = acc[i] * x_scale[row] * w_scale[col];
+    if (bias) v += bias[col];
+    y[i] = static_cast<T>(v);
+  }
+}
+
+}  // namespace
+
+bool fp8_supported(int device) {
+  int major = 0, minor = 0;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return major * 10 + minor >= 89;
+}
+
+Status quantize_rows_fp8(const bf16* x, int rows, int cols, uint8_t* q, float* scale, cudaStream_t stream) {
+  if (rows <= 0) return Status::success();
+  if (cols <= 0 || cols % 8 != 0 || !aligned16(x))
+    return Error{"quantize_rows_fp8: cols " + std::to_string(cols) + " must be a positive multiple of 8, x 16-byte aligned"};
+  return cuda_status(launch_pdl(true, quantize_rows_kernel, dim3(static_cast<unsigned>(rows)), dim3(256), 0, stream, x,
+                                cols, q, scale),
+                     "quantize_rows_fp8 launch");
+}
+
+bool gemv_fp8_supports(const bf16* x, const uint8_t* w, int m, int k) {
+  return m >= 1 && m <= kGemvFp8MaxM && k > 0 && k % 16 == 0 && aligned16(x) && aligned16(w);
+}
+
+Status gemv_fp8(const bf16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y, bool y_f32, int m,
+                int n, int k, cudaStream_t stream) {
+  if (n <= 0) return Status::success();
+  if (!gemv_fp8_supports(x, w, m, k))
+    return Error{"gemv_fp8: unsupported arguments (m " + std::to_string(m) + ", k " + std::to_string(k) +
+                 "; needs 1 <= m <= 8, k % 16 == 0, 16-byte aligned x and w)"};
+  switch (m) {
+    case 1: return launch_gemv_fp8<1>(x, w, w_scale, bias, y, y_f32, n, k, stream);
+    case 2: return launch_gemv_fp8<2>(x, w, w_scale, bias, y, y_f32, n, k, stream);
+    case 3: return launch_gemv_fp8<3>(x, w, w_scale, bias, y, y_f32, n, k, stream);
+    case 4: return launch_gemv_fp8<4>(x, w, w_scale, bias, y, y_f32, n, k, stream);
+    case 5: return launch_gemv_fp8<5>(x, w, w_scale, bias, y, y_f32, n, k, stream);
+    case 6: return launch_gemv_fp8<6>(x, w, w_scale, bias, y, y_f32, n, k, stream);
+    case 7: return launch_gemv_fp8<7>(x, w, w_scale, bias, y, y_f32, n, k, stream);
+    default: return launch_gemv_fp8<8>(x, w, w_scale, bias, y, y_f32, n, k, stream);
+  }
+}
+
+Status scale_fp8_output(const float* acc, const float* x_scale, const float* w_scale, const float* bias, void* y,
+                        bool y_f32, int m, int n, cudaStream_t stream) {
+  const int64_t total = static_cast<int64_t>(m) * n;
+  if (total == 0) return Status::success();
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((total + 255) / 256, 65536));
+  if (y_f32) {
+    scale_output_kernel<float><<<blocks, 256, 0, stream>>>(acc, x_scale, w_scale, bias, static_cast<float*>(y), n, total);
+  } else {
+    scale_output_kernel<bf16><<<blocks, 256, 0, stream>>>(acc, x_scale, w_scale, bias, static_cast<bf16*>(y), n, total);
+  }
+  return cuda_status(cudaGetLastError(), "scale_fp8_output launch");
+}
+
+}  // namespace ember::gpu

@@ -1,0 +1,230 @@
+// FP8 E4M3 on the GPU (kernels/cuda/fp8.h, Gemm::linear_fp8) against the host
+// reference of kernels/quant/fp8.h: the quantizer bit for bit (codes and
+// scales), the FP8 linear layers against a float64 sum over the same codes
+// and scales. Runs only on a GPU machine of compute capability 8.9+.
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+
+#include "kernels/cuda/fp8.h"
+#include "kernels/cuda/gemm.h"
+#include "kernels/quant/fp8.h"
+#include "tests/gpu/ops_test_util.h"
+
+namespace ember {
+namespace {
+
+using gputest::bf16;
+using gputest::DeviceBuffer;
+
+uint32_t float_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+void require_fp8() {
+  ASSERT_NO_FATAL_FAILURE(gputest::require_gpu());
+  ASSERT_TRUE(gpu::fp8_supported(0)) << "this GPU has no FP8 (compute capability < 8.9)";
+}
+
+struct Quantized {
+  std::vector<uint8_t> codes;
+  std::vector<float> scales;
+};
+
+Quantized host_quantize(const std::vector<float>& x, int rows, int cols) {
+  Quantized q{std::vector<uint8_t>(static_cast<size_t>(rows) * cols), std::vector<float>(static_cast<size_t>(rows))};
+  for (int r = 0; r < rows; ++r)
+    q.scales[static_cast<size_t>(r)] = quant::quantize_row_fp8_e4m3(
+        x.data() + static_cast<size_t>(r) * cols, cols, q.codes.data() + static_cast<size_t>(r) * cols);
+  return q;
+}
+
+Quantized device_quantize(const std::vector<bf16>& x, int rows, int cols) {
+  DeviceBuffer<bf16> d_x(x.size());
+  DeviceBuffer<uint8_t> d_q(x.size());
+  DeviceBuffer<float> d_s(static_cast<size_t>(rows));
+  d_x.upload(x);
+  d_q.poison();
+  d_s.poison();
+  const Status s = gpu::quantize_rows_fp8(d_x.get(), rows, cols, d_q.get(), d_s.get(), nullptr);
+  EXPECT_TRUE(s.ok()) << s.error().message;
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  return {d_q.download(), d_s.download()};
+}
+
+void expect_same_bits(const Quantized& got, const Quantized& want) {
+  ASSERT_EQ(got.codes.size(), want.codes.size());
+  size_t code_diffs = 0, first = 0;
+  for (size_t i = 0; i < got.codes.size(); ++i)
+    if (got.codes[i] != want.codes[i] && code_diffs++ == 0) first = i;
+  EXPECT_EQ(code_diffs, 0u) << "first at " << first << ": gpu " << int(got.codes[first]) << " host "
+                            << int(want.codes[first]);
+  for (size_t r = 0; r < got.scales.size(); ++r)
+    EXPECT_EQ(float_bits(got.scales[r]), float_bits(want.scales[r])) << "row " << r;
+}
+
+// Rows of many magnitudes (and an all-zero row, and one dominated by a single
+// value), cols not a multiple of the block's 256 threads x 8.
+TEST(Fp8Gpu, QuantizerMatchesTheHostReferenceBitForBit) {
+  ASSERT_NO_FATAL_FAILURE(require_fp8());
+  std::mt19937 rng(1);
+  const int rows = 12, cols = 4104;
+  std::vector<float> f;
+  std::vector<bf16> x = gputest::random_bf16(static_cast<size_t>(rows) * cols, rng, f);
+  const float magnitude[rows] = {1e-6f, 1e-3f, 0.02f, 1.0f, 3.0f, 100.0f, 448.0f, 1e4f, 3e5f, 1.0f, 0.0f, 1.0f};
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) {
+      const size_t i = static_cast<size_t>(r) * cols + c;
+      x[i] = gputest::to_bf16(f[i] * magnitude[r]);
+      f[i] = gputest::to_float(x[i]);
+    }
+  x[static_cast<size_t>(11) * cols + 7] = gputest::to_bf16(5e4f);  // one outlier: most codes subnormal
+  f[static_cast<size_t>(11) * cols + 7] = gputest::to_float(x[static_cast<size_t>(11) * cols + 7]);
+  expect_same_bits(device_quantize(x, rows, cols), host_quantize(f, rows, cols));
+}
+
+// A row whose amax is 448 has scale 1, so its codes are the conversion of
+// the values themselves: every e4m3 value, every midpoint between
+// neighbours (ties to even), values just off the midpoints, and values past
+// 448 (saturation; here -448 .. 448 plus the amax). All are bf16-exact.
+TEST(Fp8Gpu, ConversionRoundsToNearestEvenLikeTheHost) {
+  ASSERT_NO_FATAL_FAILURE(require_fp8());
+  std::vector<float> values = {448.0f};
+  for (int c = 0; c < 126; ++c) {
+    const float a = quant::fp8_e4m3_to_float(static_cast<uint8_t>(c));
+    const float b = quant::fp8_e4m3_to_float(static_cast<uint8_t>(c + 1));
+    const float mid = a + (b - a) / 2;
+    for (float v : {a, mid, std::nextafter(mid, a), std::nextafter(mid, b), b}) {
+      values.push_back(v);
+      values.push_back(-v);
+    }
+  }
+  std::vector<bf16> x;
+  std::vector<float> f;
+  for (float v : values) {
+    const bf16 b = gputest::to_bf16(v);  // (off-midpoint values round to bf16; still within the codes' span)
+    x.push_back(b);
+    f.push_back(gputest::to_float(b));
+  }
+  while (x.size() % 8 != 0) {
+    x.push_back(gputest::to_bf16(0.0f));
+    f.push_back(0.0f);
+  }
+  const int cols = static_cast<int>(x.size());
+  const Quantized host = host_quantize(f, 1, cols);
+  ASSERT_EQ(float_bits(host.scales[0]), float_bits(1.0f));
+  expect_same_bits(device_quantize(x, 1, cols), host);
+}
+
+// y[m, n] = sum_k x[m, k] * w[n, k] in float64, w dequantized from the codes.
+std::vector<double> reference(const std::vector<float>& x, const Quantized& w, int m, int n, int k,
+                              const Quantized* xq) {
+  std::vector<double> ref(static_cast<size_t>(m) * n);
+  for (int row = 0; row < m; ++row)
+    for (int col = 0; col < n; ++col) {
+      double acc = 0;
+      for (int i = 0; i < k; ++i) {
+        const double wv = quant::fp8_e4m3_to_float(w.codes[static_cast<size_t>(col) * k + i]);
+        const double xv = xq ? quant::fp8_e4m3_to_float(xq->codes[static_cast<size_t>(row) * k + i])
+                             : x[static_cast<size_t>(row) * k + i];
+        acc += xv * wv;
+      }
+      ref[static_cast<size_t>(row) * n + col] = acc * w.scales[static_cast<size_t>(col)] *
+                                                (xq ? xq->scales[static_cast<size_t>(row)] : 1.0);
+    }
+  return ref;
+}
+
+enum class Path { kDispatch, kGemv, kCublasLt };
+
+// Both output types, with and without bias. The small-M kernel keeps x in
+// bf16 (W8A16); cuBLASLt's path quantizes x per row first (W8A8): each is
+// checked against the reference of what it computes.
+void check_fp8_shape(gpu::Gemm& gemm, int m, int n, int k, Path path, std::mt19937& rng) {
+  SCOPED_TRACE(testing::Message() << "M=" << m << " N=" << n << " K=" << k << " path=" << static_cast<int>(path));
+  std::vector<float> x_f, w_f, bias(static_cast<size_t>(n));
+  const std::vector<bf16> x = gputest::random_bf16(static_cast<size_t>(m) * k, rng, x_f);
+  gputest::random_bf16(static_cast<size_t>(n) * k, rng, w_f, 0.05f);
+  const Quantized w = host_quantize(w_f, n, k);
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  for (float& b : bias) b = g(rng);
+  const bool quantized_x = path == Path::kCublasLt || (path == Path::kDispatch && m > gpu::kGemvFp8MaxM);
+  const Quantized xq = host_quantize(x_f, m, k);
+  const std::vector<double> ref = reference(x_f, w, m, n, k, quantized_x ? &xq : nullptr);
+
+  DeviceBuffer<bf16> d_x(x.size());
+  DeviceBuffer<uint8_t> d_w(w.codes.size());
+  DeviceBuffer<float> d_ws(w.scales.size()), d_bias(bias.size()), d_y32(static_cast<size_t>(m) * n);
+  DeviceBuffer<bf16> d_y16(static_cast<size_t>(m) * n);
+  d_x.upload(x);
+  d_w.upload(w.codes);
+  d_ws.upload(w.scales);
+  d_bias.upload(bias);
+  for (int variant = 0; variant < 4; ++variant) {
+    const bool with_bias = variant & 1, f32_out = variant & 2;
+    d_y32.poison();
+    d_y16.poison();
+    void* y = f32_out ? static_cast<void*>(d_y32.get()) : static_cast<void*>(d_y16.get());
+    const float* b = with_bias ? d_bias.get() : nullptr;
+    const Status s =
+        path == Path::kGemv
+            ? gpu::gemv_fp8(d_x.get(), d_w.get(), d_ws.get(), b, y, f32_out, m, n, k, nullptr)
+        : path == Path::kCublasLt
+            ? gemm.linear_fp8_cublaslt(d_x.get(), d_w.get(), d_ws.get(), b, y, f32_out, m, n, k, nullptr)
+            : gemm.linear_fp8(d_x.get(), d_w.get(), d_ws.get(), b, y, f32_out, m, n, k, nullptr);
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    std::vector<double> want = ref;
+    if (with_bias)
+      for (size_t i = 0; i < want.size(); ++i) want[i] += bias[i % static_cast<size_t>(n)];
+    const std::vector<float> got = f32_out ? d_y32.download() : gputest::to_floats(d_y16.download());
+    const auto e = gputest::compare(got, want);
+    EXPECT_EQ(e.non_finite, 0) << "bias=" << with_bias << " f32=" << f32_out;
+    // float32 outputs carry only the fp32 accumulation's error; bf16 its rounding (~2e-3).
+    EXPECT_LT(e.rel_l2, f32_out ? 1e-4 : 1e-2) << "bias=" << with_bias << " f32=" << f32_out;
+    EXPECT_LT(e.worst_rel, f32_out ? 1e-3 : 0.05) << "bias=" << with_bias << " f32=" << f32_out;
+  }
+}
+
+std::unique_ptr<gpu::Gemm> make_gemm() {
+  auto g = gpu::Gemm::create();
+  EXPECT_TRUE(g.ok()) << (g.ok() ? "" : g.error().message);
+  return g.ok() ? std::move(g.value()) : nullptr;
+}
+
+TEST(Fp8Gpu, GemvMatchesFloat64Reference) {
+  ASSERT_NO_FATAL_FAILURE(require_fp8());
+  auto gemm = make_gemm();
+  ASSERT_TRUE(gemm);
+  std::mt19937 rng(11);
+  for (int m = 1; m <= gpu::kGemvFp8MaxM; ++m)
+    for (auto [n, k] : {std::pair{65, 64}, std::pair{1536, 576}, std::pair{1000, 4096}, std::pair{513, 4112}})
+      check_fp8_shape(*gemm, m, n, k, Path::kGemv, rng);
+}
+
+TEST(Fp8Gpu, CublasLtMatchesFloat64ReferenceOfQuantizedActivations) {
+  ASSERT_NO_FATAL_FAILURE(require_fp8());
+  auto gemm = make_gemm();
+  ASSERT_TRUE(gemm);
+  std::mt19937 rng(12);
+  for (int m : {1, 9, 64, 257})
+    for (int n : {64, 1536})
+      for (int k : {576, 4096}) check_fp8_shape(*gemm, m, n, k, Path::kCublasLt, rng);
+}
+
+TEST(Fp8Gpu, DispatchAcrossTheGemvThreshold) {
+  ASSERT_NO_FATAL_FAILURE(require_fp8());
+  auto gemm = make_gemm();
+  ASSERT_TRUE(gemm);
+  std::mt19937 rng(13);
+  for (int m : {1, 4, 8, 9, 33}) check_fp8_shape(*gemm, m, 576, 1536, Path::kDispatch, rng);
+  // A larger step after smaller ones grows the activation scratch.
+  check_fp8_shape(*gemm, 1024, 256, 2048, Path::kDispatch, rng);
+}
+
+}  // namespace
+}  // namespace ember
