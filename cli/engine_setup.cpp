@@ -136,6 +136,10 @@ Result<std::unique_ptr<ModelRunner>> make_cpu_runner(const ModelSource& src, con
   }
   if (blocks < 1) return Error{"the KV cache holds no block: raise --kv-cache-memory-bytes"};
   if (blocks > INT32_MAX) blocks = INT32_MAX;
+  if (!shards->empty() && has_fp8(shards->front())) {
+    spdlog::info("FP8 checkpoint: the CPU runner computes with its weights dequantized to float32");
+    for (LlamaWeights& w : *shards) dequantize_fp8(w);
+  }
   spdlog::info("KV cache: {} blocks of {} tokens ({:.1f} MB, {} tokens)", blocks, block, blocks * per_block / 1e6,
                blocks * block);
   auto runner = CpuModelRunner::from_shards(std::move(*shards), src.config, options.num_threads, blocks, block,

@@ -240,6 +240,23 @@ Result<ModelConfig> parse_config(const Json& cfg, const Json* gen, const std::st
   EMBER_ASSIGN(dtype, f.opt_string("torch_dtype"));
   if (!dtype) EMBER_ASSIGN(dtype, f.opt_string("dtype"));  // newer transformers' name
   c.torch_dtype = dtype.value_or("");
+  // Quantized checkpoints: the FP8 formats vLLM reads are ember's too (the
+  // tensors say per-tensor or per-channel); others are refused by name here
+  // rather than as a missing tensor later.
+  if (const Json* q = f.get("quantization_config"); q != nullptr && !q->is_null()) {
+    if (!q->is_object()) return f.error("quantization_config", "must be an object");
+    Fields qf(*q, "");
+    std::optional<std::string> method;
+    EMBER_ASSIGN(method, qf.opt_string("quant_method"));
+    c.quant_method = method.value_or("");
+    if (c.quant_method != "fp8" && c.quant_method != "compressed-tensors")
+      return f.error("quantization_config", "quant_method '" + c.quant_method +
+                                                "' is not supported (ember reads FP8 checkpoints: 'fp8' and "
+                                                "'compressed-tensors' float8 weights)");
+    if (q->contains("weight_block_size") && !(*q)["weight_block_size"].is_null())
+      return f.error("quantization_config", "weight_block_size: block-wise FP8 is not supported (per-tensor and "
+                                            "per-channel scales are)");
+  }
 
   std::optional<std::vector<int64_t>> eos;
   EMBER_ASSIGN(bos, f.opt_int("bos_token_id"));

@@ -42,6 +42,7 @@ struct ModelConfig {
   int64_t bos_token_id = -1;         // -1: none
   std::vector<int64_t> eos_token_ids;  // any of these ends generation
   std::string torch_dtype;           // as the checkpoint declares it ("bfloat16", ...), informational
+  std::string quant_method;          // quantization_config.quant_method: "" | "fp8" | "compressed-tensors"
   // --load-format dummy only, from config.json's ember key
   // "ember_dummy": {"exit_layer": E, "late_layer_scale": S}: the o_proj and down_proj
   // of layers >= E are drawn S times smaller, so what those layers add to the

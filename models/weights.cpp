@@ -2,6 +2,7 @@
 // GGUF type when the CPU kernels read it, everything else becomes float32.
 #include "models/weights.h"
 
+#include "kernels/quant/fp8.h"
 #include "kernels/quant/quant_blocks.h"
 
 #include <cstring>
@@ -101,8 +102,57 @@ WeightMatrix WeightMatrix::zeros(int64_t rows, int64_t cols) {
   return m;
 }
 
+void dequantize_fp8(WeightMatrix& m) {
+  if (m.dtype != DType::kF8E4M3) return;
+  m.f32.resize(m.size());
+  for (int64_t r = 0; r < m.rows; ++r) {
+    const float scale = m.row_scale[static_cast<size_t>(r)];
+    for (int64_t c = 0; c < m.cols; ++c)
+      m.f32[static_cast<size_t>(r * m.cols + c)] = quant::fp8_e4m3_to_float(m.raw[static_cast<size_t>(r * m.cols + c)]) * scale;
+  }
+  m.raw = {};
+  m.row_scale = {};
+  m.dtype = DType::kF32;
+}
+
+namespace {
+
+// fn(matrix) for every matrix of w (const or not).
+template <class Weights, class Fn>
+void for_each_matrix(Weights& w, Fn fn) {
+  fn(w.embed);
+  fn(w.lm_head);
+  for (auto& l : w.layers)
+    for (auto* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate_up, &l.w_down}) fn(*m);
+}
+
+}  // namespace
+
+void dequantize_fp8(LlamaWeights& w) {
+  for_each_matrix(w, [](WeightMatrix& m) { dequantize_fp8(m); });
+}
+
+bool has_fp8(const LlamaWeights& w) {
+  bool any = false;
+  for_each_matrix(w, [&](const WeightMatrix& m) { any |= m.dtype == DType::kF8E4M3; });
+  return any;
+}
+
+void WeightMatrix::append_rows(WeightMatrix other) {
+  if (dtype != other.dtype) {
+    dequantize_fp8(*this);
+    dequantize_fp8(other);
+  }
+  rows += other.rows;
+  f32.insert(f32.end(), other.f32.begin(), other.f32.end());
+  raw.insert(raw.end(), other.raw.begin(), other.raw.end());
+  row_scale.insert(row_scale.end(), other.row_scale.begin(), other.row_scale.end());
+}
+
 uint64_t LlamaWeights::bytes() const {
-  auto mat = [](const WeightMatrix& m) { return m.f32.size() * sizeof(float) + m.raw.size(); };
+  auto mat = [](const WeightMatrix& m) {
+    return m.f32.size() * sizeof(float) + m.raw.size() + m.row_scale.size() * sizeof(float);
+  };
   auto vec = [](const std::vector<float>& v) { return v.size() * sizeof(float); };
   uint64_t n = mat(embed) + mat(lm_head) + vec(final_norm);
   for (const LayerWeights& l : layers)

@@ -19,10 +19,13 @@
 namespace ember {
 
 // One [rows, cols] weight matrix, owned. kF32 data lives in `f32`; any other
-// dtype in `raw`, rows * dtype_row_bytes(dtype, cols) bytes (see DType).
+// dtype in `raw`, rows * dtype_row_bytes(dtype, cols) bytes (see DType). An
+// FP8 checkpoint's matrices (kF8E4M3) keep their codes in `raw` and one scale
+// a row in `row_scale` (a per-tensor scale repeated).
 struct WeightMatrix {
   std::vector<float> f32;
   std::vector<uint8_t> raw;
+  std::vector<float> row_scale;  // kF8E4M3 only
   DType dtype = DType::kF32;
   int64_t rows = 0, cols = 0;
 
@@ -31,8 +34,11 @@ struct WeightMatrix {
   size_t size() const { return static_cast<size_t>(rows * cols); }  // elements
   bool empty() const { return rows == 0; }
   Tensor view() const {
+    if (dtype == DType::kF8E4M3) return Tensor::fp8(raw.data(), row_scale.data(), rows, cols);
     return dtype == DType::kF32 ? Tensor::f32(f32.data(), {rows, cols}) : Tensor::typed(raw.data(), dtype, rows, cols);
   }
+  // Rows of `other` (same cols) after these; mixed dtypes meet in float32.
+  void append_rows(WeightMatrix other);
   bool operator==(const WeightMatrix&) const = default;
 };
 
@@ -85,11 +91,21 @@ Result<LlamaWeights> load_llama_weights(const GgufFile& gguf, const ModelConfig&
 
 // From a Hugging Face directory (weights_safetensors.cpp): F32, F16 and BF16
 // tensors are upcast to float32; HF's layout is ours, so nothing is permuted.
+// FP8 checkpoints (vLLM's "fp8" and compressed-tensors float formats: F8_E4M3
+// weights with a `weight_scale` per tensor or per output channel) keep their
+// codes (kF8E4M3); a static `input_scale` is read and not used (ember
+// quantizes activations per token, dynamically).
 // Every expected tensor's presence, dtype and shape is checked, and a tensor
 // ember would not use (an o_proj or MLP bias, a q/k/v bias the config does not
 // announce) is an error rather than silently dropped. Errors name the shard
 // file and the tensor.
 Result<LlamaWeights> load_llama_weights(const HfModelDir& dir, const LayerHook& hook = {});
+
+// Every kF8E4M3 matrix to float32 (code * its row's scale, rounded once): the
+// CPU runner's way to serve an FP8 checkpoint.
+void dequantize_fp8(WeightMatrix& m);
+void dequantize_fp8(LlamaWeights& w);
+bool has_fp8(const LlamaWeights& w);
 
 // Bytes make_dummy_weights allocates for `config` (float32 everywhere), for
 // callers that check before allocating (Llama-3-8B is ~32 GB).

@@ -1,6 +1,7 @@
 // Loading Llama-family weights from a Hugging Face safetensors directory into
 // float32 (see weights.h). HF's [out, in] layout and rotate_half rope pairing
 // are ours, so tensors are upcast and copied, never permuted.
+#include <cmath>
 #include <set>
 #include <string>
 #include <vector>
@@ -38,6 +39,54 @@ class Reader {
                    ", expected F32, F16 or BF16"};
     out->resize(static_cast<size_t>(t->num_elements()));
     return st_to_f32(*t, out->data(), source);
+  }
+
+  // A weight matrix: float32 from F32/F16/BF16, or an FP8 checkpoint's E4M3
+  // codes with their scales (`<name minus .weight>.weight_scale`: one value,
+  // or one per output row).
+  Status load_matrix(const std::string& name, int64_t rows, int64_t cols, WeightMatrix* out) {
+    const StTensor* t = dir_.find_tensor(name);
+    if (t == nullptr || t->dtype != StDtype::kF8E4M3) {
+      *out = WeightMatrix::zeros(rows, cols);
+      return load(name, rows, cols, &out->f32);
+    }
+    used_.insert(name);
+    const std::string source = where(name);
+    if (t->shape != std::vector<int64_t>{rows, cols})
+      return Error{source + ": tensor '" + name + "' has shape " + shape_str(t->shape) + ", expected " +
+                   shape_str({rows, cols})};
+    const std::string base = name.substr(0, name.size() - std::string(".weight").size());
+    if (dir_.find_tensor(base + ".weight_scale_inv") != nullptr)
+      return Error{source + ": tensor '" + name + "' is block-quantized FP8 (weight_scale_inv, as DeepSeek's 128x128 "
+                   "blocks); ember reads FP8 with a scale per tensor or per output channel"};
+    const StTensor* st = dir_.find_tensor(base + ".weight_scale");
+    if (st == nullptr) return Error{source + ": FP8 tensor '" + name + "' has no '" + base + ".weight_scale'"};
+    used_.insert(st->name);
+    const int64_t n = st->num_elements();
+    const bool per_tensor = n == 1 && st->shape.size() <= 1;
+    const bool per_row = n == rows && (st->shape == std::vector<int64_t>{rows} ||
+                                       st->shape == std::vector<int64_t>{rows, 1});
+    if (!per_tensor && !per_row)
+      return Error{where(st->name) + ": tensor '" + st->name + "' has shape " + shape_str(st->shape) +
+                   ": expected one scale ([] or [1]) or one per output channel ([" + std::to_string(rows) + "] or [" +
+                   std::to_string(rows) + ", 1])"};
+    auto scales = st_to_f32(*st, where(st->name));
+    if (!scales) return scales.error();
+    for (float v : *scales)
+      if (!std::isfinite(v) || v < 0)
+        return Error{where(st->name) + ": tensor '" + st->name + "' holds a scale that is negative or not finite"};
+    if (const StTensor* in = dir_.find_tensor(base + ".input_scale"); in != nullptr) used_.insert(in->name);
+    out->dtype = DType::kF8E4M3;
+    out->rows = rows;
+    out->cols = cols;
+    out->f32 = {};
+    out->raw.assign(t->data, t->data + rows * cols);
+    for (size_t i = 0; i < out->raw.size(); ++i)
+      if ((out->raw[i] & 0x7F) == 0x7F)
+        return Error{source + ": FP8 tensor '" + name + "' holds NaN at element " + std::to_string(i) + " (byte " +
+                     std::to_string(t->begin + i) + " of the data section)"};
+    out->row_scale = per_tensor ? std::vector<float>(static_cast<size_t>(rows), scales->front()) : std::move(*scales);
+    return Status::success();
   }
 
   // The first tensor of the directory the loads did not consume, if any.
@@ -79,8 +128,7 @@ Result<LlamaWeights> load_llama_weights(const HfModelDir& dir, const LayerHook& 
     if (s) s = reader.load(name, rows, cols, out);
   };
   auto matrix = [&](const std::string& name, int64_t rows, int64_t cols, WeightMatrix* out) {
-    *out = WeightMatrix::zeros(rows, cols);
-    if (s) s = reader.load(name, rows, cols, &out->f32);
+    if (s) s = reader.load_matrix(name, rows, cols, out);
   };
   matrix("model.embed_tokens.weight", c.vocab_size, h, &w.embed);
   w.layers.resize(static_cast<size_t>(c.num_layers));
@@ -98,14 +146,11 @@ Result<LlamaWeights> load_llama_weights(const HfModelDir& dir, const LayerHook& 
     }
     matrix(p + "self_attn.o_proj.weight", h, q_dim, &lw.wo);
     load(p + "post_attention_layernorm.weight", 0, h, &lw.ffn_norm);
-    std::vector<float> up;
+    WeightMatrix up;
     matrix(p + "mlp.gate_proj.weight", inter, h, &lw.w_gate_up);
-    load(p + "mlp.up_proj.weight", inter, h, &up);
+    matrix(p + "mlp.up_proj.weight", inter, h, &up);
     matrix(p + "mlp.down_proj.weight", h, inter, &lw.w_down);
-    if (s) {
-      lw.w_gate_up.f32.insert(lw.w_gate_up.f32.end(), up.begin(), up.end());
-      lw.w_gate_up.rows += inter;
-    }
+    if (s) lw.w_gate_up.append_rows(std::move(up));
     if (s && hook) s = hook(l, lw);
   }
   load("model.norm.weight", 0, h, &w.final_norm);

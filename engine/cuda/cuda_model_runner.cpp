@@ -21,6 +21,7 @@
 #include "engine/parallel/shard.h"
 #include "engine/parallel/tensor_parallel_runner.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/fp8.h"
 #include "kernels/cuda/nccl_communicator.h"
 #include "models/llama_decoder.h"
 
@@ -588,7 +589,10 @@ Status set_device(int device) {
 Result<std::unique_ptr<ModelRunner>> make_cuda_model_runner(const LlamaWeights& weights,
                                                              const CudaRunnerOptions& options) {
   EMBER_TRY_STATUS(set_device(options.device));
-  auto d = DeviceWeights::upload(weights);
+  const bool fp8 = gpu::fp8_supported(options.device);
+  if (has_fp8(weights) && !fp8)
+    spdlog::warn("this GPU has no FP8 (compute capability < 8.9): the checkpoint's FP8 weights are expanded to bf16");
+  auto d = DeviceWeights::upload(weights, fp8);
   if (!d) return d.error();
   if (options.quantize_fp8) EMBER_TRY_STATUS((*d)->quantize_fp8(options.device));
   return finish(std::move(*d), options);

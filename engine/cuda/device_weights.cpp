@@ -78,14 +78,17 @@ Status DeviceWeights::quantize_fp8(int device) {
     if (l.wqkv.cols() % 16 != 0 || l.w_down.cols() % 16 != 0)
       return Error{"--quantization fp8: hidden and intermediate sizes must be multiples of 16"};
     const int64_t q_rows = l.wq.rows(), kv_rows = l.wk.rows(), cols = l.wqkv.cols();
-    Result<Tensor> qkv = to_fp8(l.wqkv);  // (wq, wk and wv are views into it)
-    if (!qkv) return qkv.error();
-    l.wqkv = *qkv;
-    const auto* codes = static_cast<const uint8_t*>(l.wqkv.data);
-    l.wq = Tensor::fp8(codes, l.wqkv.scale, q_rows, cols);
-    l.wk = Tensor::fp8(codes + q_rows * cols, l.wqkv.scale + q_rows, kv_rows, cols);
-    l.wv = Tensor::fp8(codes + (q_rows + kv_rows) * cols, l.wqkv.scale + q_rows + kv_rows, kv_rows, cols);
+    if (l.wqkv.dtype != DType::kF8E4M3) {  // (an FP8 checkpoint's are already)
+      Result<Tensor> qkv = to_fp8(l.wqkv);  // (wq, wk and wv are views into it)
+      if (!qkv) return qkv.error();
+      l.wqkv = *qkv;
+      const auto* codes = static_cast<const uint8_t*>(l.wqkv.data);
+      l.wq = Tensor::fp8(codes, l.wqkv.scale, q_rows, cols);
+      l.wk = Tensor::fp8(codes + q_rows * cols, l.wqkv.scale + q_rows, kv_rows, cols);
+      l.wv = Tensor::fp8(codes + (q_rows + kv_rows) * cols, l.wqkv.scale + q_rows + kv_rows, kv_rows, cols);
+    }
     for (Tensor* m : {&l.wo, &l.w_gate_up, &l.w_down}) {
+      if (m->dtype == DType::kF8E4M3) continue;
       Result<Tensor> q = to_fp8(*m);
       if (!q) return q.error();
       *m = *q;
@@ -94,7 +97,7 @@ Status DeviceWeights::quantize_fp8(int device) {
   return Status::success();
 }
 
-Result<std::unique_ptr<DeviceWeights>> DeviceWeights::upload(const LlamaWeights& w) {
+Result<std::unique_ptr<DeviceWeights>> DeviceWeights::upload(const LlamaWeights& w, bool keep_fp8) {
   std::unique_ptr<DeviceWeights> d(new DeviceWeights());
   const ModelConfig& c = w.config;
   d->views_.config = c;
@@ -123,6 +126,8 @@ Result<std::unique_ptr<DeviceWeights>> DeviceWeights::upload(const LlamaWeights&
         } else {
           quant::dequantize_row(m.dtype, static_cast<const uint8_t*>(src.data) + (r0 + r) * row_bytes, m.cols,
                                 row.data());
+          if (m.dtype == DType::kF8E4M3)  // (the codes' values; then the row's scale)
+            for (float& v : row) v *= m.row_scale[static_cast<size_t>(r0 + r)];
           f = row.data();
         }
         for (int64_t i = 0; i < m.cols; ++i) staged[static_cast<size_t>(r * m.cols + i)] = bf16_bits(f[i]);
@@ -132,6 +137,26 @@ Result<std::unique_ptr<DeviceWeights>> DeviceWeights::upload(const LlamaWeights&
     }
     return Tensor::typed(*p, DType::kBF16, m.rows, m.cols);
   };
+  // FP8 checkpoint matrices as they are (codes and row scales), stacked by rows.
+  const auto fp8_matrix = [&](std::initializer_list<const WeightMatrix*> parts) -> Result<Tensor> {
+    int64_t rows = 0;
+    const int64_t cols = (*parts.begin())->cols;
+    for (const WeightMatrix* m : parts) rows += m->rows;
+    Result<void*> codes = d->alloc(static_cast<size_t>(rows * cols));
+    if (!codes) return codes.error();
+    Result<void*> scales = d->alloc(static_cast<size_t>(rows) * sizeof(float));
+    if (!scales) return scales.error();
+    int64_t at = 0;
+    for (const WeightMatrix* m : parts) {
+      EMBER_CUDA_TRY(cudaMemcpy(static_cast<uint8_t*>(*codes) + at * cols, m->raw.data(), m->raw.size(),
+                                cudaMemcpyHostToDevice));
+      EMBER_CUDA_TRY(cudaMemcpy(static_cast<float*>(*scales) + at, m->row_scale.data(), m->row_scale.size() * 4,
+                                cudaMemcpyHostToDevice));
+      at += m->rows;
+    }
+    return Tensor::fp8(*codes, static_cast<const float*>(*scales), rows, cols);
+  };
+  const auto fp8 = [&](const WeightMatrix& m) { return keep_fp8 && m.dtype == DType::kF8E4M3; };
   const auto vec = [&](const std::vector<float>& v) -> Result<Tensor> {
     auto p = d->alloc(v.size() * 4);
     if (!p) return p.error();
@@ -151,14 +176,23 @@ Result<std::unique_ptr<DeviceWeights>> DeviceWeights::upload(const LlamaWeights&
     EMBER_TAKE(l.attn_norm, vec(lw.attn_norm));
     EMBER_TAKE(l.ffn_norm, vec(lw.ffn_norm));
     // q, k and v stacked in one buffer (one projection; see LayerWeightViews).
-    void* qkv = nullptr;
-    EMBER_TAKE(qkv, d->alloc(static_cast<size_t>((lw.wq.rows + lw.wk.rows + lw.wv.rows) * lw.wq.cols) * 2));
-    uint16_t* part = static_cast<uint16_t*>(qkv);
-    EMBER_TAKE(l.wq, matrix(lw.wq, part));
-    EMBER_TAKE(l.wk, matrix(lw.wk, part + lw.wq.rows * lw.wq.cols));
-    EMBER_TAKE(l.wv, matrix(lw.wv, part + (lw.wq.rows + lw.wk.rows) * lw.wq.cols));
-    l.wqkv = Tensor::typed(qkv, DType::kBF16, lw.wq.rows + lw.wk.rows + lw.wv.rows, lw.wq.cols);
-    EMBER_TAKE(l.wo, matrix(lw.wo));
+    if (fp8(lw.wq) && fp8(lw.wk) && fp8(lw.wv)) {
+      EMBER_TAKE(l.wqkv, fp8_matrix({&lw.wq, &lw.wk, &lw.wv}));
+      const auto* codes = static_cast<const uint8_t*>(l.wqkv.data);
+      const int64_t q = lw.wq.rows, kv = lw.wk.rows, cols = lw.wq.cols;
+      l.wq = Tensor::fp8(codes, l.wqkv.scale, q, cols);
+      l.wk = Tensor::fp8(codes + q * cols, l.wqkv.scale + q, kv, cols);
+      l.wv = Tensor::fp8(codes + (q + kv) * cols, l.wqkv.scale + q + kv, kv, cols);
+    } else {
+      void* qkv = nullptr;
+      EMBER_TAKE(qkv, d->alloc(static_cast<size_t>((lw.wq.rows + lw.wk.rows + lw.wv.rows) * lw.wq.cols) * 2));
+      uint16_t* part = static_cast<uint16_t*>(qkv);
+      EMBER_TAKE(l.wq, matrix(lw.wq, part));
+      EMBER_TAKE(l.wk, matrix(lw.wk, part + lw.wq.rows * lw.wq.cols));
+      EMBER_TAKE(l.wv, matrix(lw.wv, part + (lw.wq.rows + lw.wk.rows) * lw.wq.cols));
+      l.wqkv = Tensor::typed(qkv, DType::kBF16, lw.wq.rows + lw.wk.rows + lw.wv.rows, lw.wq.cols);
+    }
+    EMBER_TAKE(l.wo, fp8(lw.wo) ? fp8_matrix({&lw.wo}) : matrix(lw.wo));
     if (c.attention_bias) {
       std::vector<float> b(lw.bq);
       b.insert(b.end(), lw.bk.begin(), lw.bk.end());
@@ -170,8 +204,8 @@ Result<std::unique_ptr<DeviceWeights>> DeviceWeights::upload(const LlamaWeights&
       l.bk = Tensor::f32(base + nq, {nk});
       l.bv = Tensor::f32(base + nq + nk, {static_cast<int64_t>(lw.bv.size())});
     }
-    EMBER_TAKE(l.w_gate_up, matrix(lw.w_gate_up));
-    EMBER_TAKE(l.w_down, matrix(lw.w_down));
+    EMBER_TAKE(l.w_gate_up, fp8(lw.w_gate_up) ? fp8_matrix({&lw.w_gate_up}) : matrix(lw.w_gate_up));
+    EMBER_TAKE(l.w_down, fp8(lw.w_down) ? fp8_matrix({&lw.w_down}) : matrix(lw.w_down));
     d->views_.layers.push_back(l);
   }
   EMBER_TAKE(d->views_.final_norm, vec(w.final_norm));

@@ -26,7 +26,9 @@ class DeviceWeights {
   DeviceWeights& operator=(const DeviceWeights&) = delete;
   ~DeviceWeights();
 
-  static Result<std::unique_ptr<DeviceWeights>> upload(const LlamaWeights& weights);
+  // keep_fp8: an FP8 checkpoint's layer matrices stay FP8 (codes and row
+  // scales as loaded); false (a GPU without FP8): they are expanded to bf16.
+  static Result<std::unique_ptr<DeviceWeights>> upload(const LlamaWeights& weights, bool keep_fp8 = true);
   // make_dummy_weights' values (same seed, same tensor streams) rounded to
   // bf16, generated on the device: Llama-3-8B's would be 32 GB as host float32.
   // With tensor_parallel_size n > 1: rank `rank`'s slices of them

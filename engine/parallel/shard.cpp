@@ -21,16 +21,14 @@ WeightMatrix rows_of(const WeightMatrix& m, int64_t begin, int64_t end) {
     const int64_t row_bytes = dtype_row_bytes(m.dtype, m.cols);
     out.raw.assign(m.raw.begin() + begin * row_bytes, m.raw.begin() + end * row_bytes);
   }
+  if (!m.row_scale.empty()) out.row_scale.assign(m.row_scale.begin() + begin, m.row_scale.begin() + end);
   return out;
 }
 
 // Rows [a, b) then rows [c, d) of m, stacked.
 WeightMatrix rows_of(const WeightMatrix& m, int64_t a, int64_t b, int64_t c, int64_t d) {
   WeightMatrix first = rows_of(m, a, b);
-  const WeightMatrix second = rows_of(m, c, d);
-  first.rows += second.rows;
-  first.f32.insert(first.f32.end(), second.f32.begin(), second.f32.end());
-  first.raw.insert(first.raw.end(), second.raw.begin(), second.raw.end());
+  first.append_rows(rows_of(m, c, d));
   return first;
 }
 
@@ -45,6 +43,7 @@ Result<WeightMatrix> cols_of(const WeightMatrix& m, int64_t begin, int64_t end, 
   out.dtype = m.dtype;
   out.rows = m.rows;
   out.cols = end - begin;
+  out.row_scale = m.row_scale;  // (FP8: a row's scale holds for any of its columns)
   if (m.dtype == DType::kF32) {
     out.f32.resize(static_cast<size_t>(out.rows * out.cols));
     for (int64_t r = 0; r < m.rows; ++r)

@@ -600,5 +600,55 @@ TEST(CudaRunner, Fp8DecodeFollowsTheCpuOnTheDequantizedWeights) {
   EXPECT_EQ(agreed, checked);
 }
 
+// An FP8 checkpoint (tests/fixtures/hf_tiny_fp8: codes and scales uploaded
+// as loaded, no bf16 round trip) decoded on the GPU equals the CPU backend on
+// its weights dequantized by the loader, within bf16 noise (decode steps only:
+// the gemv keeps activations bf16).
+TEST(CudaRunner, Fp8CheckpointDecodeFollowsTheCpu) {
+  ASSERT_TRUE(gpu::fp8_supported(0)) << "this GPU has no FP8";
+  auto hf = HfModelDir::open("tests/fixtures/hf_tiny_fp8");  // (gpu_check.sh runs from the repository root)
+  ASSERT_TRUE(hf.ok()) << hf.error().message;
+  auto w = load_llama_weights(*hf);
+  ASSERT_TRUE(w.ok()) << w.error().message;
+  ASSERT_TRUE(has_fp8(*w));
+  auto gpu = make_cuda_model_runner(*w, small_options(false));
+  ASSERT_TRUE(gpu.ok()) << gpu.error().message;
+  dequantize_fp8(*w);
+  const int32_t v = static_cast<int32_t>(w->config.vocab_size);
+  CpuModelRunner cpu(std::move(*w), 2, 2048, 16, {});
+  std::vector<Seq> g(2);
+  for (int i = 0; i < 2; ++i) {
+    g[i].tokens.push_back(5 + 50 * i);
+    for (int b = 0; b < 8; ++b) g[i].blocks.push_back(i * 8 + b);
+  }
+  std::vector<Seq> k = g;
+  std::vector<float> gl, kl;
+  double worst = 0;
+  int checked = 0, agreed = 0;
+  for (int s = 0; s < 48; ++s) {
+    step(**gpu, g, {1, 1}, gl);
+    step(cpu, k, {1, 1}, kl);
+    ASSERT_EQ(gl.size(), kl.size());
+    for (int r = 0; r < 2; ++r) {
+      const double e = rel_err(gl.data() + static_cast<size_t>(r) * v, kl.data() + static_cast<size_t>(r) * v, v);
+      worst = std::max(worst, e);
+      ASSERT_LT(e, 3e-2) << "step " << s << " row " << r;
+      float margin;
+      const int32_t want = argmax(kl.data() + static_cast<size_t>(r) * v, v, &margin);
+      const int32_t got = argmax(gl.data() + static_cast<size_t>(r) * v, v);
+      if (margin > 0.02f) {
+        ++checked;
+        agreed += got == want;
+      }
+      g[r].tokens.push_back(got);
+      k[r].tokens.push_back(got);
+    }
+  }
+  std::printf("FP8 checkpoint on the GPU vs CPU: worst relative error %.2e, greedy %d/%d agree\n", worst, agreed,
+              checked);
+  EXPECT_GT(checked, 40);
+  EXPECT_EQ(agreed, checked);
+}
+
 }  // namespace
 }  // namespace ember
