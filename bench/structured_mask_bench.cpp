@@ -54,6 +54,9 @@ std::vector<Workload> workloads() {
   w.push_back({"json_object", json_object_grammar()});
   auto re = regex_grammar(R"((\+1 )?\(\d{3}\) \d{3}-\d{4}|[A-Za-z ]{1,40} <[a-z.]+@[a-z]+\.(com|org)>)");
   if (re.ok()) w.push_back({"regex(phone|contact)", *re});
+  // bench/structured_throughput_bench.py's equal-length regex: loose text that never has to end.
+  auto loose = regex_grammar(R"([A-Za-z0-9 ,.'\n-]+)");
+  if (loose.ok()) w.push_back({"regex(loose text)", *loose});
   w.push_back({"choice(3)", "root ::= \"positive\" | \"negative\" | \"neutral\"\n"});
   return w;
 }

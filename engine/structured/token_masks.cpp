@@ -219,31 +219,50 @@ GrammarCache::GrammarCache(std::shared_ptr<const Vocabulary> vocab, size_t capac
                            size_t max_bytes)
     : vocab_(std::move(vocab)), capacity_(capacity), limits_(limits), max_bytes_(max_bytes) {}
 
-Result<std::shared_ptr<const CompiledGrammar>> GrammarCache::get(const std::string& gbnf) {
+GrammarCache::Compiled GrammarCache::get(const std::string& gbnf) {
+  std::promise<Compiled> done;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     if (auto it = index_.find(gbnf); it != index_.end()) {
       lru_.splice(lru_.begin(), lru_, it->second);
       return it->second->second;
     }
+    if (auto it = compiling_.find(gbnf); it != compiling_.end()) {
+      std::shared_future<Compiled> pending = it->second;
+      lock.unlock();
+      return pending.get();
+    }
+    compiling_.emplace(gbnf, done.get_future().share());
+    ++compiles_;
   }
   // Compiled outside the lock: one slow grammar does not hold up the others.
-  auto grammar = Grammar::parse(gbnf, limits_);
-  if (!grammar.ok()) return grammar.error();
-  auto compiled = CompiledGrammar::compile(std::move(*grammar), vocab_, limits_);
-  if (!compiled.ok()) return compiled.error();
-  std::lock_guard<std::mutex> lock(mu_);
-  if (auto it = index_.find(gbnf); it != index_.end()) return it->second->second;
-  lru_.emplace_front(gbnf, *compiled);
-  index_[gbnf] = lru_.begin();
-  bytes_ += (*compiled)->memory_bytes();
-  // Requests still running keep their grammar alive (shared_ptr); the cache only lets go of it.
-  while (lru_.size() > 1 && (lru_.size() > capacity_ || bytes_ > max_bytes_)) {
-    bytes_ -= lru_.back().second->memory_bytes();
-    index_.erase(lru_.back().first);
-    lru_.pop_back();
+  Compiled compiled = [&]() -> Compiled {
+    auto grammar = Grammar::parse(gbnf, limits_);
+    if (!grammar.ok()) return grammar.error();
+    return CompiledGrammar::compile(std::move(*grammar), vocab_, limits_);
+  }();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    compiling_.erase(gbnf);  // an error is not kept: the next request tries again
+    if (compiled.ok()) {
+      lru_.emplace_front(gbnf, *compiled);
+      index_[gbnf] = lru_.begin();
+      bytes_ += (*compiled)->memory_bytes();
+      // Requests still running keep their grammar alive (shared_ptr); the cache only lets go of it.
+      while (lru_.size() > 1 && (lru_.size() > capacity_ || bytes_ > max_bytes_)) {
+        bytes_ -= lru_.back().second->memory_bytes();
+        index_.erase(lru_.back().first);
+        lru_.pop_back();
+      }
+    }
   }
-  return *compiled;
+  done.set_value(compiled);
+  return compiled;
+}
+
+int64_t GrammarCache::num_compiles() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return compiles_;
 }
 
 }  // namespace ember::structured

@@ -8,9 +8,10 @@
 // checked against the real stack (grammar_matcher.h).
 
 #include <cstdint>
+#include <future>
+#include <list>
 #include <memory>
 #include <mutex>
-#include <list>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -85,22 +86,29 @@ class CompiledGrammar {
 // GBNF text -> CompiledGrammar for one vocabulary, the most recent kept while
 // they number at most `capacity` and hold at most `max_bytes` (a schema sent
 // with every request compiles once; a client sending new ones cannot grow it
-// past the bound). Thread-safe.
+// past the bound). Thread-safe. A text asked for by several threads while it
+// compiles compiles once: the others wait for that compile (a batch of requests
+// with one new grammar would otherwise compile it once per request, all at once).
 class GrammarCache {
  public:
+  using Compiled = Result<std::shared_ptr<const CompiledGrammar>>;
   GrammarCache(std::shared_ptr<const Vocabulary> vocab, size_t capacity = 64, GrammarLimits limits = {},
                size_t max_bytes = size_t{512} << 20);
-  Result<std::shared_ptr<const CompiledGrammar>> get(const std::string& gbnf);
+  Compiled get(const std::string& gbnf);
   const Vocabulary& vocab() const { return *vocab_; }
+  // Compiles run so far (errors included).
+  int64_t num_compiles() const;
 
  private:
   std::shared_ptr<const Vocabulary> vocab_;
   size_t capacity_;
   GrammarLimits limits_;
   size_t max_bytes_, bytes_ = 0;
-  std::mutex mu_;
+  int64_t compiles_ = 0;
+  mutable std::mutex mu_;
   std::list<std::pair<std::string, std::shared_ptr<const CompiledGrammar>>> lru_;  // most recent first
   std::unordered_map<std::string, decltype(lru_)::iterator> index_;
+  std::unordered_map<std::string, std::shared_future<Compiled>> compiling_;  // not in index_ yet
 };
 
 }  // namespace ember::structured

@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <random>
+#include <thread>
 
 #include "engine/structured/grammar.h"
 #include "engine/structured/grammar_matcher.h"
@@ -193,6 +195,44 @@ TEST(GrammarCache, KeepsRecentGrammarsWithinItsBounds) {
   ASSERT_TRUE(x.ok());
   ASSERT_TRUE(by_bytes.get("root ::= \"y\"").ok());
   EXPECT_NE(by_bytes.get("root ::= \"x\"").value(), *x);  // "y" pushed it out
+}
+
+// A batch of requests with one new grammar: the threads asking while it compiles wait for that one compile (an
+// error too), and all get the same object.
+TEST(GrammarCache, ConcurrentAsksForANewTextCompileOnce) {
+  GrammarCache cache(small_vocab());
+  const std::string slow = "root ::= (\"a\" | [0-9] \"b\"){0,3000} x\nx ::= \"{\" x? \"}\"";
+  for (const std::string& text : {slow, std::string("root ::= nope")}) {
+    const int64_t before = cache.num_compiles();
+    constexpr int kThreads = 8;
+    std::vector<GrammarCache::Compiled> got(kThreads, Error{"not run"});
+    std::atomic<int> ready{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kThreads; ++i)
+      threads.emplace_back([&, i] {
+        ready.fetch_add(1);
+        while (ready.load() < kThreads) std::this_thread::yield();
+        got[static_cast<size_t>(i)] = cache.get(text);
+      });
+    for (std::thread& t : threads) t.join();
+    for (const GrammarCache::Compiled& c : got) {
+      ASSERT_EQ(c.ok(), got[0].ok()) << text;
+      if (c.ok()) {
+        EXPECT_EQ(c->get(), got[0]->get());
+      } else {
+        EXPECT_EQ(c.error().message, got[0].error().message);
+      }
+    }
+    if (got[0].ok()) {
+      EXPECT_EQ(cache.num_compiles() - before, 1) << text;
+    } else {
+      EXPECT_GE(cache.num_compiles() - before, 1);
+      EXPECT_NE(got[0].error().message, "not run");
+    }
+  }
+  const int64_t before = cache.num_compiles();
+  EXPECT_FALSE(cache.get("root ::= nope").ok());
+  EXPECT_EQ(cache.num_compiles() - before, 1);  // an error is not kept: asked again, compiled again
 }
 
 TEST(GrammarMatcher, RollbackRestoresThePosition) {
