@@ -314,6 +314,9 @@ Status Gemm::linear(const bf16* x, const bf16* w, const float* bias, void* y, bo
                     cudaStream_t stream) {
   if (impl_->small_m_mma) {
     if (gemv_mma_supports(x, w, m, k)) return gemv_mma(x, w, bias, y, y_f32, m, n, k, stream);
+  } else if (m >= 2 && m <= kGemvMmaDispatchMaxM && int64_t{n} * k * 2 <= kGemvMmaDispatchMaxBytes &&
+             gemv_mma_supports(x, w, m, k)) {
+    return gemv_mma_variant(x, w, bias, y, y_f32, m, n, k, kGemvMmaDispatchVariant, /*pdl=*/true, stream);
   } else if (m <= kGemvDispatchMaxM && gemv_supports(x, w, m, k)) {
     return gemv(x, w, bias, y, y_f32, m, n, k, stream);
   }

@@ -34,6 +34,16 @@ class Gemm {
   // (bench/results/2026-11-23-h100-kernels.json): gemv beats cuBLASLt up to
   // M = 4 on every Llama-3-8B decode shape, and loses 10-25% at M = 8.
   static constexpr int kGemvDispatchMaxM = 4;
+  // ... except that 2 <= M <= 16 on a matrix of at most 64 MB (Llama-3-8B's
+  // o_proj and qkv) goes to the tensor-core gemv_mma, variant 1: measured on
+  // the H200 (bench/results/2026-12-05-h200-gemv-mma-structured.json) it takes
+  // 11.6-13.8 us on o_proj and 16.3-17.2 on qkv at every such M, where the FMA
+  // gemv takes 12.4-21.2 (M 2-4) and cuBLASLt 15.4-19.5 (M 5-16); on the
+  // larger matrices cuBLASLt streams better and keeps them. (M = 1 stays on
+  // the FMA gemv: it is faster there on every shape.) kernels/cuda/NOTES-gemm.md.
+  static constexpr int kGemvMmaDispatchMaxM = 16;
+  static constexpr int64_t kGemvMmaDispatchMaxBytes = int64_t{64} << 20;
+  static constexpr int kGemvMmaDispatchVariant = 1;
 
   // Creates the cuBLASLt handle and allocates its workspace.
   static Result<std::unique_ptr<Gemm>> create(size_t workspace_bytes = size_t{32} << 20);
