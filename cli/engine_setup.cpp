@@ -13,6 +13,7 @@
 #include "models/weights.h"
 #ifdef EMBER_HAVE_CUDA
 #include "engine/cuda/cuda_model_runner.h"
+#include "engine/cuda/cuda_parallel_runners.h"
 #include "kernels/cuda/device_info.h"
 #endif
 

@@ -1,28 +1,22 @@
-// CudaModelRunner: the decoder of models/ over the CUDA backend, a KV pool
-// sized from what the device has left, and CUDA graphs for decode steps.
+// CudaModelRunner (cuda_model_runner_impl.h): its methods, and the
+// single-GPU factories of cuda_model_runner.h.
 #include "engine/cuda/cuda_model_runner.h"
 
 #include <cuda_runtime.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <deque>
-#include <map>
 #include <string>
 
+#include "engine/cuda/cuda_model_runner_impl.h"
 #include "engine/cuda/device_weights.h"
 #include "engine/cuda/gpu_sampler.h"
+#include "engine/cuda/step_profile.h"
 #include "kernels/cuda/cuda_backend.h"
-#include "engine/parallel/collective_watchdog.h"
-#include "engine/parallel/process_group.h"
-#include "engine/parallel/shard.h"
-#include "engine/parallel/tensor_parallel_runner.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/fp8.h"
-#include "kernels/cuda/nccl_communicator.h"
 #include "models/llama_decoder.h"
 
 namespace ember {
@@ -59,185 +53,31 @@ constexpr int32_t kMaxVerifyGraphTokens = 512;
   std::abort();
 }
 
-// EMBER_CUDA_PROFILE=1: where a step's time goes, by step kind, printed to
-// stderr when the runner is destroyed: host wall time inside the runner
-// (preparation, launches, and the wait for the tokens), the GPU's span of the
-// step (CUDA events from the inputs' upload to the tokens' copy back), and the
-// GPU's idle time before the step: from the previous step's last copy to this
-// step's first (what async scheduling exists to remove).
-struct StepProfile {
-  using Clock = std::chrono::steady_clock;
-  struct Kind {
-    int64_t steps = 0, tokens = 0, seqs = 0;
-    double host_ms = 0, gpu_ms = 0, idle_ms = 0;
-  };
-  struct Open {  // launched, not finished
-    std::string kind;
-    int64_t tokens = 0, seqs = 0;
-    double host_ms = 0;
-    int slot = 0;
-  };
-  // Events of the outstanding steps and of the last finished one.
-  static constexpr int kRing = 4;
-  cudaEvent_t start[kRing] = {}, end[kRing] = {};
-  std::deque<Open> open;
-  std::map<std::string, Kind> kinds;
-  int next = 0;
-  int prev = -1;  // the last finished step's slot
+}  // namespace
 
-  StepProfile() {
-    for (int i = 0; i < kRing; ++i) {
-      cudaEventCreate(&start[i]);
-      cudaEventCreate(&end[i]);
-    }
-  }
-  ~StepProfile() {
-    for (int i = 0; i < kRing; ++i) {
-      cudaEventDestroy(start[i]);
-      cudaEventDestroy(end[i]);
-    }
-  }
-  static double ms_since(Clock::time_point t) {
-    return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-  }
-  // Before the step's first GPU work.
-  void begin(std::string kind, int64_t tokens, int64_t seqs, cudaStream_t stream) {
-    Open o{std::move(kind), tokens, seqs, 0.0, next};
-    next = (next + 1) % kRing;
-    cudaEventRecord(start[o.slot], stream);
-    open.push_back(std::move(o));
-  }
-  // After its last GPU work was enqueued; host_ms: the host's time so far.
-  void end_launch(double host_ms, cudaStream_t stream) {
-    cudaEventRecord(end[open.back().slot], stream);
-    open.back().host_ms += host_ms;
-  }
-  // Its tokens are back; host_ms: the host's time spent collecting them.
-  void finish(double host_ms) {
-    Open o = std::move(open.front());
-    open.pop_front();
-    Kind& k = kinds[o.kind];
-    ++k.steps;
-    k.tokens += o.tokens;
-    k.seqs += o.seqs;
-    k.host_ms += o.host_ms + host_ms;
-    float ms = 0;
-    if (cudaEventSynchronize(end[o.slot]) == cudaSuccess &&
-        cudaEventElapsedTime(&ms, start[o.slot], end[o.slot]) == cudaSuccess)
-      k.gpu_ms += ms;
-    if (prev >= 0 && cudaEventElapsedTime(&ms, end[prev], start[o.slot]) == cudaSuccess) k.idle_ms += std::max(ms, 0.0f);
-    prev = o.slot;
-  }
-  void report() const {
-    std::fprintf(stderr,
-                 "ember: CUDA step profile (host ms inside the runner, the GPU's span of each step, and the GPU's "
-                 "idle ms before each step)\n");
-    std::fprintf(stderr, "  %-22s %7s %9s %9s %11s %11s %11s %9s\n", "step kind", "steps", "tokens", "seqs",
-                 "host ms", "gpu ms", "idle ms", "idle/step");
-    for (const auto& [name, k] : kinds) {
-      std::fprintf(stderr, "  %-22s %7lld %9lld %9lld %11.1f %11.1f %11.1f %9.3f\n", name.c_str(),
-                   static_cast<long long>(k.steps), static_cast<long long>(k.tokens), static_cast<long long>(k.seqs),
-                   k.host_ms, k.gpu_ms, k.idle_ms, k.idle_ms / static_cast<double>(k.steps));
-    }
-  }
-};
+CudaModelRunner::CudaModelRunner(std::unique_ptr<DeviceWeights> weights, std::unique_ptr<CudaBackend> backend,
+                                 const CudaRunnerOptions& options, int64_t max_model_len)
+    : weights_(std::move(weights)),
+      backend_(std::move(backend)),
+      options_(options),
+      max_model_len_(max_model_len),
+      decoder_(weights_->views(), *backend_) {
+  decoder_.set_communicator(options.communicator, backend_->stream());
+}
 
-class CudaModelRunner final : public ModelRunner {
- public:
-  CudaModelRunner(std::unique_ptr<DeviceWeights> weights, std::unique_ptr<CudaBackend> backend,
-                  const CudaRunnerOptions& options, int64_t max_model_len)
-      : weights_(std::move(weights)),
-        backend_(std::move(backend)),
-        options_(options),
-        max_model_len_(max_model_len),
-        decoder_(weights_->views(), *backend_) {
-    decoder_.set_communicator(options.communicator, backend_->stream());
-  }
+CudaModelRunner::~CudaModelRunner() {
+  watchdog_.reset();
+  cudaSetDevice(options_.device);
+  cudaStreamSynchronize(backend_->stream());
+  if (step_profile_) step_profile_->report();
+  for (auto& [key, g] : graphs_) cudaGraphExecDestroy(g.exec);
+  cudaFree(kv_);
+  cudaFreeHost(pinned_logits_);
+}
 
-  ~CudaModelRunner() override {
-    watchdog_.reset();
-    cudaSetDevice(options_.device);
-    cudaStreamSynchronize(backend_->stream());
-    if (step_profile_) step_profile_->report();
-    for (auto& [key, g] : graphs_) cudaGraphExecDestroy(g.exec);
-    cudaFree(kv_);
-    cudaFreeHost(pinned_logits_);
-  }
-
-  Status init();
-
-  void launch(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows) override;
-  void collect(std::vector<SampledToken>& out) override;
-  void forward_logits(std::span<const StepSequence> seqs, std::vector<float>& logits) override;
-  const ModelConfig& config() const override { return weights_->views().config; }
-  int32_t vocab_size() const override { return static_cast<int32_t>(config().vocab_size); }
-  int64_t num_blocks() const override { return num_blocks_; }
-  int32_t block_size() const override { return options_.block_size; }
-
-  // A rank of a process group (make_cuda_process_group_runner): owns its
-  // communicator and watchdog; `group` set on rank 0 only, which from now on
-  // broadcasts each step's inputs, as built (padded to a graph's bucket), before its forward.
-  void join_processes(ProcessGroup* group, std::unique_ptr<Communicator> comm,
-                      std::unique_ptr<CollectiveWatchdog> watchdog) {
-    processes_ = group;
-    owned_comm_ = std::move(comm);
-    watchdog_ = std::move(watchdog);
-  }
-  // KV blocks past `blocks` go unused (every rank of a group uses the smallest pool).
-  void limit_blocks(int64_t blocks) { num_blocks_ = std::min(num_blocks_, blocks); }
-  // Ranks > 0: one of rank 0's steps, as rank 0 runs it (the same graph, or
-  // eager); the logits stay on the device.
-  void run_rank_step(const ForwardInputs& in);
-
- private:
-  struct Graph {
-    cudaGraphExec_t exec = nullptr;
-    Tensor logits;  // where its replay leaves the logits
-  };
-
-  Status profile_and_allocate_kv();
-  Status allocate_kv(int64_t blocks);
-  Status capture_graphs();
-  // A step of `b` sequences of q_len tokens each (decode: 1; verify: K + 1)
-  // padded to `bucket` sequences: padding rows read block 0 and write nothing.
-  void build_padded(std::span<const StepSequence> seqs, int32_t bucket, int32_t q_len);
-  void fetch_logits(const Tensor& out, int64_t rows, std::vector<float>& logits);
-  // Runs the step: the device logits, num_logits rows per sequence, in order.
-  Tensor forward_step(std::span<const StepSequence> seqs);
-  // Logits rows a step may sample: every sequence with its most rows (several
-  // when it verifies proposed tokens). Buffers sized here never move, which the
-  // captured graphs rely on.
-  int64_t max_rows() const {
-    return int64_t{std::max(options_.max_num_seqs, 1)} * std::max(options_.max_logits_per_seq, 1);
-  }
-  void check_backend() {
-    if (Status s = backend_->status(); !s.ok()) fatal(s.error().message);
-  }
-
-  std::unique_ptr<Communicator> owned_comm_;  // a process group's rank: destroyed after the graphs that use it
-  std::unique_ptr<DeviceWeights> weights_;
-  std::unique_ptr<CudaBackend> backend_;
-  CudaRunnerOptions options_;
-  int64_t max_model_len_;
-  LlamaDecoder decoder_;
-  void* kv_ = nullptr;
-  KvCacheView cache_;
-  int64_t num_blocks_ = 0;
-  std::map<std::pair<int32_t, int32_t>, Graph> graphs_;  // by (q_len, bucket)
-  ForwardInputs inputs_;
-  float* pinned_logits_ = nullptr;
-  size_t pinned_logits_bytes_ = 0;
-  std::unique_ptr<GpuSampler> sampler_;
-  std::unique_ptr<StepProfile> step_profile_;  // EMBER_CUDA_PROFILE=1
-  std::vector<int32_t> patch_index_, patch_row_;  // patch_previous_tokens' scratch
-  std::deque<std::vector<int32_t>> launched_drafts_;  // per outstanding launch: each row's draft token or -1
-  ProcessGroup* processes_ = nullptr;            // rank 0 of a process group: steps go to the other ranks
-  std::unique_ptr<CollectiveWatchdog> watchdog_;  // a process group's rank: this rank's steps, its NCCL communicator
-  // Profiling (when enabled): a step begins before its first GPU work.
-  void profile_begin(std::span<const StepSequence> seqs);
-  // Patches the tokens of sequences with prev_row >= 0 after begin_forward().
-  void patch_previous_tokens(std::span<const StepSequence> seqs);
-};
+void CudaModelRunner::check_backend() {
+  if (Status s = backend_->status(); !s.ok()) fatal(s.error().message);
+}
 
 void CudaModelRunner::profile_begin(std::span<const StepSequence> seqs) {
   if (!step_profile_) return;
@@ -248,8 +88,8 @@ void CudaModelRunner::profile_begin(std::span<const StepSequence> seqs) {
   }
   const int64_t b = static_cast<int64_t>(seqs.size());
   std::string kind;
-  const bool verify = std::all_of(seqs.begin(), seqs.end(),
-                                  [](const StepSequence& s) { return s.num_logits > 1 && s.num_logits == s.num_tokens; });
+  const bool verify = std::all_of(
+      seqs.begin(), seqs.end(), [](const StepSequence& s) { return s.num_logits > 1 && s.num_logits == s.num_tokens; });
   if (verify) {
     kind = "verify";
   } else if (prefill_seqs == 0) {
@@ -339,19 +179,20 @@ Status CudaModelRunner::profile_and_allocate_kv() {
     size_t free_bytes = 0, total_bytes = 0;
     EMBER_CUDA_TRY(cudaMemGetInfo(&free_bytes, &total_bytes));
     const int64_t used = static_cast<int64_t>(total_bytes - free_bytes);
-    const int64_t budget =
-        static_cast<int64_t>(options_.gpu_memory_utilization * static_cast<double>(total_bytes)) - used -
-        kHeadroomBytes;
+    const int64_t budget = static_cast<int64_t>(options_.gpu_memory_utilization * static_cast<double>(total_bytes)) -
+                           used - kHeadroomBytes;
     blocks_total = budget / per_block;
     // Never more than every sequence at full length could use.
     blocks_total = std::min<int64_t>(blocks_total, int64_t{options_.max_num_seqs} * ((max_model_len_ + bs - 1) / bs));
-    spdlog::info("GPU memory: {:.2f} GiB total, {:.2f} GiB in use after the profile step (weights {:.2f} GiB), "
-                 "{:.2f} GiB for the KV cache at --gpu-memory-utilization {}",
-                 total_bytes / 1073741824.0, used / 1073741824.0, weights_->bytes() / 1073741824.0,
-                 std::max<int64_t>(budget, 0) / 1073741824.0, options_.gpu_memory_utilization);
+    spdlog::info(
+        "GPU memory: {:.2f} GiB total, {:.2f} GiB in use after the profile step (weights {:.2f} GiB), "
+        "{:.2f} GiB for the KV cache at --gpu-memory-utilization {}",
+        total_bytes / 1073741824.0, used / 1073741824.0, weights_->bytes() / 1073741824.0,
+        std::max<int64_t>(budget, 0) / 1073741824.0, options_.gpu_memory_utilization);
     if (blocks_total < 1) {
-      return Error{"no GPU memory left for the KV cache after the weights and activations: raise "
-                   "--gpu-memory-utilization or lower --max-num-batched-tokens"};
+      return Error{
+          "no GPU memory left for the KV cache after the weights and activations: raise "
+          "--gpu-memory-utilization or lower --max-num-batched-tokens"};
     }
   }
   EMBER_TRY_STATUS(allocate_kv(blocks_total));
@@ -529,7 +370,8 @@ void CudaModelRunner::collect(std::vector<SampledToken>& out) {
   if (Status s = sampler_->collect(out); !s.ok()) fatal(s.error().message);
   const std::vector<int32_t> drafts = std::move(launched_drafts_.front());
   launched_drafts_.pop_front();
-  for (size_t i = 0; i < out.size() && i < drafts.size(); ++i) out[i].accepted = drafts[i] >= 0 && out[i].token == drafts[i];
+  for (size_t i = 0; i < out.size() && i < drafts.size(); ++i)
+    out[i].accepted = drafts[i] >= 0 && out[i].token == drafts[i];
   if (watchdog_) watchdog_->end(0);
   if (step_profile_) step_profile_->finish(StepProfile::ms_since(start));
 }
@@ -546,7 +388,8 @@ void CudaModelRunner::run_rank_step(const ForwardInputs& in) {
   const int32_t seqs = static_cast<int32_t>(inputs_.num_seqs());
   const int32_t q_len = seqs > 0 ? starts[1] - starts[0] : 0;
   bool uniform = seqs > 0 && inputs_.logits_indices.size() == inputs_.token_ids.size();
-  for (int32_t b = 0; uniform && b < seqs; ++b) uniform = starts[static_cast<size_t>(b) + 1] - starts[static_cast<size_t>(b)] == q_len;
+  for (int32_t b = 0; uniform && b < seqs; ++b)
+    uniform = starts[static_cast<size_t>(b) + 1] - starts[static_cast<size_t>(b)] == q_len;
   const auto graph = uniform ? graphs_.find({q_len, seqs}) : graphs_.end();
   backend_->begin_forward(inputs_);
   if (graph != graphs_.end()) {
@@ -558,8 +401,6 @@ void CudaModelRunner::run_rank_step(const ForwardInputs& in) {
   if (cudaStreamSynchronize(backend_->stream()) != cudaSuccess) fatal("a tensor-parallel rank's step failed");
   if (watchdog_) watchdog_->end(0);
 }
-
-}  // namespace
 
 namespace {
 
@@ -579,15 +420,15 @@ Result<std::unique_ptr<ModelRunner>> finish(std::unique_ptr<DeviceWeights> weigh
   return std::unique_ptr<ModelRunner>(std::move(runner));
 }
 
+}  // namespace
+
 Status set_device(int device) {
   EMBER_CUDA_TRY(cudaSetDevice(device));
   return Status::success();
 }
 
-}  // namespace
-
 Result<std::unique_ptr<ModelRunner>> make_cuda_model_runner(const LlamaWeights& weights,
-                                                             const CudaRunnerOptions& options) {
+                                                            const CudaRunnerOptions& options) {
   EMBER_TRY_STATUS(set_device(options.device));
   const bool fp8 = gpu::fp8_supported(options.device);
   if (has_fp8(weights) && !fp8)
@@ -599,7 +440,7 @@ Result<std::unique_ptr<ModelRunner>> make_cuda_model_runner(const LlamaWeights& 
 }
 
 Result<std::unique_ptr<ModelRunner>> make_cuda_model_runner_dummy(const ModelConfig& config,
-                                                                   const CudaRunnerOptions& options) {
+                                                                  const CudaRunnerOptions& options) {
   EMBER_TRY_STATUS(set_device(options.device));
   // (a rank of a tensor-parallel runner, even of one, splits the LM head as told; a runner alone keeps it whole)
   const LmHead head = options.communicator != nullptr ? options.lm_head : LmHead::kReplicated;
@@ -608,104 +449,6 @@ Result<std::unique_ptr<ModelRunner>> make_cuda_model_runner_dummy(const ModelCon
   if (!d) return d.error();
   if (options.quantize_fp8) EMBER_TRY_STATUS((*d)->quantize_fp8(options.device));
   return finish(std::move(*d), options);
-}
-
-Result<std::unique_ptr<ModelRunner>> make_cuda_tensor_parallel_runner(const LlamaWeights* weights,
-                                                                      const ModelConfig& config,
-                                                                      const CudaRunnerOptions& options, int n) {
-  Result<ModelConfig> shard = shard_config(config, n);
-  if (!shard) return shard.error();
-  int visible = 0;
-  if (cudaGetDeviceCount(&visible) != cudaSuccess || visible < n)
-    return Error{"--tensor-parallel-size " + std::to_string(n) + " needs " + std::to_string(n) + " GPUs; " +
-                 std::to_string(visible) + " visible"};
-  std::vector<int> devices;
-  for (int r = 0; r < n; ++r) devices.push_back(r);
-  auto nccl = NcclCommunicator::create_all(devices);
-  if (!nccl) return nccl.error();
-  std::vector<Communicator*> comm_of;
-  std::vector<std::unique_ptr<Communicator>> comms;
-  for (auto& c : *nccl) {
-    comm_of.push_back(c.get());
-    comms.push_back(std::move(c));
-  }
-  const TensorParallelRunner::RankFactory make = [&](int r) -> Result<std::unique_ptr<ModelRunner>> {
-    CudaRunnerOptions o = options;
-    o.device = devices[static_cast<size_t>(r)];
-    o.communicator = comm_of[static_cast<size_t>(r)];
-    o.tensor_parallel_rank = r;
-    o.tensor_parallel_size = n;
-    if (weights == nullptr) return make_cuda_model_runner_dummy(config, o);
-    Result<LlamaWeights> s = shard_weights(*weights, r, n, options.lm_head);
-    if (!s) return s.error();
-    return make_cuda_model_runner(*s, o);
-  };
-  auto tp = TensorParallelRunner::create(n, make, config, std::move(comms), options.collective_timeout_s);
-  if (!tp) return tp.error();
-  return std::unique_ptr<ModelRunner>(std::move(*tp));
-}
-
-Result<std::unique_ptr<ModelRunner>> make_cuda_process_group_runner(const LlamaWeights* shard, const ModelConfig& config,
-                                                                    const CudaRunnerOptions& options,
-                                                                    ProcessGroup& group) {
-  const int rank = group.rank(), n = group.size();
-  if (Result<ModelConfig> s = shard_config(config, n); !s) return s.error();
-  EMBER_TRY_STATUS(set_device(options.device));
-  // The NCCL id from rank 0; an empty one tells the others rank 0 has none.
-  std::string id;
-  Status made = Status::success();
-  if (rank == 0) {
-    Result<std::string> fresh = NcclCommunicator::new_unique_id();
-    if (fresh) {
-      id = std::move(*fresh);
-    } else {
-      made = fresh.error();
-    }
-  }
-  group.broadcast_bytes(id);
-  if (!made.ok()) return made.error();
-  if (id.empty()) return Error{"rank 0 could not start NCCL (its log says why)"};
-  // What shapes the steps and the graphs: a rank started with other flags would meet rank 0's collectives with
-  // others of other sizes (a hang, or wrong sums).
-  const std::string flags = fmt::format(
-      "--block-size {} --max-num-seqs {} --max-num-batched-tokens {} --max-model-len {} --enforce-eager {} "
-      "--lm-head {} --seed {} --quantization {} (logits a sequence {})",
-      options.block_size, options.max_num_seqs, options.max_num_batched_tokens, options.max_model_len,
-      options.enforce_eager, options.lm_head == LmHead::kReplicated ? "replicated" : "vocab-parallel",
-      options.dummy_seed, options.quantize_fp8 ? "fp8" : "none", options.max_logits_per_seq);
-  std::string rank0 = flags;
-  group.broadcast_bytes(rank0);
-  if (rank0 != flags)
-    return Error{"tensor-parallel rank " + std::to_string(rank) + " was started with other flags than rank 0: " +
-                 flags + ", rank 0 " + rank0};
-  auto comm = NcclCommunicator::create_rank(id, rank, n);
-  if (!comm) return comm.error();
-  // From here every rank runs the same collectives (the profile step, the
-  // graphs' warm-ups, the KV pool's size): the watchdog times them as a step.
-  auto watchdog = std::make_unique<CollectiveWatchdog>(std::vector<Communicator*>{comm->get()},
-                                                       options.collective_timeout_s);
-  watchdog->begin(0);
-  CudaRunnerOptions o = options;
-  o.communicator = comm->get();
-  o.tensor_parallel_rank = rank;
-  o.tensor_parallel_size = n;
-  Result<std::unique_ptr<ModelRunner>> runner =
-      shard == nullptr ? make_cuda_model_runner_dummy(config, o) : make_cuda_model_runner(*shard, o);
-  if (!runner) return runner.error();
-  // Each rank sized its KV pool from its own free memory; all use the smallest.
-  std::vector<float> blocks(static_cast<size_t>(n));
-  const float mine = static_cast<float>((*runner)->num_blocks());  // (exact below 2^24 blocks)
-  group.communicator().all_gather(&mine, 1, blocks.data());
-  auto& cuda = static_cast<CudaModelRunner&>(**runner);
-  cuda.limit_blocks(static_cast<int64_t>(*std::min_element(blocks.begin(), blocks.end())));
-  watchdog->end(0);
-  cuda.join_processes(rank == 0 ? &group : nullptr, std::move(*comm), std::move(watchdog));
-  return runner;
-}
-
-void serve_cuda_rank_steps(ModelRunner& rank, ProcessGroup& group) {
-  auto& cuda = static_cast<CudaModelRunner&>(rank);
-  serve_rank_steps(group, [&](const ForwardInputs& in) { cuda.run_rank_step(in); });
 }
 
 }  // namespace ember

@@ -10,7 +10,6 @@
 
 #include "common/status.h"
 #include "engine/model_runner.h"
-#include "engine/parallel/process_group.h"
 #include "engine/parallel/shard.h"
 #include "kernels/communicator.h"
 #include "models/weights.h"
@@ -22,62 +21,31 @@ struct CudaRunnerOptions {
   int32_t block_size = 16;
   int64_t max_num_batched_tokens = 8192;
   int32_t max_num_seqs = 256;
-  int64_t max_model_len = 0;              // 0: the config's
-  double gpu_memory_utilization = 0.9;    // fraction of total device memory ember may use
-  int64_t num_gpu_blocks_override = 0;    // > 0: exactly this many KV blocks
-  bool enforce_eager = false;             // no CUDA graphs
-  bool quantize_fp8 = false;              // --quantization fp8: the layers' matrices FP8 E4M3 (DeviceWeights::quantize_fp8)
-  uint64_t dummy_seed = 0;                // for make_cuda_runner_dummy
-  std::vector<int32_t> eos_token_ids;     // the model's EOS ids, for the GPU sampler's min_tokens
-  int32_t max_logits_per_seq = 1;         // StepSequence::num_logits at most (1 + speculative tokens)
-  Communicator* communicator = nullptr;   // a tensor-parallel rank's (not owned); null: the whole model
-  int tensor_parallel_rank = 0;           // make_cuda_model_runner_dummy: this rank's slice of the weights
+  int64_t max_model_len = 0;            // 0: the config's
+  double gpu_memory_utilization = 0.9;  // fraction of total device memory ember may use
+  int64_t num_gpu_blocks_override = 0;  // > 0: exactly this many KV blocks
+  bool enforce_eager = false;           // no CUDA graphs
+  // --quantization fp8: the layers' matrices FP8 E4M3 (DeviceWeights::quantize_fp8)
+  bool quantize_fp8 = false;
+  uint64_t dummy_seed = 0;               // for make_cuda_runner_dummy
+  std::vector<int32_t> eos_token_ids;    // the model's EOS ids, for the GPU sampler's min_tokens
+  int32_t max_logits_per_seq = 1;        // StepSequence::num_logits at most (1 + speculative tokens)
+  Communicator* communicator = nullptr;  // a tensor-parallel rank's (not owned); null: the whole model
+  int tensor_parallel_rank = 0;          // make_cuda_model_runner_dummy: this rank's slice of the weights
   int tensor_parallel_size = 1;
   LmHead lm_head = LmHead::kVocabParallel;  // tensor parallelism: how the ranks share the LM head
-  double collective_timeout_s = 300;      // tensor parallelism: a step's NCCL collectives, before the watchdog ends the process
+  // tensor parallelism: a step's NCCL collectives, before the watchdog ends the process
+  double collective_timeout_s = 300;
 };
 
 // Uploads host weights (any dtype: quantized GGUF blocks are expanded to bf16).
 Result<std::unique_ptr<ModelRunner>> make_cuda_model_runner(const LlamaWeights& weights,
-                                                             const CudaRunnerOptions& options);
+                                                            const CudaRunnerOptions& options);
 
 // Random N(0, 0.02^2) weights generated directly on the device (bit-identical
 // to make_dummy_weights' values rounded to bf16), for shapes whose float32 host
 // copy would not fit (Llama-3-8B).
 Result<std::unique_ptr<ModelRunner>> make_cuda_model_runner_dummy(const ModelConfig& config,
-                                                                   const CudaRunnerOptions& options);
-
-// Tensor parallelism over GPUs 0..n-1 of this process: rank r is a CUDA runner
-// on GPU r holding its shard of `weights` (engine/parallel/shard.h), the ranks
-// all-reduce through NCCL (inside their CUDA graphs) and run side by side, one
-// thread each (engine/parallel/tensor_parallel_runner.h). `weights` null:
-// dummy weights, each rank generating its slice. n = 1 runs the whole path on one GPU
-// (with options.lm_head vocab-parallel, the LM head's all-gather too). A
-// watchdog (engine/parallel/collective_watchdog.h) ends the process with a
-// message when NCCL reports an error or a step has not completed within
-// options.collective_timeout_s.
-Result<std::unique_ptr<ModelRunner>> make_cuda_tensor_parallel_runner(const LlamaWeights* weights,
-                                                                      const ModelConfig& config,
-                                                                      const CudaRunnerOptions& options, int n);
-
-// Tensor parallelism across processes, on one host or many (MPI or TCP,
-// engine/parallel/process_group.h): this process is rank group.rank() on GPU
-// options.device. Rank 0 makes the NCCL unique id and sends it through the
-// group (broadcast_bytes); every rank joins with ncclCommInitRank, then
-// builds a CUDA runner of `shard` (this rank's, shard_layer's cut; null: dummy
-// weights, generated as this rank's slice) whose all-reduces and all-gathers
-// go through that communicator. Every rank's KV pool is cut to the smallest
-// rank's. A watchdog over the communicator ends the process when NCCL reports
-// an error or a step (start-up included) outlasts options.collective_timeout_s.
-// Rank 0's runner is its engine's: it broadcasts each step before its
-// forward; it samples, and the others do not, so its engine must run without
-// async scheduling. Ranks > 0 pass theirs to serve_cuda_rank_steps.
-Result<std::unique_ptr<ModelRunner>> make_cuda_process_group_runner(const LlamaWeights* shard, const ModelConfig& config,
-                                                                    const CudaRunnerOptions& options,
-                                                                    ProcessGroup& group);
-
-// Ranks > 0: runs rank 0's steps on `rank` (make_cuda_process_group_runner's)
-// until rank 0 stops.
-void serve_cuda_rank_steps(ModelRunner& rank, ProcessGroup& group);
+                                                                  const CudaRunnerOptions& options);
 
 }  // namespace ember

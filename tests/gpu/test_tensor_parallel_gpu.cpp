@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "engine/cuda/cuda_model_runner.h"
+#include "engine/cuda/cuda_parallel_runners.h"
 #include "engine/cuda/device_weights.h"
 #include "engine/engine.h"
 #include "engine/parallel/collective_watchdog.h"
