@@ -67,8 +67,8 @@ Result<std::vector<LlamaWeights>> load_shards(const ModelSource& src, const Mode
     layer = LayerWeights{};
     return Status::success();
   };
-  // The embedding and final norm are replicated. A vocab-parallel LM head keeps its rows (an untied head is the
-  // last tensor loaded, so cutting it here peaks no higher than a hook would); a tied one is a view of the embedding.
+  // The final norm is replicated. Vocab-parallel ranks keep their rows of the embedding and of an untied LM head
+  // (the last tensor loaded, so cutting it here peaks no higher than a hook would); a tied head is the embedding.
   Result<LlamaWeights> rest = load_weights(src, o, seed, cut);
   if (!rest) return rest.error();
   const bool split = lm_head_of(o) == LmHead::kVocabParallel;
@@ -77,14 +77,14 @@ Result<std::vector<LlamaWeights>> load_shards(const ModelSource& src, const Mode
     shards[i].final_norm = rest->final_norm;
     if (split) {
       shards[i].vocab = vocab_split(src.config.vocab_size, keep[i], n);
+      shards[i].embed = vocab_rows(rest->embed, shards[i].vocab);
       if (!rest->lm_head.empty()) shards[i].lm_head = vocab_rows(rest->lm_head, shards[i].vocab);
-    }
-    if (i + 1 == keep.size()) {
+    } else if (i + 1 == keep.size()) {
       shards[i].embed = std::move(rest->embed);
-      if (!split) shards[i].lm_head = std::move(rest->lm_head);
+      shards[i].lm_head = std::move(rest->lm_head);
     } else {
       shards[i].embed = rest->embed;
-      if (!split) shards[i].lm_head = rest->lm_head;
+      shards[i].lm_head = rest->lm_head;
     }
   }
   return shards;
@@ -155,7 +155,7 @@ Result<std::unique_ptr<ModelRunner>> make_cpu_runner(const ModelSource& src, con
                cpu_isa_name(best_cpu_isa()));
   if (tp > 1)
     spdlog::info("tensor parallelism: {} ranks ({}), {} attention heads, {} KV heads and an MLP width of {} each; "
-                 "LM head {}",
+                 "vocabulary (embedding and LM head) {}",
                  tp, model.process_group != nullptr ? model.process_group->kind() : "threads of this process",
                  shard->num_heads, shard->num_kv_heads, shard->intermediate_size, model.lm_head);
   return std::unique_ptr<ModelRunner>(std::move(*runner));

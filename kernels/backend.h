@@ -193,7 +193,10 @@ class Backend {
   virtual void download(const Tensor& src, float* host) = 0;
 
   // out[t, :] = table[in.token_ids[t], :].   table [V, H], out [T, H].
-  virtual void embedding(const Tensor& table, const ForwardInputs& in, Tensor& out) = 0;
+  // first_row >= 0 with a table of R rows: the table holds vocabulary rows
+  // [first_row, first_row + R) (a vocab-parallel rank's) and a token outside
+  // them gets a row of zeros (the ranks' all-reduce then sums one real row).
+  virtual void embedding(const Tensor& table, const ForwardInputs& in, Tensor& out, int64_t first_row = -1) = 0;
 
   // RMSNorm over the last dim: out = x / sqrt(mean(x^2) + eps) * weight.
   // With `residual` (fused add, as in vLLM): residual = x + residual first,

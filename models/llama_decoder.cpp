@@ -60,15 +60,7 @@ DecoderWeights host_weight_views(const LlamaWeights& w) {
   v.embed = w.embed.view();
   v.final_norm = Tensor::f32(w.final_norm.data(), {h});
   v.vocab = w.vocab;
-  if (!w.vocab.on() || !w.lm_head.empty()) {
-    v.head = w.head().view();
-  } else {  // tied and split: this rank's rows of the (replicated) embedding, in place
-    const WeightMatrix& e = w.embed;
-    const void* rows = e.dtype == DType::kF32
-                           ? static_cast<const void*>(e.f32.data() + w.vocab.begin * e.cols)
-                           : static_cast<const void*>(e.raw.data() + w.vocab.begin * dtype_row_bytes(e.dtype, e.cols));
-    v.head = Tensor::typed(rows, e.dtype, w.vocab.rows, e.cols);
-  }
+  v.head = w.head().view();  // (tied and split: the embedding's rows are this rank's vocabulary rows)
   for (const LayerWeights& lw : w.layers) {
     LayerWeightViews l;
     l.attn_norm = Tensor::f32(lw.attn_norm.data(), {h});
@@ -163,7 +155,12 @@ Tensor LlamaDecoder::forward(const ForwardInputs& in, const KvCacheView& cache) 
   Tensor gate_up = Tensor::of(gate_up_.data(), a, {t, 2 * inter});
   Tensor act = Tensor::of(act_.data(), a, {t, inter});
 
-  backend_.embedding(w_.embed, in, hidden);
+  if (w_.vocab.on()) {  // this rank's vocabulary rows, zeros for the others' tokens, summed over the ranks
+    backend_.embedding(w_.embed, in, hidden, w_.vocab.begin);
+    backend_.all_reduce(hidden);
+  } else {
+    backend_.embedding(w_.embed, in, hidden);
+  }
   for (size_t l = 0; l < w_.layers.size(); ++l) {
     const LayerWeightViews& lw = w_.layers[l];
     if (l == 0) {

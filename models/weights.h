@@ -66,11 +66,11 @@ struct VocabSplit {
 
 struct LlamaWeights {
   ModelConfig config;
-  WeightMatrix embed;  // [V, H] (replicated under tensor parallelism: every rank looks tokens up)
+  WeightMatrix embed;  // [V, H]; with vocab.on(): rows [vocab.begin, vocab.begin + vocab.rows) only
   std::vector<LayerWeights> layers;
   std::vector<float> final_norm;  // [H]
   // [V, H]; empty when tied to embed. With vocab.on(): only rows
-  // [vocab.begin, vocab.begin + vocab.rows), or, tied, those rows of embed.
+  // [vocab.begin, vocab.begin + vocab.rows) (tied: embed, which holds them).
   WeightMatrix lm_head;
   VocabSplit vocab;
   const WeightMatrix& head() const { return lm_head.empty() ? embed : lm_head; }

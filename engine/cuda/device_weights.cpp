@@ -209,13 +209,9 @@ Result<std::unique_ptr<DeviceWeights>> DeviceWeights::upload(const LlamaWeights&
     d->views_.layers.push_back(l);
   }
   EMBER_TAKE(d->views_.final_norm, vec(w.final_norm));
-  d->views_.vocab = w.vocab;
+  d->views_.vocab = w.vocab;  // (split: embed and lm_head hold this rank's rows alone)
   if (!w.lm_head.empty()) {
-    EMBER_TAKE(d->views_.head, matrix(w.lm_head));  // (split: this rank's rows alone)
-  } else if (w.vocab.on()) {  // tied and split: this rank's rows of the embedding
-    const Tensor& e = d->views_.embed;
-    d->views_.head = Tensor::typed(static_cast<uint16_t*>(e.data) + w.vocab.begin * e.cols(), DType::kBF16, w.vocab.rows,
-                                   e.cols());
+    EMBER_TAKE(d->views_.head, matrix(w.lm_head));
   } else {
     d->views_.head = d->views_.embed;
   }
@@ -267,7 +263,13 @@ Result<std::unique_ptr<DeviceWeights>> DeviceWeights::dummy(const ModelConfig& w
     return Tensor::typed(*p, DType::kBF16, rows, cols);
   };
   // Same order as make_dummy_weights: embed, then per layer q, k, v, o, gate_up, down, then lm_head.
-  EMBER_TAKE(d->views_.embed, matrix(c.vocab_size, h));
+  // Vocab-parallel: this rank's rows of the embedding (and of the LM head below).
+  const VocabSplit vocab = vocab_split(c.vocab_size, rank, tensor_parallel_size);
+  if (lm_head == LmHead::kVocabParallel) {
+    EMBER_TAKE(d->views_.embed, cut_matrix(vocab.rows, h, h, vocab.begin, 0, kDummyStd));
+  } else {
+    EMBER_TAKE(d->views_.embed, matrix(c.vocab_size, h));
+  }
   for (int64_t i = 0; i < c.num_layers; ++i) {
     LayerWeightViews l;
     EMBER_TAKE(l.attn_norm, filled(h, 1.0f));
@@ -302,15 +304,15 @@ Result<std::unique_ptr<DeviceWeights>> DeviceWeights::dummy(const ModelConfig& w
   }
   EMBER_TAKE(d->views_.final_norm, filled(h, 1.0f));
   if (lm_head == LmHead::kVocabParallel) {
-    const VocabSplit v = vocab_split(c.vocab_size, rank, tensor_parallel_size);
-    d->views_.vocab = v;
+    d->views_.vocab = vocab;
     if (c.tie_word_embeddings) {
-      d->views_.head = Tensor::typed(static_cast<uint16_t*>(d->views_.embed.data) + v.begin * h, DType::kBF16, v.rows, h);
+      d->views_.head = d->views_.embed;
     } else {
       void* rows = nullptr;
-      EMBER_TAKE(rows, d->alloc(static_cast<size_t>(v.rows * h) * 2));
-      if (Status s = slice(rows, v.rows, h, h, v.begin, 0, kDummyStd, kDummyLmHeadTensor); !s) return s.error();
-      d->views_.head = Tensor::typed(rows, DType::kBF16, v.rows, h);
+      EMBER_TAKE(rows, d->alloc(static_cast<size_t>(vocab.rows * h) * 2));
+      if (Status s = slice(rows, vocab.rows, h, h, vocab.begin, 0, kDummyStd, kDummyLmHeadTensor); !s)
+        return s.error();
+      d->views_.head = Tensor::typed(rows, DType::kBF16, vocab.rows, h);
     }
   } else if (c.tie_word_embeddings) {
     d->views_.head = d->views_.embed;

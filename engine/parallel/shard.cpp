@@ -139,12 +139,13 @@ Result<LlamaWeights> shard_weights(const LlamaWeights& w, int rank, int n, LmHea
   if (n == 1 && !split) return w;
   LlamaWeights s;
   s.config = *sc;
-  s.embed = w.embed;
   s.final_norm = w.final_norm;
-  if (split) {
+  if (split) {  // this rank's vocabulary rows of the embedding and of an untied LM head
     s.vocab = vocab_split(w.config.vocab_size, rank, n);
-    if (!w.lm_head.empty()) s.lm_head = vocab_rows(w.lm_head, s.vocab);  // (tied: a view of embed's rows)
+    s.embed = vocab_rows(w.embed, s.vocab);
+    if (!w.lm_head.empty()) s.lm_head = vocab_rows(w.lm_head, s.vocab);
   } else {
+    s.embed = w.embed;
     s.lm_head = w.lm_head;
   }
   if (n == 1) {

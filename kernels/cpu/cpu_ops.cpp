@@ -32,7 +32,7 @@ void CpuBackend::download(const Tensor& src, float* host) {
   std::memmove(host, src.f32(), static_cast<size_t>(src.numel()) * sizeof(float));
 }
 
-void CpuBackend::embedding(const Tensor& table, const ForwardInputs& in, Tensor& out) {
+void CpuBackend::embedding(const Tensor& table, const ForwardInputs& in, Tensor& out, int64_t first_row) {
   const std::vector<int32_t>& token_ids = in.token_ids;
   const int64_t h = table.cols();
   assert(out.rows() == static_cast<int64_t>(token_ids.size()) && out.cols() == h);
@@ -40,9 +40,15 @@ void CpuBackend::embedding(const Tensor& table, const ForwardInputs& in, Tensor&
   const int64_t row_bytes = dtype_row_bytes(table.dtype, h);
   const auto* src = static_cast<const uint8_t*>(table.data);
   float* dst = out.f32();
+  const int64_t first = first_row < 0 ? 0 : first_row;
   for (size_t t = 0; t < token_ids.size(); ++t) {
-    assert(token_ids[t] >= 0 && token_ids[t] < table.rows());
-    quant::dequantize_row(table.dtype, src + static_cast<int64_t>(token_ids[t]) * row_bytes, h, dst + t * h);
+    const int64_t row = token_ids[t] - first;
+    if (first_row >= 0 && (row < 0 || row >= table.rows())) {  // another rank's token
+      std::fill(dst + t * h, dst + (t + 1) * h, 0.0f);
+      continue;
+    }
+    assert(row >= 0 && row < table.rows());
+    quant::dequantize_row(table.dtype, src + row * row_bytes, h, dst + t * h);
   }
 }
 

@@ -39,7 +39,7 @@ class CpuBackend final : public Backend {
   void copy(const Tensor& src, Tensor& dst) override;
   void download(const Tensor& src, float* host) override;
 
-  void embedding(const Tensor& table, const ForwardInputs& in, Tensor& out) override;
+  void embedding(const Tensor& table, const ForwardInputs& in, Tensor& out, int64_t first_row = -1) override;
   void rms_norm(const Tensor& x, Tensor* residual, const Tensor& weight, float eps, Tensor& out) override;
   void linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) override;
   void rope_and_cache_write(Tensor& q, Tensor& k, const Tensor& v, const ForwardInputs& in, const RopeConfig& rope,

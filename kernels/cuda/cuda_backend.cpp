@@ -377,12 +377,12 @@ void CudaBackend::download(const Tensor& src, float* host) {
   impl_->check(cudaStreamSynchronize(impl_->stream), "download sync");
 }
 
-void CudaBackend::embedding(const Tensor& table, const ForwardInputs& in, Tensor& out) {
+void CudaBackend::embedding(const Tensor& table, const ForwardInputs& in, Tensor& out, int64_t first_row) {
   Impl& m = *impl_;
   assert(in.num_tokens() == out.rows());
   Impl::Timed timed(m, "embedding");
   m.fail(gpu::embedding(bf16_of(table), m.dev<int32_t>(m.token_ids), in.num_tokens(), table.cols(), bf16_of(out),
-                        m.stream));
+                        m.stream, first_row < 0 ? 0 : first_row, first_row < 0 ? -1 : table.rows()));
 }
 
 void CudaBackend::rms_norm(const Tensor& x, Tensor* residual, const Tensor& weight, float eps, Tensor& out) {

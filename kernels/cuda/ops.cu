@@ -3,6 +3,8 @@
 // device-to-device copy (~3 TB/s on H100); a 4096-wide row moves 16 KB.
 //   gather: reads R*H*2 B, writes R*H*2 B.   silu_mul: reads 4*M*I B, writes 2*M*I B.
 
+#include <cstdint>
+
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/ops_common.cuh"
@@ -16,19 +18,23 @@ int threads_for(int64_t items, int max_threads) {
 }
 
 // One block per output row; kVec: 16-byte vectors (H % 8 == 0, aligned rows).
+// x holds rows [first, first + count) of the indexed space: an index outside
+// gets a row of zeros (a vocab-parallel embedding's other ranks' tokens).
 template <bool kVec>
-__global__ void gather_rows_kernel(const bf16* x, const int32_t* idx, int64_t hidden, bf16* out) {
+__global__ void gather_rows_kernel(const bf16* x, const int32_t* idx, int64_t hidden, bf16* out, int64_t first,
+                                   int64_t count) {
   pdl_launch_dependents();  // the LM head follows
   const int64_t r = blockIdx.x;
-  const int64_t src_row = idx[r];
+  const int64_t src_row = idx[r] - first;
+  const bool zero = src_row < 0 || src_row >= count;
   if constexpr (kVec) {
     const uint4* src = reinterpret_cast<const uint4*>(x + src_row * hidden);
     uint4* dst = reinterpret_cast<uint4*>(out + r * hidden);
-    for (int64_t j = threadIdx.x; j < hidden / 8; j += blockDim.x) dst[j] = src[j];
+    for (int64_t j = threadIdx.x; j < hidden / 8; j += blockDim.x) dst[j] = zero ? make_uint4(0, 0, 0, 0) : src[j];
   } else {
     const bf16* src = x + src_row * hidden;
     bf16* dst = out + r * hidden;
-    for (int64_t j = threadIdx.x; j < hidden; j += blockDim.x) dst[j] = src[j];
+    for (int64_t j = threadIdx.x; j < hidden; j += blockDim.x) dst[j] = zero ? __float2bfloat16(0.0f) : src[j];
   }
 }
 
@@ -75,24 +81,35 @@ unsigned grid_for(int64_t n, int threads) {
 
 }  // namespace
 
-Status gather_rows(const bf16* x, const int32_t* idx, int64_t num_rows, int64_t hidden, bf16* out,
-                   cudaStream_t stream) {
+namespace {
+
+Status gather_window(const bf16* x, const int32_t* idx, int64_t num_rows, int64_t hidden, bf16* out, int64_t first,
+                     int64_t count, cudaStream_t stream) {
   if (num_rows <= 0 || hidden <= 0) return Status::success();
   if (num_rows > 0x7fffffff) return Error{"gather_rows: too many rows: " + std::to_string(num_rows)};
   const bool vec = hidden % 8 == 0 && aligned16(x) && aligned16(out);
   const int threads = threads_for(vec ? hidden / 8 : hidden, 256);
   if (vec) {
-    gather_rows_kernel<true><<<static_cast<unsigned>(num_rows), threads, 0, stream>>>(x, idx, hidden, out);
+    gather_rows_kernel<true><<<static_cast<unsigned>(num_rows), threads, 0, stream>>>(x, idx, hidden, out, first, count);
   } else {
-    gather_rows_kernel<false><<<static_cast<unsigned>(num_rows), threads, 0, stream>>>(x, idx, hidden, out);
+    gather_rows_kernel<false><<<static_cast<unsigned>(num_rows), threads, 0, stream>>>(x, idx, hidden, out, first,
+                                                                                       count);
   }
   return cuda_status(cudaGetLastError(), "gather_rows launch");
 }
 
+}  // namespace
+
+Status gather_rows(const bf16* x, const int32_t* idx, int64_t num_rows, int64_t hidden, bf16* out,
+                   cudaStream_t stream) {
+  return gather_window(x, idx, num_rows, hidden, out, 0, INT64_MAX, stream);
+}
+
 Status embedding(const bf16* table, const int32_t* ids, int64_t num_tokens, int64_t hidden, bf16* out,
-                 cudaStream_t stream) {
+                 cudaStream_t stream, int64_t first_row, int64_t table_rows) {
   // A lookup is a gather of table rows.
-  return gather_rows(table, ids, num_tokens, hidden, out, stream);
+  return gather_window(table, ids, num_tokens, hidden, out, first_row, table_rows < 0 ? INT64_MAX : table_rows,
+                       stream);
 }
 
 namespace {

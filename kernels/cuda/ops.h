@@ -25,8 +25,11 @@ namespace ember::gpu {
 using bf16 = __nv_bfloat16;
 
 // out[t, :] = table[ids[t], :].   table [V, H], ids [T], out [T, H].
+// table_rows >= 0: the table holds vocabulary rows [first_row, first_row +
+// table_rows) only (a vocab-parallel rank's), and a token outside them gets a
+// row of zeros.
 Status embedding(const bf16* table, const int32_t* ids, int64_t num_tokens, int64_t hidden, bf16* out,
-                 cudaStream_t stream);
+                 cudaStream_t stream, int64_t first_row = 0, int64_t table_rows = -1);
 
 // Async scheduling: dst[pairs[2i]] = src[pairs[2i + 1]] for i < n (the step's
 // token ids that the previous step sampled, read where the sampler left them).

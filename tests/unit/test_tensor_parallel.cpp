@@ -719,8 +719,8 @@ TEST(Shard, VocabRowsForEightRanks) {
     EXPECT_EQ(covered, v);
   }
   EXPECT_EQ(vocab_split(1001, 7, 8).rows, 119);
-  // The weights: an untied head keeps its rows (copied); a tied one copies nothing (the decoder views the
-  // embedding's rows); the embedding stays whole; kReplicated keeps the whole head.
+  // The weights: the embedding and an untied head keep the rank's rows (copied); a tied head is the embedding's
+  // rows; kReplicated keeps both whole.
   for (const bool tied : {false, true}) {
     ModelConfig c = config_of(16, 8, 32);
     c.hidden_size = 8;
@@ -738,9 +738,11 @@ TEST(Shard, VocabRowsForEightRanks) {
       Result<LlamaWeights> s = shard_weights(w, rank, 8);
       ASSERT_TRUE(s.ok()) << s.error().message;
       EXPECT_EQ(s->vocab, vocab_split(1001, rank, 8));
-      EXPECT_EQ(s->embed, w.embed);
-      const DecoderWeights views = host_weight_views(*s);
       const int64_t rows = s->vocab.rows;
+      ASSERT_EQ(s->embed.rows, rows);
+      for (int64_t i = 0; i < rows * 8; ++i)
+        ASSERT_EQ(s->embed.f32[static_cast<size_t>(i)], w.embed.f32[static_cast<size_t>(rank * 126 * 8 + i)]) << rank;
+      const DecoderWeights views = host_weight_views(*s);
       ASSERT_EQ(views.head.rows(), rows);
       ASSERT_EQ(views.head.cols(), 8);
       EXPECT_EQ(s->lm_head.rows, tied ? 0 : rows);
@@ -754,6 +756,7 @@ TEST(Shard, VocabRowsForEightRanks) {
     ASSERT_TRUE(replicated.ok());
     EXPECT_FALSE(replicated->vocab.on());
     EXPECT_EQ(replicated->lm_head, w.lm_head);
+    EXPECT_EQ(replicated->embed, w.embed);
   }
 }
 
