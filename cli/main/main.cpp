@@ -54,8 +54,9 @@ void add_model_flags(CLI::App* cmd, ModelOptions* o) {
                   "(TCP ranks; on GPUs, NCCL's watchdog)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--lm-head", o->lm_head,
-                  "How tensor-parallel ranks share the LM head: vocab-parallel (each computes its rows of the "
-                  "vocabulary, the logits all-gathered) or replicated (each computes all of it)")
+                  "How tensor-parallel ranks share the vocabulary's matrices: vocab-parallel (each holds its rows "
+                  "of the embedding and LM head; lookups all-reduced, logits all-gathered) or replicated (each holds "
+                  "and computes all of them)")
       ->check(CLI::IsMember({"vocab-parallel", "replicated"}));
   cmd->add_option("--speculative-config", o->speculative_config,
                   "Speculative decoding, as vLLM: a JSON object, e.g. '{\"method\": \"ngram\", "
