@@ -86,7 +86,15 @@ Result<std::unique_ptr<ModelRunner>> make_cuda_process_group_runner(const LlamaW
   if (rank0 != flags)
     return Error{"tensor-parallel rank " + std::to_string(rank) +
                  " was started with other flags than rank 0: " + flags + ", rank 0 " + rank0};
-  auto comm = NcclCommunicator::create_rank(id, rank, n);
+  // ncclCommInitRank waits for every rank: one that died since the id
+  // exchange would hold the others there, so a start-up watchdog ends them.
+  Result<std::unique_ptr<NcclCommunicator>> comm = Error{""};
+  {
+    auto startup = CollectiveWatchdog::for_startup(rank, "NCCL's start-up (ncclCommInitRank)", options.collective_timeout_s);
+    startup->begin(0);
+    comm = NcclCommunicator::create_rank(id, rank, n);
+    startup->end(0);
+  }
   if (!comm) return comm.error();
   // From here every rank runs the same collectives (the profile step, the
   // graphs' warm-ups, the KV pool's size): the watchdog times them as a step.

@@ -22,7 +22,18 @@ CollectiveWatchdog::CollectiveWatchdog(std::vector<Communicator*> comms, double 
       poll_(seconds(poll_s)),
       fail_(std::move(fail)),
       started_(comms_.size()) {
+  for (Communicator* c : comms_) ranks_.push_back(c->rank());
   thread_ = std::thread([this] { watch(); });
+}
+
+std::unique_ptr<CollectiveWatchdog> CollectiveWatchdog::for_startup(int rank, std::string what, double timeout_s,
+                                                                    Failure fail, double poll_s) {
+  std::unique_ptr<CollectiveWatchdog> dog(new CollectiveWatchdog({}, timeout_s, std::move(fail), poll_s));
+  std::lock_guard<std::mutex> lock(dog->mu_);  // (its thread reads these under the lock)
+  dog->ranks_ = {rank};
+  dog->started_.resize(1);
+  dog->what_ = std::move(what);
+  return dog;
 }
 
 CollectiveWatchdog::~CollectiveWatchdog() {
@@ -54,11 +65,11 @@ std::string CollectiveWatchdog::check(Clock::time_point now) {
   std::string late;
   for (size_t r = 0; r < started_.size(); ++r) {
     if (started_[r].empty() || now - started_[r].front() < timeout_) continue;
-    late += (late.empty() ? "" : ", ") + std::to_string(comms_[r]->rank());  // (a process's one rank: its group rank)
+    late += (late.empty() ? "" : ", ") + std::to_string(ranks_[r]);  // (a process's one rank: its group rank)
   }
   if (late.empty()) return {};
   const auto s = std::chrono::duration_cast<std::chrono::duration<double>>(timeout_).count();
-  return "a step's collectives have not completed within " + std::to_string(static_cast<int>(s)) +
+  return what_ + " did not complete within " + std::to_string(static_cast<int>(s)) +
          " s (--collective-timeout) on rank(s) " + late +
          ": a rank died or hung, a GPU failed, or the link between them stalled";
 }

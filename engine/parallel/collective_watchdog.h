@@ -21,6 +21,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -38,6 +39,12 @@ class CollectiveWatchdog {
   // for process_group_failure; tests pass one that records and returns, after
   // which the watchdog stops watching.
   CollectiveWatchdog(std::vector<Communicator*> comms, double timeout_s, Failure fail = nullptr, double poll_s = 0.1);
+  // Before there is a communicator: NCCL's start-up (ncclCommInitRank blocks
+  // until every rank has joined, so a rank that died after the id exchange
+  // would leave the others there for ever). Watches group rank `rank` as
+  // watched rank 0; its timeout names `what`.
+  static std::unique_ptr<CollectiveWatchdog> for_startup(int rank, std::string what, double timeout_s,
+                                                         Failure fail = nullptr, double poll_s = 0.1);
   ~CollectiveWatchdog();
   CollectiveWatchdog(const CollectiveWatchdog&) = delete;
   CollectiveWatchdog& operator=(const CollectiveWatchdog&) = delete;
@@ -53,6 +60,8 @@ class CollectiveWatchdog {
   void fail(const std::string& message);
 
   std::vector<Communicator*> comms_;
+  std::vector<int> ranks_;  // the watched ranks' group ranks (comms_[i]->rank(), or for_startup's)
+  std::string what_ = "a step's collectives";
   const Clock::duration timeout_, poll_;
   Failure fail_;
   std::mutex mu_;

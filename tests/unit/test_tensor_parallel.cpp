@@ -912,6 +912,26 @@ TEST(CollectiveWatchdog, AStepUnfinishedPastTheTimeoutEndsItNamingTheLateRanks) 
   EXPECT_TRUE(a.aborted_ && b.aborted_);
 }
 
+// NCCL's start-up, before any communicator exists: a rank left waiting in
+// ncclCommInitRank (a peer died after the id exchange) ends with a message.
+TEST(CollectiveWatchdog, AStartUpThatNeverEndsEndsTheProcessNamingIt) {
+  Failures f;
+  auto dog = CollectiveWatchdog::for_startup(3, "NCCL's start-up (ncclCommInitRank)", 0.2, f.record(), 0.01);
+  dog->begin(0);
+  ASSERT_TRUE(f.wait_for_one(std::chrono::seconds(5)));
+  EXPECT_NE(f.messages[0].find("NCCL's start-up (ncclCommInitRank) did not complete"), std::string::npos)
+      << f.messages[0];
+  EXPECT_NE(f.messages[0].find("rank(s) 3:"), std::string::npos) << f.messages[0];
+  Failures quiet;
+  {
+    auto ok = CollectiveWatchdog::for_startup(0, "start-up", 0.2, quiet.record(), 0.01);
+    ok->begin(0);
+    ok->end(0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  EXPECT_EQ(quiet.count(), 0u);
+}
+
 TEST(CollectiveWatchdog, StepsThatFinishAndAnIdleServerNeverTimeOut) {
   FakeComm a(0), b(1);
   Failures f;
