@@ -57,6 +57,9 @@ std::vector<Workload> workloads() {
   // bench/structured_throughput_bench.py's equal-length regex: loose text that never has to end.
   auto loose = regex_grammar(R"([A-Za-z0-9 ,.'\n-]+)");
   if (loose.ok()) w.push_back({"regex(loose text)", *loose});
+  // Every position a new automaton state: what a run with no repeated position costs.
+  auto counted = regex_grammar(R"([a-z ]{200,400})");
+  if (counted.ok()) w.push_back({"regex(counted run)", *counted});
   w.push_back({"choice(3)", "root ::= \"positive\" | \"negative\" | \"neutral\"\n"});
   return w;
 }

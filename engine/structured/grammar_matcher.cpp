@@ -68,6 +68,39 @@ bool GrammarMatcher::ended() {
 }
 
 void GrammarMatcher::fill_mask(uint32_t* mask) {
+  const size_t words = bitmask_words(grammar_->vocab().size());
+  const Position& at = history_.back();
+  if (at.eos) return compute_mask(mask);
+  for (CachedMask& c : mask_cache_) {
+    if (c.heads != at.heads) continue;
+    c.last_use = ++mask_uses_;
+    std::copy(c.mask.begin(), c.mask.end(), mask);
+    return;
+  }
+  compute_mask(mask);
+  if (at.heads.size() > kMaxCachedHeads) return;
+  if (std::find(seen_.begin(), seen_.end(), at.heads) == seen_.end()) {
+    if (seen_.size() < kSeenEntries) {
+      seen_.push_back(at.heads);
+    } else {
+      seen_[next_seen_] = at.heads;
+      next_seen_ = (next_seen_ + 1) % kSeenEntries;
+    }
+    return;
+  }
+  CachedMask* slot = nullptr;
+  if (mask_cache_.size() < kMaskCacheEntries) {
+    slot = &mask_cache_.emplace_back();
+  } else {
+    slot = &*std::min_element(mask_cache_.begin(), mask_cache_.end(),
+                              [](const CachedMask& a, const CachedMask& b) { return a.last_use < b.last_use; });
+  }
+  slot->heads = at.heads;
+  slot->mask.assign(mask, mask + words);
+  slot->last_use = ++mask_uses_;
+}
+
+void GrammarMatcher::compute_mask(uint32_t* mask) {
   const Vocabulary& v = grammar_->vocab();
   const size_t words = bitmask_words(v.size());
   std::fill(mask, mask + words, 0u);

@@ -47,8 +47,19 @@ class GrammarMatcher {
     std::vector<Head> heads;  // stacks after the last byte, not expanded
     bool eos = false;            // EOS accepted
   };
+  // A position's mask depends on its stacks alone (heads of persistent nodes: the same stack, the same Head), and
+  // a sequence inside a string or a repeated class meets the same stacks token after token: the masks of a few
+  // positions met more than once are kept, the least recently used replaced (a position met once costs only its
+  // key in a ring of recent ones). Positions with many stacks are not kept.
+  static constexpr size_t kMaskCacheEntries = 8, kSeenEntries = 16, kMaxCachedHeads = 16;
+  struct CachedMask {
+    std::vector<Head> heads;
+    TokenBitmask mask;
+    uint64_t last_use = 0;
+  };
   // Runs `bytes` from the current position; the stacks after them into `out` when given.
   bool run(std::string_view bytes, std::vector<Head>* out);
+  void compute_mask(uint32_t* mask);
   // Sets the bits of the uncertain tokens of frontier stack `h` that the real stack accepts.
   void check_uncertain(const Head& h, const std::vector<int32_t>& tokens, uint32_t* mask);
 
@@ -57,6 +68,10 @@ class GrammarMatcher {
   std::vector<Position> history_;  // history_[0]: the start; one more per accepted token
   std::vector<Head> frontier_, heads_;
   std::vector<std::vector<Head>> depth_heads_;  // check_uncertain's walk: stacks per byte depth
+  std::vector<CachedMask> mask_cache_;
+  std::vector<std::vector<Head>> seen_;  // a ring: the stacks of recent positions not in mask_cache_
+  size_t next_seen_ = 0;
+  uint64_t mask_uses_ = 0;
 };
 
 }  // namespace ember::structured

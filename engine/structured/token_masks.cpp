@@ -63,7 +63,8 @@ namespace {
 
 class TablesBuilder {
  public:
-  TablesBuilder(const Grammar& g, const Vocabulary& v, int64_t max_work) : v_(v), arena_(g), max_work_(max_work) {}
+  TablesBuilder(const Grammar& g, const Vocabulary& v, int64_t max_work)
+      : v_(v), arena_(g), max_work_(max_work), scratch_(v.max_token_bytes() + 1) {}
 
   // Past the bound the walks stop where they are and the tables are not to be used.
   bool over_budget() const { return arena_.work() > max_work_; }
@@ -77,7 +78,7 @@ class TablesBuilder {
     std::vector<Head> heads;
     for (uint32_t k = 0, c = trie[0].first_child; k < trie[0].num_children; ++k, c = trie[c].subtree_end) {
       arena_.step(frontier, trie[c].byte, heads);
-      if (!heads.empty()) walk(c, heads);
+      if (!heads.empty()) walk(c, heads, 1);
     }
     arena_.release(mark);
     for (const auto& [first, dup] : v_.duplicates()) {  // a duplicate shares its first's fate
@@ -102,7 +103,8 @@ class TablesBuilder {
   // when a stack that never returned into the unknown rest survives it, and
   // uncertain when only stacks over an assumed caller do (the matcher decides
   // with the real stack); with no stack left every longer token is rejected.
-  void walk(uint32_t u, const std::vector<Head>& heads) {
+  // `depth`: the bytes of `u`; the walk below it works in scratch_[depth] (no allocation per trie node).
+  void walk(uint32_t u, const std::vector<Head>& heads, size_t depth) {
     const auto& trie = v_.trie();
     if (over_budget()) return;
     if (trie[u].token >= 0) {
@@ -110,12 +112,12 @@ class TablesBuilder {
       (certain ? accepted_ : uncertain_).push_back(trie[u].token);
     }
     if (trie[u].num_children == 0) return;
-    std::vector<Head> frontier, next;
+    auto& [frontier, next] = scratch_[depth];
     StackArena::Reach reach;
     arena_.expand(heads, frontier, reach);
     for (uint32_t k = 0, c = trie[u].first_child; k < trie[u].num_children; ++k, c = trie[c].subtree_end) {
       arena_.step(frontier, trie[c].byte, next);
-      if (!next.empty()) walk(c, next);
+      if (!next.empty()) walk(c, next, depth + 1);
     }
   }
 
@@ -123,6 +125,7 @@ class TablesBuilder {
   StackArena arena_;
   int64_t max_work_;
   std::vector<int32_t> accepted_, uncertain_;
+  std::vector<std::pair<std::vector<Head>, std::vector<Head>>> scratch_;  // per trie depth: (frontier, next)
 };
 
 // Which states may share a table. In a rule without calls every edge

@@ -159,6 +159,51 @@ TEST(GrammarMatcher, MasksEqualBruteForceWithUtf8AndAlternatives) {
                              30, 25, 2);
 }
 
+// The matcher keeps the masks of positions it meets again (grammar_matcher.h): along random walks that step back
+// and forth (rollbacks revisit positions; strings and loops meet the same stacks), every mask equals the one a
+// fresh matcher computes after the same tokens, its first and so never from a cache.
+void check_cached_masks_equal_fresh(const std::string& grammar_text, int steps, uint32_t seed) {
+  auto g = must_parse(grammar_text);
+  ASSERT_TRUE(g);
+  auto vocab = small_vocab();
+  auto compiled = CompiledGrammar::compile(g, vocab);
+  ASSERT_TRUE(compiled.ok());
+  std::mt19937 rng(seed);
+  const int32_t eos = vocab->eos_ids()[0];
+  GrammarMatcher m(*compiled);
+  std::vector<int32_t> taken;
+  std::vector<uint32_t> mask(bitmask_words(vocab->size())), fresh(mask.size());
+  for (int s = 0; s < steps; ++s) {
+    m.fill_mask(mask.data());
+    GrammarMatcher f(*compiled);
+    for (int32_t t : taken) ASSERT_TRUE(f.accept(t));
+    f.fill_mask(fresh.data());
+    ASSERT_EQ(mask, fresh) << "step " << s << " after " << taken.size() << " tokens";
+    std::vector<int32_t> allowed;
+    for (int32_t t = 0; t < vocab->size(); ++t)
+      if (t != eos && ((mask[static_cast<size_t>(t) >> 5] >> (t & 31)) & 1)) allowed.push_back(t);
+    const bool back = !taken.empty() && (allowed.empty() || rng() % 3 == 0);
+    if (back) {
+      const auto n = static_cast<int32_t>(std::min<size_t>(taken.size(), 1 + rng() % 3));
+      m.rollback(n);
+      taken.resize(taken.size() - static_cast<size_t>(n));
+    } else if (!allowed.empty()) {
+      taken.push_back(allowed[rng() % allowed.size()]);
+      ASSERT_TRUE(m.accept(taken.back()));
+    } else {
+      break;
+    }
+  }
+}
+
+TEST(GrammarMatcher, CachedMasksEqualFreshOnes) {
+  check_cached_masks_equal_fresh(kJsonish, 400, 11);
+  check_cached_masks_equal_fresh("root ::= (a | b)+\na ::= \"a\" \"é\"* \"\\\"\"\nb ::= \"a\" [0-9] | \"{\" root \"}\"", 300,
+                                 12);
+  check_cached_masks_equal_fresh("root ::= [a-b0-9 ,.-]+", 300, 13);
+  check_cached_masks_equal_fresh("root ::= \"\\\"\" [a-b9]{0,30} \"\\\"\" | \"{\" [0-2]{2,25} \"}\"", 300, 14);
+}
+
 TEST(GrammarMatcher, CountedRepetitionsShareTablesAndStayExact) {
   // States of a counted run further than the longest token from its ends share one table.
   const std::string text = "root ::= \"\\\"\" [a-b9]{0,30} \"\\\"\" | \"{\" [0-2]{2,25} \"}\"";
