@@ -31,7 +31,9 @@
 //   or tabs, wherever RFC 8259 allows it inside the value; none before or
 //   after the top-level value, so the grammar ends with it.
 // - Numbers end: integers and the integer part of numbers carry 1-18 digits,
-//   fractions 1-18, exponents 1-3 (integer bounds past 18 digits are clamped).
+//   fractions 1-18, exponents up to 307 after a one-digit integer part and
+//   290 after more (so every number is a finite double; integer bounds past
+//   18 digits are clamped).
 // - Bounds, each an Error past it: minItems, maxItems, minLength, maxLength
 //   up to kMaxRepetition (1000); 4096 enum values; 64 optional prefixItems;
 //   property names of 1000 characters beside extra members; options.max_depth

@@ -126,7 +126,15 @@ std::string JsonBaseRules::text() const {
     if (name == "array") body = "\"[\"" + w + "( value (" + w + "\",\"" + w + "value )*" + w + ")? \"]\"";
     if (name == "string") body = R"("\"" char* "\"")";
     if (name == "char") body = R"([^"\\\x00-\x1F] | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F]{4} ))";
-    if (name == "number") body = R"("-"? ( "0" | [1-9] [0-9]{0,17} ) ( "." [0-9]{1,18} )? ( [eE] [+\-]? [0-9]{1,3} )?)";
+    // Exponents bounded so that every number is a finite double, which every JSON parser reads (nlohmann refuses
+    // 2e996): up to 307 after a one-digit integer part (d.ddde+307, what serializers print), up to 290 after 2-18
+    // digits; leading zeros allowed.
+    if (name == "number") {
+      const std::string frac = R"(( "." [0-9]{1,18} )?)";
+      const std::string e307 = R"(( [eE] [+\-]? "0"* ( [0-9]{1,2} | [12] [0-9]{2} | "30" [0-7] ) )?)";
+      const std::string e290 = R"(( [eE] [+\-]? "0"* ( [0-9]{1,2} | [01] [0-9]{2} | "2" [0-8] [0-9] | "290" ) )?)";
+      body = "\"-\"? ( ( \"0\" | [1-9] ) " + frac + " " + e307 + " | [1-9] [0-9]{1,17} " + frac + " " + e290 + " )";
+    }
     if (name == "integer") body = R"("-"? ( "0" | [1-9] [0-9]{0,17} ))";
     if (name == "boolean") body = R"("true" | "false")";
     if (name == "null") body = R"("null")";

@@ -8,6 +8,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdlib>
+
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -92,11 +95,17 @@ TEST(JsonSchemaGrammar, NumbersHaveBoundedDigits) {
   EXPECT_FALSE(integer->matches("007"));
   EXPECT_FALSE(integer->matches("1.0"));
   EXPECT_FALSE(integer->matches("+1"));
-  for (const char* ok : {"0", "-0", "0.5", "-1.25e-7", "1E+308", "123456789012345678.123456789012345678", "1e999"})
+  for (const char* ok : {"0", "-0", "0.5", "-1.25e-7", "1E+307", "9.999999999999999999e307", "1.5e+300", "1e-307",
+                         "1e0", "1e007", "12e290", "-99e-290", "123456789012345678.123456789012345678",
+                         "999999999999999999.999999999999999999e290"})
     EXPECT_TRUE(number->matches(ok)) << ok;
-  for (const char* bad :
-       {"01", ".5", "1.", "1e", "--1", "+1", "NaN", "Infinity", "0x10", "1.1234567890123456789", "1e1000"})
+  // Exponents that could leave a double's range (nlohmann refuses 2e996) are refused.
+  for (const char* bad : {"01", ".5", "1.", "1e", "--1", "+1", "NaN", "Infinity", "0x10", "1.1234567890123456789",
+                          "1E+308", "1e999", "1e1000", "2e996", "12e291", "123e300"})
     EXPECT_FALSE(number->matches(bad)) << bad;
+  // The largest numbers the grammar takes are finite doubles.
+  for (const char* edge : {"9.999999999999999999e307", "999999999999999999.999999999999999999e290"})
+    EXPECT_TRUE(std::isfinite(std::strtod(edge, nullptr))) << edge;
 }
 
 TEST(JsonSchemaGrammar, StringsFollowRfc8259) {
