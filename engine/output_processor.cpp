@@ -9,7 +9,7 @@ SequenceOutputProcessor::SequenceOutputProcessor(const Tokenizer& tokenizer, con
                                                  std::vector<int32_t> eos_ids)
     : params_(params),
       eos_ids_(std::move(eos_ids)),
-      detok_(tokenizer, /*skip_special=*/true, /*continues_text=*/true) {}
+      detok_(tokenizer, params.skip_special_tokens, /*continues_text=*/true) {}
 
 FinishReason SequenceOutputProcessor::on_token(const SampledToken& token, int32_t num_output_tokens,
                                              SequenceDelta& delta) {

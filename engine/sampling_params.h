@@ -20,6 +20,7 @@ class CompiledGrammar;  // engine/structured/token_masks.h
 struct SamplingParams {
   int32_t n = 1;                 // completions per prompt
   int32_t max_tokens = 16;       // generated tokens at most (OpenAI's default for completions)
+  bool skip_special_tokens = true;  // special tokens' text left out of the output (vLLM's)
   int32_t min_tokens = 0;        // EOS and stop_token_ids are masked until this many were generated
   float temperature = 1.0f;      // 0 (below 1e-5, as vLLM) means greedy
   float top_p = 1.0f;            // nucleus mass kept, (0, 1]

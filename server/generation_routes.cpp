@@ -411,6 +411,8 @@ void HttpServer::Impl::handle_chat(const httplib::Request& req, httplib::Respons
   const ToolCallSyntax syntax =
       config.tool_call_parser.empty() && r.chat_template ? detect_tool_call_syntax(*r.chat_template) : tool_syntax;
   const std::optional<ToolCallOptions> tools = tool_call_options(r, syntax);
+  // A model whose <tool_call> tag is a special token must keep its text for the parser (as vLLM's hermes parser).
+  if (tools && syntax == ToolCallSyntax::kHermes) r.params.skip_special_tokens = false;
   ResponseHeader header{make_response_id("chatcmpl"), unix_now(), r.model.empty() ? model_name() : r.model};
   std::shared_ptr<Generation> g = start_chat(r, header, res);
   if (!g) return;

@@ -175,7 +175,7 @@ ApiResult<ChatCompletionRequest> parse_chat_request(std::string_view body, const
   f.read("add_generation_prompt", r.add_generation_prompt);
   f.read("continue_final_message", r.continue_final_message);
   f.read("add_special_tokens", r.add_special_tokens);
-  f.read("skip_special_tokens", r.skip_special_tokens);
+  f.read("skip_special_tokens", r.params.skip_special_tokens);
   f.read_object("chat_template_kwargs", r.chat_template_kwargs);
   f.read("chat_template", r.chat_template);
   f.read("user", r.user);

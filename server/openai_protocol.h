@@ -71,7 +71,6 @@ struct CompletionRequest {
   std::string user;
   std::optional<std::string> cache_salt;  // vLLM: isolates this request's prefix-cache entries
   int32_t priority = 0;                   // vLLM: lower runs first under priority scheduling
-  bool skip_special_tokens = true;
   bool add_special_tokens = true;         // tokenize text prompts with BOS (vLLM's default for completions)
   std::optional<StructuredOutput> structured;
 };
@@ -112,7 +111,6 @@ struct ChatCompletionRequest {
   bool add_generation_prompt = true;
   bool continue_final_message = false;
   bool add_special_tokens = false;     // vLLM's default for chat: the template adds BOS itself
-  bool skip_special_tokens = true;
   nlohmann::json chat_template_kwargs = nlohmann::json::object();
   std::optional<std::string> chat_template;  // vLLM: a template in the request overrides the model's
   std::string user;

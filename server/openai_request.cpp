@@ -196,7 +196,7 @@ ApiResult<CompletionRequest> parse_completion_request(std::string_view body, con
   f.read("user", r.user);
   f.read("cache_salt", r.cache_salt);
   f.read("priority", r.priority);
-  f.read("skip_special_tokens", r.skip_special_tokens);
+  f.read("skip_special_tokens", r.params.skip_special_tokens);
   f.read("add_special_tokens", r.add_special_tokens);
   read_structured_output(f, body, r.structured);
   if (f.failed()) return f.error();

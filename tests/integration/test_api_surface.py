@@ -1,6 +1,7 @@
 """The OpenAI surface beyond generation, as third-party clients use it: model names (a readable default, the path
 accepted, models.retrieve), CORS for browsers (vLLM's --allowed-origins), 405 with Allow."""
 import json
+import urllib.request
 
 import openai
 import pytest
@@ -186,3 +187,28 @@ def test_responses_api_through_the_openai_client(default_names):
         with pytest.raises(openai.BadRequestError) as e:
             c.responses.create(**args)
         assert e.value.body["param"] == param, e.value.body
+
+
+def test_skip_special_tokens_false_keeps_special_tokens_text(default_names):
+    """vLLM's skip_special_tokens: by default a special token's text never reaches the output; false keeps it.
+    A logit_bias makes the model emit <|im_start|> (a special token of SmolLM2's vocabulary, id 1) at once."""
+    c = openai.OpenAI(base_url=default_names.base_url + "/v1", api_key="x", max_retries=0)
+    req = urllib.request.Request(default_names.base_url + "/tokenize", method="POST",
+                                 data=json.dumps({"prompt": "<|im_start|>", "add_special_tokens": False}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    tok = json.loads(urllib.request.urlopen(req, timeout=30).read())
+    assert tok["tokens"] == [1], tok
+    for endpoint in ("completions", "chat"):
+        texts = {}
+        for skip in (True, False):
+            kw = dict(model=MODEL.name, max_tokens=2, temperature=0, logit_bias={"1": 100},
+                      extra_body={"skip_special_tokens": skip})
+            if endpoint == "completions":
+                r = c.completions.create(prompt="Hello", **kw)
+                texts[skip] = r.choices[0].text
+            else:
+                r = c.chat.completions.create(messages=[{"role": "user", "content": "Hi"}], **kw)
+                texts[skip] = r.choices[0].message.content or ""
+            assert r.usage.completion_tokens == 2
+        assert "<|im_start|>" not in texts[True], texts
+        assert texts[False] == "<|im_start|>" * 2, texts

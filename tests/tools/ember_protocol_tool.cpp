@@ -166,7 +166,7 @@ int main(int argc, char** argv) {
       }
       out = error_or(r, r ? json{{"model", r->model}, {"prompts", prompts}, {"params", params_json(r->params)},
                                  {"stream", stream_json(r->stream)}, {"user", r->user},
-                                 {"skip_special_tokens", r->skip_special_tokens}}
+                                 {"skip_special_tokens", r->params.skip_special_tokens}}
                           : json());
     } else if (mode == "parse-chat") {
       auto r = parse_chat_request(body, limits);

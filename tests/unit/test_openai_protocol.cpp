@@ -267,7 +267,7 @@ TEST(OpenAIProtocol, CompletionDefaults) {
   EXPECT_FALSE(p.echo);
   EXPECT_FALSE(r->stream.stream);
   EXPECT_TRUE(r->add_special_tokens);
-  EXPECT_TRUE(r->skip_special_tokens);
+  EXPECT_TRUE(r->params.skip_special_tokens);
 }
 
 TEST(OpenAIProtocol, CompletionEveryField) {
@@ -308,7 +308,7 @@ TEST(OpenAIProtocol, CompletionEveryField) {
   EXPECT_EQ(p.min_tokens, 4);
   EXPECT_TRUE(p.ignore_eos);
   EXPECT_EQ(p.stop_token_ids, (std::vector<int32_t>{2, 3}));
-  EXPECT_FALSE(r->skip_special_tokens);
+  EXPECT_FALSE(r->params.skip_special_tokens);
   EXPECT_EQ(r->cache_salt.value_or(""), "s");
   EXPECT_EQ(r->priority, -3);
 }
