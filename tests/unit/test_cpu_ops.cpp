@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <numbers>
 #include <random>
@@ -28,18 +27,6 @@ void expect_close(const std::vector<float>& got, const std::vector<double>& ref,
   double scale = 0;
   for (double r : ref) scale = std::max(scale, std::abs(r));
   for (size_t i = 0; i < ref.size(); ++i) ASSERT_NEAR(got[i], ref[i], rel * scale) << "at " << i;
-}
-
-TEST(ThreadPool, CoversEveryIndexOnce) {
-  ThreadPool pool(3);
-  for (int64_t n : {1, 2, 3, 7, 100, 1001}) {
-    std::vector<std::atomic<int>> hits(n);
-    for (int rep = 0; rep < 5; ++rep)
-      pool.parallel_for(n, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) hits[i]++;
-      });
-    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 5) << "n=" << n << " i=" << i;
-  }
 }
 
 TEST(CpuOps, Embedding) {
