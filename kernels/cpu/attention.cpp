@@ -31,10 +31,15 @@ void CpuBackend::paged_attention(const Tensor& q, const Tensor& k_cache, const T
   const bool fast = precision_ == CpuPrecision::kFast && best_cpu_isa() != CpuIsa::kScalar && d % 8 == 0;
   const float* kc = k_cache.f32();
   const float* vc = v_cache.f32();
-  pool_.parallel_for(t_count * hq, [&](int64_t begin, int64_t end) {
+  // A task's cost grows with its token's visible context, so a prefill's last tokens cost the most: tasks are
+  // claimed last token first, in small chunks, and the cheap early tokens even out the threads at the end.
+  const int64_t tasks = t_count * hq;
+  const int64_t grain = std::max<int64_t>(1, tasks / (16 * pool_.num_threads()));
+  auto attend = [&](int64_t begin, int64_t end) {
     std::vector<float> scores;
     std::vector<int64_t> rows;
-    for (int64_t task = begin; task < end; ++task) {
+    for (int64_t c = begin; c < end; ++c) {
+      const int64_t task = tasks - 1 - c;
       const int64_t t = task / hq, h = task % hq, kvh = h / group;
       const int32_t b = seq_of[t];
       const int64_t q_len = in.query_start_loc[b + 1] - in.query_start_loc[b];
@@ -72,7 +77,8 @@ void CpuBackend::paged_attention(const Tensor& q, const Tensor& k_cache, const T
         for (int64_t i = 0; i < d; ++i) o[i] += p * vv[i];
       }
     }
-  });
+  };
+  pool_.parallel_for(tasks, attend, grain);
 }
 
 }  // namespace ember
