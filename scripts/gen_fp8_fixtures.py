@@ -62,6 +62,22 @@ def read_safetensors(path):
     return out
 
 
+def write_raw_safetensors(path, arrays):
+    """uint8 arrays as F8_E4M3, the rest as F32 (safetensors.numpy would write uint8 as U8): the header by hand."""
+    tensors, offset, chunks = {}, 0, []
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        dtype = "F8_E4M3" if a.dtype == np.uint8 else "F32"
+        payload = a.tobytes()
+        tensors[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + len(payload)]}
+        chunks.append(payload)
+        offset += len(payload)
+    header = json.dumps(tensors, separators=(",", ":")).encode()
+    header += b" " * ((8 - len(header) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header + b"".join(chunks))
+
+
 def main():
     src = read_safetensors(os.path.join(SRC, "model.safetensors"))
     out, deq = {}, {}
@@ -86,19 +102,7 @@ def main():
             deq[name] = (decode(codes) * scale).astype(np.float32)
         out[name] = codes
     os.makedirs(OUT, exist_ok=True)
-    # safetensors.numpy writes uint8 as U8: write the header by hand for F8_E4M3.
-    tensors, offset, chunks = {}, 0, []
-    for name in sorted(out):
-        a = np.ascontiguousarray(out[name])
-        dtype = "F8_E4M3" if a.dtype == np.uint8 else "F32"
-        payload = a.tobytes()
-        tensors[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + len(payload)]}
-        chunks.append(payload)
-        offset += len(payload)
-    header = json.dumps(tensors, separators=(",", ":")).encode()
-    header += b" " * ((8 - len(header) % 8) % 8)
-    with open(os.path.join(OUT, "model.safetensors"), "wb") as f:
-        f.write(struct.pack("<Q", len(header)) + header + b"".join(chunks))
+    write_raw_safetensors(os.path.join(OUT, "model.safetensors"), out)
     save_file(deq, os.path.join(OUT, "dequantized.safetensors"))
     config = json.load(open(os.path.join(SRC, "config.json")))
     config["quantization_config"] = {"quant_method": "fp8", "activation_scheme": "dynamic"}
@@ -106,6 +110,33 @@ def main():
         json.dump(config, f, indent=2, sort_keys=True)
         f.write("\n")
     print(f"wrote {OUT}: {len(deq)} FP8 matrices")
+    write_fuzz_seed()
+
+
+def write_fuzz_seed():
+    """tests/fuzz/corpus/fp8_checkpoint/: model.safetensors files for fuzz_fp8_checkpoint's fixed tiny config
+    (hidden 16, 1 layer, 2 heads, 1 KV head, MLP 32, vocab 32, tied): per-channel and per-tensor scales."""
+    rng = np.random.default_rng(7)
+    corpus = os.path.join(ROOT, "tests", "fuzz", "corpus", "fp8_checkpoint")
+    os.makedirs(corpus, exist_ok=True)
+    shapes = {"q_proj": (16, 16), "k_proj": (8, 16), "v_proj": (8, 16), "o_proj": (16, 16),
+              "gate_proj": (32, 16), "up_proj": (32, 16), "down_proj": (16, 32)}
+    for seed_name, per_channel in (("per_channel", True), ("per_tensor", False)):
+        tensors = {"model.embed_tokens.weight": rng.standard_normal((32, 16)).astype(np.float32),
+                   "model.norm.weight": np.ones(16, np.float32),
+                   "model.layers.0.input_layernorm.weight": np.ones(16, np.float32),
+                   "model.layers.0.post_attention_layernorm.weight": np.ones(16, np.float32)}
+        for proj, shape in shapes.items():
+            base = f"model.layers.0.{'self_attn' if proj.endswith(('q_proj', 'k_proj', 'v_proj', 'o_proj')) else 'mlp'}.{proj}"
+            w = (0.1 * rng.standard_normal(shape)).astype(np.float32)
+            if per_channel:
+                scale = (np.abs(w).max(axis=1, keepdims=True) / np.float32(448.0)).astype(np.float32)
+            else:
+                scale = np.array(np.abs(w).max() / np.float32(448.0), dtype=np.float32)
+            tensors[base + ".weight"] = encode(w / scale)
+            tensors[base + ".weight_scale"] = scale
+        write_raw_safetensors(os.path.join(corpus, seed_name), tensors)
+    print(f"wrote {corpus}")
 
 
 if __name__ == "__main__":
