@@ -541,6 +541,47 @@ TEST(CudaRunner, Fp8StaysWithinItsBoundOfHuggingFace) {
   RecordProperty("fp8_greedy_agree", std::to_string(agreed) + "/" + std::to_string(checked));
 }
 
+// `seqs` one-token prompts decoded greedily for `steps` steps on `gpu` and,
+// teacher-forced on the GPU's tokens, on `cpu`: every row's logits within
+// bf16 noise (3e-2 relative) and the same greedy token wherever the CPU's
+// winner is clear; at least `min_checked` such rows. `what` names the report.
+void expect_decode_follows_cpu(ModelRunner& gpu, ModelRunner& cpu, int seqs, int steps, int min_checked,
+                               const char* what) {
+  const int32_t v = cpu.vocab_size();
+  std::vector<Seq> g(static_cast<size_t>(seqs));
+  for (int i = 0; i < seqs; ++i) {
+    g[i].tokens.push_back(17 + 100 * i);
+    for (int b = 0; b < 8; ++b) g[i].blocks.push_back(i * 8 + b);
+  }
+  std::vector<Seq> k = g;
+  const std::vector<int32_t> chunk(static_cast<size_t>(seqs), 1);
+  std::vector<float> gl, kl;
+  double worst = 0;
+  int checked = 0, agreed = 0;
+  for (int s = 0; s < steps; ++s) {
+    step(gpu, g, chunk, gl);
+    step(cpu, k, chunk, kl);
+    ASSERT_EQ(gl.size(), kl.size());
+    for (int r = 0; r < seqs; ++r) {
+      const double e = rel_err(gl.data() + static_cast<size_t>(r) * v, kl.data() + static_cast<size_t>(r) * v, v);
+      worst = std::max(worst, e);
+      ASSERT_LT(e, 3e-2) << what << ": step " << s << " row " << r;
+      float margin;
+      const int32_t want = argmax(kl.data() + static_cast<size_t>(r) * v, v, &margin);
+      const int32_t got = argmax(gl.data() + static_cast<size_t>(r) * v, v);
+      if (margin > 0.02f) {
+        ++checked;
+        agreed += got == want;
+      }
+      g[r].tokens.push_back(got);
+      k[r].tokens.push_back(got);
+    }
+  }
+  std::printf("%s: worst relative error %.2e, greedy %d/%d agree\n", what, worst, agreed, checked);
+  EXPECT_GT(checked, min_checked) << what;
+  EXPECT_EQ(agreed, checked) << what;
+}
+
 // Decode steps alone (one-token prompts: every matrix product has M <= 8 and
 // runs through gemv_fp8, bf16 activations times the FP8 weights) equal the
 // CPU backend over the same weights dequantized on the host by
@@ -565,39 +606,7 @@ TEST(CudaRunner, Fp8DecodeFollowsTheCpuOnTheDequantizedWeights) {
   auto gpu = make_cuda_model_runner(w, o);
   ASSERT_TRUE(gpu.ok()) << gpu.error().message;
   CpuModelRunner cpu(dq, 2, 2048, 16, {});
-  const int32_t v = static_cast<int32_t>(c.vocab_size);
-  std::vector<Seq> g(3);
-  for (int i = 0; i < 3; ++i) {
-    g[i].tokens.push_back(17 + 100 * i);
-    for (int b = 0; b < 8; ++b) g[i].blocks.push_back(i * 8 + b);
-  }
-  std::vector<Seq> k = g;
-  std::vector<float> gl, kl;
-  double worst = 0;
-  int checked = 0, agreed = 0;
-  for (int s = 0; s < 64; ++s) {
-    step(**gpu, g, {1, 1, 1}, gl);
-    step(cpu, k, {1, 1, 1}, kl);
-    ASSERT_EQ(gl.size(), kl.size());
-    for (int r = 0; r < 3; ++r) {
-      const double e = rel_err(gl.data() + static_cast<size_t>(r) * v, kl.data() + static_cast<size_t>(r) * v, v);
-      worst = std::max(worst, e);
-      ASSERT_LT(e, 3e-2) << "step " << s << " row " << r;
-      float margin;
-      const int32_t want = argmax(kl.data() + static_cast<size_t>(r) * v, v, &margin);
-      const int32_t got = argmax(gl.data() + static_cast<size_t>(r) * v, v);
-      if (margin > 0.02f) {
-        ++checked;
-        agreed += got == want;
-      }
-      g[r].tokens.push_back(got);
-      k[r].tokens.push_back(got);
-    }
-  }
-  std::printf("fp8 decode vs CPU on dequantized weights: worst relative error %.2e, greedy %d/%d agree\n", worst,
-              agreed, checked);
-  EXPECT_GT(checked, 60);
-  EXPECT_EQ(agreed, checked);
+  expect_decode_follows_cpu(**gpu, cpu, 3, 64, 60, "fp8 decode vs CPU on dequantized weights");
 }
 
 // An FP8 checkpoint (tests/fixtures/hf_tiny_fp8: codes and scales uploaded
@@ -614,40 +623,8 @@ TEST(CudaRunner, Fp8CheckpointDecodeFollowsTheCpu) {
   auto gpu = make_cuda_model_runner(*w, small_options(false));
   ASSERT_TRUE(gpu.ok()) << gpu.error().message;
   dequantize_fp8(*w);
-  const int32_t v = static_cast<int32_t>(w->config.vocab_size);
   CpuModelRunner cpu(std::move(*w), 2, 2048, 16, {});
-  std::vector<Seq> g(2);
-  for (int i = 0; i < 2; ++i) {
-    g[i].tokens.push_back(5 + 50 * i);
-    for (int b = 0; b < 8; ++b) g[i].blocks.push_back(i * 8 + b);
-  }
-  std::vector<Seq> k = g;
-  std::vector<float> gl, kl;
-  double worst = 0;
-  int checked = 0, agreed = 0;
-  for (int s = 0; s < 48; ++s) {
-    step(**gpu, g, {1, 1}, gl);
-    step(cpu, k, {1, 1}, kl);
-    ASSERT_EQ(gl.size(), kl.size());
-    for (int r = 0; r < 2; ++r) {
-      const double e = rel_err(gl.data() + static_cast<size_t>(r) * v, kl.data() + static_cast<size_t>(r) * v, v);
-      worst = std::max(worst, e);
-      ASSERT_LT(e, 3e-2) << "step " << s << " row " << r;
-      float margin;
-      const int32_t want = argmax(kl.data() + static_cast<size_t>(r) * v, v, &margin);
-      const int32_t got = argmax(gl.data() + static_cast<size_t>(r) * v, v);
-      if (margin > 0.02f) {
-        ++checked;
-        agreed += got == want;
-      }
-      g[r].tokens.push_back(got);
-      k[r].tokens.push_back(got);
-    }
-  }
-  std::printf("FP8 checkpoint on the GPU vs CPU: worst relative error %.2e, greedy %d/%d agree\n", worst, agreed,
-              checked);
-  EXPECT_GT(checked, 40);
-  EXPECT_EQ(agreed, checked);
+  expect_decode_follows_cpu(**gpu, cpu, 2, 48, 40, "FP8 checkpoint on the GPU vs CPU");
 }
 
 }  // namespace
