@@ -102,6 +102,10 @@ std::vector<int32_t> eos_ids_of(const ModelSource& src) {
 
 namespace {
 
+bool kv_cache_fp8(const EngineOptions& options) {
+  return options.kv_cache_dtype == "fp8" || options.kv_cache_dtype == "fp8_e4m3";
+}
+
 // The CPU runner: float32 activations on the host, multiplied by quantized
 // weights with 8-bit activations (--dtype auto) or exactly (--dtype float32);
 // the KV pool from --kv-cache-memory-bytes.
@@ -114,6 +118,9 @@ Result<std::unique_ptr<ModelRunner>> make_cpu_runner(const ModelSource& src, con
   if (model.quantization == "fp8")
     return Error{"--quantization fp8 needs an NVIDIA GPU of compute capability 8.9 or newer; the CPU runner reads "
                  "the model's own weight types (GGUF blocks with 8-bit activations, or --dtype float32)"};
+  if (options.kv_cache_dtype == "bfloat16")
+    return Error{"--kv-cache-dtype bfloat16: the CPU runner's KV cache is float32 (auto) or fp8"};
+  const bool fp8_cache = kv_cache_fp8(options);
   const int tp = model.tensor_parallel_size;
   Result<ModelConfig> shard = shard_config(src.config, tp);  // checked before the weights load
   if (!shard) return shard.error();
@@ -127,7 +134,7 @@ Result<std::unique_ptr<ModelRunner>> make_cpu_runner(const ModelSource& src, con
   if (!shards) return shards.error();
   const int32_t block = options.block_size;
   // Every rank holds its KV heads' share of each block.
-  const int64_t per_block = CpuModelRunner::kv_bytes_per_token(*shard) * tp * block;
+  const int64_t per_block = CpuModelRunner::kv_bytes_per_token(*shard, fp8_cache) * tp * block;
   int64_t blocks = options.num_gpu_blocks_override;
   if (blocks <= 0) {
     const int64_t budget = options.kv_cache_memory_bytes > 0 ? options.kv_cache_memory_bytes : int64_t{1} << 30;
@@ -141,11 +148,13 @@ Result<std::unique_ptr<ModelRunner>> make_cpu_runner(const ModelSource& src, con
     spdlog::info("FP8 checkpoint: the CPU runner computes with its weights dequantized to float32");
     for (LlamaWeights& w : *shards) dequantize_fp8(w);
   }
-  spdlog::info("KV cache: {} blocks of {} tokens ({:.1f} MB, {} tokens)", blocks, block, blocks * per_block / 1e6,
-               blocks * block);
+  spdlog::info("KV cache: {} blocks of {} tokens ({:.1f} MB, {} tokens, {})", blocks, block,
+               blocks * per_block / 1e6, blocks * block,
+               fp8_cache ? "fp8 e4m3: a quarter of float32's bytes a token" : "float32");
   auto runner = CpuModelRunner::from_shards(std::move(*shards), src.config, options.num_threads, blocks, block,
                                             eos_ids_of(src), model.process_group);
   if (!runner) return runner.error();
+  if (fp8_cache) (*runner)->use_fp8_kv_cache();
   const bool exact = model.dtype == "float32";
   (*runner)->set_precision(exact ? CpuPrecision::kExact : CpuPrecision::kFast);
   spdlog::info("CPU precision: {} ({})",
@@ -198,8 +207,10 @@ Result<std::unique_ptr<ModelRunner>> make_gpu_runner(const ModelSource& src, con
                                                      int32_t max_num_batched_tokens, int32_t max_logits_per_seq) {
   if (model.dtype != "auto" && model.dtype != "bfloat16")
     return Error{"--dtype " + model.dtype + ": the CUDA runner computes in bfloat16 (use --dtype auto or bfloat16)"};
-  if (options.kv_cache_dtype == "fp8") return Error{"--kv-cache-dtype fp8 is not supported yet"};
+  if (options.kv_cache_dtype == "float32")
+    return Error{"--kv-cache-dtype float32: the CUDA runner's KV cache is bfloat16 (auto) or fp8"};
   CudaRunnerOptions o;
+  o.kv_cache_fp8 = kv_cache_fp8(options);
   o.block_size = options.block_size;
   o.max_num_batched_tokens = max_num_batched_tokens;
   o.max_num_seqs = options.max_num_seqs;

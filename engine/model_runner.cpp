@@ -221,8 +221,19 @@ void CpuModelRunner::serve_rank_steps() {
   ember::serve_rank_steps(*processes_, [&](const ForwardInputs& in) { r.decoder.forward(in, r.cache, r.logits); });
 }
 
-int64_t CpuModelRunner::kv_bytes_per_token(const ModelConfig& config) {
-  return 2 * config.num_layers * config.num_kv_heads * config.head_dim * static_cast<int64_t>(sizeof(float));
+int64_t CpuModelRunner::kv_bytes_per_token(const ModelConfig& config, bool fp8) {
+  return KvCache::bytes_per_token(config, fp8 ? DType::kF8E4M3 : DType::kF32);
+}
+
+void CpuModelRunner::use_fp8_kv_cache() {
+  for (auto& rank : ranks_) {
+    KvCache& c = rank->cache;
+    c = KvCache::allocate(rank->weights.config, c.num_blocks, c.block_size, DType::kF8E4M3);
+    for (size_t l = 0; l < rank->weights.layers.size(); ++l) {
+      c.k_scale[l] = rank->weights.layers[l].k_scale;
+      c.v_scale[l] = rank->weights.layers[l].v_scale;
+    }
+  }
 }
 
 }  // namespace ember

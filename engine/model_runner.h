@@ -112,6 +112,9 @@ class CpuModelRunner final : public ModelRunner {
   void set_communicator(Communicator* comm);
   // What every rank's backend trades for speed (kernels/cpu/cpu_ops.h); kExact unless set.
   void set_precision(CpuPrecision precision);
+  // --kv-cache-dtype fp8: every rank's cache becomes FP8 E4M3 codes (a quarter of float32's bytes), scaled by
+  // the layers' k_scale / v_scale (models/weights.h). Before the first step: the cache starts empty.
+  void use_fp8_kv_cache();
   ~CpuModelRunner() override;
 
   void launch(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows) override;
@@ -123,8 +126,8 @@ class CpuModelRunner final : public ModelRunner {
   int32_t block_size() const override;
   int tensor_parallel_size() const { return static_cast<int>(ranks_.size()); }
 
-  // KV bytes one token takes in a cache of this config (both K and V, all layers).
-  static int64_t kv_bytes_per_token(const ModelConfig& config);
+  // KV bytes one token takes in a cache of this config (both K and V, all layers), float32 or FP8.
+  static int64_t kv_bytes_per_token(const ModelConfig& config, bool fp8 = false);
 
  private:
   struct Rank;

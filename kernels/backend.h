@@ -23,8 +23,9 @@ namespace ember {
 // rows of K / dtype_block_elems() raw blocks, each dtype_block_bytes() long,
 // rows back to back and blocks unaligned. K must be a whole number of blocks.
 // Layouts: kernels/quant/quant_blocks.h.
-// kF8E4M3: one byte an element (kernels/quant/fp8.h), a weight's rows scaled
-// by Tensor::scale (the CUDA backend's --quantization fp8 weights).
+// kF8E4M3: one byte an element (kernels/quant/fp8.h), scaled by Tensor::scale:
+// a weight's rows (the CUDA backend's --quantization fp8 weights), or a whole
+// KV cache (--kv-cache-dtype fp8, see Backend below).
 enum class DType : uint8_t { kF32, kBF16, kF16, kQ8_0, kQ4_0, kQ4_1, kQ4_K, kQ6_K, kF8E4M3 };
 
 // Elements per block (1 for plain types) and bytes per block.
@@ -65,7 +66,9 @@ struct Tensor {
   DType dtype = DType::kF32;
   int ndim = 0;
   std::array<int64_t, 4> shape{};
-  const float* scale = nullptr;  // kF8E4M3 weights: one float32 scale a row (row r = codes * scale[r])
+  // kF8E4M3 only, in the tensor's memory: a weight's float32 scale a row (row r = codes * scale[r]); a KV
+  // cache's one scale (every element = code * scale[0]).
+  const float* scale = nullptr;
 
   static Tensor f32(const float* data, std::initializer_list<int64_t> dims) { return of(data, DType::kF32, dims); }
   // A view of plain (not quantized) elements of any dtype.
@@ -208,6 +211,12 @@ class Backend {
   // in the activation dtype, or float32 (the logits).
   virtual void linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) = 0;
 
+  // The KV caches below are [num_blocks, block_size, Hkv, D] of the activation
+  // dtype, or of kF8E4M3 codes with Tensor::scale pointing at the layer's one
+  // scale for K (for V) in backend memory (vLLM's k_scale / v_scale): writes
+  // store e4m3(x / scale) (kernels/quant/fp8.h: nearest even, saturating at
+  // +-448), reads see code * scale, and attention accumulates in float32.
+  //
   // Rotates q and k in place (HF rotate_half: pairs (i, i + D/2), angle
   // positions[t] * inv_freq[i]) and writes k and v of token t to slot
   // slot_mapping[t] of the caches.   q [T, Hq*D], k and v [T, Hkv*D],

@@ -9,23 +9,45 @@
 
 namespace ember {
 
-KvCache KvCache::allocate(const ModelConfig& config, int64_t num_blocks, int64_t block_size) {
+KvCache KvCache::allocate(const ModelConfig& config, int64_t num_blocks, int64_t block_size, DType dtype) {
+  assert(dtype == DType::kF32 || dtype == DType::kF8E4M3);
   KvCache c;
   c.num_blocks = num_blocks;
   c.block_size = block_size;
   c.num_kv_heads = config.num_kv_heads;
   c.head_dim = config.head_dim;
+  c.dtype = dtype;
   const size_t n = static_cast<size_t>(num_blocks * block_size * config.num_kv_heads * config.head_dim);
-  c.k.assign(static_cast<size_t>(config.num_layers), std::vector<float>(n, 0.0f));
-  c.v.assign(static_cast<size_t>(config.num_layers), std::vector<float>(n, 0.0f));
+  const size_t layers = static_cast<size_t>(config.num_layers);
+  if (dtype == DType::kF8E4M3) {
+    c.k_fp8.assign(layers, std::vector<uint8_t>(n, 0));
+    c.v_fp8.assign(layers, std::vector<uint8_t>(n, 0));
+  } else {
+    c.k.assign(layers, std::vector<float>(n, 0.0f));
+    c.v.assign(layers, std::vector<float>(n, 0.0f));
+  }
+  c.k_scale.assign(layers, 1.0f);
+  c.v_scale.assign(layers, 1.0f);
   return c;
+}
+
+int64_t KvCache::bytes_per_token(const ModelConfig& config, DType dtype) {
+  return 2 * config.num_layers * config.num_kv_heads * config.head_dim * dtype_bytes(dtype, 1);
 }
 
 KvCacheView KvCache::view() {
   KvCacheView out;
-  for (size_t l = 0; l < k.size(); ++l) {
-    out.k.push_back(Tensor::f32(k[l].data(), {num_blocks, block_size, num_kv_heads, head_dim}));
-    out.v.push_back(Tensor::f32(v[l].data(), {num_blocks, block_size, num_kv_heads, head_dim}));
+  const std::initializer_list<int64_t> dims = {num_blocks, block_size, num_kv_heads, head_dim};
+  for (size_t l = 0; l < k_scale.size(); ++l) {
+    if (dtype == DType::kF8E4M3) {
+      out.k.push_back(Tensor::of(k_fp8[l].data(), DType::kF8E4M3, dims));
+      out.v.push_back(Tensor::of(v_fp8[l].data(), DType::kF8E4M3, dims));
+      out.k.back().scale = &k_scale[l];
+      out.v.back().scale = &v_scale[l];
+    } else {
+      out.k.push_back(Tensor::of(k[l].data(), DType::kF32, dims));
+      out.v.push_back(Tensor::of(v[l].data(), DType::kF32, dims));
+    }
   }
   return out;
 }

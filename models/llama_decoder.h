@@ -45,16 +45,24 @@ struct KvCacheView {
   std::vector<Tensor> k, v;
 };
 
-// Paged K and V caches in host memory, float32 (the CPU runner's).
+// Paged K and V caches in host memory (the CPU runner's): float32, or FP8
+// E4M3 codes scaled by each layer's k_scale / v_scale (kernels/backend.h).
 // Slot s of a layer is block s / block_size, offset s % block_size.
 struct KvCache {
   int64_t num_blocks = 0;
   int64_t block_size = 0;
   int64_t num_kv_heads = 0;
   int64_t head_dim = 0;
-  std::vector<std::vector<float>> k, v;  // [layer]
+  DType dtype = DType::kF32;
+  std::vector<std::vector<float>> k, v;           // [layer], float32
+  std::vector<std::vector<uint8_t>> k_fp8, v_fp8;  // [layer], FP8
+  std::vector<float> k_scale, v_scale;            // [layer], FP8: 1 until the caller sets them
 
-  static KvCache allocate(const ModelConfig& config, int64_t num_blocks, int64_t block_size);
+  // dtype: kF32 or kF8E4M3.
+  static KvCache allocate(const ModelConfig& config, int64_t num_blocks, int64_t block_size,
+                          DType dtype = DType::kF32);
+  // Bytes one token takes in K and V of every layer, in a cache of `dtype`.
+  static int64_t bytes_per_token(const ModelConfig& config, DType dtype);
   KvCacheView view();
 };
 

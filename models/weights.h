@@ -50,6 +50,9 @@ struct LayerWeights {
   std::vector<float> ffn_norm;    // [H]
   WeightMatrix w_gate_up;         // [2I, H]: gate rows, then up rows (silu_mul's fused layout)
   WeightMatrix w_down;            // [H, I]
+  // An FP8 KV cache's scales (--kv-cache-dtype fp8): a checkpoint's self_attn.k_scale / v_scale, else 1 (vLLM's
+  // default). Unused by a cache in the activation dtype.
+  float k_scale = 1.0f, v_scale = 1.0f;
 };
 
 // A vocab-parallel LM head (tensor parallelism, engine/parallel/shard.h): this

@@ -89,6 +89,25 @@ class Reader {
     return Status::success();
   }
 
+  // An FP8 KV cache's scale, when the checkpoint has one under any of `names` (one positive finite value);
+  // `out` keeps its value otherwise. Several names: vLLM's spellings of the same scale.
+  Status kv_scale(std::initializer_list<std::string> names, float* out) {
+    for (const std::string& name : names) {
+      const StTensor* t = dir_.find_tensor(name);
+      if (t == nullptr) continue;
+      used_.insert(name);
+      if (t->num_elements() != 1 || t->shape.size() > 1)
+        return Error{where(name) + ": tensor '" + name + "' has shape " + shape_str(t->shape) +
+                     ": a KV-cache scale is one value ([] or [1])"};
+      auto v = st_to_f32(*t, where(name));
+      if (!v) return v.error();
+      if (!std::isfinite(v->front()) || v->front() <= 0)
+        return Error{where(name) + ": tensor '" + name + "' holds a KV-cache scale that is not positive and finite"};
+      *out = v->front();
+    }
+    return Status::success();
+  }
+
   // The first tensor of the directory the loads did not consume, if any.
   // Rotary inverse frequencies (old checkpoints save them) are recomputed from
   // the config; a tied lm_head some exporters write anyway equals the embedding.
@@ -151,6 +170,12 @@ Result<LlamaWeights> load_llama_weights(const HfModelDir& dir, const LayerHook& 
     matrix(p + "mlp.up_proj.weight", inter, h, &up);
     matrix(p + "mlp.down_proj.weight", h, inter, &lw.w_down);
     if (s) lw.w_gate_up.append_rows(std::move(up));
+    // An FP8 KV cache's scales (used with --kv-cache-dtype fp8): vLLM's names, the older shared kv_scale, and
+    // compressed-tensors' output scales of the k and v projections.
+    if (s) s = reader.kv_scale({p + "self_attn.kv_scale", p + "self_attn.k_scale", p + "self_attn.k_proj.output_scale"},
+                               &lw.k_scale);
+    if (s) s = reader.kv_scale({p + "self_attn.kv_scale", p + "self_attn.v_scale", p + "self_attn.v_proj.output_scale"},
+                               &lw.v_scale);
     if (s && hook) s = hook(l, lw);
   }
   load("model.norm.weight", 0, h, &w.final_norm);

@@ -4,7 +4,9 @@
 Every layer's q/k/v/o/gate/up/down weight becomes F8_E4M3 codes plus a float32 `weight_scale`:
 layer 0 per output channel (shape [rows, 1], compressed-tensors' "channel" strategy), layer 1 per tensor
 (shape [], the "fp8" format's), with a static `input_scale` (read and not used by ember). The embedding, norms
-and LM head stay as they are. Alongside, `dequantized.safetensors` holds every quantized weight decoded to
+and LM head stay as they are. FP8 KV-cache scales (used with --kv-cache-dtype fp8) in both spellings vLLM reads:
+layer 0 `self_attn.k_scale` / `v_scale` (0.02 / 0.03), layer 1 compressed-tensors' `k_proj.output_scale` /
+`v_proj.output_scale` (0.04 / 0.05). Alongside, `dequantized.safetensors` holds every quantized weight decoded to
 float32 (code value * scale, rounded once) by this script, from the format's definition:
 E4M3 = 1 sign, 4 exponent bits (bias 7), 3 mantissa bits, no infinities, 0x7F NaN, largest finite 448.
 Quantization: scale = amax / 448 (float32), code = nearest E4M3 of w / scale, ties to even.
@@ -101,6 +103,10 @@ def main():
             out[base + ".input_scale"] = np.array(0.05, dtype=np.float32)
             deq[name] = (decode(codes) * scale).astype(np.float32)
         out[name] = codes
+    out["model.layers.0.self_attn.k_scale"] = np.array(0.02, dtype=np.float32)
+    out["model.layers.0.self_attn.v_scale"] = np.array(0.03, dtype=np.float32)
+    out["model.layers.1.self_attn.k_proj.output_scale"] = np.array([0.04], dtype=np.float32)
+    out["model.layers.1.self_attn.v_proj.output_scale"] = np.array([0.05], dtype=np.float32)
     os.makedirs(OUT, exist_ok=True)
     write_raw_safetensors(os.path.join(OUT, "model.safetensors"), out)
     save_file(deq, os.path.join(OUT, "dequantized.safetensors"))
@@ -135,6 +141,9 @@ def write_fuzz_seed():
                 scale = np.array(np.abs(w).max() / np.float32(448.0), dtype=np.float32)
             tensors[base + ".weight"] = encode(w / scale)
             tensors[base + ".weight_scale"] = scale
+        if not per_channel:
+            tensors["model.layers.0.self_attn.k_scale"] = np.array(0.5, dtype=np.float32)
+            tensors["model.layers.0.self_attn.v_scale"] = np.array(0.25, dtype=np.float32)
         write_raw_safetensors(os.path.join(corpus, seed_name), tensors)
     print(f"wrote {corpus}")
 

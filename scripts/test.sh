@@ -19,16 +19,27 @@ REPORTS="$BUILD_DIR/test-reports"
 export EMBER_BUILD_DIR="$BUILD_DIR"
 export EMBER_DEFAULT_MODEL="${EMBER_DEFAULT_MODEL:-${EMBER_MODEL_DIR:-$HOME/.cache/ember/models}/SmolLM2-135M-Instruct.Q4_1.gguf}"
 start=$(date +%s)
+stage_start=$start
+stages=""
+stage_done() {  # stage_done NAME: how long the stage since the last one took, for the summary
+  local now
+  now=$(date +%s)
+  stages+="$1 $((now - stage_start))s, "
+  stage_start=$now
+}
 
 "$ROOT/scripts/setup.sh" || { echo "tests: 0 passed, 1 failed"; exit 1; }
 rm -rf "$REPORTS" && mkdir -p "$REPORTS"
 status=0
+stage_done "setup+build"
 
 echo "=== C++ unit tests (ctest) ==="
 (cd "$BUILD_DIR" && ctest --no-tests=error --output-on-failure -j"$(nproc)" --output-junit "$REPORTS/ctest.xml") || status=1
 
+stage_done ctest
 echo "=== Python tests (pytest) ==="
 "$ROOT/.venv/bin/python" -m pytest -q "$ROOT/tests/integration" --junitxml="$REPORTS/pytest.xml" || status=1
+stage_done pytest
 
 echo "=== fuzz smoke runs (${FUZZ_SECONDS}s each) ==="
 if [[ ! -f "$FUZZ_DIR/build.ninja" ]]; then
@@ -62,6 +73,7 @@ if (( $(grep -c . "$fuzz_results") < 3 )); then
   echo "expected at least 3 fuzz targets" | tee -a "$fuzz_results"
   status=1
 fi
+stage_done fuzz
 
 # The sanitizer stage costs about 15 min cold on 2 cores (tests/README.md); with it CI stays under 40 minutes.
 if [[ "${EMBER_SANITIZERS:-1}" == 1 ]]; then
@@ -71,11 +83,13 @@ if [[ "${EMBER_SANITIZERS:-1}" == 1 ]]; then
   # $REPORTS/{asan,tsan}-report.<pid>. Code runs 5-25x slower here, so what bounds wall-clock time or is slow only runs
   # above. ASan+UBSan: every unit test but the 5 s bound on a template, the SmolLM2 parity with transformers and the
   # 8-bit agreement with its goldens (100 s and 45 s here; LlamaDecoder.SmolLM2* and the Int8Kernel tests run the same
-  # code) and the MpiGroup tests (they start mpirun on themselves: Open MPI's leaks at exit, below); test_server.py and test_openai_protocol.py against an ASan
-  # `ember serve` but the SIGTERM drain and the stall detector (time bounds), the tensor-parallel serves (several
-  # real-model processes; Open MPI leaks at exit from plugins it has unloaded, which no suppression can name) and
-  # schemathesis (minutes; the fuzzers above cover the parsers it reaches), and the non-streaming disconnect (30 s: the
-  # streamed disconnect test runs the same abort path).
+  # code), the FP8 KV cache on SmolLM2 (72 steps of the real model; the KvCacheFp8 op tests run its code) and the
+  # MpiGroup tests (they start mpirun on themselves: Open MPI's leaks at exit, below); test_server.py and
+  # test_openai_protocol.py against an ASan `ember serve` but the SIGTERM drain and the stall detector (time bounds),
+  # the tensor-parallel serves (several real-model processes; Open MPI leaks at exit from plugins it has unloaded,
+  # which no suppression can name) and schemathesis (minutes; the fuzzers above cover the parsers it reaches), and the
+  # non-streaming disconnect (30 s: the streamed disconnect test runs the same abort path), and the FP8 KV cache's
+  # two real-model serves (its ops run under ASan in the KvCacheFp8 unit tests).
   san_results="$REPORTS/sanitizers.txt"
   : > "$san_results"
   san_fail() { echo "$1 failed" | tee -a "$san_results"; status=1; }
@@ -100,18 +114,19 @@ if [[ "${EMBER_SANITIZERS:-1}" == 1 ]]; then
   asan_options="check_initialization_order=1:strict_init_order=1"
   if san_build "$ASAN_DIR" address ember_unit_tests ember ember_protocol_tool; then
     (cd "$ASAN_DIR" && ASAN_OPTIONS="$asan_options" ctest --no-tests=error --output-on-failure -j"$(nproc)" --timeout 900 \
-       -E '^(ChatTemplate\.QuadraticConcatenationIsBoundedByWork|HfParity\.SmolLM2(Int8)?Greedy[A-Za-z]*|MpiGroup\..*)$' \
+       -E '^(ChatTemplate\.QuadraticConcatenationIsBoundedByWork|HfParity\.SmolLM2(Int8)?Greedy[A-Za-z]*|KvCacheFp8\.SmolLM2[A-Za-z0-9]*|MpiGroup\..*)$' \
        --output-junit "$REPORTS/ctest-asan.xml") || status=1
     san_check ctest-asan
     EMBER_BUILD_DIR="$ASAN_DIR" ASAN_OPTIONS="$asan_options:log_path=$REPORTS/asan-report" \
       UBSAN_OPTIONS="$UBSAN_OPTIONS:log_path=$REPORTS/asan-report" "$ROOT/.venv/bin/python" -m pytest -q \
       "$ROOT/tests/integration/test_server.py" "$ROOT/tests/integration/test_openai_protocol.py" \
-      -k "not stalled_engine and not sigterm and not tensor_parallel and not schemathesis and not non_streaming_request_is_aborted" \
+      -k "not stalled_engine and not sigterm and not tensor_parallel and not schemathesis and not non_streaming_request_is_aborted and not fp8_kv_cache" \
       --junitxml="$REPORTS/pytest-asan.xml" || status=1
     san_check pytest-asan
   else
     san_fail "asan build"
   fi
+  stage_done asan
   # TSan: the unit tests whose code runs threads (the CPU thread pool, tensor-parallel groups, the engine thread with
   # its scheduler, the model runner's ranks), the loadgen units, and `ember serve` / `ember bench` under concurrent
   # clients, aborts and overload (the server's and the load generator's threads). The disconnect test (2 min under
@@ -133,7 +148,9 @@ if [[ "${EMBER_SANITIZERS:-1}" == 1 ]]; then
   else
     san_fail "tsan build"
   fi
+  stage_done tsan
 fi
+echo "stages: ${stages%, }"
 
 "$ROOT/.venv/bin/python" "$ROOT/scripts/summarize_tests.py" "$REPORTS" "$(( $(date +%s) - start ))" || status=1
 exit $status

@@ -85,7 +85,11 @@ void add_engine_flags(CLI::App* cmd, EngineOptions* o) {
   cmd->add_flag("--enable-prefix-caching,!--no-enable-prefix-caching", o->enable_prefix_caching, "Reuse KV blocks of shared prefixes");
   cmd->add_flag("--enforce-eager", o->enforce_eager, "Disable CUDA graphs");
   add_async_scheduling_flags(cmd, o);
-  cmd->add_option("--kv-cache-dtype", o->kv_cache_dtype, "auto | bfloat16 | fp8")->check(CLI::IsMember({"auto", "bfloat16", "fp8"}));
+  cmd->add_option("--kv-cache-dtype", o->kv_cache_dtype,
+                  "KV cache: auto (the activations' dtype: float32 on the CPU, bfloat16 on a GPU), bfloat16 (GPU), "
+                  "float32 (CPU) or fp8 (= fp8_e4m3: one byte an element, scaled by the checkpoint's k_scale/v_scale "
+                  "or 1)")
+      ->check(CLI::IsMember({"auto", "bfloat16", "float32", "fp8", "fp8_e4m3"}));
   cmd->add_option("--num-threads", o->num_threads, "CPU backend threads (0: all cores)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--seed", o->seed, "Seed for dummy weights and unseeded sampling");
 }

@@ -27,6 +27,9 @@ struct CudaRunnerOptions {
   bool enforce_eager = false;           // no CUDA graphs
   // --quantization fp8: the layers' matrices FP8 E4M3 (DeviceWeights::quantize_fp8)
   bool quantize_fp8 = false;
+  // --kv-cache-dtype fp8: the KV cache E4M3 codes (one byte an element), each layer's K and V scaled by its
+  // LayerWeights::k_scale / v_scale (kernels/backend.h); else bf16.
+  bool kv_cache_fp8 = false;
   uint64_t dummy_seed = 0;               // for make_cuda_runner_dummy
   std::vector<int32_t> eos_token_ids;    // the model's EOS ids, for the GPU sampler's min_tokens
   int32_t max_logits_per_seq = 1;        // StepSequence::num_logits at most (1 + speculative tokens)

@@ -116,6 +116,8 @@ Result<LayerWeights> shard_layer(const LayerWeights& l, const ModelConfig& c, in
   Result<WeightMatrix> down = cols_of(l.w_down, cut.m0, cut.m1, "down_proj");
   if (!down) return down.error();
   o.w_down = std::move(*down);
+  o.k_scale = l.k_scale;  // per tensor: every rank's KV heads share it
+  o.v_scale = l.v_scale;
   return o;
 }
 

@@ -1,4 +1,5 @@
-// Causal paged attention over a varlen batch, float32. One task per
+// Causal paged attention over a varlen batch, float32 (over a float32 or an
+// FP8 cache). One task per
 // (token, query head): scores for the whole visible context, then softmax and
 // the weighted sum of V. The GPU kernels (flash attention / flash decoding)
 // are checked against this loop (the exact precision); the fast one runs
@@ -10,6 +11,7 @@
 #include "kernels/cpu/attention_avx2.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/quant/fp8.h"
 
 namespace ember {
 
@@ -29,15 +31,26 @@ void CpuBackend::paged_attention(const Tensor& q, const Tensor& k_cache, const T
 
   // The fast precision takes the AVX2 kernel (another summation order); the exact one this loop.
   const bool fast = precision_ == CpuPrecision::kFast && best_cpu_isa() != CpuIsa::kScalar && d % 8 == 0;
-  const float* kc = k_cache.f32();
-  const float* vc = v_cache.f32();
+  // An FP8 cache (kernels/backend.h) is read as code * scale: rows decoded into scratch for the exact loop, 8
+  // codes at a time in the AVX2 kernel.
+  const bool fp8 = k_cache.dtype == DType::kF8E4M3;
+  assert(v_cache.dtype == k_cache.dtype);
+  const float k_scale = fp8 ? *k_cache.scale : 1.0f, v_scale = fp8 ? *v_cache.scale : 1.0f;
+  const float* values = quant::fp8_e4m3_values();
   // A task's cost grows with its token's visible context, so a prefill's last tokens cost the most: tasks are
   // claimed last token first, in small chunks, and the cheap early tokens even out the threads at the end.
   const int64_t tasks = t_count * hq;
   const int64_t grain = std::max<int64_t>(1, tasks / (16 * pool_.num_threads()));
   auto attend = [&](int64_t begin, int64_t end) {
-    std::vector<float> scores;
+    std::vector<float> scores, decoded(static_cast<size_t>(d));
     std::vector<int64_t> rows;
+    // Row j of this task's KV head in a cache, as float32.
+    auto row_of = [&](const Tensor& cache, float cache_scale, int64_t at) -> const float* {
+      if (!fp8) return cache.f32() + at;
+      const uint8_t* codes = static_cast<const uint8_t*>(cache.data) + at;
+      for (int64_t i = 0; i < d; ++i) decoded[static_cast<size_t>(i)] = values[codes[i]] * cache_scale;
+      return decoded.data();
+    };
     for (int64_t c = begin; c < end; ++c) {
       const int64_t task = tasks - 1 - c;
       const int64_t t = task / hq, h = task % hq, kvh = h / group;
@@ -51,14 +64,23 @@ void CpuBackend::paged_attention(const Tensor& q, const Tensor& k_cache, const T
 
       const float* qv = q.f32() + (t * hq + h) * d;
       if (fast) {
-        const AttendArgs args{kc + kvh * d, vc + kvh * d, hkv * d, d, visible, scale, table, block_size};
+        AttendArgs args{nullptr, nullptr, hkv * d, d, visible, scale, table, block_size};
+        if (fp8) {
+          args.k_codes = static_cast<const uint8_t*>(k_cache.data) + kvh * d;
+          args.v_codes = static_cast<const uint8_t*>(v_cache.data) + kvh * d;
+          args.k_scale = k_scale;
+          args.v_scale = v_scale;
+        } else {
+          args.k_cache = k_cache.f32() + kvh * d;
+          args.v_cache = v_cache.f32() + kvh * d;
+        }
         attend_one_avx2(args, qv, out.f32() + (t * hq + h) * d, scores, rows);
         continue;
       }
       scores.resize(visible);
       float max_score = -std::numeric_limits<float>::infinity();
       for (int64_t j = 0; j < visible; ++j) {
-        const float* kv = kc + (slot_of(j) * hkv + kvh) * d;
+        const float* kv = row_of(k_cache, k_scale, (slot_of(j) * hkv + kvh) * d);
         float s = 0;
         for (int64_t i = 0; i < d; ++i) s += qv[i] * kv[i];
         scores[j] = s * scale;
@@ -72,7 +94,7 @@ void CpuBackend::paged_attention(const Tensor& q, const Tensor& k_cache, const T
       float* o = out.f32() + (t * hq + h) * d;
       std::fill_n(o, d, 0.0f);
       for (int64_t j = 0; j < visible; ++j) {
-        const float* vv = vc + (slot_of(j) * hkv + kvh) * d;
+        const float* vv = row_of(v_cache, v_scale, (slot_of(j) * hkv + kvh) * d);
         const float p = scores[j] / sum;
         for (int64_t i = 0; i < d; ++i) o[i] += p * vv[i];
       }

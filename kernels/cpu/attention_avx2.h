@@ -9,12 +9,16 @@ namespace ember {
 struct AttendArgs {
   const float* k_cache = nullptr;  // this KV head's first element of slot 0
   const float* v_cache = nullptr;
-  int64_t row_stride = 0;  // floats between consecutive slots (Hkv * D)
+  int64_t row_stride = 0;  // elements between consecutive slots (Hkv * D)
   int64_t head_dim = 0;    // D, a multiple of 8
   int64_t visible = 0;     // context tokens [0, visible) attended to
   float scale = 1.0f;
   const int32_t* block_table = nullptr;
   int64_t block_size = 0;
+  // An FP8 cache instead of k_cache / v_cache: codes, read as code * k_scale (v_scale).
+  const uint8_t* k_codes = nullptr;
+  const uint8_t* v_codes = nullptr;
+  float k_scale = 1.0f, v_scale = 1.0f;
 };
 
 // out[D] = softmax(q . K^T * scale) V over the visible context; scores and rows are scratch.

@@ -1,12 +1,28 @@
 // Rotary position embedding (HF Llama convention) fused with the KV-cache
-// write: both touch every K element once, so one pass instead of two.
+// write: both touch every K element once, so one pass instead of two. An FP8
+// cache gets each element quantized as it is stored.
 #include <algorithm>
 #include <cmath>
 #include <numbers>
 
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/quant/fp8.h"
 
 namespace ember {
+namespace {
+
+// Elements [at, at + n) of a KV cache = src: float32, or FP8 codes of src / scale (kernels/backend.h).
+void store_kv(const float* src, int64_t n, Tensor& cache, int64_t at) {
+  if (cache.dtype != DType::kF8E4M3) {
+    std::copy_n(src, n, cache.f32() + at);
+    return;
+  }
+  const float scale = *cache.scale;
+  uint8_t* codes = static_cast<uint8_t*>(cache.data) + at;
+  for (int64_t i = 0; i < n; ++i) codes[i] = quant::fp8_e4m3_from_float(src[i] / scale);
+}
+
+}  // namespace
 
 std::vector<float> rope_inv_freq(const RopeConfig& rope, int64_t head_dim) {
   const int64_t half = head_dim / 2;
@@ -69,8 +85,8 @@ void CpuBackend::rope_and_cache_write(Tensor& q, Tensor& k, const Tensor& v, con
       const int64_t slot = in.slot_mapping[t];
       if (slot < 0) continue;  // padding token: rotated, not cached
       assert(slot < num_slots);
-      std::copy_n(k.f32() + t * hkv * d, hkv * d, k_cache.f32() + slot * hkv * d);
-      std::copy_n(v.f32() + t * hkv * d, hkv * d, v_cache.f32() + slot * hkv * d);
+      store_kv(k.f32() + t * hkv * d, hkv * d, k_cache, slot * hkv * d);
+      store_kv(v.f32() + t * hkv * d, hkv * d, v_cache, slot * hkv * d);
     }
   });
 }

@@ -29,6 +29,15 @@ float fp8_e4m3_to_float(uint8_t code) {
   return sign * positive_values()[static_cast<size_t>(mag)];
 }
 
+const float* fp8_e4m3_values() {
+  static const std::array<float, 256> table = [] {
+    std::array<float, 256> t{};
+    for (int c = 0; c < 256; ++c) t[static_cast<size_t>(c)] = fp8_e4m3_to_float(static_cast<uint8_t>(c));
+    return t;
+  }();
+  return table.data();
+}
+
 uint8_t fp8_e4m3_from_float(float v) {
   const uint8_t sign = std::signbit(v) ? 0x80 : 0x00;
   if (std::isnan(v)) return static_cast<uint8_t>(sign | 0x7F);

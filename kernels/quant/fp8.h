@@ -19,6 +19,8 @@ inline constexpr float kFp8E4M3Max = 448.0f;
 // +-448; NaN gives 0x7F with the sign).
 uint8_t fp8_e4m3_from_float(float v);
 float fp8_e4m3_to_float(uint8_t code);
+// The 256 codes' values (fp8_e4m3_to_float of each), for decoding by table.
+const float* fp8_e4m3_values();
 
 // q[i] = e4m3(v[i] / scale) for one row; returns the row's scale.
 float quantize_row_fp8_e4m3(const float* v, int64_t n, uint8_t* q);

@@ -4,6 +4,7 @@ stop strings, seeds, usage against the tokenizer; client disconnects;
 overload; API keys; SIGTERM draining. Bad input: test_bad_inputs.py."""
 import http.client
 import json
+import re
 import socket
 import subprocess
 import threading
@@ -490,3 +491,28 @@ def test_an_oversized_logit_bias_is_refused_unbuilt(tiny):
     body = '{"prompt": "x", "max_tokens": 1, "logit_bias": ' + bias + "}"
     code, _, data = tiny.request("POST", "/v1/completions", body)
     assert code == 400 and b"members" in data, data[:200]
+
+
+def test_fp8_kv_cache_holds_four_times_the_tokens_and_answers_the_openai_client():
+    # --kv-cache-dtype fp8 on the CPU: the same --kv-cache-memory-bytes holds 4x the float32 cache's tokens (the
+    # start-up log's "KV cache:" line), and the official client's greedy answers follow the float32 cache's.
+    def serve(*args):
+        s = Server("--kv-cache-memory-bytes", str(16 << 20), *args)
+        try:
+            blocks = int(re.search(r"KV cache: (\d+) blocks", s.read_log()).group(1))
+            r = client(s).completions.create(model="test-model", prompt="The capital of France is", max_tokens=8,
+                                             temperature=0)
+            chat = client(s).chat.completions.create(
+                model="test-model", messages=[{"role": "user", "content": "Name three colors."}], max_tokens=16,
+                temperature=0, stream=True)
+            streamed = "".join(c.choices[0].delta.content or "" for c in chat if c.choices)
+            return blocks, r.choices[0].text, r.usage.completion_tokens, streamed
+        finally:
+            assert s.stop() == 0, s.read_log()
+
+    f32_blocks, f32_text, _, f32_chat = serve()
+    fp8_blocks, fp8_text, fp8_tokens, fp8_chat = serve("--kv-cache-dtype", "fp8")
+    assert fp8_blocks in range(4 * f32_blocks, 4 * f32_blocks + 4), (f32_blocks, fp8_blocks)
+    assert fp8_tokens == 8 and "Paris" in fp8_text, fp8_text
+    assert fp8_chat and fp8_chat.split()[:3] == f32_chat.split()[:3], (fp8_chat, f32_chat)
+    assert fp8_text.split()[:3] == f32_text.split()[:3], (fp8_text, f32_text)

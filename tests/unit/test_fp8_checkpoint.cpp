@@ -57,6 +57,15 @@ TEST(Fp8Checkpoint, KeepsCodesAndScales) {
   EXPECT_FALSE(std::all_of(c.begin(), c.end(), [&](float v) { return v == c.front(); }));
   EXPECT_EQ(w->embed.dtype, DType::kF32);
   EXPECT_TRUE(has_fp8(*w));
+  // The KV-cache scales, in vLLM's spelling (layer 0) and compressed-tensors' (layer 1).
+  EXPECT_EQ(w->layers[0].k_scale, 0.02f);
+  EXPECT_EQ(w->layers[0].v_scale, 0.03f);
+  EXPECT_EQ(w->layers[1].k_scale, 0.04f);
+  EXPECT_EQ(w->layers[1].v_scale, 0.05f);
+  auto plain = load(kBf16);  // a checkpoint without them: 1, vLLM's default
+  ASSERT_TRUE(plain.ok()) << plain.error().message;
+  EXPECT_EQ(plain->layers[0].k_scale, 1.0f);
+  EXPECT_EQ(plain->layers[1].v_scale, 1.0f);
 }
 
 TEST(Fp8Checkpoint, DequantizesToTheScriptsValues) {
@@ -180,6 +189,18 @@ TEST(Fp8Checkpoint, RefusesWhatItCannotRead) {
                              h[q0 + "weight"]["dtype"] = "F8_E5M2";
                            }),
                "F8_E5M2");
+  const std::string k0 = "model.layers.0.self_attn.k_scale";
+  expect_error(edited_copy("kv_scale_shape",
+                           [&](nlohmann::json& h, std::string&, nlohmann::json&) {
+                             h[k0]["shape"] = {1, 1, 1};  // one value, but not a scalar's shape
+                           }),
+               "'" + k0 + "' has shape [1, 1, 1]: a KV-cache scale is one value");
+  expect_error(edited_copy("kv_scale_negative",
+                           [&](nlohmann::json& h, std::string& data, nlohmann::json&) {
+                             const float minus = -0.5f;
+                             std::memcpy(&data[h[k0]["data_offsets"][0].get<size_t>()], &minus, 4);
+                           }),
+               "'" + k0 + "' holds a KV-cache scale that is not positive and finite");
 }
 
 }  // namespace
