@@ -8,7 +8,7 @@
 # no GPU: a GPU check never passes by skipping.
 #   EMBER_GPU_STAGES="tests bench llama profile throughput async spec spec_alpha structured serve" picks stages
 #   (default: all but profile and mma; `gemm` runs gemm_bench alone, `mma` compares EMBER_GEMV=mma with the default,
-#   `fp8` compares --quantization fp8 with bf16). EMBER_GPU_TEST_FILTER narrows the GPU tests.
+#   `fp8` compares --quantization fp8 and --kv-cache-dtype fp8 with bf16). EMBER_GPU_TEST_FILTER narrows the GPU tests.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUNDLE="$ROOT/.gpu-bundle"
@@ -217,6 +217,28 @@ if has fp8; then
       --result-json "$R/fp8_throughput_$q.json"
     grep -h "GPU memory\|KV cache" "$R/fp8_decode_b1_$q.log" | head -3
   done
+  # The FP8 KV cache (--kv-cache-dtype fp8): its GPU tests (cache write, attention, the runner against the bf16
+  # cache), decode attention GB/s beside bf16 (attention_bench's decode_fp8 lines), batch-32 decode and offline
+  # throughput on top of the FP8 weights (beside fp8_*_fp8 above), and the KV pool at 8k context with each cache
+  # dtype (the "KV cache" line: tokens and concurrency that fit).
+  run kv_fp8_tests 300 "$BUNDLE/ember_gpu_tests" --gtest_filter='KvFp8Gpu.*:*Fp8KvCache*' \
+    --gtest_output="json:$R/kv_fp8_tests.json"
+  grep -E "^\[  FAILED|rel_err|agree" "$R/kv_fp8_tests.log" | head -40
+  if ! has bench; then run attention_bench 240 "$BUNDLE/attention_bench"; fi
+  grep -h '"decode' "$R/attention_bench.log"
+  run fp8_decode_b32_fp8kv 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 32 \
+    --prompts-file /tmp/prompts32.txt --max-tokens 256 --ignore-eos --temperature 0 --quantization fp8 \
+    --kv-cache-dtype fp8
+  run fp8_throughput_fp8kv 420 "$BUNDLE/ember" bench throughput --model configs/models/llama-3-8b.json \
+    --load-format dummy --tokenizer tests/fixtures/tokenizer/bpe/llama3.json --device cuda --max-num-seqs 256 \
+    --num-prompts 1000 --random-input-len 512 --random-output-len 128 --quantization fp8 --kv-cache-dtype fp8 \
+    --result-json "$R/fp8_throughput_fp8kv.json"
+  for kv in auto fp8; do
+    run "kv_pool_8k_$kv" 300 "$BUNDLE/ember" generate --model configs/models/llama-3-8b.json --load-format dummy \
+      --tokenizer tests/fixtures/tokenizer/bpe/llama3.json --device cuda --max-model-len 8192 \
+      --prompt "The history of the" --max-tokens 16 --temperature 0 --kv-cache-dtype $kv
+    grep -h "KV cache" "$R/kv_pool_8k_$kv.log" | head -1
+  done
 fi
 # The Llama-3-8B shape with SmolLM2's vocabulary, so every sampled token decodes to text.
 SERVE_MODEL=(--model configs/models/llama-3-8b-smollm2-vocab.json --load-format dummy
@@ -239,8 +261,9 @@ if has structured; then
   done
 fi
 if has fp8; then
-  # The openai client through `ember serve --quantization fp8`.
-  "$BUNDLE/ember" serve "${SERVE_MODEL[@]}" --port 18432 --max-num-seqs 64 --quantization fp8 >"$R/serve_fp8.log" 2>&1 &
+  # The openai client through `ember serve --quantization fp8 --kv-cache-dtype fp8`.
+  "$BUNDLE/ember" serve "${SERVE_MODEL[@]}" --port 18432 --max-num-seqs 64 --quantization fp8 --kv-cache-dtype fp8 \
+    >"$R/serve_fp8.log" 2>&1 &
   SERVE=$!
   PYTHONPATH=/tmp/pyopenai run serve_client_fp8 240 python3 scripts/gpu_serve_client.py http://127.0.0.1:18432
   kill -TERM $SERVE; wait $SERVE; echo "serve exit: $?" >>"$R/serve_fp8.log"

@@ -2,10 +2,13 @@
 //   decode:  K+V bytes read (+ q, out) per second, next to a device-to-device
 //            copy (read + write) measured in the same run; 32 q / 8 kv heads,
 //            D 128, block 16, shuffled block tables; paged_attention_decode
-//            with the planner's split size and a sweep of forced split sizes.
+//            with the planner's split size and a sweep of forced split sizes;
+//            then "decode_fp8": the same over an FP8 E4M3 cache (one byte an
+//            element: the same time would be half the GB/s), GB/s of its bytes.
 //   prefill: causal prompts (one of 1k/4k/16k, eight of 512), 4 s^2 D Hq / 2
 //            FLOPs per prompt per second, paged_attention_prefill with its
-//            own tile choice ("default") and with 64- and 128-row tiles.
+//            own tile choice ("default") and with 64- and 128-row tiles, and
+//            over an FP8 cache ("fp8", the default tile).
 // Median of per-launch cudaEvent times after warm-up; inputs smaller than
 // ~128 MB are rotated among copies so L2 (50 MB) does not serve them.
 // bench/cuda/sdpa_reference.py prints torch SDPA numbers for the same shapes.
@@ -55,8 +58,25 @@ T* device_alloc(size_t count) {
   return static_cast<T*>(p);
 }
 
+// Random E4M3 codes of magnitude 0x20..0x5F (values 2^-5 .. 15), either sign: never NaN (0x7F).
+__global__ void fill_random_codes(uint8_t* p, size_t n, uint32_t seed) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    uint32_t x = static_cast<uint32_t>(i) * 2654435761u ^ seed;
+    x ^= x >> 15;
+    x *= 2246822519u;
+    x ^= x >> 13;
+    p[i] = static_cast<uint8_t>(0x20 + (x & 0x3F)) | static_cast<uint8_t>((x >> 8) & 0x80);
+  }
+}
+
 void fill(__nv_bfloat16* p, size_t n, uint32_t seed) {
   fill_random<<<1024, 256>>>(p, n, seed);
+  CHECK_CUDA(cudaGetLastError());
+}
+
+void fill(uint8_t* p, size_t n, uint32_t seed) {
+  fill_random_codes<<<1024, 256>>>(p, n, seed);
   CHECK_CUDA(cudaGetLastError());
 }
 
@@ -101,11 +121,13 @@ struct Setup {
   }
 };
 
-void make_setup(Setup& s, int batch, int q_len, int ctx, int hq, int hkv, int d, int bs, size_t min_total_bytes) {
+// fp8: the caches hold E4M3 codes, scaled by 0.05 (K) and 0.1 (V).
+void make_setup(Setup& s, int batch, int q_len, int ctx, int hq, int hkv, int d, int bs, size_t min_total_bytes,
+                bool fp8 = false) {
   const int blocks_per_seq = (ctx + bs - 1) / bs;
   const int blocks = batch * blocks_per_seq;
   const size_t cache_elems = static_cast<size_t>(blocks) * bs * hkv * d;
-  const size_t per_copy = 2 * cache_elems * sizeof(__nv_bfloat16);
+  const size_t per_copy = 2 * cache_elems * (fp8 ? 1 : sizeof(__nv_bfloat16));
   const int n_copies = static_cast<int>(std::min<size_t>(8, std::max<size_t>(1, min_total_bytes / per_copy + 1)));
   // Row b of the table: entries [b * bps, (b+1) * bps) of a shuffled list of all blocks.
   std::vector<int32_t> table(blocks);
@@ -121,23 +143,41 @@ void make_setup(Setup& s, int batch, int q_len, int ctx, int hq, int hkv, int d,
   CHECK_CUDA(cudaMemcpy(d_table, table.data(), blocks * 4, cudaMemcpyHostToDevice));
   CHECK_CUDA(cudaMemcpy(d_qsl, qsl.data(), (batch + 1) * 4, cudaMemcpyHostToDevice));
   CHECK_CUDA(cudaMemcpy(d_lens, lens.data(), batch * 4, cudaMemcpyHostToDevice));
+  auto* d_scales = device_alloc<float>(2);
+  s.owned.push_back(d_scales);
+  const float scales[2] = {0.05f, 0.1f};
+  CHECK_CUDA(cudaMemcpy(d_scales, scales, sizeof scales, cudaMemcpyHostToDevice));
   const size_t ws = ember::paged_attention_workspace_bytes(batch, hq, hkv, d, ctx);
   for (int c = 0; c < n_copies; ++c) {
     PagedAttentionArgs a;
     auto* q = device_alloc<__nv_bfloat16>(static_cast<size_t>(tokens) * hq * d);
     auto* out = device_alloc<__nv_bfloat16>(static_cast<size_t>(tokens) * hq * d);
-    auto* k = device_alloc<__nv_bfloat16>(cache_elems);
-    auto* v = device_alloc<__nv_bfloat16>(cache_elems);
     void* w = ws ? device_alloc<char>(ws) : nullptr;
-    s.owned.insert(s.owned.end(), {q, out, k, v});
+    s.owned.insert(s.owned.end(), {q, out});
     if (w) s.owned.push_back(w);
     fill(q, static_cast<size_t>(tokens) * hq * d, 10 + c);
-    fill(k, cache_elems, 20 + c);
-    fill(v, cache_elems, 30 + c);
+    if (fp8) {
+      auto* k = device_alloc<uint8_t>(cache_elems);
+      auto* v = device_alloc<uint8_t>(cache_elems);
+      s.owned.insert(s.owned.end(), {k, v});
+      fill(k, cache_elems, 20 + c);
+      fill(v, cache_elems, 30 + c);
+      a.k_cache = k;
+      a.v_cache = v;
+      a.kv_fp8 = true;
+      a.k_scale = d_scales;
+      a.v_scale = d_scales + 1;
+    } else {
+      auto* k = device_alloc<__nv_bfloat16>(cache_elems);
+      auto* v = device_alloc<__nv_bfloat16>(cache_elems);
+      s.owned.insert(s.owned.end(), {k, v});
+      fill(k, cache_elems, 20 + c);
+      fill(v, cache_elems, 30 + c);
+      a.k_cache = k;
+      a.v_cache = v;
+    }
     a.q = q;
     a.out = out;
-    a.k_cache = k;
-    a.v_cache = v;
     a.query_start_loc = d_qsl;
     a.seq_lens = d_lens;
     a.block_tables = d_table;
@@ -205,6 +245,19 @@ int main() {
         "\"gb_per_s_by_chunk\": {%s}}\n",
         batch, ctx, hq, hkv, d, bs, us, gbs, copy, gbs / copy, sweep.c_str());
     std::fflush(stdout);
+
+    // The FP8 cache at the same shape: its own bytes per second, and the speedup over bf16 in time.
+    Setup f;
+    make_setup(f, batch, 1, ctx, hq, hkv, d, bs, size_t{128} << 20, true);
+    const double fus = median_us(
+        [&](int i) { expect_ok(ember::paged_attention_decode(f.copies[i % f.copies.size()], nullptr)); }, 100);
+    const double fbytes = 2.0 * batch * ctx * hkv * d + 2.0 * batch * hq * d * 2;
+    std::printf(
+        "{\"name\": \"decode_fp8\", \"batch\": %d, \"ctx\": %d, \"hq\": %d, \"hkv\": %d, \"d\": %d, \"block\": %d, "
+        "\"time_us\": %.2f, \"gb_per_s\": %.1f, \"copy_gb_per_s\": %.1f, \"ratio\": %.3f, \"bf16_gb_per_s\": %.1f, "
+        "\"speedup_vs_bf16\": %.2f}\n",
+        batch, ctx, hq, hkv, d, bs, fus, fbytes / (fus * 1e3), copy, fbytes / (fus * 1e3) / copy, gbs, us / fus);
+    std::fflush(stdout);
   }
 
   // Prefill: (batch, prompt length) single-chunk causal prompts; the tile the
@@ -232,6 +285,16 @@ int main() {
           v.name, batch, seq, hq, hkv, d, us, flops / (us * 1e6));
       std::fflush(stdout);
     }
+    Setup f;
+    make_setup(f, batch, seq, seq, hq, hkv, d, bs, 0, true);
+    const double us = median_us(
+        [&](int i) { expect_ok(ember::paged_attention_prefill(f.copies[i % f.copies.size()], nullptr)); },
+        seq >= 16384 ? 10 : 30);
+    std::printf(
+        "{\"name\": \"prefill\", \"variant\": \"fp8\", \"batch\": %d, \"seq\": %d, \"hq\": %d, \"hkv\": %d, "
+        "\"d\": %d, \"time_us\": %.2f, \"tflop_per_s\": %.1f}\n",
+        batch, seq, hq, hkv, d, us, flops / (us * 1e6));
+    std::fflush(stdout);
   }
   return 0;
 }

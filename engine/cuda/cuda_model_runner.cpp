@@ -56,13 +56,15 @@ constexpr int32_t kMaxVerifyGraphTokens = 512;
 }  // namespace
 
 CudaModelRunner::CudaModelRunner(std::unique_ptr<DeviceWeights> weights, std::unique_ptr<CudaBackend> backend,
-                                 const CudaRunnerOptions& options, int64_t max_model_len)
+                                 const CudaRunnerOptions& options, int64_t max_model_len, std::vector<float> kv_scales)
     : weights_(std::move(weights)),
       backend_(std::move(backend)),
       options_(options),
       max_model_len_(max_model_len),
-      decoder_(weights_->views(), *backend_) {
+      decoder_(weights_->views(), *backend_),
+      kv_scales_(std::move(kv_scales)) {
   decoder_.set_communicator(options.communicator, backend_->stream());
+  if (kv_scales_.empty()) kv_scales_.assign(2 * static_cast<size_t>(config().num_layers), 1.0f);
 }
 
 CudaModelRunner::~CudaModelRunner() {
@@ -115,21 +117,38 @@ void CudaModelRunner::patch_previous_tokens(std::span<const StepSequence> seqs) 
   backend_->patch_token_ids(patch_index_, patch_row_, sampler_->device_tokens());
 }
 
+int64_t CudaModelRunner::kv_block_bytes() const {
+  const ModelConfig& c = config();
+  const int64_t elem_bytes = options_.kv_cache_fp8 ? 1 : 2;
+  return 2 * c.num_layers * options_.block_size * c.num_kv_heads * c.head_dim * elem_bytes;
+}
+
 Status CudaModelRunner::allocate_kv(int64_t blocks) {
   const ModelConfig& c = config();
   cudaFree(kv_);
   kv_ = nullptr;
-  const int64_t per_layer = blocks * options_.block_size * c.num_kv_heads * c.head_dim;
-  const size_t bytes = static_cast<size_t>(per_layer) * 2 * 2 * static_cast<size_t>(c.num_layers);
+  const DType dtype = options_.kv_cache_fp8 ? DType::kF8E4M3 : DType::kBF16;
+  // The scales' bytes rounded up to 256: every layer's cache stays aligned for the kernels' vector loads.
+  const size_t scale_bytes = options_.kv_cache_fp8 ? (kv_scales_.size() * sizeof(float) + 255) / 256 * 256 : 0;
+  const int64_t per_layer = blocks * options_.block_size * c.num_kv_heads * c.head_dim * dtype_bytes(dtype, 1);
+  const size_t bytes = scale_bytes + static_cast<size_t>(per_layer) * 2 * static_cast<size_t>(c.num_layers);
   EMBER_CUDA_TRY(cudaMalloc(&kv_, bytes));
   // Finite contents everywhere: padding rows of graph replays read block 0.
   EMBER_CUDA_TRY(cudaMemset(kv_, 0, bytes));
+  const auto* scales = static_cast<const float*>(kv_);
+  if (options_.kv_cache_fp8)
+    EMBER_CUDA_TRY(
+        cudaMemcpy(kv_, kv_scales_.data(), kv_scales_.size() * sizeof(float), cudaMemcpyHostToDevice));
   cache_ = KvCacheView{};
-  auto* base = static_cast<uint16_t*>(kv_);
+  auto* base = static_cast<uint8_t*>(kv_) + scale_bytes;
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const std::initializer_list<int64_t> dims = {blocks, options_.block_size, c.num_kv_heads, c.head_dim};
-    cache_.k.push_back(Tensor::of(base + (2 * l) * per_layer, DType::kBF16, dims));
-    cache_.v.push_back(Tensor::of(base + (2 * l + 1) * per_layer, DType::kBF16, dims));
+    cache_.k.push_back(Tensor::of(base + (2 * l) * per_layer, dtype, dims));
+    cache_.v.push_back(Tensor::of(base + (2 * l + 1) * per_layer, dtype, dims));
+    if (options_.kv_cache_fp8) {
+      cache_.k.back().scale = scales + 2 * l;
+      cache_.v.back().scale = scales + 2 * l + 1;
+    }
   }
   num_blocks_ = blocks;
   return Status::success();
@@ -139,7 +158,6 @@ Status CudaModelRunner::allocate_kv(int64_t blocks) {
 // the activations, workspaces and libraries take, and give the rest of
 // gpu_memory_utilization * total to KV blocks.
 Status CudaModelRunner::profile_and_allocate_kv() {
-  const ModelConfig& c = config();
   const int32_t bs = options_.block_size;
   const int64_t max_tokens = options_.max_num_batched_tokens;
   decoder_.reserve(max_tokens, max_rows());
@@ -171,8 +189,7 @@ Status CudaModelRunner::profile_and_allocate_kv() {
   EMBER_CUDA_TRY(cudaDeviceSynchronize());
 
   int64_t blocks_total = options_.num_gpu_blocks_override;
-  const ModelConfig& cfg = c;
-  const int64_t per_block = 2 * cfg.num_layers * bs * cfg.num_kv_heads * cfg.head_dim * 2;
+  const int64_t per_block = kv_block_bytes();  // (FP8: half of bf16's, twice the tokens)
   if (blocks_total <= 0) {
     cudaFree(kv_);
     kv_ = nullptr;
@@ -196,9 +213,11 @@ Status CudaModelRunner::profile_and_allocate_kv() {
     }
   }
   EMBER_TRY_STATUS(allocate_kv(blocks_total));
-  spdlog::info("KV cache: {} blocks of {} tokens ({:.2f} GiB): {} tokens at once, {:.1f}x concurrency at {} tokens",
-               blocks_total, bs, blocks_total * per_block / 1073741824.0, blocks_total * bs,
-               static_cast<double>(blocks_total * bs) / static_cast<double>(max_model_len_), max_model_len_);
+  spdlog::info(
+      "KV cache ({}): {} blocks of {} tokens ({:.2f} GiB): {} tokens at once, {:.1f}x concurrency at {} tokens",
+      options_.kv_cache_fp8 ? "fp8 e4m3" : "bf16", blocks_total, bs, blocks_total * per_block / 1073741824.0,
+      blocks_total * bs, static_cast<double>(blocks_total * bs) / static_cast<double>(max_model_len_),
+      max_model_len_);
   return Status::success();
 }
 
@@ -404,7 +423,21 @@ void CudaModelRunner::run_rank_step(const ForwardInputs& in) {
 
 namespace {
 
-Result<std::unique_ptr<ModelRunner>> finish(std::unique_ptr<DeviceWeights> weights, const CudaRunnerOptions& o) {
+// --kv-cache-dtype fp8 needs the E4M3 conversions of sm_89+ (the kernels
+// would run emulated, far slower, below).
+Status check_kv_cache_dtype(const CudaRunnerOptions& o) {
+  if (!o.kv_cache_fp8 || gpu::fp8_supported(o.device)) return Status::success();
+  int major = 0, minor = 0;
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, o.device);
+  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, o.device);
+  return Error{"--kv-cache-dtype fp8 needs a GPU with FP8 (compute capability 8.9 or newer: Ada, Hopper, "
+               "Blackwell); GPU " + std::to_string(o.device) + " is " + std::to_string(major) + "." +
+               std::to_string(minor)};
+}
+
+// kv_scales: as CudaModelRunner's.
+Result<std::unique_ptr<ModelRunner>> finish(std::unique_ptr<DeviceWeights> weights, const CudaRunnerOptions& o,
+                                            std::vector<float> kv_scales = {}) {
   const ModelConfig& c = weights->views().config;
   const int64_t max_model_len = o.max_model_len > 0 ? o.max_model_len : c.max_position_embeddings;
   CudaBackendLimits limits;
@@ -415,7 +448,8 @@ Result<std::unique_ptr<ModelRunner>> finish(std::unique_ptr<DeviceWeights> weigh
   auto backend = CudaBackend::create(limits);
   if (!backend) return backend.error();
   (*backend)->set_communicator(o.communicator);
-  auto runner = std::make_unique<CudaModelRunner>(std::move(weights), std::move(*backend), o, max_model_len);
+  auto runner =
+      std::make_unique<CudaModelRunner>(std::move(weights), std::move(*backend), o, max_model_len, std::move(kv_scales));
   if (Status s = runner->init(); !s.ok()) return s.error();
   return std::unique_ptr<ModelRunner>(std::move(runner));
 }
@@ -430,18 +464,22 @@ Status set_device(int device) {
 Result<std::unique_ptr<ModelRunner>> make_cuda_model_runner(const LlamaWeights& weights,
                                                             const CudaRunnerOptions& options) {
   EMBER_TRY_STATUS(set_device(options.device));
+  EMBER_TRY_STATUS(check_kv_cache_dtype(options));
   const bool fp8 = gpu::fp8_supported(options.device);
   if (has_fp8(weights) && !fp8)
     spdlog::warn("this GPU has no FP8 (compute capability < 8.9): the checkpoint's FP8 weights are expanded to bf16");
   auto d = DeviceWeights::upload(weights, fp8);
   if (!d) return d.error();
   if (options.quantize_fp8) EMBER_TRY_STATUS((*d)->quantize_fp8(options.device));
-  return finish(std::move(*d), options);
+  std::vector<float> kv_scales;
+  for (const LayerWeights& l : weights.layers) kv_scales.insert(kv_scales.end(), {l.k_scale, l.v_scale});
+  return finish(std::move(*d), options, std::move(kv_scales));
 }
 
 Result<std::unique_ptr<ModelRunner>> make_cuda_model_runner_dummy(const ModelConfig& config,
                                                                   const CudaRunnerOptions& options) {
   EMBER_TRY_STATUS(set_device(options.device));
+  EMBER_TRY_STATUS(check_kv_cache_dtype(options));
   // (a rank of a tensor-parallel runner, even of one, splits the LM head as told; a runner alone keeps it whole)
   const LmHead head = options.communicator != nullptr ? options.lm_head : LmHead::kReplicated;
   auto d = DeviceWeights::dummy(config, options.dummy_seed, options.tensor_parallel_rank, options.tensor_parallel_size,

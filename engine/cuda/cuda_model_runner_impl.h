@@ -5,7 +5,8 @@
 // through the factories of cuda_model_runner.h and cuda_parallel_runners.h.
 //
 // CudaModelRunner: the decoder of models/ over the CUDA backend, a KV pool
-// sized from what the device has left, and CUDA graphs for decode steps.
+// (bf16, or FP8 E4M3 with options.kv_cache_fp8) sized from what the device has
+// left, and CUDA graphs for decode steps.
 
 #include <cuda_runtime.h>
 
@@ -32,8 +33,10 @@ namespace ember {
 
 class CudaModelRunner final : public ModelRunner {
  public:
+  // kv_scales: an FP8 cache's scales, layer l's k_scale at 2l and v_scale at
+  // 2l + 1 (LayerWeights); empty: 1 for every layer.
   CudaModelRunner(std::unique_ptr<DeviceWeights> weights, std::unique_ptr<CudaBackend> backend,
-                  const CudaRunnerOptions& options, int64_t max_model_len);
+                  const CudaRunnerOptions& options, int64_t max_model_len, std::vector<float> kv_scales = {});
   ~CudaModelRunner() override;
 
   Status init();
@@ -69,6 +72,8 @@ class CudaModelRunner final : public ModelRunner {
 
   Status profile_and_allocate_kv();
   Status allocate_kv(int64_t blocks);
+  // KV bytes of one block, every layer's K and V, in the cache's dtype.
+  int64_t kv_block_bytes() const;
   Status capture_graphs();
   // A step of `b` sequences of q_len tokens each (decode: 1; verify: K + 1)
   // padded to `bucket` sequences: padding rows read block 0 and write nothing.
@@ -91,7 +96,8 @@ class CudaModelRunner final : public ModelRunner {
   CudaRunnerOptions options_;
   int64_t max_model_len_;
   LlamaDecoder decoder_;
-  void* kv_ = nullptr;
+  void* kv_ = nullptr;  // an FP8 cache's scales (kv_scales_ as uploaded), then every layer's K and V
+  std::vector<float> kv_scales_;
   KvCacheView cache_;
   int64_t num_blocks_ = 0;
   std::map<std::pair<int32_t, int32_t>, Graph> graphs_;  // by (q_len, bucket)

@@ -19,6 +19,7 @@ Status check_paged_attention_args(const PagedAttentionArgs& a, const char* who) 
     return fail("max_seq_len, max_query_len and max_blocks_per_seq must be positive");
   if (!a.q || !a.out || !a.k_cache || !a.v_cache || !a.query_start_loc || !a.seq_lens || !a.block_tables)
     return fail("null pointer argument");
+  if (a.kv_fp8 && (!a.k_scale || !a.v_scale)) return fail("an FP8 cache needs k_scale and v_scale");
   // The prefill kernel orders scores before scaling them (attention_prefill.cu).
   if (!(a.scale > 0.0f)) return fail("scale must be positive, got " + std::to_string(a.scale));
   return Status::success();

@@ -5,8 +5,10 @@
 // [query_start_loc[b], query_start_loc[b+1]), the LAST q_len tokens of its
 // context of seq_lens[b] tokens, and query i attends to context tokens
 // [0, seq_lens[b] - q_len + i]. Query head h reads KV head h / (Hq / Hkv).
-// KV caches are [num_blocks, block_size, Hkv, D] bf16; token j of sequence b
-// lives in block block_tables[b * max_blocks_per_seq + j / block_size].
+// KV caches are [num_blocks, block_size, Hkv, D] bf16, or E4M3 codes (an FP8
+// cache, kv_fp8: element = code * *k_scale, resp. *v_scale; one byte an
+// element, so decode reads half the bytes); token j of sequence b lives in
+// block block_tables[b * max_blocks_per_seq + j / block_size].
 //
 // One entry point per kind of step, one contract:
 //   decode   flash-decoding, every q_len == 1 (attention_decode.cu).
@@ -17,7 +19,7 @@
 // All are CUDA-graph capturable: grids depend only on the host bounds
 // max_seq_len / max_query_len; no allocation, no sync, no host reads.
 // Supported: head_dim 64 or 128; block_size a power of two (8..256 tested);
-// scale > 0. Design and measurements: NOTES-attention.md.
+// scale > 0 (and k_scale > 0). Design and measurements: NOTES-attention.md.
 
 #include <cstddef>
 #include <cstdint>
@@ -29,11 +31,14 @@
 
 namespace ember {
 
-struct PagedAttentionArgs {
+// What the kernels take: PagedAttentionArgs less the FP8 cache's scales,
+// which reach them as two more parameters (so the bf16 kernels' parameters,
+// hence their code, stay as they were tuned).
+struct PagedAttentionParams {
   const __nv_bfloat16* q = nullptr;  // [T, Hq*D]
   __nv_bfloat16* out = nullptr;      // [T, Hq*D]
-  const __nv_bfloat16* k_cache = nullptr;  // [num_blocks, block_size, Hkv, D]
-  const __nv_bfloat16* v_cache = nullptr;
+  const void* k_cache = nullptr;  // [num_blocks, block_size, Hkv, D]: bf16, or E4M3 codes when kv_fp8
+  const void* v_cache = nullptr;
   const int32_t* query_start_loc = nullptr;  // device, [B + 1]
   const int32_t* seq_lens = nullptr;         // device, [B]
   const int32_t* block_tables = nullptr;     // device, [B * max_blocks_per_seq]
@@ -53,6 +58,14 @@ struct PagedAttentionArgs {
   //   prefill_rows  query rows per prefill block, 64 or 128.
   int32_t decode_chunk = 0;
   int32_t prefill_rows = 0;
+};
+
+struct PagedAttentionArgs : PagedAttentionParams {
+  // An FP8 cache: the layer's scales, one float each in device memory (read
+  // by the kernels, so a captured graph follows them).
+  bool kv_fp8 = false;
+  const float* k_scale = nullptr;
+  const float* v_scale = nullptr;
 };
 
 // Bytes of `workspace` paged_attention_decode needs for these bounds (0 when

@@ -40,14 +40,22 @@
 // of loads in flight) per SM. At the end warps merge (m, l, acc) through
 // shared memory and write `out` (one split) or the split's partials. P is
 // rounded to bf16 for the P.V mma (as in flash-attention); l sums the fp32 p.
+//
+// FP8 cache (Cache = uint8_t): a lane loads the same 8 dims of a key as 8
+// bytes instead of 16 and widens them to bf16 in registers (exact: fp8.cuh),
+// so the mma code is the bf16 kernel's; k_scale is folded into the softmax
+// scale (q . (code * ks) = ks * (q . code)) and v_scale into the output.
+// Half the bytes: the roofline time halves (NOTES-attention.md).
 
 #include <algorithm>
 #include <string>
+#include <type_traits>
 
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/attention_mma.cuh"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device_info.h"
+#include "kernels/cuda/fp8.cuh"
 #include "kernels/cuda/pdl.cuh"
 
 namespace ember {
@@ -70,7 +78,7 @@ struct SplitWork {
 // The block's share from its grid position (split, kvh * head_groups + group
 // tile, sequence); false when it has nothing to do (a split past the end, or
 // a prefill sequence of a mixed batch).
-__device__ __forceinline__ bool split_work(const PagedAttentionArgs& a, int chunk, int head_groups, int head_tile,
+__device__ __forceinline__ bool split_work(const PagedAttentionParams& a, int chunk, int head_groups, int head_tile,
                                            SplitWork& w) {
   w.b = blockIdx.z;
   if (a.split_decodes && a.query_start_loc[w.b + 1] - a.query_start_loc[w.b] != 1) return false;  // the prefill's
@@ -156,7 +164,7 @@ __device__ float block_reduce(float v, float* scratch) {
 //   out = sum_s w_s o_s / sum_s w_s l_s.
 template <int D>
 __global__ void __launch_bounds__(D)
-    decode_merge_kernel(PagedAttentionArgs a, int chunk, int splits, const float* part_o, const float* part_ml) {
+    decode_merge_kernel(PagedAttentionParams a, int chunk, int splits, const float* part_o, const float* part_ml) {
   __shared__ float w[kMaxSplits];
   __shared__ float scratch[kMergeScratch];
   launch_dependents();
@@ -218,11 +226,14 @@ __device__ __forceinline__ uint32_t word(const uint4& v, int i) {
 // in column 2c + e.
 __device__ __forceinline__ int block_dim(int b, int g) { return 8 * (g >> 1) + 32 * (b >> 2) + 2 * (b & 3) + (g & 1); }
 
-template <int D>
+// Cache: bf16, or uint8_t for an FP8 cache's codes.
+template <int D, class Cache>
 __global__ void __launch_bounds__(kThreads, 4)
-    decode_kernel(PagedAttentionArgs a, int chunk, int head_tile, int head_groups, int splits, int block_shift,
-                  float scale_log2, float* part_o, float* part_ml) {
-  constexpr int kChunks = D / 32;  // 16-byte chunks of a K/V row per lane (4 lanes per key)
+    decode_kernel(PagedAttentionParams a, int chunk, int head_tile, int head_groups, int splits, int block_shift,
+                  float scale_log2, float* part_o, float* part_ml, const float* k_scale, const float* v_scale) {
+  constexpr bool kFp8 = std::is_same_v<Cache, uint8_t>;
+  using Chunk = std::conditional_t<kFp8, uint2, uint4>;  // 8 dims of a K/V row
+  constexpr int kChunks = D / 32;  // 8-dim chunks of a K/V row per lane (4 lanes per key)
   constexpr int kPv = D / 16;      // P.V mmas per tile: 16 dims each
   __shared__ __align__(16) float s_acc[kWarps][kMaxHeads][D];
   __shared__ float s_m[kWarps][kMaxHeads], s_l[kWarps][kMaxHeads];
@@ -255,13 +266,14 @@ __global__ void __launch_bounds__(kThreads, 4)
     const int pos = start + min(tile * kTileKeys + g, n - 1);
     return __ldg(table + (pos >> block_shift)) * a.block_size + (pos & offset_mask);
   };
-  const __nv_bfloat16* k_lane = a.k_cache + static_cast<int64_t>(kvh) * D + 8 * c;
-  const __nv_bfloat16* v_lane = a.v_cache + static_cast<int64_t>(kvh) * D + 8 * c;
-  auto load = [&](const __nv_bfloat16* base, int slot, uint4(&buf)[kChunks]) {
-    const __nv_bfloat16* row = base + static_cast<int64_t>(slot) * token_stride;
+  const Cache* k_lane = static_cast<const Cache*>(a.k_cache) + static_cast<int64_t>(kvh) * D + 8 * c;
+  const Cache* v_lane = static_cast<const Cache*>(a.v_cache) + static_cast<int64_t>(kvh) * D + 8 * c;
+  auto load = [&](const Cache* base, int slot, Chunk(&buf)[kChunks]) {
+    const Cache* row = base + static_cast<int64_t>(slot) * token_stride;
 #pragma unroll
-    for (int i = 0; i < kChunks; ++i) buf[i] = __ldg(reinterpret_cast<const uint4*>(row + 32 * i));
+    for (int i = 0; i < kChunks; ++i) buf[i] = __ldg(reinterpret_cast<const Chunk*>(row + 32 * i));
   };
+  if constexpr (kFp8) scale_log2 *= *k_scale;
 
   // Online softmax state of head g (l over this lane's keys only: the 4
   // lanes of a head sum at the end); acc: P.V C fragments, heads 2c, 2c+1.
@@ -270,7 +282,7 @@ __global__ void __launch_bounds__(kThreads, 4)
 #pragma unroll
   for (int j = 0; j < kPv; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
 
-  uint4 kb[kChunks], vb[kChunks];
+  Chunk kb[kChunks], vb[kChunks];
   int tile = warp;
   if (tile * kTileKeys < n) {
     const int slot = tile_slot(tile);
@@ -291,8 +303,9 @@ __global__ void __launch_bounds__(kThreads, 4)
 #pragma unroll
     for (int i = 0; i < kChunks; ++i) {
       const uint32_t qa[4] = {qf[i].x, qf[i].z, qf[i].y, qf[i].w};
-      mma::mma_bf16(se, qa, kb[i].x, kb[i].y);
-      mma::mma_bf16(so, qa, kb[i].z, kb[i].w);
+      const uint4 k = gpu::bf16x8_of(kb[i]);
+      mma::mma_bf16(se, qa, k.x, k.y);
+      mma::mma_bf16(so, qa, k.z, k.w);
     }
     if (more) load(k_lane, next_slot, kb);  // in flight during the softmax and P.V
 
@@ -319,8 +332,9 @@ __global__ void __launch_bounds__(kThreads, 4)
       acc[j][1] *= alpha_hi;
       acc[j][2] *= alpha_lo;
       acc[j][3] *= alpha_hi;
-      const uint32_t v_lo = transpose8x8(word(vb[(2 * j) >> 2], (2 * j) & 3));
-      const uint32_t v_hi = transpose8x8(word(vb[(2 * j + 1) >> 2], (2 * j + 1) & 3));
+      // (FP8: each chunk is widened once; the compiler merges the repeats)
+      const uint32_t v_lo = transpose8x8(word(gpu::bf16x8_of(vb[(2 * j) >> 2]), (2 * j) & 3));
+      const uint32_t v_hi = transpose8x8(word(gpu::bf16x8_of(vb[(2 * j + 1) >> 2]), (2 * j + 1) & 3));
       mma_k8(acc[j], v_lo, v_hi, pb);
     }
     if (more) load(v_lane, next_slot, vb);
@@ -356,6 +370,7 @@ __global__ void __launch_bounds__(kThreads, 4)
       o = fmaf(f, s_acc[w][h][d], o);
       lb = fmaf(f, s_l[w][h], lb);
     }
+    if constexpr (kFp8) o *= *v_scale;  // (before the split partials too: the merge stays scale-free)
     if (single) {
       a.out[t * hd + static_cast<int64_t>(h0 + h) * D + d] = __float2bfloat16(o / lb);
     } else {
@@ -374,8 +389,9 @@ Status launch_decode(const PagedAttentionArgs& a, const DecodePlan& p, cudaStrea
   float* part_o = static_cast<float*>(a.workspace);
   float* part_ml = part_o ? part_o + static_cast<int64_t>(a.num_seqs) * a.num_heads * p.splits * D : nullptr;
   const dim3 grid(p.splits, a.num_kv_heads * p.head_groups, a.num_seqs);
-  decode_kernel<D><<<grid, kThreads, 0, stream>>>(a, p.chunk, p.head_tile, p.head_groups, p.splits,
-                                                  __builtin_ctz(a.block_size), a.scale * kLog2e, part_o, part_ml);
+  auto kernel = a.kv_fp8 ? decode_kernel<D, uint8_t> : decode_kernel<D, __nv_bfloat16>;
+  kernel<<<grid, kThreads, 0, stream>>>(a, p.chunk, p.head_tile, p.head_groups, p.splits, __builtin_ctz(a.block_size),
+                                        a.scale * kLog2e, part_o, part_ml, a.k_scale, a.v_scale);
   if (Status s = cuda_status(cudaGetLastError(), "decode_kernel"); !s.ok() || p.splits == 1) return s;
   return launch_decode_merge<D>(a, p, part_o, part_ml, stream);
 }

@@ -43,6 +43,16 @@
 //     cp.async stay volatile (they read/write shared memory).
 // Shared memory: Q kBq x D + 2 x (K, V) 64 x D bf16 = 96 KB at D 128, kMt 2;
 // __launch_bounds__(128, 2) keeps two blocks (8 warps) per SM.
+//
+// FP8 cache (Cache = uint8_t): cp.async cannot convert, so a tile's codes land
+// in a staging area, double-buffered, and are widened to the bf16 K/V tiles
+// (single-buffered: the same shared memory in all, 96 KB) between two
+// barriers; the math is the bf16 kernel's. Each thread widens exactly the
+// codes it copied, so a staging buffer needs no barrier of its own: tile
+// kt+1's copies overwrite codes only their own thread read (tile kt-1's).
+// Codes are exact in bf16 (fp8.cuh); k_scale is folded into the softmax
+// scale and v_scale into the final 1 / l. Compute bound for long prompts, so
+// the widening pass (~1/64 of a tile's mma work) is the expected cost.
 
 #include <string>
 #include <type_traits>
@@ -51,6 +61,7 @@
 #include "kernels/cuda/attention_mma.cuh"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device_info.h"
+#include "kernels/cuda/fp8.cuh"
 
 namespace ember {
 namespace {
@@ -71,23 +82,31 @@ __device__ inline void mma_bf16_nv(float (&d)[4], const uint32_t (&a)[4], uint32
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// Either cache type: bf16 (K, V) x2, or bf16 (K, V) x1 and codes (K, V) x2.
 template <int D, int kMt>
 constexpr size_t prefill_smem_bytes() {
   return sizeof(__nv_bfloat16) * static_cast<size_t>(16 * kMt * kWarps + 4 * kBk) * D;  // Q, K x2, V x2
 }
 
-template <int D, int kMt>
-__global__ void __launch_bounds__(kThreads, 2) prefill_kernel(PagedAttentionArgs a, int block_shift, float scale_log2) {
+// Cache: bf16, or uint8_t for an FP8 cache's codes.
+template <int D, int kMt, class Cache>
+__global__ void __launch_bounds__(kThreads, 2)
+    prefill_kernel(PagedAttentionParams a, int block_shift, float scale_log2, const float* k_scale,
+                   const float* v_scale) {
+  constexpr bool kFp8 = std::is_same_v<Cache, uint8_t>;
   constexpr int kWarpRows = 16 * kMt;
   constexpr int kBq = kWarpRows * kWarps;
   constexpr int kChunks = D / 8;  // 16-byte chunks per row
   constexpr int kRowsPerPass = kThreads / 4;  // K/V copy: 4 lanes x 64 contiguous bytes per row
   constexpr int kPasses = kBk / kRowsPerPass;
+  constexpr int kCodeUnits = kPasses * D / 64;  // FP8: 16-byte code units a thread copies per K (or V) tile
   static_assert(kChunks % 4 == 0 && kBk % kRowsPerPass == 0, "copy mapping");
   extern __shared__ __align__(128) unsigned char smem_raw[];
   __nv_bfloat16* s_q = reinterpret_cast<__nv_bfloat16*>(smem_raw);
-  __nv_bfloat16* s_k = s_q + kBq * D;  // [2][kBk][D]
-  __nv_bfloat16* s_v = s_k + 2 * kBk * D;
+  __nv_bfloat16* s_k = s_q + kBq * D;  // [2][kBk][D]; FP8: [kBk][D], then s_v, then the staging
+  __nv_bfloat16* s_v = s_k + (kFp8 ? 1 : 2) * kBk * D;
+  // FP8: [2 buffers][K, V][kCodeUnits][kThreads] 16-byte units, thread-private.
+  uint4* s_codes = reinterpret_cast<uint4*>(s_v + kBk * D);
 
   const int h = blockIdx.x, b = blockIdx.z;
   const int qt = gridDim.y - 1 - blockIdx.y;  // heaviest causal tiles first
@@ -121,7 +140,8 @@ __global__ void __launch_bounds__(kThreads, 2) prefill_kernel(PagedAttentionArgs
     }
   };
   // Rows past the context are zero-filled: finite (masked) scores, zero V rows.
-  auto load_kv = [&](const __nv_bfloat16* cache, __nv_bfloat16* dst) {
+  auto load_kv = [&](const void* cache_base, __nv_bfloat16* dst) {
+    const auto* cache = static_cast<const __nv_bfloat16*>(cache_base);
 #pragma unroll
     for (int p = 0; p < kPasses; ++p) {
       const bool valid = slot[p] >= 0;
@@ -134,12 +154,52 @@ __global__ void __launch_bounds__(kThreads, 2) prefill_kernel(PagedAttentionArgs
       }
     }
   };
+  // FP8: the codes of a K or V tile into this thread's staging units (unit
+  // p * D/64 + ci: row ld_row + p * kRowsPerPass, codes 16 (4 ci + ld_chunk)
+  // and on), zero-filled as above (code 0 is +0).
+  auto stage_kv = [&](const void* cache_base, uint4* units) {
+    const auto* cache = static_cast<const uint8_t*>(cache_base);
+#pragma unroll
+    for (int p = 0; p < kPasses; ++p) {
+      const bool valid = slot[p] >= 0;
+      const uint8_t* src = valid ? cache + static_cast<int64_t>(slot[p]) * kv_row + kvh * D : cache;
+#pragma unroll
+      for (int ci = 0; ci < D / 64; ++ci) {
+        const int c = ci * 4 + ld_chunk;
+        cp_async_16(smem_addr(units + (p * (D / 64) + ci) * kThreads + tid), valid ? src + c * 16 : src,
+                    valid ? 16 : 0);
+      }
+    }
+  };
+  // FP8: this thread's staged codes widened into the bf16 tile, where
+  // load_kv would have put them (16 codes: two 8-dim chunks).
+  auto widen_kv = [&](const uint4* units, __nv_bfloat16* dst) {
+#pragma unroll
+    for (int p = 0; p < kPasses; ++p) {
+#pragma unroll
+      for (int ci = 0; ci < D / 64; ++ci) {
+        const uint4 codes = units[(p * (D / 64) + ci) * kThreads + tid];
+        const int row = ld_row + p * kRowsPerPass, c = 2 * (ci * 4 + ld_chunk);
+        *reinterpret_cast<uint4*>(dst + swizzle<D>(row, c)) = gpu::bf16x8_from_e4m3x8(make_uint2(codes.x, codes.y));
+        *reinterpret_cast<uint4*>(dst + swizzle<D>(row, c + 1)) =
+            gpu::bf16x8_from_e4m3x8(make_uint2(codes.z, codes.w));
+      }
+    }
+  };
+  // FP8 staging buffer `buf`'s K units, then its V units.
+  auto codes_of = [&](int buf, int kv) { return s_codes + (2 * buf + kv) * kCodeUnits * kThreads; };
 
   fetch_slots(0);
-  load_kv(a.k_cache, s_k);
-  load_kv(a.v_cache, s_v);
+  if constexpr (kFp8) {
+    stage_kv(a.k_cache, codes_of(0, 0));
+    stage_kv(a.v_cache, codes_of(0, 1));
+  } else {
+    load_kv(a.k_cache, s_k);
+    load_kv(a.v_cache, s_v);
+  }
   cp_async_commit();  // group: Q, K0, V0
   if (n_kt > 1) fetch_slots(1);
+  if constexpr (kFp8) scale_log2 *= *k_scale;
 
   const int g = lane >> 2, c4 = lane & 3, wrow = warp * kWarpRows;
   const int warp_first_pos = first_pos + wrow, warp_last_pos = warp_first_pos + kWarpRows - 1;
@@ -270,19 +330,35 @@ __global__ void __launch_bounds__(kThreads, 2) prefill_kernel(PagedAttentionArgs
 
   for (int kt = 0; kt < n_kt; ++kt) {
     const int cur = kt & 1;
-    // The only group in flight is tile kt's. After the barrier every warp is
-    // done with tile kt-1, whose buffers the copies of tile kt+1 overwrite.
-    cp_async_wait<0>();
-    __syncthreads();
-    if (kt + 1 < n_kt) {
-      load_kv(a.k_cache, s_k + (cur ^ 1) * kBk * D);
-      load_kv(a.v_cache, s_v + (cur ^ 1) * kBk * D);
+    if constexpr (kFp8) {
+      // Tile kt+1's codes go to the staging buffer of tile kt-1, which only
+      // this thread read (it widened them last iteration).
+      if (kt + 1 < n_kt) {
+        stage_kv(a.k_cache, codes_of(cur ^ 1, 0));
+        stage_kv(a.v_cache, codes_of(cur ^ 1, 1));
+      }
+      cp_async_commit();
+      if (kt + 2 < n_kt) fetch_slots(kt + 2);
+      cp_async_wait<1>();  // this thread's codes of tile kt (and at kt 0, its share of Q) have landed
+      __syncthreads();     // every warp is done with tile kt-1's bf16 K/V
+      widen_kv(codes_of(cur, 0), s_k);
+      widen_kv(codes_of(cur, 1), s_v);
+      __syncthreads();
+    } else {
+      // The only group in flight is tile kt's. After the barrier every warp is
+      // done with tile kt-1, whose buffers the copies of tile kt+1 overwrite.
+      cp_async_wait<0>();
+      __syncthreads();
+      if (kt + 1 < n_kt) {
+        load_kv(a.k_cache, s_k + (cur ^ 1) * kBk * D);
+        load_kv(a.v_cache, s_v + (cur ^ 1) * kBk * D);
+      }
+      cp_async_commit();
+      if (kt + 2 < n_kt) fetch_slots(kt + 2);
     }
-    cp_async_commit();
-    if (kt + 2 < n_kt) fetch_slots(kt + 2);
 
-    const __nv_bfloat16* k_tile = s_k + cur * kBk * D;
-    const __nv_bfloat16* v_tile = s_v + cur * kBk * D;
+    const __nv_bfloat16* k_tile = s_k + (kFp8 ? 0 : cur * kBk * D);
+    const __nv_bfloat16* v_tile = s_v + (kFp8 ? 0 : cur * kBk * D);
     if (kt < n_full) {
       tile(std::false_type{}, kt, k_tile, v_tile);
     } else if (kt * kBk <= warp_last_pos) {  // else every row of this warp precedes the tile
@@ -298,7 +374,8 @@ __global__ void __launch_bounds__(kThreads, 2) prefill_kernel(PagedAttentionArgs
       float sum = l[mt][rh];
       sum += __shfl_xor_sync(0xffffffffu, sum, 1);
       sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-      const float inv = 1.0f / sum;
+      float inv = 1.0f / sum;
+      if constexpr (kFp8) inv = *v_scale / sum;
       const int i = qt * kBq + wrow + mt * 16 + rh * 8 + g;
       if (i < q_len) {
         __nv_bfloat16* dst = a.out + (q0 + i) * hd + static_cast<int64_t>(h) * D + c4 * 2;
@@ -315,12 +392,12 @@ template <int D, int kMt>
 Status launch_prefill(const PagedAttentionArgs& a, cudaStream_t stream) {
   constexpr size_t smem = prefill_smem_bytes<D, kMt>();
   constexpr int kBq = 16 * kMt * kWarps;
-  auto kernel = prefill_kernel<D, kMt>;
+  auto kernel = a.kv_fp8 ? prefill_kernel<D, kMt, uint8_t> : prefill_kernel<D, kMt, __nv_bfloat16>;
   EMBER_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   const int q_tiles = (a.max_query_len + kBq - 1) / kBq;
   if (q_tiles > 65535 || a.num_seqs > 65535) return Error{"paged_attention_prefill: batch too large for the grid"};
   kernel<<<dim3(a.num_heads, q_tiles, a.num_seqs), kThreads, smem, stream>>>(a, __builtin_ctz(a.block_size),
-                                                                             a.scale * kLog2e);
+                                                                             a.scale * kLog2e, a.k_scale, a.v_scale);
   return cuda_status(cudaGetLastError(), "prefill_kernel");
 }
 

@@ -31,6 +31,12 @@ bf16* bf16_of(Tensor& t) {
   return static_cast<bf16*>(t.data);
 }
 
+// An FP8 KV cache's codes and scales (kernels/backend.h).
+gpu::Fp8KvCache fp8_cache(Tensor& k_cache, Tensor& v_cache) {
+  assert(k_cache.dtype == DType::kF8E4M3 && v_cache.dtype == DType::kF8E4M3 && k_cache.scale && v_cache.scale);
+  return {static_cast<uint8_t*>(k_cache.data), static_cast<uint8_t*>(v_cache.data), k_cache.scale, v_cache.scale};
+}
+
 bool same_rope(const RopeConfig& a, const RopeConfig& b) {
   return a.theta == b.theta && a.scaling == b.scaling && a.factor == b.factor &&
          a.low_freq_factor == b.low_freq_factor && a.high_freq_factor == b.high_freq_factor &&
@@ -432,9 +438,16 @@ void CudaBackend::rope_and_cache_write(Tensor& q, Tensor& k, const Tensor& v, co
   Impl& m = *impl_;
   if (Status s = prepare_rope(rope, head_dim); !s.ok()) return m.fail(s);
   Impl::Timed timed(m, "rope_and_cache_write", m_class(in.num_tokens()));
+  const int64_t hq = q.cols() / head_dim, hkv = k.cols() / head_dim;
+  if (k_cache.dtype == DType::kF8E4M3) {
+    m.fail(gpu::rope_and_cache_write(bf16_of(q), bf16_of(k), bf16_of(v), m.dev<int32_t>(m.positions),
+                                     m.dev<int64_t>(m.slots), m.inv_freq, in.num_tokens(), hq, hkv, head_dim,
+                                     fp8_cache(k_cache, v_cache), m.stream));
+    return;
+  }
   m.fail(gpu::rope_and_cache_write(bf16_of(q), bf16_of(k), bf16_of(v), m.dev<int32_t>(m.positions),
-                                   m.dev<int64_t>(m.slots), m.inv_freq, in.num_tokens(), q.cols() / head_dim,
-                                   k.cols() / head_dim, head_dim, bf16_of(k_cache), bf16_of(v_cache), m.stream));
+                                   m.dev<int64_t>(m.slots), m.inv_freq, in.num_tokens(), hq, hkv, head_dim,
+                                   bf16_of(k_cache), bf16_of(v_cache), m.stream));
 }
 
 void CudaBackend::qkv_rope_and_cache_write(const Tensor& qkv, const ForwardInputs& in, const RopeConfig& rope,
@@ -453,6 +466,11 @@ void CudaBackend::qkv_rope_and_cache_write(const Tensor& qkv, const ForwardInput
   rows.k_stride = stride;
   rows.v_in = base + (hq + hkv) * head_dim;
   rows.v_stride = stride;
+  if (k_cache.dtype == DType::kF8E4M3) {
+    m.fail(gpu::rope_qkv_and_cache_write(rows, m.dev<int32_t>(m.positions), m.dev<int64_t>(m.slots), m.inv_freq,
+                                         in.num_tokens(), hq, hkv, head_dim, fp8_cache(k_cache, v_cache), m.stream));
+    return;
+  }
   m.fail(gpu::rope_qkv_and_cache_write(rows, m.dev<int32_t>(m.positions), m.dev<int64_t>(m.slots), m.inv_freq,
                                        in.num_tokens(), hq, hkv, head_dim, bf16_of(k_cache), bf16_of(v_cache),
                                        m.stream));
@@ -464,8 +482,15 @@ void CudaBackend::paged_attention(const Tensor& q, const Tensor& k_cache, const 
   PagedAttentionArgs a;
   a.q = bf16_of(q);
   a.out = bf16_of(out);
-  a.k_cache = bf16_of(k_cache);
-  a.v_cache = bf16_of(v_cache);
+  a.k_cache = k_cache.data;
+  a.v_cache = v_cache.data;
+  if (k_cache.dtype == DType::kF8E4M3) {
+    a.kv_fp8 = true;
+    a.k_scale = k_cache.scale;
+    a.v_scale = v_cache.scale;
+  } else {
+    assert(k_cache.dtype == DType::kBF16 && v_cache.dtype == DType::kBF16);
+  }
   a.query_start_loc = m.dev<int32_t>(m.query_start_loc);
   a.seq_lens = m.dev<int32_t>(m.seq_lens);
   a.block_tables = m.dev<int32_t>(m.block_tables);

@@ -1,6 +1,7 @@
 #pragma once
-// The Backend of kernels/backend.h on one CUDA device: bf16 activations and KV
-// cache, fp32 accumulation, every op enqueued on one stream. The step's
+// The Backend of kernels/backend.h on one CUDA device: bf16 activations, a KV
+// cache of bf16 or of FP8 E4M3 codes (--kv-cache-dtype fp8), fp32
+// accumulation, every op enqueued on one stream. The step's
 // metadata (ForwardInputs) is uploaded once per step by begin_forward() into
 // device buffers at fixed addresses, so a CUDA graph captured over a step
 // replays on the next step's inputs.

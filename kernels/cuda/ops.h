@@ -71,6 +71,24 @@ Status rope_qkv_and_cache_write(const QkvRows& rows, const int32_t* positions, c
                                 const float* inv_freq, int64_t num_tokens, int64_t num_q_heads, int64_t num_kv_heads,
                                 int64_t head_dim, bf16* k_cache, bf16* v_cache, cudaStream_t stream);
 
+// An FP8 KV cache (--kv-cache-dtype fp8, kernels/backend.h): E4M3 codes
+// [num_slots, Hkv, D], one byte an element, and the layer's two scales, one
+// device float each. The writes below store e4m3(x / *scale) of the float32
+// rotated k (and of v): nearest even, saturating at +-448, bit for bit
+// kernels/quant/fp8.h. q and k_out stay bf16, as with a bf16 cache.
+struct Fp8KvCache {
+  uint8_t* k = nullptr;
+  uint8_t* v = nullptr;
+  const float* k_scale = nullptr;
+  const float* v_scale = nullptr;
+};
+Status rope_and_cache_write(bf16* q, bf16* k, const bf16* v, const int32_t* positions, const int64_t* slot_mapping,
+                            const float* inv_freq, int64_t num_tokens, int64_t num_q_heads, int64_t num_kv_heads,
+                            int64_t head_dim, const Fp8KvCache& cache, cudaStream_t stream);
+Status rope_qkv_and_cache_write(const QkvRows& rows, const int32_t* positions, const int64_t* slot_mapping,
+                                const float* inv_freq, int64_t num_tokens, int64_t num_q_heads, int64_t num_kv_heads,
+                                int64_t head_dim, const Fp8KvCache& cache, cudaStream_t stream);
+
 // SwiGLU: out = silu(gate) * up, gate = x[:, :I], up = x[:, I:].   x [M, 2I], out [M, I].
 Status silu_mul(const bf16* x, int64_t rows, int64_t inter, bf16* out, cudaStream_t stream);
 

@@ -3,6 +3,9 @@
 // place and in its slot). One block per token: its D/2 cos/sin pairs are
 // computed once into shared memory and shared by all Hq + Hkv heads.
 // Bytes per token: q 2*Hq*D*2, k 3*Hkv*D*2, v 2*Hkv*D*2 (Llama-3-8B: 28 KB).
+// An FP8 cache (Cache = uint8_t) gets E4M3 codes of the float32 rotated k and
+// of v, each divided by its device scale (fp8.cuh): 1 byte a cached element
+// instead of 2. The bf16 instantiation is the kernel as it was tuned.
 //
 // Precision: the angle is position * inv_freq as ONE float32 product (as HF and
 // the CPU backend), then sincosf (not __sincosf: the fast intrinsic's error
@@ -11,7 +14,10 @@
 // carries the float32 rounding of the product (up to ~2e-3 rad at 32k), the
 // same on CPU and GPU. cos/sin stay float32 (HF rounds them to bf16 first).
 
+#include <type_traits>
+
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/fp8.cuh"
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/ops_common.cuh"
 
@@ -21,12 +27,20 @@ namespace {
 constexpr int kThreads = 128;
 
 // kVec elements of i (and of i + D/2) a work item: 8 with 16-byte vectors (D %
-// 16 == 0, aligned buffers), else 1.
-template <int kVec>
+// 16 == 0, aligned buffers), else 1. Cache: bf16, or uint8_t for E4M3 codes
+// scaled by *k_scale / *v_scale (unused with bf16).
+template <int kVec, class Cache>
 __global__ void __launch_bounds__(kThreads)
     rope_cache_kernel(QkvRows rows, const int32_t* positions, const int64_t* slot_mapping, const float* inv_freq,
-                      int hq, int hkv, int d, bf16* k_cache, bf16* v_cache) {
+                      int hq, int hkv, int d, Cache* k_cache, Cache* v_cache, const float* k_scale,
+                      const float* v_scale) {
+  constexpr bool kFp8 = std::is_same_v<Cache, uint8_t>;
   extern __shared__ float cos_sin[];  // [0, half): cos, [half, d): sin
+  [[maybe_unused]] float ks = 1.0f, vs = 1.0f;
+  if constexpr (kFp8) {
+    ks = *k_scale;
+    vs = *v_scale;
+  }
   const int64_t t = blockIdx.x;
   const int half = d / 2;
   const float pos = static_cast<float>(positions[t]);
@@ -63,7 +77,7 @@ __global__ void __launch_bounds__(kThreads)
       ra[e] = a[e] * c - b[e] * s;
       rb[e] = b[e] * c + a[e] * s;
     }
-    bf16* cache = is_k && slot >= 0 ? k_cache + (slot * hkv + (head - hq)) * d : nullptr;
+    Cache* cache = is_k && slot >= 0 ? k_cache + (slot * hkv + (head - hq)) * d : nullptr;
     if constexpr (kVec == 8) {
       const uint4 pa = pack8(ra), pb = pack8(rb);
       if (dst) {
@@ -71,8 +85,13 @@ __global__ void __launch_bounds__(kThreads)
         *reinterpret_cast<uint4*>(dst + half + i0) = pb;
       }
       if (cache) {
-        *reinterpret_cast<uint4*>(cache + i0) = pa;
-        *reinterpret_cast<uint4*>(cache + half + i0) = pb;
+        if constexpr (kFp8) {
+          *reinterpret_cast<uint2*>(cache + i0) = e4m3x8_from_floats(ra, ks);
+          *reinterpret_cast<uint2*>(cache + half + i0) = e4m3x8_from_floats(rb, ks);
+        } else {
+          *reinterpret_cast<uint4*>(cache + i0) = pa;
+          *reinterpret_cast<uint4*>(cache + half + i0) = pb;
+        }
       }
     } else {
       const bf16 pa = __float2bfloat16(ra[0]), pb = __float2bfloat16(rb[0]);
@@ -81,15 +100,33 @@ __global__ void __launch_bounds__(kThreads)
         dst[half + i0] = pb;
       }
       if (cache) {
-        cache[i0] = pa;
-        cache[half + i0] = pb;
+        if constexpr (kFp8) {
+          cache[i0] = e4m3_from_float(ra[0], ks);
+          cache[half + i0] = e4m3_from_float(rb[0], ks);
+        } else {
+          cache[i0] = pa;
+          cache[half + i0] = pb;
+        }
       }
     }
   }
   if (slot < 0) return;  // padding token: rotated, not cached
   const int64_t row = static_cast<int64_t>(hkv) * d;
   const bf16* v = rows.v_in + t * rows.v_stride;
-  if constexpr (kVec == 8) {
+  if constexpr (kFp8) {
+    if constexpr (kVec == 8) {
+      const uint4* src = reinterpret_cast<const uint4*>(v);
+      uint2* out = reinterpret_cast<uint2*>(v_cache + slot * row);
+      for (int64_t j = threadIdx.x; j < row / 8; j += blockDim.x) {
+        float f[8];
+        unpack8(src[j], f);
+        out[j] = e4m3x8_from_floats(f, vs);
+      }
+    } else {
+      for (int64_t j = threadIdx.x; j < row; j += blockDim.x)
+        v_cache[slot * row + j] = e4m3_from_float(__bfloat162float(v[j]), vs);
+    }
+  } else if constexpr (kVec == 8) {
     const uint4* src = reinterpret_cast<const uint4*>(v);
     uint4* out = reinterpret_cast<uint4*>(v_cache + slot * row);
     for (int64_t j = threadIdx.x; j < row / 8; j += blockDim.x) out[j] = src[j];
@@ -98,11 +135,10 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-}  // namespace
-
-Status rope_qkv_and_cache_write(const QkvRows& rows, const int32_t* positions, const int64_t* slot_mapping,
-                                const float* inv_freq, int64_t num_tokens, int64_t num_q_heads, int64_t num_kv_heads,
-                                int64_t head_dim, bf16* k_cache, bf16* v_cache, cudaStream_t stream) {
+template <class Cache>
+Status launch_rope(const QkvRows& rows, const int32_t* positions, const int64_t* slot_mapping, const float* inv_freq,
+                   int64_t num_tokens, int64_t num_q_heads, int64_t num_kv_heads, int64_t head_dim, Cache* k_cache,
+                   Cache* v_cache, const float* k_scale, const float* v_scale, cudaStream_t stream) {
   if (num_tokens <= 0) return Status::success();
   if (head_dim <= 0 || head_dim % 2 != 0 || head_dim > 1024)
     return Error{"rope_and_cache_write: head_dim must be even and <= 1024, got " + std::to_string(head_dim)};
@@ -117,18 +153,17 @@ Status rope_qkv_and_cache_write(const QkvRows& rows, const int32_t* positions, c
   const size_t smem = static_cast<size_t>(head_dim) * sizeof(float);
   const int hq = static_cast<int>(num_q_heads), hkv = static_cast<int>(num_kv_heads), d = static_cast<int>(head_dim);
   if (vec) {
-    rope_cache_kernel<8>
-        <<<grid, kThreads, smem, stream>>>(rows, positions, slot_mapping, inv_freq, hq, hkv, d, k_cache, v_cache);
+    rope_cache_kernel<8, Cache><<<grid, kThreads, smem, stream>>>(rows, positions, slot_mapping, inv_freq, hq, hkv, d,
+                                                                  k_cache, v_cache, k_scale, v_scale);
   } else {
-    rope_cache_kernel<1>
-        <<<grid, kThreads, smem, stream>>>(rows, positions, slot_mapping, inv_freq, hq, hkv, d, k_cache, v_cache);
+    rope_cache_kernel<1, Cache><<<grid, kThreads, smem, stream>>>(rows, positions, slot_mapping, inv_freq, hq, hkv, d,
+                                                                  k_cache, v_cache, k_scale, v_scale);
   }
   return cuda_status(cudaGetLastError(), "rope_and_cache_write launch");
 }
 
-Status rope_and_cache_write(bf16* q, bf16* k, const bf16* v, const int32_t* positions, const int64_t* slot_mapping,
-                            const float* inv_freq, int64_t num_tokens, int64_t num_q_heads, int64_t num_kv_heads,
-                            int64_t head_dim, bf16* k_cache, bf16* v_cache, cudaStream_t stream) {
+// q, k and v each packed [T, heads * D], rotated in place.
+QkvRows packed_rows(bf16* q, bf16* k, const bf16* v, int64_t num_q_heads, int64_t num_kv_heads, int64_t head_dim) {
   QkvRows rows;
   rows.q_in = q;
   rows.q_out = q;
@@ -138,8 +173,37 @@ Status rope_and_cache_write(bf16* q, bf16* k, const bf16* v, const int32_t* posi
   rows.k_stride = num_kv_heads * head_dim;
   rows.v_in = v;
   rows.v_stride = num_kv_heads * head_dim;
-  return rope_qkv_and_cache_write(rows, positions, slot_mapping, inv_freq, num_tokens, num_q_heads, num_kv_heads,
-                                  head_dim, k_cache, v_cache, stream);
+  return rows;
+}
+
+}  // namespace
+
+Status rope_qkv_and_cache_write(const QkvRows& rows, const int32_t* positions, const int64_t* slot_mapping,
+                                const float* inv_freq, int64_t num_tokens, int64_t num_q_heads, int64_t num_kv_heads,
+                                int64_t head_dim, bf16* k_cache, bf16* v_cache, cudaStream_t stream) {
+  return launch_rope<bf16>(rows, positions, slot_mapping, inv_freq, num_tokens, num_q_heads, num_kv_heads, head_dim,
+                           k_cache, v_cache, nullptr, nullptr, stream);
+}
+
+Status rope_qkv_and_cache_write(const QkvRows& rows, const int32_t* positions, const int64_t* slot_mapping,
+                                const float* inv_freq, int64_t num_tokens, int64_t num_q_heads, int64_t num_kv_heads,
+                                int64_t head_dim, const Fp8KvCache& cache, cudaStream_t stream) {
+  return launch_rope<uint8_t>(rows, positions, slot_mapping, inv_freq, num_tokens, num_q_heads, num_kv_heads,
+                              head_dim, cache.k, cache.v, cache.k_scale, cache.v_scale, stream);
+}
+
+Status rope_and_cache_write(bf16* q, bf16* k, const bf16* v, const int32_t* positions, const int64_t* slot_mapping,
+                            const float* inv_freq, int64_t num_tokens, int64_t num_q_heads, int64_t num_kv_heads,
+                            int64_t head_dim, bf16* k_cache, bf16* v_cache, cudaStream_t stream) {
+  return rope_qkv_and_cache_write(packed_rows(q, k, v, num_q_heads, num_kv_heads, head_dim), positions, slot_mapping,
+                                  inv_freq, num_tokens, num_q_heads, num_kv_heads, head_dim, k_cache, v_cache, stream);
+}
+
+Status rope_and_cache_write(bf16* q, bf16* k, const bf16* v, const int32_t* positions, const int64_t* slot_mapping,
+                            const float* inv_freq, int64_t num_tokens, int64_t num_q_heads, int64_t num_kv_heads,
+                            int64_t head_dim, const Fp8KvCache& cache, cudaStream_t stream) {
+  return rope_qkv_and_cache_write(packed_rows(q, k, v, num_q_heads, num_kv_heads, head_dim), positions, slot_mapping,
+                                  inv_freq, num_tokens, num_q_heads, num_kv_heads, head_dim, cache, stream);
 }
 
 }  // namespace ember::gpu

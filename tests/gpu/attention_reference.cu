@@ -2,11 +2,15 @@
 // Lane l holds dims l, l + 32, ... of q and of the output; for every visible
 // key the warp reduces one dot product, then updates an online softmax
 // (running max m, running sum l, output rescaled by exp(m_old - m_new)), all
-// in fp32 with accurate expf. Latency bound (one dependent K row per step):
+// in fp32 with accurate expf; an FP8 cache's elements are read as
+// code * scale in fp32. Latency bound (one dependent K row per step):
 // the test oracle for the shipped kernels (test_attention_gpu.cpp), not for
 // speed.
 
 #include "tests/gpu/attention_reference.h"
+
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
 
 #include <cmath>
 
@@ -21,6 +25,13 @@ __device__ inline float warp_sum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
+}
+
+// Element i of a K or V cache, as float.
+__device__ inline float cache_at(const PagedAttentionArgs& a, const void* cache, const float* scale, int64_t i) {
+  if (!a.kv_fp8) return __bfloat162float(static_cast<const __nv_bfloat16*>(cache)[i]);
+  const __half h(__nv_cvt_fp8_to_halfraw(static_cast<const uint8_t*>(cache)[i], __NV_E4M3));
+  return __half2float(h) * *scale;
 }
 
 // The sequence that owns token t: the last b with query_start_loc[b] <= t.
@@ -59,7 +70,7 @@ __global__ void reference_kernel(PagedAttentionArgs a) {
 #pragma unroll
     for (int i = 0; i < kMaxPerLane; ++i) {
       const int e = lane + 32 * i;
-      if (e < d) s += q[i] * __bfloat162float(a.k_cache[base + e]);
+      if (e < d) s += q[i] * cache_at(a, a.k_cache, a.k_scale, base + e);
     }
     s = warp_sum(s) * a.scale;
     const float m_new = fmaxf(m, s);
@@ -69,7 +80,7 @@ __global__ void reference_kernel(PagedAttentionArgs a) {
 #pragma unroll
     for (int i = 0; i < kMaxPerLane; ++i) {
       const int e = lane + 32 * i;
-      if (e < d) acc[i] = acc[i] * alpha + p * __bfloat162float(a.v_cache[base + e]);
+      if (e < d) acc[i] = acc[i] * alpha + p * cache_at(a, a.v_cache, a.v_scale, base + e);
     }
     m = m_new;
   }

@@ -627,5 +627,89 @@ TEST(CudaRunner, Fp8CheckpointDecodeFollowsTheCpu) {
   expect_decode_follows_cpu(**gpu, cpu, 2, 48, 40, "FP8 checkpoint on the GPU vs CPU");
 }
 
+// --kv-cache-dtype fp8: a runner whose cache holds E4M3 codes (per-layer
+// k_scale / v_scale as a checkpoint's, not 1) against the bf16-cache runner on
+// the same weights, teacher-forced on the bf16 runner's greedy tokens: 3
+// prompts prefilled in 4 chunks each, then decode steps through the CUDA graphs.
+// E4M3 keeps 3 mantissa bits (relative rounding up to 2^-4 per element), so
+// the stated bound is a relative logits error under 0.1 per row; the greedy
+// agreement where bf16's winner is clear (margin > 0.05) is reported and must
+// reach 95%.
+TEST(CudaRunner, Fp8KvCacheStaysWithinItsBoundOfTheBf16Cache) {
+  ASSERT_TRUE(gpu::fp8_supported(0)) << "this GPU has no FP8";
+  const ModelConfig c = test_config(128, false, true, false);
+  LlamaWeights w = bf16_exact_weights(c, 41);
+  // k and v here have a standard deviation near 0.5: codes up to ~200 of 448.
+  const float scales[][2] = {{0.0131f, 0.0113f}, {0.0207f, 0.0171f}};
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    w.layers[l].k_scale = scales[l % 2][0];
+    w.layers[l].v_scale = scales[l % 2][1];
+  }
+  auto bf16_cache = make_cuda_model_runner(w, small_options(false));
+  ASSERT_TRUE(bf16_cache.ok()) << bf16_cache.error().message;
+  CudaRunnerOptions o = small_options(false);
+  o.kv_cache_fp8 = true;
+  auto fp8_cache = make_cuda_model_runner(w, o);
+  ASSERT_TRUE(fp8_cache.ok()) << fp8_cache.error().message;
+  const int32_t v = static_cast<int32_t>(c.vocab_size);
+  std::vector<Seq> ref(3);
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int32_t> token(0, v - 1);
+  for (size_t i = 0; i < ref.size(); ++i) {
+    ref[i].tokens.resize(40 + 25 * i);
+    for (int32_t& t : ref[i].tokens) t = token(rng);
+    for (int b = 0; b < 16; ++b) ref[i].blocks.push_back(static_cast<int32_t>(i) * 16 + b);
+  }
+  std::vector<Seq> got = ref;
+  std::vector<float> rl, gl;
+  double worst = 0, sum = 0;
+  int rows = 0, checked = 0, agreed = 0;
+  auto compare_rows = [&] {
+    ASSERT_EQ(rl.size(), gl.size());
+    for (size_t r = 0; r < rl.size() / v; ++r) {
+      const float* want = rl.data() + r * v;
+      const double e = rel_err(gl.data() + r * v, want, v);
+      worst = std::max(worst, e);
+      sum += e;
+      ++rows;
+      EXPECT_LT(e, 0.1) << "row " << rows;
+      float margin;
+      const int32_t best = argmax(want, v, &margin);
+      if (margin > 0.05f) {
+        ++checked;
+        agreed += argmax(gl.data() + r * v, v) == best;
+      }
+    }
+  };
+  // Prefill: a quarter of each prompt a step, so all three end (and give logits) in the fourth.
+  for (int part = 0; part < 4; ++part) {
+    std::vector<int32_t> chunk;
+    for (const Seq& s : ref) {
+      const int64_t quarter = (static_cast<int64_t>(s.tokens.size()) + 3) / 4;
+      chunk.push_back(static_cast<int32_t>(std::min<int64_t>(quarter, s.tokens.size() - s.done)));
+    }
+    step(**bf16_cache, ref, chunk, rl);
+    step(**fp8_cache, got, chunk, gl);
+    compare_rows();
+  }
+  const std::vector<int32_t> one(ref.size(), 1);
+  for (int s = 0; s < 48; ++s) {
+    for (size_t i = 0; i < ref.size(); ++i) {
+      const int32_t next = argmax(rl.data() + i * v, v);
+      ref[i].tokens.push_back(next);
+      got[i].tokens.push_back(next);
+    }
+    step(**bf16_cache, ref, one, rl);
+    step(**fp8_cache, got, one, gl);
+    compare_rows();
+  }
+  std::printf("fp8 KV cache vs bf16 cache: mean relative logits error %.3e, worst %.3e, greedy %d/%d agree\n",
+              sum / rows, worst, agreed, checked);
+  RecordProperty("kv_fp8_worst_rel_err", std::to_string(worst));
+  RecordProperty("kv_fp8_greedy_agree", std::to_string(agreed) + "/" + std::to_string(checked));
+  EXPECT_GT(checked, 50);
+  EXPECT_GE(agreed, checked * 95 / 100);
+}
+
 }  // namespace
 }  // namespace ember
