@@ -28,7 +28,7 @@ def jsonl(name):
 
 def main() -> int:
     ok = True
-    for name in ("gpu_tests", "gpu_tests_hf"):
+    for name in ("gpu_tests", "gpu_tests_hf", "kv_fp8_tests"):
         t = R / f"{name}.json"
         if t.exists():
             j = json.loads(t.read_text())
@@ -44,11 +44,12 @@ def main() -> int:
     for name in ("llama_decode_b1", "llama_decode_b1_sync", "llama_throughput", "llama_throughput_sync",
                  "llama_throughput_512", "serve_client", "fp8_decode_b1_none", "fp8_decode_b1_fp8",
                  "fp8_decode_b32_none", "fp8_decode_b32_fp8", "fp8_throughput_none", "fp8_throughput_fp8",
-                 "serve_client_fp8"):
+                 "serve_client_fp8", "fp8_decode_b32_fp8kv", "fp8_throughput_fp8kv", "kv_pool_8k_auto",
+                 "kv_pool_8k_fp8"):
         p = R / f"{name}.log"
         if p.exists():
             lines = [l for l in p.read_text(errors="replace").splitlines()
-                     if re.search(r"tok/s|tokens/s|throughput|\{", l)]
+                     if re.search(r"tok/s|tokens/s|throughput|KV cache|\{", l)]
             for l in lines[-6:]:
                 print(f"{name}: {l.strip()[:300]}")
     return 0 if ok else 1
