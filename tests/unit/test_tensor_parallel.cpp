@@ -924,10 +924,11 @@ TEST(CollectiveWatchdog, AStartUpThatNeverEndsEndsTheProcessNamingIt) {
   EXPECT_NE(f.messages[0].find("rank(s) 3:"), std::string::npos) << f.messages[0];
   Failures quiet;
   {
-    auto ok = CollectiveWatchdog::for_startup(0, "start-up", 0.2, quiet.record(), 0.01);
+    // (a timeout far above a loaded machine's scheduling delays between begin and end)
+    auto ok = CollectiveWatchdog::for_startup(0, "start-up", 1.0, quiet.record(), 0.01);
     ok->begin(0);
     ok->end(0);
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1200));
   }
   EXPECT_EQ(quiet.count(), 0u);
 }
@@ -936,16 +937,18 @@ TEST(CollectiveWatchdog, StepsThatFinishAndAnIdleServerNeverTimeOut) {
   FakeComm a(0), b(1);
   Failures f;
   {
-    CollectiveWatchdog dog({&a, &b}, 0.15, f.record(), 0.01);
-    // Steps of 50 ms for 0.6 s (four timeouts), two in flight at a time as under async scheduling.
+    // Steps of 50 ms for 2 s (four timeouts of 0.5 s), two in flight at a time as under async scheduling: each
+    // step is in flight ~100 ms, which leaves 400 ms for a loaded machine's late wake-ups (CI runs this beside
+    // other tests on 2 cores, and under ASan).
+    CollectiveWatchdog dog({&a, &b}, 0.5, f.record(), 0.01);
     for (int r : {0, 1}) dog.begin(r);
-    for (int i = 0; i < 12; ++i) {
+    for (int i = 0; i < 40; ++i) {
       for (int r : {0, 1}) dog.begin(r);
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
       for (int r : {0, 1}) dog.end(r);
     }
     for (int r : {0, 1}) dog.end(r);
-    std::this_thread::sleep_for(std::chrono::milliseconds(400));  // idle: nothing in flight
+    std::this_thread::sleep_for(std::chrono::milliseconds(1000));  // idle for two timeouts: nothing in flight
   }
   EXPECT_EQ(f.count(), 0u) << f.messages.front();
   EXPECT_FALSE(a.aborted_ || b.aborted_);
