@@ -128,7 +128,8 @@ if [[ "${EMBER_SANITIZERS:-1}" == 1 ]]; then
   fi
   stage_done asan
   # TSan: the unit tests whose code runs threads (the CPU thread pool, tensor-parallel groups, the engine thread with
-  # its scheduler, the model runner's ranks), the loadgen units, and `ember serve` / `ember bench` under concurrent
+  # its scheduler, the model runner's ranks), the loadgen units (the TSan build compiles only their files:
+  # CMakeLists.txt), and `ember serve` / `ember bench` under concurrent
   # clients, aborts and overload (the server's and the load generator's threads). The disconnect test (2 min under
   # TSan, 80% of this list) is left out: the aborts it makes run the same code as the one-request-fills-the-queue test.
   tsan_options="second_deadlock_stack=1:suppressions=$ROOT/tests/tsan.supp"  # third-party false positives only
