@@ -139,6 +139,9 @@ Status CudaModelRunner::allocate_kv(int64_t blocks) {
   if (options_.kv_cache_fp8)
     EMBER_CUDA_TRY(
         cudaMemcpy(kv_, kv_scales_.data(), kv_scales_.size() * sizeof(float), cudaMemcpyHostToDevice));
+  // Both ran on the legacy stream, which the backend's non-blocking stream does not wait for (and a pageable
+  // copy may return before it lands): the first step must not read a scale of 0.
+  EMBER_CUDA_TRY(cudaDeviceSynchronize());
   cache_ = KvCacheView{};
   auto* base = static_cast<uint8_t*>(kv_) + scale_bytes;
   for (int64_t l = 0; l < c.num_layers; ++l) {
@@ -430,8 +433,8 @@ Status check_kv_cache_dtype(const CudaRunnerOptions& o) {
   int major = 0, minor = 0;
   cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, o.device);
   cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, o.device);
-  return Error{"--kv-cache-dtype fp8 needs a GPU with FP8 (compute capability 8.9 or newer: Ada, Hopper, "
-               "Blackwell); GPU " + std::to_string(o.device) + " is " + std::to_string(major) + "." +
+  return Error{"--kv-cache-dtype fp8 needs a GPU with FP8 conversions (compute capability 8.9 or newer: Ada, "
+               "Hopper, Blackwell); GPU " + std::to_string(o.device) + " is " + std::to_string(major) + "." +
                std::to_string(minor)};
 }
 

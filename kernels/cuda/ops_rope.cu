@@ -188,6 +188,8 @@ Status rope_qkv_and_cache_write(const QkvRows& rows, const int32_t* positions, c
 Status rope_qkv_and_cache_write(const QkvRows& rows, const int32_t* positions, const int64_t* slot_mapping,
                                 const float* inv_freq, int64_t num_tokens, int64_t num_q_heads, int64_t num_kv_heads,
                                 int64_t head_dim, const Fp8KvCache& cache, cudaStream_t stream) {
+  if (cache.k_scale == nullptr || cache.v_scale == nullptr)
+    return Error{"rope_and_cache_write: an FP8 KV cache without its k_scale / v_scale"};
   return launch_rope<uint8_t>(rows, positions, slot_mapping, inv_freq, num_tokens, num_q_heads, num_kv_heads,
                               head_dim, cache.k, cache.v, cache.k_scale, cache.v_scale, stream);
 }

@@ -2,7 +2,7 @@
 // FP8 E4M3 (OCP "E4M3FN", CUDA's __NV_E4M3): 1 sign, 4 exponent (bias 7) and
 // 3 mantissa bits, no infinities, 0x7F/0xFF NaN, largest finite 448, smallest
 // subnormal 2^-9. The host reference of the GPU's conversions: the CUDA
-// kernels (kernels/cuda/fp8.h) must give these bits exactly.
+// kernels (kernels/cuda/fp8.cuh) must give these bits exactly.
 //
 // Quantization as vLLM's dynamic fp8 (and ember's --quantization fp8): a row
 // of values v gets scale s = amax(|v|) / 448 (1 for an all-zero row) and codes
