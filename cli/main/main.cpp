@@ -20,16 +20,26 @@
 namespace ember {
 namespace {
 
+// The numeric formats an engine runs with: --dtype and --quantization (ModelOptions), --kv-cache-dtype
+// (EngineOptions). `ember serve`, `generate` and `bench throughput` take them alike.
+void add_number_format_flags(CLI::App* cmd, ModelOptions* m, EngineOptions* e) {
+  cmd->add_option("--dtype", m->dtype, "Compute dtype: auto | bfloat16 | float16 | float32")
+      ->check(CLI::IsMember({"auto", "bfloat16", "float16", "float32"}));
+  cmd->add_option("--quantization,-q", m->quantization,
+                  "none | fp8: on GPUs of compute capability 8.9+, the layers' weights quantized at load to FP8 E4M3 "
+                  "with a scale per output channel, activations per token (vLLM's dynamic fp8)")
+      ->check(CLI::IsMember({"none", "fp8"}));
+  cmd->add_option("--kv-cache-dtype", e->kv_cache_dtype,
+                  "KV cache: auto (the activations' dtype: float32 on the CPU, bfloat16 on a GPU), bfloat16 (GPU), "
+                  "float32 (CPU) or fp8 (= fp8_e4m3: one byte an element, scaled by the checkpoint's k_scale/v_scale "
+                  "or 1)")
+      ->check(CLI::IsMember({"auto", "bfloat16", "float32", "fp8", "fp8_e4m3"}));
+}
+
 void add_model_flags(CLI::App* cmd, ModelOptions* o) {
   cmd->add_option("--model,-m", o->model, "GGUF file or Hugging Face model directory (default: " + default_model_path() + ")");
   cmd->add_option("--load-format", o->load_format, "auto | gguf | safetensors | dummy")
       ->check(CLI::IsMember({"auto", "gguf", "safetensors", "dummy"}));
-  cmd->add_option("--dtype", o->dtype, "Compute dtype: auto | bfloat16 | float16 | float32")
-      ->check(CLI::IsMember({"auto", "bfloat16", "float16", "float32"}));
-  cmd->add_option("--quantization,-q", o->quantization,
-                  "none | fp8: on GPUs of compute capability 8.9+, the layers' weights quantized at load to FP8 E4M3 "
-                  "with a scale per output channel, activations per token (vLLM's dynamic fp8)")
-      ->check(CLI::IsMember({"none", "fp8"}));
   cmd->add_option("--device", o->device, "auto | cpu | cuda (auto: the GPU if there is one)")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file or directory (default: the model's)");
@@ -85,11 +95,6 @@ void add_engine_flags(CLI::App* cmd, EngineOptions* o) {
   cmd->add_flag("--enable-prefix-caching,!--no-enable-prefix-caching", o->enable_prefix_caching, "Reuse KV blocks of shared prefixes");
   cmd->add_flag("--enforce-eager", o->enforce_eager, "Disable CUDA graphs");
   add_async_scheduling_flags(cmd, o);
-  cmd->add_option("--kv-cache-dtype", o->kv_cache_dtype,
-                  "KV cache: auto (the activations' dtype: float32 on the CPU, bfloat16 on a GPU), bfloat16 (GPU), "
-                  "float32 (CPU) or fp8 (= fp8_e4m3: one byte an element, scaled by the checkpoint's k_scale/v_scale "
-                  "or 1)")
-      ->check(CLI::IsMember({"auto", "bfloat16", "float32", "fp8", "fp8_e4m3"}));
   cmd->add_option("--num-threads", o->num_threads, "CPU backend threads (0: all cores)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--seed", o->seed, "Seed for dummy weights and unseeded sampling");
 }
@@ -113,6 +118,7 @@ int main(int argc, char** argv) {
   CLI::App* serve_cmd = app.add_subcommand("serve", "Serve a model over an OpenAI-compatible HTTP API");
   add_model_flags(serve_cmd, &serve.model);
   add_engine_flags(serve_cmd, &serve.engine);
+  add_number_format_flags(serve_cmd, &serve.model, &serve.engine);
   serve_cmd->add_option("--host", serve.host, "Address to bind (use 0.0.0.0 to expose)");
   serve_cmd->add_option("--port", serve.port, "Port to listen on")->check(CLI::Range(1, 65535));
   serve_cmd->add_option("--api-key", serve.api_key, "Require this bearer token")->envname("EMBER_API_KEY");
@@ -168,6 +174,7 @@ int main(int argc, char** argv) {
   CLI::App* gen_cmd = app.add_subcommand("generate", "Generate text offline and print tokens/s");
   add_model_flags(gen_cmd, &gen.model);
   add_engine_flags(gen_cmd, &gen.engine);
+  add_number_format_flags(gen_cmd, &gen.model, &gen.engine);
   gen_cmd->add_option("--prompt,-p", gen.prompt, "Prompt text");
   gen_cmd->add_option("--prompts-file", gen.prompts_file, "One prompt per line, run as a batch");
   gen_cmd->add_flag("--chat", gen.chat, "Wrap the prompt in the model's chat template");
@@ -244,6 +251,10 @@ int main(int argc, char** argv) {
                         "throughput: share of GPU memory for weights, activations and KV cache")
       ->check(CLI::Range(0.05, 1.0));
   bench_cmd->add_flag("--enforce-eager", bench.engine.enforce_eager, "throughput: disable CUDA graphs");
+  bench_cmd->add_option("--kv-cache-memory-bytes", bench.engine.kv_cache_memory_bytes,
+                        "throughput: KV-cache size in bytes (CPU default: 1 GiB)")
+      ->check(CLI::NonNegativeNumber);
+  add_number_format_flags(bench_cmd, &bench.engine_model, &bench.engine);
   add_async_scheduling_flags(bench_cmd, &bench.engine);
 
   // A --config file becomes flags placed before the user's, so the user's win.

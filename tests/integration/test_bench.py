@@ -275,3 +275,20 @@ def test_bench_throughput_offline_engine(tmp_path):
     assert r["total_num_tokens"] == 102
     assert r["output_tokens_per_second"] == pytest.approx(30 / r["elapsed_time"])
     assert "Throughput:" in p.stdout
+
+
+def test_bench_throughput_takes_the_engines_number_formats(tmp_path):
+    """`ember bench throughput` runs the engine with `ember serve`'s --dtype, --quantization and --kv-cache-dtype
+    (scripts/gpu_check.sh compares FP8 weights and caches this way), and refuses what the device cannot run."""
+    from server_util import TINY_CONFIG
+    base = [str(EMBER), "bench", "throughput", "--model", str(TINY_CONFIG), "--load-format", "dummy",
+            "--tokenizer", str(MODEL), "--num-prompts", "3", "--random-input-len", "12", "--random-output-len", "4",
+            "--device", "cpu"]
+    p = subprocess.run(base + ["--dtype", "float32", "--kv-cache-dtype", "fp8", "--kv-cache-memory-bytes",
+                               str(8 << 20), "--result-json", str(tmp_path / "t.json")],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "fp8 e4m3" in p.stdout + p.stderr
+    assert json.loads((tmp_path / "t.json").read_text())["total_output_tokens"] == 12
+    p = subprocess.run(base + ["--quantization", "fp8"], capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and "--quantization fp8 needs an NVIDIA GPU" in p.stdout + p.stderr, p.stderr[-2000:]
