@@ -5,7 +5,7 @@
 // output held in registers across the keys, up to D = 64 per pass).
 // attention.cpp's serial sum is latency-bound at ~4 cycles per element; this
 // is ~8x fewer cycles, so long prefills stop being dominated by attention.
-// An FP8 cache's codes are decoded 8 at a time by a gather from their table.
+// An FP8 cache's codes are decoded 8 at a time through F16C (load8).
 #include "kernels/cpu/attention_avx2.h"
 
 #include <algorithm>
@@ -14,45 +14,49 @@
 
 #if defined(__x86_64__)
 #include "kernels/cpu/avx2_util.h"
-#include "kernels/quant/fp8.h"
 
 namespace ember {
 namespace {
 
-// 8 consecutive cache elements as floats: float32 loaded, FP8 codes decoded through their table (the cache's scale
-// is applied outside, once per score and once to the output).
-EMBER_AVX2 inline __m256 load8(const float* p, const float*) { return _mm256_loadu_ps(p); }
-EMBER_AVX2 inline __m256 load8(const uint8_t* p, const float* values) {
-  const __m256i codes = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
-  return _mm256_i32gather_ps(values, codes, 4);
+// 8 consecutive cache elements as floats. FP8 E4M3 codes become their value / 256 without a table: the 4 exponent
+// and 3 mantissa bits moved into a half's 5 and 10 (bias 15 instead of 7, so 2^8 smaller, subnormals included)
+// and converted by F16C, exactly. The cache's scale, times 256, is applied outside: once per score, once to the
+// output. (The NaN codes, which writes never store, would read as 480 / 256.)
+EMBER_AVX2 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+EMBER_AVX2 inline __m256 load8(const uint8_t* p) {
+  const __m128i codes = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  const __m128i magnitude = _mm_slli_epi16(_mm_and_si128(codes, _mm_set1_epi16(0x7F)), 7);
+  const __m128i sign = _mm_slli_epi16(_mm_and_si128(codes, _mm_set1_epi16(0x80)), 8);
+  return _mm256_cvtph_ps(_mm_or_si128(magnitude, sign));
 }
+constexpr float kFp8LoadScale = 256.0f;  // what load8 of codes divides their values by
 
 // out[0, 8V) += sum_j p[j] * V_j[0, 8V), the V vectors of the sum kept in registers across the keys.
 template <int V, typename Elem>
-EMBER_AVX2 void weighted_sum(const Elem* v_cache, const float* values, const int64_t* rows, const float* p, int64_t n,
-                             float inv, float* out) {
+EMBER_AVX2 void weighted_sum(const Elem* v_cache, const int64_t* rows, const float* p, int64_t n, float inv,
+                             float* out) {
   __m256 o[V];
   for (int i = 0; i < V; ++i) o[i] = _mm256_setzero_ps();
   for (int64_t j = 0; j < n; ++j) {
     const __m256 w = _mm256_set1_ps(p[j]);
     const Elem* v = v_cache + rows[j];
-    for (int i = 0; i < V; ++i) o[i] = _mm256_fmadd_ps(w, load8(v + 8 * i, values), o[i]);
+    for (int i = 0; i < V; ++i) o[i] = _mm256_fmadd_ps(w, load8(v + 8 * i), o[i]);
   }
   for (int i = 0; i < V; ++i) _mm256_storeu_ps(out + 8 * i, _mm256_mul_ps(o[i], _mm256_set1_ps(inv)));
 }
 
 template <typename Elem>
-using WeightedSumFn = void (*)(const Elem*, const float*, const int64_t*, const float*, int64_t, float, float*);
+using WeightedSumFn = void (*)(const Elem*, const int64_t*, const float*, int64_t, float, float*);
 template <typename Elem>
 constexpr WeightedSumFn<Elem> kWeightedSums[8] = {
     weighted_sum<1, Elem>, weighted_sum<2, Elem>, weighted_sum<3, Elem>, weighted_sum<4, Elem>,
     weighted_sum<5, Elem>, weighted_sum<6, Elem>, weighted_sum<7, Elem>, weighted_sum<8, Elem>};
 
-// k_cache / v_cache: this KV head's first element of slot 0; their elements read as value * k_scale (v_scale).
+// k_cache / v_cache: this KV head's first element of slot 0; their elements read as load8's value * k_scale
+// (v_scale).
 template <typename Elem>
 EMBER_AVX2 void attend(const AttendArgs& a, const Elem* k_cache, const Elem* v_cache, float k_scale, float v_scale,
                        const float* q, float* out, std::vector<float>& scores, std::vector<int64_t>& rows) {
-  const float* values = quant::fp8_e4m3_values();
   const int64_t d = a.head_dim, n = a.visible;
   const float score_scale = a.scale * k_scale;
   scores.resize(static_cast<size_t>(n));
@@ -68,10 +72,10 @@ EMBER_AVX2 void attend(const AttendArgs& a, const Elem* k_cache, const Elem* v_c
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 16 <= d; i += 16) {
-      s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8(k + i, values), s0);
-      s1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), load8(k + i + 8, values), s1);
+      s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8(k + i), s0);
+      s1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), load8(k + i + 8), s1);
     }
-    for (; i < d; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8(k + i, values), s0);
+    for (; i < d; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8(k + i), s0);
     const float s = avx2::hsum(_mm256_add_ps(s0, s1)) * score_scale;
     scores[static_cast<size_t>(j)] = s;
     max_score = std::max(max_score, s);
@@ -83,7 +87,7 @@ EMBER_AVX2 void attend(const AttendArgs& a, const Elem* k_cache, const Elem* v_c
   }
   for (int64_t i = 0; i < d; i += 64) {  // up to 8 vectors of the output per pass over the keys
     const int vectors = static_cast<int>(std::min<int64_t>(8, (d - i) / 8));
-    kWeightedSums<Elem>[vectors - 1](v_cache + i, values, rows.data(), scores.data(), n, v_scale / sum, out + i);
+    kWeightedSums<Elem>[vectors - 1](v_cache + i, rows.data(), scores.data(), n, v_scale / sum, out + i);
   }
 }
 
@@ -92,7 +96,7 @@ EMBER_AVX2 void attend(const AttendArgs& a, const Elem* k_cache, const Elem* v_c
 EMBER_AVX2 void attend_one_avx2(const AttendArgs& a, const float* q, float* out, std::vector<float>& scores,
                                 std::vector<int64_t>& rows) {
   if (a.k_codes != nullptr) {
-    attend(a, a.k_codes, a.v_codes, a.k_scale, a.v_scale, q, out, scores, rows);
+    attend(a, a.k_codes, a.v_codes, a.k_scale * kFp8LoadScale, a.v_scale * kFp8LoadScale, q, out, scores, rows);
   } else {
     attend(a, a.k_cache, a.v_cache, 1.0f, 1.0f, q, out, scores, rows);
   }

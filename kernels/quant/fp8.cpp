@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cmath>
+#include <cstring>
 
 namespace ember::quant {
 namespace {
@@ -39,28 +40,24 @@ const float* fp8_e4m3_values() {
 }
 
 uint8_t fp8_e4m3_from_float(float v) {
-  const uint8_t sign = std::signbit(v) ? 0x80 : 0x00;
+  uint32_t bits;
+  std::memcpy(&bits, &v, 4);
+  const uint8_t sign = (bits >> 24) & 0x80;
   if (std::isnan(v)) return static_cast<uint8_t>(sign | 0x7F);
   const float a = std::fabs(v);
-  const auto& t = positive_values();
   if (a >= kFp8E4M3Max) return static_cast<uint8_t>(sign | 126);
-  // The largest code not above a, then the nearer of it and the next (ties:
-  // the even code). Midpoints of neighbouring codes are exact in float.
-  int lo = 0, hi = 126;
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) / 2;
-    if (t[static_cast<size_t>(mid)] <= a) {
-      lo = mid;
-    } else {
-      hi = mid - 1;
-    }
+  if (a < 0.015625f) {
+    // Subnormal codes are multiples of 2^-9: a * 2^9 is exact, and nearbyint rounds it to the nearest, ties to
+    // even (the default rounding mode). 8 is the smallest normal code, 2^-6.
+    return static_cast<uint8_t>(sign | static_cast<int>(std::nearbyint(a * 512.0f)));
   }
-  int code = lo;
-  if (code < 126) {
-    const float below = t[static_cast<size_t>(code)], above = t[static_cast<size_t>(code + 1)];
-    const float half = below + (above - below) / 2.0f;
-    if (a > half || (a == half && (code & 1) != 0)) ++code;
-  }
+  // Normal: the float's exponent rebiased (7 instead of 127), its 23 mantissa bits rounded to 3, nearest even; a
+  // carry out of the mantissa moves to the next exponent, which the bit layout does by itself. Below 448, the
+  // largest result is 448 itself (code 126).
+  const uint32_t magnitude = bits & 0x7FFFFFFF;
+  const uint32_t rest = magnitude & 0xFFFFF, kept = magnitude >> 20;  // kept: exponent and 3 mantissa bits
+  uint32_t code = kept - ((127 - 7) << 3);
+  if (rest > 0x80000 || (rest == 0x80000 && (code & 1) != 0)) ++code;
   return static_cast<uint8_t>(sign | code);
 }
 

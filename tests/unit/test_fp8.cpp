@@ -5,8 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
+#include <vector>
 
 #include "kernels/quant/fp8.h"
 
@@ -67,6 +69,47 @@ TEST(Fp8E4M3, MatchesNearestCodeSearch) {
     }
     EXPECT_EQ(got & 0x80, v < 0 ? 0x80 : 0x00);
   }
+}
+
+// fp8_e4m3_from_float works on the float's bits; here the definition instead: the code whose value is nearest,
+// ties to the even code, over the table of values, for a dense sweep of float bit patterns across the whole range
+// (subnormal codes, every binade, saturation) and every midpoint between neighbouring codes and its neighbours.
+uint8_t nearest_code_by_search(float v) {
+  const uint8_t sign = std::signbit(v) ? 0x80 : 0x00;
+  const double a = std::fabs(static_cast<double>(v));
+  if (a >= 448.0) return static_cast<uint8_t>(sign | 126);
+  int best = 0;
+  for (int c = 1; c < 127; ++c) {
+    const double d = std::fabs(a - fp8_e4m3_to_float(static_cast<uint8_t>(c)));
+    const double b = std::fabs(a - fp8_e4m3_to_float(static_cast<uint8_t>(best)));
+    if (d < b || (d == b && (c & 1) == 0)) best = c;
+  }
+  return static_cast<uint8_t>(sign | best);
+}
+
+TEST(Fp8E4M3, BitArithmeticEqualsTheNearestCodeSearch) {
+  auto bits_of = [](float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    return u;
+  };
+  auto float_of = [](uint32_t u) {
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  };
+  std::vector<float> values;
+  for (uint32_t u = bits_of(1e-4f); u <= bits_of(600.0f); u += 4099) values.push_back(float_of(u));
+  for (int c = 0; c < 126; ++c) {
+    const float mid = (fp8_e4m3_to_float(static_cast<uint8_t>(c)) + fp8_e4m3_to_float(static_cast<uint8_t>(c + 1))) / 2;
+    for (float m : {std::nextafter(mid, 0.0f), mid, std::nextafter(mid, 1e9f)}) values.push_back(m);
+  }
+  for (float v : {0.0f, 448.0f, 464.0f, 479.0f, 480.0f, 1e10f}) values.push_back(v);
+  for (float v : values) {
+    ASSERT_EQ(fp8_e4m3_from_float(v), nearest_code_by_search(v)) << v;
+    ASSERT_EQ(fp8_e4m3_from_float(-v), nearest_code_by_search(-v)) << -v;
+  }
+  EXPECT_GT(values.size(), 40000u);
 }
 
 TEST(Fp8E4M3, RowScaleIsAmaxOver448) {
