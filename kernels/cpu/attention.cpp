@@ -32,11 +32,44 @@ void CpuBackend::paged_attention(const Tensor& q, const Tensor& k_cache, const T
   // The fast precision takes the AVX2 kernel (another summation order); the exact one this loop.
   const bool fast = precision_ == CpuPrecision::kFast && best_cpu_isa() != CpuIsa::kScalar && d % 8 == 0;
   // An FP8 cache (kernels/backend.h) is read as code * scale: rows decoded into scratch for the exact loop, 8
-  // codes at a time in the AVX2 kernel.
+  // codes at a time in the AVX2 kernel, whole contexts of prefill chunks before it (below).
   const bool fp8 = k_cache.dtype == DType::kF8E4M3;
   assert(v_cache.dtype == k_cache.dtype);
   const float k_scale = fp8 ? *k_cache.scale : 1.0f, v_scale = fp8 ? *v_cache.scale : 1.0f;
   const float* values = quant::fp8_e4m3_values();
+  // The fast kernel over FP8: a decode token reads each key once per query head, so it decodes codes as it goes.
+  // A prefill chunk's tokens read the same keys again and again, so its context is decoded once, to code * scale
+  // in float32, and attended as a float32 cache (block i of it at i * block_size: `identity`). No chunk of a plain
+  // decode step takes that copy.
+  std::vector<float> context;                      // per sequence b with one: [seq_lens[b], Hkv, D] of K, then V
+  std::vector<int64_t> context_at(in.num_seqs(), -1);  // where sequence b's starts, or -1
+  std::vector<int32_t> identity;
+  if (fast && fp8) {
+    int64_t floats = 0, most_blocks = 0;
+    for (int64_t b = 0; b < in.num_seqs(); ++b) {
+      if (in.query_start_loc[b + 1] - in.query_start_loc[b] < 2) continue;
+      context_at[b] = floats;
+      floats += 2 * int64_t{in.seq_lens[b]} * hkv * d;
+      most_blocks = std::max<int64_t>(most_blocks, (in.seq_lens[b] + block_size - 1) / block_size);
+    }
+    context.resize(static_cast<size_t>(floats));
+    identity.resize(static_cast<size_t>(most_blocks));
+    for (int64_t i = 0; i < most_blocks; ++i) identity[static_cast<size_t>(i)] = static_cast<int32_t>(i);
+    for (int64_t b = 0; b < in.num_seqs(); ++b) {
+      if (context_at[b] < 0) continue;
+      const int64_t ctx = in.seq_lens[b], row = hkv * d;
+      const int32_t* table = in.block_tables.data() + b * in.max_blocks_per_seq;
+      float* k_out = context.data() + context_at[b];
+      float* v_out = k_out + ctx * row;
+      pool_.parallel_for(ctx, [&](int64_t begin, int64_t end) {
+        for (int64_t j = begin; j < end; ++j) {
+          const int64_t slot = int64_t{table[j / block_size]} * block_size + j % block_size;
+          dequantize_fp8_avx2(static_cast<const uint8_t*>(k_cache.data) + slot * row, row, k_scale, k_out + j * row);
+          dequantize_fp8_avx2(static_cast<const uint8_t*>(v_cache.data) + slot * row, row, v_scale, v_out + j * row);
+        }
+      });
+    }
+  }
   // A task's cost grows with its token's visible context, so a prefill's last tokens cost the most: tasks are
   // claimed last token first, in small chunks, and the cheap early tokens even out the threads at the end.
   const int64_t tasks = t_count * hq;
@@ -65,7 +98,11 @@ void CpuBackend::paged_attention(const Tensor& q, const Tensor& k_cache, const T
       const float* qv = q.f32() + (t * hq + h) * d;
       if (fast) {
         AttendArgs args{nullptr, nullptr, hkv * d, d, visible, scale, table, block_size};
-        if (fp8) {
+        if (context_at[b] >= 0) {
+          args.k_cache = context.data() + context_at[b] + kvh * d;
+          args.v_cache = args.k_cache + in.seq_lens[b] * hkv * d;
+          args.block_table = identity.data();
+        } else if (fp8) {
           args.k_codes = static_cast<const uint8_t*>(k_cache.data) + kvh * d;
           args.v_codes = static_cast<const uint8_t*>(v_cache.data) + kvh * d;
           args.k_scale = k_scale;

@@ -93,6 +93,13 @@ EMBER_AVX2 void attend(const AttendArgs& a, const Elem* k_cache, const Elem* v_c
 
 }  // namespace
 
+EMBER_AVX2 void dequantize_fp8_avx2(const uint8_t* codes, int64_t n, float scale, float* out) {
+  // (value / 256) * (scale * 256): both factors exact, so the product is value * scale rounded once, as the
+  // exact loop's values[code] * scale.
+  const __m256 s = _mm256_set1_ps(scale * kFp8LoadScale);
+  for (int64_t i = 0; i < n; i += 8) _mm256_storeu_ps(out + i, _mm256_mul_ps(load8(codes + i), s));
+}
+
 EMBER_AVX2 void attend_one_avx2(const AttendArgs& a, const float* q, float* out, std::vector<float>& scores,
                                 std::vector<int64_t>& rows) {
   if (a.k_codes != nullptr) {
@@ -107,6 +114,7 @@ EMBER_AVX2 void attend_one_avx2(const AttendArgs& a, const float* q, float* out,
 #else
 
 namespace ember {
+void dequantize_fp8_avx2(const uint8_t*, int64_t, float, float*) {}  // never chosen off x86-64
 void attend_one_avx2(const AttendArgs&, const float*, float*, std::vector<float>&, std::vector<int64_t>&) {
 }  // never chosen off x86-64
 }  // namespace ember

@@ -21,6 +21,9 @@ struct AttendArgs {
   float k_scale = 1.0f, v_scale = 1.0f;
 };
 
+// out[n] = code * scale for n FP8 E4M3 codes (n a multiple of 8): the values the exact loop reads, the same bits.
+void dequantize_fp8_avx2(const uint8_t* codes, int64_t n, float scale, float* out);
+
 // out[D] = softmax(q . K^T * scale) V over the visible context; scores and rows are scratch.
 void attend_one_avx2(const AttendArgs& a, const float* q, float* out, std::vector<float>& scores,
                      std::vector<int64_t>& rows);
