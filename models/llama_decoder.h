@@ -17,9 +17,9 @@ namespace ember {
 // Views of one layer's weights in the backend's memory. Norms and biases are
 // float32; matrices any dtype the backend's linear() takes.
 struct LayerWeightViews {
-  Tensor attn_norm, ffn_norm;   // [H]
-  Tensor wq, wk, wv, wo;        // see LayerWeights
-  Tensor bq, bk, bv;            // data == nullptr unless config.attention_bias
+  Tensor attn_norm, ffn_norm;  // [H]
+  Tensor wq, wk, wv, wo;       // see LayerWeights
+  Tensor bq, bk, bv;           // data == nullptr unless config.attention_bias
   // Optional: wq, wk, wv stacked by rows [(Hq + 2 Hkv) * D, H] (and their
   // biases). When every layer has it, q, k and v come from one projection
   // (one weight read: what small-batch decode is bound by).
@@ -54,13 +54,12 @@ struct KvCache {
   int64_t num_kv_heads = 0;
   int64_t head_dim = 0;
   DType dtype = DType::kF32;
-  std::vector<std::vector<float>> k, v;           // [layer], float32
+  std::vector<std::vector<float>> k, v;            // [layer], float32
   std::vector<std::vector<uint8_t>> k_fp8, v_fp8;  // [layer], FP8
-  std::vector<float> k_scale, v_scale;            // [layer], FP8: 1 until the caller sets them
+  std::vector<float> k_scale, v_scale;             // [layer], FP8: 1 until the caller sets them
 
   // dtype: kF32 or kF8E4M3.
-  static KvCache allocate(const ModelConfig& config, int64_t num_blocks, int64_t block_size,
-                          DType dtype = DType::kF32);
+  static KvCache allocate(const ModelConfig& config, int64_t num_blocks, int64_t block_size, DType dtype = DType::kF32);
   // Bytes one token takes in K and V of every layer, in a cache of `dtype`.
   static int64_t bytes_per_token(const ModelConfig& config, DType dtype);
   KvCacheView view();

@@ -15,6 +15,57 @@
 
 namespace ember {
 
+namespace {
+
+// The fast kernel over an FP8 cache: a decode token reads each key once per query head, so it decodes codes as it
+// goes. A prefill chunk's tokens read the same keys again and again, so its context is decoded once, to code *
+// scale in float32 (the exact loop's values, bit for bit), and attended as a float32 cache whose block i lies at
+// i * block_size (`identity`). A plain decode step makes no copy.
+struct PrefillContexts {
+  std::vector<float> floats;  // per sequence b with a chunk of 2+ tokens: [seq_lens[b], Hkv, D] of K, then V
+  std::vector<int64_t> at;    // where sequence b's starts in floats, or -1
+  std::vector<int32_t> identity;
+
+  bool has(int64_t b) const { return !at.empty() && at[static_cast<size_t>(b)] >= 0; }
+};
+
+PrefillContexts decode_prefill_contexts(const Tensor& k_cache, const Tensor& v_cache, const ForwardInputs& in,
+                                        ThreadPool& pool) {
+  const int64_t block_size = k_cache.dim(1), row = k_cache.dim(2) * k_cache.dim(3);
+  const float k_scale = *k_cache.scale, v_scale = *v_cache.scale;
+  PrefillContexts c;
+  c.at.assign(static_cast<size_t>(in.num_seqs()), -1);
+  int64_t floats = 0, most_blocks = 0;
+  for (int64_t b = 0; b < in.num_seqs(); ++b) {
+    if (in.query_start_loc[b + 1] - in.query_start_loc[b] < 2) continue;
+    c.at[static_cast<size_t>(b)] = floats;
+    floats += 2 * int64_t{in.seq_lens[b]} * row;
+    most_blocks = std::max<int64_t>(most_blocks, (in.seq_lens[b] + block_size - 1) / block_size);
+  }
+  c.floats.resize(static_cast<size_t>(floats));
+  c.identity.resize(static_cast<size_t>(most_blocks));
+  for (int64_t i = 0; i < most_blocks; ++i) c.identity[static_cast<size_t>(i)] = static_cast<int32_t>(i);
+  const auto* k_codes = static_cast<const uint8_t*>(k_cache.data);
+  const auto* v_codes = static_cast<const uint8_t*>(v_cache.data);
+  for (int64_t b = 0; b < in.num_seqs(); ++b) {
+    if (!c.has(b)) continue;
+    const int64_t ctx = in.seq_lens[b];
+    const int32_t* table = in.block_tables.data() + b * in.max_blocks_per_seq;
+    float* k_out = c.floats.data() + c.at[static_cast<size_t>(b)];
+    float* v_out = k_out + ctx * row;
+    pool.parallel_for(ctx, [&](int64_t begin, int64_t end) {
+      for (int64_t j = begin; j < end; ++j) {
+        const int64_t slot = int64_t{table[j / block_size]} * block_size + j % block_size;
+        dequantize_fp8_avx2(k_codes + slot * row, row, k_scale, k_out + j * row);
+        dequantize_fp8_avx2(v_codes + slot * row, row, v_scale, v_out + j * row);
+      }
+    });
+  }
+  return c;
+}
+
+}  // namespace
+
 void CpuBackend::paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const ForwardInputs& in,
                                  int64_t num_heads, float scale, Tensor& out) {
   const int64_t t_count = in.query_start_loc.back();
@@ -32,44 +83,13 @@ void CpuBackend::paged_attention(const Tensor& q, const Tensor& k_cache, const T
   // The fast precision takes the AVX2 kernel (another summation order); the exact one this loop.
   const bool fast = precision_ == CpuPrecision::kFast && best_cpu_isa() != CpuIsa::kScalar && d % 8 == 0;
   // An FP8 cache (kernels/backend.h) is read as code * scale: rows decoded into scratch for the exact loop, 8
-  // codes at a time in the AVX2 kernel, whole contexts of prefill chunks before it (below).
+  // codes at a time in the AVX2 kernel, whole contexts of prefill chunks before it (decode_prefill_contexts).
   const bool fp8 = k_cache.dtype == DType::kF8E4M3;
   assert(v_cache.dtype == k_cache.dtype);
   const float k_scale = fp8 ? *k_cache.scale : 1.0f, v_scale = fp8 ? *v_cache.scale : 1.0f;
   const float* values = quant::fp8_e4m3_values();
-  // The fast kernel over FP8: a decode token reads each key once per query head, so it decodes codes as it goes.
-  // A prefill chunk's tokens read the same keys again and again, so its context is decoded once, to code * scale
-  // in float32, and attended as a float32 cache (block i of it at i * block_size: `identity`). No chunk of a plain
-  // decode step takes that copy.
-  std::vector<float> context;                      // per sequence b with one: [seq_lens[b], Hkv, D] of K, then V
-  std::vector<int64_t> context_at(in.num_seqs(), -1);  // where sequence b's starts, or -1
-  std::vector<int32_t> identity;
-  if (fast && fp8) {
-    int64_t floats = 0, most_blocks = 0;
-    for (int64_t b = 0; b < in.num_seqs(); ++b) {
-      if (in.query_start_loc[b + 1] - in.query_start_loc[b] < 2) continue;
-      context_at[b] = floats;
-      floats += 2 * int64_t{in.seq_lens[b]} * hkv * d;
-      most_blocks = std::max<int64_t>(most_blocks, (in.seq_lens[b] + block_size - 1) / block_size);
-    }
-    context.resize(static_cast<size_t>(floats));
-    identity.resize(static_cast<size_t>(most_blocks));
-    for (int64_t i = 0; i < most_blocks; ++i) identity[static_cast<size_t>(i)] = static_cast<int32_t>(i);
-    for (int64_t b = 0; b < in.num_seqs(); ++b) {
-      if (context_at[b] < 0) continue;
-      const int64_t ctx = in.seq_lens[b], row = hkv * d;
-      const int32_t* table = in.block_tables.data() + b * in.max_blocks_per_seq;
-      float* k_out = context.data() + context_at[b];
-      float* v_out = k_out + ctx * row;
-      pool_.parallel_for(ctx, [&](int64_t begin, int64_t end) {
-        for (int64_t j = begin; j < end; ++j) {
-          const int64_t slot = int64_t{table[j / block_size]} * block_size + j % block_size;
-          dequantize_fp8_avx2(static_cast<const uint8_t*>(k_cache.data) + slot * row, row, k_scale, k_out + j * row);
-          dequantize_fp8_avx2(static_cast<const uint8_t*>(v_cache.data) + slot * row, row, v_scale, v_out + j * row);
-        }
-      });
-    }
-  }
+  const PrefillContexts contexts =
+      fast && fp8 ? decode_prefill_contexts(k_cache, v_cache, in, pool_) : PrefillContexts{};
   // A task's cost grows with its token's visible context, so a prefill's last tokens cost the most: tasks are
   // claimed last token first, in small chunks, and the cheap early tokens even out the threads at the end.
   const int64_t tasks = t_count * hq;
@@ -98,10 +118,10 @@ void CpuBackend::paged_attention(const Tensor& q, const Tensor& k_cache, const T
       const float* qv = q.f32() + (t * hq + h) * d;
       if (fast) {
         AttendArgs args{nullptr, nullptr, hkv * d, d, visible, scale, table, block_size};
-        if (context_at[b] >= 0) {
-          args.k_cache = context.data() + context_at[b] + kvh * d;
+        if (contexts.has(b)) {
+          args.k_cache = contexts.floats.data() + contexts.at[static_cast<size_t>(b)] + kvh * d;
           args.v_cache = args.k_cache + in.seq_lens[b] * hkv * d;
-          args.block_table = identity.data();
+          args.block_table = contexts.identity.data();
         } else if (fp8) {
           args.k_codes = static_cast<const uint8_t*>(k_cache.data) + kvh * d;
           args.v_codes = static_cast<const uint8_t*>(v_cache.data) + kvh * d;

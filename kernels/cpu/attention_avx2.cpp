@@ -48,9 +48,9 @@ EMBER_AVX2 void weighted_sum(const Elem* v_cache, const int64_t* rows, const flo
 template <typename Elem>
 using WeightedSumFn = void (*)(const Elem*, const int64_t*, const float*, int64_t, float, float*);
 template <typename Elem>
-constexpr WeightedSumFn<Elem> kWeightedSums[8] = {
-    weighted_sum<1, Elem>, weighted_sum<2, Elem>, weighted_sum<3, Elem>, weighted_sum<4, Elem>,
-    weighted_sum<5, Elem>, weighted_sum<6, Elem>, weighted_sum<7, Elem>, weighted_sum<8, Elem>};
+constexpr WeightedSumFn<Elem> kWeightedSums[8] = {weighted_sum<1, Elem>, weighted_sum<2, Elem>, weighted_sum<3, Elem>,
+                                                  weighted_sum<4, Elem>, weighted_sum<5, Elem>, weighted_sum<6, Elem>,
+                                                  weighted_sum<7, Elem>, weighted_sum<8, Elem>};
 
 // k_cache / v_cache: this KV head's first element of slot 0; their elements read as load8's value * k_scale
 // (v_scale).

@@ -43,7 +43,7 @@ TEST(Fp8E4M3, RoundsToNearestTiesToEvenAndSaturates) {
   EXPECT_EQ(fp8_e4m3_from_float(1.0625f), 0x38);  // midpoint of 1 (even) and 1.125: down
   EXPECT_EQ(fp8_e4m3_from_float(1.1875f), 0x3A);  // midpoint of 1.125 (odd) and 1.25: up
   EXPECT_EQ(fp8_e4m3_from_float(std::nextafter(1.0625f, 2.0f)), 0x39);
-  EXPECT_EQ(fp8_e4m3_from_float(0.0009765625f), 0x00);  // 2^-10: halfway to the smallest subnormal, to even 0
+  EXPECT_EQ(fp8_e4m3_from_float(0.0009765625f), 0x00);   // 2^-10: halfway to the smallest subnormal, to even 0
   EXPECT_EQ(fp8_e4m3_from_float(0.00146484375f), 0x01);  // 1.5 * 2^-10: nearer 2^-9
   EXPECT_EQ(fp8_e4m3_from_float(1000.0f), 0x7E);
   EXPECT_EQ(fp8_e4m3_from_float(-1e30f), 0xFE);

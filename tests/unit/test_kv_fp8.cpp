@@ -15,8 +15,8 @@
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/quant/fp8.h"
 #include "models/formats/gguf.h"
-#include "models/model_config.h"
 #include "models/llama_decoder.h"
+#include "models/model_config.h"
 #include "models/weights.h"
 
 namespace ember {
@@ -110,8 +110,10 @@ void check_attention_over_codes(CpuPrecision precision, float k_scale, float v_s
   std::mt19937 rng(11);
   std::vector<uint8_t> kc(n), vc(n);
   for (size_t i = 0; i < kc.size(); ++i) {  // every finite code (0x7F and 0xFF are NaN)
-    do kc[i] = static_cast<uint8_t>(rng()); while ((kc[i] & 0x7F) == 0x7F);
-    do vc[i] = static_cast<uint8_t>(rng()); while ((vc[i] & 0x7F) == 0x7F);
+    do kc[i] = static_cast<uint8_t>(rng());
+    while ((kc[i] & 0x7F) == 0x7F);
+    do vc[i] = static_cast<uint8_t>(rng());
+    while ((vc[i] & 0x7F) == 0x7F);
   }
   std::vector<float> kf(n), vf(n);
   for (size_t i = 0; i < kc.size(); ++i) {
@@ -150,14 +152,15 @@ TEST(KvCacheFp8, FastAttentionOverCodesIsAttentionOverTheirValues) {
   check_attention_over_codes(CpuPrecision::kFast, 0.0123f, 0.37f, false);
 }
 
-// The default model (SmolLM2-135M Q4_1, 30 layers, 3 KV heads of 64), as `ember serve` runs it, with an FP8 cache at scale 1 (vLLM's default
-// without calibrated scales) against its float32 cache: a 40-token prompt's last logits, and 32 greedy tokens.
+// The default model (SmolLM2-135M Q4_1, 30 layers, 3 KV heads of 64), as `ember serve` runs it, with an FP8 cache at
+// scale 1 (vLLM's default without calibrated scales) against its float32 cache: a 40-token prompt's last logits, and 32
+// greedy tokens.
 TEST(KvCacheFp8, SmolLM2WithAnFp8CacheStaysCloseToFloat32) {
   const char* env = std::getenv("EMBER_DEFAULT_MODEL");
   const char* home = std::getenv("HOME");
-  const std::string path = env != nullptr && *env != 0 ? env
-                                                       : std::string(home ? home : "") +
-                                                             "/.cache/ember/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+  const std::string path = env != nullptr && *env != 0
+                               ? env
+                               : std::string(home ? home : "") + "/.cache/ember/models/SmolLM2-135M-Instruct.Q4_1.gguf";
   Result<GgufFile> file = GgufFile::open(path);
   ASSERT_TRUE(file.ok()) << "default model: " << file.error().message << " (scripts/setup.sh fetches it)";
   Result<ModelConfig> config = model_config_from_gguf(*file);
@@ -196,9 +199,10 @@ TEST(KvCacheFp8, SmolLM2WithAnFp8CacheStaysCloseToFloat32) {
   size_t same = 0;
   while (prompt.size() + same < tokens[0].size() && tokens[0][prompt.size() + same] == tokens[1][prompt.size() + same])
     ++same;
-  std::printf("FP8 KV cache vs float32: largest logit difference %.4f (logits up to %.2f); greedy tokens identical "
-              "for %zu of 32\n",
-              worst, largest, same);
+  std::printf(
+      "FP8 KV cache vs float32: largest logit difference %.4f (logits up to %.2f); greedy tokens identical "
+      "for %zu of 32\n",
+      worst, largest, same);
   EXPECT_LT(worst, 0.05f * largest);
   EXPECT_EQ(std::max_element(first[1].begin(), first[1].end()) - first[1].begin(),
             std::max_element(first[0].begin(), first[0].end()) - first[0].begin());
