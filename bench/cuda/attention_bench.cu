@@ -156,25 +156,23 @@ void make_setup(Setup& s, int batch, int q_len, int ctx, int hq, int hkv, int d,
     s.owned.insert(s.owned.end(), {q, out});
     if (w) s.owned.push_back(w);
     fill(q, static_cast<size_t>(tokens) * hq * d, 10 + c);
-    if (fp8) {
-      auto* k = device_alloc<uint8_t>(cache_elems);
-      auto* v = device_alloc<uint8_t>(cache_elems);
+    auto caches = [&](auto element) {  // K and V of the cache's element type
+      using T = decltype(element);
+      auto* k = device_alloc<T>(cache_elems);
+      auto* v = device_alloc<T>(cache_elems);
       s.owned.insert(s.owned.end(), {k, v});
       fill(k, cache_elems, 20 + c);
       fill(v, cache_elems, 30 + c);
       a.k_cache = k;
       a.v_cache = v;
+    };
+    if (fp8) {
+      caches(uint8_t{});
       a.kv_fp8 = true;
       a.k_scale = d_scales;
       a.v_scale = d_scales + 1;
     } else {
-      auto* k = device_alloc<__nv_bfloat16>(cache_elems);
-      auto* v = device_alloc<__nv_bfloat16>(cache_elems);
-      s.owned.insert(s.owned.end(), {k, v});
-      fill(k, cache_elems, 20 + c);
-      fill(v, cache_elems, 30 + c);
-      a.k_cache = k;
-      a.v_cache = v;
+      caches(__nv_bfloat16{});
     }
     a.q = q;
     a.out = out;
