@@ -40,13 +40,18 @@ namespace {
     }                                                                                       \
   } while (0)
 
+// Pseudo-random bits of element i: a hash of the index, so GBs fill fast.
+__device__ uint32_t hash_bits(size_t i, uint32_t seed) {
+  uint32_t x = static_cast<uint32_t>(i) * 2654435761u ^ seed;
+  x ^= x >> 15;
+  x *= 2246822519u;
+  return x ^ (x >> 13);
+}
+
 __global__ void fill_random(__nv_bfloat16* p, size_t n, uint32_t seed) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    uint32_t x = static_cast<uint32_t>(i) * 2654435761u ^ seed;
-    x ^= x >> 15;
-    x *= 2246822519u;
-    x ^= x >> 13;
+    const uint32_t x = hash_bits(i, seed);
     p[i] = __float2bfloat16((static_cast<float>(x & 0xFFFF) / 65535.0f - 0.5f) * 4.0f);  // never zero-filled
   }
 }
@@ -62,10 +67,7 @@ T* device_alloc(size_t count) {
 __global__ void fill_random_codes(uint8_t* p, size_t n, uint32_t seed) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    uint32_t x = static_cast<uint32_t>(i) * 2654435761u ^ seed;
-    x ^= x >> 15;
-    x *= 2246822519u;
-    x ^= x >> 13;
+    const uint32_t x = hash_bits(i, seed);
     p[i] = static_cast<uint8_t>(0x20 + (x & 0x3F)) | static_cast<uint8_t>((x >> 8) & 0x80);
   }
 }
