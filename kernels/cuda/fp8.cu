@@ -14,6 +14,7 @@
 #include <string>
 
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/fp8.cuh"
 #include "kernels/cuda/fp8.h"
 #include "kernels/cuda/ops_common.cuh"
 
@@ -57,19 +58,7 @@ __global__ void __launch_bounds__(256)
   for (int c = threadIdx.x; c < chunks; c += blockDim.x) {
     float f[8];
     unpack8(xv[c], f);
-    uint32_t packed[2];
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      uint32_t word = 0;
-#pragma unroll
-      for (int p = 0; p < 2; ++p) {
-        const float2 v = make_float2(__fdiv_rn(f[4 * h + 2 * p], s), __fdiv_rn(f[4 * h + 2 * p + 1], s));
-        const uint32_t two = __nv_cvt_float2_to_fp8x2(v, __NV_SATFINITE, __NV_E4M3);
-        word |= (two & 0xFFFFu) << (16 * p);
-      }
-      packed[h] = word;
-    }
-    qv[c] = make_uint2(packed[0], packed[1]);
+    qv[c] = e4m3x8_from_floats(f, s);
   }
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 // E4M3 codes in device code, for the FP8 KV cache's writer (ops_rope.cu) and
-// readers (attention_decode.cu, attention_prefill.cu). The conversions are the
+// readers (attention_decode.cu, attention_prefill.cu) and the row quantizer
+// of weights and activations (fp8.cu). The conversions are the
 // hardware's on sm_89+ (cuda_fp8.h emulates them below), bit for bit
 // kernels/quant/fp8.h's. Internal to kernels/cuda: include only from .cu files.
 
