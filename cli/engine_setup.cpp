@@ -155,6 +155,7 @@ Result<std::unique_ptr<ModelRunner>> make_cpu_runner(const ModelSource& src, con
                                             eos_ids_of(src), model.process_group);
   if (!runner) return runner.error();
   if (fp8_cache) (*runner)->use_fp8_kv_cache();
+  if (fp8_cache && options.calculate_kv_scales) (*runner)->calculate_kv_scales();
   const bool exact = model.dtype == "float32";
   (*runner)->set_precision(exact ? CpuPrecision::kExact : CpuPrecision::kFast);
   spdlog::info("CPU precision: {} ({})",
@@ -211,6 +212,7 @@ Result<std::unique_ptr<ModelRunner>> make_gpu_runner(const ModelSource& src, con
     return Error{"--kv-cache-dtype float32: the CUDA runner's KV cache is bfloat16 (auto) or fp8"};
   CudaRunnerOptions o;
   o.kv_cache_fp8 = kv_cache_fp8(options);
+  o.calculate_kv_scales = options.calculate_kv_scales;
   o.block_size = options.block_size;
   o.max_num_batched_tokens = max_num_batched_tokens;
   o.max_num_seqs = options.max_num_seqs;
@@ -350,6 +352,11 @@ Result<std::unique_ptr<Engine>> start_engine(const ModelSource& src, const Model
   const int64_t max_model_len = model.max_model_len > 0 ? model.max_model_len : c.max_position_embeddings;
   if (max_model_len > c.max_position_embeddings)
     spdlog::warn("--max-model-len {} is beyond the model's {} positions", max_model_len, c.max_position_embeddings);
+  if (options.calculate_kv_scales && !kv_cache_fp8(options))
+    spdlog::warn("--calculate-kv-scales does nothing without --kv-cache-dtype fp8 (the cache has no scales)");
+  else if (options.calculate_kv_scales)
+    spdlog::info("--calculate-kv-scales: the first step sets each layer's k_scale and v_scale from its own K and V "
+                 "(max|k| / 200, max|v| / 100)");
   const int32_t max_batched = max_batched_of(options, device);
   // The draft first: on a GPU the target's KV cache takes what is left.
   std::shared_ptr<Proposer> draft;

@@ -48,6 +48,7 @@ struct EngineOptions {
   bool enforce_eager = false;
   int async_scheduling = -1;  // 1: on, 0: off, -1: on for a GPU, off on the CPU
   std::string kv_cache_dtype = "auto";
+  bool calculate_kv_scales = false;  // an FP8 cache's scales from the first step's K and V
   int num_threads = 0;  // CPU backend threads; 0: all cores
   int seed = 0;
 };

@@ -236,4 +236,8 @@ void CpuModelRunner::use_fp8_kv_cache() {
   }
 }
 
+void CpuModelRunner::calculate_kv_scales() {
+  for (auto& rank : ranks_) rank->decoder.calculate_kv_scales_next_forward();
+}
+
 }  // namespace ember

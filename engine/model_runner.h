@@ -115,6 +115,9 @@ class CpuModelRunner final : public ModelRunner {
   // --kv-cache-dtype fp8: every rank's cache becomes FP8 E4M3 codes (a quarter of float32's bytes), scaled by
   // the layers' k_scale / v_scale (models/weights.h). Before the first step: the cache starts empty.
   void use_fp8_kv_cache();
+  // --calculate-kv-scales: the first step sets every layer's FP8 cache scales from its own K and V
+  // (LlamaDecoder::calculate_kv_scales_next_forward), each rank from its KV heads. After use_fp8_kv_cache.
+  void calculate_kv_scales();
   ~CpuModelRunner() override;
 
   void launch(std::span<const StepSequence> seqs, std::span<const SamplerRow> rows) override;

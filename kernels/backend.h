@@ -232,6 +232,16 @@ class Backend {
   virtual void qkv_rope_and_cache_write(const Tensor& qkv, const ForwardInputs& in, const RopeConfig& rope,
                                         int64_t head_dim, Tensor& q, Tensor& k_cache, Tensor& v_cache) = 0;
 
+  // --calculate-kv-scales (vLLM's): sets an FP8 cache's scale from the values
+  // about to be written, before they are: *cache.scale = m / range, m the
+  // largest |x| over every row of x [T, W] in columns [col, col + width). With
+  // rope_head_dim D > 0 those columns are heads of D about to be rotated, and m
+  // is the largest norm of a rotation pair (x[i], x[i + D/2]): every rotated
+  // element stays within it, at any position. m == 0 (or not finite) keeps the
+  // scale. The scale lives in backend memory: later ops read the new value.
+  virtual void set_kv_scale(const Tensor& x, int64_t col, int64_t width, int64_t rope_head_dim, float range,
+                            Tensor& cache) = 0;
+
   // Causal paged attention over the varlen batch: query token i of sequence b
   // attends to context tokens [0, seq_lens[b] - q_len + i] read through the
   // block table; query head h uses KV head h / (Hq / Hkv) (GQA).

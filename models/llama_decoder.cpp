@@ -159,6 +159,13 @@ void LlamaDecoder::reserve(int64_t t, int64_t rows) {
   reserved_rows_ = rows;
 }
 
+namespace {
+// --calculate-kv-scales: the largest |k| lands on code 200 and the largest |v| on 100 of E4M3's 448 (vLLM's
+// K_SCALE_CONSTANT and V_SCALE_CONSTANT), headroom for later requests' larger values.
+constexpr float kKScaleRange = 200.0f;
+constexpr float kVScaleRange = 100.0f;
+}  // namespace
+
 Tensor LlamaDecoder::forward(const ForwardInputs& in, const KvCacheView& cache) {
   const ModelConfig& c = w_.config;
   const int64_t t = in.num_tokens(), h = c.hidden_size, d = c.head_dim;
@@ -183,6 +190,8 @@ Tensor LlamaDecoder::forward(const ForwardInputs& in, const KvCacheView& cache) 
   } else {
     backend_.embedding(w_.embed, in, hidden);
   }
+  const bool calibrate = kv_scales_pending_ && t > 0;
+  if (calibrate) kv_scales_pending_ = false;
   for (size_t l = 0; l < w_.layers.size(); ++l) {
     const LayerWeightViews& lw = w_.layers[l];
     if (l == 0) {
@@ -194,9 +203,14 @@ Tensor LlamaDecoder::forward(const ForwardInputs& in, const KvCacheView& cache) 
     }
     const bool bias = c.attention_bias;
     Tensor k_cache = cache.k[l], v_cache = cache.v[l];
+    const bool set_scales = calibrate && k_cache.dtype == DType::kF8E4M3;
     if (fused_qkv_) {
       Tensor qkv = Tensor::of(qkv_.data(), a, {t, q_dim + 2 * kv_dim});
       backend_.linear(normed, lw.wqkv, bias ? &lw.bqkv : nullptr, qkv);
+      if (set_scales) {
+        backend_.set_kv_scale(qkv, q_dim, kv_dim, d, kKScaleRange, k_cache);
+        backend_.set_kv_scale(qkv, q_dim + kv_dim, kv_dim, 0, kVScaleRange, v_cache);
+      }
       backend_.qkv_rope_and_cache_write(qkv, in, rope_, d, q, k_cache, v_cache);
     } else {
       Tensor k = Tensor::of(k_.data(), a, {t, kv_dim});
@@ -204,6 +218,10 @@ Tensor LlamaDecoder::forward(const ForwardInputs& in, const KvCacheView& cache) 
       backend_.linear(normed, lw.wq, bias ? &lw.bq : nullptr, q);
       backend_.linear(normed, lw.wk, bias ? &lw.bk : nullptr, k);
       backend_.linear(normed, lw.wv, bias ? &lw.bv : nullptr, v);
+      if (set_scales) {
+        backend_.set_kv_scale(k, 0, kv_dim, d, kKScaleRange, k_cache);
+        backend_.set_kv_scale(v, 0, kv_dim, 0, kVScaleRange, v_cache);
+      }
       backend_.rope_and_cache_write(q, k, v, in, rope_, d, k_cache, v_cache);
     }
     backend_.paged_attention(q, k_cache, v_cache, in, c.num_heads, scale, attn);

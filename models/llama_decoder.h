@@ -110,6 +110,13 @@ class LlamaDecoder {
 
   const ModelConfig& config() const { return w_.config; }
 
+  // --calculate-kv-scales (vLLM's): the next forward that has tokens first sets every layer's FP8 cache scales
+  // from its own K and V (Backend::set_kv_scale: max|k| / 200 over rotation pairs, max|v| / 100), then writes
+  // with them; later forwards keep them. Call it before the cache holds anything: what is cached stays in the
+  // scale it was written with. A runner that replays captured forwards (CUDA graphs) runs eager while pending.
+  void calculate_kv_scales_next_forward() { kv_scales_pending_ = true; }
+  bool kv_scales_pending() const { return kv_scales_pending_; }
+
   // A vocab-parallel LM head's all-gather goes through `comm` (this rank's,
   // not owned), enqueued on `stream` (the backend's cudaStream_t; null on the
   // CPU). Needed when weights.vocab.ranks > 1.
@@ -128,6 +135,7 @@ class LlamaDecoder {
   void* stream_ = nullptr;
   RopeConfig rope_;
   bool fused_qkv_ = false;
+  bool kv_scales_pending_ = false;
   int64_t reserved_tokens_ = 0, reserved_rows_ = 0;
   // Activations, reused between calls; sized by reserve().
   BackendBuffer hidden_, residual_, normed_, qkv_, q_, k_, v_, attn_, gate_up_, act_, gathered_, logits_;

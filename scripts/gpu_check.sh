@@ -8,7 +8,8 @@
 # no GPU: a GPU check never passes by skipping.
 #   EMBER_GPU_STAGES="tests bench llama profile throughput async spec spec_alpha structured serve" picks stages
 #   (default: all but profile and mma; `gemm` runs gemm_bench alone, `mma` compares EMBER_GEMV=mma with the default,
-#   `fp8` compares --quantization fp8 and --kv-cache-dtype fp8 with bf16). EMBER_GPU_TEST_FILTER narrows the GPU tests.
+#   `fp8` compares --quantization fp8 with bf16, `fp8kv` --kv-cache-dtype fp8 with the bf16 cache and serves the
+#   openai client with both). EMBER_GPU_TEST_FILTER narrows the GPU tests.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUNDLE="$ROOT/.gpu-bundle"
@@ -16,7 +17,7 @@ BUNDLE="$ROOT/.gpu-bundle"
 DEST="${OUT:-$ROOT/gpu-results}"
 R="$(mktemp -d)"
 mkdir -p "$DEST"
-STAGES="${EMBER_GPU_STAGES:-tests bench llama throughput async spec spec_alpha structured fp8 serve}"
+STAGES="${EMBER_GPU_STAGES:-tests bench llama throughput async spec spec_alpha structured fp8 fp8kv serve}"
 export LD_LIBRARY_PATH="$BUNDLE/lib:/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}"
 cd "$ROOT"
 if [[ ! -d "$BUNDLE" && -f "$ROOT/.gpu-bundle.tar.xz" ]]; then tar -C "$ROOT" -xJf "$ROOT/.gpu-bundle.tar.xz"; fi
@@ -217,6 +218,8 @@ if has fp8; then
       --result-json "$R/fp8_throughput_$q.json"
     grep -h "GPU memory\|KV cache" "$R/fp8_decode_b1_$q.log" | head -3
   done
+fi
+if has fp8kv; then
   # The FP8 KV cache (--kv-cache-dtype fp8): its GPU tests (cache write, attention, the runner against the bf16
   # cache), decode attention GB/s beside bf16 (attention_bench's decode_fp8 lines), batch-32 decode and offline
   # throughput on top of the FP8 weights (beside fp8_*_fp8 above), and the KV pool at 8k context with each cache
@@ -244,7 +247,7 @@ fi
 SERVE_MODEL=(--model configs/models/llama-3-8b-smollm2-vocab.json --load-format dummy
              --tokenizer "$BUNDLE/smollm2-tokenizer.gguf" --device cuda --max-model-len 4096
              --chat-template tests/fixtures/chat_templates/smollm2-135m-instruct.jinja)
-if has structured || has serve || has fp8; then
+if has structured || has serve || has fp8kv; then
   if ls "$BUNDLE"/wheels/*.whl >/dev/null 2>&1; then
     python3 -m pip install -q --no-index --target /tmp/pyopenai "$BUNDLE"/wheels/*.whl >/dev/null 2>&1
   fi
@@ -260,7 +263,7 @@ if has structured; then
     cat "$R/structured_$mode.log"
   done
 fi
-if has fp8; then
+if has fp8kv; then
   # The openai client through `ember serve --quantization fp8 --kv-cache-dtype fp8`.
   "$BUNDLE/ember" serve "${SERVE_MODEL[@]}" --port 18432 --max-num-seqs 64 --quantization fp8 --kv-cache-dtype fp8 \
     >"$R/serve_fp8.log" 2>&1 &

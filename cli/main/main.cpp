@@ -34,6 +34,9 @@ void add_number_format_flags(CLI::App* cmd, ModelOptions* m, EngineOptions* e) {
                   "float32 (CPU) or fp8 (= fp8_e4m3: one byte an element, scaled by the checkpoint's k_scale/v_scale "
                   "or 1)")
       ->check(CLI::IsMember({"auto", "bfloat16", "float32", "fp8", "fp8_e4m3"}));
+  cmd->add_flag("--calculate-kv-scales", e->calculate_kv_scales,
+                "With --kv-cache-dtype fp8: set each layer's k_scale / v_scale from the first step's K and V "
+                "(max|k| / 200, max|v| / 100, as vLLM) instead of the checkpoint's or 1");
 }
 
 void add_model_flags(CLI::App* cmd, ModelOptions* o) {

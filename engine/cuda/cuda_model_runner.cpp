@@ -297,6 +297,8 @@ Status CudaModelRunner::init() {
   EMBER_TRY_STATUS(backend_->prepare_rope(rope_config_of(config()), config().head_dim));
   EMBER_TRY_STATUS(profile_and_allocate_kv());
   EMBER_TRY_STATUS(capture_graphs());
+  // After the profile step and the graphs: the first served step sets the scales (and runs eager to do so).
+  if (options_.kv_cache_fp8 && options_.calculate_kv_scales) decoder_.calculate_kv_scales_next_forward();
   auto sampler = GpuSampler::create(vocab_size(), static_cast<int32_t>(max_rows()), options_.eos_token_ids);
   if (!sampler) return sampler.error();
   sampler_ = std::move(*sampler);
@@ -332,7 +334,9 @@ Tensor CudaModelRunner::forward_step(std::span<const StepSequence> seqs) {
   const bool uniform = std::all_of(seqs.begin(), seqs.end(), [q_len](const StepSequence& s) {
     return s.num_tokens == q_len && s.num_logits == q_len;
   });
-  auto graph = uniform ? graphs_.lower_bound({q_len, static_cast<int32_t>(seqs.size())}) : graphs_.end();
+  auto graph = uniform && !decoder_.kv_scales_pending()
+                   ? graphs_.lower_bound({q_len, static_cast<int32_t>(seqs.size())})
+                   : graphs_.end();
   if (graph != graphs_.end() && graph->first.first != q_len) graph = graphs_.end();
   if (graph != graphs_.end()) {
     build_padded(seqs, graph->first.second, q_len);
@@ -412,7 +416,8 @@ void CudaModelRunner::run_rank_step(const ForwardInputs& in) {
   bool uniform = seqs > 0 && inputs_.logits_indices.size() == inputs_.token_ids.size();
   for (int32_t b = 0; uniform && b < seqs; ++b)
     uniform = starts[static_cast<size_t>(b) + 1] - starts[static_cast<size_t>(b)] == q_len;
-  const auto graph = uniform ? graphs_.find({q_len, seqs}) : graphs_.end();
+  // (While the scales are pending, rank 0 runs eager, and so does every rank: they all were told alike.)
+  const auto graph = uniform && !decoder_.kv_scales_pending() ? graphs_.find({q_len, seqs}) : graphs_.end();
   backend_->begin_forward(inputs_);
   if (graph != graphs_.end()) {
     if (cudaGraphLaunch(graph->second.exec, backend_->stream()) != cudaSuccess) fatal("graph launch failed");

@@ -30,6 +30,9 @@ struct CudaRunnerOptions {
   // --kv-cache-dtype fp8: the KV cache E4M3 codes (one byte an element), each layer's K and V scaled by its
   // LayerWeights::k_scale / v_scale (kernels/backend.h); else bf16.
   bool kv_cache_fp8 = false;
+  // --calculate-kv-scales: with kv_cache_fp8, the first served step sets the scales from its own K and V
+  // (LlamaDecoder::calculate_kv_scales_next_forward; that step runs eager).
+  bool calculate_kv_scales = false;
   uint64_t dummy_seed = 0;               // for make_cuda_runner_dummy
   std::vector<int32_t> eos_token_ids;    // the model's EOS ids, for the GPU sampler's min_tokens
   int32_t max_logits_per_seq = 1;        // StepSequence::num_logits at most (1 + speculative tokens)

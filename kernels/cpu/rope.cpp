@@ -108,4 +108,27 @@ void CpuBackend::qkv_rope_and_cache_write(const Tensor& qkv, const ForwardInputs
   rope_and_cache_write(q, kt, Tensor::f32(v.data(), {t_count, kv_dim}), in, rope, head_dim, k_cache, v_cache);
 }
 
+void CpuBackend::set_kv_scale(const Tensor& x, int64_t col, int64_t width, int64_t rope_head_dim, float range,
+                              Tensor& cache) {
+  assert(cache.dtype == DType::kF8E4M3 && cache.scale != nullptr && col + width <= x.cols());
+  // The largest square (of an element, or of a rotation pair's norm), its root taken once.
+  float m2 = 0.0f;
+  const int64_t half = rope_head_dim / 2;
+  for (int64_t t = 0; t < x.rows(); ++t) {
+    const float* row = x.f32() + t * x.cols() + col;
+    if (half == 0) {
+      for (int64_t i = 0; i < width; ++i) m2 = std::max(m2, row[i] * row[i]);
+      continue;
+    }
+    for (int64_t h = 0; h + rope_head_dim <= width; h += rope_head_dim)
+      for (int64_t i = 0; i < half; ++i) {
+        const float a = row[h + i], b = row[h + i + half];
+        m2 = std::max(m2, a * a + b * b);
+      }
+  }
+  const float m = std::sqrt(m2);
+  // The scale is the runner's (KvCache::k_scale / v_scale), written here as the contract says.
+  if (m > 0.0f && std::isfinite(m)) *const_cast<float*>(cache.scale) = m / range;
+}
+
 }  // namespace ember

@@ -450,6 +450,16 @@ void CudaBackend::rope_and_cache_write(Tensor& q, Tensor& k, const Tensor& v, co
                                    bf16_of(k_cache), bf16_of(v_cache), m.stream));
 }
 
+void CudaBackend::set_kv_scale(const Tensor& x, int64_t col, int64_t width, int64_t rope_head_dim, float range,
+                               Tensor& cache) {
+  Impl& m = *impl_;
+  if (cache.dtype != DType::kF8E4M3 || cache.scale == nullptr)
+    return m.fail(Error{"set_kv_scale: not an FP8 cache with its scale"});
+  // The scale is the runner's device float (CudaModelRunner's kv_ pool), written here as the contract says.
+  m.fail(gpu::kv_scale_from_max(bf16_of(x), x.rows(), x.cols(), col, width, rope_head_dim, range,
+                                const_cast<float*>(cache.scale), m.stream));
+}
+
 void CudaBackend::qkv_rope_and_cache_write(const Tensor& qkv, const ForwardInputs& in, const RopeConfig& rope,
                                            int64_t head_dim, Tensor& q, Tensor& k_cache, Tensor& v_cache) {
   Impl& m = *impl_;

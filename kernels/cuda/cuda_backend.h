@@ -77,6 +77,8 @@ class CudaBackend final : public Backend {
                             int64_t head_dim, Tensor& k_cache, Tensor& v_cache) override;
   void qkv_rope_and_cache_write(const Tensor& qkv, const ForwardInputs& in, const RopeConfig& rope,
                                 int64_t head_dim, Tensor& q, Tensor& k_cache, Tensor& v_cache) override;
+  void set_kv_scale(const Tensor& x, int64_t col, int64_t width, int64_t rope_head_dim, float range,
+                    Tensor& cache) override;
   void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const ForwardInputs& in,
                        int64_t num_heads, float scale, Tensor& out) override;
   void silu_mul(const Tensor& x, Tensor& out) override;

@@ -89,6 +89,14 @@ Status rope_qkv_and_cache_write(const QkvRows& rows, const int32_t* positions, c
                                 const float* inv_freq, int64_t num_tokens, int64_t num_q_heads, int64_t num_kv_heads,
                                 int64_t head_dim, const Fp8KvCache& cache, cudaStream_t stream);
 
+// --calculate-kv-scales: *scale = m / range, m the largest |x| over rows of x
+// [rows, stride] in columns [col, col + width), or with rope_head_dim D > 0 the
+// largest norm of a pair (x[i], x[i + D/2]) in each head of D there (a bound on
+// every rotated element); m == 0 or not finite keeps *scale. One block: it
+// runs once, on the first served step. Backend::set_kv_scale's contract.
+Status kv_scale_from_max(const bf16* x, int64_t rows, int64_t stride, int64_t col, int64_t width,
+                         int64_t rope_head_dim, float range, float* scale, cudaStream_t stream);
+
 // SwiGLU: out = silu(gate) * up, gate = x[:, :I], up = x[:, I:].   x [M, 2I], out [M, I].
 Status silu_mul(const bf16* x, int64_t rows, int64_t inter, bf16* out, cudaStream_t stream);
 

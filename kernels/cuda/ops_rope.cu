@@ -208,4 +208,47 @@ Status rope_and_cache_write(bf16* q, bf16* k, const bf16* v, const int32_t* posi
                                   inv_freq, num_tokens, num_q_heads, num_kv_heads, head_dim, cache, stream);
 }
 
+namespace {
+
+// The largest square (of an element, or of a rotation pair's norm) over the
+// columns, its root taken once at the end, as the CPU backend's set_kv_scale.
+__global__ void kv_scale_kernel(const bf16* __restrict__ x, int64_t rows, int64_t stride, int64_t col, int64_t width,
+                                int64_t half, float range, float* scale) {
+  const int64_t per_row = half > 0 ? width / 2 : width;  // work items a row: pairs or elements
+  float m2 = 0.0f;
+  for (int64_t i = threadIdx.x; i < rows * per_row; i += blockDim.x) {
+    const int64_t t = i / per_row, j = i % per_row;
+    const bf16* row = x + t * stride + col;
+    if (half == 0) {
+      const float a = __bfloat162float(row[j]);
+      m2 = fmaxf(m2, a * a);
+    } else {
+      const int64_t at = (j / half) * 2 * half + j % half;  // head j / half, pair j % half
+      const float a = __bfloat162float(row[at]), b = __bfloat162float(row[at + half]);
+      m2 = fmaxf(m2, __fadd_rn(__fmul_rn(a, a), __fmul_rn(b, b)));  // unfused, as the CPU's float arithmetic
+    }
+  }
+  __shared__ float part[32];
+  for (int o = 16; o > 0; o /= 2) m2 = fmaxf(m2, __shfl_xor_sync(0xffffffffu, m2, o));
+  if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = m2;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (unsigned w = 1; w < blockDim.x / 32; ++w) m2 = fmaxf(m2, part[w]);
+    const float m = sqrtf(m2);
+    if (m > 0.0f && isfinite(m)) *scale = __fdiv_rn(m, range);
+  }
+}
+
+}  // namespace
+
+Status kv_scale_from_max(const bf16* x, int64_t rows, int64_t stride, int64_t col, int64_t width,
+                         int64_t rope_head_dim, float range, float* scale, cudaStream_t stream) {
+  if (rope_head_dim % 2 != 0 || (rope_head_dim > 0 && width % rope_head_dim != 0) || col + width > stride ||
+      !(range > 0.0f))
+    return Error{"kv_scale_from_max: columns or head size out of shape"};
+  if (rows == 0 || width == 0) return Status::success();
+  kv_scale_kernel<<<1, 1024, 0, stream>>>(x, rows, stride, col, width, rope_head_dim / 2, range, scale);
+  return cuda_status(cudaGetLastError(), "kv_scale_from_max launch");
+}
+
 }  // namespace ember::gpu

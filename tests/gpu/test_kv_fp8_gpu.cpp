@@ -167,6 +167,44 @@ TEST(KvFp8Gpu, RopeCacheWriteQuantizesLikeTheHost) {
   }
 }
 
+// --calculate-kv-scales' op on the GPU against the CPU backend's on the same (bf16) values: rows of a fused q/k/v
+// projection, K's scale from its rotation pairs, V's from its elements, and a scale kept when the columns are zero.
+TEST(KvFp8Gpu, SetKvScaleMatchesTheCpuBackend) {
+  ASSERT_NO_FATAL_FAILURE(require_fp8());
+  std::mt19937 rng(31);
+  CpuBackend cpu(1);
+  for (const RopeCase c :
+       {RopeCase{300, 32, 8, 128, true}, RopeCase{1, 4, 2, 64, true}, RopeCase{4097, 9, 3, 64, true}}) {
+    SCOPED_TRACE(testing::Message() << "t=" << c.t << " hq=" << c.hq << " hkv=" << c.hkv << " d=" << c.d);
+    const int64_t row = c.hkv * c.d, qd = c.hq * c.d, width = qd + 2 * row;
+    std::vector<float> x_f;
+    auto x = gputest::random_bf16(c.t * width, rng, x_f, 3.0f);
+    DeviceBuffer<bf16> xd(x.size());
+    xd.upload(x);
+    DeviceBuffer<float> scales(3);
+    scales.upload({1.0f, 1.0f, 0.5f});
+    ASSERT_TRUE(gpu::kv_scale_from_max(xd.get(), c.t, width, qd, row, c.d, 200.0f, scales.get(), nullptr).ok());
+    ASSERT_TRUE(gpu::kv_scale_from_max(xd.get(), c.t, width, qd + row, row, 0, 100.0f, scales.get() + 1, nullptr).ok());
+    std::vector<bf16> zeros(x.size(), gputest::to_bf16(0.0f));
+    DeviceBuffer<bf16> zd(zeros.size());
+    zd.upload(zeros);
+    ASSERT_TRUE(gpu::kv_scale_from_max(zd.get(), c.t, width, qd, row, c.d, 200.0f, scales.get() + 2, nullptr).ok());
+    const std::vector<float> got = scales.download();
+    float want_k = 1.0f, want_v = 1.0f;
+    uint8_t code = 0;
+    const Tensor xt = Tensor::f32(x_f.data(), {c.t, width});
+    Tensor kc = Tensor::of(&code, DType::kF8E4M3, {1, 1, 1, 1}), vc = kc;
+    kc.scale = &want_k;
+    vc.scale = &want_v;
+    cpu.set_kv_scale(xt, qd, row, c.d, 200.0f, kc);
+    cpu.set_kv_scale(xt, qd + row, row, 0, 100.0f, vc);
+    EXPECT_NEAR(got[0], want_k, 1e-6f * want_k);
+    EXPECT_NEAR(got[1], want_v, 1e-6f * want_v);
+    EXPECT_NE(want_k, 1.0f);
+    EXPECT_EQ(got[2], 0.5f);
+  }
+}
+
 struct AttnCase {
   std::string name;
   int hq, hkv, d, bs;

@@ -152,9 +152,107 @@ TEST(KvCacheFp8, FastAttentionOverCodesIsAttentionOverTheirValues) {
   check_attention_over_codes(CpuPrecision::kFast, 0.0123f, 0.37f, false);
 }
 
+// --calculate-kv-scales' op (Backend::set_kv_scale) against the largest element, or rotation pair's norm, found
+// here in double; columns outside [col, col + width) are ignored even where larger.
+TEST(KvCacheFp8, SetKvScaleTakesTheLargestElementOrRotationPair) {
+  CpuBackend be(1);
+  const int64_t rows = 7, d = 16, col = 32, width = 3 * d, cols = col + 2 * width;
+  auto x = random_vec(rows * cols, 21, -3, 3);
+  for (int64_t t = 0; t < rows; ++t) x[t * cols + 5] = 50.0f, x[t * cols + col + width + 2] = -60.0f;  // outside
+  double elem = 0, pair = 0;
+  for (int64_t t = 0; t < rows; ++t)
+    for (int64_t j = 0; j < width; ++j) {
+      const double a = x[t * cols + col + j];
+      elem = std::max(elem, std::abs(a));
+      if (j % d < d / 2) pair = std::max(pair, std::hypot(a, static_cast<double>(x[t * cols + col + j + d / 2])));
+    }
+  ASSERT_GT(pair, elem);  // the two definitions differ here
+  uint8_t codes[1];
+  float k_scale = 1.0f, v_scale = 1.0f;
+  Tensor kc = cache_tensor(codes, DType::kF8E4M3, &k_scale, 1, 1, 1, 1);
+  Tensor vc = cache_tensor(codes, DType::kF8E4M3, &v_scale, 1, 1, 1, 1);
+  const Tensor xt = Tensor::f32(x.data(), {rows, cols});
+  be.set_kv_scale(xt, col, width, d, 200.0f, kc);
+  be.set_kv_scale(xt, col, width, 0, 100.0f, vc);
+  EXPECT_NEAR(k_scale, pair / 200, 1e-6 * pair / 200);
+  EXPECT_NEAR(v_scale, elem / 100, 1e-6 * elem / 100);
+  // Nothing but zeros there: the scale stays.
+  std::vector<float> zeros(rows * cols, 0.0f);
+  be.set_kv_scale(Tensor::f32(zeros.data(), {rows, cols}), col, width, d, 200.0f, kc);
+  EXPECT_NEAR(k_scale, pair / 200, 1e-6 * pair / 200);
+}
+
+// The decoder with --calculate-kv-scales on a small random model (GQA, the fused and the separate q/k/v
+// projections): the first forward sets every layer's scales before writing, so the largest stored K element lands
+// between 200 / sqrt(2) and 200 (a rotation pair's norm bounds its elements, and one of the two keeps at least
+// norm / sqrt(2)) and the largest V element on 100, in E4M3 codes; the next forward keeps the scales.
+void check_calculated_scales(bool fuse_qkv) {
+  ModelConfig c;
+  c.architecture = "llama";
+  c.hidden_size = 64;
+  c.num_heads = 4;
+  c.num_kv_heads = 2;
+  c.head_dim = 16;
+  c.intermediate_size = 96;
+  c.num_layers = 3;
+  c.vocab_size = 64;
+  c.max_position_embeddings = 256;
+  Result<LlamaWeights> w = make_dummy_weights(c, 5);
+  ASSERT_TRUE(w.ok()) << w.error().message;
+  DecoderWeights views = host_weight_views(*w);
+  std::vector<WeightMatrix> stacked;  // the fused projection, as the CUDA runner uploads it
+  stacked.reserve(w->layers.size());
+  for (size_t l = 0; fuse_qkv && l < w->layers.size(); ++l) {
+    WeightMatrix& m = stacked.emplace_back(w->layers[l].wq);
+    m.append_rows(w->layers[l].wk);
+    m.append_rows(w->layers[l].wv);
+    views.layers[l].wqkv = m.view();
+  }
+  CpuBackend be(2);
+  LlamaDecoder decoder(std::move(views), be);
+  KvCache cache = KvCache::allocate(c, 8, 16, DType::kF8E4M3);
+  decoder.calculate_kv_scales_next_forward();
+  ASSERT_TRUE(decoder.kv_scales_pending());
+  std::vector<int32_t> tokens;
+  for (int i = 0; i < 40; ++i) tokens.push_back((i * 37) % 64);
+  const std::vector<int32_t> blocks = {3, 0, 6, 1};
+  ForwardInputs in;
+  std::vector<float> logits;
+  const StepSequence prefill{std::span<const int32_t>(tokens).first(39), 0, 39, blocks, 1};
+  build_forward_inputs(std::span<const StepSequence>(&prefill, 1), 16, in);
+  decoder.forward(in, cache, logits);
+  EXPECT_FALSE(decoder.kv_scales_pending());
+  const std::vector<float> k_scales = cache.k_scale, v_scales = cache.v_scale;
+  const int64_t row = c.num_kv_heads * c.head_dim;
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    EXPECT_NE(k_scales[l], 1.0f);
+    float k_max = 0, v_max = 0;
+    for (int64_t p = 0; p < 39; ++p) {
+      const int64_t slot = blocks[p / 16] * 16 + p % 16;
+      for (int64_t i = 0; i < row; ++i) {
+        k_max = std::max(k_max, std::abs(quant::fp8_e4m3_to_float(cache.k_fp8[l][slot * row + i])));
+        v_max = std::max(v_max, std::abs(quant::fp8_e4m3_to_float(cache.v_fp8[l][slot * row + i])));
+      }
+    }
+    EXPECT_GE(k_max, 144.0f) << "layer " << l;  // E4M3 rounds 200 / sqrt(2) = 141.4 to 144
+    EXPECT_LE(k_max, 208.0f) << "layer " << l;  // and 200 to 192 or 208
+    EXPECT_TRUE(v_max == 96.0f || v_max == 104.0f) << "layer " << l << ": " << v_max;
+  }
+  const StepSequence decode{tokens, 39, 1, blocks, 1};
+  build_forward_inputs(std::span<const StepSequence>(&decode, 1), 16, in);
+  decoder.forward(in, cache, logits);
+  EXPECT_EQ(cache.k_scale, k_scales);
+  EXPECT_EQ(cache.v_scale, v_scales);
+}
+
+TEST(KvCacheFp8, CalculatedScalesComeFromTheFirstStepAndStay) {
+  check_calculated_scales(true);
+  check_calculated_scales(false);
+}
+
 // The default model (SmolLM2-135M Q4_1, 30 layers, 3 KV heads of 64), as `ember serve` runs it, with an FP8 cache at
-// scale 1 (vLLM's default without calibrated scales) against its float32 cache: a 40-token prompt's last logits, and 32
-// greedy tokens.
+// scale 1 (vLLM's default without calibrated scales) and with scales calculated from the prompt
+// (--calculate-kv-scales), each against its float32 cache: a 40-token prompt's last logits, and 32 greedy tokens.
 TEST(KvCacheFp8, SmolLM2WithAnFp8CacheStaysCloseToFloat32) {
   const char* env = std::getenv("EMBER_DEFAULT_MODEL");
   const char* home = std::getenv("HOME");
@@ -170,13 +268,15 @@ TEST(KvCacheFp8, SmolLM2WithAnFp8CacheStaysCloseToFloat32) {
 
   std::vector<int32_t> prompt;
   for (int i = 0; i < 40; ++i) prompt.push_back(1000 + (i * 7919) % 20000);
-  std::vector<std::vector<int32_t>> tokens(2, prompt);
-  std::vector<std::vector<float>> first(2);
-  for (int fp8 = 0; fp8 < 2; ++fp8) {
+  // Variants: float32, FP8 at scale 1, FP8 with calculated scales.
+  std::vector<std::vector<int32_t>> tokens(3, prompt);
+  std::vector<std::vector<float>> first(3);
+  for (int fp8 = 0; fp8 < 3; ++fp8) {
     auto runner = CpuModelRunner::create(*weights, 1, 2, 16, 16, {});
     ASSERT_TRUE(runner.ok()) << runner.error().message;
     (*runner)->set_precision(CpuPrecision::kFast);  // what `ember serve` runs (--dtype auto)
-    if (fp8) (*runner)->use_fp8_kv_cache();
+    if (fp8 > 0) (*runner)->use_fp8_kv_cache();
+    if (fp8 == 2) (*runner)->calculate_kv_scales();
     std::vector<int32_t> blocks(16);
     for (int i = 0; i < 16; ++i) blocks[i] = i;
     std::vector<int32_t>& seq = tokens[fp8];
@@ -191,22 +291,25 @@ TEST(KvCacheFp8, SmolLM2WithAnFp8CacheStaysCloseToFloat32) {
       seq.push_back(static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin()));
     }
   }
-  float worst = 0, largest = 0;
-  for (size_t i = 0; i < first[0].size(); ++i) {
-    worst = std::max(worst, std::abs(first[1][i] - first[0][i]));
-    largest = std::max(largest, std::abs(first[0][i]));
+  for (int fp8 = 1; fp8 < 3; ++fp8) {
+    float worst = 0, largest = 0;
+    for (size_t i = 0; i < first[0].size(); ++i) {
+      worst = std::max(worst, std::abs(first[fp8][i] - first[0][i]));
+      largest = std::max(largest, std::abs(first[0][i]));
+    }
+    size_t same = 0;
+    while (prompt.size() + same < tokens[0].size() &&
+           tokens[0][prompt.size() + same] == tokens[fp8][prompt.size() + same])
+      ++same;
+    std::printf(
+        "FP8 KV cache (%s) vs float32: largest logit difference %.4f (logits up to %.2f); greedy tokens identical "
+        "for %zu of 32\n",
+        fp8 == 1 ? "scale 1" : "calculated scales", worst, largest, same);
+    EXPECT_LT(worst, 0.05f * largest);
+    EXPECT_EQ(std::max_element(first[fp8].begin(), first[fp8].end()) - first[fp8].begin(),
+              std::max_element(first[0].begin(), first[0].end()) - first[0].begin());
+    EXPECT_GE(same, 8u);
   }
-  size_t same = 0;
-  while (prompt.size() + same < tokens[0].size() && tokens[0][prompt.size() + same] == tokens[1][prompt.size() + same])
-    ++same;
-  std::printf(
-      "FP8 KV cache vs float32: largest logit difference %.4f (logits up to %.2f); greedy tokens identical "
-      "for %zu of 32\n",
-      worst, largest, same);
-  EXPECT_LT(worst, 0.05f * largest);
-  EXPECT_EQ(std::max_element(first[1].begin(), first[1].end()) - first[1].begin(),
-            std::max_element(first[0].begin(), first[0].end()) - first[0].begin());
-  EXPECT_GE(same, 8u);
 }
 
 }  // namespace
