@@ -294,6 +294,10 @@ Status CudaModelRunner::capture_graphs() {
 }
 
 Status CudaModelRunner::init() {
+  // Checked here, not at the first step (which would end the server): the attention kernels' instantiations.
+  if (config().head_dim != 64 && config().head_dim != 128)
+    return Error{"the CUDA runner's attention kernels take a head size of 64 or 128; this model's is " +
+                 std::to_string(config().head_dim) + " (run it with --device cpu)"};
   EMBER_TRY_STATUS(backend_->prepare_rope(rope_config_of(config()), config().head_dim));
   EMBER_TRY_STATUS(profile_and_allocate_kv());
   EMBER_TRY_STATUS(capture_graphs());

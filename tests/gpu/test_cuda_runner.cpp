@@ -609,22 +609,44 @@ TEST(CudaRunner, Fp8DecodeFollowsTheCpuOnTheDequantizedWeights) {
   expect_decode_follows_cpu(**gpu, cpu, 3, 64, 60, "fp8 decode vs CPU on dequantized weights");
 }
 
-// An FP8 checkpoint (tests/fixtures/hf_tiny_fp8: codes and scales uploaded
-// as loaded, no bf16 round trip) decoded on the GPU equals the CPU backend on
-// its weights dequantized by the loader, within bf16 noise (decode steps only:
-// the gemv keeps activations bf16).
+// An FP8 checkpoint's weights (codes and a scale a row, as the loader keeps
+// them from F8_E4M3 tensors: tests/unit/test_fp8_checkpoint.cpp checks that
+// on tests/fixtures/hf_tiny_fp8, whose head size of 16 the GPU's attention does
+// not take) uploaded as they are, no bf16 round trip, and decoded on the GPU,
+// equal the CPU backend on the same weights dequantized (dequantize_fp8), within
+// bf16 noise (decode steps only: the gemv keeps activations bf16).
 TEST(CudaRunner, Fp8CheckpointDecodeFollowsTheCpu) {
   ASSERT_TRUE(gpu::fp8_supported(0)) << "this GPU has no FP8";
+  LlamaWeights w = bf16_exact_weights(test_config(64, false, false, false), 43);
+  for (LayerWeights& l : w.layers) {
+    for (WeightMatrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate_up, &l.w_down}) {
+      m->raw.resize(static_cast<size_t>(m->rows * m->cols));
+      m->row_scale.resize(static_cast<size_t>(m->rows));
+      for (int64_t r = 0; r < m->rows; ++r)
+        m->row_scale[r] =
+            quant::quantize_row_fp8_e4m3(m->f32.data() + r * m->cols, m->cols, m->raw.data() + r * m->cols);
+      m->f32.clear();
+      m->dtype = DType::kF8E4M3;
+    }
+  }
+  ASSERT_TRUE(has_fp8(w));
+  auto gpu = make_cuda_model_runner(w, small_options(false));
+  ASSERT_TRUE(gpu.ok()) << gpu.error().message;
+  dequantize_fp8(w);
+  CpuModelRunner cpu(std::move(w), 2, 2048, 16, {});
+  expect_decode_follows_cpu(**gpu, cpu, 2, 48, 40, "FP8 checkpoint on the GPU vs CPU");
+}
+
+// A head size the GPU's attention kernels do not take (the FP8 fixture's 16) is
+// an error when the runner is made, not a crash at its first step.
+TEST(CudaRunner, UnsupportedHeadSizeIsAnErrorAtStart) {
   auto hf = HfModelDir::open("tests/fixtures/hf_tiny_fp8");  // (gpu_check.sh runs from the repository root)
   ASSERT_TRUE(hf.ok()) << hf.error().message;
   auto w = load_llama_weights(*hf);
   ASSERT_TRUE(w.ok()) << w.error().message;
-  ASSERT_TRUE(has_fp8(*w));
   auto gpu = make_cuda_model_runner(*w, small_options(false));
-  ASSERT_TRUE(gpu.ok()) << gpu.error().message;
-  dequantize_fp8(*w);
-  CpuModelRunner cpu(std::move(*w), 2, 2048, 16, {});
-  expect_decode_follows_cpu(**gpu, cpu, 2, 48, 40, "FP8 checkpoint on the GPU vs CPU");
+  ASSERT_FALSE(gpu.ok());
+  EXPECT_NE(gpu.error().message.find("head size of 64 or 128"), std::string::npos) << gpu.error().message;
 }
 
 // --kv-cache-dtype fp8: a runner whose cache holds E4M3 codes (per-layer

@@ -70,14 +70,24 @@ void check_rope_fp8(const RopeCase& c, std::mt19937& rng) {
   rope.theta = 500000.0;
   const std::vector<float> inv_freq = rope_inv_freq(rope, c.d);
 
+  // The split form's rows are packed (q [T, Hq*D], k and v [T, Hkv*D], each rotated in place: QkvRows' contract),
+  // one after the other in the buffer; the fused form's are the projection's [T, width] rows.
+  std::vector<bf16> input = qkv;
+  if (!c.fused) {
+    for (int64_t t = 0; t < c.t; ++t) {
+      std::copy_n(qkv.begin() + t * width, qd, input.begin() + t * qd);
+      std::copy_n(qkv.begin() + t * width + qd, row, input.begin() + c.t * qd + t * row);
+      std::copy_n(qkv.begin() + t * width + qd + row, row, input.begin() + c.t * (qd + row) + t * row);
+    }
+  }
   DeviceBuffer<bf16> d_qkv(qkv.size()), d_qkv_bf16(qkv.size()), d_q(c.t * qd), d_q_bf16(c.t * qd);
   DeviceBuffer<bf16> d_kc_bf16(slots * row), d_vc_bf16(slots * row);
   DeviceBuffer<uint8_t> d_kc(slots * row), d_vc(slots * row);
   DeviceBuffer<int32_t> d_pos(c.t);
   DeviceBuffer<int64_t> d_slots(c.t);
   DeviceBuffer<float> d_inv(inv_freq.size()), d_scales(2);
-  d_qkv.upload(qkv);
-  d_qkv_bf16.upload(qkv);
+  d_qkv.upload(input);
+  d_qkv_bf16.upload(input);
   d_pos.upload(positions);
   d_slots.upload(slot_mapping);
   d_inv.upload(inv_freq);
@@ -89,14 +99,22 @@ void check_rope_fp8(const RopeCase& c, std::mt19937& rng) {
   // The same call into an FP8 and a bf16 cache: q (and k_out) must not care.
   auto rows_of = [&](bf16* base, bf16* q_out) {
     gpu::QkvRows r;
-    r.q_in = base;
-    r.q_out = c.fused ? q_out : base;
-    r.q_stride = width;
-    r.k_in = base + qd;
-    r.k_out = c.fused ? nullptr : base + qd;
-    r.k_stride = width;
-    r.v_in = base + qd + row;
-    r.v_stride = width;
+    if (c.fused) {
+      r.q_in = base;
+      r.q_out = q_out;
+      r.q_stride = width;
+      r.k_in = base + qd;
+      r.k_stride = width;
+      r.v_in = base + qd + row;
+      r.v_stride = width;
+    } else {
+      r.q_in = r.q_out = base;
+      r.q_stride = qd;
+      r.k_in = r.k_out = base + c.t * qd;
+      r.k_stride = row;
+      r.v_in = base + c.t * (qd + row);
+      r.v_stride = row;
+    }
     return r;
   };
   const gpu::Fp8KvCache fp8{d_kc.get(), d_vc.get(), d_scales.get(), d_scales.get() + 1};
