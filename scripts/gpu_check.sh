@@ -8,7 +8,7 @@
 # no GPU: a GPU check never passes by skipping.
 #   EMBER_GPU_STAGES="tests bench llama profile throughput async spec spec_alpha structured serve" picks stages
 #   (default: all but profile and mma; `gemm` runs gemm_bench alone, `mma` compares EMBER_GEMV=mma with the default,
-#   `fp8` compares --quantization fp8 with bf16, `fp8kv` --kv-cache-dtype fp8 with the bf16 cache and serves the
+#   `fp8` compares --quantization fp8 with bf16, `fp8b8` batch-8 decode across the FP8 GEMV's threshold, `fp8kv` --kv-cache-dtype fp8 with the bf16 cache and serves the
 #   openai client with both). EMBER_GPU_TEST_FILTER narrows the GPU tests.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,7 +17,7 @@ BUNDLE="$ROOT/.gpu-bundle"
 DEST="${OUT:-$ROOT/gpu-results}"
 R="$(mktemp -d)"
 mkdir -p "$DEST"
-STAGES="${EMBER_GPU_STAGES:-tests bench llama throughput async spec spec_alpha structured fp8 fp8kv serve}"
+STAGES="${EMBER_GPU_STAGES:-tests bench llama throughput async spec spec_alpha structured fp8 fp8b8 fp8kv serve}"
 export LD_LIBRARY_PATH="$BUNDLE/lib:/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}"
 cd "$ROOT"
 if [[ ! -d "$BUNDLE" && -f "$ROOT/.gpu-bundle.tar.xz" ]]; then tar -C "$ROOT" -xJf "$ROOT/.gpu-bundle.tar.xz"; fi
@@ -217,6 +217,15 @@ if has fp8; then
       --num-prompts 1000 --random-input-len 512 --random-output-len 128 --quantization $q \
       --result-json "$R/fp8_throughput_$q.json"
     grep -h "GPU memory\|KV cache" "$R/fp8_decode_b1_$q.log" | head -3
+  done
+fi
+if has fp8b8; then
+  # Batch-8 decode, where the FP8 GEMV (M <= EMBER_FP8_GEMV_MAX_M, default 4) hands over to cuBLASLt: bf16, FP8 with
+  # the default threshold, FP8 with the GEMV up to 8 rows (the threshold before 2026-12-05's measurements).
+  printf 'The history of the\nOnce upon a time\nIn the beginning\nThe quick brown fox\nA long time ago\nThe main reason\nFirst of all\nThe results show\n' >/tmp/prompts8.txt
+  for v in none:4 fp8:4 fp8:8; do
+    EMBER_FP8_GEMV_MAX_M=${v#*:} run "fp8_decode_b8_${v%:*}_gemv${v#*:}" 300 "$BUNDLE/ember" generate "${LLAMA[@]}" \
+      --max-num-seqs 8 --prompts-file /tmp/prompts8.txt --max-tokens 256 --ignore-eos --temperature 0 --quantization ${v%:*}
   done
 fi
 if has fp8kv; then

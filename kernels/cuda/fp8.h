@@ -26,6 +26,11 @@ Status quantize_rows_fp8(const __nv_bfloat16* x, int rows, int cols, uint8_t* q,
 // kGemvFp8MaxM: x stays bf16 (W8A16: the weights' bytes are the cost, halved
 // against bf16), products in float32. k % 16 == 0, x and w 16-byte aligned.
 inline constexpr int kGemvFp8MaxM = 8;
+// Gemm::linear_fp8 sends M <= kGemvFp8DispatchMaxM here and larger M to cuBLASLt's FP8 GEMM. Measured on the
+// H200 (bench/results/2026-12-05-h200-fp8.json, Llama-3-8B's four linear shapes): at M = 8 this kernel took 175 us
+// for a layer's four where cuBLASLt took 110 us at M = 16 (it multiplies on CUDA cores and slows with rows); at
+// M = 4, 99 us against ~110. (EMBER_FP8_GEMV_MAX_M overrides it, up to kGemvFp8MaxM.)
+inline constexpr int kGemvFp8DispatchMaxM = 4;
 Status gemv_fp8(const __nv_bfloat16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y,
                 bool y_f32, int m, int n, int k, cudaStream_t stream);
 bool gemv_fp8_supports(const __nv_bfloat16* x, const uint8_t* w, int m, int k);

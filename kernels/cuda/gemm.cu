@@ -123,7 +123,7 @@ struct Gemm::Impl {
   void* fp8_x_scale = nullptr;  // float [M]
   void* fp8_acc = nullptr;      // float [M, N]
   size_t fp8_x_bytes = 0, fp8_x_scale_bytes = 0, fp8_acc_bytes = 0;
-  int fp8_gemv_max_m = kGemvFp8MaxM;  // EMBER_FP8_GEMV_MAX_M: a benchmarking knob
+  int fp8_gemv_max_m = kGemvFp8DispatchMaxM;  // EMBER_FP8_GEMV_MAX_M: a benchmarking knob
   void* flush = nullptr;  // tuning: written between timed runs so weights come from HBM, as in a step
   static constexpr size_t kFlushBytes = size_t{96} << 20;  // > the 50 MB L2 of an H100
 

@@ -62,7 +62,7 @@ class Gemm {
   void set_autotune_max_m(int max_m);
 
   // FP8 weights (kernels/cuda/fp8.h: E4M3 codes [N, K], a float32 scale per
-  // output row): M <= kGemvFp8MaxM through gemv_fp8 (bf16 x, half the bytes
+  // output row): M <= kGemvFp8DispatchMaxM through gemv_fp8 (bf16 x, half the bytes
   // of the bf16 gemv), larger M through cuBLASLt's FP8 GEMM over x quantized
   // per token (dynamic scales, vLLM's "fp8"). k % 16 == 0. The scratch for x's
   // codes grows on a step larger than any before, outside graph capture.

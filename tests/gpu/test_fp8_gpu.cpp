@@ -152,7 +152,7 @@ void check_fp8_shape(gpu::Gemm& gemm, int m, int n, int k, Path path, std::mt199
   const Quantized w = host_quantize(w_f, n, k);
   std::normal_distribution<float> g(0.0f, 1.0f);
   for (float& b : bias) b = g(rng);
-  const bool quantized_x = path == Path::kCublasLt || (path == Path::kDispatch && m > gpu::kGemvFp8MaxM);
+  const bool quantized_x = path == Path::kCublasLt || (path == Path::kDispatch && m > gpu::kGemvFp8DispatchMaxM);
   const Quantized xq = host_quantize(x_f, m, k);
   const std::vector<double> ref = reference(x_f, w, m, n, k, quantized_x ? &xq : nullptr);
 
