@@ -8,8 +8,9 @@
 # no GPU: a GPU check never passes by skipping.
 #   EMBER_GPU_STAGES="tests bench llama profile throughput async spec spec_alpha structured serve" picks stages
 #   (default: all but profile and mma; `gemm` runs gemm_bench alone, `mma` compares EMBER_GEMV=mma with the default,
-#   `fp8` compares --quantization fp8 with bf16, `fp8b8` batch-8 decode across the FP8 GEMV's threshold, `fp8kv` --kv-cache-dtype fp8 with the bf16 cache and serves the
-#   openai client with both). EMBER_GPU_TEST_FILTER narrows the GPU tests.
+#   `fp8` compares --quantization fp8 with bf16, `fp8b8` batch-8 decode across the FP8 GEMV's threshold, `fp8kv`
+#   --kv-cache-dtype fp8 with the bf16 cache and serves the openai client with both). EMBER_GPU_TEST_FILTER narrows
+#   the GPU tests.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUNDLE="$ROOT/.gpu-bundle"
