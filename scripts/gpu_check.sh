@@ -71,6 +71,9 @@ if has bench; then
 fi
 LLAMA=(--model configs/models/llama-3-8b.json --load-format dummy --tokenizer tests/fixtures/tokenizer/bpe/llama3.json
        --device cuda --max-model-len 4096)
+# The batch-8 and batch-32 prompts of the decode runs (any stage may be run alone).
+printf 'The history of the\nOnce upon a time\nIn the beginning\nThe quick brown fox\nA long time ago\nThe main reason\nFirst of all\nThe results show\n' >/tmp/prompts8.txt
+python3 -c 'for i in range(32): print(f"Request {i}: the history of the")' >/tmp/prompts32.txt
 if has llama; then
   # Batch-1 decode: a short prompt, 256 greedy tokens through the whole engine.
   run llama_decode_b1 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 --prompt "The history of the" \
@@ -79,7 +82,6 @@ fi
 if has mma; then
   # The tensor-core small-M kernel (EMBER_GEMV=mma) against the default dispatch, in the same run: batch-1 and
   # batch-8 decode, and a shorter offline run (400 requests, 512 / 128).
-  printf 'The history of the\nOnce upon a time\nIn the beginning\nThe quick brown fox\nA long time ago\nThe main reason\nFirst of all\nThe results show\n' >/tmp/prompts8.txt
   for gemv in default mma; do
     EMBER_GEMV=$gemv run "mma_decode_b1_$gemv" 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 \
       --prompt "The history of the" --max-tokens 256 --ignore-eos --temperature 0
@@ -155,7 +157,6 @@ if has spec; then
     spec_run "spec_b1_ngram_k$k" --prompt "The history of the" --speculative-config "$(ngram $k)"
     same_text spec_b1_plain "spec_b1_ngram_k$k"
   done
-  printf 'The history of the\nOnce upon a time\nIn the beginning\nThe quick brown fox\nA long time ago\nThe main reason\nFirst of all\nThe results show\n' >/tmp/prompts8.txt
   spec_run spec_b8_plain --prompts-file /tmp/prompts8.txt
   spec_run spec_b8_ngram_k4 --prompts-file /tmp/prompts8.txt --speculative-config "$(ngram 4)"
   # Batched greedy decoding of this random-weight model is not reproducible across processes by itself (measured
@@ -207,7 +208,6 @@ if has fp8; then
   # FP8 weights (--quantization fp8) against bf16 in the same run: the linear layers (fp8_bench), batch-1 and
   # batch-32 decode, offline throughput (1,000 requests, 512 / 128).
   run fp8_bench 300 "$BUNDLE/fp8_bench"
-  python3 -c 'for i in range(32): print(f"Request {i}: the history of the")' >/tmp/prompts32.txt
   for q in none fp8; do
     run "fp8_decode_b1_$q" 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 --prompt "The history of the" \
       --max-tokens 256 --ignore-eos --temperature 0 --quantization $q
@@ -223,7 +223,6 @@ fi
 if has fp8b8; then
   # Batch-8 decode, where the FP8 GEMV (M <= EMBER_FP8_GEMV_MAX_M, default 4) hands over to cuBLASLt: bf16, FP8 with
   # the default threshold, FP8 with the GEMV up to 8 rows (the threshold before 2026-12-05's measurements).
-  printf 'The history of the\nOnce upon a time\nIn the beginning\nThe quick brown fox\nA long time ago\nThe main reason\nFirst of all\nThe results show\n' >/tmp/prompts8.txt
   for v in none:4 fp8:4 fp8:8; do
     EMBER_FP8_GEMV_MAX_M=${v#*:} run "fp8_decode_b8_${v%:*}_gemv${v#*:}" 300 "$BUNDLE/ember" generate "${LLAMA[@]}" \
       --max-num-seqs 8 --prompts-file /tmp/prompts8.txt --max-tokens 256 --ignore-eos --temperature 0 --quantization ${v%:*}
