@@ -25,15 +25,30 @@ Status quantize_rows_fp8(const __nv_bfloat16* x, int rows, int cols, uint8_t* q,
 // y[m, n] = scale[n] * sum_k x[m, k] * code[n, k] (+ bias[n]) for 1 <= m <=
 // kGemvFp8MaxM: x stays bf16 (W8A16: the weights' bytes are the cost, halved
 // against bf16), products in float32. k % 16 == 0, x and w 16-byte aligned.
+// Multiplies on CUDA cores: its time grows with M (gemv_mma_fp8 does not).
 inline constexpr int kGemvFp8MaxM = 8;
-// Gemm::linear_fp8 sends M <= kGemvFp8DispatchMaxM here and larger M to cuBLASLt's FP8 GEMM. Measured on the
-// H200 (bench/results/2026-12-05-h200-fp8.json, Llama-3-8B's four linear shapes): at M = 8 this kernel took 175 us
-// for a layer's four where cuBLASLt took 110 us at M = 16 (it multiplies on CUDA cores and slows with rows); at
-// M = 4, 99 us against ~110. (EMBER_FP8_GEMV_MAX_M overrides it, up to kGemvFp8MaxM.)
-inline constexpr int kGemvFp8DispatchMaxM = 4;
 Status gemv_fp8(const __nv_bfloat16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y,
                 bool y_f32, int m, int n, int k, cudaStream_t stream);
 bool gemv_fp8_supports(const __nv_bfloat16* x, const uint8_t* w, int m, int k);
+
+// The same product on tensor cores (gemv_mma.cu) for 1 <= m <= kGemvMmaMaxM
+// (kernels/cuda/gemm.h): the codes become bf16 exactly in registers; a row's
+// outputs do not depend on M. variant as gemv_mma_variant's. k % 16 == 0.
+Status gemv_mma_fp8(const __nv_bfloat16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y,
+                    bool y_f32, int m, int n, int k, int variant, bool pdl, cudaStream_t stream);
+bool gemv_mma_fp8_supports(const __nv_bfloat16* x, const uint8_t* w, int m, int k);
+
+// Gemm::linear_fp8's dispatch by M: up to kGemvFp8DispatchMaxM gemv_fp8, up to
+// kGemvMmaFp8DispatchMaxM gemv_mma_fp8 (variant kGemvMmaFp8DispatchVariant),
+// above that cuBLASLt's FP8 GEMM over x quantized per token (W8A8).
+// EMBER_FP8_GEMV_MAX_M and EMBER_FP8_MMA_MAX_M move the two thresholds.
+// Measured on the H200 (bench/results/2026-12-05-h200-fp8.json, Llama-3-8B's
+// four linear shapes): the CUDA-core kernel took 175 us for a layer's four at
+// M = 8 where cuBLASLt took 110 us at M = 16, and cuBLASLt's FP8 at M = 16-32
+// ran at 0.74-0.85x bf16's speed on the 4096-wide outputs.
+inline constexpr int kGemvFp8DispatchMaxM = 1;
+inline constexpr int kGemvMmaFp8DispatchMaxM = 64;
+inline constexpr int kGemvMmaFp8DispatchVariant = 0;
 
 // y[m, n] = y_f32_in[m, n] * x_scale[m] * w_scale[n] (+ bias[n]) into bf16 or
 // float32: the FP8 GEMM's epilogue when cuBLASLt has no per-row/per-column

@@ -123,7 +123,12 @@ struct Gemm::Impl {
   void* fp8_x_scale = nullptr;  // float [M]
   void* fp8_acc = nullptr;      // float [M, N]
   size_t fp8_x_bytes = 0, fp8_x_scale_bytes = 0, fp8_acc_bytes = 0;
-  int fp8_gemv_max_m = kGemvFp8DispatchMaxM;  // EMBER_FP8_GEMV_MAX_M: a benchmarking knob
+  int fp8_gemv_max_m = kGemvFp8DispatchMaxM;     // EMBER_FP8_GEMV_MAX_M: a benchmarking knob
+  int fp8_mma_max_m = kGemvMmaFp8DispatchMaxM;   // EMBER_FP8_MMA_MAX_M: likewise
+  // cuBLASLt's FP8 "fast accumulation" (no periodic promotion of the tensor
+  // cores' partial sums to float32): vLLM's and TensorRT-LLM's FP8 kernels on
+  // Hopper run this way. set_fp8_fast_accum; EMBER_FP8_FAST_ACCUM=0 at create.
+  bool fp8_fast_accum = true;
   void* flush = nullptr;  // tuning: written between timed runs so weights come from HBM, as in a step
   static constexpr size_t kFlushBytes = size_t{96} << 20;  // > the 50 MB L2 of an H100
 
@@ -166,6 +171,10 @@ struct Gemm::Impl {
       EMBER_LT_TRY(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
       EMBER_LT_TRY(
           cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)));
+    }
+    if (fp8) {
+      const int8_t fast = fp8_fast_accum ? 1 : 0;
+      EMBER_LT_TRY(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof(fast)));
     }
     if (fp8_outer) {
       const int32_t mode = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
@@ -295,6 +304,30 @@ void Gemm::set_autotune_max_m(int max_m) {
     impl_->flush = nullptr;
   }
 }
+void Gemm::set_fp8_fast_accum(bool on) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  if (impl_->fp8_fast_accum == on) return;
+  impl_->fp8_fast_accum = on;
+  for (auto it = impl_->plans.begin(); it != impl_->plans.end();) {  // rebuilt with the new setting on next use
+    if (std::get<8>(it->first) == Impl::kFp8) {
+      Impl::destroy(it->second);
+      it = impl_->plans.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+std::string Gemm::fp8_path(int m, int n, int k) {
+  if (m <= impl_->fp8_gemv_max_m && m >= 1 && m <= kGemvFp8MaxM && k % 16 == 0) return "gemv_fp8";
+  if (m <= impl_->fp8_mma_max_m && m >= 1 && m <= kGemvMmaMaxM && k % 16 == 0) return "gemv_mma_fp8";
+  const Impl::Key key{m, n, k, false, false, 256u, 256u, 256u, Impl::kFp8};
+  Result<Impl::Plan*> plan = impl_->plan_for(key);
+  if (!plan.ok()) return "none: " + plan.error().message;
+  return std::string((*plan)->fp8_outer_scales ? "cublaslt outer-vector scales" : "cublaslt float32 + scale pass") +
+         (impl_->fp8_fast_accum ? ", fast accumulation" : "");
+}
+
 Gemm::~Gemm() = default;
 
 Result<std::unique_ptr<Gemm>> Gemm::create(size_t workspace_bytes) {
@@ -302,6 +335,10 @@ Result<std::unique_ptr<Gemm>> Gemm::create(size_t workspace_bytes) {
   if (const char* env = std::getenv("EMBER_GEMV"); env != nullptr) impl->small_m_mma = std::string(env) == "mma";
   if (const char* env = std::getenv("EMBER_FP8_GEMV_MAX_M"); env != nullptr)
     impl->fp8_gemv_max_m = std::clamp(std::atoi(env), 0, kGemvFp8MaxM);
+  if (const char* env = std::getenv("EMBER_FP8_MMA_MAX_M"); env != nullptr)
+    impl->fp8_mma_max_m = std::clamp(std::atoi(env), 0, kGemvMmaMaxM);
+  if (const char* env = std::getenv("EMBER_FP8_FAST_ACCUM"); env != nullptr)
+    impl->fp8_fast_accum = std::string(env) != "0";
   EMBER_LT_TRY(cublasLtCreate(&impl->handle));
   if (workspace_bytes > 0) {
     EMBER_CUDA_TRY(cudaMalloc(&impl->workspace, workspace_bytes));
@@ -360,6 +397,8 @@ Status Gemm::linear_fp8(const bf16* x, const uint8_t* w, const float* w_scale, c
                         int m, int n, int k, cudaStream_t stream) {
   if (m <= impl_->fp8_gemv_max_m && gemv_fp8_supports(x, w, m, k))
     return gemv_fp8(x, w, w_scale, bias, y, y_f32, m, n, k, stream);
+  if (m <= impl_->fp8_mma_max_m && gemv_mma_fp8_supports(x, w, m, k))
+    return gemv_mma_fp8(x, w, w_scale, bias, y, y_f32, m, n, k, kGemvMmaFp8DispatchVariant, /*pdl=*/true, stream);
   return linear_fp8_cublaslt(x, w, w_scale, bias, y, y_f32, m, n, k, stream);
 }
 

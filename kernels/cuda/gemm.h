@@ -22,6 +22,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "common/status.h"
 
@@ -62,14 +63,21 @@ class Gemm {
   void set_autotune_max_m(int max_m);
 
   // FP8 weights (kernels/cuda/fp8.h: E4M3 codes [N, K], a float32 scale per
-  // output row): M <= kGemvFp8DispatchMaxM through gemv_fp8 (bf16 x, half the bytes
-  // of the bf16 gemv), larger M through cuBLASLt's FP8 GEMM over x quantized
-  // per token (dynamic scales, vLLM's "fp8"). k % 16 == 0. The scratch for x's
-  // codes grows on a step larger than any before, outside graph capture.
+  // output row): small M through gemv_fp8 or the tensor-core gemv_mma_fp8
+  // (bf16 x, half the bytes of bf16; thresholds in fp8.h), larger M through
+  // cuBLASLt's FP8 GEMM over x quantized per token (dynamic scales, vLLM's
+  // "fp8"). k % 16 == 0. The scratch for x's codes grows on a step larger
+  // than any before, outside graph capture.
   Status linear_fp8(const __nv_bfloat16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y,
                     bool y_f32, int m, int n, int k, cudaStream_t stream);
   Status linear_fp8_cublaslt(const __nv_bfloat16* x, const uint8_t* w, const float* w_scale, const float* bias,
                              void* y, bool y_f32, int m, int n, int k, cudaStream_t stream);
+  // cuBLASLt's FP8 fast accumulation (on by default, as vLLM's FP8 kernels;
+  // EMBER_FP8_FAST_ACCUM=0 at create turns it off). Changing it drops the FP8
+  // plans: call it outside graph capture.
+  void set_fp8_fast_accum(bool on);
+  // Which kernel linear_fp8 takes for this shape, in words (benchmarks record it).
+  std::string fp8_path(int m, int n, int k);
 
   // The cuBLASLt path whatever M (benchmarks and tests compare the two).
   Status linear_cublaslt(const __nv_bfloat16* x, const __nv_bfloat16* w, const float* bias, void* y, bool y_f32, int m,
