@@ -8,7 +8,7 @@
 # no GPU: a GPU check never passes by skipping.
 #   EMBER_GPU_STAGES="tests bench llama profile throughput async spec spec_alpha structured serve" picks stages
 #   (default: all but profile and mma; `gemm` runs gemm_bench alone, `mma` compares EMBER_GEMV=mma with the default,
-#   `fp8` compares --quantization fp8 with bf16, `fp8b8` batch-8 decode across the FP8 GEMV's threshold, `fp8kv`
+#   `fp8` compares --quantization fp8 with bf16, `fp8b8` batch-8 decode across the FP8 small-M kernels, `fp8kv`
 #   --kv-cache-dtype fp8 with the bf16 cache and serves the openai client with both). EMBER_GPU_TEST_FILTER narrows
 #   the GPU tests.
 set -uo pipefail
@@ -207,7 +207,7 @@ fi
 if has fp8; then
   # FP8 weights (--quantization fp8) against bf16 in the same run: the linear layers (fp8_bench), batch-1 and
   # batch-32 decode, offline throughput (1,000 requests, 512 / 128).
-  run fp8_bench 300 "$BUNDLE/fp8_bench"
+  [[ -z "${EMBER_FP8_SKIP_BENCH:-}" ]] && run fp8_bench 300 "$BUNDLE/fp8_bench"  # (set: the end-to-end runs alone)
   for q in none fp8; do
     run "fp8_decode_b1_$q" 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 --prompt "The history of the" \
       --max-tokens 256 --ignore-eos --temperature 0 --quantization $q
@@ -221,11 +221,13 @@ if has fp8; then
   done
 fi
 if has fp8b8; then
-  # Batch-8 decode, where the FP8 GEMV (M <= EMBER_FP8_GEMV_MAX_M, default 4) hands over to cuBLASLt: bf16, FP8 with
-  # the default threshold, FP8 with the GEMV up to 8 rows (the threshold before 2026-12-05's measurements).
-  for v in none:4 fp8:4 fp8:8; do
-    EMBER_FP8_GEMV_MAX_M=${v#*:} run "fp8_decode_b8_${v%:*}_gemv${v#*:}" 300 "$BUNDLE/ember" generate "${LLAMA[@]}" \
-      --max-num-seqs 8 --prompts-file /tmp/prompts8.txt --max-tokens 256 --ignore-eos --temperature 0 --quantization ${v%:*}
+  # Batch-8 decode across the FP8 small-M kernels: bf16; FP8 with the default dispatch (one row on the CUDA-core
+  # GEMV, 2-64 on the tensor-core one); FP8 as before 2026-12-06 (the CUDA-core GEMV up to 4 rows, cuBLASLt above).
+  for v in none:default:1:64 fp8:default:1:64 fp8:before:4:0; do
+    IFS=: read -r q name gemv mma <<<"$v"
+    EMBER_FP8_GEMV_MAX_M=$gemv EMBER_FP8_MMA_MAX_M=$mma run "fp8_decode_b8_${q}_$name" 300 "$BUNDLE/ember" generate \
+      "${LLAMA[@]}" --max-num-seqs 8 --prompts-file /tmp/prompts8.txt --max-tokens 256 --ignore-eos --temperature 0 \
+      --quantization "$q"
   done
 fi
 if has fp8kv; then

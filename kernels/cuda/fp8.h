@@ -38,22 +38,32 @@ Status gemv_mma_fp8(const __nv_bfloat16* x, const uint8_t* w, const float* w_sca
                     bool y_f32, int m, int n, int k, int variant, bool pdl, cudaStream_t stream);
 bool gemv_mma_fp8_supports(const __nv_bfloat16* x, const uint8_t* w, int m, int k);
 
-// Gemm::linear_fp8's dispatch by M: up to kGemvFp8DispatchMaxM gemv_fp8, up to
-// kGemvMmaFp8DispatchMaxM gemv_mma_fp8 (variant kGemvMmaFp8DispatchVariant),
-// above that cuBLASLt's FP8 GEMM over x quantized per token (W8A8).
-// EMBER_FP8_GEMV_MAX_M and EMBER_FP8_MMA_MAX_M move the two thresholds.
-// Measured on the H200 (bench/results/2026-12-05-h200-fp8.json, Llama-3-8B's
-// four linear shapes): the CUDA-core kernel took 175 us for a layer's four at
-// M = 8 where cuBLASLt took 110 us at M = 16, and cuBLASLt's FP8 at M = 16-32
-// ran at 0.74-0.85x bf16's speed on the 4096-wide outputs.
-inline constexpr int kGemvFp8DispatchMaxM = 1;
-inline constexpr int kGemvMmaFp8DispatchMaxM = 64;
-inline constexpr int kGemvMmaFp8DispatchVariant = 0;
+// Gemm::linear_fp8's dispatch by M, measured on the H100 (bench/results/
+// 2026-12-06-h100-fp8.json, Llama-3-8B's four linear shapes, each kernel alone):
+//   M <= kGemvFp8DispatchMaxM: gemv_fp8. One row: 7.9 / 11.4 / 40.5 / 21.6 us
+//     on o / qkv / gate_up / down, against 10.3-27.3 for gemv_mma_fp8.
+//   M <= kGemvMmaFp8DispatchMaxM, or M <= kGemvMmaFp8SmallMaxM on a matrix of
+//     at most kGemvMmaFp8SmallMaxBytes (o and qkv): gemv_mma_fp8, variant
+//     kGemvMmaFp8DispatchVariant. At 8 rows it takes 98.6 us for the four
+//     where gemv_fp8 takes 172 and cuBLASLt 127; at 32 rows 13.6 / 23.6 on o /
+//     qkv against cuBLASLt's 17.3 / 34.2, but 86 / 38 on gate_up / down against
+//     56.5 / 36.6 (every token tile re-reads x: its cost grows with M).
+//   above: cuBLASLt's FP8 GEMM over x quantized per token (W8A8).
+// EMBER_FP8_GEMV_MAX_M and EMBER_FP8_MMA_MAX_M (both mma thresholds) move them.
+inline constexpr int kGemvFp8DispatchMaxM = 4;
+inline constexpr int kGemvMmaFp8DispatchMaxM = 16;
+inline constexpr int kGemvMmaFp8SmallMaxM = 32;
+inline constexpr int64_t kGemvMmaFp8SmallMaxBytes = int64_t{32} << 20;
+inline constexpr int kGemvMmaFp8DispatchVariant = 3;
 
-// y[m, n] = y_f32_in[m, n] * x_scale[m] * w_scale[n] (+ bias[n]) into bf16 or
+// y[m, n] = acc[m, n] * x_scale[m] * w_scale[n] (+ bias[n]) into bf16 or
 // float32: the FP8 GEMM's epilogue when cuBLASLt has no per-row/per-column
-// scaling for the shape.
+// scaling for the shape (its float32 product in `acc`).
 Status scale_fp8_output(const float* acc, const float* x_scale, const float* w_scale, const float* bias, void* y,
                         bool y_f32, int m, int n, cudaStream_t stream);
+// The same in place over a bf16 product (cuBLASLt's bf16 output of the raw
+// codes' sums): half the bytes of the float32 round trip, one more rounding.
+Status scale_fp8_output_inplace(__nv_bfloat16* y, const float* x_scale, const float* w_scale, const float* bias,
+                                int m, int n, cudaStream_t stream);
 
 }  // namespace ember::gpu

@@ -8,8 +8,11 @@
 // FP8 (linear_fp8): x is quantized per row (per token) into a scratch buffer,
 // then an E4M3 x E4M3 GEMM with float32 accumulation applies both scales as
 // "outer vectors" (A's per output channel, B's per token) before writing
-// bf16; where cuBLASLt offers no such algorithm it writes float32 and
-// scale_fp8_output (fp8.cu) applies the scales.
+// bf16; where cuBLASLt offers no such algorithm (the H100's and H200's
+// cuBLAS of 2026-12 did not) it writes the raw product of the codes in bf16
+// and scale_fp8_output_inplace (fp8.cu) applies the scales over it: measured
+// on the H100, the float32 round trip it replaces took a third of an FP8
+// GEMM's time at 8,192 tokens.
 
 #include <cublasLt.h>
 
@@ -96,13 +99,17 @@ Status add_bias(const float* bias, void* y, bool y_f32, int m, int n, cudaStream
 struct Gemm::Impl {
   // M, N, K, y_f32, has_bias, alignments of x, w, y, operand type (kBf16 | kFp8).
   enum Operands { kBf16, kFp8 };
+  // FP8: both scales inside cuBLASLt ("outer vectors", where it offers them);
+  // else its raw product of codes, then scale_fp8_output: in place over a bf16
+  // y, or from a float32 scratch when y is float32.
+  enum class Fp8Epilogue { kOuterScales, kBf16Raw, kFloat32Raw };
   using Key = std::tuple<int, int, int, bool, bool, uint32_t, uint32_t, uint32_t, int>;
   struct Plan {
     cublasLtMatmulDesc_t op = nullptr;
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
     cublasLtMatmulAlgo_t algo{};
     bool bias_in_epilogue = false;
-    bool fp8_outer_scales = false;  // FP8: both scales in the GEMM (else float32 out, scale_fp8_output)
+    Fp8Epilogue fp8 = Fp8Epilogue::kOuterScales;  // FP8: where the two scales are applied
     std::vector<cublasLtMatmulAlgo_t> candidates;  // the heuristic's, in its order
     bool tuned = false;
   };
@@ -124,11 +131,18 @@ struct Gemm::Impl {
   void* fp8_acc = nullptr;      // float [M, N]
   size_t fp8_x_bytes = 0, fp8_x_scale_bytes = 0, fp8_acc_bytes = 0;
   int fp8_gemv_max_m = kGemvFp8DispatchMaxM;     // EMBER_FP8_GEMV_MAX_M: a benchmarking knob
-  int fp8_mma_max_m = kGemvMmaFp8DispatchMaxM;   // EMBER_FP8_MMA_MAX_M: likewise
+  int fp8_mma_max_m = kGemvMmaFp8DispatchMaxM;   // EMBER_FP8_MMA_MAX_M: likewise (sets both)
+  int fp8_mma_small_max_m = kGemvMmaFp8SmallMaxM;
   // cuBLASLt's FP8 "fast accumulation" (no periodic promotion of the tensor
-  // cores' partial sums to float32): vLLM's and TensorRT-LLM's FP8 kernels on
-  // Hopper run this way. set_fp8_fast_accum; EMBER_FP8_FAST_ACCUM=0 at create.
-  bool fp8_fast_accum = true;
+  // cores' partial sums to float32, as vLLM's CUTLASS FP8 kernels run): off.
+  // Measured on the H100 it saved nothing measurable (the GEMMs at 512-8,192
+  // tokens took 0.95-1.13x the precise time) and its error was 10x (relative
+  // L2 1.3e-3 against 1.2e-4 at K = 4,096). set_fp8_fast_accum;
+  // EMBER_FP8_FAST_ACCUM=1 at create.
+  bool fp8_fast_accum = false;
+  bool fp8_mma(int m, int n, int k) const {  // linear_fp8 takes gemv_mma_fp8 (fp8.h's rule)
+    return m <= fp8_mma_max_m || (m <= fp8_mma_small_max_m && int64_t{n} * k <= kGemvMmaFp8SmallMaxBytes);
+  }
   void* flush = nullptr;  // tuning: written between timed runs so weights come from HBM, as in a step
   static constexpr size_t kFlushBytes = size_t{96} << 20;  // > the 50 MB L2 of an H100
 
@@ -152,15 +166,16 @@ struct Gemm::Impl {
 
   // Descriptors and the heuristic's first algorithm that fits the workspace.
   // `with_bias`: ask for the float32-bias epilogue.
-  // FP8 (the key's operands): `fp8_outer` asks for both scales as outer
-  // vectors; without, the output is float32 (scale_fp8_output's input).
-  Status build(const Key& key, bool with_bias, Plan& p, bool fp8_outer = false) {
+  // FP8 (the key's operands): `fp8_epi` says where the scales go.
+  Status build(const Key& key, bool with_bias, Plan& p, Fp8Epilogue fp8_epi = Fp8Epilogue::kOuterScales) {
     const auto [m, n, k, y_f32, has_bias, align_x, align_w, key_align_y, operands] = key;
     (void)has_bias;
     const bool fp8 = operands == kFp8;
+    const bool fp8_outer = fp8 && fp8_epi == Fp8Epilogue::kOuterScales;
+    const bool f32_scratch = fp8 && fp8_epi == Fp8Epilogue::kFloat32Raw;
     const cudaDataType_t in_type = fp8 ? CUDA_R_8F_E4M3 : CUDA_R_16BF;
-    const cudaDataType_t out_type = y_f32 || (fp8 && !fp8_outer) ? CUDA_R_32F : CUDA_R_16BF;
-    const uint32_t align_y = fp8 && !fp8_outer ? 256u : key_align_y;  // (the float32 scratch)
+    const cudaDataType_t out_type = y_f32 || f32_scratch ? CUDA_R_32F : CUDA_R_16BF;
+    const uint32_t align_y = f32_scratch ? 256u : key_align_y;
     EMBER_LT_TRY(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     const cublasOperation_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
     EMBER_LT_TRY(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof(trans_a)));
@@ -205,7 +220,7 @@ struct Gemm::Impl {
     if (!p.candidates.empty()) {
       p.algo = p.candidates.front();
       p.bias_in_epilogue = with_bias;
-      p.fp8_outer_scales = fp8_outer;
+      p.fp8 = fp8_epi;
       return Status::success();
     }
     return Error{"cuBLASLt: no algorithm for M " + std::to_string(m) + " N " + std::to_string(n) + " K " +
@@ -269,12 +284,13 @@ struct Gemm::Impl {
     auto it = plans.find(key);
     if (it != plans.end()) return &it->second;
     Plan p;
-    if (std::get<8>(key) == kFp8) {  // scales in the GEMM, else float32 out and scale_fp8_output
-      if (build(key, false, p, true).ok()) return &plans.emplace(key, p).first->second;
+    if (std::get<8>(key) == kFp8) {  // scales in the GEMM, else the raw product and scale_fp8_output
+      if (build(key, false, p, Fp8Epilogue::kOuterScales).ok()) return &plans.emplace(key, p).first->second;
       destroy(p);
-      if (Status plain = build(key, false, p, false); !plain.ok()) {
+      const bool y_f32 = std::get<3>(key);
+      if (Status raw = build(key, false, p, y_f32 ? Fp8Epilogue::kFloat32Raw : Fp8Epilogue::kBf16Raw); !raw.ok()) {
         destroy(p);
-        return plain.error();
+        return raw.error();
       }
       return &plans.emplace(key, p).first->second;
     }
@@ -320,11 +336,14 @@ void Gemm::set_fp8_fast_accum(bool on) {
 
 std::string Gemm::fp8_path(int m, int n, int k) {
   if (m <= impl_->fp8_gemv_max_m && m >= 1 && m <= kGemvFp8MaxM && k % 16 == 0) return "gemv_fp8";
-  if (m <= impl_->fp8_mma_max_m && m >= 1 && m <= kGemvMmaMaxM && k % 16 == 0) return "gemv_mma_fp8";
+  if (impl_->fp8_mma(m, n, k) && m >= 1 && m <= kGemvMmaMaxM && k % 16 == 0) return "gemv_mma_fp8";
   const Impl::Key key{m, n, k, false, false, 256u, 256u, 256u, Impl::kFp8};
   Result<Impl::Plan*> plan = impl_->plan_for(key);
   if (!plan.ok()) return "none: " + plan.error().message;
-  return std::string((*plan)->fp8_outer_scales ? "cublaslt outer-vector scales" : "cublaslt float32 + scale pass") +
+  const Impl::Fp8Epilogue e = (*plan)->fp8;
+  return std::string(e == Impl::Fp8Epilogue::kOuterScales ? "cublaslt outer-vector scales"
+                     : e == Impl::Fp8Epilogue::kBf16Raw   ? "cublaslt bf16 + in-place scale pass"
+                                                          : "cublaslt float32 + scale pass") +
          (impl_->fp8_fast_accum ? ", fast accumulation" : "");
 }
 
@@ -336,9 +355,9 @@ Result<std::unique_ptr<Gemm>> Gemm::create(size_t workspace_bytes) {
   if (const char* env = std::getenv("EMBER_FP8_GEMV_MAX_M"); env != nullptr)
     impl->fp8_gemv_max_m = std::clamp(std::atoi(env), 0, kGemvFp8MaxM);
   if (const char* env = std::getenv("EMBER_FP8_MMA_MAX_M"); env != nullptr)
-    impl->fp8_mma_max_m = std::clamp(std::atoi(env), 0, kGemvMmaMaxM);
+    impl->fp8_mma_max_m = impl->fp8_mma_small_max_m = std::clamp(std::atoi(env), 0, kGemvMmaMaxM);
   if (const char* env = std::getenv("EMBER_FP8_FAST_ACCUM"); env != nullptr)
-    impl->fp8_fast_accum = std::string(env) != "0";
+    impl->fp8_fast_accum = std::string(env) == "1";
   EMBER_LT_TRY(cublasLtCreate(&impl->handle));
   if (workspace_bytes > 0) {
     EMBER_CUDA_TRY(cudaMalloc(&impl->workspace, workspace_bytes));
@@ -397,7 +416,7 @@ Status Gemm::linear_fp8(const bf16* x, const uint8_t* w, const float* w_scale, c
                         int m, int n, int k, cudaStream_t stream) {
   if (m <= impl_->fp8_gemv_max_m && gemv_fp8_supports(x, w, m, k))
     return gemv_fp8(x, w, w_scale, bias, y, y_f32, m, n, k, stream);
-  if (m <= impl_->fp8_mma_max_m && gemv_mma_fp8_supports(x, w, m, k))
+  if (impl_->fp8_mma(m, n, k) && gemv_mma_fp8_supports(x, w, m, k))
     return gemv_mma_fp8(x, w, w_scale, bias, y, y_f32, m, n, k, kGemvMmaFp8DispatchVariant, /*pdl=*/true, stream);
   return linear_fp8_cublaslt(x, w, w_scale, bias, y, y_f32, m, n, k, stream);
 }
@@ -420,14 +439,14 @@ Status Gemm::linear_fp8_cublaslt(const bf16* x, const uint8_t* w, const float* w
   if (!plan.ok()) return plan.error();
   Impl::Plan& p = **plan;
   void* d = y;
-  if (!p.fp8_outer_scales) {
+  if (p.fp8 == Impl::Fp8Epilogue::kFloat32Raw) {
     EMBER_TRY_STATUS(grow(im.fp8_acc, im.fp8_acc_bytes, static_cast<size_t>(m) * n * sizeof(float), stream, "product"));
     d = im.fp8_acc;
   }
   const float alpha = 1.0f, beta = 0.0f;
   {
     std::lock_guard<std::mutex> lock(im.mu);
-    if (p.fp8_outer_scales) {
+    if (p.fp8 == Impl::Fp8Epilogue::kOuterScales) {
       const float* b_scale = x_scale;
       EMBER_LT_TRY(
           cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &w_scale, sizeof(w_scale)));
@@ -442,8 +461,10 @@ Status Gemm::linear_fp8_cublaslt(const bf16* x, const uint8_t* w, const float* w
     EMBER_LT_TRY(cublasLtMatmul(im.handle, p.op, &alpha, w, p.a, im.fp8_x, p.b, &beta, d, p.d, d, p.d, &p.algo,
                                 im.workspace, im.workspace_bytes, stream));
   }
-  if (!p.fp8_outer_scales)
+  if (p.fp8 == Impl::Fp8Epilogue::kFloat32Raw)
     return scale_fp8_output(static_cast<const float*>(im.fp8_acc), x_scale, w_scale, bias, y, y_f32, m, n, stream);
+  if (p.fp8 == Impl::Fp8Epilogue::kBf16Raw)
+    return scale_fp8_output_inplace(static_cast<bf16*>(y), x_scale, w_scale, bias, m, n, stream);
   return bias == nullptr ? Status::success() : add_bias(bias, y, y_f32, m, n, stream);
 }
 

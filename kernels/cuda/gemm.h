@@ -72,8 +72,8 @@ class Gemm {
                     bool y_f32, int m, int n, int k, cudaStream_t stream);
   Status linear_fp8_cublaslt(const __nv_bfloat16* x, const uint8_t* w, const float* w_scale, const float* bias,
                              void* y, bool y_f32, int m, int n, int k, cudaStream_t stream);
-  // cuBLASLt's FP8 fast accumulation (on by default, as vLLM's FP8 kernels;
-  // EMBER_FP8_FAST_ACCUM=0 at create turns it off). Changing it drops the FP8
+  // cuBLASLt's FP8 fast accumulation (off by default: gemm.cu says why;
+  // EMBER_FP8_FAST_ACCUM=1 at create turns it on). Changing it drops the FP8
   // plans: call it outside graph capture.
   void set_fp8_fast_accum(bool on);
   // Which kernel linear_fp8 takes for this shape, in words (benchmarks record it).

@@ -44,6 +44,7 @@ struct Smem {
   uint32_t sel_count;
   int32_t bcast_i;
   float bcast_f;
+  float raw0;  // id 0's raw logit: the pick of a row whose every id is masked
   int32_t top_n;
   uint32_t top_key[kGpuSamplerMaxLogprobs];
   int32_t top_id[kGpuSamplerMaxLogprobs];
@@ -469,6 +470,12 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   double lse = 0.0;
   if (p.n_logprobs >= 0) lse = raw_logprobs(row, vocab, p.n_logprobs, res, sm);
+  // The raw logits the sampled token's logprob may need, before the grammar
+  // and the processors change them: the processed ids', and id 0's (the pick
+  // when every id is masked, e.g. a grammar that allows only EOS while
+  // min_tokens forbids it).
+  for (int e = p.entry_begin + threadIdx.x; e < p.entry_end; e += kThreads) entries[e].raw = row[entries[e].id];
+  if (threadIdx.x == 0) sm.raw0 = row[0];
   __syncthreads();
 
   if (p.mask_offset >= 0) {  // the grammar first (structured outputs), as the CPU sampler
@@ -478,11 +485,10 @@ __global__ void __launch_bounds__(kThreads, 1)
     __syncthreads();
   }
 
+  // Then the processors, over the masked row (a masked logit stays masked).
   for (int e = p.entry_begin + threadIdx.x; e < p.entry_end; e += kThreads) {
     GpuSamplerEntry& en = entries[e];
-    const float raw = row[en.id];
-    en.raw = raw;
-    row[en.id] = process(raw, en, p.repetition);
+    row[en.id] = process(row[en.id], en, p.repetition);
   }
   __syncthreads();
 
@@ -502,8 +508,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
 
   if (p.n_logprobs >= 0) {
-    // The sampled token's raw logit: saved by the entry pass if it was processed.
-    if (threadIdx.x == 0) sm.bcast_f = row[token];
+    // The sampled token's raw logit: saved above if it was processed (or is id 0).
+    if (threadIdx.x == 0) sm.bcast_f = token == 0 ? sm.raw0 : row[token];
     __syncthreads();
     for (int e = p.entry_begin + threadIdx.x; e < p.entry_end; e += kThreads)
       if (entries[e].id == token) sm.bcast_f = entries[e].raw;

@@ -155,7 +155,8 @@ void check_fp8_shape(gpu::Gemm& gemm, int m, int n, int k, Path path, std::mt199
   const Quantized w = host_quantize(w_f, n, k);
   std::normal_distribution<float> g(0.0f, 1.0f);
   for (float& b : bias) b = g(rng);
-  const bool quantized_x = path == Path::kCublasLt || (path == Path::kDispatch && m > gpu::kGemvMmaFp8DispatchMaxM);
+  // (The dispatch's mma rule: every shape of the tests below is under its small-matrix bytes.)
+  const bool quantized_x = path == Path::kCublasLt || (path == Path::kDispatch && m > gpu::kGemvMmaFp8SmallMaxM);
   const Quantized xq = host_quantize(x_f, m, k);
   const std::vector<double> ref = reference(x_f, w, m, n, k, quantized_x ? &xq : nullptr);
 
@@ -256,7 +257,7 @@ TEST(Fp8Gpu, MmaGemvConvertsEveryCodeExactly) {
     for (int n = 0; n < kN; ++n) {
       const uint8_t c = codes[static_cast<size_t>(n) * kK + m];
       const float want = quant::fp8_e4m3_to_float(c), got = y[static_cast<size_t>(m) * kN + n];
-      if (float_bits(got) != float_bits(want) && wrong++ < 8)
+      if (got != want && wrong++ < 8)  // (value equality: a sum of -0 and +0 products is +0)
         ADD_FAILURE() << "code 0x" << std::hex << int(c) << std::dec << ": got " << got << " want " << want;
     }
   EXPECT_EQ(wrong, 0);
@@ -293,9 +294,10 @@ TEST(Fp8Gpu, MmaGemvRowsDoNotDependOnM) {
   }
 }
 
-// cuBLASLt with and without fast accumulation (the default, as vLLM's FP8
-// kernels): precise within the float32 sum's error; fast within the bound
-// its partial sums' narrower accumulator leaves (measured on the H200).
+// cuBLASLt with and without fast accumulation (off by default): the precise
+// one within its accumulation's error (relative L2 1.2e-4, worst 1.2e-3 at
+// K = 4,096 on the H100: more than a float32 sum's, the tensor cores' FP8
+// partial sums being narrower), the fast one within 10x that (1.3e-3, 2.2e-2).
 TEST(Fp8Gpu, CublasLtMatchesFloat64ReferenceOfQuantizedActivations) {
   ASSERT_NO_FATAL_FAILURE(require_fp8());
   auto gemm = make_gemm();
@@ -307,7 +309,7 @@ TEST(Fp8Gpu, CublasLtMatchesFloat64ReferenceOfQuantizedActivations) {
     for (int m : {1, 9, 64, 257})
       for (int n : {64, 1536})
         for (int k : {576, 4096})
-          check_fp8_shape(*gemm, m, n, k, Path::kCublasLt, rng, 0, fast ? 2e-3 : 1e-4, fast ? 2e-2 : 1e-3);
+          check_fp8_shape(*gemm, m, n, k, Path::kCublasLt, rng, 0, fast ? 3e-3 : 3e-4, fast ? 5e-2 : 3e-3);
   }
 }
 
@@ -316,9 +318,9 @@ TEST(Fp8Gpu, DispatchAcrossTheGemvThreshold) {
   auto gemm = make_gemm();
   ASSERT_TRUE(gemm);
   std::mt19937 rng(13);
-  for (int m : {1, 2, 4, 8, 9, 33, 64, 65}) check_fp8_shape(*gemm, m, 576, 1536, Path::kDispatch, rng, 0, 2e-3, 2e-2);
+  for (int m : {1, 4, 5, 16, 17, 32, 33, 65}) check_fp8_shape(*gemm, m, 576, 1536, Path::kDispatch, rng, 0, 3e-4, 3e-3);
   // A larger step after smaller ones grows the activation scratch.
-  check_fp8_shape(*gemm, 1024, 256, 2048, Path::kDispatch, rng);
+  check_fp8_shape(*gemm, 1024, 256, 2048, Path::kDispatch, rng, 0, 3e-4, 3e-3);
 }
 
 }  // namespace

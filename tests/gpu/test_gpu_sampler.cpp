@@ -195,6 +195,15 @@ struct Tally {
   int rows = 0, greedy = 0, draws = 0, boundary_diffs = 0, verified = 0, accepted = 0;
 };
 
+// Within 1e-4, or the same infinity (a -inf raw logit's logprob is -inf on both).
+void expect_same_logprob(float got, float want, const std::string& where) {
+  if (std::isinf(got) || std::isinf(want)) {
+    EXPECT_EQ(got, want) << where;
+  } else {
+    EXPECT_NEAR(got, want, 1e-4) << where;
+  }
+}
+
 void compare_batch(int32_t vocab, int32_t rows_n, std::vector<int32_t> eos, std::mt19937_64& rng, Tally& tally) {
   Batch b = random_batch(vocab, rows_n, rng);
   const std::vector<std::vector<uint32_t>> masks = random_masks(vocab, rows_n, eos, rng);
@@ -260,11 +269,11 @@ void compare_batch(int32_t vocab, int32_t rows_n, std::vector<int32_t> eos, std:
     if (!sp.greedy()) ++tally.draws;
     if (b.draft[r] >= 0) ++tally.verified, tally.accepted += want[r].token == b.draft[r];
     if (sp.logprobs) {
-      EXPECT_NEAR(got[r].logprob, want[r].logprob, 1e-4) << where;
+      expect_same_logprob(got[r].logprob, want[r].logprob, where);
       ASSERT_EQ(got[r].top.size(), want[r].top.size()) << where;
       for (size_t j = 0; j < want[r].top.size(); ++j) {
         EXPECT_EQ(got[r].top[j].token, want[r].top[j].token) << where << " top " << j;
-        EXPECT_NEAR(got[r].top[j].logprob, want[r].top[j].logprob, 1e-4) << where << " top " << j;
+        expect_same_logprob(got[r].top[j].logprob, want[r].top[j].logprob, where + " top " + std::to_string(j));
       }
     } else {
       EXPECT_TRUE(got[r].top.empty()) << where;
