@@ -221,9 +221,10 @@ if has fp8; then
   done
 fi
 if has fp8b8; then
-  # Batch-8 decode across the FP8 small-M kernels: bf16; FP8 with the default dispatch (one row on the CUDA-core
-  # GEMV, 2-64 on the tensor-core one); FP8 as before 2026-12-06 (the CUDA-core GEMV up to 4 rows, cuBLASLt above).
-  for v in none:default:1:64 fp8:default:1:64 fp8:before:4:0; do
+  # Batch-8 decode across the FP8 small-M kernels: bf16; FP8 with the default dispatch (kernels/cuda/fp8.h: up to 4
+  # rows on the CUDA-core GEMV, 5-16 on the tensor-core one); FP8 as it was before the tensor-core one (the CUDA-core
+  # GEMV up to 4 rows, cuBLASLt above).
+  for v in none:default:4:16 fp8:default:4:16 fp8:before:4:0; do
     IFS=: read -r q name gemv mma <<<"$v"
     EMBER_FP8_GEMV_MAX_M=$gemv EMBER_FP8_MMA_MAX_M=$mma run "fp8_decode_b8_${q}_$name" 300 "$BUNDLE/ember" generate \
       "${LLAMA[@]}" --max-num-seqs 8 --prompts-file /tmp/prompts8.txt --max-tokens 256 --ignore-eos --temperature 0 \

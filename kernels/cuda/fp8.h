@@ -39,7 +39,7 @@ Status gemv_mma_fp8(const __nv_bfloat16* x, const uint8_t* w, const float* w_sca
 bool gemv_mma_fp8_supports(const __nv_bfloat16* x, const uint8_t* w, int m, int k);
 
 // Gemm::linear_fp8's dispatch by M, measured on the H100 (bench/results/
-// 2026-12-06-h100-fp8.json, Llama-3-8B's four linear shapes, each kernel alone):
+// 2026-12-05-h100-fp8-mma.json, Llama-3-8B's four linear shapes, each kernel alone):
 //   M <= kGemvFp8DispatchMaxM: gemv_fp8. One row: 7.9 / 11.4 / 40.5 / 21.6 us
 //     on o / qkv / gate_up / down, against 10.3-27.3 for gemv_mma_fp8.
 //   M <= kGemvMmaFp8DispatchMaxM, or M <= kGemvMmaFp8SmallMaxM on a matrix of
