@@ -13,6 +13,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <cstdio>
+#include <cstdlib>
 #include <vector>
 
 namespace ember {
@@ -161,6 +163,13 @@ constexpr int64_t dtype_bytes(DType t, int64_t n) { return n * dtype_block_bytes
 // Ops that take ForwardInputs read the step's metadata as it was given to the
 // last begin_forward(): the CUDA backend uploads it there once per step (and
 // at fixed addresses, so a captured CUDA graph replays on new inputs).
+// A backend without FP8 activations was asked for them (a caller that did
+// not check Backend::takes_fp8_activations): a programming error.
+[[noreturn]] inline void no_fp8_activations() {
+  std::fprintf(stderr, "ember: rms_norm_fp8 / silu_mul_fp8 called on a backend without FP8 activations\n");
+  std::abort();
+}
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -252,6 +261,19 @@ class Backend {
   // SwiGLU: out = silu(gate) * up, gate = x[:, :I], up = x[:, I:] (a fused
   // gate_up projection).   x [M, 2I], out [M, I].
   virtual void silu_mul(const Tensor& x, Tensor& out) = 0;
+
+  // FP8 activations (the CUDA backend with FP8 weights): true when linear(x, w)
+  // over `rows` rows would quantize x per row to E4M3 itself (amax / 448 a
+  // row, kernels/quant/fp8.h). The op before it may then write x in that form
+  // (rms_norm_fp8, silu_mul_fp8: out a kF8E4M3 tensor, Tensor::fp8, of codes
+  // and one float32 scale a row) and linear takes it as it is: the same
+  // codes, one pass over memory less. Only called where this returned true.
+  virtual bool takes_fp8_activations(const Tensor& /*w*/, int64_t /*rows*/) { return false; }
+  virtual void rms_norm_fp8(const Tensor& /*x*/, Tensor* /*residual*/, const Tensor& /*weight*/, float /*eps*/,
+                            Tensor& /*out*/) {
+    no_fp8_activations();
+  }
+  virtual void silu_mul_fp8(const Tensor& /*x*/, Tensor& /*out*/) { no_fp8_activations(); }
 
   // out[r, :] = x[in.logits_indices[r], :] (the rows whose logits are wanted).   x [T, H], out [R, H].
   virtual void gather_logit_rows(const Tensor& x, const ForwardInputs& in, Tensor& out) = 0;

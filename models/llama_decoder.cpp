@@ -126,6 +126,9 @@ LlamaDecoder::LlamaDecoder(DecoderWeights weights, Backend& backend)
   fused_qkv_ = !w_.layers.empty() && std::all_of(w_.layers.begin(), w_.layers.end(), [&](const LayerWeightViews& l) {
     return l.wqkv.data != nullptr && (!w_.config.attention_bias || l.bqkv.data != nullptr);
   });
+  fp8_weights_ = fused_qkv_ && std::all_of(w_.layers.begin(), w_.layers.end(), [](const LayerWeightViews& l) {
+    return l.wqkv.dtype == DType::kF8E4M3 && l.w_gate_up.dtype == DType::kF8E4M3 && l.w_down.dtype == DType::kF8E4M3;
+  });
 }
 
 void LlamaDecoder::reserve(int64_t t, int64_t rows) {
@@ -149,6 +152,11 @@ void LlamaDecoder::reserve(int64_t t, int64_t rows) {
   fit(attn_, t * c.num_heads * c.head_dim, a);
   fit(gate_up_, t * 2 * c.intermediate_size, a);
   fit(act_, t * c.intermediate_size, a);
+  if (fp8_weights_) {  // codes, then the rows' scales (16-byte aligned after the codes)
+    const auto codes_and_scales = [&](int64_t cols) { return (t * cols + 15) / 16 * 16 + t * 4; };
+    fit(normed_fp8_, codes_and_scales(c.hidden_size), DType::kF8E4M3);
+    fit(act_fp8_, codes_and_scales(c.intermediate_size), DType::kF8E4M3);
+  }
   fit(gathered_, rows * c.hidden_size, a);
   fit(logits_, rows * c.vocab_size, DType::kF32);
   if (w_.vocab.on()) {
@@ -184,6 +192,23 @@ Tensor LlamaDecoder::forward(const ForwardInputs& in, const KvCacheView& cache) 
   Tensor gate_up = Tensor::of(gate_up_.data(), a, {t, 2 * inter});
   Tensor act = Tensor::of(act_.data(), a, {t, inter});
 
+  // FP8 weights whose linear quantizes this step's activations: the norm (and
+  // below the SiLU) writes them quantized, a pass over memory less.
+  const auto fp8_rows = [&](const BackendBuffer& buf, int64_t rows, int64_t cols) {
+    const int64_t codes = (rows * cols + 15) / 16 * 16;
+    return Tensor::fp8(buf.data(), reinterpret_cast<const float*>(static_cast<const char*>(buf.data()) + codes), rows,
+                       cols);
+  };
+  const auto norm = [&](const Tensor& x, Tensor* res, const Tensor& weight, const Tensor* next, Tensor& out) {
+    if (fp8_weights_ && next != nullptr && backend_.takes_fp8_activations(*next, t)) {
+      Tensor q8 = fp8_rows(normed_fp8_, t, h);
+      backend_.rms_norm_fp8(x, res, weight, eps, q8);
+      return q8;
+    }
+    backend_.rms_norm(x, res, weight, eps, out);
+    return out;
+  };
+
   if (w_.vocab.on()) {  // this rank's vocabulary rows, zeros for the others' tokens, summed over the ranks
     backend_.embedding(w_.embed, in, hidden, w_.vocab.begin);
     backend_.all_reduce(hidden);
@@ -194,19 +219,16 @@ Tensor LlamaDecoder::forward(const ForwardInputs& in, const KvCacheView& cache) 
   if (calibrate) kv_scales_pending_ = false;
   for (size_t l = 0; l < w_.layers.size(); ++l) {
     const LayerWeightViews& lw = w_.layers[l];
-    if (l == 0) {
-      // Layer 0 has no residual to add: it starts as the embeddings.
-      backend_.copy(hidden, residual);
-      backend_.rms_norm(hidden, nullptr, lw.attn_norm, eps, normed);
-    } else {
-      backend_.rms_norm(hidden, &residual, lw.attn_norm, eps, normed);
-    }
+    // Layer 0 has no residual to add: it starts as the embeddings.
+    if (l == 0) backend_.copy(hidden, residual);
+    const Tensor qkv_in = norm(hidden, l == 0 ? nullptr : &residual, lw.attn_norm, fused_qkv_ ? &lw.wqkv : nullptr,
+                               normed);
     const bool bias = c.attention_bias;
     Tensor k_cache = cache.k[l], v_cache = cache.v[l];
     const bool set_scales = calibrate && k_cache.dtype == DType::kF8E4M3;
     if (fused_qkv_) {
       Tensor qkv = Tensor::of(qkv_.data(), a, {t, q_dim + 2 * kv_dim});
-      backend_.linear(normed, lw.wqkv, bias ? &lw.bqkv : nullptr, qkv);
+      backend_.linear(qkv_in, lw.wqkv, bias ? &lw.bqkv : nullptr, qkv);
       if (set_scales) {
         backend_.set_kv_scale(qkv, q_dim, kv_dim, d, kKScaleRange, k_cache);
         backend_.set_kv_scale(qkv, q_dim + kv_dim, kv_dim, 0, kVScaleRange, v_cache);
@@ -228,10 +250,15 @@ Tensor LlamaDecoder::forward(const ForwardInputs& in, const KvCacheView& cache) 
     backend_.linear(attn, lw.wo, nullptr, hidden);
     backend_.all_reduce(hidden);
 
-    backend_.rms_norm(hidden, &residual, lw.ffn_norm, eps, normed);
-    backend_.linear(normed, lw.w_gate_up, nullptr, gate_up);
-    backend_.silu_mul(gate_up, act);
-    backend_.linear(act, lw.w_down, nullptr, hidden);
+    backend_.linear(norm(hidden, &residual, lw.ffn_norm, &lw.w_gate_up, normed), lw.w_gate_up, nullptr, gate_up);
+    if (fp8_weights_ && backend_.takes_fp8_activations(lw.w_down, t)) {
+      Tensor act_q = fp8_rows(act_fp8_, t, inter);
+      backend_.silu_mul_fp8(gate_up, act_q);
+      backend_.linear(act_q, lw.w_down, nullptr, hidden);
+    } else {
+      backend_.silu_mul(gate_up, act);
+      backend_.linear(act, lw.w_down, nullptr, hidden);
+    }
     backend_.all_reduce(hidden);
   }
 

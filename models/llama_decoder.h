@@ -135,11 +135,15 @@ class LlamaDecoder {
   void* stream_ = nullptr;
   RopeConfig rope_;
   bool fused_qkv_ = false;
+  bool fp8_weights_ = false;  // FP8 q/k/v, gate/up and down: their inputs may come quantized (fp8_in_)
   bool kv_scales_pending_ = false;
   int64_t reserved_tokens_ = 0, reserved_rows_ = 0;
   // Activations, reused between calls; sized by reserve().
   BackendBuffer hidden_, residual_, normed_, qkv_, q_, k_, v_, attn_, gate_up_, act_, gathered_, logits_;
   BackendBuffer vocab_part_, vocab_all_;  // vocab-parallel: [R, stride] this rank's, [ranks, R, stride] everyone's
+  // FP8 weights: a normed row's (the q/k/v and gate/up projections' input) and the SiLU's (down's) E4M3 codes,
+  // then one float32 scale a row, when Backend::takes_fp8_activations.
+  BackendBuffer normed_fp8_, act_fp8_;
 };
 
 }  // namespace ember

@@ -219,6 +219,11 @@ if has fp8; then
       --result-json "$R/fp8_throughput_$q.json"
     grep -h "GPU memory\|KV cache" "$R/fp8_decode_b1_$q.log" | head -3
   done
+  # The same FP8 run with the activations quantized by linear instead of by the norm and SiLU before it.
+  EMBER_FP8_FUSED_QUANT=0 run fp8_throughput_fp8_unfused 420 "$BUNDLE/ember" bench throughput \
+    --model configs/models/llama-3-8b.json --load-format dummy --tokenizer tests/fixtures/tokenizer/bpe/llama3.json \
+    --device cuda --max-num-seqs 256 --num-prompts 1000 --random-input-len 512 --random-output-len 128 \
+    --quantization fp8 --result-json "$R/fp8_throughput_fp8_unfused.json"
 fi
 if has fp8b8; then
   # Batch-8 decode across the FP8 small-M kernels: bf16; FP8 with the default dispatch (kernels/cuda/fp8.h: up to 4

@@ -44,7 +44,7 @@ def main() -> int:
     for name in ("llama_decode_b1", "llama_decode_b1_sync", "llama_throughput", "llama_throughput_sync",
                  "llama_throughput_512", "serve_client", "fp8_decode_b1_none", "fp8_decode_b1_fp8",
                  "fp8_decode_b32_none", "fp8_decode_b32_fp8", "fp8_decode_b8_none_default",
-                 "fp8_decode_b8_fp8_default", "fp8_decode_b8_fp8_before", "fp8_throughput_none", "fp8_throughput_fp8",
+                 "fp8_decode_b8_fp8_default", "fp8_decode_b8_fp8_before", "fp8_throughput_none", "fp8_throughput_fp8", "fp8_throughput_fp8_unfused",
                  "serve_client_fp8", "fp8_decode_b32_fp8kv", "fp8_throughput_fp8kv", "kv_pool_8k_auto",
                  "kv_pool_8k_fp8"):
         p = R / f"{name}.log"

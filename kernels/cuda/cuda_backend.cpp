@@ -120,6 +120,10 @@ struct CudaBackend::Impl {
   CudaBackendLimits limits;
   cudaStream_t stream = nullptr;
   std::unique_ptr<gpu::Gemm> gemm;
+  // FP8 weights: the norm and SiLU quantize the activations the cuBLASLt FP8
+  // GEMM takes (Backend::takes_fp8_activations); EMBER_FP8_FUSED_QUANT=0 at
+  // creation leaves it to linear (benchmarks compare the two).
+  bool fused_fp8_quant = true;
   Status first_error = Status::success();
   std::unordered_map<void*, size_t> allocations;
   uint64_t allocated = 0;
@@ -211,6 +215,7 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const CudaBackendLimits
   auto gemm = gpu::Gemm::create();
   if (!gemm) return gemm.error();
   impl->gemm = std::move(*gemm);
+  if (const char* env = std::getenv("EMBER_FP8_FUSED_QUANT"); env != nullptr) impl->fused_fp8_quant = std::string(env) != "0";
 
   impl->max_blocks_per_seq =
       static_cast<int32_t>((limits.max_model_len + limits.block_size - 1) / limits.block_size);
@@ -397,6 +402,29 @@ void CudaBackend::rms_norm(const Tensor& x, Tensor* residual, const Tensor& weig
                             bf16_of(out), impl_->stream));
 }
 
+bool CudaBackend::takes_fp8_activations(const Tensor& w, int64_t rows) {
+  const int64_t k = w.cols();
+  return impl_->fused_fp8_quant && w.dtype == DType::kF8E4M3 && rows > 0 && rows <= 0x7fffffff &&
+         gpu::rms_norm_fp8_supports(rows, k) && gpu::silu_mul_fp8_supports(rows, k) &&
+         impl_->gemm->fp8_quantizes_x(static_cast<int>(rows), static_cast<int>(w.rows()), static_cast<int>(k));
+}
+
+// out: kF8E4M3 codes [M, H] with a float32 scale a row in its `scale` (written here).
+void CudaBackend::rms_norm_fp8(const Tensor& x, Tensor* residual, const Tensor& weight, float eps, Tensor& out) {
+  Impl::Timed timed(*impl_, "rms_norm_fp8", m_class(x.rows()));
+  assert(out.dtype == DType::kF8E4M3 && out.scale != nullptr);
+  impl_->fail(gpu::rms_norm_fp8(bf16_of(x), residual ? bf16_of(*residual) : nullptr, weight.f32(), eps, x.rows(),
+                                x.cols(), static_cast<uint8_t*>(out.data), const_cast<float*>(out.scale),
+                                impl_->stream));
+}
+
+void CudaBackend::silu_mul_fp8(const Tensor& x, Tensor& out) {
+  Impl::Timed timed(*impl_, "silu_mul_fp8", m_class(x.rows()));
+  assert(out.dtype == DType::kF8E4M3 && out.scale != nullptr);
+  impl_->fail(gpu::silu_mul_fp8(bf16_of(x), x.rows(), out.cols(), static_cast<uint8_t*>(out.data),
+                                const_cast<float*>(out.scale), impl_->stream));
+}
+
 void CudaBackend::linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
   if (w.dtype != DType::kBF16 && (w.dtype != DType::kF8E4M3 || w.scale == nullptr)) {
     impl_->fail(Error{"CudaBackend::linear: weights must be bf16, or fp8 with row scales, on the GPU (the runner "
@@ -411,6 +439,12 @@ void CudaBackend::linear(const Tensor& x, const Tensor& w, const Tensor* bias, T
                                     : std::string());
   const float* b = bias ? bias->f32() : nullptr;
   const int m = static_cast<int>(x.rows()), n = static_cast<int>(w.rows()), k = static_cast<int>(w.cols());
+  if (w.dtype == DType::kF8E4M3 && x.dtype == DType::kF8E4M3) {  // x from rms_norm_fp8 / silu_mul_fp8
+    impl_->fail(impl_->gemm->linear_fp8_quantized(static_cast<const uint8_t*>(x.data), x.scale,
+                                                  static_cast<const uint8_t*>(w.data), w.scale, b, y.data, y_f32, m, n,
+                                                  k, impl_->stream));
+    return;
+  }
   if (w.dtype == DType::kF8E4M3) {
     impl_->fail(impl_->gemm->linear_fp8(bf16_of(x), static_cast<const uint8_t*>(w.data), w.scale, b, y.data, y_f32, m,
                                         n, k, impl_->stream));

@@ -82,6 +82,9 @@ class CudaBackend final : public Backend {
   void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const ForwardInputs& in,
                        int64_t num_heads, float scale, Tensor& out) override;
   void silu_mul(const Tensor& x, Tensor& out) override;
+  bool takes_fp8_activations(const Tensor& w, int64_t rows) override;
+  void rms_norm_fp8(const Tensor& x, Tensor* residual, const Tensor& weight, float eps, Tensor& out) override;
+  void silu_mul_fp8(const Tensor& x, Tensor& out) override;
   void gather_logit_rows(const Tensor& x, const ForwardInputs& in, Tensor& out) override;
   // Sums x over the tensor-parallel ranks through this rank's communicator
   // (NCCL; set_communicator), on this backend's stream: capturable in graphs.

@@ -25,20 +25,6 @@ namespace {
 
 constexpr float kFp8Max = 448.0f;
 
-__device__ __forceinline__ float block_max(float v) {
-  __shared__ float partial[32];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  if (lane == 0) partial[warp] = v;
-  __syncthreads();
-  const int num_warps = blockDim.x >> 5;
-  float m = lane < num_warps ? partial[lane] : 0.0f;
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-  return m;
-}
-
 // One block a row: amax, then the codes (the row's second read hits L1/L2).
 __global__ void __launch_bounds__(256)
     quantize_rows_kernel(const bf16* __restrict__ x, int cols, uint8_t* __restrict__ q, float* __restrict__ scale) {

@@ -55,4 +55,28 @@ __device__ __forceinline__ uint4 bf16x8_from_e4m3x8(const uint2& codes) {
 __device__ __forceinline__ uint4 bf16x8_of(const uint4& v) { return v; }
 __device__ __forceinline__ uint4 bf16x8_of(const uint2& codes) { return bf16x8_from_e4m3x8(codes); }
 
+// A row held in registers quantized per row as quantize_rows_fp8 does (the
+// whole block calls it): *scale = amax / 448 (1 for a row of zeros), codes
+// e4m3(v / scale). Thread t holds vectors j = t + i * blockDim.x (i < kVecs)
+// of 8 values each, those with j < nvec; the values are the row's bf16 ones.
+template <int kVecs>
+__device__ __forceinline__ void quantize_row_from_registers(const float (&v)[kVecs][8], int nvec, uint8_t* codes,
+                                                            float* scale) {
+  float amax = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kVecs; ++i)
+    if (threadIdx.x + i * blockDim.x < nvec)
+#pragma unroll
+      for (int e = 0; e < 8; ++e) amax = fmaxf(amax, fabsf(v[i][e]));
+  amax = block_max(amax);
+  const float s = amax > 0.0f ? __fdiv_rn(amax, 448.0f) : 1.0f;
+  if (threadIdx.x == 0) *scale = s;
+  uint2* q = reinterpret_cast<uint2*>(codes);
+#pragma unroll
+  for (int i = 0; i < kVecs; ++i) {
+    const int j = threadIdx.x + i * blockDim.x;
+    if (j < nvec) q[j] = e4m3x8_from_floats(v[i], s);
+  }
+}
+
 }  // namespace ember::gpu

@@ -421,6 +421,11 @@ Status Gemm::linear_fp8(const bf16* x, const uint8_t* w, const float* w_scale, c
   return linear_fp8_cublaslt(x, w, w_scale, bias, y, y_f32, m, n, k, stream);
 }
 
+bool Gemm::fp8_quantizes_x(int m, int n, int k) const {
+  return !(m <= impl_->fp8_gemv_max_m && m >= 1 && m <= kGemvFp8MaxM) &&
+         !(impl_->fp8_mma(m, n, k) && m >= 1 && m <= kGemvMmaMaxM) && k > 0 && k % 16 == 0;
+}
+
 Status Gemm::linear_fp8_cublaslt(const bf16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y,
                                  bool y_f32, int m, int n, int k, cudaStream_t stream) {
   if (m < 0 || n < 0 || k <= 0 || k % 16 != 0)
@@ -433,8 +438,18 @@ Status Gemm::linear_fp8_cublaslt(const bf16* x, const uint8_t* w, const float* w
                         "activation scale"));
   float* x_scale = static_cast<float*>(im.fp8_x_scale);
   EMBER_TRY_STATUS(quantize_rows_fp8(x, m, k, static_cast<uint8_t*>(im.fp8_x), x_scale, stream));
+  return linear_fp8_quantized(static_cast<const uint8_t*>(im.fp8_x), x_scale, w, w_scale, bias, y, y_f32, m, n, k,
+                              stream);
+}
 
-  const Impl::Key key{m, n, k, y_f32, false, 256u, alignment_of(w), alignment_of(y), Impl::kFp8};
+Status Gemm::linear_fp8_quantized(const uint8_t* xq, const float* x_scale, const uint8_t* w, const float* w_scale,
+                                  const float* bias, void* y, bool y_f32, int m, int n, int k, cudaStream_t stream) {
+  if (m < 0 || n < 0 || k <= 0 || k % 16 != 0)
+    return Error{"linear_fp8: shape M " + std::to_string(m) + " N " + std::to_string(n) + " K " + std::to_string(k) +
+                 " (K must be a positive multiple of 16)"};
+  if (m == 0 || n == 0) return Status::success();
+  Impl& im = *impl_;
+  const Impl::Key key{m, n, k, y_f32, false, alignment_of(xq), alignment_of(w), alignment_of(y), Impl::kFp8};
   Result<Impl::Plan*> plan = im.plan_for(key);
   if (!plan.ok()) return plan.error();
   Impl::Plan& p = **plan;
@@ -456,9 +471,9 @@ Status Gemm::linear_fp8_cublaslt(const bf16* x, const uint8_t* w, const float* w
     if (!p.tuned && m <= im.autotune_max_m) {
       cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
       if (cudaStreamIsCapturing(stream, &st) == cudaSuccess && st == cudaStreamCaptureStatusNone)
-        im.tune(p, im.fp8_x, w, nullptr, d, stream);
+        im.tune(p, xq, w, nullptr, d, stream);
     }
-    EMBER_LT_TRY(cublasLtMatmul(im.handle, p.op, &alpha, w, p.a, im.fp8_x, p.b, &beta, d, p.d, d, p.d, &p.algo,
+    EMBER_LT_TRY(cublasLtMatmul(im.handle, p.op, &alpha, w, p.a, xq, p.b, &beta, d, p.d, d, p.d, &p.algo,
                                 im.workspace, im.workspace_bytes, stream));
   }
   if (p.fp8 == Impl::Fp8Epilogue::kFloat32Raw)

@@ -72,6 +72,14 @@ class Gemm {
                     bool y_f32, int m, int n, int k, cudaStream_t stream);
   Status linear_fp8_cublaslt(const __nv_bfloat16* x, const uint8_t* w, const float* w_scale, const float* bias,
                              void* y, bool y_f32, int m, int n, int k, cudaStream_t stream);
+  // The cuBLASLt path over x already quantized per row (codes [M, K] and one
+  // scale a row, quantize_rows_fp8's rule: what rms_norm_fp8 and silu_mul_fp8
+  // write), y as linear_fp8's.
+  Status linear_fp8_quantized(const uint8_t* xq, const float* x_scale, const uint8_t* w, const float* w_scale,
+                              const float* bias, void* y, bool y_f32, int m, int n, int k, cudaStream_t stream);
+  // True when linear_fp8 at this shape quantizes x (takes cuBLASLt's path),
+  // so that x may come quantized (linear_fp8_quantized) from the op before.
+  bool fp8_quantizes_x(int m, int n, int k) const;
   // cuBLASLt's FP8 fast accumulation (off by default: gemm.cu says why;
   // EMBER_FP8_FAST_ACCUM=1 at create turns it on). Changing it drops the FP8
   // plans: call it outside graph capture.

@@ -3,9 +3,11 @@
 // device-to-device copy (~3 TB/s on H100); a 4096-wide row moves 16 KB.
 //   gather: reads R*H*2 B, writes R*H*2 B.   silu_mul: reads 4*M*I B, writes 2*M*I B.
 
+#include <algorithm>
 #include <cstdint>
 
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/fp8.cuh"
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/ops_common.cuh"
 
@@ -60,6 +62,31 @@ __global__ void silu_mul_kernel(const bf16* x, int64_t inter, bf16* out) {
     const float g = __bfloat162float(gate[j]);
     out[row * inter + j] = __float2bfloat16(g / (1.0f + expf(-g)) * __bfloat162float(up[j]));
   }
+}
+
+// silu_mul's values quantized per row (quantize_rows_fp8's rule over the bf16
+// values silu_mul would store): one block a row, the row in registers.
+template <int kVecs>
+__global__ void __launch_bounds__(512) silu_mul_fp8_kernel(const bf16* x, int inter, uint8_t* codes, float* scales) {
+  pdl_launch_dependents();  // the down projection follows
+  const int64_t row = blockIdx.x;
+  const int nvec = inter / 8;
+  const uint4* gate = reinterpret_cast<const uint4*>(x + row * 2 * inter);
+  const uint4* up = gate + nvec;
+  float v[kVecs][8];
+#pragma unroll
+  for (int i = 0; i < kVecs; ++i) {
+    const int j = threadIdx.x + i * blockDim.x;
+    if (j < nvec) {
+      float u[8];
+      unpack8(gate[j], v[i]);
+      unpack8(up[j], u);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) v[i][e] = v[i][e] / (1.0f + expf(-v[i][e])) * u[e];
+      unpack8(pack8(v[i]), v[i]);  // the bf16 values silu_mul would store
+    }
+  }
+  quantize_row_from_registers<kVecs>(v, nvec, codes + row * inter, scales + row);
 }
 
 __global__ void f32_to_bf16_kernel(const float* src, int64_t n, bf16* dst) {
@@ -141,6 +168,32 @@ Status silu_mul(const bf16* x, int64_t rows, int64_t inter, bf16* out, cudaStrea
     silu_mul_kernel<false><<<grid, kThreads, 0, stream>>>(x, inter, out);
   }
   return cuda_status(cudaGetLastError(), "silu_mul launch");
+}
+
+bool silu_mul_fp8_supports(int64_t rows, int64_t inter) {
+  return rows <= 0x7fffffff && inter > 0 && inter % 8 == 0 && inter / 8 <= 8 * 512;
+}
+
+Status silu_mul_fp8(const bf16* x, int64_t rows, int64_t inter, uint8_t* codes, float* scales, cudaStream_t stream) {
+  if (rows <= 0 || inter <= 0) return Status::success();
+  if (!silu_mul_fp8_supports(rows, inter) || !aligned16(x) || !aligned16(codes))
+    return Error{"silu_mul_fp8: intermediate size " + std::to_string(inter) +
+                 " must be a multiple of 8 up to 32768, rows 16-byte aligned"};
+  const int64_t nvec = inter / 8;
+  const unsigned grid = static_cast<unsigned>(rows);
+  const int i = static_cast<int>(inter);
+  // As few vectors a thread as keep the block <= 512 threads (Llama-3-8B's 14,336: 4 a thread).
+  auto threads = [&](int per) { return static_cast<int>(std::max<int64_t>(32, (nvec + per - 1) / per + 31) / 32 * 32); };
+  if (nvec <= 512) {
+    silu_mul_fp8_kernel<1><<<grid, threads(1), 0, stream>>>(x, i, codes, scales);
+  } else if (nvec <= 1024) {
+    silu_mul_fp8_kernel<2><<<grid, threads(2), 0, stream>>>(x, i, codes, scales);
+  } else if (nvec <= 2048) {
+    silu_mul_fp8_kernel<4><<<grid, threads(4), 0, stream>>>(x, i, codes, scales);
+  } else {
+    silu_mul_fp8_kernel<8><<<grid, threads(8), 0, stream>>>(x, i, codes, scales);
+  }
+  return cuda_status(cudaGetLastError(), "silu_mul_fp8 launch");
 }
 
 Status f32_to_bf16(const float* src, int64_t n, bf16* dst, cudaStream_t stream) {

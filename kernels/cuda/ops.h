@@ -42,6 +42,14 @@ Status scatter_tokens(int32_t* dst, const int32_t* pairs, int32_t n, const int32
 Status rms_norm(const bf16* x, bf16* residual, const float* weight, float eps, int64_t rows, int64_t hidden, bf16* out,
                 cudaStream_t stream);
 
+// rms_norm's output quantized per row to FP8 E4M3 instead of stored (what
+// rms_norm then quantize_rows_fp8 would give, bit for bit): codes [M, H],
+// scales [M]; the residual as rms_norm. H % 8 == 0, H <= 32768
+// (rms_norm_fp8_supports), rows 16-byte aligned.
+Status rms_norm_fp8(const bf16* x, bf16* residual, const float* weight, float eps, int64_t rows, int64_t hidden,
+                    uint8_t* codes, float* scales, cudaStream_t stream);
+bool rms_norm_fp8_supports(int64_t rows, int64_t hidden);
+
 // HF rotate_half RoPE on q and k in place (pairs (i, i + D/2), angle
 // positions[t] * inv_freq[i] as one float32 product, then sincosf), and the
 // rotated k and v of token t written to slot slot_mapping[t] of the caches
@@ -99,6 +107,12 @@ Status kv_scale_from_max(const bf16* x, int64_t rows, int64_t stride, int64_t co
 
 // SwiGLU: out = silu(gate) * up, gate = x[:, :I], up = x[:, I:].   x [M, 2I], out [M, I].
 Status silu_mul(const bf16* x, int64_t rows, int64_t inter, bf16* out, cudaStream_t stream);
+
+// silu_mul's output quantized per row to FP8 E4M3 (quantize_rows_fp8's rule,
+// kernels/cuda/fp8.h, over the bf16 values silu_mul would store, bit for bit):
+// codes [M, I], scales [M]. I % 8 == 0, I <= 32768 (silu_mul_fp8_supports).
+Status silu_mul_fp8(const bf16* x, int64_t rows, int64_t inter, uint8_t* codes, float* scales, cudaStream_t stream);
+bool silu_mul_fp8_supports(int64_t rows, int64_t inter);
 
 // out[r, :] = x[idx[r], :].   x [T, H], idx [R], out [R, H].
 Status gather_rows(const bf16* x, const int32_t* idx, int64_t num_rows, int64_t hidden, bf16* out, cudaStream_t stream);

@@ -57,6 +57,21 @@ __device__ __forceinline__ float block_sum(float v) {
   return warp_sum(total);
 }
 
+// The block's largest v (every thread gets it); v >= 0 (amax).
+__device__ __forceinline__ float block_max(float v) {
+  __shared__ float partial_max[32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  if (lane == 0) partial_max[warp] = v;
+  __syncthreads();
+  const int num_warps = blockDim.x >> 5;
+  float m = lane < num_warps ? partial_max[lane] : 0.0f;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+  return m;
+}
+
 // 16 bytes of weights streamed past L1 (read once: they must not evict the
 // activations the small-M kernels re-read from L1).
 __device__ __forceinline__ uint4 load_stream(const uint4* p) {

@@ -5,7 +5,10 @@
 // 2*H*2 with a residual, i.e. ~3 TB/s bound (a 4096-wide row of 64 tokens is
 // 1 MB: ~0.35 us of traffic; at decode the launch dominates).
 
+#include <string>
+
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/fp8.cuh"
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/ops_common.cuh"
 
@@ -14,9 +17,13 @@ namespace {
 
 // kVecs 16-byte vectors a thread; the block covers the row once. `out` may
 // alias `x`: every load happens before block_sum's barrier, every store after.
-template <int kVecs>
+// kFp8: the output row is quantized per row instead of stored (codes [rows,
+// hidden], one scale a row), from its bf16 values: what rms_norm then
+// quantize_rows_fp8 would write, without the bf16 row's round trip.
+template <int kVecs, bool kFp8 = false>
 __global__ void __launch_bounds__(kVecs == 8 ? 512 : 256)
-    rms_norm_vec(const bf16* x, bf16* residual, const float* weight, float eps, int hidden, bf16* out) {
+    rms_norm_vec(const bf16* x, bf16* residual, const float* weight, float eps, int hidden, bf16* out,
+                 uint8_t* codes = nullptr, float* scales = nullptr) {
   pdl_launch_dependents();  // a projection follows: let its weights stream in
   const int nvec = hidden / 8;
   const int64_t row_off = static_cast<int64_t>(blockIdx.x) * hidden;
@@ -45,7 +52,6 @@ __global__ void __launch_bounds__(kVecs == 8 ? 512 : 256)
   }
   const float inv = rsqrtf(block_sum(ss) / static_cast<float>(hidden) + eps);
   const float4* w4 = reinterpret_cast<const float4*>(weight);
-  uint4* orow = reinterpret_cast<uint4*>(out + row_off);
 #pragma unroll
   for (int i = 0; i < kVecs; ++i) {
     const int j = threadIdx.x + i * blockDim.x;
@@ -55,9 +61,14 @@ __global__ void __launch_bounds__(kVecs == 8 ? 512 : 256)
       float o[8];
 #pragma unroll
       for (int e = 0; e < 8; ++e) o[e] = v[i][e] * inv * w[e];
-      orow[j] = pack8(o);
+      if constexpr (kFp8) {
+        unpack8(pack8(o), v[i]);  // the bf16 values rms_norm would store
+      } else {
+        reinterpret_cast<uint4*>(out + row_off)[j] = pack8(o);
+      }
     }
   }
+  if constexpr (kFp8) quantize_row_from_registers<kVecs>(v, nvec, codes + row_off, scales + blockIdx.x);
 }
 
 // Any H or alignment: two passes over global memory (the second hits L1/L2).
@@ -86,6 +97,35 @@ __global__ void rms_norm_scalar(const bf16* x, bf16* residual, const float* weig
 int round_up_warp(int64_t n) { return static_cast<int>(n < 32 ? 32 : (n + 31) / 32 * 32); }
 
 }  // namespace
+
+Status rms_norm_fp8(const bf16* x, bf16* residual, const float* weight, float eps, int64_t rows, int64_t hidden,
+                    uint8_t* codes, float* scales, cudaStream_t stream) {
+  if (rows <= 0 || hidden <= 0) return Status::success();
+  if (!rms_norm_fp8_supports(rows, hidden) || !aligned16(x) || !aligned16(weight) ||
+      (residual != nullptr && !aligned16(residual)) || !aligned16(codes))
+    return Error{"rms_norm_fp8: hidden size " + std::to_string(hidden) +
+                 " must be a multiple of 8 up to 32768, rows and weights 16-byte aligned"};
+  const unsigned grid = static_cast<unsigned>(rows);
+  const int h = static_cast<int>(hidden);
+  const int64_t nvec = hidden / 8;
+  if (nvec <= 256) {
+    rms_norm_vec<1, true><<<grid, round_up_warp(nvec), 0, stream>>>(x, residual, weight, eps, h, nullptr, codes, scales);
+  } else if (nvec <= 512) {
+    rms_norm_vec<2, true><<<grid, round_up_warp((nvec + 1) / 2), 0, stream>>>(x, residual, weight, eps, h, nullptr,
+                                                                                codes, scales);
+  } else if (nvec <= 1024) {
+    rms_norm_vec<4, true><<<grid, round_up_warp((nvec + 3) / 4), 0, stream>>>(x, residual, weight, eps, h, nullptr,
+                                                                                codes, scales);
+  } else {
+    rms_norm_vec<8, true><<<grid, round_up_warp((nvec + 7) / 8), 0, stream>>>(x, residual, weight, eps, h, nullptr,
+                                                                                codes, scales);
+  }
+  return cuda_status(cudaGetLastError(), "rms_norm_fp8 launch");
+}
+
+bool rms_norm_fp8_supports(int64_t rows, int64_t hidden) {
+  return rows <= 0x7fffffff && hidden > 0 && hidden % 8 == 0 && hidden / 8 <= 4096;
+}
 
 Status rms_norm(const bf16* x, bf16* residual, const float* weight, float eps, int64_t rows, int64_t hidden, bf16* out,
                 cudaStream_t stream) {

@@ -609,6 +609,35 @@ TEST(CudaRunner, Fp8DecodeFollowsTheCpuOnTheDequantizedWeights) {
   expect_decode_follows_cpu(**gpu, cpu, 3, 64, 60, "fp8 decode vs CPU on dequantized weights");
 }
 
+// Prefill (240 rows: cuBLASLt's FP8 GEMM, activations quantized per token)
+// with the norm and the SiLU writing those activations quantized (the default)
+// gives the logits of the same runner quantizing them in linear
+// (EMBER_FP8_FUSED_QUANT=0) bit for bit: the fused kernels write the same codes
+// and scales (Fp8Gpu.FusedNormAndSiluQuantizeLikeTheQuantizer checks them alone).
+TEST(CudaRunner, Fp8PrefillWithQuantizingNormAndSiluIsBitIdentical) {
+  ASSERT_TRUE(gpu::fp8_supported(0)) << "this GPU has no FP8";
+  const ModelConfig c = test_config(128, false, false, false);
+  const LlamaWeights w = bf16_exact_weights(c, 37);
+  std::vector<float> logits[2];
+  for (int fused = 0; fused < 2; ++fused) {
+    setenv("EMBER_FP8_FUSED_QUANT", fused ? "1" : "0", 1);
+    CudaRunnerOptions o = small_options(false);
+    o.quantize_fp8 = true;
+    auto gpu = make_cuda_model_runner(w, o);
+    unsetenv("EMBER_FP8_FUSED_QUANT");
+    ASSERT_TRUE(gpu.ok()) << gpu.error().message;
+    std::vector<Seq> g(3);
+    for (int i = 0; i < 3; ++i) {
+      for (int t = 0; t < 80; ++t) g[i].tokens.push_back((17 + 100 * i + 7 * t) % static_cast<int32_t>(c.vocab_size));
+      for (int b = 0; b < 8; ++b) g[i].blocks.push_back(i * 8 + b);
+    }
+    step(**gpu, g, {80, 80, 80}, logits[fused]);
+  }
+  ASSERT_FALSE(logits[0].empty());
+  ASSERT_EQ(logits[0].size(), logits[1].size());
+  EXPECT_EQ(std::memcmp(logits[0].data(), logits[1].data(), logits[0].size() * sizeof(float)), 0);
+}
+
 // An FP8 checkpoint's weights (codes and a scale a row, as the loader keeps
 // them from F8_E4M3 tensors: tests/unit/test_fp8_checkpoint.cpp checks that
 // on tests/fixtures/hf_tiny_fp8, whose head size of 16 the GPU's attention does

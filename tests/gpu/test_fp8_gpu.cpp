@@ -11,6 +11,7 @@
 
 #include "kernels/cuda/fp8.h"
 #include "kernels/cuda/gemm.h"
+#include "kernels/cuda/ops.h"
 #include "kernels/quant/fp8.h"
 #include "tests/gpu/ops_test_util.h"
 
@@ -201,6 +202,58 @@ std::unique_ptr<gpu::Gemm> make_gemm() {
   auto g = gpu::Gemm::create();
   EXPECT_TRUE(g.ok()) << (g.ok() ? "" : g.error().message);
   return g.ok() ? std::move(g.value()) : nullptr;
+}
+
+// rms_norm_fp8 and silu_mul_fp8 write, bit for bit, what rms_norm (residual
+// too) and silu_mul then quantize_rows_fp8 give, at every vector count a
+// thread of their kernels takes.
+TEST(Fp8Gpu, FusedNormAndSiluQuantizeLikeTheQuantizer) {
+  ASSERT_NO_FATAL_FAILURE(require_fp8());
+  std::mt19937 rng(16);
+  for (int rows : {1, 7, 130})
+    for (int h : {64, 2048, 4096, 8192, 14336}) {
+      SCOPED_TRACE(testing::Message() << "rows " << rows << " width " << h);
+      std::vector<float> f;
+      const std::vector<bf16> x = gputest::random_bf16(static_cast<size_t>(rows) * h, rng, f);
+      const std::vector<bf16> res = gputest::random_bf16(static_cast<size_t>(rows) * h, rng, f);
+      const std::vector<bf16> gu = gputest::random_bf16(static_cast<size_t>(rows) * 2 * h, rng, f, 4.0f);
+      std::vector<float> weight(static_cast<size_t>(h));
+      std::normal_distribution<float> g(1.0f, 0.3f);
+      for (float& v : weight) v = g(rng);
+      DeviceBuffer<bf16> d_x(x.size()), d_r1(res.size()), d_r2(res.size()), d_out(x.size()), d_gu(gu.size()),
+          d_act(x.size());
+      DeviceBuffer<float> d_w(weight.size()), d_s1(rows), d_s2(rows);
+      DeviceBuffer<uint8_t> d_q1(x.size()), d_q2(x.size());
+      d_x.upload(x);
+      d_gu.upload(gu);
+      d_w.upload(weight);
+      for (bool with_residual : {false, true}) {
+        d_r1.upload(res);
+        d_r2.upload(res);
+        d_q1.poison();
+        d_q2.poison();
+        bf16* r1 = with_residual ? d_r1.get() : nullptr;
+        bf16* r2 = with_residual ? d_r2.get() : nullptr;
+        ASSERT_TRUE(gpu::rms_norm(d_x.get(), r1, d_w.get(), 1e-5f, rows, h, d_out.get(), nullptr).ok());
+        ASSERT_TRUE(gpu::quantize_rows_fp8(d_out.get(), rows, h, d_q1.get(), d_s1.get(), nullptr).ok());
+        const Status st = gpu::rms_norm_fp8(d_x.get(), r2, d_w.get(), 1e-5f, rows, h, d_q2.get(), d_s2.get(), nullptr);
+        ASSERT_TRUE(st.ok()) << st.error().message;
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        expect_same_bits({d_q2.download(), d_s2.download()}, {d_q1.download(), d_s1.download()});
+        if (with_residual) {
+          const std::vector<bf16> a = d_r1.download(), b = d_r2.download();
+          EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(bf16)), 0) << "the residual sum";
+        }
+      }
+      d_q1.poison();
+      d_q2.poison();
+      ASSERT_TRUE(gpu::silu_mul(d_gu.get(), rows, h, d_act.get(), nullptr).ok());
+      ASSERT_TRUE(gpu::quantize_rows_fp8(d_act.get(), rows, h, d_q1.get(), d_s1.get(), nullptr).ok());
+      const Status st = gpu::silu_mul_fp8(d_gu.get(), rows, h, d_q2.get(), d_s2.get(), nullptr);
+      ASSERT_TRUE(st.ok()) << st.error().message;
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      expect_same_bits({d_q2.download(), d_s2.download()}, {d_q1.download(), d_s1.download()});
+    }
 }
 
 TEST(Fp8Gpu, GemvMatchesFloat64Reference) {
