@@ -12,9 +12,9 @@
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
-#include <initializer_list>
 #include <cstdio>
 #include <cstdlib>
+#include <initializer_list>
 #include <vector>
 
 namespace ember {
@@ -155,6 +155,13 @@ std::vector<float> rope_inv_freq(const RopeConfig& rope, int64_t head_dim);
 // Bytes of `n` plain elements (not quantized types).
 constexpr int64_t dtype_bytes(DType t, int64_t n) { return n * dtype_block_bytes(t); }
 
+// A backend without FP8 activations was asked for them (a caller that did
+// not check Backend::takes_fp8_activations): a programming error.
+[[noreturn]] inline void no_fp8_activations() {
+  std::fprintf(stderr, "ember: rms_norm_fp8 / silu_mul_fp8 called on a backend without FP8 activations\n");
+  std::abort();
+}
+
 // All ops run synchronously on the CPU backend and in stream order on CUDA.
 // Tensors an op reads or writes live in the backend's memory (host memory on
 // the CPU, device memory on CUDA): the decoder gets its activations from
@@ -163,13 +170,6 @@ constexpr int64_t dtype_bytes(DType t, int64_t n) { return n * dtype_block_bytes
 // Ops that take ForwardInputs read the step's metadata as it was given to the
 // last begin_forward(): the CUDA backend uploads it there once per step (and
 // at fixed addresses, so a captured CUDA graph replays on new inputs).
-// A backend without FP8 activations was asked for them (a caller that did
-// not check Backend::takes_fp8_activations): a programming error.
-[[noreturn]] inline void no_fp8_activations() {
-  std::fprintf(stderr, "ember: rms_norm_fp8 / silu_mul_fp8 called on a backend without FP8 activations\n");
-  std::abort();
-}
-
 class Backend {
  public:
   virtual ~Backend() = default;
