@@ -51,6 +51,7 @@ class GrammarBuilder {
   // loop (`string ::= "\"" char* "\""`) stays one shared set of states: its
   // callers' copies would each cost a walk over the vocabulary to precompute.
   static constexpr int64_t kInlineWeight = 64;
+  static constexpr int64_t kMaxWeight = int64_t{1} << 20;  // weights saturate here (only their order matters)
 
   static void references(const GbnfExpr& e, std::vector<std::string>& out, bool& loops) {
     if (e.kind == GbnfExpr::Kind::kRule) out.push_back(e.rule);
@@ -65,11 +66,14 @@ class GrammarBuilder {
         auto it = ids_.find(e.rule);
         return it != ids_.end() && inlined_[it->second] ? weights_[it->second] : 1;
       }
-      case GbnfExpr::Kind::kRepeat:
-        return weight(e.items[0]) * std::max<int64_t>(1, e.max >= 0 ? e.max : e.min + 1) + 1;
+      case GbnfExpr::Kind::kRepeat: {  // (saturating: nested repeats multiply, `x++++...` doubles each time)
+        const int64_t inner = weight(e.items[0]);
+        const int64_t times = std::max<int64_t>(1, e.max >= 0 ? e.max : e.min + 1);
+        return inner >= kMaxWeight / times ? kMaxWeight : std::min<int64_t>(inner * times + 1, kMaxWeight);
+      }
       default: {
         int64_t w = 1;
-        for (const GbnfExpr& item : e.items) w = std::min<int64_t>(w + weight(item), 1 << 20);
+        for (const GbnfExpr& item : e.items) w = std::min<int64_t>(w + weight(item), kMaxWeight);
         return w;
       }
     }

@@ -204,6 +204,18 @@ TEST(GrammarMatcher, CachedMasksEqualFreshOnes) {
   check_cached_masks_equal_fresh("root ::= \"\\\"\" [a-b9]{0,30} \"\\\"\" | \"{\" [0-2]{2,25} \"}\"", 300, 14);
 }
 
+// `x+++...` nests repeats whose compile weights multiply: they saturate (a
+// signed overflow before, found by fuzz_gbnf) and the language stays x+.
+TEST(Grammar, DeeplyNestedRepeatsKeepTheirLanguage) {
+  auto g = must_parse("root ::= \"a\"" + std::string(130, '+') + " \"b\"");
+  ASSERT_TRUE(g);
+  EXPECT_TRUE(g->matches("ab"));
+  EXPECT_TRUE(g->matches("aaab"));
+  EXPECT_FALSE(g->matches("b"));
+  auto compiled = CompiledGrammar::compile(g, small_vocab());
+  EXPECT_TRUE(compiled.ok()) << (compiled.ok() ? "" : compiled.error().message);
+}
+
 TEST(GrammarMatcher, CountedRepetitionsShareTablesAndStayExact) {
   // States of a counted run further than the longest token from its ends share one table.
   const std::string text = "root ::= \"\\\"\" [a-b9]{0,30} \"\\\"\" | \"{\" [0-2]{2,25} \"}\"";
