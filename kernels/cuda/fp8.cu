@@ -12,8 +12,8 @@
 #include <cuda_fp8.h>
 
 #include <algorithm>
-#include <type_traits>
 #include <string>
+#include <type_traits>
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/fp8.cuh"
@@ -22,8 +22,6 @@
 
 namespace ember::gpu {
 namespace {
-
-constexpr float kFp8Max = 448.0f;
 
 // One block a row: amax, then the codes (the row's second read hits L1/L2).
 __global__ void __launch_bounds__(256)
@@ -39,8 +37,7 @@ __global__ void __launch_bounds__(256)
 #pragma unroll
     for (int e = 0; e < 8; ++e) amax = fmaxf(amax, fabsf(f[e]));
   }
-  amax = block_max(amax);
-  const float s = amax > 0.0f ? __fdiv_rn(amax, kFp8Max) : 1.0f;
+  const float s = fp8_row_scale(block_max(amax));
   if (threadIdx.x == 0) scale[row] = s;
   uint2* qv = reinterpret_cast<uint2*>(q + row * cols);
   for (int c = threadIdx.x; c < chunks; c += blockDim.x) {
@@ -182,11 +179,12 @@ __device__ __forceinline__ void store8(float* p, const float (&v)[8]) {
   reinterpret_cast<float4*>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
 }
 
+__device__ __forceinline__ float to_float(bf16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float to_float(float v) { return v; }
+
 // y[row, :] = in[row, :] * x_scale[row] * w_scale[:] (+ bias[:]), 8 columns a
 // thread where n % 8 == 0, one otherwise; rows over blockIdx.y. In place when
 // in == y (bf16 to bf16: the pointers may alias, hence no __restrict__).
-__device__ __forceinline__ float to_float(bf16 v) { return __bfloat162float(v); }
-__device__ __forceinline__ float to_float(float v) { return v; }
 
 template <class In, class T>
 __global__ void scale_output_kernel(const In* in, const float* __restrict__ x_scale, const float* __restrict__ w_scale,

@@ -55,6 +55,10 @@ __device__ __forceinline__ uint4 bf16x8_from_e4m3x8(const uint2& codes) {
 __device__ __forceinline__ uint4 bf16x8_of(const uint4& v) { return v; }
 __device__ __forceinline__ uint4 bf16x8_of(const uint2& codes) { return bf16x8_from_e4m3x8(codes); }
 
+// A row's scale from its largest |value|: amax / 448 (E4M3's largest), 1 for
+// a row of zeros (kernels/quant/fp8.h's rule).
+__device__ __forceinline__ float fp8_row_scale(float amax) { return amax > 0.0f ? __fdiv_rn(amax, 448.0f) : 1.0f; }
+
 // A row held in registers quantized per row as quantize_rows_fp8 does (the
 // whole block calls it): *scale = amax / 448 (1 for a row of zeros), codes
 // e4m3(v / scale). Thread t holds vectors j = t + i * blockDim.x (i < kVecs)
@@ -68,8 +72,7 @@ __device__ __forceinline__ void quantize_row_from_registers(const float (&v)[kVe
     if (threadIdx.x + i * blockDim.x < nvec)
 #pragma unroll
       for (int e = 0; e < 8; ++e) amax = fmaxf(amax, fabsf(v[i][e]));
-  amax = block_max(amax);
-  const float s = amax > 0.0f ? __fdiv_rn(amax, 448.0f) : 1.0f;
+  const float s = fp8_row_scale(block_max(amax));
   if (threadIdx.x == 0) *scale = s;
   uint2* q = reinterpret_cast<uint2*>(codes);
 #pragma unroll

@@ -140,8 +140,15 @@ struct Gemm::Impl {
   // L2 1.3e-3 against 1.2e-4 at K = 4,096). set_fp8_fast_accum;
   // EMBER_FP8_FAST_ACCUM=1 at create.
   bool fp8_fast_accum = false;
-  bool fp8_mma(int m, int n, int k) const {  // linear_fp8 takes gemv_mma_fp8 (fp8.h's rule)
-    return m <= fp8_mma_max_m || (m <= fp8_mma_small_max_m && int64_t{n} * k <= kGemvMmaFp8SmallMaxBytes);
+  // linear_fp8's kernel for a shape (fp8.h's rule; the kernels' alignment aside).
+  enum class Fp8Kernel { kGemv, kMma, kCublasLt };
+  Fp8Kernel fp8_kernel(int m, int n, int k) const {
+    if (m < 1 || k <= 0 || k % 16 != 0) return Fp8Kernel::kCublasLt;
+    if (m <= fp8_gemv_max_m && m <= kGemvFp8MaxM) return Fp8Kernel::kGemv;
+    if (m <= kGemvMmaMaxM &&
+        (m <= fp8_mma_max_m || (m <= fp8_mma_small_max_m && int64_t{n} * k <= kGemvMmaFp8SmallMaxBytes)))
+      return Fp8Kernel::kMma;
+    return Fp8Kernel::kCublasLt;
   }
   void* flush = nullptr;  // tuning: written between timed runs so weights come from HBM, as in a step
   static constexpr size_t kFlushBytes = size_t{96} << 20;  // > the 50 MB L2 of an H100
@@ -335,8 +342,9 @@ void Gemm::set_fp8_fast_accum(bool on) {
 }
 
 std::string Gemm::fp8_path(int m, int n, int k) {
-  if (m <= impl_->fp8_gemv_max_m && m >= 1 && m <= kGemvFp8MaxM && k % 16 == 0) return "gemv_fp8";
-  if (impl_->fp8_mma(m, n, k) && m >= 1 && m <= kGemvMmaMaxM && k % 16 == 0) return "gemv_mma_fp8";
+  const Impl::Fp8Kernel kernel = impl_->fp8_kernel(m, n, k);
+  if (kernel == Impl::Fp8Kernel::kGemv) return "gemv_fp8";
+  if (kernel == Impl::Fp8Kernel::kMma) return "gemv_mma_fp8";
   const Impl::Key key{m, n, k, false, false, 256u, 256u, 256u, Impl::kFp8};
   Result<Impl::Plan*> plan = impl_->plan_for(key);
   if (!plan.ok()) return "none: " + plan.error().message;
@@ -414,16 +422,16 @@ Status Gemm::linear_cublaslt(const bf16* x, const bf16* w, const float* bias, vo
 
 Status Gemm::linear_fp8(const bf16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y, bool y_f32,
                         int m, int n, int k, cudaStream_t stream) {
-  if (m <= impl_->fp8_gemv_max_m && gemv_fp8_supports(x, w, m, k))
+  const Impl::Fp8Kernel kernel = impl_->fp8_kernel(m, n, k);
+  if (kernel == Impl::Fp8Kernel::kGemv && gemv_fp8_supports(x, w, m, k))
     return gemv_fp8(x, w, w_scale, bias, y, y_f32, m, n, k, stream);
-  if (impl_->fp8_mma(m, n, k) && gemv_mma_fp8_supports(x, w, m, k))
+  if (kernel == Impl::Fp8Kernel::kMma && gemv_mma_fp8_supports(x, w, m, k))
     return gemv_mma_fp8(x, w, w_scale, bias, y, y_f32, m, n, k, kGemvMmaFp8DispatchVariant, /*pdl=*/true, stream);
   return linear_fp8_cublaslt(x, w, w_scale, bias, y, y_f32, m, n, k, stream);
 }
 
 bool Gemm::fp8_quantizes_x(int m, int n, int k) const {
-  return !(m <= impl_->fp8_gemv_max_m && m >= 1 && m <= kGemvFp8MaxM) &&
-         !(impl_->fp8_mma(m, n, k) && m >= 1 && m <= kGemvMmaMaxM) && k > 0 && k % 16 == 0;
+  return m >= 1 && k > 0 && k % 16 == 0 && impl_->fp8_kernel(m, n, k) == Impl::Fp8Kernel::kCublasLt;
 }
 
 Status Gemm::linear_fp8_cublaslt(const bf16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y,

@@ -25,6 +25,7 @@
 #include "engine/sampler.h"
 #include "engine/sampling_params.h"
 #include "kernels/cuda/fp8.h"
+#include "kernels/cuda/gemm.h"
 #include "kernels/quant/fp8.h"
 #include "models/formats/hf_model_dir.h"
 #include "models/model_config.h"
@@ -618,6 +619,15 @@ TEST(CudaRunner, Fp8PrefillWithQuantizingNormAndSiluIsBitIdentical) {
   ASSERT_TRUE(gpu::fp8_supported(0)) << "this GPU has no FP8";
   const ModelConfig c = test_config(128, false, false, false);
   const LlamaWeights w = bf16_exact_weights(c, 37);
+  {  // 240 rows take cuBLASLt's path at each of the three projections, so the fused kernels run (the test can fail)
+    auto gemm = gpu::Gemm::create();
+    ASSERT_TRUE(gemm.ok());
+    const int h = static_cast<int>(c.hidden_size), inter = static_cast<int>(c.intermediate_size);
+    const int qkv = static_cast<int>((c.num_heads + 2 * c.num_kv_heads) * c.head_dim);
+    EXPECT_TRUE((*gemm)->fp8_quantizes_x(240, qkv, h));
+    EXPECT_TRUE((*gemm)->fp8_quantizes_x(240, 2 * inter, h));
+    EXPECT_TRUE((*gemm)->fp8_quantizes_x(240, h, inter));
+  }
   std::vector<float> logits[2];
   for (int fused = 0; fused < 2; ++fused) {
     setenv("EMBER_FP8_FUSED_QUANT", fused ? "1" : "0", 1);
