@@ -318,10 +318,12 @@ TEST_F(SpecEngineTest, GreedyOutputIsIdenticalWithAndWithoutSpeculation) {
 }
 
 TEST_F(SpecEngineTest, DisableByBatchSizeStopsSpeculatingInLargeBatches) {
-  // Eight requests that run side by side from their first step to their last:
-  // with disable_by_batch_size 8 no step speculates, with 9 they all do; the
-  // text is the same either way. Then a ninth, longer request: once the eight
-  // are done it runs alone, and speculates.
+  // Eight sequences that run side by side from their first step to their last
+  // (one request with n = 8, so that they are admitted together however the
+  // engine's thread is timed): with disable_by_batch_size 8 no step speculates.
+  // Eight separate requests under a limit of 9 all speculate. The text is the
+  // same either way. Then a ninth, longer request: once the eight are done it
+  // runs alone, and speculates.
   std::mt19937 rng(23);
   std::vector<EngineRequest> reqs;
   for (int i = 0; i < 8; ++i) {
@@ -332,18 +334,22 @@ TEST_F(SpecEngineTest, DisableByBatchSizeStopsSpeculatingInLargeBatches) {
     r.params.ignore_eos = true;
     reqs.push_back(r);
   }
+  EngineRequest fanned = reqs[0];
+  fanned.params.n = 8;
   auto reference = make_engine(256, 4096, false, 0);
   const std::vector<Outcome> want = run(*reference, reqs);
-  for (const int32_t limit : {8, 9}) {
-    auto engine = make_engine(256, 4096, false, 3, nullptr, limit);
+  const std::vector<Outcome> want_fanned = run(*reference, {fanned});
+  {
+    auto engine = make_engine(256, 4096, false, 3, nullptr, 8);
+    const std::vector<Outcome> got = run(*engine, {fanned});
+    EXPECT_EQ(got[0].tokens, want_fanned[0].tokens);
+    EXPECT_EQ(engine->metrics().spec_decode_num_drafts_total, 0u);
+  }
+  {
+    auto engine = make_engine(256, 4096, false, 3, nullptr, 9);
     const std::vector<Outcome> got = run(*engine, reqs);
-    for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(got[i].tokens, want[i].tokens) << limit << " request " << i;
-    const EngineMetrics m = engine->metrics();
-    if (limit == 8) {
-      EXPECT_EQ(m.spec_decode_num_drafts_total, 0u);
-    } else {
-      EXPECT_GT(m.spec_decode_num_drafts_total, 8u);
-    }
+    for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(got[i].tokens, want[i].tokens) << "request " << i;
+    EXPECT_GT(engine->metrics().spec_decode_num_drafts_total, 8u);
   }
   std::vector<EngineRequest> with_long = reqs;
   with_long.push_back(reqs[0]);
