@@ -4,7 +4,8 @@
 //                       prompt tokens, generated tokens, time to first token
 //                       and decode tokens/s.
 //  --prompts-file FILE: every prompt at once (one per line), each completion
-//                       printed in order, then request and token throughput.
+//                       printed in order, then request and token throughput
+//                       and the decode rate after every request's first token.
 
 #include "cli/generate.h"
 
@@ -12,6 +13,7 @@
 #include <cstdio>
 #include <fstream>
 #include <random>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -112,22 +114,55 @@ int generate(const ModelSource& src, const GenerateOptions& o, const std::string
     streams.push_back(a.stream);
   }
 
+  // Every stream is polled in turn, so that each delta's arrival is timed: the
+  // decode rate counts the tokens after the moment every request had its first
+  // one (for one prompt: its time to first token), prefill excluded; a batch's
+  // steady rate, only those until the first request finished (the whole batch
+  // running: requests that finish apart leave a tail of smaller steps).
   const bool stream_text = prompts.size() == 1;
   std::vector<std::string> texts(streams.size());
   std::vector<int64_t> generated(streams.size(), 0);
-  Clock::time_point first{};
-  for (size_t i = 0; i < streams.size(); ++i) {
-    while (!streams[i]->done()) {
-      for (const SequenceDelta& d : streams[i]->pop(std::chrono::milliseconds(200))) {
-        if (first == Clock::time_point{} && !d.token_ids.empty()) first = Clock::now();
+  std::vector<bool> started(streams.size(), false);
+  size_t num_started = 0;
+  Clock::time_point all_started{}, first_done{};
+  int64_t generated_at_start = 0, generated_at_first_done = -1;
+  const auto total = [&] {
+    int64_t sum = 0;
+    for (const int64_t g : generated) sum += g;
+    return sum;
+  };
+  for (size_t live = streams.size(); live > 0;) {
+    live = 0;
+    bool got = false;
+    for (size_t i = 0; i < streams.size(); ++i) {
+      if (streams[i]->done()) continue;
+      for (const SequenceDelta& d : streams[i]->pop(std::chrono::milliseconds(0))) {
+        got = true;
         generated[i] = d.num_output_tokens;
         texts[i] += d.text;
+        if (!started[i] && !d.token_ids.empty()) {
+          started[i] = true;
+          if (++num_started == streams.size()) {
+            all_started = Clock::now();
+            generated_at_start = total();
+          }
+        }
         if (stream_text) {
           std::fputs(d.text.c_str(), stdout);
           std::fflush(stdout);
         }
       }
+      if (!streams[i]->done()) ++live;
     }
+    // At the end of the sweep that saw the first request finish, so that the
+    // other requests' tokens of the same step are counted.
+    if (generated_at_first_done < 0 && num_started == streams.size() && live < streams.size()) {
+      first_done = Clock::now();
+      generated_at_first_done = total();
+    }
+    if (!got && live > 0) std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  for (size_t i = 0; i < streams.size(); ++i) {
     if (auto err = streams[i]->error()) {
       spdlog::error("{}: {}", requests[i].external_id, *err);
       return 1;
@@ -139,21 +174,28 @@ int generate(const ModelSource& src, const GenerateOptions& o, const std::string
     total_prompt += static_cast<int64_t>(requests[i].prompt_ids.size());
     total_generated += generated[i];
   }
+  const auto rate = [](int64_t tokens, Clock::time_point from, Clock::time_point to) {
+    const double s = Seconds(to - from).count();
+    return tokens > 0 && s > 0 ? static_cast<double>(tokens) / s : 0.0;
+  };
+  const bool all = num_started == streams.size();
+  const double decode_rate = all ? rate(total_generated - generated_at_start, all_started, t1) : 0.0;
+  const double steady_rate =
+      all && generated_at_first_done >= 0 ? rate(generated_at_first_done - generated_at_start, all_started, first_done)
+                                          : 0.0;
   if (stream_text) {
-    const double ttft = Seconds(first - t0).count();
-    const double decode_s = Seconds(t1 - first).count();
-    const int64_t decoded = generated[0] > 1 ? generated[0] - 1 : 0;
+    const double ttft = num_started > 0 ? Seconds(all_started - t0).count() : 0.0;
     std::printf("\n\nprompt tokens: %lld, generated tokens: %lld, time to first token: %.3f s, decode: %.1f tokens/s\n",
-                static_cast<long long>(total_prompt), static_cast<long long>(generated[0]), ttft,
-                decoded > 0 && decode_s > 0 ? decoded / decode_s : 0.0);
+                static_cast<long long>(total_prompt), static_cast<long long>(generated[0]), ttft, decode_rate);
   } else {
     for (size_t i = 0; i < texts.size(); ++i)
       std::printf("=== %zu: %s\n%s\n\n", i, prompts[i].c_str(), texts[i].c_str());
     const double s = Seconds(t1 - t0).count();
     std::printf("requests: %zu, prompt tokens: %lld, generated tokens: %lld, time: %.2f s, throughput: %.2f requests/s, "
-                "%.1f output tokens/s, %.1f total tokens/s\n",
+                "%.1f output tokens/s, %.1f total tokens/s, decode after every first token: %.1f tokens/s, "
+                "steady decode (every request running): %.1f tokens/s\n",
                 texts.size(), static_cast<long long>(total_prompt), static_cast<long long>(total_generated), s,
-                texts.size() / s, total_generated / s, (total_prompt + total_generated) / s);
+                texts.size() / s, total_generated / s, (total_prompt + total_generated) / s, decode_rate, steady_rate);
   }
   const EngineMetrics m = (*engine)->metrics();
   if (m.spec_decode_enabled && m.spec_decode_num_drafts_total > 0) {

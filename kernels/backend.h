@@ -274,6 +274,14 @@ class Backend {
     no_fp8_activations();
   }
   virtual void silu_mul_fp8(const Tensor& /*x*/, Tensor& /*out*/) { no_fp8_activations(); }
+  // The MLP's first half with FP8 activations: linear(x, w_gate_up) into
+  // gate_up (scratch [M, 2I]), then silu_mul_fp8 into act, with the same
+  // result bit for bit. A backend may fuse the GEMM's scales into the SiLU
+  // (the CUDA one does where its GEMM would apply them in a pass of its own).
+  virtual void linear_silu_mul_fp8(const Tensor& x, const Tensor& w_gate_up, Tensor& gate_up, Tensor& act) {
+    linear(x, w_gate_up, nullptr, gate_up);
+    silu_mul_fp8(gate_up, act);
+  }
 
   // out[r, :] = x[in.logits_indices[r], :] (the rows whose logits are wanted).   x [T, H], out [R, H].
   virtual void gather_logit_rows(const Tensor& x, const ForwardInputs& in, Tensor& out) = 0;

@@ -250,12 +250,13 @@ Tensor LlamaDecoder::forward(const ForwardInputs& in, const KvCacheView& cache) 
     backend_.linear(attn, lw.wo, nullptr, hidden);
     backend_.all_reduce(hidden);
 
-    backend_.linear(norm(hidden, &residual, lw.ffn_norm, &lw.w_gate_up, normed), lw.w_gate_up, nullptr, gate_up);
+    const Tensor up_in = norm(hidden, &residual, lw.ffn_norm, &lw.w_gate_up, normed);
     if (fp8_weights_ && backend_.takes_fp8_activations(lw.w_down, t)) {
       Tensor act_q = fp8_rows(act_fp8_, t, inter);
-      backend_.silu_mul_fp8(gate_up, act_q);
+      backend_.linear_silu_mul_fp8(up_in, lw.w_gate_up, gate_up, act_q);
       backend_.linear(act_q, lw.w_down, nullptr, hidden);
     } else {
+      backend_.linear(up_in, lw.w_gate_up, nullptr, gate_up);
       backend_.silu_mul(gate_up, act);
       backend_.linear(act, lw.w_down, nullptr, hidden);
     }

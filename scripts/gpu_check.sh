@@ -8,7 +8,8 @@
 # no GPU: a GPU check never passes by skipping.
 #   EMBER_GPU_STAGES="tests bench llama profile throughput async spec spec_alpha structured serve" picks stages
 #   (default: all but profile and mma; `gemm` runs gemm_bench alone, `mma` compares EMBER_GEMV=mma with the default,
-#   `fp8` compares --quantization fp8 with bf16, `fp8b8` batch-8 decode across the FP8 small-M kernels, `fp8kv`
+#   `fp8` compares --quantization fp8 with bf16, `fp8b8` batch-8 decode across the FP8 small-M kernels, `fp8prof` FP8's offline op profile and
+#   offline throughput at 512 sequences, `fp8kv`
 #   --kv-cache-dtype fp8 with the bf16 cache and serves the openai client with both). EMBER_GPU_TEST_FILTER narrows
 #   the GPU tests.
 set -uo pipefail
@@ -219,11 +220,36 @@ if has fp8; then
       --result-json "$R/fp8_throughput_$q.json"
     grep -h "GPU memory\|KV cache" "$R/fp8_decode_b1_$q.log" | head -3
   done
-  # The same FP8 run with the activations quantized by linear instead of by the norm and SiLU before it.
-  EMBER_FP8_FUSED_QUANT=0 run fp8_throughput_fp8_unfused 420 "$BUNDLE/ember" bench throughput \
+  # The same FP8 run with gate/up's scales in a pass of their own instead of in the SiLU, and with the activations
+  # quantized by linear instead of by the norm and SiLU before it (neither fusion).
+  for v in noscales:1:0 unfused:0:0; do
+    IFS=: read -r name quant scales <<<"$v"
+    EMBER_FP8_FUSED_QUANT=$quant EMBER_FP8_FUSED_SCALES=$scales run "fp8_throughput_fp8_$name" 420 "$BUNDLE/ember" \
+      bench throughput --model configs/models/llama-3-8b.json --load-format dummy \
+      --tokenizer tests/fixtures/tokenizer/bpe/llama3.json --device cuda --max-num-seqs 256 --num-prompts 1000 \
+      --random-input-len 512 --random-output-len 128 --quantization fp8 --result-json "$R/fp8_throughput_fp8_$name.json"
+  done
+fi
+if has fp8prof; then
+  # Where FP8's offline time goes (EMBER_CUDA_PROFILE=1, eager: per-op GPU time), and offline throughput for bf16,
+  # FP8 weights and FP8 weights with the FP8 KV cache, at ember's default batch settings (256 sequences, 8,192 tokens a
+  # step) and at vLLM's offline ones for 80 GB GPUs (512, 16,384).
+  EMBER_CUDA_PROFILE=1 run profile_throughput_fp8 420 "$BUNDLE/ember" bench throughput \
     --model configs/models/llama-3-8b.json --load-format dummy --tokenizer tests/fixtures/tokenizer/bpe/llama3.json \
-    --device cuda --max-num-seqs 256 --num-prompts 1000 --random-input-len 512 --random-output-len 128 \
-    --quantization fp8 --result-json "$R/fp8_throughput_fp8_unfused.json"
+    --device cuda --max-num-seqs 256 --num-prompts 400 --random-input-len 512 --random-output-len 128 --enforce-eager \
+    --quantization fp8
+  grep -A50 "op profile" "$R/profile_throughput_fp8.log" | head -60
+  for v in 256:8192 512:16384; do
+    IFS=: read -r seqs batched <<<"$v"
+    for q in none:auto fp8:auto fp8:fp8; do
+      IFS=: read -r w kv <<<"$q"
+      run "fp8_throughput_${seqs}_${w}_kv$kv" 420 "$BUNDLE/ember" bench throughput \
+        --model configs/models/llama-3-8b.json --load-format dummy --tokenizer tests/fixtures/tokenizer/bpe/llama3.json \
+        --device cuda --max-num-seqs "$seqs" --max-num-batched-tokens "$batched" --num-prompts 1000 \
+        --random-input-len 512 --random-output-len 128 --quantization "$w" --kv-cache-dtype "$kv" \
+        --result-json "$R/fp8_throughput_${seqs}_${w}_kv$kv.json"
+    done
+  done
 fi
 if has fp8b8; then
   # Batch-8 decode across the FP8 small-M kernels: bf16; FP8 with the default dispatch (kernels/cuda/fp8.h: up to 4

@@ -184,7 +184,13 @@ Status CudaModelRunner::profile_and_allocate_kv() {
     prefill.push_back({tokens, 0, n, blocks[s], 1});
   }
   std::vector<float> logits;
+  // The prefill step's GEMMs time cuBLASLt's candidates (as the decode graphs'
+  // warm-ups do theirs): a full step of max_tokens tokens is the shape that
+  // long prompts and offline batches run at, and the heuristic's first choice
+  // is not always the fastest there.
+  backend_->set_gemm_autotune(static_cast<int>(max_tokens));
   forward_logits(prefill, logits);
+  backend_->set_gemm_autotune(0);
   std::vector<int32_t> one_block(1, 0);
   std::vector<StepSequence> decode(static_cast<size_t>(options_.max_num_seqs),
                                    StepSequence{std::span<const int32_t>(tokens.data(), 1), 0, 1, one_block, 1});

@@ -124,6 +124,9 @@ struct CudaBackend::Impl {
   // GEMM takes (Backend::takes_fp8_activations); EMBER_FP8_FUSED_QUANT=0 at
   // creation leaves it to linear (benchmarks compare the two).
   bool fused_fp8_quant = true;
+  // EMBER_FP8_FUSED_SCALES=0: gate/up's scale pass stays a pass of its own
+  // (linear_silu_mul_fp8; a benchmarking knob beside the one above).
+  bool fused_fp8_scales = true;
   Status first_error = Status::success();
   std::unordered_map<void*, size_t> allocations;
   uint64_t allocated = 0;
@@ -216,6 +219,8 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const CudaBackendLimits
   if (!gemm) return gemm.error();
   impl->gemm = std::move(*gemm);
   if (const char* env = std::getenv("EMBER_FP8_FUSED_QUANT"); env != nullptr) impl->fused_fp8_quant = std::string(env) != "0";
+  if (const char* env = std::getenv("EMBER_FP8_FUSED_SCALES"); env != nullptr)
+    impl->fused_fp8_scales = std::string(env) != "0";
 
   impl->max_blocks_per_seq =
       static_cast<int32_t>((limits.max_model_len + limits.block_size - 1) / limits.block_size);
@@ -423,6 +428,33 @@ void CudaBackend::silu_mul_fp8(const Tensor& x, Tensor& out) {
   assert(out.dtype == DType::kF8E4M3 && out.scale != nullptr);
   impl_->fail(gpu::silu_mul_fp8(bf16_of(x), x.rows(), out.cols(), static_cast<uint8_t*>(out.data),
                                 const_cast<float*>(out.scale), impl_->stream));
+}
+
+// Where cuBLASLt would scale gate_up in a pass of its own, the SiLU applies
+// the scales as it reads the raw product (Gemm::linear_fp8_quantized_unscaled).
+void CudaBackend::linear_silu_mul_fp8(const Tensor& x, const Tensor& w_gate_up, Tensor& gate_up, Tensor& act) {
+  if (impl_->fused_fp8_scales && x.dtype == DType::kF8E4M3 && w_gate_up.dtype == DType::kF8E4M3 &&
+      gate_up.dtype == DType::kBF16) {
+    Impl::Timed timed(*impl_, "linear_silu_mul_fp8",
+                      impl_->profiler ? std::to_string(w_gate_up.rows()) + "x" + std::to_string(w_gate_up.cols()) +
+                                            " " + m_class(x.rows())
+                                      : std::string());
+    const int m = static_cast<int>(x.rows()), n = static_cast<int>(w_gate_up.rows()),
+              k = static_cast<int>(w_gate_up.cols());
+    Result<bool> raw = impl_->gemm->linear_fp8_quantized_unscaled(
+        static_cast<const uint8_t*>(x.data), static_cast<const uint8_t*>(w_gate_up.data), bf16_of(gate_up), m, n, k,
+        impl_->stream);
+    if (!raw.ok()) {
+      impl_->fail(raw.error());
+      return;
+    }
+    if (*raw) {
+      impl_->fail(gpu::silu_mul_fp8(bf16_of(gate_up), gate_up.rows(), act.cols(), static_cast<uint8_t*>(act.data),
+                                    const_cast<float*>(act.scale), impl_->stream, x.scale, w_gate_up.scale));
+      return;
+    }
+  }
+  Backend::linear_silu_mul_fp8(x, w_gate_up, gate_up, act);
 }
 
 void CudaBackend::linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {

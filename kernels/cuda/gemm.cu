@@ -286,6 +286,26 @@ struct Gemm::Impl {
     cudaEventDestroy(stop);
   }
 
+  // The FP8 GEMM of plan p into d: the scales go in as pointers where p applies
+  // them (kOuterScales); otherwise d gets the raw product of the codes.
+  Status matmul_fp8(Plan& p, int m, const uint8_t* xq, const float* x_scale, const uint8_t* w, const float* w_scale,
+                    void* d, cudaStream_t stream) {
+    const float alpha = 1.0f, beta = 0.0f;
+    std::lock_guard<std::mutex> lock(mu);
+    if (p.fp8 == Fp8Epilogue::kOuterScales) {
+      EMBER_LT_TRY(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &w_scale, sizeof(w_scale)));
+      EMBER_LT_TRY(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &x_scale, sizeof(x_scale)));
+    }
+    if (!p.tuned && m <= autotune_max_m) {
+      cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+      if (cudaStreamIsCapturing(stream, &st) == cudaSuccess && st == cudaStreamCaptureStatusNone)
+        tune(p, xq, w, nullptr, d, stream);
+    }
+    EMBER_LT_TRY(cublasLtMatmul(handle, p.op, &alpha, w, p.a, xq, p.b, &beta, d, p.d, d, p.d, &p.algo, workspace,
+                                workspace_bytes, stream));
+    return Status::success();
+  }
+
   Result<Plan*> plan_for(const Key& key) {
     std::lock_guard<std::mutex> lock(mu);
     auto it = plans.find(key);
@@ -466,29 +486,25 @@ Status Gemm::linear_fp8_quantized(const uint8_t* xq, const float* x_scale, const
     EMBER_TRY_STATUS(grow(im.fp8_acc, im.fp8_acc_bytes, static_cast<size_t>(m) * n * sizeof(float), stream, "product"));
     d = im.fp8_acc;
   }
-  const float alpha = 1.0f, beta = 0.0f;
-  {
-    std::lock_guard<std::mutex> lock(im.mu);
-    if (p.fp8 == Impl::Fp8Epilogue::kOuterScales) {
-      const float* b_scale = x_scale;
-      EMBER_LT_TRY(
-          cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &w_scale, sizeof(w_scale)));
-      EMBER_LT_TRY(
-          cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &b_scale, sizeof(b_scale)));
-    }
-    if (!p.tuned && m <= im.autotune_max_m) {
-      cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
-      if (cudaStreamIsCapturing(stream, &st) == cudaSuccess && st == cudaStreamCaptureStatusNone)
-        im.tune(p, xq, w, nullptr, d, stream);
-    }
-    EMBER_LT_TRY(cublasLtMatmul(im.handle, p.op, &alpha, w, p.a, xq, p.b, &beta, d, p.d, d, p.d, &p.algo,
-                                im.workspace, im.workspace_bytes, stream));
-  }
+  EMBER_TRY_STATUS(im.matmul_fp8(p, m, xq, x_scale, w, w_scale, d, stream));
   if (p.fp8 == Impl::Fp8Epilogue::kFloat32Raw)
     return scale_fp8_output(static_cast<const float*>(im.fp8_acc), x_scale, w_scale, bias, y, y_f32, m, n, stream);
   if (p.fp8 == Impl::Fp8Epilogue::kBf16Raw)
     return scale_fp8_output_inplace(static_cast<bf16*>(y), x_scale, w_scale, bias, m, n, stream);
   return bias == nullptr ? Status::success() : add_bias(bias, y, y_f32, m, n, stream);
+}
+
+Result<bool> Gemm::linear_fp8_quantized_unscaled(const uint8_t* xq, const uint8_t* w, bf16* y, int m, int n, int k,
+                                                 cudaStream_t stream) {
+  if (m <= 0 || n <= 0 || k <= 0 || k % 16 != 0 || impl_->fp8_kernel(m, n, k) != Impl::Fp8Kernel::kCublasLt)
+    return false;
+  Impl& im = *impl_;
+  const Impl::Key key{m, n, k, false, false, alignment_of(xq), alignment_of(w), alignment_of(y), Impl::kFp8};
+  Result<Impl::Plan*> plan = im.plan_for(key);
+  if (!plan.ok()) return plan.error();
+  if ((*plan)->fp8 != Impl::Fp8Epilogue::kBf16Raw) return false;
+  EMBER_TRY_STATUS(im.matmul_fp8(**plan, m, xq, nullptr, w, nullptr, y, stream));
+  return true;
 }
 
 }  // namespace ember::gpu

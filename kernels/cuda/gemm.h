@@ -77,6 +77,14 @@ class Gemm {
   // write), y as linear_fp8's.
   Status linear_fp8_quantized(const uint8_t* xq, const float* x_scale, const uint8_t* w, const float* w_scale,
                               const float* bias, void* y, bool y_f32, int m, int n, int k, cudaStream_t stream);
+  // linear_fp8_quantized's GEMM without its scales, where this cuBLASLt would
+  // apply them in a separate pass over y (no outer-vector scales; bf16 y): y
+  // gets the raw product of the codes, and the caller applies x_scale[row] and
+  // w_scale[col] in its next op, bit for bit as scale_fp8_output_inplace would
+  // (silu_mul_fp8 with scales, ops.h), saving that pass. False, having done
+  // nothing, where the shape takes another path or the GEMM applies the scales.
+  Result<bool> linear_fp8_quantized_unscaled(const uint8_t* xq, const uint8_t* w, __nv_bfloat16* y, int m, int n, int k,
+                                             cudaStream_t stream);
   // True when linear_fp8 at this shape quantizes x (takes cuBLASLt's path),
   // so that x may come quantized (linear_fp8_quantized) from the op before.
   bool fp8_quantizes_x(int m, int n, int k) const;

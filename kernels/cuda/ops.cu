@@ -64,15 +64,27 @@ __global__ void silu_mul_kernel(const bf16* x, int64_t inter, bf16* out) {
   }
 }
 
+// The bf16 value scale_fp8_output_inplace (fp8.cu) stores for a raw product
+// of FP8 codes: its float arithmetic in its order, then the bf16 rounding.
+__device__ __forceinline__ void apply_fp8_scales8(float (&v)[8], float x_scale, const float* w_scale) {
+#pragma unroll
+  for (int e = 0; e < 8; ++e) v[e] *= x_scale * w_scale[e];
+  unpack8(pack8(v), v);
+}
+
 // silu_mul's values quantized per row (quantize_rows_fp8's rule over the bf16
-// values silu_mul would store): one block a row, the row in registers.
+// values silu_mul would store): one block a row, the row in registers. With
+// x_scale, x is the gate/up GEMM's raw product of codes and gets its scales
+// here, as its scale pass would have applied them.
 template <int kVecs>
-__global__ void __launch_bounds__(512) silu_mul_fp8_kernel(const bf16* x, int inter, uint8_t* codes, float* scales) {
+__global__ void __launch_bounds__(512) silu_mul_fp8_kernel(const bf16* x, int inter, const float* x_scale,
+                                                           const float* w_scale, uint8_t* codes, float* scales) {
   pdl_launch_dependents();  // the down projection follows
   const int64_t row = blockIdx.x;
   const int nvec = inter / 8;
   const uint4* gate = reinterpret_cast<const uint4*>(x + row * 2 * inter);
   const uint4* up = gate + nvec;
+  const float sx = x_scale != nullptr ? x_scale[row] : 0.0f;
   float v[kVecs][8];
 #pragma unroll
   for (int i = 0; i < kVecs; ++i) {
@@ -81,6 +93,10 @@ __global__ void __launch_bounds__(512) silu_mul_fp8_kernel(const bf16* x, int in
       float u[8];
       unpack8(gate[j], v[i]);
       unpack8(up[j], u);
+      if (x_scale != nullptr) {
+        apply_fp8_scales8(v[i], sx, w_scale + 8 * j);
+        apply_fp8_scales8(u, sx, w_scale + inter + 8 * j);
+      }
 #pragma unroll
       for (int e = 0; e < 8; ++e) v[i][e] = v[i][e] / (1.0f + expf(-v[i][e])) * u[e];
       unpack8(pack8(v[i]), v[i]);  // the bf16 values silu_mul would store
@@ -174,24 +190,26 @@ bool silu_mul_fp8_supports(int64_t rows, int64_t inter) {
   return rows <= 0x7fffffff && inter > 0 && inter % 8 == 0 && inter / 8 <= 8 * 512;
 }
 
-Status silu_mul_fp8(const bf16* x, int64_t rows, int64_t inter, uint8_t* codes, float* scales, cudaStream_t stream) {
+Status silu_mul_fp8(const bf16* x, int64_t rows, int64_t inter, uint8_t* codes, float* scales, cudaStream_t stream,
+                    const float* x_scale, const float* w_scale) {
   if (rows <= 0 || inter <= 0) return Status::success();
   if (!silu_mul_fp8_supports(rows, inter) || !aligned16(x) || !aligned16(codes))
     return Error{"silu_mul_fp8: intermediate size " + std::to_string(inter) +
                  " must be a multiple of 8 up to 32768, rows 16-byte aligned"};
+  if ((x_scale == nullptr) != (w_scale == nullptr)) return Error{"silu_mul_fp8: x_scale and w_scale come together"};
   const int64_t nvec = inter / 8;
   const unsigned grid = static_cast<unsigned>(rows);
   const int i = static_cast<int>(inter);
   // As few vectors a thread as keep the block <= 512 threads (Llama-3-8B's 14,336: 4 a thread).
   auto threads = [&](int per) { return static_cast<int>(std::max<int64_t>(32, (nvec + per - 1) / per + 31) / 32 * 32); };
   if (nvec <= 512) {
-    silu_mul_fp8_kernel<1><<<grid, threads(1), 0, stream>>>(x, i, codes, scales);
+    silu_mul_fp8_kernel<1><<<grid, threads(1), 0, stream>>>(x, i, x_scale, w_scale, codes, scales);
   } else if (nvec <= 1024) {
-    silu_mul_fp8_kernel<2><<<grid, threads(2), 0, stream>>>(x, i, codes, scales);
+    silu_mul_fp8_kernel<2><<<grid, threads(2), 0, stream>>>(x, i, x_scale, w_scale, codes, scales);
   } else if (nvec <= 2048) {
-    silu_mul_fp8_kernel<4><<<grid, threads(4), 0, stream>>>(x, i, codes, scales);
+    silu_mul_fp8_kernel<4><<<grid, threads(4), 0, stream>>>(x, i, x_scale, w_scale, codes, scales);
   } else {
-    silu_mul_fp8_kernel<8><<<grid, threads(8), 0, stream>>>(x, i, codes, scales);
+    silu_mul_fp8_kernel<8><<<grid, threads(8), 0, stream>>>(x, i, x_scale, w_scale, codes, scales);
   }
   return cuda_status(cudaGetLastError(), "silu_mul_fp8 launch");
 }

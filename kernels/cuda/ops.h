@@ -111,7 +111,11 @@ Status silu_mul(const bf16* x, int64_t rows, int64_t inter, bf16* out, cudaStrea
 // silu_mul's output quantized per row to FP8 E4M3 (quantize_rows_fp8's rule,
 // kernels/cuda/fp8.h, over the bf16 values silu_mul would store, bit for bit):
 // codes [M, I], scales [M]. I % 8 == 0, I <= 32768 (silu_mul_fp8_supports).
-Status silu_mul_fp8(const bf16* x, int64_t rows, int64_t inter, uint8_t* codes, float* scales, cudaStream_t stream);
+// With x_scale [M] and w_scale [2I], x is the gate/up projection's raw product
+// of FP8 codes (Gemm::linear_fp8_quantized with its scales left out) and is
+// scaled first, bit for bit as scale_fp8_output_inplace would have (fp8.h).
+Status silu_mul_fp8(const bf16* x, int64_t rows, int64_t inter, uint8_t* codes, float* scales, cudaStream_t stream,
+                    const float* x_scale = nullptr, const float* w_scale = nullptr);
 bool silu_mul_fp8_supports(int64_t rows, int64_t inter);
 
 // out[r, :] = x[idx[r], :].   x [T, H], idx [R], out [R, H].

@@ -256,6 +256,78 @@ TEST(Fp8Gpu, FusedNormAndSiluQuantizeLikeTheQuantizer) {
     }
 }
 
+// silu_mul_fp8 over gate/up's raw product of codes with the GEMM's scales
+// (x's a row, w's a column) writes, bit for bit, what the scale pass
+// (scale_fp8_output_inplace) then silu_mul_fp8 write; and through the GEMM:
+// Gemm::linear_fp8_quantized_unscaled then the scaled SiLU, what
+// linear_fp8_quantized then silu_mul_fp8 write, where it takes that path.
+TEST(Fp8Gpu, SiluMulAppliesTheGemmScalesLikeTheScalePass) {
+  ASSERT_NO_FATAL_FAILURE(require_fp8());
+  std::mt19937 rng(17);
+  std::uniform_real_distribution<float> sc(1e-4f, 3e-3f);
+  for (int rows : {1, 7, 130})
+    for (int inter : {64, 2048, 14336}) {
+      SCOPED_TRACE(testing::Message() << "rows " << rows << " inter " << inter);
+      std::vector<float> f;
+      // Raw products of codes are large: sums of up to K products of |code| <= 448.
+      const std::vector<bf16> raw = gputest::random_bf16(static_cast<size_t>(rows) * 2 * inter, rng, f, 3000.0f);
+      std::vector<float> xs(static_cast<size_t>(rows)), ws(static_cast<size_t>(2 * inter));
+      for (float& v : xs) v = sc(rng);
+      for (float& v : ws) v = sc(rng);
+      DeviceBuffer<bf16> d_raw(raw.size()), d_scaled(raw.size());
+      DeviceBuffer<float> d_xs(xs.size()), d_ws(ws.size()), d_s1(xs.size()), d_s2(xs.size());
+      DeviceBuffer<uint8_t> d_q1(static_cast<size_t>(rows) * inter), d_q2(static_cast<size_t>(rows) * inter);
+      d_raw.upload(raw);
+      d_scaled.upload(raw);
+      d_xs.upload(xs);
+      d_ws.upload(ws);
+      d_q1.poison();
+      d_q2.poison();
+      ASSERT_TRUE(gpu::scale_fp8_output_inplace(d_scaled.get(), d_xs.get(), d_ws.get(), nullptr, rows, 2 * inter,
+                                                nullptr).ok());
+      ASSERT_TRUE(gpu::silu_mul_fp8(d_scaled.get(), rows, inter, d_q1.get(), d_s1.get(), nullptr).ok());
+      const Status st =
+          gpu::silu_mul_fp8(d_raw.get(), rows, inter, d_q2.get(), d_s2.get(), nullptr, d_xs.get(), d_ws.get());
+      ASSERT_TRUE(st.ok()) << st.error().message;
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      expect_same_bits({d_q2.download(), d_s2.download()}, {d_q1.download(), d_s1.download()});
+    }
+  auto gemm = make_gemm();
+  ASSERT_TRUE(gemm);
+  for (int m : {1, 48, 240, 1000}) {
+    const int k = 512, inter = 1024;
+    SCOPED_TRACE(testing::Message() << "through the GEMM, M " << m);
+    std::vector<float> x_f, w_f;
+    gputest::random_bf16(static_cast<size_t>(m) * k, rng, x_f);
+    gputest::random_bf16(static_cast<size_t>(2 * inter) * k, rng, w_f, 0.05f);
+    const Quantized xq = host_quantize(x_f, m, k), w = host_quantize(w_f, 2 * inter, k);
+    DeviceBuffer<uint8_t> d_x(xq.codes.size()), d_w(w.codes.size()), d_q1(static_cast<size_t>(m) * inter),
+        d_q2(static_cast<size_t>(m) * inter);
+    DeviceBuffer<float> d_xs(xq.scales.size()), d_ws(w.scales.size()), d_s1(xq.scales.size()),
+        d_s2(xq.scales.size());
+    DeviceBuffer<bf16> d_gu1(static_cast<size_t>(m) * 2 * inter), d_gu2(static_cast<size_t>(m) * 2 * inter);
+    d_x.upload(xq.codes);
+    d_w.upload(w.codes);
+    d_xs.upload(xq.scales);
+    d_ws.upload(w.scales);
+    d_q1.poison();
+    d_q2.poison();
+    ASSERT_TRUE(gemm->linear_fp8_quantized(d_x.get(), d_xs.get(), d_w.get(), d_ws.get(), nullptr, d_gu1.get(), false,
+                                           m, 2 * inter, k, nullptr).ok());
+    ASSERT_TRUE(gpu::silu_mul_fp8(d_gu1.get(), m, inter, d_q1.get(), d_s1.get(), nullptr).ok());
+    Result<bool> raw = gemm->linear_fp8_quantized_unscaled(d_x.get(), d_w.get(), d_gu2.get(), m, 2 * inter, k, nullptr);
+    ASSERT_TRUE(raw.ok()) << raw.error().message;
+    // The unscaled GEMM runs exactly where linear_fp8 takes cuBLASLt's path and applies the scales in a pass.
+    const std::string path = gemm->fp8_path(m, 2 * inter, k);
+    EXPECT_EQ(*raw, path == "cublaslt bf16 + in-place scale pass") << path;
+    if (!*raw) continue;
+    ASSERT_TRUE(
+        gpu::silu_mul_fp8(d_gu2.get(), m, inter, d_q2.get(), d_s2.get(), nullptr, d_xs.get(), d_ws.get()).ok());
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    expect_same_bits({d_q2.download(), d_s2.download()}, {d_q1.download(), d_s1.download()});
+  }
+}
+
 TEST(Fp8Gpu, GemvMatchesFloat64Reference) {
   ASSERT_NO_FATAL_FAILURE(require_fp8());
   auto gemm = make_gemm();
