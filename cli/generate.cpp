@@ -180,9 +180,9 @@ int generate(const ModelSource& src, const GenerateOptions& o, const std::string
   };
   const bool all = num_started == streams.size();
   const double decode_rate = all ? rate(total_generated - generated_at_start, all_started, t1) : 0.0;
-  const double steady_rate =
-      all && generated_at_first_done >= 0 ? rate(generated_at_first_done - generated_at_start, all_started, first_done)
-                                          : 0.0;
+  const double steady_rate = all && generated_at_first_done >= 0
+                                 ? rate(generated_at_first_done - generated_at_start, all_started, first_done)
+                                 : 0.0;
   if (stream_text) {
     const double ttft = num_started > 0 ? Seconds(all_started - t0).count() : 0.0;
     std::printf("\n\nprompt tokens: %lld, generated tokens: %lld, time to first token: %.3f s, decode: %.1f tokens/s\n",
@@ -191,11 +191,12 @@ int generate(const ModelSource& src, const GenerateOptions& o, const std::string
     for (size_t i = 0; i < texts.size(); ++i)
       std::printf("=== %zu: %s\n%s\n\n", i, prompts[i].c_str(), texts[i].c_str());
     const double s = Seconds(t1 - t0).count();
-    std::printf("requests: %zu, prompt tokens: %lld, generated tokens: %lld, time: %.2f s, throughput: %.2f requests/s, "
-                "%.1f output tokens/s, %.1f total tokens/s, decode after every first token: %.1f tokens/s, "
-                "steady decode (every request running): %.1f tokens/s\n",
-                texts.size(), static_cast<long long>(total_prompt), static_cast<long long>(total_generated), s,
-                texts.size() / s, total_generated / s, (total_prompt + total_generated) / s, decode_rate, steady_rate);
+    std::printf(
+        "requests: %zu, prompt tokens: %lld, generated tokens: %lld, time: %.2f s, throughput: %.2f requests/s, "
+        "%.1f output tokens/s, %.1f total tokens/s, decode after every first token: %.1f tokens/s, "
+        "steady decode (every request running): %.1f tokens/s\n",
+        texts.size(), static_cast<long long>(total_prompt), static_cast<long long>(total_generated), s,
+        texts.size() / s, total_generated / s, (total_prompt + total_generated) / s, decode_rate, steady_rate);
   }
   const EngineMetrics m = (*engine)->metrics();
   if (m.spec_decode_enabled && m.spec_decode_num_drafts_total > 0) {

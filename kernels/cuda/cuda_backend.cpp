@@ -441,9 +441,9 @@ void CudaBackend::linear_silu_mul_fp8(const Tensor& x, const Tensor& w_gate_up, 
                                       : std::string());
     const int m = static_cast<int>(x.rows()), n = static_cast<int>(w_gate_up.rows()),
               k = static_cast<int>(w_gate_up.cols());
-    Result<bool> raw = impl_->gemm->linear_fp8_quantized_unscaled(
-        static_cast<const uint8_t*>(x.data), static_cast<const uint8_t*>(w_gate_up.data), bf16_of(gate_up), m, n, k,
-        impl_->stream);
+    Result<bool> raw = impl_->gemm->linear_fp8_quantized_unscaled(static_cast<const uint8_t*>(x.data),
+                                                                  static_cast<const uint8_t*>(w_gate_up.data),
+                                                                  bf16_of(gate_up), m, n, k, impl_->stream);
     if (!raw.ok()) {
       impl_->fail(raw.error());
       return;

@@ -293,8 +293,10 @@ struct Gemm::Impl {
     const float alpha = 1.0f, beta = 0.0f;
     std::lock_guard<std::mutex> lock(mu);
     if (p.fp8 == Fp8Epilogue::kOuterScales) {
-      EMBER_LT_TRY(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &w_scale, sizeof(w_scale)));
-      EMBER_LT_TRY(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &x_scale, sizeof(x_scale)));
+      EMBER_LT_TRY(
+          cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &w_scale, sizeof(w_scale)));
+      EMBER_LT_TRY(
+          cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &x_scale, sizeof(x_scale)));
     }
     if (!p.tuned && m <= autotune_max_m) {
       cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;

@@ -283,8 +283,9 @@ TEST(Fp8Gpu, SiluMulAppliesTheGemmScalesLikeTheScalePass) {
       d_ws.upload(ws);
       d_q1.poison();
       d_q2.poison();
-      ASSERT_TRUE(gpu::scale_fp8_output_inplace(d_scaled.get(), d_xs.get(), d_ws.get(), nullptr, rows, 2 * inter,
-                                                nullptr).ok());
+      ASSERT_TRUE(
+          gpu::scale_fp8_output_inplace(d_scaled.get(), d_xs.get(), d_ws.get(), nullptr, rows, 2 * inter, nullptr)
+              .ok());
       ASSERT_TRUE(gpu::silu_mul_fp8(d_scaled.get(), rows, inter, d_q1.get(), d_s1.get(), nullptr).ok());
       const Status st =
           gpu::silu_mul_fp8(d_raw.get(), rows, inter, d_q2.get(), d_s2.get(), nullptr, d_xs.get(), d_ws.get());
@@ -303,8 +304,7 @@ TEST(Fp8Gpu, SiluMulAppliesTheGemmScalesLikeTheScalePass) {
     const Quantized xq = host_quantize(x_f, m, k), w = host_quantize(w_f, 2 * inter, k);
     DeviceBuffer<uint8_t> d_x(xq.codes.size()), d_w(w.codes.size()), d_q1(static_cast<size_t>(m) * inter),
         d_q2(static_cast<size_t>(m) * inter);
-    DeviceBuffer<float> d_xs(xq.scales.size()), d_ws(w.scales.size()), d_s1(xq.scales.size()),
-        d_s2(xq.scales.size());
+    DeviceBuffer<float> d_xs(xq.scales.size()), d_ws(w.scales.size()), d_s1(xq.scales.size()), d_s2(xq.scales.size());
     DeviceBuffer<bf16> d_gu1(static_cast<size_t>(m) * 2 * inter), d_gu2(static_cast<size_t>(m) * 2 * inter);
     d_x.upload(xq.codes);
     d_w.upload(w.codes);
@@ -312,8 +312,9 @@ TEST(Fp8Gpu, SiluMulAppliesTheGemmScalesLikeTheScalePass) {
     d_ws.upload(w.scales);
     d_q1.poison();
     d_q2.poison();
-    ASSERT_TRUE(gemm->linear_fp8_quantized(d_x.get(), d_xs.get(), d_w.get(), d_ws.get(), nullptr, d_gu1.get(), false,
-                                           m, 2 * inter, k, nullptr).ok());
+    ASSERT_TRUE(gemm->linear_fp8_quantized(d_x.get(), d_xs.get(), d_w.get(), d_ws.get(), nullptr, d_gu1.get(), false, m,
+                                           2 * inter, k, nullptr)
+                    .ok());
     ASSERT_TRUE(gpu::silu_mul_fp8(d_gu1.get(), m, inter, d_q1.get(), d_s1.get(), nullptr).ok());
     Result<bool> raw = gemm->linear_fp8_quantized_unscaled(d_x.get(), d_w.get(), d_gu2.get(), m, 2 * inter, k, nullptr);
     ASSERT_TRUE(raw.ok()) << raw.error().message;
@@ -321,8 +322,7 @@ TEST(Fp8Gpu, SiluMulAppliesTheGemmScalesLikeTheScalePass) {
     const std::string path = gemm->fp8_path(m, 2 * inter, k);
     EXPECT_EQ(*raw, path == "cublaslt bf16 + in-place scale pass") << path;
     if (!*raw) continue;
-    ASSERT_TRUE(
-        gpu::silu_mul_fp8(d_gu2.get(), m, inter, d_q2.get(), d_s2.get(), nullptr, d_xs.get(), d_ws.get()).ok());
+    ASSERT_TRUE(gpu::silu_mul_fp8(d_gu2.get(), m, inter, d_q2.get(), d_s2.get(), nullptr, d_xs.get(), d_ws.get()).ok());
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
     expect_same_bits({d_q2.download(), d_s2.download()}, {d_q1.download(), d_s1.download()});
   }
