@@ -74,6 +74,9 @@ def test_generate_chat_prompts_file_and_stop(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("=== ") == 3
     assert "requests: 3," in r.stdout and "generated tokens: 24," in r.stdout, r.stdout
+    # The batch's decode rates (after every first token; while all three run): measured, so positive.
+    for label in ("decode after every first token: ", "steady decode (every request running): "):
+        assert float(r.stdout.split(label)[1].split(" tokens/s")[0]) > 0, r.stdout
     # Each batched completion equals the same prompt run alone.
     alone = run("generate", "-p", "Once upon a time", "-n", "8", "--temperature", "0", env=env)
     assert alone.stdout.split("\n\nprompt tokens")[0] in r.stdout
