@@ -282,6 +282,13 @@ class Backend {
     linear(x, w_gate_up, nullptr, gate_up);
     silu_mul_fp8(gate_up, act);
   }
+  // A residual branch's last linear (o_proj, down_proj) with FP8 weights:
+  // linear(x, w, nullptr, y) whose output scales the next rms_norm or
+  // rms_norm_fp8 over y applies as it reads y, where the backend would scale y
+  // in a pass of its own (the CUDA one, on one device: an all-reduce cannot sum
+  // products under different ranks' scales). True: y holds the raw product and
+  // that norm must be the next op on this backend; false: nothing was done.
+  virtual bool linear_scaled_by_next_norm(const Tensor& /*x*/, const Tensor& /*w*/, Tensor& /*y*/) { return false; }
 
   // out[r, :] = x[in.logits_indices[r], :] (the rows whose logits are wanted).   x [T, H], out [R, H].
   virtual void gather_logit_rows(const Tensor& x, const ForwardInputs& in, Tensor& out) = 0;

@@ -247,14 +247,16 @@ Tensor LlamaDecoder::forward(const ForwardInputs& in, const KvCacheView& cache) 
       backend_.rope_and_cache_write(q, k, v, in, rope_, d, k_cache, v_cache);
     }
     backend_.paged_attention(q, k_cache, v_cache, in, c.num_heads, scale, attn);
-    backend_.linear(attn, lw.wo, nullptr, hidden);
+    // (FP8: the next norm may apply o's and down's output scales, a pass less.)
+    if (!fp8_weights_ || !backend_.linear_scaled_by_next_norm(attn, lw.wo, hidden))
+      backend_.linear(attn, lw.wo, nullptr, hidden);
     backend_.all_reduce(hidden);
 
     const Tensor up_in = norm(hidden, &residual, lw.ffn_norm, &lw.w_gate_up, normed);
     if (fp8_weights_ && backend_.takes_fp8_activations(lw.w_down, t)) {
       Tensor act_q = fp8_rows(act_fp8_, t, inter);
       backend_.linear_silu_mul_fp8(up_in, lw.w_gate_up, gate_up, act_q);
-      backend_.linear(act_q, lw.w_down, nullptr, hidden);
+      if (!backend_.linear_scaled_by_next_norm(act_q, lw.w_down, hidden)) backend_.linear(act_q, lw.w_down, nullptr, hidden);
     } else {
       backend_.linear(up_in, lw.w_gate_up, nullptr, gate_up);
       backend_.silu_mul(gate_up, act);

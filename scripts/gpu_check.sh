@@ -234,11 +234,13 @@ if has fp8prof; then
   # Where FP8's offline time goes (EMBER_CUDA_PROFILE=1, eager: per-op GPU time), and offline throughput for bf16,
   # FP8 weights and FP8 weights with the FP8 KV cache, at ember's default batch settings (256 sequences, 8,192 tokens a
   # step) and at vLLM's offline ones for 80 GB GPUs (512, 16,384).
-  EMBER_CUDA_PROFILE=1 run profile_throughput_fp8 420 "$BUNDLE/ember" bench throughput \
-    --model configs/models/llama-3-8b.json --load-format dummy --tokenizer tests/fixtures/tokenizer/bpe/llama3.json \
-    --device cuda --max-num-seqs 256 --num-prompts 400 --random-input-len 512 --random-output-len 128 --enforce-eager \
-    --quantization fp8
-  grep -A50 "op profile" "$R/profile_throughput_fp8.log" | head -60
+  if [[ -z "${EMBER_FP8_SKIP_PROFILE:-}" ]]; then  # (set: the offline runs alone)
+    EMBER_CUDA_PROFILE=1 run profile_throughput_fp8 420 "$BUNDLE/ember" bench throughput \
+      --model configs/models/llama-3-8b.json --load-format dummy --tokenizer tests/fixtures/tokenizer/bpe/llama3.json \
+      --device cuda --max-num-seqs 256 --num-prompts 400 --random-input-len 512 --random-output-len 128 \
+      --enforce-eager --quantization fp8
+    grep -A50 "op profile" "$R/profile_throughput_fp8.log" | head -60
+  fi
   for v in 256:8192 512:16384; do
     IFS=: read -r seqs batched <<<"$v"
     for q in none:auto fp8:auto fp8:fp8; do

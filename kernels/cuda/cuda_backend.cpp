@@ -127,6 +127,20 @@ struct CudaBackend::Impl {
   // EMBER_FP8_FUSED_SCALES=0: gate/up's scale pass stays a pass of its own
   // (linear_silu_mul_fp8; a benchmarking knob beside the one above).
   bool fused_fp8_scales = true;
+  // The scales linear_scaled_by_next_norm left for the next norm over y.
+  struct PendingScales {
+    const void* y = nullptr;
+    const float* row = nullptr;  // x's
+    const float* col = nullptr;  // w's
+  } pending;
+  // The pending scales if the norm reads their y (then they are taken), else a
+  // failure: nothing may come between that linear and its norm.
+  PendingScales take_pending(const void* x) {
+    PendingScales p = pending;
+    pending = {};
+    if (p.y != nullptr && p.y != x) fail(Error{"CudaBackend: a linear's scales were left for a norm over another tensor"});
+    return p.y == x ? p : PendingScales{};
+  }
   Status first_error = Status::success();
   std::unordered_map<void*, size_t> allocations;
   uint64_t allocated = 0;
@@ -403,8 +417,9 @@ void CudaBackend::embedding(const Tensor& table, const ForwardInputs& in, Tensor
 
 void CudaBackend::rms_norm(const Tensor& x, Tensor* residual, const Tensor& weight, float eps, Tensor& out) {
   Impl::Timed timed(*impl_, "rms_norm", m_class(x.rows()));
+  const Impl::PendingScales p = impl_->take_pending(x.data);
   impl_->fail(gpu::rms_norm(bf16_of(x), residual ? bf16_of(*residual) : nullptr, weight.f32(), eps, x.rows(), x.cols(),
-                            bf16_of(out), impl_->stream));
+                            bf16_of(out), impl_->stream, p.row, p.col));
 }
 
 bool CudaBackend::takes_fp8_activations(const Tensor& w, int64_t rows) {
@@ -418,9 +433,10 @@ bool CudaBackend::takes_fp8_activations(const Tensor& w, int64_t rows) {
 void CudaBackend::rms_norm_fp8(const Tensor& x, Tensor* residual, const Tensor& weight, float eps, Tensor& out) {
   Impl::Timed timed(*impl_, "rms_norm_fp8", m_class(x.rows()));
   assert(out.dtype == DType::kF8E4M3 && out.scale != nullptr);
+  const Impl::PendingScales p = impl_->take_pending(x.data);
   impl_->fail(gpu::rms_norm_fp8(bf16_of(x), residual ? bf16_of(*residual) : nullptr, weight.f32(), eps, x.rows(),
-                                x.cols(), static_cast<uint8_t*>(out.data), const_cast<float*>(out.scale),
-                                impl_->stream));
+                                x.cols(), static_cast<uint8_t*>(out.data), const_cast<float*>(out.scale), impl_->stream,
+                                p.row, p.col));
 }
 
 void CudaBackend::silu_mul_fp8(const Tensor& x, Tensor& out) {
@@ -457,7 +473,35 @@ void CudaBackend::linear_silu_mul_fp8(const Tensor& x, const Tensor& w_gate_up, 
   Backend::linear_silu_mul_fp8(x, w_gate_up, gate_up, act);
 }
 
+// o_proj and down_proj on one device where cuBLASLt would scale y in a pass of
+// its own: the next norm applies the scales (Impl::pending) as it reads y.
+bool CudaBackend::linear_scaled_by_next_norm(const Tensor& x, const Tensor& w, Tensor& y) {
+  if (!impl_->fused_fp8_scales || comm_ != nullptr || w.dtype != DType::kF8E4M3 || y.dtype != DType::kBF16 ||
+      y.cols() % 8 != 0 || y.cols() > 32768 || reinterpret_cast<uintptr_t>(y.data) % 16 != 0 ||
+      (x.dtype != DType::kF8E4M3 && x.dtype != DType::kBF16))
+    return false;
+  Impl::Timed timed(*impl_, "linear_scaled_by_next_norm",
+                    impl_->profiler ? std::to_string(w.rows()) + "x" + std::to_string(w.cols()) + " " + m_class(x.rows())
+                                    : std::string());
+  const int m = static_cast<int>(x.rows()), n = static_cast<int>(w.rows()), k = static_cast<int>(w.cols());
+  const auto* wq = static_cast<const uint8_t*>(w.data);
+  const float* x_scale = x.scale;
+  Result<bool> raw =
+      x.dtype == DType::kF8E4M3
+          ? impl_->gemm->linear_fp8_quantized_unscaled(static_cast<const uint8_t*>(x.data), wq, bf16_of(y), m, n, k,
+                                                       impl_->stream)
+          : impl_->gemm->linear_fp8_unscaled(bf16_of(x), wq, bf16_of(y), m, n, k, impl_->stream, &x_scale);
+  if (!raw.ok()) {
+    impl_->fail(raw.error());
+    return false;
+  }
+  if (!*raw) return false;
+  impl_->pending = {y.data, x_scale, w.scale};
+  return true;
+}
+
 void CudaBackend::linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
+  if (impl_->pending.y != nullptr) impl_->take_pending(nullptr);  // (fails: its norm did not come next)
   if (w.dtype != DType::kBF16 && (w.dtype != DType::kF8E4M3 || w.scale == nullptr)) {
     impl_->fail(Error{"CudaBackend::linear: weights must be bf16, or fp8 with row scales, on the GPU (the runner "
                       "converts them)"});

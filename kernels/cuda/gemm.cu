@@ -496,6 +496,25 @@ Status Gemm::linear_fp8_quantized(const uint8_t* xq, const float* x_scale, const
   return bias == nullptr ? Status::success() : add_bias(bias, y, y_f32, m, n, stream);
 }
 
+Result<bool> Gemm::linear_fp8_unscaled(const bf16* x, const uint8_t* w, bf16* y, int m, int n, int k,
+                                       cudaStream_t stream, const float** x_scale) {
+  if (m <= 0 || n <= 0 || k <= 0 || k % 16 != 0 || impl_->fp8_kernel(m, n, k) != Impl::Fp8Kernel::kCublasLt)
+    return false;
+  Impl& im = *impl_;
+  EMBER_TRY_STATUS(grow(im.fp8_x, im.fp8_x_bytes, static_cast<size_t>(m) * k, stream, "activation"));
+  EMBER_TRY_STATUS(grow(im.fp8_x_scale, im.fp8_x_scale_bytes, static_cast<size_t>(m) * sizeof(float), stream,
+                        "activation scale"));
+  const Impl::Key key{m, n, k, false, false, alignment_of(im.fp8_x), alignment_of(w), alignment_of(y), Impl::kFp8};
+  Result<Impl::Plan*> plan = im.plan_for(key);
+  if (!plan.ok()) return plan.error();
+  if ((*plan)->fp8 != Impl::Fp8Epilogue::kBf16Raw) return false;
+  float* scale = static_cast<float*>(im.fp8_x_scale);
+  EMBER_TRY_STATUS(quantize_rows_fp8(x, m, k, static_cast<uint8_t*>(im.fp8_x), scale, stream));
+  EMBER_TRY_STATUS(im.matmul_fp8(**plan, m, static_cast<const uint8_t*>(im.fp8_x), nullptr, w, nullptr, y, stream));
+  *x_scale = scale;
+  return true;
+}
+
 Result<bool> Gemm::linear_fp8_quantized_unscaled(const uint8_t* xq, const uint8_t* w, bf16* y, int m, int n, int k,
                                                  cudaStream_t stream) {
   if (m <= 0 || n <= 0 || k <= 0 || k % 16 != 0 || impl_->fp8_kernel(m, n, k) != Impl::Fp8Kernel::kCublasLt)

@@ -85,6 +85,11 @@ class Gemm {
   // nothing, where the shape takes another path or the GEMM applies the scales.
   Result<bool> linear_fp8_quantized_unscaled(const uint8_t* xq, const uint8_t* w, __nv_bfloat16* y, int m, int n, int k,
                                              cudaStream_t stream);
+  // The same over bf16 x, quantized per row into this Gemm's scratch (as
+  // linear_fp8 does): *x_scale then points at x's row scales there, valid
+  // until the next linear_fp8 / linear_fp8_unscaled over bf16 x.
+  Result<bool> linear_fp8_unscaled(const __nv_bfloat16* x, const uint8_t* w, __nv_bfloat16* y, int m, int n, int k,
+                                   cudaStream_t stream, const float** x_scale);
   // True when linear_fp8 at this shape quantizes x (takes cuBLASLt's path),
   // so that x may come quantized (linear_fp8_quantized) from the op before.
   bool fp8_quantizes_x(int m, int n, int k) const;

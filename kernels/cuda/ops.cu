@@ -64,14 +64,6 @@ __global__ void silu_mul_kernel(const bf16* x, int64_t inter, bf16* out) {
   }
 }
 
-// The bf16 value scale_fp8_output_inplace (fp8.cu) stores for a raw product
-// of FP8 codes: its float arithmetic in its order, then the bf16 rounding.
-__device__ __forceinline__ void apply_fp8_scales8(float (&v)[8], float x_scale, const float* w_scale) {
-#pragma unroll
-  for (int e = 0; e < 8; ++e) v[e] *= x_scale * w_scale[e];
-  unpack8(pack8(v), v);
-}
-
 // silu_mul's values quantized per row (quantize_rows_fp8's rule over the bf16
 // values silu_mul would store): one block a row, the row in registers. With
 // x_scale, x is the gate/up GEMM's raw product of codes and gets its scales

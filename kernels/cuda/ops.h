@@ -39,15 +39,20 @@ Status scatter_tokens(int32_t* dst, const int32_t* pairs, int32_t n, const int32
 // With `residual` (vLLM's fused_add_rms_norm): residual = bf16(x + residual)
 // is stored first and the norm is taken of that rounded sum, as HF's bf16
 // model does. `out` may alias `x`. H up to 65536.
+// With x_scale [M] and w_scale [H], x is an FP8 GEMM's raw product of codes
+// (Gemm::linear_fp8_unscaled / linear_fp8_quantized_unscaled) and is scaled
+// first, bit for bit as scale_fp8_output_inplace would have (fp8.h); then
+// H % 8 == 0, H <= 32768 and 16-byte aligned rows.
 Status rms_norm(const bf16* x, bf16* residual, const float* weight, float eps, int64_t rows, int64_t hidden, bf16* out,
-                cudaStream_t stream);
+                cudaStream_t stream, const float* x_scale = nullptr, const float* w_scale = nullptr);
 
 // rms_norm's output quantized per row to FP8 E4M3 instead of stored (what
 // rms_norm then quantize_rows_fp8 would give, bit for bit): codes [M, H],
 // scales [M]; the residual as rms_norm. H % 8 == 0, H <= 32768
-// (rms_norm_fp8_supports), rows 16-byte aligned.
+// (rms_norm_fp8_supports), rows 16-byte aligned. x_scale, w_scale as rms_norm's.
 Status rms_norm_fp8(const bf16* x, bf16* residual, const float* weight, float eps, int64_t rows, int64_t hidden,
-                    uint8_t* codes, float* scales, cudaStream_t stream);
+                    uint8_t* codes, float* scales, cudaStream_t stream, const float* x_scale = nullptr,
+                    const float* w_scale = nullptr);
 bool rms_norm_fp8_supports(int64_t rows, int64_t hidden);
 
 // HF rotate_half RoPE on q and k in place (pairs (i, i + D/2), angle

@@ -37,6 +37,14 @@ __device__ __forceinline__ uint4 pack8(const float (&f)[8]) {
   return b.u;
 }
 
+// The bf16 value scale_fp8_output_inplace (fp8.cu) stores for a raw product
+// of FP8 codes: its float arithmetic in its order, then the bf16 rounding.
+__device__ __forceinline__ void apply_fp8_scales8(float (&v)[8], float x_scale, const float* w_scale) {
+#pragma unroll
+  for (int e = 0; e < 8; ++e) v[e] *= x_scale * w_scale[e];
+  unpack8(pack8(v), v);
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -20,14 +20,18 @@ namespace {
 // kFp8: the output row is quantized per row instead of stored (codes [rows,
 // hidden], one scale a row), from its bf16 values: what rms_norm then
 // quantize_rows_fp8 would write, without the bf16 row's round trip.
+// x_scale: x is an FP8 GEMM's raw product of codes, scaled here as its scale
+// pass would have (x_scale[row] * w_scale[col], then the bf16 rounding).
 template <int kVecs, bool kFp8 = false>
 __global__ void __launch_bounds__(kVecs == 8 ? 512 : 256)
     rms_norm_vec(const bf16* x, bf16* residual, const float* weight, float eps, int hidden, bf16* out,
-                 uint8_t* codes = nullptr, float* scales = nullptr) {
+                 uint8_t* codes = nullptr, float* scales = nullptr, const float* x_scale = nullptr,
+                 const float* w_scale = nullptr) {
   pdl_launch_dependents();  // a projection follows: let its weights stream in
   const int nvec = hidden / 8;
   const int64_t row_off = static_cast<int64_t>(blockIdx.x) * hidden;
   const uint4* xr = reinterpret_cast<const uint4*>(x + row_off);
+  const float sx = x_scale != nullptr ? x_scale[blockIdx.x] : 0.0f;
   float v[kVecs][8];
   float ss = 0.0f;
 #pragma unroll
@@ -35,6 +39,7 @@ __global__ void __launch_bounds__(kVecs == 8 ? 512 : 256)
     const int j = threadIdx.x + i * blockDim.x;
     if (j < nvec) {
       unpack8(xr[j], v[i]);
+      if (x_scale != nullptr) apply_fp8_scales8(v[i], sx, w_scale + 8 * j);
       if (residual) {
         uint4* rr = reinterpret_cast<uint4*>(residual + row_off);
         float r[8];
@@ -99,8 +104,9 @@ int round_up_warp(int64_t n) { return static_cast<int>(n < 32 ? 32 : (n + 31) / 
 }  // namespace
 
 Status rms_norm_fp8(const bf16* x, bf16* residual, const float* weight, float eps, int64_t rows, int64_t hidden,
-                    uint8_t* codes, float* scales, cudaStream_t stream) {
+                    uint8_t* codes, float* scales, cudaStream_t stream, const float* x_scale, const float* w_scale) {
   if (rows <= 0 || hidden <= 0) return Status::success();
+  if ((x_scale == nullptr) != (w_scale == nullptr)) return Error{"rms_norm_fp8: x_scale and w_scale come together"};
   if (!rms_norm_fp8_supports(rows, hidden) || !aligned16(x) || !aligned16(weight) ||
       (residual != nullptr && !aligned16(residual)) || !aligned16(codes))
     return Error{"rms_norm_fp8: hidden size " + std::to_string(hidden) +
@@ -109,16 +115,17 @@ Status rms_norm_fp8(const bf16* x, bf16* residual, const float* weight, float ep
   const int h = static_cast<int>(hidden);
   const int64_t nvec = hidden / 8;
   if (nvec <= 256) {
-    rms_norm_vec<1, true><<<grid, round_up_warp(nvec), 0, stream>>>(x, residual, weight, eps, h, nullptr, codes, scales);
+    rms_norm_vec<1, true><<<grid, round_up_warp(nvec), 0, stream>>>(x, residual, weight, eps, h, nullptr, codes, scales,
+                                                                    x_scale, w_scale);
   } else if (nvec <= 512) {
     rms_norm_vec<2, true><<<grid, round_up_warp((nvec + 1) / 2), 0, stream>>>(x, residual, weight, eps, h, nullptr,
-                                                                                codes, scales);
+                                                                                codes, scales, x_scale, w_scale);
   } else if (nvec <= 1024) {
     rms_norm_vec<4, true><<<grid, round_up_warp((nvec + 3) / 4), 0, stream>>>(x, residual, weight, eps, h, nullptr,
-                                                                                codes, scales);
+                                                                                codes, scales, x_scale, w_scale);
   } else {
     rms_norm_vec<8, true><<<grid, round_up_warp((nvec + 7) / 8), 0, stream>>>(x, residual, weight, eps, h, nullptr,
-                                                                                codes, scales);
+                                                                                codes, scales, x_scale, w_scale);
   }
   return cuda_status(cudaGetLastError(), "rms_norm_fp8 launch");
 }
@@ -128,8 +135,9 @@ bool rms_norm_fp8_supports(int64_t rows, int64_t hidden) {
 }
 
 Status rms_norm(const bf16* x, bf16* residual, const float* weight, float eps, int64_t rows, int64_t hidden, bf16* out,
-                cudaStream_t stream) {
+                cudaStream_t stream, const float* x_scale, const float* w_scale) {
   if (rows <= 0 || hidden <= 0) return Status::success();
+  if ((x_scale == nullptr) != (w_scale == nullptr)) return Error{"rms_norm: x_scale and w_scale come together"};
   if (rows > 0x7fffffff) return Error{"rms_norm: too many rows: " + std::to_string(rows)};
   if (hidden > 65536) return Error{"rms_norm: hidden size " + std::to_string(hidden) + " over 65536"};
   const unsigned grid = static_cast<unsigned>(rows);
@@ -137,16 +145,23 @@ Status rms_norm(const bf16* x, bf16* residual, const float* weight, float eps, i
   const int64_t nvec = hidden / 8;
   const bool vec = hidden % 8 == 0 && aligned16(x) && aligned16(out) && aligned16(weight) &&
                    (residual == nullptr || aligned16(residual));
+  if (x_scale != nullptr && !(vec && nvec <= 4096))
+    return Error{"rms_norm: scales on x need a hidden size that is a multiple of 8 up to 32768, rows 16-byte aligned"};
+  const float* xs = x_scale;
+  const float* ws = w_scale;
   // Vectors a thread holds: as few as keep the block <= 256 threads (512 for
   // the widest rows); one row's registers never exceed 64 floats a thread.
   if (vec && nvec <= 256) {
-    rms_norm_vec<1><<<grid, round_up_warp(nvec), 0, stream>>>(x, residual, weight, eps, h, out);
+    rms_norm_vec<1><<<grid, round_up_warp(nvec), 0, stream>>>(x, residual, weight, eps, h, out, nullptr, nullptr, xs, ws);
   } else if (vec && nvec <= 512) {
-    rms_norm_vec<2><<<grid, round_up_warp((nvec + 1) / 2), 0, stream>>>(x, residual, weight, eps, h, out);
+    rms_norm_vec<2><<<grid, round_up_warp((nvec + 1) / 2), 0, stream>>>(x, residual, weight, eps, h, out, nullptr,
+                                                                         nullptr, xs, ws);
   } else if (vec && nvec <= 1024) {
-    rms_norm_vec<4><<<grid, round_up_warp((nvec + 3) / 4), 0, stream>>>(x, residual, weight, eps, h, out);
+    rms_norm_vec<4><<<grid, round_up_warp((nvec + 3) / 4), 0, stream>>>(x, residual, weight, eps, h, out, nullptr,
+                                                                         nullptr, xs, ws);
   } else if (vec && nvec <= 4096) {
-    rms_norm_vec<8><<<grid, round_up_warp((nvec + 7) / 8), 0, stream>>>(x, residual, weight, eps, h, out);
+    rms_norm_vec<8><<<grid, round_up_warp((nvec + 7) / 8), 0, stream>>>(x, residual, weight, eps, h, out, nullptr,
+                                                                         nullptr, xs, ws);
   } else {
     rms_norm_scalar<<<grid, 256, 0, stream>>>(x, residual, weight, eps, h, out);
   }

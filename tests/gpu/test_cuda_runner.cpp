@@ -631,10 +631,12 @@ TEST(CudaRunner, Fp8PrefillWithQuantizingNormAndSiluIsBitIdentical) {
   std::vector<float> logits[2];
   for (int fused = 0; fused < 2; ++fused) {
     setenv("EMBER_FP8_FUSED_QUANT", fused ? "1" : "0", 1);
+    setenv("EMBER_FP8_FUSED_SCALES", fused ? "1" : "0", 1);  // gate/up's scales in the SiLU, o's and down's in the norm
     CudaRunnerOptions o = small_options(false);
     o.quantize_fp8 = true;
     auto gpu = make_cuda_model_runner(w, o);
     unsetenv("EMBER_FP8_FUSED_QUANT");
+    unsetenv("EMBER_FP8_FUSED_SCALES");
     ASSERT_TRUE(gpu.ok()) << gpu.error().message;
     std::vector<Seq> g(3);
     for (int i = 0; i < 3; ++i) {

@@ -328,6 +328,67 @@ TEST(Fp8Gpu, SiluMulAppliesTheGemmScalesLikeTheScalePass) {
   }
 }
 
+// rms_norm and rms_norm_fp8 over an FP8 GEMM's raw product with its scales
+// write, bit for bit, what the scale pass then the norm write (the residual
+// sum included): o_proj's and down_proj's scales applied by the next norm.
+TEST(Fp8Gpu, NormsApplyTheGemmScalesLikeTheScalePass) {
+  ASSERT_NO_FATAL_FAILURE(require_fp8());
+  std::mt19937 rng(19);
+  std::uniform_real_distribution<float> sc(1e-4f, 3e-3f);
+  for (int rows : {1, 7, 130})
+    for (int h : {64, 2048, 4096, 8192}) {
+      SCOPED_TRACE(testing::Message() << "rows " << rows << " width " << h);
+      std::vector<float> f;
+      const std::vector<bf16> raw = gputest::random_bf16(static_cast<size_t>(rows) * h, rng, f, 3000.0f);
+      const std::vector<bf16> res = gputest::random_bf16(static_cast<size_t>(rows) * h, rng, f);
+      std::vector<float> xs(static_cast<size_t>(rows)), ws(static_cast<size_t>(h)), weight(static_cast<size_t>(h));
+      for (float& v : xs) v = sc(rng);
+      for (float& v : ws) v = sc(rng);
+      std::normal_distribution<float> g(1.0f, 0.3f);
+      for (float& v : weight) v = g(rng);
+      DeviceBuffer<bf16> d_raw(raw.size()), d_scaled(raw.size()), d_r1(res.size()), d_r2(res.size()),
+          d_o1(raw.size()), d_o2(raw.size());
+      DeviceBuffer<float> d_xs(xs.size()), d_ws(ws.size()), d_w(weight.size()), d_s1(xs.size()), d_s2(xs.size());
+      DeviceBuffer<uint8_t> d_q1(raw.size()), d_q2(raw.size());
+      d_xs.upload(xs);
+      d_ws.upload(ws);
+      d_w.upload(weight);
+      for (bool fp8_out : {false, true}) {
+        d_raw.upload(raw);
+        d_scaled.upload(raw);
+        d_r1.upload(res);
+        d_r2.upload(res);
+        d_q1.poison();
+        d_q2.poison();
+        d_o1.poison();
+        d_o2.poison();
+        ASSERT_TRUE(
+            gpu::scale_fp8_output_inplace(d_scaled.get(), d_xs.get(), d_ws.get(), nullptr, rows, h, nullptr).ok());
+        Status a = Status::success(), b = Status::success();
+        if (fp8_out) {
+          a = gpu::rms_norm_fp8(d_scaled.get(), d_r1.get(), d_w.get(), 1e-5f, rows, h, d_q1.get(), d_s1.get(), nullptr);
+          b = gpu::rms_norm_fp8(d_raw.get(), d_r2.get(), d_w.get(), 1e-5f, rows, h, d_q2.get(), d_s2.get(), nullptr,
+                                d_xs.get(), d_ws.get());
+        } else {
+          a = gpu::rms_norm(d_scaled.get(), d_r1.get(), d_w.get(), 1e-5f, rows, h, d_o1.get(), nullptr);
+          b = gpu::rms_norm(d_raw.get(), d_r2.get(), d_w.get(), 1e-5f, rows, h, d_o2.get(), nullptr, d_xs.get(),
+                            d_ws.get());
+        }
+        ASSERT_TRUE(a.ok()) << a.error().message;
+        ASSERT_TRUE(b.ok()) << b.error().message;
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        if (fp8_out) {
+          expect_same_bits({d_q2.download(), d_s2.download()}, {d_q1.download(), d_s1.download()});
+        } else {
+          const std::vector<bf16> o1 = d_o1.download(), o2 = d_o2.download();
+          EXPECT_EQ(std::memcmp(o1.data(), o2.data(), o1.size() * sizeof(bf16)), 0) << "the norm's output";
+        }
+        const std::vector<bf16> r1 = d_r1.download(), r2 = d_r2.download();
+        EXPECT_EQ(std::memcmp(r1.data(), r2.data(), r1.size() * sizeof(bf16)), 0) << "the residual sum, fp8 " << fp8_out;
+      }
+    }
+}
+
 TEST(Fp8Gpu, GemvMatchesFloat64Reference) {
   ASSERT_NO_FATAL_FAILURE(require_fp8());
   auto gemm = make_gemm();
