@@ -124,8 +124,8 @@ struct CudaBackend::Impl {
   // GEMM takes (Backend::takes_fp8_activations); EMBER_FP8_FUSED_QUANT=0 at
   // creation leaves it to linear (benchmarks compare the two).
   bool fused_fp8_quant = true;
-  // EMBER_FP8_FUSED_SCALES=0: gate/up's scale pass stays a pass of its own
-  // (linear_silu_mul_fp8; a benchmarking knob beside the one above).
+  // EMBER_FP8_FUSED_SCALES=0: the GEMMs' scale passes stay passes of their own
+  // (linear_silu_mul_fp8, linear_scaled_by_next_norm; a benchmarking knob).
   bool fused_fp8_scales = true;
   // The scales linear_scaled_by_next_norm left for the next norm over y.
   struct PendingScales {
