@@ -282,13 +282,20 @@ class Backend {
     linear(x, w_gate_up, nullptr, gate_up);
     silu_mul_fp8(gate_up, act);
   }
-  // A residual branch's last linear (o_proj, down_proj) with FP8 weights:
-  // linear(x, w, nullptr, y) whose output scales the next rms_norm or
-  // rms_norm_fp8 over y applies as it reads y, where the backend would scale y
-  // in a pass of its own (the CUDA one, on one device: an all-reduce cannot sum
-  // products under different ranks' scales). True: y holds the raw product and
-  // that norm must be the next op on this backend; false: nothing was done.
-  virtual bool linear_scaled_by_next_norm(const Tensor& /*x*/, const Tensor& /*w*/, Tensor& /*y*/) { return false; }
+  // The op that reads a linear's output next, for linear_scaled_by_next_op:
+  // rms_norm or rms_norm_fp8 over a residual branch's last linear (o_proj,
+  // down_proj), or qkv_rope_and_cache_write over the fused q/k/v projection.
+  enum class ScalesReader { kRmsNorm, kQkvRope };
+  // A linear with FP8 weights, linear(x, w, nullptr, y), whose output scales
+  // the next op over y (`reader`) applies as it reads y, where the backend
+  // would scale y in a pass of its own (the CUDA one, on one device: an
+  // all-reduce cannot sum products under different ranks' scales). True: y
+  // holds the raw product and that op must be the next on this backend, with
+  // the same result bit for bit; false: nothing was done.
+  virtual bool linear_scaled_by_next_op(const Tensor& /*x*/, const Tensor& /*w*/, Tensor& /*y*/,
+                                        ScalesReader /*reader*/) {
+    return false;
+  }
 
   // out[r, :] = x[in.logits_indices[r], :] (the rows whose logits are wanted).   x [T, H], out [R, H].
   virtual void gather_logit_rows(const Tensor& x, const ForwardInputs& in, Tensor& out) = 0;

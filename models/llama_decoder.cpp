@@ -228,7 +228,11 @@ Tensor LlamaDecoder::forward(const ForwardInputs& in, const KvCacheView& cache) 
     const bool set_scales = calibrate && k_cache.dtype == DType::kF8E4M3;
     if (fused_qkv_) {
       Tensor qkv = Tensor::of(qkv_.data(), a, {t, q_dim + 2 * kv_dim});
-      backend_.linear(qkv_in, lw.wqkv, bias ? &lw.bqkv : nullptr, qkv);
+      // (FP8: the rope may apply the GEMM's output scales, a pass less; not with a bias, nor when the KV scales
+      // are calibrated from qkv first.)
+      if (!fp8_weights_ || bias || set_scales ||
+          !backend_.linear_scaled_by_next_op(qkv_in, lw.wqkv, qkv, Backend::ScalesReader::kQkvRope))
+        backend_.linear(qkv_in, lw.wqkv, bias ? &lw.bqkv : nullptr, qkv);
       if (set_scales) {
         backend_.set_kv_scale(qkv, q_dim, kv_dim, d, kKScaleRange, k_cache);
         backend_.set_kv_scale(qkv, q_dim + kv_dim, kv_dim, 0, kVScaleRange, v_cache);
@@ -248,7 +252,7 @@ Tensor LlamaDecoder::forward(const ForwardInputs& in, const KvCacheView& cache) 
     }
     backend_.paged_attention(q, k_cache, v_cache, in, c.num_heads, scale, attn);
     // (FP8: the next norm may apply o's and down's output scales, a pass less.)
-    if (!fp8_weights_ || !backend_.linear_scaled_by_next_norm(attn, lw.wo, hidden))
+    if (!fp8_weights_ || !backend_.linear_scaled_by_next_op(attn, lw.wo, hidden, Backend::ScalesReader::kRmsNorm))
       backend_.linear(attn, lw.wo, nullptr, hidden);
     backend_.all_reduce(hidden);
 
@@ -256,7 +260,8 @@ Tensor LlamaDecoder::forward(const ForwardInputs& in, const KvCacheView& cache) 
     if (fp8_weights_ && backend_.takes_fp8_activations(lw.w_down, t)) {
       Tensor act_q = fp8_rows(act_fp8_, t, inter);
       backend_.linear_silu_mul_fp8(up_in, lw.w_gate_up, gate_up, act_q);
-      if (!backend_.linear_scaled_by_next_norm(act_q, lw.w_down, hidden)) backend_.linear(act_q, lw.w_down, nullptr, hidden);
+      if (!backend_.linear_scaled_by_next_op(act_q, lw.w_down, hidden, Backend::ScalesReader::kRmsNorm))
+        backend_.linear(act_q, lw.w_down, nullptr, hidden);
     } else {
       backend_.linear(up_in, lw.w_gate_up, nullptr, gate_up);
       backend_.silu_mul(gate_up, act);

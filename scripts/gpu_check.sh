@@ -9,7 +9,7 @@
 #   EMBER_GPU_STAGES="tests bench llama profile throughput async spec spec_alpha structured serve" picks stages
 #   (default: all but profile and mma; `gemm` runs gemm_bench alone, `mma` compares EMBER_GEMV=mma with the default,
 #   `fp8` compares --quantization fp8 with bf16, `fp8b8` batch-8 decode across the FP8 small-M kernels, `fp8prof` FP8's offline op profile and
-#   offline throughput at 512 sequences, `fp8kv`
+#   offline throughput at 512 sequences, `fp8b1` batch-1 decode across the FP8 GEMV's launch shapes, `fp8kv`
 #   --kv-cache-dtype fp8 with the bf16 cache and serves the openai client with both). EMBER_GPU_TEST_FILTER narrows
 #   the GPU tests.
 set -uo pipefail
@@ -229,6 +229,19 @@ if has fp8; then
       --tokenizer tests/fixtures/tokenizer/bpe/llama3.json --device cuda --max-num-seqs 256 --num-prompts 1000 \
       --random-input-len 512 --random-output-len 128 --quantization fp8 --result-json "$R/fp8_throughput_fp8_$name.json"
   done
+fi
+if has fp8b1; then
+  # Batch-1 decode's FP8 GEMV launch shapes (kernels/cuda/fp8.h kGemvFp8Variants; each writes the same bits): a
+  # decode step's 128 linears in one CUDA graph per variant beside bf16 (fp8_bench --chain), then batch-1 decode
+  # end to end, bf16 and FP8 with each variant (EMBER_FP8_GEMV_VARIANT).
+  run fp8_chain 240 "$BUNDLE/fp8_bench" --chain
+  run fp8_b1_bf16 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 --prompt "The history of the" \
+    --max-tokens 256 --ignore-eos --temperature 0
+  for v in 0 1 2 3 4; do
+    EMBER_FP8_GEMV_VARIANT=$v run "fp8_b1_v$v" 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 \
+      --prompt "The history of the" --max-tokens 256 --ignore-eos --temperature 0 --quantization fp8
+  done
+  grep -h "decode" "$R"/fp8_b1_*.log | head -20
 fi
 if has fp8prof; then
   # Where FP8's offline time goes (EMBER_CUDA_PROFILE=1, eager: per-op GPU time), and offline throughput for bf16,

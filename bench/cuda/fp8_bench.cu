@@ -8,6 +8,10 @@
 //     per-token activation quantization included) against bf16 cuBLASLt,
 //     with cuBLASLt's fast accumulation (the default) and without, and the
 //     quantization's own time.
+//   decode_chain: a batch-1 decode step's 128 linears in one CUDA graph, bf16
+//     against FP8 and each gemv_fp8 variant (their launches overlapping as in
+//     the runner's graphs, which a kernel timed alone does not show). `fp8_bench
+//     --chain` prints these alone.
 // One JSON object per line; ratio = bf16 time / FP8 time.
 
 #include <cuda_bf16.h>
@@ -65,9 +69,92 @@ void free_weights(Weights& w) {
   for (float* p : w.scales) cudaFree(p);
 }
 
+// Batch-1 decode's linears as the decode graph runs them: 32 layers of q/k/v,
+// o, gate/up and down at M = 1, each layer its own weights (7 GB in FP8, 14 in
+// bf16: every byte from HBM), captured in one CUDA graph, so the kernels'
+// launches overlap as programmatic dependents do in the runner's graphs. The
+// time a step of bf16, of FP8's dispatch and of each gemv_fp8 variant.
+void decode_chain(ember::gpu::Gemm& gemm, const std::vector<Shape>& shapes) {
+  constexpr int kLayers = 32;
+  int max_k = 0, max_n = 0;
+  int64_t bytes = 0;  // FP8 weight bytes of a layer
+  for (const Shape& s : shapes) {
+    max_k = std::max(max_k, s.k);
+    max_n = std::max(max_n, s.n);
+    bytes += int64_t{s.n} * s.k;
+  }
+  std::vector<Weights> layers;
+  for (int l = 0; l < kLayers; ++l)
+    for (const Shape& s : shapes) layers.push_back(make_weights(s, 1));
+  bf16* x = alloc_random(static_cast<size_t>(max_k), 7u, 1.0f);
+  bf16* y = nullptr;
+  BENCH_CHECK(cudaMalloc(&y, static_cast<size_t>(max_n) * sizeof(bf16)));
+  cudaStream_t stream = nullptr;
+  BENCH_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  // kind: -2 bf16, -1 the FP8 dispatch, v >= 0 gemv_fp8 variant v.
+  auto step = [&](int kind) {
+    for (size_t i = 0; i < layers.size(); ++i) {
+      const Shape& s = shapes[i % shapes.size()];
+      const Weights& w = layers[i];
+      if (kind == -2) {
+        require_ok(gemm.linear(x, w.bf16s[0], nullptr, y, false, 1, s.n, s.k, stream));
+      } else if (kind == -1) {
+        require_ok(gemm.linear_fp8(x, w.codes[0], w.scales[0], nullptr, y, false, 1, s.n, s.k, stream));
+      } else {
+        require_ok(ember::gpu::gemv_fp8(x, w.codes[0], w.scales[0], nullptr, y, false, 1, s.n, s.k, stream, kind));
+      }
+    }
+  };
+  auto graph_us = [&](int kind) {
+    step(kind);  // outside capture: any first-use set-up
+    BENCH_CHECK(cudaStreamSynchronize(stream));
+    cudaGraph_t graph = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    BENCH_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    step(kind);
+    BENCH_CHECK(cudaStreamEndCapture(stream, &graph));
+    BENCH_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    cudaEvent_t a, b;
+    BENCH_CHECK(cudaEventCreate(&a));
+    BENCH_CHECK(cudaEventCreate(&b));
+    std::vector<double> t;
+    for (int r = 0; r < 23; ++r) {
+      BENCH_CHECK(cudaEventRecord(a, stream));
+      BENCH_CHECK(cudaGraphLaunch(exec, stream));
+      BENCH_CHECK(cudaEventRecord(b, stream));
+      BENCH_CHECK(cudaEventSynchronize(b));
+      float ms = 0;
+      BENCH_CHECK(cudaEventElapsedTime(&ms, a, b));
+      if (r >= 3) t.push_back(1000.0 * ms);
+    }
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+  };
+  const double bf16_us = graph_us(-2);
+  const double total = static_cast<double>(bytes) * kLayers;
+  auto print = [&](const std::string& what, double us, double weight_bytes) {
+    std::printf("{\"name\": \"decode_chain\", \"what\": \"%s\", \"layers\": %d, \"us\": %.1f, \"gb_per_s\": %.0f, "
+                "\"ratio_to_bf16\": %.3f}\n",
+                what.c_str(), kLayers, us, weight_bytes / (us * 1e3), bf16_us / us);
+    std::fflush(stdout);
+  };
+  print("bf16", bf16_us, 2 * total);
+  print("fp8_dispatch", graph_us(-1), total);
+  for (int v = 0; v < ember::gpu::kGemvFp8Variants; ++v) print("gemv_fp8_v" + std::to_string(v), graph_us(v), total);
+  for (Weights& w : layers) free_weights(w);
+  BENCH_CHECK(cudaFree(x));
+  BENCH_CHECK(cudaFree(y));
+  BENCH_CHECK(cudaStreamDestroy(stream));
+}
+
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  const bool chain_only = argc > 1 && std::string(argv[1]) == "--chain";  // the decode_chain lines alone
   int device_count = 0;
   if (cudaGetDeviceCount(&device_count) != cudaSuccess || device_count == 0) {
     std::fprintf(stderr, "fp8_bench: no CUDA device\n");
@@ -85,6 +172,7 @@ int main() {
                                      {28672, 4096, "gate_up_proj"},
                                      {4096, 14336, "down_proj"}};
   for (const Shape& s : shapes) {
+    if (chain_only) break;
     const size_t elems = static_cast<size_t>(s.n) * s.k;
     const int copies = static_cast<int>(std::max<size_t>(2, (size_t{512} << 20) / (elems * 2) + 1));
     Weights w = make_weights(s, copies);
@@ -110,6 +198,10 @@ int main() {
       if (m <= ember::gpu::kGemvFp8MaxM)
         add("gemv_fp8", fp8_time([&](const uint8_t* q, const float* sc) {
               return ember::gpu::gemv_fp8(x, q, sc, nullptr, y, false, m, s.n, s.k, nullptr);
+            }));
+      for (int v = 1; m <= 4 && v < ember::gpu::kGemvFp8Variants; ++v)
+        add("gemv_fp8_v" + std::to_string(v), fp8_time([&](const uint8_t* q, const float* sc) {
+              return ember::gpu::gemv_fp8(x, q, sc, nullptr, y, false, m, s.n, s.k, nullptr, v);
             }));
       for (int v = 0; v < (m <= 16 ? ember::gpu::kGemvMmaVariants : 1); ++v)
         add("gemv_mma_fp8_v" + std::to_string(v), fp8_time([&](const uint8_t* q, const float* sc) {
@@ -171,5 +263,6 @@ int main() {
     }
     free_weights(w);
   }
+  decode_chain(gemm, shapes);
   return 0;
 }

@@ -125,21 +125,28 @@ struct CudaBackend::Impl {
   // creation leaves it to linear (benchmarks compare the two).
   bool fused_fp8_quant = true;
   // EMBER_FP8_FUSED_SCALES=0: the GEMMs' scale passes stay passes of their own
-  // (linear_silu_mul_fp8, linear_scaled_by_next_norm; a benchmarking knob).
+  // (linear_silu_mul_fp8, linear_scaled_by_next_op; a benchmarking knob).
   bool fused_fp8_scales = true;
-  // The scales linear_scaled_by_next_norm left for the next norm over y.
+  // EMBER_FP8_QKV_SCALES_IN_ROPE=1: q/k/v's scales applied by the rope
+  // (linear_scaled_by_next_op's kQkvRope). Off until measured on a GPU: the
+  // GPU tests and the offline runs of scripts/gpu_check.sh stage fp8prof
+  // decide its default.
+  bool fp8_qkv_scales_in_rope = false;
+  // The scales linear_scaled_by_next_op left for the next op over y.
   struct PendingScales {
     const void* y = nullptr;
     const float* row = nullptr;  // x's
     const float* col = nullptr;  // w's
+    ScalesReader reader = ScalesReader::kRmsNorm;
   } pending;
-  // The pending scales if the norm reads their y (then they are taken), else a
-  // failure: nothing may come between that linear and its norm.
-  PendingScales take_pending(const void* x) {
+  // The pending scales if this op (`reader`) reads their y (then they are
+  // taken), else a failure: nothing may come between that linear and its op.
+  PendingScales take_pending(const void* x, ScalesReader reader) {
     PendingScales p = pending;
     pending = {};
-    if (p.y != nullptr && p.y != x) fail(Error{"CudaBackend: a linear's scales were left for a norm over another tensor"});
-    return p.y == x ? p : PendingScales{};
+    if (p.y != nullptr && (p.y != x || p.reader != reader))
+      fail(Error{"CudaBackend: a linear's scales were left for another op or tensor"});
+    return p.y == x && p.reader == reader ? p : PendingScales{};
   }
   Status first_error = Status::success();
   std::unordered_map<void*, size_t> allocations;
@@ -235,6 +242,8 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const CudaBackendLimits
   if (const char* env = std::getenv("EMBER_FP8_FUSED_QUANT"); env != nullptr) impl->fused_fp8_quant = std::string(env) != "0";
   if (const char* env = std::getenv("EMBER_FP8_FUSED_SCALES"); env != nullptr)
     impl->fused_fp8_scales = std::string(env) != "0";
+  if (const char* env = std::getenv("EMBER_FP8_QKV_SCALES_IN_ROPE"); env != nullptr)
+    impl->fp8_qkv_scales_in_rope = std::string(env) == "1";
 
   impl->max_blocks_per_seq =
       static_cast<int32_t>((limits.max_model_len + limits.block_size - 1) / limits.block_size);
@@ -417,7 +426,7 @@ void CudaBackend::embedding(const Tensor& table, const ForwardInputs& in, Tensor
 
 void CudaBackend::rms_norm(const Tensor& x, Tensor* residual, const Tensor& weight, float eps, Tensor& out) {
   Impl::Timed timed(*impl_, "rms_norm", m_class(x.rows()));
-  const Impl::PendingScales p = impl_->take_pending(x.data);
+  const Impl::PendingScales p = impl_->take_pending(x.data, ScalesReader::kRmsNorm);
   impl_->fail(gpu::rms_norm(bf16_of(x), residual ? bf16_of(*residual) : nullptr, weight.f32(), eps, x.rows(), x.cols(),
                             bf16_of(out), impl_->stream, p.row, p.col));
 }
@@ -433,7 +442,7 @@ bool CudaBackend::takes_fp8_activations(const Tensor& w, int64_t rows) {
 void CudaBackend::rms_norm_fp8(const Tensor& x, Tensor* residual, const Tensor& weight, float eps, Tensor& out) {
   Impl::Timed timed(*impl_, "rms_norm_fp8", m_class(x.rows()));
   assert(out.dtype == DType::kF8E4M3 && out.scale != nullptr);
-  const Impl::PendingScales p = impl_->take_pending(x.data);
+  const Impl::PendingScales p = impl_->take_pending(x.data, ScalesReader::kRmsNorm);
   impl_->fail(gpu::rms_norm_fp8(bf16_of(x), residual ? bf16_of(*residual) : nullptr, weight.f32(), eps, x.rows(),
                                 x.cols(), static_cast<uint8_t*>(out.data), const_cast<float*>(out.scale), impl_->stream,
                                 p.row, p.col));
@@ -473,14 +482,20 @@ void CudaBackend::linear_silu_mul_fp8(const Tensor& x, const Tensor& w_gate_up, 
   Backend::linear_silu_mul_fp8(x, w_gate_up, gate_up, act);
 }
 
-// o_proj and down_proj on one device where cuBLASLt would scale y in a pass of
-// its own: the next norm applies the scales (Impl::pending) as it reads y.
-bool CudaBackend::linear_scaled_by_next_norm(const Tensor& x, const Tensor& w, Tensor& y) {
-  if (!impl_->fused_fp8_scales || comm_ != nullptr || w.dtype != DType::kF8E4M3 || y.dtype != DType::kBF16 ||
-      y.cols() % 8 != 0 || y.cols() > 32768 || reinterpret_cast<uintptr_t>(y.data) % 16 != 0 ||
+// o_proj and down_proj (and q/k/v, EMBER_FP8_QKV_SCALES_IN_ROPE=1) on one
+// device where cuBLASLt would scale y in a pass of its own: the next norm (the
+// rope) applies the scales (Impl::pending) as it reads y. y's width a multiple
+// of 8: the scale pass's 8-wide arithmetic, which the readers reproduce.
+bool CudaBackend::linear_scaled_by_next_op(const Tensor& x, const Tensor& w, Tensor& y, ScalesReader reader) {
+  // Under tensor parallelism o's and down's outputs are summed across ranks before their norm; q/k/v are
+  // column-parallel (a rank's rows and scales are its own, no all-reduce before the rope).
+  const bool norm = reader == ScalesReader::kRmsNorm;
+  if (!impl_->fused_fp8_scales || (norm && (comm_ != nullptr || y.cols() > 32768)) ||
+      (!norm && !impl_->fp8_qkv_scales_in_rope) || w.dtype != DType::kF8E4M3 || y.dtype != DType::kBF16 ||
+      y.cols() % 8 != 0 || reinterpret_cast<uintptr_t>(y.data) % 16 != 0 ||
       (x.dtype != DType::kF8E4M3 && x.dtype != DType::kBF16))
     return false;
-  Impl::Timed timed(*impl_, "linear_scaled_by_next_norm",
+  Impl::Timed timed(*impl_, "linear_scaled_by_next_op",
                     impl_->profiler ? std::to_string(w.rows()) + "x" + std::to_string(w.cols()) + " " + m_class(x.rows())
                                     : std::string());
   const int m = static_cast<int>(x.rows()), n = static_cast<int>(w.rows()), k = static_cast<int>(w.cols());
@@ -496,12 +511,12 @@ bool CudaBackend::linear_scaled_by_next_norm(const Tensor& x, const Tensor& w, T
     return false;
   }
   if (!*raw) return false;
-  impl_->pending = {y.data, x_scale, w.scale};
+  impl_->pending = {y.data, x_scale, w.scale, reader};
   return true;
 }
 
 void CudaBackend::linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
-  if (impl_->pending.y != nullptr) impl_->take_pending(nullptr);  // (fails: its norm did not come next)
+  if (impl_->pending.y != nullptr) impl_->take_pending(nullptr, impl_->pending.reader);  // (fails: its op did not come next)
   if (w.dtype != DType::kBF16 && (w.dtype != DType::kF8E4M3 || w.scale == nullptr)) {
     impl_->fail(Error{"CudaBackend::linear: weights must be bf16, or fp8 with row scales, on the GPU (the runner "
                       "converts them)"});
@@ -586,6 +601,12 @@ void CudaBackend::qkv_rope_and_cache_write(const Tensor& qkv, const ForwardInput
   rows.k_stride = stride;
   rows.v_in = base + (hq + hkv) * head_dim;
   rows.v_stride = stride;
+  if (const Impl::PendingScales p = m.take_pending(qkv.data, ScalesReader::kQkvRope); p.y != nullptr) {
+    rows.x_scale = p.row;
+    rows.q_w_scale = p.col;
+    rows.k_w_scale = p.col + hq * head_dim;
+    rows.v_w_scale = p.col + (hq + hkv) * head_dim;
+  }
   if (k_cache.dtype == DType::kF8E4M3) {
     m.fail(gpu::rope_qkv_and_cache_write(rows, m.dev<int32_t>(m.positions), m.dev<int64_t>(m.slots), m.inv_freq,
                                          in.num_tokens(), hq, hkv, head_dim, fp8_cache(k_cache, v_cache), m.stream));

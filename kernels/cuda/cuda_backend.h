@@ -86,7 +86,7 @@ class CudaBackend final : public Backend {
   void rms_norm_fp8(const Tensor& x, Tensor* residual, const Tensor& weight, float eps, Tensor& out) override;
   void silu_mul_fp8(const Tensor& x, Tensor& out) override;
   void linear_silu_mul_fp8(const Tensor& x, const Tensor& w_gate_up, Tensor& gate_up, Tensor& act) override;
-  bool linear_scaled_by_next_norm(const Tensor& x, const Tensor& w, Tensor& y) override;
+  bool linear_scaled_by_next_op(const Tensor& x, const Tensor& w, Tensor& y, ScalesReader reader) override;
   void gather_logit_rows(const Tensor& x, const ForwardInputs& in, Tensor& out) override;
   // Sums x over the tensor-parallel ranks through this rank's communicator
   // (NCCL; set_communicator), on this backend's stream: capturable in graphs.

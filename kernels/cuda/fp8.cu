@@ -62,15 +62,15 @@ __device__ __forceinline__ void unpack16_fp8(const uint4& v, float (&f)[16]) {
     }
 }
 
-constexpr int kWarps = 4;
-constexpr int kThreads = kWarps * 32;
-
-template <int M, int R, int U>
-__global__ void __launch_bounds__(kThreads)
+// W warps a block, R rows a warp, U groups of 32 chunks a lane in flight. A
+// lane sums its chunks lane, lane + 32, ... in order whatever R, U and W are,
+// so every variant writes the same bits.
+template <int M, int R, int U, int W>
+__global__ void __launch_bounds__(W * 32)
     gemv_fp8_kernel(const bf16* __restrict__ x, const uint8_t* __restrict__ w, const float* __restrict__ w_scale,
                     const float* __restrict__ bias, void* __restrict__ y, bool y_f32, int n, int k) {
   const int lane = threadIdx.x & 31;
-  const int n0 = (blockIdx.x * kWarps + (threadIdx.x >> 5)) * R;
+  const int n0 = (blockIdx.x * W + (threadIdx.x >> 5)) * R;
   if (n0 >= n) return;  // whole warp
   const int chunks = k / 16;
   const uint4* wrow[R];
@@ -156,16 +156,33 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// R = 2 rows a warp up to M = 4, 4 above (fewer x re-reads); R*U = 8 loads a group (as gemv.cu).
+template <int M, int R, int U, int W>
+Status launch_gemv_fp8_ruw(const bf16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y,
+                           bool y_f32, int n, int k, cudaStream_t stream) {
+  constexpr int rows_per_block = W * R;
+  const dim3 grid(static_cast<unsigned>((n + rows_per_block - 1) / rows_per_block));
+  return cuda_status(launch_pdl(true, gemv_fp8_kernel<M, R, U, W>, grid, dim3(W * 32), 0, stream, x, w, w_scale,
+                                bias, y, y_f32, n, k),
+                     "gemv_fp8 launch");
+}
+
+// The variants of fp8.h (kGemvFp8Variants) up to M = 4; above, R = 4 rows a
+// warp (fewer x re-reads). Variant 0 is the measured default: R = 2, U = 4, 4
+// warps, as gemv.cu's bf16 kernel; every variant keeps R*U = 8 loads a group.
 template <int M>
 Status launch_gemv_fp8(const bf16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y, bool y_f32,
-                       int n, int k, cudaStream_t stream) {
-  constexpr int R = M <= 4 ? 2 : 4, U = M <= 4 ? 4 : 2;
-  constexpr int rows_per_block = kWarps * R;
-  const dim3 grid(static_cast<unsigned>((n + rows_per_block - 1) / rows_per_block));
-  return cuda_status(launch_pdl(true, gemv_fp8_kernel<M, R, U>, grid, dim3(kThreads), 0, stream, x, w, w_scale, bias,
-                                y, y_f32, n, k),
-                     "gemv_fp8 launch");
+                       int n, int k, int variant, cudaStream_t stream) {
+  if constexpr (M <= 4) {
+    switch (variant) {
+      case 1: return launch_gemv_fp8_ruw<M, 4, 2, 4>(x, w, w_scale, bias, y, y_f32, n, k, stream);
+      case 2: return launch_gemv_fp8_ruw<M, 1, 8, 4>(x, w, w_scale, bias, y, y_f32, n, k, stream);
+      case 3: return launch_gemv_fp8_ruw<M, 4, 2, 8>(x, w, w_scale, bias, y, y_f32, n, k, stream);
+      case 4: return launch_gemv_fp8_ruw<M, 2, 4, 8>(x, w, w_scale, bias, y, y_f32, n, k, stream);
+      default: return launch_gemv_fp8_ruw<M, 2, 4, 4>(x, w, w_scale, bias, y, y_f32, n, k, stream);
+    }
+  } else {
+    return launch_gemv_fp8_ruw<M, 4, 2, 4>(x, w, w_scale, bias, y, y_f32, n, k, stream);
+  }
 }
 
 __device__ __forceinline__ void load8(const bf16* p, float (&v)[8]) { unpack8(*reinterpret_cast<const uint4*>(p), v); }
@@ -256,20 +273,20 @@ bool gemv_fp8_supports(const bf16* x, const uint8_t* w, int m, int k) {
 }
 
 Status gemv_fp8(const bf16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y, bool y_f32, int m,
-                int n, int k, cudaStream_t stream) {
+                int n, int k, cudaStream_t stream, int variant) {
   if (n <= 0) return Status::success();
   if (!gemv_fp8_supports(x, w, m, k))
     return Error{"gemv_fp8: unsupported arguments (m " + std::to_string(m) + ", k " + std::to_string(k) +
                  "; needs 1 <= m <= 8, k % 16 == 0, 16-byte aligned x and w)"};
   switch (m) {
-    case 1: return launch_gemv_fp8<1>(x, w, w_scale, bias, y, y_f32, n, k, stream);
-    case 2: return launch_gemv_fp8<2>(x, w, w_scale, bias, y, y_f32, n, k, stream);
-    case 3: return launch_gemv_fp8<3>(x, w, w_scale, bias, y, y_f32, n, k, stream);
-    case 4: return launch_gemv_fp8<4>(x, w, w_scale, bias, y, y_f32, n, k, stream);
-    case 5: return launch_gemv_fp8<5>(x, w, w_scale, bias, y, y_f32, n, k, stream);
-    case 6: return launch_gemv_fp8<6>(x, w, w_scale, bias, y, y_f32, n, k, stream);
-    case 7: return launch_gemv_fp8<7>(x, w, w_scale, bias, y, y_f32, n, k, stream);
-    default: return launch_gemv_fp8<8>(x, w, w_scale, bias, y, y_f32, n, k, stream);
+    case 1: return launch_gemv_fp8<1>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
+    case 2: return launch_gemv_fp8<2>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
+    case 3: return launch_gemv_fp8<3>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
+    case 4: return launch_gemv_fp8<4>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
+    case 5: return launch_gemv_fp8<5>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
+    case 6: return launch_gemv_fp8<6>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
+    case 7: return launch_gemv_fp8<7>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
+    default: return launch_gemv_fp8<8>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
   }
 }
 

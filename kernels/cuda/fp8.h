@@ -26,9 +26,13 @@ Status quantize_rows_fp8(const __nv_bfloat16* x, int rows, int cols, uint8_t* q,
 // kGemvFp8MaxM: x stays bf16 (W8A16: the weights' bytes are the cost, halved
 // against bf16), products in float32. k % 16 == 0, x and w 16-byte aligned.
 // Multiplies on CUDA cores: its time grows with M (gemv_mma_fp8 does not).
+// `variant` picks the launch shape for M <= 4 (fp8.cu: rows a warp, loads in
+// flight, warps a block); every variant writes the same bits. 0 is the
+// measured default; Gemm's dispatch takes EMBER_FP8_GEMV_VARIANT.
 inline constexpr int kGemvFp8MaxM = 8;
+inline constexpr int kGemvFp8Variants = 5;
 Status gemv_fp8(const __nv_bfloat16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y,
-                bool y_f32, int m, int n, int k, cudaStream_t stream);
+                bool y_f32, int m, int n, int k, cudaStream_t stream, int variant = 0);
 bool gemv_fp8_supports(const __nv_bfloat16* x, const uint8_t* w, int m, int k);
 
 // The same product on tensor cores (gemv_mma.cu) for 1 <= m <= kGemvMmaMaxM

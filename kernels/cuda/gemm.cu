@@ -132,6 +132,7 @@ struct Gemm::Impl {
   size_t fp8_x_bytes = 0, fp8_x_scale_bytes = 0, fp8_acc_bytes = 0;
   int fp8_gemv_max_m = kGemvFp8DispatchMaxM;     // EMBER_FP8_GEMV_MAX_M: a benchmarking knob
   int fp8_mma_max_m = kGemvMmaFp8DispatchMaxM;   // EMBER_FP8_MMA_MAX_M: likewise (sets both)
+  int fp8_gemv_variant = 0;                      // EMBER_FP8_GEMV_VARIANT: likewise (fp8.h)
   int fp8_mma_small_max_m = kGemvMmaFp8SmallMaxM;
   // cuBLASLt's FP8 "fast accumulation" (no periodic promotion of the tensor
   // cores' partial sums to float32, as vLLM's CUTLASS FP8 kernels run): off.
@@ -384,6 +385,8 @@ Result<std::unique_ptr<Gemm>> Gemm::create(size_t workspace_bytes) {
   if (const char* env = std::getenv("EMBER_GEMV"); env != nullptr) impl->small_m_mma = std::string(env) == "mma";
   if (const char* env = std::getenv("EMBER_FP8_GEMV_MAX_M"); env != nullptr)
     impl->fp8_gemv_max_m = std::clamp(std::atoi(env), 0, kGemvFp8MaxM);
+  if (const char* env = std::getenv("EMBER_FP8_GEMV_VARIANT"); env != nullptr)
+    impl->fp8_gemv_variant = std::clamp(std::atoi(env), 0, kGemvFp8Variants - 1);
   if (const char* env = std::getenv("EMBER_FP8_MMA_MAX_M"); env != nullptr)
     impl->fp8_mma_max_m = impl->fp8_mma_small_max_m = std::clamp(std::atoi(env), 0, kGemvMmaMaxM);
   if (const char* env = std::getenv("EMBER_FP8_FAST_ACCUM"); env != nullptr)
@@ -446,7 +449,7 @@ Status Gemm::linear_fp8(const bf16* x, const uint8_t* w, const float* w_scale, c
                         int m, int n, int k, cudaStream_t stream) {
   const Impl::Fp8Kernel kernel = impl_->fp8_kernel(m, n, k);
   if (kernel == Impl::Fp8Kernel::kGemv && gemv_fp8_supports(x, w, m, k))
-    return gemv_fp8(x, w, w_scale, bias, y, y_f32, m, n, k, stream);
+    return gemv_fp8(x, w, w_scale, bias, y, y_f32, m, n, k, stream, impl_->fp8_gemv_variant);
   if (kernel == Impl::Fp8Kernel::kMma && gemv_mma_fp8_supports(x, w, m, k))
     return gemv_mma_fp8(x, w, w_scale, bias, y, y_f32, m, n, k, kGemvMmaFp8DispatchVariant, /*pdl=*/true, stream);
   return linear_fp8_cublaslt(x, w, w_scale, bias, y, y_f32, m, n, k, stream);

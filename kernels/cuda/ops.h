@@ -79,6 +79,14 @@ struct QkvRows {
   int64_t k_stride = 0;
   const bf16* v_in = nullptr;
   int64_t v_stride = 0;
+  // Set: q_in, k_in and v_in hold an FP8 GEMM's raw product of codes, scaled
+  // here as they are read, as scale_fp8_output_inplace (fp8.h) would have
+  // scaled them (its 8-wide form: the rows' width a multiple of 8), bit for
+  // bit. x_scale [T] per token; *_w_scale per column of q_in / k_in / v_in.
+  const float* x_scale = nullptr;
+  const float* q_w_scale = nullptr;
+  const float* k_w_scale = nullptr;
+  const float* v_w_scale = nullptr;
 };
 Status rope_qkv_and_cache_write(const QkvRows& rows, const int32_t* positions, const int64_t* slot_mapping,
                                 const float* inv_freq, int64_t num_tokens, int64_t num_q_heads, int64_t num_kv_heads,

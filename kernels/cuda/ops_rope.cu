@@ -5,7 +5,9 @@
 // Bytes per token: q 2*Hq*D*2, k 3*Hkv*D*2, v 2*Hkv*D*2 (Llama-3-8B: 28 KB).
 // An FP8 cache (Cache = uint8_t) gets E4M3 codes of the float32 rotated k and
 // of v, each divided by its device scale (fp8.cuh): 1 byte a cached element
-// instead of 2. The bf16 instantiation is the kernel as it was tuned.
+// instead of 2. The bf16 instantiation is the kernel as it was tuned. With
+// QkvRows' scales (FP8 weights) q/k/v are the GEMM's raw product and get its
+// scales as they are read: the scale pass's values, without the pass.
 //
 // Precision: the angle is position * inv_freq as ONE float32 product (as HF and
 // the CPU backend), then sincosf (not __sincosf: the fast intrinsic's error
@@ -26,6 +28,19 @@ namespace {
 
 constexpr int kThreads = 128;
 
+// A raw FP8 product's values as scale_fp8_output_inplace stores them (its
+// 8-wide form, apply_fp8_scales8's arithmetic: v * (x_scale * w_scale), then
+// the bf16 rounding), for 8 or 1 values.
+template <int N>
+__device__ __forceinline__ void scale_raw(float (&v)[N], float x_scale, const float* w_scale) {
+  if constexpr (N == 8) {
+    apply_fp8_scales8(v, x_scale, w_scale);
+  } else {
+#pragma unroll
+    for (int e = 0; e < N; ++e) v[e] = __bfloat162float(__float2bfloat16(v[e] * (x_scale * w_scale[e])));
+  }
+}
+
 // kVec elements of i (and of i + D/2) a work item: 8 with 16-byte vectors (D %
 // 16 == 0, aligned buffers), else 1. Cache: bf16, or uint8_t for E4M3 codes
 // scaled by *k_scale / *v_scale (unused with bf16).
@@ -43,6 +58,7 @@ __global__ void __launch_bounds__(kThreads)
   }
   const int64_t t = blockIdx.x;
   const int half = d / 2;
+  const float sx = rows.x_scale != nullptr ? rows.x_scale[t] : 0.0f;
   const float pos = static_cast<float>(positions[t]);
   for (int i = threadIdx.x; i < half; i += blockDim.x) {
     float s, c;
@@ -69,6 +85,11 @@ __global__ void __launch_bounds__(kThreads)
     } else {
       a[0] = __bfloat162float(base[i0]);
       b[0] = __bfloat162float(base[half + i0]);
+    }
+    if (rows.x_scale != nullptr) {
+      const float* ws = is_k ? rows.k_w_scale + (head - hq) * d : rows.q_w_scale + head * d;
+      scale_raw(a, sx, ws + i0);
+      scale_raw(b, sx, ws + half + i0);
     }
     float ra[kVec], rb[kVec];
 #pragma unroll
@@ -113,6 +134,8 @@ __global__ void __launch_bounds__(kThreads)
   if (slot < 0) return;  // padding token: rotated, not cached
   const int64_t row = static_cast<int64_t>(hkv) * d;
   const bf16* v = rows.v_in + t * rows.v_stride;
+  const float* v_ws = rows.v_w_scale;
+  const bool scaled = rows.x_scale != nullptr;
   if constexpr (kFp8) {
     if constexpr (kVec == 8) {
       const uint4* src = reinterpret_cast<const uint4*>(v);
@@ -120,18 +143,39 @@ __global__ void __launch_bounds__(kThreads)
       for (int64_t j = threadIdx.x; j < row / 8; j += blockDim.x) {
         float f[8];
         unpack8(src[j], f);
+        if (scaled) scale_raw(f, sx, v_ws + 8 * j);
         out[j] = e4m3x8_from_floats(f, vs);
       }
     } else {
-      for (int64_t j = threadIdx.x; j < row; j += blockDim.x)
-        v_cache[slot * row + j] = e4m3_from_float(__bfloat162float(v[j]), vs);
+      for (int64_t j = threadIdx.x; j < row; j += blockDim.x) {
+        float f[1] = {__bfloat162float(v[j])};
+        if (scaled) scale_raw(f, sx, v_ws + j);
+        v_cache[slot * row + j] = e4m3_from_float(f[0], vs);
+      }
     }
   } else if constexpr (kVec == 8) {
     const uint4* src = reinterpret_cast<const uint4*>(v);
     uint4* out = reinterpret_cast<uint4*>(v_cache + slot * row);
-    for (int64_t j = threadIdx.x; j < row / 8; j += blockDim.x) out[j] = src[j];
+    for (int64_t j = threadIdx.x; j < row / 8; j += blockDim.x) {
+      if (!scaled) {
+        out[j] = src[j];
+        continue;
+      }
+      float f[8];
+      unpack8(src[j], f);
+      scale_raw(f, sx, v_ws + 8 * j);
+      out[j] = pack8(f);
+    }
   } else {
-    for (int64_t j = threadIdx.x; j < row; j += blockDim.x) v_cache[slot * row + j] = v[j];
+    for (int64_t j = threadIdx.x; j < row; j += blockDim.x) {
+      if (!scaled) {
+        v_cache[slot * row + j] = v[j];
+        continue;
+      }
+      float f[1] = {__bfloat162float(v[j])};
+      scale_raw(f, sx, v_ws + j);
+      v_cache[slot * row + j] = __float2bfloat16(f[0]);
+    }
   }
 }
 

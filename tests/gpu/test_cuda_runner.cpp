@@ -615,6 +615,8 @@ TEST(CudaRunner, Fp8DecodeFollowsTheCpuOnTheDequantizedWeights) {
 // gives the logits of the same runner quantizing them in linear
 // (EMBER_FP8_FUSED_QUANT=0) bit for bit: the fused kernels write the same codes
 // and scales (Fp8Gpu.FusedNormAndSiluQuantizeLikeTheQuantizer checks them alone).
+// Likewise the GEMMs' output scales applied by the SiLU, the norms and the rope
+// (EMBER_FP8_FUSED_SCALES, EMBER_FP8_QKV_SCALES_IN_ROPE) against their passes.
 TEST(CudaRunner, Fp8PrefillWithQuantizingNormAndSiluIsBitIdentical) {
   ASSERT_TRUE(gpu::fp8_supported(0)) << "this GPU has no FP8";
   const ModelConfig c = test_config(128, false, false, false);
@@ -632,11 +634,13 @@ TEST(CudaRunner, Fp8PrefillWithQuantizingNormAndSiluIsBitIdentical) {
   for (int fused = 0; fused < 2; ++fused) {
     setenv("EMBER_FP8_FUSED_QUANT", fused ? "1" : "0", 1);
     setenv("EMBER_FP8_FUSED_SCALES", fused ? "1" : "0", 1);  // gate/up's scales in the SiLU, o's and down's in the norm
+    setenv("EMBER_FP8_QKV_SCALES_IN_ROPE", fused ? "1" : "0", 1);  // q/k/v's in the rope
     CudaRunnerOptions o = small_options(false);
     o.quantize_fp8 = true;
     auto gpu = make_cuda_model_runner(w, o);
     unsetenv("EMBER_FP8_FUSED_QUANT");
     unsetenv("EMBER_FP8_FUSED_SCALES");
+    unsetenv("EMBER_FP8_QKV_SCALES_IN_ROPE");
     ASSERT_TRUE(gpu.ok()) << gpu.error().message;
     std::vector<Seq> g(3);
     for (int i = 0; i < 3; ++i) {

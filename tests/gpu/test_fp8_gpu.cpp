@@ -5,10 +5,12 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <random>
 
+#include "kernels/backend.h"
 #include "kernels/cuda/fp8.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/ops.h"
@@ -389,6 +391,110 @@ TEST(Fp8Gpu, NormsApplyTheGemmScalesLikeTheScalePass) {
     }
 }
 
+// The fused q/k/v projection's raw product (codes' sums) scaled by the rope
+// as it reads it (QkvRows' scales) gives, bit for bit, rotated q, the k cache
+// and the v cache that the scale pass and then the rope give: both cache
+// types, head sizes on the vector path (128) and off it (72), padding tokens.
+TEST(Fp8Gpu, RopeAppliesTheGemmScalesLikeTheScalePass) {
+  ASSERT_NO_FATAL_FAILURE(require_fp8());
+  std::mt19937 rng(23);
+  std::uniform_real_distribution<float> x_sc(0.01f, 0.1f), w_sc(1e-4f, 3e-3f);
+  struct Case {
+    int t, hq, hkv, d;
+  };
+  for (const Case c : {Case{9, 8, 2, 128}, Case{130, 32, 8, 128}, Case{6, 4, 2, 72}}) {
+    SCOPED_TRACE(testing::Message() << "T " << c.t << " heads " << c.hq << "/" << c.hkv << " D " << c.d);
+    const int64_t qd = int64_t{c.hq} * c.d, row = int64_t{c.hkv} * c.d, width = qd + 2 * row, slots = 2 * c.t;
+    ASSERT_EQ(width % 8, 0);
+    std::vector<float> f;
+    const std::vector<bf16> raw = gputest::random_bf16(static_cast<size_t>(c.t * width), rng, f, 3000.0f);
+    std::vector<float> xs(static_cast<size_t>(c.t)), ws(static_cast<size_t>(width));
+    for (float& v : xs) v = x_sc(rng);
+    for (float& v : ws) v = w_sc(rng);
+    std::vector<int32_t> positions(static_cast<size_t>(c.t));
+    std::uniform_int_distribution<int32_t> pos(0, 32768);
+    for (auto& p : positions) p = pos(rng);
+    std::vector<int64_t> slot_mapping(static_cast<size_t>(c.t));
+    for (int64_t i = 0; i < c.t; ++i) slot_mapping[static_cast<size_t>(i)] = i % 4 == 3 ? -1 : 2 * i;  // padding too
+    RopeConfig rope;
+    rope.theta = 500000.0;
+    const std::vector<float> inv_freq = rope_inv_freq(rope, c.d);
+    DeviceBuffer<bf16> d_raw(raw.size()), d_scaled(raw.size()), d_q1(static_cast<size_t>(c.t * qd)),
+        d_q2(static_cast<size_t>(c.t * qd)), d_k1(static_cast<size_t>(slots * row)),
+        d_k2(static_cast<size_t>(slots * row)), d_v1(static_cast<size_t>(slots * row)),
+        d_v2(static_cast<size_t>(slots * row));
+    DeviceBuffer<uint8_t> d_k8a(static_cast<size_t>(slots * row)), d_k8b(static_cast<size_t>(slots * row)),
+        d_v8a(static_cast<size_t>(slots * row)), d_v8b(static_cast<size_t>(slots * row));
+    DeviceBuffer<float> d_xs(xs.size()), d_ws(ws.size()), d_inv(inv_freq.size()), d_kv_scales(2);
+    DeviceBuffer<int32_t> d_pos(positions.size());
+    DeviceBuffer<int64_t> d_slots(slot_mapping.size());
+    d_raw.upload(raw);
+    d_scaled.upload(raw);
+    d_xs.upload(xs);
+    d_ws.upload(ws);
+    d_inv.upload(inv_freq);
+    d_kv_scales.upload({0.05f, 0.02f});
+    d_pos.upload(positions);
+    d_slots.upload(slot_mapping);
+    ASSERT_TRUE(gpu::scale_fp8_output_inplace(d_scaled.get(), d_xs.get(), d_ws.get(), nullptr, c.t,
+                                              static_cast<int>(width), nullptr)
+                    .ok());
+    const auto rows_of = [&](const bf16* base, bf16* q_out, bool scaled) {
+      gpu::QkvRows r;
+      r.q_in = base;
+      r.q_out = q_out;
+      r.q_stride = width;
+      r.k_in = base + qd;
+      r.k_stride = width;
+      r.v_in = base + qd + row;
+      r.v_stride = width;
+      if (scaled) {
+        r.x_scale = d_xs.get();
+        r.q_w_scale = d_ws.get();
+        r.k_w_scale = d_ws.get() + qd;
+        r.v_w_scale = d_ws.get() + qd + row;
+      }
+      return r;
+    };
+    for (bool fp8_cache : {false, true}) {
+      SCOPED_TRACE(fp8_cache ? "fp8 cache" : "bf16 cache");
+      for (auto* b : {&d_q1, &d_q2, &d_k1, &d_k2, &d_v1, &d_v2}) b->poison();
+      for (auto* b : {&d_k8a, &d_k8b, &d_v8a, &d_v8b}) b->poison();
+      Status a = Status::success(), b = Status::success();
+      if (fp8_cache) {
+        const gpu::Fp8KvCache ca{d_k8a.get(), d_v8a.get(), d_kv_scales.get(), d_kv_scales.get() + 1};
+        const gpu::Fp8KvCache cb{d_k8b.get(), d_v8b.get(), d_kv_scales.get(), d_kv_scales.get() + 1};
+        a = gpu::rope_qkv_and_cache_write(rows_of(d_scaled.get(), d_q1.get(), false), d_pos.get(), d_slots.get(),
+                                          d_inv.get(), c.t, c.hq, c.hkv, c.d, ca, nullptr);
+        b = gpu::rope_qkv_and_cache_write(rows_of(d_raw.get(), d_q2.get(), true), d_pos.get(), d_slots.get(),
+                                          d_inv.get(), c.t, c.hq, c.hkv, c.d, cb, nullptr);
+      } else {
+        a = gpu::rope_qkv_and_cache_write(rows_of(d_scaled.get(), d_q1.get(), false), d_pos.get(), d_slots.get(),
+                                          d_inv.get(), c.t, c.hq, c.hkv, c.d, d_k1.get(), d_v1.get(), nullptr);
+        b = gpu::rope_qkv_and_cache_write(rows_of(d_raw.get(), d_q2.get(), true), d_pos.get(), d_slots.get(),
+                                          d_inv.get(), c.t, c.hq, c.hkv, c.d, d_k2.get(), d_v2.get(), nullptr);
+      }
+      ASSERT_TRUE(a.ok()) << a.error().message;
+      ASSERT_TRUE(b.ok()) << b.error().message;
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      const auto same = [](const auto& x, const auto& y, const char* what) {
+        ASSERT_EQ(x.size(), y.size());
+        EXPECT_EQ(std::memcmp(x.data(), y.data(), x.size() * sizeof(x[0])), 0) << what;
+      };
+      const std::vector<bf16> q1 = d_q1.download();
+      for (bf16 v : q1) ASSERT_TRUE(std::isfinite(gputest::to_float(v))) << "rotated q unwritten or not finite";
+      same(q1, d_q2.download(), "rotated q");
+      if (fp8_cache) {
+        same(d_k8a.download(), d_k8b.download(), "k cache codes");
+        same(d_v8a.download(), d_v8b.download(), "v cache codes");
+      } else {
+        same(d_k1.download(), d_k2.download(), "k cache");
+        same(d_v1.download(), d_v2.download(), "v cache");
+      }
+    }
+  }
+}
+
 TEST(Fp8Gpu, GemvMatchesFloat64Reference) {
   ASSERT_NO_FATAL_FAILURE(require_fp8());
   auto gemm = make_gemm();
@@ -397,6 +503,49 @@ TEST(Fp8Gpu, GemvMatchesFloat64Reference) {
   for (int m = 1; m <= gpu::kGemvFp8MaxM; ++m)
     for (auto [n, k] : {std::pair{65, 64}, std::pair{1536, 576}, std::pair{1000, 4096}, std::pair{513, 4112}})
       check_fp8_shape(*gemm, m, n, k, Path::kGemv, rng);
+}
+
+// Every launch shape of the CUDA-core GEMV (fp8.h: kGemvFp8Variants) writes
+// variant 0's bits, at M 1-8 (above 4 the variant is ignored), N not a
+// multiple of any variant's rows a block and K with and without a partial
+// group; variant 0 itself is checked against float64 above.
+TEST(Fp8Gpu, GemvVariantsWriteTheSameBits) {
+  ASSERT_NO_FATAL_FAILURE(require_fp8());
+  std::mt19937 rng(21);
+  for (auto [n, k] : {std::pair{65, 64}, std::pair{1000, 4096}, std::pair{513, 4112}, std::pair{4096, 14336}}) {
+    std::vector<float> x_f, w_f;
+    const std::vector<bf16> x = gputest::random_bf16(static_cast<size_t>(gpu::kGemvFp8MaxM) * k, rng, x_f);
+    gputest::random_bf16(static_cast<size_t>(n) * k, rng, w_f, 0.05f);
+    const Quantized w = host_quantize(w_f, n, k);
+    DeviceBuffer<bf16> d_x(x.size());
+    DeviceBuffer<uint8_t> d_w(w.codes.size());
+    DeviceBuffer<float> d_ws(w.scales.size()), d_y(static_cast<size_t>(gpu::kGemvFp8MaxM) * n);
+    d_x.upload(x);
+    d_w.upload(w.codes);
+    d_ws.upload(w.scales);
+    for (int m = 1; m <= gpu::kGemvFp8MaxM; ++m) {
+      std::vector<float> first;
+      for (int variant = 0; variant < gpu::kGemvFp8Variants; ++variant) {
+        SCOPED_TRACE(testing::Message() << "M=" << m << " N=" << n << " K=" << k << " variant " << variant);
+        d_y.poison();
+        const Status s = gpu::gemv_fp8(d_x.get(), d_w.get(), d_ws.get(), nullptr, d_y.get(), true, m, n, k, nullptr,
+                                       variant);
+        ASSERT_TRUE(s.ok()) << s.error().message;
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        std::vector<float> got = d_y.download();
+        got.resize(static_cast<size_t>(m) * n);
+        if (variant == 0) {
+          for (float v : got) ASSERT_TRUE(std::isfinite(v));
+          first = std::move(got);
+          continue;
+        }
+        size_t diffs = 0, at = 0;
+        for (size_t i = 0; i < got.size(); ++i)
+          if (float_bits(got[i]) != float_bits(first[i]) && diffs++ == 0) at = i;
+        EXPECT_EQ(diffs, 0u) << "first at " << at << ": " << got[at] << " against " << first[at];
+      }
+    }
+  }
 }
 
 TEST(Fp8Gpu, MmaGemvMatchesFloat64Reference) {
