@@ -137,9 +137,10 @@ void decode_chain(ember::gpu::Gemm& gemm, const std::vector<Shape>& shapes) {
   const double bf16_us = graph_us(-2);
   const double total = static_cast<double>(bytes) * kLayers;
   auto print = [&](const std::string& what, double us, double weight_bytes) {
-    std::printf("{\"name\": \"decode_chain\", \"what\": \"%s\", \"layers\": %d, \"us\": %.1f, \"gb_per_s\": %.0f, "
-                "\"ratio_to_bf16\": %.3f}\n",
-                what.c_str(), kLayers, us, weight_bytes / (us * 1e3), bf16_us / us);
+    std::printf(
+        "{\"name\": \"decode_chain\", \"what\": \"%s\", \"layers\": %d, \"us\": %.1f, \"gb_per_s\": %.0f, "
+        "\"ratio_to_bf16\": %.3f}\n",
+        what.c_str(), kLayers, us, weight_bytes / (us * 1e3), bf16_us / us);
     std::fflush(stdout);
   };
   print("bf16", bf16_us, 2 * total);

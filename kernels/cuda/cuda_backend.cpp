@@ -496,8 +496,9 @@ bool CudaBackend::linear_scaled_by_next_op(const Tensor& x, const Tensor& w, Ten
       (x.dtype != DType::kF8E4M3 && x.dtype != DType::kBF16))
     return false;
   Impl::Timed timed(*impl_, "linear_scaled_by_next_op",
-                    impl_->profiler ? std::to_string(w.rows()) + "x" + std::to_string(w.cols()) + " " + m_class(x.rows())
-                                    : std::string());
+                    impl_->profiler
+                        ? std::to_string(w.rows()) + "x" + std::to_string(w.cols()) + " " + m_class(x.rows())
+                        : std::string());
   const int m = static_cast<int>(x.rows()), n = static_cast<int>(w.rows()), k = static_cast<int>(w.cols());
   const auto* wq = static_cast<const uint8_t*>(w.data);
   const float* x_scale = x.scale;
@@ -516,7 +517,8 @@ bool CudaBackend::linear_scaled_by_next_op(const Tensor& x, const Tensor& w, Ten
 }
 
 void CudaBackend::linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
-  if (impl_->pending.y != nullptr) impl_->take_pending(nullptr, impl_->pending.reader);  // (fails: its op did not come next)
+  if (impl_->pending.y != nullptr)
+    impl_->take_pending(nullptr, impl_->pending.reader);  // (fails: its op did not come next)
   if (w.dtype != DType::kBF16 && (w.dtype != DType::kF8E4M3 || w.scale == nullptr)) {
     impl_->fail(Error{"CudaBackend::linear: weights must be bf16, or fp8 with row scales, on the GPU (the runner "
                       "converts them)"});

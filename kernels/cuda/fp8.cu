@@ -161,9 +161,9 @@ Status launch_gemv_fp8_ruw(const bf16* x, const uint8_t* w, const float* w_scale
                            bool y_f32, int n, int k, cudaStream_t stream) {
   constexpr int rows_per_block = W * R;
   const dim3 grid(static_cast<unsigned>((n + rows_per_block - 1) / rows_per_block));
-  return cuda_status(launch_pdl(true, gemv_fp8_kernel<M, R, U, W>, grid, dim3(W * 32), 0, stream, x, w, w_scale,
-                                bias, y, y_f32, n, k),
-                     "gemv_fp8 launch");
+  return cuda_status(
+      launch_pdl(true, gemv_fp8_kernel<M, R, U, W>, grid, dim3(W * 32), 0, stream, x, w, w_scale, bias, y, y_f32, n, k),
+      "gemv_fp8 launch");
 }
 
 // The variants of fp8.h (kGemvFp8Variants) up to M = 4; above, R = 4 rows a
@@ -174,11 +174,16 @@ Status launch_gemv_fp8(const bf16* x, const uint8_t* w, const float* w_scale, co
                        int n, int k, int variant, cudaStream_t stream) {
   if constexpr (M <= 4) {
     switch (variant) {
-      case 1: return launch_gemv_fp8_ruw<M, 4, 2, 4>(x, w, w_scale, bias, y, y_f32, n, k, stream);
-      case 2: return launch_gemv_fp8_ruw<M, 1, 8, 4>(x, w, w_scale, bias, y, y_f32, n, k, stream);
-      case 3: return launch_gemv_fp8_ruw<M, 4, 2, 8>(x, w, w_scale, bias, y, y_f32, n, k, stream);
-      case 4: return launch_gemv_fp8_ruw<M, 2, 4, 8>(x, w, w_scale, bias, y, y_f32, n, k, stream);
-      default: return launch_gemv_fp8_ruw<M, 2, 4, 4>(x, w, w_scale, bias, y, y_f32, n, k, stream);
+      case 1:
+        return launch_gemv_fp8_ruw<M, 4, 2, 4>(x, w, w_scale, bias, y, y_f32, n, k, stream);
+      case 2:
+        return launch_gemv_fp8_ruw<M, 1, 8, 4>(x, w, w_scale, bias, y, y_f32, n, k, stream);
+      case 3:
+        return launch_gemv_fp8_ruw<M, 4, 2, 8>(x, w, w_scale, bias, y, y_f32, n, k, stream);
+      case 4:
+        return launch_gemv_fp8_ruw<M, 2, 4, 8>(x, w, w_scale, bias, y, y_f32, n, k, stream);
+      default:
+        return launch_gemv_fp8_ruw<M, 2, 4, 4>(x, w, w_scale, bias, y, y_f32, n, k, stream);
     }
   } else {
     return launch_gemv_fp8_ruw<M, 4, 2, 4>(x, w, w_scale, bias, y, y_f32, n, k, stream);
@@ -279,14 +284,22 @@ Status gemv_fp8(const bf16* x, const uint8_t* w, const float* w_scale, const flo
     return Error{"gemv_fp8: unsupported arguments (m " + std::to_string(m) + ", k " + std::to_string(k) +
                  "; needs 1 <= m <= 8, k % 16 == 0, 16-byte aligned x and w)"};
   switch (m) {
-    case 1: return launch_gemv_fp8<1>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
-    case 2: return launch_gemv_fp8<2>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
-    case 3: return launch_gemv_fp8<3>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
-    case 4: return launch_gemv_fp8<4>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
-    case 5: return launch_gemv_fp8<5>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
-    case 6: return launch_gemv_fp8<6>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
-    case 7: return launch_gemv_fp8<7>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
-    default: return launch_gemv_fp8<8>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
+    case 1:
+      return launch_gemv_fp8<1>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
+    case 2:
+      return launch_gemv_fp8<2>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
+    case 3:
+      return launch_gemv_fp8<3>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
+    case 4:
+      return launch_gemv_fp8<4>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
+    case 5:
+      return launch_gemv_fp8<5>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
+    case 6:
+      return launch_gemv_fp8<6>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
+    case 7:
+      return launch_gemv_fp8<7>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
+    default:
+      return launch_gemv_fp8<8>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
   }
 }
 

@@ -31,8 +31,8 @@ Status quantize_rows_fp8(const __nv_bfloat16* x, int rows, int cols, uint8_t* q,
 // measured default; Gemm's dispatch takes EMBER_FP8_GEMV_VARIANT.
 inline constexpr int kGemvFp8MaxM = 8;
 inline constexpr int kGemvFp8Variants = 5;
-Status gemv_fp8(const __nv_bfloat16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y,
-                bool y_f32, int m, int n, int k, cudaStream_t stream, int variant = 0);
+Status gemv_fp8(const __nv_bfloat16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y, bool y_f32,
+                int m, int n, int k, cudaStream_t stream, int variant = 0);
 bool gemv_fp8_supports(const __nv_bfloat16* x, const uint8_t* w, int m, int k);
 
 // The same product on tensor cores (gemv_mma.cu) for 1 <= m <= kGemvMmaMaxM

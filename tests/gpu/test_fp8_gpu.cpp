@@ -528,8 +528,8 @@ TEST(Fp8Gpu, GemvVariantsWriteTheSameBits) {
       for (int variant = 0; variant < gpu::kGemvFp8Variants; ++variant) {
         SCOPED_TRACE(testing::Message() << "M=" << m << " N=" << n << " K=" << k << " variant " << variant);
         d_y.poison();
-        const Status s = gpu::gemv_fp8(d_x.get(), d_w.get(), d_ws.get(), nullptr, d_y.get(), true, m, n, k, nullptr,
-                                       variant);
+        const Status s =
+            gpu::gemv_fp8(d_x.get(), d_w.get(), d_ws.get(), nullptr, d_y.get(), true, m, n, k, nullptr, variant);
         ASSERT_TRUE(s.ok()) << s.error().message;
         ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
         std::vector<float> got = d_y.download();
