@@ -282,6 +282,18 @@ class Backend {
     linear(x, w_gate_up, nullptr, gate_up);
     silu_mul_fp8(gate_up, act);
   }
+  // Small-batch forms that fold the op after a linear into it (the CUDA
+  // backend's FP8 GEMV epilogues). True: the linear and the op were done, with
+  // the result of the two bit for bit (the linear's output itself is not
+  // written); false: nothing was done, and the caller runs the two.
+  //   linear(x, w_qkv, nullptr, qkv), then qkv_rope_and_cache_write(qkv, ...):
+  virtual bool linear_rope_and_cache_write(const Tensor& /*x*/, const Tensor& /*w_qkv*/, const ForwardInputs& /*in*/,
+                                           const RopeConfig& /*rope*/, int64_t /*head_dim*/, Tensor& /*q*/,
+                                           Tensor& /*k_cache*/, Tensor& /*v_cache*/) {
+    return false;
+  }
+  //   linear(x, w_gate_up, nullptr, gate_up), then silu_mul(gate_up, act):
+  virtual bool linear_silu_mul(const Tensor& /*x*/, const Tensor& /*w_gate_up*/, Tensor& /*act*/) { return false; }
   // The op that reads a linear's output next, for linear_scaled_by_next_op:
   // rms_norm or rms_norm_fp8 over a residual branch's last linear (o_proj,
   // down_proj), or qkv_rope_and_cache_write over the fused q/k/v projection.

@@ -226,10 +226,15 @@ Tensor LlamaDecoder::forward(const ForwardInputs& in, const KvCacheView& cache) 
     const bool bias = c.attention_bias;
     Tensor k_cache = cache.k[l], v_cache = cache.v[l];
     const bool set_scales = calibrate && k_cache.dtype == DType::kF8E4M3;
-    if (fused_qkv_) {
+    // (FP8, small batches: the GEMV may do the rope and the cache write in its epilogue; not with a bias, nor
+    // when the KV scales are calibrated from qkv first.)
+    const bool roped_in_linear = fused_qkv_ && fp8_weights_ && !bias && !set_scales &&
+                                 backend_.linear_rope_and_cache_write(qkv_in, lw.wqkv, in, rope_, d, q, k_cache, v_cache);
+    if (roped_in_linear) {
+      // q is rotated, k and v are in the cache
+    } else if (fused_qkv_) {
       Tensor qkv = Tensor::of(qkv_.data(), a, {t, q_dim + 2 * kv_dim});
-      // (FP8: the rope may apply the GEMM's output scales, a pass less; not with a bias, nor when the KV scales
-      // are calibrated from qkv first.)
+      // (FP8: the rope may apply the GEMM's output scales, a pass less; the same exceptions.)
       if (!fp8_weights_ || bias || set_scales ||
           !backend_.linear_scaled_by_next_op(qkv_in, lw.wqkv, qkv, Backend::ScalesReader::kQkvRope))
         backend_.linear(qkv_in, lw.wqkv, bias ? &lw.bqkv : nullptr, qkv);
@@ -263,8 +268,10 @@ Tensor LlamaDecoder::forward(const ForwardInputs& in, const KvCacheView& cache) 
       if (!backend_.linear_scaled_by_next_op(act_q, lw.w_down, hidden, Backend::ScalesReader::kRmsNorm))
         backend_.linear(act_q, lw.w_down, nullptr, hidden);
     } else {
-      backend_.linear(up_in, lw.w_gate_up, nullptr, gate_up);
-      backend_.silu_mul(gate_up, act);
+      if (!fp8_weights_ || !backend_.linear_silu_mul(up_in, lw.w_gate_up, act)) {
+        backend_.linear(up_in, lw.w_gate_up, nullptr, gate_up);
+        backend_.silu_mul(gate_up, act);
+      }
       backend_.linear(act, lw.w_down, nullptr, hidden);
     }
     backend_.all_reduce(hidden);

@@ -9,7 +9,8 @@
 #   EMBER_GPU_STAGES="tests bench llama profile throughput async spec spec_alpha structured serve" picks stages
 #   (default: all but profile and mma; `gemm` runs gemm_bench alone, `mma` compares EMBER_GEMV=mma with the default,
 #   `fp8` compares --quantization fp8 with bf16, `fp8b8` batch-8 decode across the FP8 small-M kernels, `fp8prof` FP8's offline op profile and
-#   offline throughput at 512 sequences, `fp8b1` batch-1 decode across the FP8 GEMV's launch shapes, `fp8kv`
+#   offline throughput at 512 sequences, `fp8b1` batch-1 decode across the FP8 GEMV's launch shapes and
+#   epilogues, `fp8rope` offline FP8 with q/k/v's scales in the rope, `fp8kv`
 #   --kv-cache-dtype fp8 with the bf16 cache and serves the openai client with both). EMBER_GPU_TEST_FILTER narrows
 #   the GPU tests.
 set -uo pipefail
@@ -241,7 +242,22 @@ if has fp8b1; then
     EMBER_FP8_GEMV_VARIANT=$v run "fp8_b1_v$v" 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 \
       --prompt "The history of the" --max-tokens 256 --ignore-eos --temperature 0 --quantization fp8
   done
-  grep -h "decode" "$R"/fp8_b1_*.log | head -20
+  # The rope and cache write and the SiLU in the q/k/v and gate/up GEMVs' epilogues (two launches a layer fewer).
+  EMBER_FP8_GEMV_EPILOGUES=1 run fp8_b1_epilogues 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 \
+    --prompt "The history of the" --max-tokens 256 --ignore-eos --temperature 0 --quantization fp8
+  for f in "$R"/fp8_b1_*.log; do echo "$(basename "$f" .log): $(grep -h "decode" "$f" | head -2 | tr '\n' ' ')"; done
+fi
+if has fp8rope; then
+  # Offline FP8 (weights and KV cache) with q/k/v's scales applied by the rope (EMBER_FP8_QKV_SCALES_IN_ROPE=1)
+  # against their scale pass, beside bf16, at vLLM's offline settings for 80 GB GPUs.
+  for v in none:auto:0 fp8:fp8:0 fp8:fp8:1; do
+    IFS=: read -r w kv rope <<<"$v"
+    EMBER_FP8_QKV_SCALES_IN_ROPE=$rope run "fp8_throughput_512_${w}_kv${kv}_rope$rope" 420 "$BUNDLE/ember" \
+      bench throughput --model configs/models/llama-3-8b.json --load-format dummy \
+      --tokenizer tests/fixtures/tokenizer/bpe/llama3.json --device cuda --max-num-seqs 512 \
+      --max-num-batched-tokens 16384 --num-prompts 1000 --random-input-len 512 --random-output-len 128 \
+      --quantization "$w" --kv-cache-dtype "$kv" --result-json "$R/fp8_throughput_512_${w}_kv${kv}_rope$rope.json"
+  done
 fi
 if has fp8prof; then
   # Where FP8's offline time goes (EMBER_CUDA_PROFILE=1, eager: per-op GPU time), and offline throughput for bf16,

@@ -14,6 +14,7 @@
 
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/fp8.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/ops.h"
 
@@ -132,6 +133,21 @@ struct CudaBackend::Impl {
   // GPU tests and the offline runs of scripts/gpu_check.sh stage fp8prof
   // decide its default.
   bool fp8_qkv_scales_in_rope = false;
+  // EMBER_FP8_GEMV_EPILOGUES=1: small-batch decode's FP8 GEMV does the rope
+  // and cache write (q/k/v) and the SiLU (gate/up) in its epilogue
+  // (linear_rope_and_cache_write, linear_silu_mul). Off until measured on a
+  // GPU: its tests and scripts/gpu_check.sh stage fp8b1 decide the default.
+  bool fp8_gemv_epilogues = false;
+  // Whether the FP8 GEMV's epilogue form takes this linear: FP8 weights, bf16
+  // x, and a shape the dispatch gives gemv_fp8.
+  bool gemv_epilogue_takes(const Tensor& x, const Tensor& w) const {
+    if (!fp8_gemv_epilogues || w.dtype != DType::kF8E4M3 || x.dtype != DType::kBF16 || x.rows() > 0x7fffffff)
+      return false;
+    const int m = static_cast<int>(x.rows()), n = static_cast<int>(w.rows()), k = static_cast<int>(w.cols());
+    return gemm->fp8_uses_gemv(m, n, k) &&
+           gpu::gemv_fp8_epilogue_supports(static_cast<const __nv_bfloat16*>(x.data),
+                                           static_cast<const uint8_t*>(w.data), m, k);
+  }
   // The scales linear_scaled_by_next_op left for the next op over y.
   struct PendingScales {
     const void* y = nullptr;
@@ -244,6 +260,8 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const CudaBackendLimits
     impl->fused_fp8_scales = std::string(env) != "0";
   if (const char* env = std::getenv("EMBER_FP8_QKV_SCALES_IN_ROPE"); env != nullptr)
     impl->fp8_qkv_scales_in_rope = std::string(env) == "1";
+  if (const char* env = std::getenv("EMBER_FP8_GEMV_EPILOGUES"); env != nullptr)
+    impl->fp8_gemv_epilogues = std::string(env) == "1";
 
   impl->max_blocks_per_seq =
       static_cast<int32_t>((limits.max_model_len + limits.block_size - 1) / limits.block_size);
@@ -617,6 +635,58 @@ void CudaBackend::qkv_rope_and_cache_write(const Tensor& qkv, const ForwardInput
   m.fail(gpu::rope_qkv_and_cache_write(rows, m.dev<int32_t>(m.positions), m.dev<int64_t>(m.slots), m.inv_freq,
                                        in.num_tokens(), hq, hkv, head_dim, bf16_of(k_cache), bf16_of(v_cache),
                                        m.stream));
+}
+
+// FP8 decode at up to 4 rows (EMBER_FP8_GEMV_EPILOGUES=1): the q/k/v GEMV
+// rotates q and k and writes the cache in its epilogue (fp8.h).
+bool CudaBackend::linear_rope_and_cache_write(const Tensor& x, const Tensor& w_qkv, const ForwardInputs& in,
+                                              const RopeConfig& rope, int64_t head_dim, Tensor& q, Tensor& k_cache,
+                                              Tensor& v_cache) {
+  Impl& m = *impl_;
+  const int64_t hq = q.cols() / head_dim, hkv = k_cache.dim(2);
+  if (!m.gemv_epilogue_takes(x, w_qkv) || w_qkv.rows() != (hq + 2 * hkv) * head_dim || head_dim % 2 != 0 ||
+      in.num_tokens() != x.rows())
+    return false;
+  if (m.pending.y != nullptr) m.take_pending(nullptr, m.pending.reader);  // (fails: its op did not come next)
+  if (Status s = prepare_rope(rope, head_dim); !s.ok()) {
+    m.fail(s);
+    return true;
+  }
+  Impl::Timed timed(m, "linear_rope_and_cache_write", m_class(in.num_tokens()));
+  gpu::GemvRopeWrite o;
+  o.q_out = bf16_of(q);
+  o.positions = m.dev<int32_t>(m.positions);
+  o.slots = m.dev<int64_t>(m.slots);
+  o.inv_freq = m.inv_freq;
+  o.hq = static_cast<int>(hq);
+  o.hkv = static_cast<int>(hkv);
+  o.d = static_cast<int>(head_dim);
+  o.k_cache = k_cache.data;
+  o.v_cache = v_cache.data;
+  if (k_cache.dtype == DType::kF8E4M3) {
+    const gpu::Fp8KvCache c = fp8_cache(k_cache, v_cache);
+    o.fp8_cache = true;
+    o.k_scale = c.k_scale;
+    o.v_scale = c.v_scale;
+  }
+  m.fail(gpu::gemv_fp8_rope_and_cache_write(bf16_of(x), static_cast<const uint8_t*>(w_qkv.data), w_qkv.scale,
+                                            static_cast<int>(x.rows()), static_cast<int>(w_qkv.cols()), o, m.stream));
+  return true;
+}
+
+// FP8 decode at up to 4 rows (EMBER_FP8_GEMV_EPILOGUES=1): the gate/up GEMV
+// applies the SiLU in its epilogue (fp8.h).
+bool CudaBackend::linear_silu_mul(const Tensor& x, const Tensor& w_gate_up, Tensor& act) {
+  Impl& m = *impl_;
+  if (!m.gemv_epilogue_takes(x, w_gate_up) || w_gate_up.rows() != 2 * act.cols() || act.rows() != x.rows() ||
+      act.dtype != DType::kBF16)
+    return false;
+  if (m.pending.y != nullptr) m.take_pending(nullptr, m.pending.reader);  // (fails: its op did not come next)
+  Impl::Timed timed(m, "linear_silu_mul", m_class(x.rows()));
+  m.fail(gpu::gemv_fp8_silu_mul(bf16_of(x), static_cast<const uint8_t*>(w_gate_up.data), w_gate_up.scale,
+                                static_cast<int>(x.rows()), static_cast<int>(act.cols()),
+                                static_cast<int>(w_gate_up.cols()), bf16_of(act), m.stream));
+  return true;
 }
 
 void CudaBackend::paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,

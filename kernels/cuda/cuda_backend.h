@@ -87,6 +87,10 @@ class CudaBackend final : public Backend {
   void silu_mul_fp8(const Tensor& x, Tensor& out) override;
   void linear_silu_mul_fp8(const Tensor& x, const Tensor& w_gate_up, Tensor& gate_up, Tensor& act) override;
   bool linear_scaled_by_next_op(const Tensor& x, const Tensor& w, Tensor& y, ScalesReader reader) override;
+  bool linear_rope_and_cache_write(const Tensor& x, const Tensor& w_qkv, const ForwardInputs& in,
+                                   const RopeConfig& rope, int64_t head_dim, Tensor& q, Tensor& k_cache,
+                                   Tensor& v_cache) override;
+  bool linear_silu_mul(const Tensor& x, const Tensor& w_gate_up, Tensor& act) override;
   void gather_logit_rows(const Tensor& x, const ForwardInputs& in, Tensor& out) override;
   // Sums x over the tensor-parallel ranks through this rank's communicator
   // (NCCL; set_communicator), on this backend's stream: capturable in graphs.

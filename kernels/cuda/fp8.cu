@@ -62,23 +62,15 @@ __device__ __forceinline__ void unpack16_fp8(const uint4& v, float (&f)[16]) {
     }
 }
 
-// W warps a block, R rows a warp, U groups of 32 chunks a lane in flight. A
-// lane sums its chunks lane, lane + 32, ... in order whatever R, U and W are,
-// so every variant writes the same bits.
-template <int M, int R, int U, int W>
-__global__ void __launch_bounds__(W * 32)
-    gemv_fp8_kernel(const bf16* __restrict__ x, const uint8_t* __restrict__ w, const float* __restrict__ w_scale,
-                    const float* __restrict__ bias, void* __restrict__ y, bool y_f32, int n, int k) {
-  const int lane = threadIdx.x & 31;
-  const int n0 = (blockIdx.x * W + (threadIdx.x >> 5)) * R;
-  if (n0 >= n) return;  // whole warp
+// One warp's sums over x's M rows for its R weight rows (wrow): U groups of
+// 32 chunks a lane in flight, x re-read through L1. Lane m * R + r gets the
+// total of row r for x row m (0 elsewhere). A lane sums its chunks lane,
+// lane + 32, ... in order whatever R and U are, so every launch shape and
+// every kernel built on this writes the same bits for a row.
+template <int M, int R, int U>
+__device__ __forceinline__ float gemv_fp8_warp(const bf16* __restrict__ x, const uint4* const (&wrow)[R], int k,
+                                               int lane) {
   const int chunks = k / 16;
-  const uint4* wrow[R];
-#pragma unroll
-  for (int r = 0; r < R; ++r) {
-    const int row = n0 + r < n ? n0 + r : n - 1;  // past N: re-read row N-1, never stored
-    wrow[r] = reinterpret_cast<const uint4*>(w + static_cast<int64_t>(row) * k);
-  }
   const uint4* xv = reinterpret_cast<const uint4*>(x);
   const int x_stride = k / 8;
 
@@ -141,6 +133,24 @@ __global__ void __launch_bounds__(W * 32)
       const float total = warp_sum(acc[m][r]);
       if (lane == m * R + r) mine = total;
     }
+  return mine;
+}
+
+// W warps a block, R consecutive rows a warp (gemv_fp8_warp's U).
+template <int M, int R, int U, int W>
+__global__ void __launch_bounds__(W * 32)
+    gemv_fp8_kernel(const bf16* __restrict__ x, const uint8_t* __restrict__ w, const float* __restrict__ w_scale,
+                    const float* __restrict__ bias, void* __restrict__ y, bool y_f32, int n, int k) {
+  const int lane = threadIdx.x & 31;
+  const int n0 = (blockIdx.x * W + (threadIdx.x >> 5)) * R;
+  if (n0 >= n) return;  // whole warp
+  const uint4* wrow[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    const int row = n0 + r < n ? n0 + r : n - 1;  // past N: re-read row N-1, never stored
+    wrow[r] = reinterpret_cast<const uint4*>(w + static_cast<int64_t>(row) * k);
+  }
+  const float mine = gemv_fp8_warp<M, R, U>(x, wrow, k, lane);
   if (lane < M * R) {
     const int m = lane / R, col = n0 + lane % R;
     if (col < n) {
@@ -153,6 +163,98 @@ __global__ void __launch_bounds__(W * 32)
         static_cast<bf16*>(y)[at] = __float2bfloat16(out);
       }
     }
+  }
+}
+
+// Pair j of a matrix whose rows pair up within runs of 2 * half: rows
+// (j / half) * 2 * half + j % half and that + half (a head's i and i + D/2
+// for the rope; gate's row i and up's row i for gate/up, half = I).
+__device__ __forceinline__ int pair_first_row(int j, int half) { return (j / half) * 2 * half + j % half; }
+
+// gemv_fp8 over row pairs (a warp owns one pair, the default shape's 2 rows
+// and U = 4), with `epi(m, j, a, b)` for x row m and pair j in place of the
+// store: a and b are the two rows' outputs as gemv_fp8 would store them in
+// bf16 (scaled, rounded), so the epilogue sees the values the op it replaces
+// would have read.
+template <int M, int W, class Epilogue>
+__global__ void __launch_bounds__(W * 32)
+    gemv_fp8_pairs_kernel(const bf16* __restrict__ x, const uint8_t* __restrict__ w,
+                          const float* __restrict__ w_scale, int pairs, int half, int k, Epilogue epi) {
+  const int lane = threadIdx.x & 31;
+  const int j = blockIdx.x * W + (threadIdx.x >> 5);
+  if (j >= pairs) return;  // whole warp
+  const int row0 = pair_first_row(j, half);
+  const uint4* const wrow[2] = {reinterpret_cast<const uint4*>(w + static_cast<int64_t>(row0) * k),
+                                reinterpret_cast<const uint4*>(w + static_cast<int64_t>(row0 + half) * k)};
+  const float mine = gemv_fp8_warp<M, 2, 4>(x, wrow, k, lane);
+  const float second = __shfl_xor_sync(0xffffffffu, mine, 1);  // lane 2m + 1's: row0 + half for x row m
+  if (lane < 2 * M && (lane & 1) == 0) {
+    const float a = __bfloat162float(__float2bfloat16(mine * w_scale[row0]));
+    const float b = __bfloat162float(__float2bfloat16(second * w_scale[row0 + half]));
+    epi(lane / 2, j, a, b);
+  }
+}
+
+// rope_qkv_and_cache_write's work for one pair (ops_rope.cu's arithmetic):
+// q and k heads rotated (q to q_out, k to its cache slot), v heads stored;
+// a cache is bf16, or E4M3 codes of value / scale.
+struct RopeEpilogue {
+  GemvRopeWrite o;
+  __device__ void operator()(int m, int j, float a, float b) const {
+    const int half = o.d / 2, head = j / half, p = j % half;
+    const int64_t slot = o.slots[m];
+    if (head >= o.hq + o.hkv) {  // v: stored as it is
+      if (slot >= 0) store(o.v_cache, o.v_scale, (slot * o.hkv + (head - o.hq - o.hkv)) * o.d + p, half, a, b);
+      return;
+    }
+    float s, c;
+    sincosf(static_cast<float>(o.positions[m]) * o.inv_freq[p], &s, &c);
+    float ra, rb;
+    rope_rotate(a, b, c, s, ra, rb);
+    if (head < o.hq) {
+      bf16* q = o.q_out + (static_cast<int64_t>(m) * o.hq + head) * o.d + p;
+      q[0] = __float2bfloat16(ra);
+      q[half] = __float2bfloat16(rb);
+    } else if (slot >= 0) {
+      store(o.k_cache, o.k_scale, (slot * o.hkv + (head - o.hq)) * o.d + p, half, ra, rb);
+    }
+  }
+  __device__ void store(void* cache, const float* scale, int64_t at, int half, float a, float b) const {
+    if (o.fp8_cache) {
+      uint8_t* c8 = static_cast<uint8_t*>(cache) + at;
+      c8[0] = e4m3_from_float(a, *scale);
+      c8[half] = e4m3_from_float(b, *scale);
+    } else {
+      bf16* c16 = static_cast<bf16*>(cache) + at;
+      c16[0] = __float2bfloat16(a);
+      c16[half] = __float2bfloat16(b);
+    }
+  }
+};
+
+// silu_mul's value for gate g and up u (ops.cu's arithmetic).
+struct SiluEpilogue {
+  bf16* act;
+  int inter;
+  __device__ void operator()(int m, int j, float g, float u) const {
+    act[static_cast<int64_t>(m) * inter + j] = __float2bfloat16(g / (1.0f + expf(-g)) * u);
+  }
+};
+
+template <class Epilogue>
+Status launch_gemv_fp8_pairs(const bf16* x, const uint8_t* w, const float* w_scale, int m, int pairs, int half, int k,
+                             const Epilogue& epi, cudaStream_t stream) {
+  constexpr int kW = 4;
+  const dim3 grid(static_cast<unsigned>((pairs + kW - 1) / kW));
+  const auto go = [&](auto kernel) {
+    return cuda_status(launch_pdl(true, kernel, grid, dim3(kW * 32), 0, stream, x, w, w_scale, pairs, half, k, epi),
+                       "gemv_fp8 epilogue launch");
+  };
+  switch (m) {
+    case 1: return go(gemv_fp8_pairs_kernel<1, kW, Epilogue>);
+    case 2: return go(gemv_fp8_pairs_kernel<2, kW, Epilogue>);
+    case 3: return go(gemv_fp8_pairs_kernel<3, kW, Epilogue>);
+    default: return go(gemv_fp8_pairs_kernel<4, kW, Epilogue>);
   }
 }
 
@@ -301,6 +403,30 @@ Status gemv_fp8(const bf16* x, const uint8_t* w, const float* w_scale, const flo
     default:
       return launch_gemv_fp8<8>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
   }
+}
+
+bool gemv_fp8_epilogue_supports(const bf16* x, const uint8_t* w, int m, int k) {
+  return m >= 1 && m <= kGemvFp8EpilogueMaxM && gemv_fp8_supports(x, w, m, k);
+}
+
+Status gemv_fp8_rope_and_cache_write(const bf16* x, const uint8_t* w, const float* w_scale, int m, int k,
+                                     const GemvRopeWrite& out, cudaStream_t stream) {
+  if (!gemv_fp8_epilogue_supports(x, w, m, k))
+    return Error{"gemv_fp8_rope_and_cache_write: unsupported arguments (m " + std::to_string(m) + ", k " +
+                 std::to_string(k) + "; needs 1 <= m <= 4, k % 16 == 0, 16-byte aligned x and w)"};
+  if (out.d <= 0 || out.d % 2 != 0 || out.hq < 0 || out.hkv <= 0 || out.q_out == nullptr || out.k_cache == nullptr ||
+      out.v_cache == nullptr || (out.fp8_cache && (out.k_scale == nullptr || out.v_scale == nullptr)))
+    return Error{"gemv_fp8_rope_and_cache_write: bad heads, head size or outputs"};
+  const int half = out.d / 2, pairs = (out.hq + 2 * out.hkv) * half;
+  return launch_gemv_fp8_pairs(x, w, w_scale, m, pairs, half, k, RopeEpilogue{out}, stream);
+}
+
+Status gemv_fp8_silu_mul(const bf16* x, const uint8_t* w, const float* w_scale, int m, int inter, int k, bf16* act,
+                         cudaStream_t stream) {
+  if (!gemv_fp8_epilogue_supports(x, w, m, k) || inter <= 0)
+    return Error{"gemv_fp8_silu_mul: unsupported arguments (m " + std::to_string(m) + ", I " + std::to_string(inter) +
+                 ", k " + std::to_string(k) + "; needs 1 <= m <= 4, k % 16 == 0, 16-byte aligned x and w)"};
+  return launch_gemv_fp8_pairs(x, w, w_scale, m, inter, inter, k, SiluEpilogue{act, inter}, stream);
 }
 
 Status scale_fp8_output(const float* acc, const float* x_scale, const float* w_scale, const float* bias, void* y,

@@ -35,6 +35,33 @@ Status gemv_fp8(const __nv_bfloat16* x, const uint8_t* w, const float* w_scale, 
                 int m, int n, int k, cudaStream_t stream, int variant = 0);
 bool gemv_fp8_supports(const __nv_bfloat16* x, const uint8_t* w, int m, int k);
 
+// Small-M decode with the next op in the GEMV's epilogue (1 <= m <=
+// kGemvFp8EpilogueMaxM, no bias): a warp owns a pair of rows and hands both
+// outputs, as gemv_fp8 would store them in bf16, to the op, one launch and
+// one pass over the output less. The same bits as gemv_fp8 then the op.
+//   gemv_fp8_rope_and_cache_write: w is the fused q/k/v projection [(Hq +
+//     2 Hkv) * D, K]; rotated q to q_out [m, Hq * D], rotated k and v to their
+//     cache slots (rope_qkv_and_cache_write's work, kernels/cuda/ops.h).
+//   gemv_fp8_silu_mul: w is gate/up [2I, K]; act [m, I] = silu(gate) * up.
+inline constexpr int kGemvFp8EpilogueMaxM = 4;
+struct GemvRopeWrite {
+  __nv_bfloat16* q_out = nullptr;
+  const int32_t* positions = nullptr;  // [m]
+  const int64_t* slots = nullptr;      // [m]; < 0: not cached
+  const float* inv_freq = nullptr;     // [D / 2]
+  int hq = 0, hkv = 0, d = 0;
+  void* k_cache = nullptr;  // [slots, Hkv, D]: bf16, or E4M3 codes when fp8_cache
+  void* v_cache = nullptr;
+  bool fp8_cache = false;
+  const float* k_scale = nullptr;  // device floats (fp8_cache)
+  const float* v_scale = nullptr;
+};
+bool gemv_fp8_epilogue_supports(const __nv_bfloat16* x, const uint8_t* w, int m, int k);
+Status gemv_fp8_rope_and_cache_write(const __nv_bfloat16* x, const uint8_t* w, const float* w_scale, int m, int k,
+                                     const GemvRopeWrite& out, cudaStream_t stream);
+Status gemv_fp8_silu_mul(const __nv_bfloat16* x, const uint8_t* w, const float* w_scale, int m, int inter, int k,
+                         __nv_bfloat16* act, cudaStream_t stream);
+
 // The same product on tensor cores (gemv_mma.cu) for 1 <= m <= kGemvMmaMaxM
 // (kernels/cuda/gemm.h): the codes become bf16 exactly in registers; a row's
 // outputs do not depend on M. variant as gemv_mma_variant's. k % 16 == 0.

@@ -455,6 +455,10 @@ Status Gemm::linear_fp8(const bf16* x, const uint8_t* w, const float* w_scale, c
   return linear_fp8_cublaslt(x, w, w_scale, bias, y, y_f32, m, n, k, stream);
 }
 
+bool Gemm::fp8_uses_gemv(int m, int n, int k) const {
+  return m >= 1 && k > 0 && k % 16 == 0 && impl_->fp8_kernel(m, n, k) == Impl::Fp8Kernel::kGemv;
+}
+
 bool Gemm::fp8_quantizes_x(int m, int n, int k) const {
   return m >= 1 && k > 0 && k % 16 == 0 && impl_->fp8_kernel(m, n, k) == Impl::Fp8Kernel::kCublasLt;
 }

@@ -93,6 +93,9 @@ class Gemm {
   // True when linear_fp8 at this shape quantizes x (takes cuBLASLt's path),
   // so that x may come quantized (linear_fp8_quantized) from the op before.
   bool fp8_quantizes_x(int m, int n, int k) const;
+  // True when linear_fp8 at this shape takes the CUDA-core gemv_fp8 (where
+  // fp8.h's gemv_fp8_* epilogue forms give its bits and the next op's).
+  bool fp8_uses_gemv(int m, int n, int k) const;
   // cuBLASLt's FP8 fast accumulation (off by default: gemm.cu says why;
   // EMBER_FP8_FAST_ACCUM=1 at create turns it on). Changing it drops the FP8
   // plans: call it outside graph capture.

@@ -45,6 +45,14 @@ __device__ __forceinline__ void apply_fp8_scales8(float (&v)[8], float x_scale, 
   unpack8(pack8(v), v);
 }
 
+// RoPE's rotation of the pair (a, b) by the angle whose cos and sin are c, s,
+// with its roundings spelled out, so every kernel that rotates (ops_rope.cu,
+// fp8.cu's fused epilogue) gets the same bits: a*c - b*s and b*c + a*s.
+__device__ __forceinline__ void rope_rotate(float a, float b, float c, float s, float& ra, float& rb) {
+  ra = __fmaf_rn(a, c, -__fmul_rn(b, s));
+  rb = __fmaf_rn(b, c, __fmul_rn(a, s));
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -94,9 +94,7 @@ __global__ void __launch_bounds__(kThreads)
     float ra[kVec], rb[kVec];
 #pragma unroll
     for (int e = 0; e < kVec; ++e) {
-      const float c = cos_sin[i0 + e], s = cos_sin[half + i0 + e];
-      ra[e] = a[e] * c - b[e] * s;
-      rb[e] = b[e] * c + a[e] * s;
+      rope_rotate(a[e], b[e], cos_sin[i0 + e], cos_sin[half + i0 + e], ra[e], rb[e]);
     }
     Cache* cache = is_k && slot >= 0 ? k_cache + (slot * hkv + (head - hq)) * d : nullptr;
     if constexpr (kVec == 8) {

@@ -654,6 +654,64 @@ TEST(CudaRunner, Fp8PrefillWithQuantizingNormAndSiluIsBitIdentical) {
   EXPECT_EQ(std::memcmp(logits[0].data(), logits[1].data(), logits[0].size() * sizeof(float)), 0);
 }
 
+// FP8 decode at 1-3 rows with the rope and cache write and the SiLU in the
+// GEMV's epilogue (EMBER_FP8_GEMV_EPILOGUES=1) gives the logits of the GEMV
+// followed by those ops bit for bit, in CUDA graphs and eager, with the bf16
+// and the FP8 KV cache (Fp8Gpu.GemvEpiloguesMatchTheGemvThenTheOp checks the
+// kernels alone).
+TEST(CudaRunner, Fp8DecodeWithGemvEpiloguesIsBitIdentical) {
+  ASSERT_TRUE(gpu::fp8_supported(0)) << "this GPU has no FP8";
+  const ModelConfig c = test_config(128, false, false, false);
+  const LlamaWeights w = bf16_exact_weights(c, 41);
+  {  // 1-3 rows take gemv_fp8 at q/k/v and gate/up, so the epilogue forms run (the test can fail)
+    auto gemm = gpu::Gemm::create();
+    ASSERT_TRUE(gemm.ok());
+    const int h = static_cast<int>(c.hidden_size), inter = static_cast<int>(c.intermediate_size);
+    const int qkv = static_cast<int>((c.num_heads + 2 * c.num_kv_heads) * c.head_dim);
+    for (int m = 1; m <= 3; ++m) {
+      EXPECT_TRUE((*gemm)->fp8_uses_gemv(m, qkv, h));
+      EXPECT_TRUE((*gemm)->fp8_uses_gemv(m, 2 * inter, h));
+    }
+  }
+  for (bool eager : {false, true})
+    for (bool kv_fp8 : {false, true}) {
+      SCOPED_TRACE(testing::Message() << (eager ? "eager" : "graphs") << (kv_fp8 ? ", fp8 cache" : ", bf16 cache"));
+      std::vector<float> logits[2];
+      for (int fused = 0; fused < 2; ++fused) {
+        setenv("EMBER_FP8_GEMV_EPILOGUES", fused ? "1" : "0", 1);
+        CudaRunnerOptions o = small_options(eager);
+        o.quantize_fp8 = true;
+        o.kv_cache_fp8 = kv_fp8;
+        auto gpu = make_cuda_model_runner(w, o);
+        unsetenv("EMBER_FP8_GEMV_EPILOGUES");
+        ASSERT_TRUE(gpu.ok()) << gpu.error().message;
+        const auto token = [&](int a, int b) { return (23 + 100 * a + 11 * b) % static_cast<int32_t>(c.vocab_size); };
+        std::vector<Seq> g(3);
+        for (int i = 0; i < 3; ++i) {
+          for (int t = 0; t < 8; ++t) g[i].tokens.push_back(token(i, t));
+          for (int b = 0; b < 8; ++b) g[i].blocks.push_back(i * 8 + b);
+        }
+        std::vector<float> out;
+        step(**gpu, g, {8, 8, 8}, out);  // a prompt each, then decode steps of 3, 2 and 1 rows
+        for (int s = 0; s < 24; ++s) {
+          const int rows = s < 8 ? 3 : s < 16 ? 2 : 1;
+          std::vector<int32_t> chunk(3, 0);
+          for (int i = 0; i < rows; ++i) {
+            g[i].tokens.push_back(token(i, 8 + s));
+            chunk[i] = 1;
+          }
+          step(**gpu, g, chunk, out);
+          ASSERT_EQ(out.size(), static_cast<size_t>(rows) * c.vocab_size);
+          logits[fused].insert(logits[fused].end(), out.begin(), out.end());
+        }
+      }
+      ASSERT_FALSE(logits[0].empty());
+      ASSERT_EQ(logits[0].size(), logits[1].size());
+      for (float v : logits[0]) ASSERT_TRUE(std::isfinite(v));
+      EXPECT_EQ(std::memcmp(logits[0].data(), logits[1].data(), logits[0].size() * sizeof(float)), 0);
+    }
+}
+
 // An FP8 checkpoint's weights (codes and a scale a row, as the loader keeps
 // them from F8_E4M3 tensors: tests/unit/test_fp8_checkpoint.cpp checks that
 // on tests/fixtures/hf_tiny_fp8, whose head size of 16 the GPU's attention does

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <tuple>
 
 #include "kernels/backend.h"
 #include "kernels/cuda/fp8.h"
@@ -490,6 +491,130 @@ TEST(Fp8Gpu, RopeAppliesTheGemmScalesLikeTheScalePass) {
       } else {
         same(d_k1.download(), d_k2.download(), "k cache");
         same(d_v1.download(), d_v2.download(), "v cache");
+      }
+    }
+  }
+}
+
+// The FP8 GEMV with the next op in its epilogue (fp8.h) writes, bit for
+// bit, what gemv_fp8 into bf16 and then the op write: the rope and cache write
+// (rotated q, the k and v caches, bf16 and FP8, a padding token's slot left
+// alone) over the fused q/k/v projection, and the SiLU over gate/up, at 1-4
+// rows, K with and without a partial group of loads.
+TEST(Fp8Gpu, GemvEpiloguesMatchTheGemvThenTheOp) {
+  ASSERT_NO_FATAL_FAILURE(require_fp8());
+  std::mt19937 rng(29);
+  const auto fp8_weights = [&](int n, int k) {
+    std::vector<float> w_f;
+    gputest::random_bf16(static_cast<size_t>(n) * k, rng, w_f, 0.05f);
+    return host_quantize(w_f, n, k);
+  };
+  for (int k : {576, 4112}) {
+    std::vector<float> x_f;
+    const std::vector<bf16> x = gputest::random_bf16(static_cast<size_t>(gpu::kGemvFp8EpilogueMaxM) * k, rng, x_f);
+    DeviceBuffer<bf16> d_x(x.size());
+    d_x.upload(x);
+    // q/k/v: 8 q heads and 2 kv heads of 128, then 4 and 2 of 64.
+    for (auto [hq, hkv, d] : {std::tuple{8, 2, 128}, std::tuple{4, 2, 64}}) {
+      const int n = (hq + 2 * hkv) * d, row = hkv * d, slots = 16;
+      const Quantized w = fp8_weights(n, k);
+      DeviceBuffer<uint8_t> d_w(w.codes.size());
+      DeviceBuffer<float> d_ws(w.scales.size()), d_inv(static_cast<size_t>(d / 2)), d_kv_scales(2);
+      d_w.upload(w.codes);
+      d_ws.upload(w.scales);
+      RopeConfig rope;
+      rope.theta = 500000.0;
+      d_inv.upload(rope_inv_freq(rope, d));
+      d_kv_scales.upload({0.004f, 0.003f});
+      DeviceBuffer<bf16> d_y(static_cast<size_t>(gpu::kGemvFp8EpilogueMaxM) * n),
+          d_q1(static_cast<size_t>(gpu::kGemvFp8EpilogueMaxM) * hq * d),
+          d_q2(static_cast<size_t>(gpu::kGemvFp8EpilogueMaxM) * hq * d), d_k1(slots * row), d_k2(slots * row),
+          d_v1(slots * row), d_v2(slots * row);
+      DeviceBuffer<uint8_t> d_k8a(slots * row), d_k8b(slots * row), d_v8a(slots * row), d_v8b(slots * row);
+      DeviceBuffer<int32_t> d_pos(gpu::kGemvFp8EpilogueMaxM);
+      DeviceBuffer<int64_t> d_slots(gpu::kGemvFp8EpilogueMaxM);
+      d_pos.upload({5, 32000, 17, 4095});
+      d_slots.upload({11, 3, -1, 7});  // the third token is padding: rotated, not cached
+      for (int m = 1; m <= gpu::kGemvFp8EpilogueMaxM; ++m)
+        for (bool fp8_cache : {false, true}) {
+          SCOPED_TRACE(testing::Message() << "K " << k << " heads " << hq << "/" << hkv << " D " << d << " M " << m
+                                          << (fp8_cache ? " fp8 cache" : " bf16 cache"));
+          for (auto* b : {&d_q1, &d_q2, &d_k1, &d_k2, &d_v1, &d_v2}) b->poison();
+          for (auto* b : {&d_k8a, &d_k8b, &d_v8a, &d_v8b}) b->poison();
+          ASSERT_TRUE(gpu::gemv_fp8(d_x.get(), d_w.get(), d_ws.get(), nullptr, d_y.get(), false, m, n, k, nullptr).ok());
+          gpu::QkvRows rows;
+          rows.q_in = d_y.get();
+          rows.q_out = d_q1.get();
+          rows.q_stride = rows.k_stride = rows.v_stride = n;
+          rows.k_in = d_y.get() + hq * d;
+          rows.v_in = d_y.get() + (hq + hkv) * d;
+          const gpu::Fp8KvCache c8{d_k8a.get(), d_v8a.get(), d_kv_scales.get(), d_kv_scales.get() + 1};
+          const Status a =
+              fp8_cache ? gpu::rope_qkv_and_cache_write(rows, d_pos.get(), d_slots.get(), d_inv.get(), m, hq, hkv, d,
+                                                        c8, nullptr)
+                        : gpu::rope_qkv_and_cache_write(rows, d_pos.get(), d_slots.get(), d_inv.get(), m, hq, hkv, d,
+                                                        d_k1.get(), d_v1.get(), nullptr);
+          ASSERT_TRUE(a.ok()) << a.error().message;
+          gpu::GemvRopeWrite o;
+          o.q_out = d_q2.get();
+          o.positions = d_pos.get();
+          o.slots = d_slots.get();
+          o.inv_freq = d_inv.get();
+          o.hq = hq;
+          o.hkv = hkv;
+          o.d = d;
+          o.fp8_cache = fp8_cache;
+          o.k_cache = fp8_cache ? static_cast<void*>(d_k8b.get()) : static_cast<void*>(d_k2.get());
+          o.v_cache = fp8_cache ? static_cast<void*>(d_v8b.get()) : static_cast<void*>(d_v2.get());
+          o.k_scale = d_kv_scales.get();
+          o.v_scale = d_kv_scales.get() + 1;
+          const Status b = gpu::gemv_fp8_rope_and_cache_write(d_x.get(), d_w.get(), d_ws.get(), m, k, o, nullptr);
+          ASSERT_TRUE(b.ok()) << b.error().message;
+          ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+          const auto same = [](const auto& x1, const auto& x2, const char* what) {
+            ASSERT_EQ(x1.size(), x2.size());
+            EXPECT_EQ(std::memcmp(x1.data(), x2.data(), x1.size() * sizeof(x1[0])), 0) << what;
+          };
+          std::vector<bf16> q1 = d_q1.download();
+          q1.resize(static_cast<size_t>(m) * hq * d);
+          for (bf16 v : q1) ASSERT_TRUE(std::isfinite(gputest::to_float(v))) << "rotated q unwritten";
+          std::vector<bf16> q2 = d_q2.download();
+          q2.resize(q1.size());
+          same(q1, q2, "rotated q");
+          if (fp8_cache) {
+            same(d_k8a.download(), d_k8b.download(), "k cache codes");
+            same(d_v8a.download(), d_v8b.download(), "v cache codes");
+          } else {
+            same(d_k1.download(), d_k2.download(), "k cache");
+            same(d_v1.download(), d_v2.download(), "v cache");
+          }
+        }
+    }
+    // gate/up: I = 1000 (silu_mul's scalar path) and 1536 (its vector path).
+    for (int inter : {1000, 1536}) {
+      const Quantized w = fp8_weights(2 * inter, k);
+      DeviceBuffer<uint8_t> d_w(w.codes.size());
+      DeviceBuffer<float> d_ws(w.scales.size());
+      d_w.upload(w.codes);
+      d_ws.upload(w.scales);
+      DeviceBuffer<bf16> d_y(static_cast<size_t>(gpu::kGemvFp8EpilogueMaxM) * 2 * inter),
+          d_a1(static_cast<size_t>(gpu::kGemvFp8EpilogueMaxM) * inter),
+          d_a2(static_cast<size_t>(gpu::kGemvFp8EpilogueMaxM) * inter);
+      for (int m = 1; m <= gpu::kGemvFp8EpilogueMaxM; ++m) {
+        SCOPED_TRACE(testing::Message() << "K " << k << " I " << inter << " M " << m);
+        d_a1.poison();
+        d_a2.poison();
+        ASSERT_TRUE(
+            gpu::gemv_fp8(d_x.get(), d_w.get(), d_ws.get(), nullptr, d_y.get(), false, m, 2 * inter, k, nullptr).ok());
+        ASSERT_TRUE(gpu::silu_mul(d_y.get(), m, inter, d_a1.get(), nullptr).ok());
+        const Status b = gpu::gemv_fp8_silu_mul(d_x.get(), d_w.get(), d_ws.get(), m, inter, k, d_a2.get(), nullptr);
+        ASSERT_TRUE(b.ok()) << b.error().message;
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        std::vector<bf16> a1 = d_a1.download(), a2 = d_a2.download();
+        a1.resize(static_cast<size_t>(m) * inter);
+        a2.resize(a1.size());
+        for (bf16 v : a1) ASSERT_TRUE(std::isfinite(gputest::to_float(v))) << "silu_mul unwritten";
+        EXPECT_EQ(std::memcmp(a1.data(), a2.data(), a1.size() * sizeof(bf16)), 0);
       }
     }
   }
