@@ -228,8 +228,9 @@ Tensor LlamaDecoder::forward(const ForwardInputs& in, const KvCacheView& cache) 
     const bool set_scales = calibrate && k_cache.dtype == DType::kF8E4M3;
     // (FP8, small batches: the GEMV may do the rope and the cache write in its epilogue; not with a bias, nor
     // when the KV scales are calibrated from qkv first.)
-    const bool roped_in_linear = fused_qkv_ && fp8_weights_ && !bias && !set_scales &&
-                                 backend_.linear_rope_and_cache_write(qkv_in, lw.wqkv, in, rope_, d, q, k_cache, v_cache);
+    const bool roped_in_linear =
+        fused_qkv_ && fp8_weights_ && !bias && !set_scales &&
+        backend_.linear_rope_and_cache_write(qkv_in, lw.wqkv, in, rope_, d, q, k_cache, v_cache);
     if (roped_in_linear) {
       // q is rotated, k and v are in the cache
     } else if (fused_qkv_) {

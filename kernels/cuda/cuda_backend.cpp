@@ -144,9 +144,8 @@ struct CudaBackend::Impl {
     if (!fp8_gemv_epilogues || w.dtype != DType::kF8E4M3 || x.dtype != DType::kBF16 || x.rows() > 0x7fffffff)
       return false;
     const int m = static_cast<int>(x.rows()), n = static_cast<int>(w.rows()), k = static_cast<int>(w.cols());
-    return gemm->fp8_uses_gemv(m, n, k) &&
-           gpu::gemv_fp8_epilogue_supports(static_cast<const __nv_bfloat16*>(x.data),
-                                           static_cast<const uint8_t*>(w.data), m, k);
+    return gemm->fp8_uses_gemv(m, n, k) && gpu::gemv_fp8_epilogue_supports(static_cast<const __nv_bfloat16*>(x.data),
+                                                                           static_cast<const uint8_t*>(w.data), m, k);
   }
   // The scales linear_scaled_by_next_op left for the next op over y.
   struct PendingScales {

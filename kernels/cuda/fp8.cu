@@ -178,8 +178,8 @@ __device__ __forceinline__ int pair_first_row(int j, int half) { return (j / hal
 // would have read.
 template <int M, int W, class Epilogue>
 __global__ void __launch_bounds__(W * 32)
-    gemv_fp8_pairs_kernel(const bf16* __restrict__ x, const uint8_t* __restrict__ w,
-                          const float* __restrict__ w_scale, int pairs, int half, int k, Epilogue epi) {
+    gemv_fp8_pairs_kernel(const bf16* __restrict__ x, const uint8_t* __restrict__ w, const float* __restrict__ w_scale,
+                          int pairs, int half, int k, Epilogue epi) {
   const int lane = threadIdx.x & 31;
   const int j = blockIdx.x * W + (threadIdx.x >> 5);
   if (j >= pairs) return;  // whole warp
@@ -251,10 +251,14 @@ Status launch_gemv_fp8_pairs(const bf16* x, const uint8_t* w, const float* w_sca
                        "gemv_fp8 epilogue launch");
   };
   switch (m) {
-    case 1: return go(gemv_fp8_pairs_kernel<1, kW, Epilogue>);
-    case 2: return go(gemv_fp8_pairs_kernel<2, kW, Epilogue>);
-    case 3: return go(gemv_fp8_pairs_kernel<3, kW, Epilogue>);
-    default: return go(gemv_fp8_pairs_kernel<4, kW, Epilogue>);
+    case 1:
+      return go(gemv_fp8_pairs_kernel<1, kW, Epilogue>);
+    case 2:
+      return go(gemv_fp8_pairs_kernel<2, kW, Epilogue>);
+    case 3:
+      return go(gemv_fp8_pairs_kernel<3, kW, Epilogue>);
+    default:
+      return go(gemv_fp8_pairs_kernel<4, kW, Epilogue>);
   }
 }
 

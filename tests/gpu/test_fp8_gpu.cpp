@@ -541,7 +541,8 @@ TEST(Fp8Gpu, GemvEpiloguesMatchTheGemvThenTheOp) {
                                           << (fp8_cache ? " fp8 cache" : " bf16 cache"));
           for (auto* b : {&d_q1, &d_q2, &d_k1, &d_k2, &d_v1, &d_v2}) b->poison();
           for (auto* b : {&d_k8a, &d_k8b, &d_v8a, &d_v8b}) b->poison();
-          ASSERT_TRUE(gpu::gemv_fp8(d_x.get(), d_w.get(), d_ws.get(), nullptr, d_y.get(), false, m, n, k, nullptr).ok());
+          ASSERT_TRUE(
+              gpu::gemv_fp8(d_x.get(), d_w.get(), d_ws.get(), nullptr, d_y.get(), false, m, n, k, nullptr).ok());
           gpu::QkvRows rows;
           rows.q_in = d_y.get();
           rows.q_out = d_q1.get();
@@ -549,11 +550,10 @@ TEST(Fp8Gpu, GemvEpiloguesMatchTheGemvThenTheOp) {
           rows.k_in = d_y.get() + hq * d;
           rows.v_in = d_y.get() + (hq + hkv) * d;
           const gpu::Fp8KvCache c8{d_k8a.get(), d_v8a.get(), d_kv_scales.get(), d_kv_scales.get() + 1};
-          const Status a =
-              fp8_cache ? gpu::rope_qkv_and_cache_write(rows, d_pos.get(), d_slots.get(), d_inv.get(), m, hq, hkv, d,
-                                                        c8, nullptr)
-                        : gpu::rope_qkv_and_cache_write(rows, d_pos.get(), d_slots.get(), d_inv.get(), m, hq, hkv, d,
-                                                        d_k1.get(), d_v1.get(), nullptr);
+          const Status a = fp8_cache ? gpu::rope_qkv_and_cache_write(rows, d_pos.get(), d_slots.get(), d_inv.get(), m,
+                                                                     hq, hkv, d, c8, nullptr)
+                                     : gpu::rope_qkv_and_cache_write(rows, d_pos.get(), d_slots.get(), d_inv.get(), m,
+                                                                     hq, hkv, d, d_k1.get(), d_v1.get(), nullptr);
           ASSERT_TRUE(a.ok()) << a.error().message;
           gpu::GemvRopeWrite o;
           o.q_out = d_q2.get();
