@@ -141,7 +141,8 @@ struct CudaBackend::Impl {
   // Whether the FP8 GEMV's epilogue form takes this linear: FP8 weights, bf16
   // x, and a shape the dispatch gives gemv_fp8.
   bool gemv_epilogue_takes(const Tensor& x, const Tensor& w) const {
-    if (!fp8_gemv_epilogues || w.dtype != DType::kF8E4M3 || x.dtype != DType::kBF16 || x.rows() > 0x7fffffff)
+    if (!fp8_gemv_epilogues || w.dtype != DType::kF8E4M3 || w.scale == nullptr || x.dtype != DType::kBF16 ||
+        x.rows() > 0x7fffffff)
       return false;
     const int m = static_cast<int>(x.rows()), n = static_cast<int>(w.rows()), k = static_cast<int>(w.cols());
     return gemm->fp8_uses_gemv(m, n, k) && gpu::gemv_fp8_epilogue_supports(static_cast<const __nv_bfloat16*>(x.data),

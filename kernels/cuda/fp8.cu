@@ -187,6 +187,7 @@ __global__ void __launch_bounds__(W * 32)
   const uint4* const wrow[2] = {reinterpret_cast<const uint4*>(w + static_cast<int64_t>(row0) * k),
                                 reinterpret_cast<const uint4*>(w + static_cast<int64_t>(row0 + half) * k)};
   const float mine = gemv_fp8_warp<M, 2, 4>(x, wrow, k, lane);
+  pdl_launch_dependents();  // (the SiLU's: the down projection follows; let its weights stream in)
   const float second = __shfl_xor_sync(0xffffffffu, mine, 1);  // lane 2m + 1's: row0 + half for x row m
   if (lane < 2 * M && (lane & 1) == 0) {
     const float a = __bfloat162float(__float2bfloat16(mine * w_scale[row0]));

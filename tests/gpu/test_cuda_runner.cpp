@@ -631,23 +631,47 @@ TEST(CudaRunner, Fp8PrefillWithQuantizingNormAndSiluIsBitIdentical) {
     EXPECT_TRUE((*gemm)->fp8_quantizes_x(240, h, inter));
   }
   std::vector<float> logits[2];
+  std::string profile;  // the fused runner's op profile: which forms ran
   for (int fused = 0; fused < 2; ++fused) {
     setenv("EMBER_FP8_FUSED_QUANT", fused ? "1" : "0", 1);
     setenv("EMBER_FP8_FUSED_SCALES", fused ? "1" : "0", 1);  // gate/up's scales in the SiLU, o's and down's in the norm
     setenv("EMBER_FP8_QKV_SCALES_IN_ROPE", fused ? "1" : "0", 1);  // q/k/v's in the rope
-    CudaRunnerOptions o = small_options(false);
-    o.quantize_fp8 = true;
-    auto gpu = make_cuda_model_runner(w, o);
-    unsetenv("EMBER_FP8_FUSED_QUANT");
-    unsetenv("EMBER_FP8_FUSED_SCALES");
-    unsetenv("EMBER_FP8_QKV_SCALES_IN_ROPE");
-    ASSERT_TRUE(gpu.ok()) << gpu.error().message;
-    std::vector<Seq> g(3);
-    for (int i = 0; i < 3; ++i) {
-      for (int t = 0; t < 80; ++t) g[i].tokens.push_back((17 + 100 * i + 7 * t) % static_cast<int32_t>(c.vocab_size));
-      for (int b = 0; b < 8; ++b) g[i].blocks.push_back(i * 8 + b);
+    if (fused) {
+      setenv("EMBER_CUDA_PROFILE", "1", 1);
+      testing::internal::CaptureStderr();
     }
-    step(**gpu, g, {80, 80, 80}, logits[fused]);
+    {
+      CudaRunnerOptions o = small_options(false);
+      o.quantize_fp8 = true;
+      auto gpu = make_cuda_model_runner(w, o);
+      unsetenv("EMBER_FP8_FUSED_QUANT");
+      unsetenv("EMBER_FP8_FUSED_SCALES");
+      unsetenv("EMBER_FP8_QKV_SCALES_IN_ROPE");
+      unsetenv("EMBER_CUDA_PROFILE");
+      ASSERT_TRUE(gpu.ok()) << gpu.error().message;
+      std::vector<Seq> g(3);
+      for (int i = 0; i < 3; ++i) {
+        for (int t = 0; t < 80; ++t) g[i].tokens.push_back((17 + 100 * i + 7 * t) % static_cast<int32_t>(c.vocab_size));
+        for (int b = 0; b < 8; ++b) g[i].blocks.push_back(i * 8 + b);
+      }
+      step(**gpu, g, {80, 80, 80}, logits[fused]);
+    }  // (the profile prints as the runner goes)
+    if (fused) profile = testing::internal::GetCapturedStderr();
+  }
+  {  // Where cuBLASLt scales in a pass of its own, the fused forms must have run (else the test proves nothing).
+    auto gemm = gpu::Gemm::create();
+    ASSERT_TRUE(gemm.ok());
+    const int h = static_cast<int>(c.hidden_size);
+    const int qkv = static_cast<int>((c.num_heads + 2 * c.num_kv_heads) * c.head_dim);
+    if ((*gemm)->fp8_path(240, qkv, h).find("scale pass") != std::string::npos) {
+      EXPECT_NE(profile.find("linear_silu_mul_fp8"), std::string::npos) << profile;
+      EXPECT_NE(profile.find("linear_scaled_by_next_op " + std::to_string(qkv) + "x" + std::to_string(h)),
+                std::string::npos)
+          << profile;
+    } else {
+      std::printf("cuBLASLt scales this GEMM itself here (%s): the scale fusions do not apply\n",
+                  (*gemm)->fp8_path(240, qkv, h).c_str());
+    }
   }
   ASSERT_FALSE(logits[0].empty());
   ASSERT_EQ(logits[0].size(), logits[1].size());
@@ -677,13 +701,21 @@ TEST(CudaRunner, Fp8DecodeWithGemvEpiloguesIsBitIdentical) {
     for (bool kv_fp8 : {false, true}) {
       SCOPED_TRACE(testing::Message() << (eager ? "eager" : "graphs") << (kv_fp8 ? ", fp8 cache" : ", bf16 cache"));
       std::vector<float> logits[2];
+      std::string profile;  // eager, fused: the op profile, which must name the epilogue forms
+      const bool profiled = eager;
       for (int fused = 0; fused < 2; ++fused) {
         setenv("EMBER_FP8_GEMV_EPILOGUES", fused ? "1" : "0", 1);
+        if (fused && profiled) {
+          setenv("EMBER_CUDA_PROFILE", "1", 1);
+          testing::internal::CaptureStderr();
+        }
         CudaRunnerOptions o = small_options(eager);
         o.quantize_fp8 = true;
         o.kv_cache_fp8 = kv_fp8;
         auto gpu = make_cuda_model_runner(w, o);
         unsetenv("EMBER_FP8_GEMV_EPILOGUES");
+        unsetenv("EMBER_CUDA_PROFILE");
+        if (!gpu.ok() && fused && profiled) testing::internal::GetCapturedStderr();
         ASSERT_TRUE(gpu.ok()) << gpu.error().message;
         const auto token = [&](int a, int b) { return (23 + 100 * a + 11 * b) % static_cast<int32_t>(c.vocab_size); };
         std::vector<Seq> g(3);
@@ -704,6 +736,12 @@ TEST(CudaRunner, Fp8DecodeWithGemvEpiloguesIsBitIdentical) {
           ASSERT_EQ(out.size(), static_cast<size_t>(rows) * c.vocab_size);
           logits[fused].insert(logits[fused].end(), out.begin(), out.end());
         }
+        gpu.value().reset();  // (the profile prints as the runner goes)
+        if (fused && profiled) profile = testing::internal::GetCapturedStderr();
+      }
+      if (profiled) {
+        EXPECT_NE(profile.find("linear_rope_and_cache_write"), std::string::npos) << profile;
+        EXPECT_NE(profile.find("linear_silu_mul m<=4"), std::string::npos) << profile;
       }
       ASSERT_FALSE(logits[0].empty());
       ASSERT_EQ(logits[0].size(), logits[1].size());
