@@ -242,25 +242,18 @@ struct SiluEpilogue {
   }
 };
 
-template <class Epilogue>
+// gemv_fp8_pairs_kernel<M> for the runtime m (1 <= m <= kGemvFp8EpilogueMaxM), 4 warps a block.
+template <class Epilogue, int M = 1>
 Status launch_gemv_fp8_pairs(const bf16* x, const uint8_t* w, const float* w_scale, int m, int pairs, int half, int k,
                              const Epilogue& epi, cudaStream_t stream) {
+  if constexpr (M < kGemvFp8EpilogueMaxM) {
+    if (m > M) return launch_gemv_fp8_pairs<Epilogue, M + 1>(x, w, w_scale, m, pairs, half, k, epi, stream);
+  }
   constexpr int kW = 4;
   const dim3 grid(static_cast<unsigned>((pairs + kW - 1) / kW));
-  const auto go = [&](auto kernel) {
-    return cuda_status(launch_pdl(true, kernel, grid, dim3(kW * 32), 0, stream, x, w, w_scale, pairs, half, k, epi),
-                       "gemv_fp8 epilogue launch");
-  };
-  switch (m) {
-    case 1:
-      return go(gemv_fp8_pairs_kernel<1, kW, Epilogue>);
-    case 2:
-      return go(gemv_fp8_pairs_kernel<2, kW, Epilogue>);
-    case 3:
-      return go(gemv_fp8_pairs_kernel<3, kW, Epilogue>);
-    default:
-      return go(gemv_fp8_pairs_kernel<4, kW, Epilogue>);
-  }
+  return cuda_status(launch_pdl(true, gemv_fp8_pairs_kernel<M, kW, Epilogue>, grid, dim3(kW * 32), 0, stream, x, w,
+                                w_scale, pairs, half, k, epi),
+                     "gemv_fp8 epilogue launch");
 }
 
 template <int M, int R, int U, int W>
@@ -295,6 +288,16 @@ Status launch_gemv_fp8(const bf16* x, const uint8_t* w, const float* w_scale, co
   } else {
     return launch_gemv_fp8_ruw<M, 4, 2, 4>(x, w, w_scale, bias, y, y_f32, n, k, stream);
   }
+}
+
+// launch_gemv_fp8<M> for the runtime m (1 <= m <= kGemvFp8MaxM).
+template <int M = 1>
+Status launch_gemv_fp8_for(int m, const bf16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y,
+                           bool y_f32, int n, int k, int variant, cudaStream_t stream) {
+  if constexpr (M < kGemvFp8MaxM) {
+    if (m > M) return launch_gemv_fp8_for<M + 1>(m, x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
+  }
+  return launch_gemv_fp8<M>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
 }
 
 __device__ __forceinline__ void load8(const bf16* p, float (&v)[8]) { unpack8(*reinterpret_cast<const uint4*>(p), v); }
@@ -390,24 +393,7 @@ Status gemv_fp8(const bf16* x, const uint8_t* w, const float* w_scale, const flo
   if (!gemv_fp8_supports(x, w, m, k))
     return Error{"gemv_fp8: unsupported arguments (m " + std::to_string(m) + ", k " + std::to_string(k) +
                  "; needs 1 <= m <= 8, k % 16 == 0, 16-byte aligned x and w)"};
-  switch (m) {
-    case 1:
-      return launch_gemv_fp8<1>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
-    case 2:
-      return launch_gemv_fp8<2>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
-    case 3:
-      return launch_gemv_fp8<3>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
-    case 4:
-      return launch_gemv_fp8<4>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
-    case 5:
-      return launch_gemv_fp8<5>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
-    case 6:
-      return launch_gemv_fp8<6>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
-    case 7:
-      return launch_gemv_fp8<7>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
-    default:
-      return launch_gemv_fp8<8>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
-  }
+  return launch_gemv_fp8_for(m, x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
 }
 
 bool gemv_fp8_epilogue_supports(const bf16* x, const uint8_t* w, int m, int k) {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kernels/cuda/device_info.h"
+#include "kernels/cuda/ops.h"
 
 namespace ember::gputest {
 
@@ -103,6 +104,18 @@ ErrorStats compare(const std::vector<float>& out, const std::vector<Ref>& ref) {
   s.rel_l2 = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
   s.worst_rel = rms > 0 ? worst / rms : worst;
   return s;
+}
+
+// rope_qkv_and_cache_write's rows over one fused q/k/v projection [T, q_dim
+// + 2 * kv_dim]: q (rotated into q_out), k and v side by side in each row.
+inline gpu::QkvRows fused_qkv_rows(const bf16* base, bf16* q_out, int64_t q_dim, int64_t kv_dim) {
+  gpu::QkvRows r;
+  r.q_in = base;
+  r.q_out = q_out;
+  r.k_in = base + q_dim;
+  r.v_in = base + q_dim + kv_dim;
+  r.q_stride = r.k_stride = r.v_stride = q_dim + 2 * kv_dim;
+  return r;
 }
 
 }  // namespace ember::gputest

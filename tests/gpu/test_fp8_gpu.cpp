@@ -392,6 +392,41 @@ TEST(Fp8Gpu, NormsApplyTheGemmScalesLikeTheScalePass) {
     }
 }
 
+// Where a rope and cache write goes: rotated q, and a bf16 and an FP8 cache
+// (k and v) of `cache_elems` each, every byte poisoned before a write.
+struct RopeTargets {
+  RopeTargets(size_t q_elems, size_t cache_elems)
+      : q(q_elems), k(cache_elems), v(cache_elems), k8(cache_elems), v8(cache_elems) {}
+  void poison() {
+    for (auto* b : {&q, &k, &v}) b->poison();
+    for (auto* b : {&k8, &v8}) b->poison();
+  }
+  gpu::Fp8KvCache fp8(const float* kv_scales) const { return {k8.get(), v8.get(), kv_scales, kv_scales + 1}; }
+  DeviceBuffer<bf16> q, k, v;
+  DeviceBuffer<uint8_t> k8, v8;
+};
+
+// Two rope writes, bit for bit: rotated q (its first q_elems, all written and
+// finite) and the caches of the type written (slots left alone stay poison).
+void expect_same_rope_writes(const RopeTargets& a, const RopeTargets& b, size_t q_elems, bool fp8_cache) {
+  const auto same = [](const auto& x, const auto& y, const char* what) {
+    ASSERT_EQ(x.size(), y.size());
+    EXPECT_EQ(std::memcmp(x.data(), y.data(), x.size() * sizeof(x[0])), 0) << what;
+  };
+  std::vector<bf16> qa = a.q.download(), qb = b.q.download();
+  qa.resize(q_elems);
+  qb.resize(q_elems);
+  for (bf16 v : qa) ASSERT_TRUE(std::isfinite(gputest::to_float(v))) << "rotated q unwritten or not finite";
+  same(qa, qb, "rotated q");
+  if (fp8_cache) {
+    same(a.k8.download(), b.k8.download(), "k cache codes");
+    same(a.v8.download(), b.v8.download(), "v cache codes");
+  } else {
+    same(a.k.download(), b.k.download(), "k cache");
+    same(a.v.download(), b.v.download(), "v cache");
+  }
+}
+
 // The fused q/k/v projection's raw product (codes' sums) scaled by the rope
 // as it reads it (QkvRows' scales) gives, bit for bit, rotated q, the k cache
 // and the v cache that the scale pass and then the rope give: both cache
@@ -420,12 +455,9 @@ TEST(Fp8Gpu, RopeAppliesTheGemmScalesLikeTheScalePass) {
     RopeConfig rope;
     rope.theta = 500000.0;
     const std::vector<float> inv_freq = rope_inv_freq(rope, c.d);
-    DeviceBuffer<bf16> d_raw(raw.size()), d_scaled(raw.size()), d_q1(static_cast<size_t>(c.t * qd)),
-        d_q2(static_cast<size_t>(c.t * qd)), d_k1(static_cast<size_t>(slots * row)),
-        d_k2(static_cast<size_t>(slots * row)), d_v1(static_cast<size_t>(slots * row)),
-        d_v2(static_cast<size_t>(slots * row));
-    DeviceBuffer<uint8_t> d_k8a(static_cast<size_t>(slots * row)), d_k8b(static_cast<size_t>(slots * row)),
-        d_v8a(static_cast<size_t>(slots * row)), d_v8b(static_cast<size_t>(slots * row));
+    DeviceBuffer<bf16> d_raw(raw.size()), d_scaled(raw.size());
+    RopeTargets t1(static_cast<size_t>(c.t * qd), static_cast<size_t>(slots * row)),
+        t2(static_cast<size_t>(c.t * qd), static_cast<size_t>(slots * row));
     DeviceBuffer<float> d_xs(xs.size()), d_ws(ws.size()), d_inv(inv_freq.size()), d_kv_scales(2);
     DeviceBuffer<int32_t> d_pos(positions.size());
     DeviceBuffer<int64_t> d_slots(slot_mapping.size());
@@ -441,14 +473,7 @@ TEST(Fp8Gpu, RopeAppliesTheGemmScalesLikeTheScalePass) {
                                               static_cast<int>(width), nullptr)
                     .ok());
     const auto rows_of = [&](const bf16* base, bf16* q_out, bool scaled) {
-      gpu::QkvRows r;
-      r.q_in = base;
-      r.q_out = q_out;
-      r.q_stride = width;
-      r.k_in = base + qd;
-      r.k_stride = width;
-      r.v_in = base + qd + row;
-      r.v_stride = width;
+      gpu::QkvRows r = gputest::fused_qkv_rows(base, q_out, qd, row);
       if (scaled) {
         r.x_scale = d_xs.get();
         r.q_w_scale = d_ws.get();
@@ -457,41 +482,23 @@ TEST(Fp8Gpu, RopeAppliesTheGemmScalesLikeTheScalePass) {
       }
       return r;
     };
+    // The scale pass then the rope into t1, the rope scaling as it reads into t2.
+    const auto write = [&](const gpu::QkvRows& rows, RopeTargets& t, bool fp8_cache) {
+      return fp8_cache ? gpu::rope_qkv_and_cache_write(rows, d_pos.get(), d_slots.get(), d_inv.get(), c.t, c.hq,
+                                                       c.hkv, c.d, t.fp8(d_kv_scales.get()), nullptr)
+                       : gpu::rope_qkv_and_cache_write(rows, d_pos.get(), d_slots.get(), d_inv.get(), c.t, c.hq,
+                                                       c.hkv, c.d, t.k.get(), t.v.get(), nullptr);
+    };
     for (bool fp8_cache : {false, true}) {
       SCOPED_TRACE(fp8_cache ? "fp8 cache" : "bf16 cache");
-      for (auto* b : {&d_q1, &d_q2, &d_k1, &d_k2, &d_v1, &d_v2}) b->poison();
-      for (auto* b : {&d_k8a, &d_k8b, &d_v8a, &d_v8b}) b->poison();
-      Status a = Status::success(), b = Status::success();
-      if (fp8_cache) {
-        const gpu::Fp8KvCache ca{d_k8a.get(), d_v8a.get(), d_kv_scales.get(), d_kv_scales.get() + 1};
-        const gpu::Fp8KvCache cb{d_k8b.get(), d_v8b.get(), d_kv_scales.get(), d_kv_scales.get() + 1};
-        a = gpu::rope_qkv_and_cache_write(rows_of(d_scaled.get(), d_q1.get(), false), d_pos.get(), d_slots.get(),
-                                          d_inv.get(), c.t, c.hq, c.hkv, c.d, ca, nullptr);
-        b = gpu::rope_qkv_and_cache_write(rows_of(d_raw.get(), d_q2.get(), true), d_pos.get(), d_slots.get(),
-                                          d_inv.get(), c.t, c.hq, c.hkv, c.d, cb, nullptr);
-      } else {
-        a = gpu::rope_qkv_and_cache_write(rows_of(d_scaled.get(), d_q1.get(), false), d_pos.get(), d_slots.get(),
-                                          d_inv.get(), c.t, c.hq, c.hkv, c.d, d_k1.get(), d_v1.get(), nullptr);
-        b = gpu::rope_qkv_and_cache_write(rows_of(d_raw.get(), d_q2.get(), true), d_pos.get(), d_slots.get(),
-                                          d_inv.get(), c.t, c.hq, c.hkv, c.d, d_k2.get(), d_v2.get(), nullptr);
-      }
+      t1.poison();
+      t2.poison();
+      const Status a = write(rows_of(d_scaled.get(), t1.q.get(), false), t1, fp8_cache);
+      const Status b = write(rows_of(d_raw.get(), t2.q.get(), true), t2, fp8_cache);
       ASSERT_TRUE(a.ok()) << a.error().message;
       ASSERT_TRUE(b.ok()) << b.error().message;
       ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-      const auto same = [](const auto& x, const auto& y, const char* what) {
-        ASSERT_EQ(x.size(), y.size());
-        EXPECT_EQ(std::memcmp(x.data(), y.data(), x.size() * sizeof(x[0])), 0) << what;
-      };
-      const std::vector<bf16> q1 = d_q1.download();
-      for (bf16 v : q1) ASSERT_TRUE(std::isfinite(gputest::to_float(v))) << "rotated q unwritten or not finite";
-      same(q1, d_q2.download(), "rotated q");
-      if (fp8_cache) {
-        same(d_k8a.download(), d_k8b.download(), "k cache codes");
-        same(d_v8a.download(), d_v8b.download(), "v cache codes");
-      } else {
-        same(d_k1.download(), d_k2.download(), "k cache");
-        same(d_v1.download(), d_v2.download(), "v cache");
-      }
+      expect_same_rope_writes(t1, t2, static_cast<size_t>(c.t * qd), fp8_cache);
     }
   }
 }
@@ -519,18 +526,15 @@ TEST(Fp8Gpu, GemvEpiloguesMatchTheGemvThenTheOp) {
       const int n = (hq + 2 * hkv) * d, row = hkv * d, slots = 16;
       const Quantized w = fp8_weights(n, k);
       DeviceBuffer<uint8_t> d_w(w.codes.size());
-      DeviceBuffer<float> d_ws(w.scales.size()), d_inv(static_cast<size_t>(d / 2)), d_kv_scales(2);
+      const std::vector<float> inv_freq = rope_inv_freq(RopeConfig{}, d);
+      DeviceBuffer<float> d_ws(w.scales.size()), d_inv(inv_freq.size()), d_kv_scales(2);
       d_w.upload(w.codes);
       d_ws.upload(w.scales);
-      RopeConfig rope;
-      rope.theta = 500000.0;
-      d_inv.upload(rope_inv_freq(rope, d));
+      d_inv.upload(inv_freq);
       d_kv_scales.upload({0.02f, 0.015f});  // outputs ~1: codes well inside E4M3, few saturated
-      DeviceBuffer<bf16> d_y(static_cast<size_t>(gpu::kGemvFp8EpilogueMaxM) * n),
-          d_q1(static_cast<size_t>(gpu::kGemvFp8EpilogueMaxM) * hq * d),
-          d_q2(static_cast<size_t>(gpu::kGemvFp8EpilogueMaxM) * hq * d), d_k1(slots * row), d_k2(slots * row),
-          d_v1(slots * row), d_v2(slots * row);
-      DeviceBuffer<uint8_t> d_k8a(slots * row), d_k8b(slots * row), d_v8a(slots * row), d_v8b(slots * row);
+      const size_t q_elems = static_cast<size_t>(gpu::kGemvFp8EpilogueMaxM) * hq * d;
+      DeviceBuffer<bf16> d_y(static_cast<size_t>(gpu::kGemvFp8EpilogueMaxM) * n);
+      RopeTargets t1(q_elems, static_cast<size_t>(slots) * row), t2(q_elems, static_cast<size_t>(slots) * row);
       DeviceBuffer<int32_t> d_pos(gpu::kGemvFp8EpilogueMaxM);
       DeviceBuffer<int64_t> d_slots(gpu::kGemvFp8EpilogueMaxM);
       d_pos.upload({5, 32000, 17, 4095});
@@ -539,24 +543,20 @@ TEST(Fp8Gpu, GemvEpiloguesMatchTheGemvThenTheOp) {
         for (bool fp8_cache : {false, true}) {
           SCOPED_TRACE(testing::Message() << "K " << k << " heads " << hq << "/" << hkv << " D " << d << " M " << m
                                           << (fp8_cache ? " fp8 cache" : " bf16 cache"));
-          for (auto* b : {&d_q1, &d_q2, &d_k1, &d_k2, &d_v1, &d_v2}) b->poison();
-          for (auto* b : {&d_k8a, &d_k8b, &d_v8a, &d_v8b}) b->poison();
+          t1.poison();
+          t2.poison();
+          // gemv_fp8 into bf16, then the rope, into t1.
           ASSERT_TRUE(
               gpu::gemv_fp8(d_x.get(), d_w.get(), d_ws.get(), nullptr, d_y.get(), false, m, n, k, nullptr).ok());
-          gpu::QkvRows rows;
-          rows.q_in = d_y.get();
-          rows.q_out = d_q1.get();
-          rows.q_stride = rows.k_stride = rows.v_stride = n;
-          rows.k_in = d_y.get() + hq * d;
-          rows.v_in = d_y.get() + (hq + hkv) * d;
-          const gpu::Fp8KvCache c8{d_k8a.get(), d_v8a.get(), d_kv_scales.get(), d_kv_scales.get() + 1};
+          const gpu::QkvRows rows = gputest::fused_qkv_rows(d_y.get(), t1.q.get(), hq * d, row);
           const Status a = fp8_cache ? gpu::rope_qkv_and_cache_write(rows, d_pos.get(), d_slots.get(), d_inv.get(), m,
-                                                                     hq, hkv, d, c8, nullptr)
+                                                                     hq, hkv, d, t1.fp8(d_kv_scales.get()), nullptr)
                                      : gpu::rope_qkv_and_cache_write(rows, d_pos.get(), d_slots.get(), d_inv.get(), m,
-                                                                     hq, hkv, d, d_k1.get(), d_v1.get(), nullptr);
+                                                                     hq, hkv, d, t1.k.get(), t1.v.get(), nullptr);
           ASSERT_TRUE(a.ok()) << a.error().message;
+          // The epilogue form into t2.
           gpu::GemvRopeWrite o;
-          o.q_out = d_q2.get();
+          o.q_out = t2.q.get();
           o.positions = d_pos.get();
           o.slots = d_slots.get();
           o.inv_freq = d_inv.get();
@@ -564,30 +564,14 @@ TEST(Fp8Gpu, GemvEpiloguesMatchTheGemvThenTheOp) {
           o.hkv = hkv;
           o.d = d;
           o.fp8_cache = fp8_cache;
-          o.k_cache = fp8_cache ? static_cast<void*>(d_k8b.get()) : static_cast<void*>(d_k2.get());
-          o.v_cache = fp8_cache ? static_cast<void*>(d_v8b.get()) : static_cast<void*>(d_v2.get());
+          o.k_cache = fp8_cache ? static_cast<void*>(t2.k8.get()) : static_cast<void*>(t2.k.get());
+          o.v_cache = fp8_cache ? static_cast<void*>(t2.v8.get()) : static_cast<void*>(t2.v.get());
           o.k_scale = d_kv_scales.get();
           o.v_scale = d_kv_scales.get() + 1;
           const Status b = gpu::gemv_fp8_rope_and_cache_write(d_x.get(), d_w.get(), d_ws.get(), m, k, o, nullptr);
           ASSERT_TRUE(b.ok()) << b.error().message;
           ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-          const auto same = [](const auto& x1, const auto& x2, const char* what) {
-            ASSERT_EQ(x1.size(), x2.size());
-            EXPECT_EQ(std::memcmp(x1.data(), x2.data(), x1.size() * sizeof(x1[0])), 0) << what;
-          };
-          std::vector<bf16> q1 = d_q1.download();
-          q1.resize(static_cast<size_t>(m) * hq * d);
-          for (bf16 v : q1) ASSERT_TRUE(std::isfinite(gputest::to_float(v))) << "rotated q unwritten";
-          std::vector<bf16> q2 = d_q2.download();
-          q2.resize(q1.size());
-          same(q1, q2, "rotated q");
-          if (fp8_cache) {
-            same(d_k8a.download(), d_k8b.download(), "k cache codes");
-            same(d_v8a.download(), d_v8b.download(), "v cache codes");
-          } else {
-            same(d_k1.download(), d_k2.download(), "k cache");
-            same(d_v1.download(), d_v2.download(), "v cache");
-          }
+          expect_same_rope_writes(t1, t2, static_cast<size_t>(m) * hq * d, fp8_cache);
         }
     }
     // gate/up: I = 1004 (silu_mul's scalar path: I % 8 != 0) and 1536 (its vector path).

@@ -98,23 +98,14 @@ void check_rope_fp8(const RopeCase& c, std::mt19937& rng) {
   d_q_bf16.poison();
   // The same call into an FP8 and a bf16 cache: q (and k_out) must not care.
   auto rows_of = [&](bf16* base, bf16* q_out) {
+    if (c.fused) return gputest::fused_qkv_rows(base, q_out, qd, row);
     gpu::QkvRows r;
-    if (c.fused) {
-      r.q_in = base;
-      r.q_out = q_out;
-      r.q_stride = width;
-      r.k_in = base + qd;
-      r.k_stride = width;
-      r.v_in = base + qd + row;
-      r.v_stride = width;
-    } else {
-      r.q_in = r.q_out = base;
-      r.q_stride = qd;
-      r.k_in = r.k_out = base + c.t * qd;
-      r.k_stride = row;
-      r.v_in = base + c.t * (qd + row);
-      r.v_stride = row;
-    }
+    r.q_in = r.q_out = base;
+    r.q_stride = qd;
+    r.k_in = r.k_out = base + c.t * qd;
+    r.k_stride = row;
+    r.v_in = base + c.t * (qd + row);
+    r.v_stride = row;
     return r;
   };
   const gpu::Fp8KvCache fp8{d_kc.get(), d_vc.get(), d_scales.get(), d_scales.get() + 1};
