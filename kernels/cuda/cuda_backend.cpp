@@ -164,6 +164,11 @@ struct CudaBackend::Impl {
       fail(Error{"CudaBackend: a linear's scales were left for another op or tensor"});
     return p.y == x && p.reader == reader ? p : PendingScales{};
   }
+  // For ops that take no pending scales: a failure if a linear left some
+  // (the op they were left for did not come next).
+  void no_pending_scales() {
+    if (pending.y != nullptr) take_pending(nullptr, pending.reader);
+  }
   Status first_error = Status::success();
   std::unordered_map<void*, size_t> allocations;
   uint64_t allocated = 0;
@@ -535,8 +540,7 @@ bool CudaBackend::linear_scaled_by_next_op(const Tensor& x, const Tensor& w, Ten
 }
 
 void CudaBackend::linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
-  if (impl_->pending.y != nullptr)
-    impl_->take_pending(nullptr, impl_->pending.reader);  // (fails: its op did not come next)
+  impl_->no_pending_scales();
   if (w.dtype != DType::kBF16 && (w.dtype != DType::kF8E4M3 || w.scale == nullptr)) {
     impl_->fail(Error{"CudaBackend::linear: weights must be bf16, or fp8 with row scales, on the GPU (the runner "
                       "converts them)"});
@@ -647,7 +651,7 @@ bool CudaBackend::linear_rope_and_cache_write(const Tensor& x, const Tensor& w_q
   if (!m.gemv_epilogue_takes(x, w_qkv) || w_qkv.rows() != (hq + 2 * hkv) * head_dim || head_dim % 2 != 0 ||
       in.num_tokens() != x.rows())
     return false;
-  if (m.pending.y != nullptr) m.take_pending(nullptr, m.pending.reader);  // (fails: its op did not come next)
+  m.no_pending_scales();
   if (Status s = prepare_rope(rope, head_dim); !s.ok()) {
     m.fail(s);
     return true;
@@ -681,7 +685,7 @@ bool CudaBackend::linear_silu_mul(const Tensor& x, const Tensor& w_gate_up, Tens
   if (!m.gemv_epilogue_takes(x, w_gate_up) || w_gate_up.rows() != 2 * act.cols() || act.rows() != x.rows() ||
       act.dtype != DType::kBF16)
     return false;
-  if (m.pending.y != nullptr) m.take_pending(nullptr, m.pending.reader);  // (fails: its op did not come next)
+  m.no_pending_scales();
   Impl::Timed timed(m, "linear_silu_mul", m_class(x.rows()));
   m.fail(gpu::gemv_fp8_silu_mul(bf16_of(x), static_cast<const uint8_t*>(w_gate_up.data), w_gate_up.scale,
                                 static_cast<int>(x.rows()), static_cast<int>(act.cols()),

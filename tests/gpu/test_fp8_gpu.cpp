@@ -259,6 +259,31 @@ TEST(Fp8Gpu, FusedNormAndSiluQuantizeLikeTheQuantizer) {
     }
 }
 
+// An FP8 GEMM's raw product of codes [rows, cols] (large: sums of up to K
+// products of |code| <= 448) with random token (x) and channel (w) scales,
+// on the device as it is (`raw`) and as its scale pass leaves it (`scaled`,
+// scale_fp8_output_inplace): what the fused readers must reproduce.
+struct RawProduct {
+  RawProduct(int rows, int cols, std::mt19937& rng, std::uniform_real_distribution<float> x_sc,
+             std::uniform_real_distribution<float> w_sc)
+      : raw(static_cast<size_t>(rows) * cols),
+        scaled(static_cast<size_t>(rows) * cols),
+        xs(static_cast<size_t>(rows)),
+        ws(static_cast<size_t>(cols)) {
+    std::vector<float> f, x(static_cast<size_t>(rows)), w(static_cast<size_t>(cols));
+    const std::vector<bf16> host = gputest::random_bf16(static_cast<size_t>(rows) * cols, rng, f, 3000.0f);
+    for (float& v : x) v = x_sc(rng);
+    for (float& v : w) v = w_sc(rng);
+    raw.upload(host);
+    scaled.upload(host);
+    xs.upload(x);
+    ws.upload(w);
+    EXPECT_TRUE(gpu::scale_fp8_output_inplace(scaled.get(), xs.get(), ws.get(), nullptr, rows, cols, nullptr).ok());
+  }
+  DeviceBuffer<bf16> raw, scaled;
+  DeviceBuffer<float> xs, ws;
+};
+
 // silu_mul_fp8 over gate/up's raw product of codes with the GEMM's scales
 // (x's a row, w's a column) writes, bit for bit, what the scale pass
 // (scale_fp8_output_inplace) then silu_mul_fp8 write; and through the GEMM:
@@ -271,27 +296,14 @@ TEST(Fp8Gpu, SiluMulAppliesTheGemmScalesLikeTheScalePass) {
   for (int rows : {1, 7, 130})
     for (int inter : {64, 2048, 14336}) {
       SCOPED_TRACE(testing::Message() << "rows " << rows << " inter " << inter);
-      std::vector<float> f;
-      // Raw products of codes are large: sums of up to K products of |code| <= 448.
-      const std::vector<bf16> raw = gputest::random_bf16(static_cast<size_t>(rows) * 2 * inter, rng, f, 3000.0f);
-      std::vector<float> xs(static_cast<size_t>(rows)), ws(static_cast<size_t>(2 * inter));
-      for (float& v : xs) v = sc(rng);
-      for (float& v : ws) v = sc(rng);
-      DeviceBuffer<bf16> d_raw(raw.size()), d_scaled(raw.size());
-      DeviceBuffer<float> d_xs(xs.size()), d_ws(ws.size()), d_s1(xs.size()), d_s2(xs.size());
+      const RawProduct prod(rows, 2 * inter, rng, sc, sc);
+      DeviceBuffer<float> d_s1(static_cast<size_t>(rows)), d_s2(static_cast<size_t>(rows));
       DeviceBuffer<uint8_t> d_q1(static_cast<size_t>(rows) * inter), d_q2(static_cast<size_t>(rows) * inter);
-      d_raw.upload(raw);
-      d_scaled.upload(raw);
-      d_xs.upload(xs);
-      d_ws.upload(ws);
       d_q1.poison();
       d_q2.poison();
-      ASSERT_TRUE(
-          gpu::scale_fp8_output_inplace(d_scaled.get(), d_xs.get(), d_ws.get(), nullptr, rows, 2 * inter, nullptr)
-              .ok());
-      ASSERT_TRUE(gpu::silu_mul_fp8(d_scaled.get(), rows, inter, d_q1.get(), d_s1.get(), nullptr).ok());
+      ASSERT_TRUE(gpu::silu_mul_fp8(prod.scaled.get(), rows, inter, d_q1.get(), d_s1.get(), nullptr).ok());
       const Status st =
-          gpu::silu_mul_fp8(d_raw.get(), rows, inter, d_q2.get(), d_s2.get(), nullptr, d_xs.get(), d_ws.get());
+          gpu::silu_mul_fp8(prod.raw.get(), rows, inter, d_q2.get(), d_s2.get(), nullptr, prod.xs.get(), prod.ws.get());
       ASSERT_TRUE(st.ok()) << st.error().message;
       ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
       expect_same_bits({d_q2.download(), d_s2.download()}, {d_q1.download(), d_s1.download()});
@@ -341,41 +353,32 @@ TEST(Fp8Gpu, NormsApplyTheGemmScalesLikeTheScalePass) {
   for (int rows : {1, 7, 130})
     for (int h : {64, 2048, 4096, 8192}) {
       SCOPED_TRACE(testing::Message() << "rows " << rows << " width " << h);
+      const RawProduct prod(rows, h, rng, sc, sc);  // (the norms read x only: it serves both outputs)
       std::vector<float> f;
-      const std::vector<bf16> raw = gputest::random_bf16(static_cast<size_t>(rows) * h, rng, f, 3000.0f);
       const std::vector<bf16> res = gputest::random_bf16(static_cast<size_t>(rows) * h, rng, f);
-      std::vector<float> xs(static_cast<size_t>(rows)), ws(static_cast<size_t>(h)), weight(static_cast<size_t>(h));
-      for (float& v : xs) v = sc(rng);
-      for (float& v : ws) v = sc(rng);
+      std::vector<float> weight(static_cast<size_t>(h));
       std::normal_distribution<float> g(1.0f, 0.3f);
       for (float& v : weight) v = g(rng);
-      DeviceBuffer<bf16> d_raw(raw.size()), d_scaled(raw.size()), d_r1(res.size()), d_r2(res.size()),
-          d_o1(raw.size()), d_o2(raw.size());
-      DeviceBuffer<float> d_xs(xs.size()), d_ws(ws.size()), d_w(weight.size()), d_s1(xs.size()), d_s2(xs.size());
-      DeviceBuffer<uint8_t> d_q1(raw.size()), d_q2(raw.size());
-      d_xs.upload(xs);
-      d_ws.upload(ws);
+      DeviceBuffer<bf16> d_r1(res.size()), d_r2(res.size()), d_o1(res.size()), d_o2(res.size());
+      DeviceBuffer<float> d_w(weight.size()), d_s1(static_cast<size_t>(rows)), d_s2(static_cast<size_t>(rows));
+      DeviceBuffer<uint8_t> d_q1(res.size()), d_q2(res.size());
       d_w.upload(weight);
       for (bool fp8_out : {false, true}) {
-        d_raw.upload(raw);
-        d_scaled.upload(raw);
         d_r1.upload(res);
         d_r2.upload(res);
         d_q1.poison();
         d_q2.poison();
         d_o1.poison();
         d_o2.poison();
-        ASSERT_TRUE(
-            gpu::scale_fp8_output_inplace(d_scaled.get(), d_xs.get(), d_ws.get(), nullptr, rows, h, nullptr).ok());
         Status a = Status::success(), b = Status::success();
         if (fp8_out) {
-          a = gpu::rms_norm_fp8(d_scaled.get(), d_r1.get(), d_w.get(), 1e-5f, rows, h, d_q1.get(), d_s1.get(), nullptr);
-          b = gpu::rms_norm_fp8(d_raw.get(), d_r2.get(), d_w.get(), 1e-5f, rows, h, d_q2.get(), d_s2.get(), nullptr,
-                                d_xs.get(), d_ws.get());
+          a = gpu::rms_norm_fp8(prod.scaled.get(), d_r1.get(), d_w.get(), 1e-5f, rows, h, d_q1.get(), d_s1.get(), nullptr);
+          b = gpu::rms_norm_fp8(prod.raw.get(), d_r2.get(), d_w.get(), 1e-5f, rows, h, d_q2.get(), d_s2.get(), nullptr,
+                                prod.xs.get(), prod.ws.get());
         } else {
-          a = gpu::rms_norm(d_scaled.get(), d_r1.get(), d_w.get(), 1e-5f, rows, h, d_o1.get(), nullptr);
-          b = gpu::rms_norm(d_raw.get(), d_r2.get(), d_w.get(), 1e-5f, rows, h, d_o2.get(), nullptr, d_xs.get(),
-                            d_ws.get());
+          a = gpu::rms_norm(prod.scaled.get(), d_r1.get(), d_w.get(), 1e-5f, rows, h, d_o1.get(), nullptr);
+          b = gpu::rms_norm(prod.raw.get(), d_r2.get(), d_w.get(), 1e-5f, rows, h, d_o2.get(), nullptr, prod.xs.get(),
+                            prod.ws.get());
         }
         ASSERT_TRUE(a.ok()) << a.error().message;
         ASSERT_TRUE(b.ok()) << b.error().message;
@@ -442,11 +445,7 @@ TEST(Fp8Gpu, RopeAppliesTheGemmScalesLikeTheScalePass) {
     SCOPED_TRACE(testing::Message() << "T " << c.t << " heads " << c.hq << "/" << c.hkv << " D " << c.d);
     const int64_t qd = int64_t{c.hq} * c.d, row = int64_t{c.hkv} * c.d, width = qd + 2 * row, slots = 2 * c.t;
     ASSERT_EQ(width % 8, 0);
-    std::vector<float> f;
-    const std::vector<bf16> raw = gputest::random_bf16(static_cast<size_t>(c.t * width), rng, f, 3000.0f);
-    std::vector<float> xs(static_cast<size_t>(c.t)), ws(static_cast<size_t>(width));
-    for (float& v : xs) v = x_sc(rng);
-    for (float& v : ws) v = w_sc(rng);
+    const RawProduct prod(c.t, static_cast<int>(width), rng, x_sc, w_sc);
     std::vector<int32_t> positions(static_cast<size_t>(c.t));
     std::uniform_int_distribution<int32_t> pos(0, 32768);
     for (auto& p : positions) p = pos(rng);
@@ -455,30 +454,22 @@ TEST(Fp8Gpu, RopeAppliesTheGemmScalesLikeTheScalePass) {
     RopeConfig rope;
     rope.theta = 500000.0;
     const std::vector<float> inv_freq = rope_inv_freq(rope, c.d);
-    DeviceBuffer<bf16> d_raw(raw.size()), d_scaled(raw.size());
     RopeTargets t1(static_cast<size_t>(c.t * qd), static_cast<size_t>(slots * row)),
         t2(static_cast<size_t>(c.t * qd), static_cast<size_t>(slots * row));
-    DeviceBuffer<float> d_xs(xs.size()), d_ws(ws.size()), d_inv(inv_freq.size()), d_kv_scales(2);
+    DeviceBuffer<float> d_inv(inv_freq.size()), d_kv_scales(2);
     DeviceBuffer<int32_t> d_pos(positions.size());
     DeviceBuffer<int64_t> d_slots(slot_mapping.size());
-    d_raw.upload(raw);
-    d_scaled.upload(raw);
-    d_xs.upload(xs);
-    d_ws.upload(ws);
     d_inv.upload(inv_freq);
     d_kv_scales.upload({0.05f, 0.02f});
     d_pos.upload(positions);
     d_slots.upload(slot_mapping);
-    ASSERT_TRUE(gpu::scale_fp8_output_inplace(d_scaled.get(), d_xs.get(), d_ws.get(), nullptr, c.t,
-                                              static_cast<int>(width), nullptr)
-                    .ok());
     const auto rows_of = [&](const bf16* base, bf16* q_out, bool scaled) {
       gpu::QkvRows r = gputest::fused_qkv_rows(base, q_out, qd, row);
       if (scaled) {
-        r.x_scale = d_xs.get();
-        r.q_w_scale = d_ws.get();
-        r.k_w_scale = d_ws.get() + qd;
-        r.v_w_scale = d_ws.get() + qd + row;
+        r.x_scale = prod.xs.get();
+        r.q_w_scale = prod.ws.get();
+        r.k_w_scale = prod.ws.get() + qd;
+        r.v_w_scale = prod.ws.get() + qd + row;
       }
       return r;
     };
@@ -493,8 +484,8 @@ TEST(Fp8Gpu, RopeAppliesTheGemmScalesLikeTheScalePass) {
       SCOPED_TRACE(fp8_cache ? "fp8 cache" : "bf16 cache");
       t1.poison();
       t2.poison();
-      const Status a = write(rows_of(d_scaled.get(), t1.q.get(), false), t1, fp8_cache);
-      const Status b = write(rows_of(d_raw.get(), t2.q.get(), true), t2, fp8_cache);
+      const Status a = write(rows_of(prod.scaled.get(), t1.q.get(), false), t1, fp8_cache);
+      const Status b = write(rows_of(prod.raw.get(), t2.q.get(), true), t2, fp8_cache);
       ASSERT_TRUE(a.ok()) << a.error().message;
       ASSERT_TRUE(b.ok()) << b.error().message;
       ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
