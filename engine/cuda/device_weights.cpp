@@ -1,5 +1,6 @@
 #include "engine/cuda/device_weights.h"
 
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -51,7 +52,7 @@ void DeviceWeights::release(void* buffer) {
   }
 }
 
-Result<Tensor> DeviceWeights::to_fp8(const Tensor& w) {
+Result<Tensor> DeviceWeights::to_fp8(const Tensor& w, bool keep_source) {
   const int64_t rows = w.rows(), cols = w.cols();
   Result<void*> codes = alloc(static_cast<size_t>(rows * cols));
   if (!codes) return codes.error();
@@ -61,7 +62,7 @@ Result<Tensor> DeviceWeights::to_fp8(const Tensor& w) {
                                           static_cast<int>(cols), static_cast<uint8_t*>(*codes),
                                           static_cast<float*>(*scales), nullptr));
   EMBER_CUDA_TRY(cudaDeviceSynchronize());
-  release(w.data);
+  if (!keep_source) release(w.data);
   return Tensor::fp8(*codes, static_cast<const float*>(*scales), rows, cols);
 }
 
@@ -93,6 +94,16 @@ Status DeviceWeights::quantize_fp8(int device) {
       if (!q) return q.error();
       *m = *q;
     }
+  }
+  // EMBER_FP8_LM_HEAD=1: the LM head too (a measurement knob: vLLM and the published FP8 checkpoints keep it bf16).
+  // Tied to the embedding, the embedding's rows stay bf16 for the lookups and the head gets an FP8 copy.
+  if (const char* env = std::getenv("EMBER_FP8_LM_HEAD");
+      env != nullptr && std::string(env) == "1" && views_.head.dtype == DType::kBF16) {
+    if (views_.head.cols() % 16 != 0) return Error{"EMBER_FP8_LM_HEAD: the hidden size must be a multiple of 16"};
+    const bool tied = views_.head.data == views_.embed.data;
+    Result<Tensor> q = to_fp8(views_.head, /*keep_source=*/tied);
+    if (!q) return q.error();
+    views_.head = *q;
   }
   return Status::success();
 }

@@ -50,7 +50,8 @@ class DeviceWeights {
   DeviceWeights() = default;
   Result<void*> alloc(size_t bytes);
   void release(void* buffer);
-  Result<Tensor> to_fp8(const Tensor& bf16_matrix);
+  // keep_source: the bf16 matrix stays (the embedding an LM head is tied to).
+  Result<Tensor> to_fp8(const Tensor& bf16_matrix, bool keep_source = false);
 
   struct Buffer {
     void* data;
