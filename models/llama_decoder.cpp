@@ -209,6 +209,20 @@ Tensor LlamaDecoder::forward(const ForwardInputs& in, const KvCacheView& cache) 
     return out;
   };
 
+  // A residual branch's last linear (o_proj, down_proj), the residual add and the norm after it, for `next`, the
+  // linear that reads it (null: the LM head's bf16 rows). FP8 small batches on one device: one GEMV that adds and
+  // normalizes in its last block.
+  const auto branch_end = [&](const Tensor& x, const Tensor& w, const Tensor& norm_weight, const Tensor* next) {
+    if (fp8_weights_ && (next == nullptr || !backend_.takes_fp8_activations(*next, t)) &&
+        backend_.linear_add_rms_norm(x, w, hidden, residual, norm_weight, eps, normed))
+      return normed;
+    // (FP8: the norm may apply the linear's output scales, a pass less.)
+    if (!fp8_weights_ || !backend_.linear_scaled_by_next_op(x, w, hidden, Backend::ScalesReader::kRmsNorm))
+      backend_.linear(x, w, nullptr, hidden);
+    backend_.all_reduce(hidden);
+    return norm(hidden, &residual, norm_weight, next, normed);
+  };
+
   if (w_.vocab.on()) {  // this rank's vocabulary rows, zeros for the others' tokens, summed over the ranks
     backend_.embedding(w_.embed, in, hidden, w_.vocab.begin);
     backend_.all_reduce(hidden);
@@ -217,12 +231,14 @@ Tensor LlamaDecoder::forward(const ForwardInputs& in, const KvCacheView& cache) 
   }
   const bool calibrate = kv_scales_pending_ && t > 0;
   if (calibrate) kv_scales_pending_ = false;
+  assert(!w_.layers.empty());
+  // Layer 0 has no residual to add: it starts as the embeddings. Each layer ends in the next one's norm (the final
+  // norm after the last).
+  backend_.copy(hidden, residual);
+  Tensor next_in = norm(hidden, nullptr, w_.layers[0].attn_norm, fused_qkv_ ? &w_.layers[0].wqkv : nullptr, normed);
   for (size_t l = 0; l < w_.layers.size(); ++l) {
     const LayerWeightViews& lw = w_.layers[l];
-    // Layer 0 has no residual to add: it starts as the embeddings.
-    if (l == 0) backend_.copy(hidden, residual);
-    const Tensor qkv_in = norm(hidden, l == 0 ? nullptr : &residual, lw.attn_norm, fused_qkv_ ? &lw.wqkv : nullptr,
-                               normed);
+    const Tensor qkv_in = next_in;
     const bool bias = c.attention_bias;
     Tensor k_cache = cache.k[l], v_cache = cache.v[l];
     const bool set_scales = calibrate && k_cache.dtype == DType::kF8E4M3;
@@ -257,28 +273,22 @@ Tensor LlamaDecoder::forward(const ForwardInputs& in, const KvCacheView& cache) 
       backend_.rope_and_cache_write(q, k, v, in, rope_, d, k_cache, v_cache);
     }
     backend_.paged_attention(q, k_cache, v_cache, in, c.num_heads, scale, attn);
-    // (FP8: the next norm may apply o's and down's output scales, a pass less.)
-    if (!fp8_weights_ || !backend_.linear_scaled_by_next_op(attn, lw.wo, hidden, Backend::ScalesReader::kRmsNorm))
-      backend_.linear(attn, lw.wo, nullptr, hidden);
-    backend_.all_reduce(hidden);
+    const Tensor up_in = branch_end(attn, lw.wo, lw.ffn_norm, &lw.w_gate_up);
 
-    const Tensor up_in = norm(hidden, &residual, lw.ffn_norm, &lw.w_gate_up, normed);
+    Tensor down_in = act;
     if (fp8_weights_ && backend_.takes_fp8_activations(lw.w_down, t)) {
-      Tensor act_q = fp8_rows(act_fp8_, t, inter);
-      backend_.linear_silu_mul_fp8(up_in, lw.w_gate_up, gate_up, act_q);
-      if (!backend_.linear_scaled_by_next_op(act_q, lw.w_down, hidden, Backend::ScalesReader::kRmsNorm))
-        backend_.linear(act_q, lw.w_down, nullptr, hidden);
-    } else {
-      if (!fp8_weights_ || !backend_.linear_silu_mul(up_in, lw.w_gate_up, act)) {
-        backend_.linear(up_in, lw.w_gate_up, nullptr, gate_up);
-        backend_.silu_mul(gate_up, act);
-      }
-      backend_.linear(act, lw.w_down, nullptr, hidden);
+      down_in = fp8_rows(act_fp8_, t, inter);
+      backend_.linear_silu_mul_fp8(up_in, lw.w_gate_up, gate_up, down_in);
+    } else if (!fp8_weights_ || !backend_.linear_silu_mul(up_in, lw.w_gate_up, act)) {
+      backend_.linear(up_in, lw.w_gate_up, nullptr, gate_up);
+      backend_.silu_mul(gate_up, act);
     }
-    backend_.all_reduce(hidden);
+    const bool last = l + 1 == w_.layers.size();
+    const LayerWeightViews* next = last ? nullptr : &w_.layers[l + 1];
+    next_in = branch_end(down_in, lw.w_down, last ? w_.final_norm : next->attn_norm,
+                         next != nullptr && fused_qkv_ ? &next->wqkv : nullptr);
   }
-
-  backend_.rms_norm(hidden, &residual, w_.final_norm, eps, normed);
+  // (normed: the final norm's rows)
   // Only the wanted rows go through the LM head (V x H per row: the largest matmul).
   Tensor gathered = Tensor::of(gathered_.data(), a, {r, h});
   backend_.gather_logit_rows(normed, in, gathered);

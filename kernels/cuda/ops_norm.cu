@@ -51,8 +51,7 @@ __global__ void __launch_bounds__(kVecs == 8 ? 512 : 256)
         rr[j] = sum;
         unpack8(sum, v[i]);
       }
-#pragma unroll
-      for (int e = 0; e < 8; ++e) ss += v[i][e] * v[i][e];
+      ss = add_squares8(v[i], ss);
     }
   }
   const float inv = rsqrtf(block_sum(ss) / static_cast<float>(hidden) + eps);
@@ -99,8 +98,6 @@ __global__ void rms_norm_scalar(const bf16* x, bf16* residual, const float* weig
   }
 }
 
-int round_up_warp(int64_t n) { return static_cast<int>(n < 32 ? 32 : (n + 31) / 32 * 32); }
-
 }  // namespace
 
 Status rms_norm_fp8(const bf16* x, bf16* residual, const float* weight, float eps, int64_t rows, int64_t hidden,
@@ -113,19 +110,15 @@ Status rms_norm_fp8(const bf16* x, bf16* residual, const float* weight, float ep
                  " must be a multiple of 8 up to 32768, rows and weights 16-byte aligned"};
   const unsigned grid = static_cast<unsigned>(rows);
   const int h = static_cast<int>(hidden);
-  const int64_t nvec = hidden / 8;
-  if (nvec <= 256) {
-    rms_norm_vec<1, true><<<grid, round_up_warp(nvec), 0, stream>>>(x, residual, weight, eps, h, nullptr, codes, scales,
-                                                                    x_scale, w_scale);
-  } else if (nvec <= 512) {
-    rms_norm_vec<2, true><<<grid, round_up_warp((nvec + 1) / 2), 0, stream>>>(x, residual, weight, eps, h, nullptr,
-                                                                                codes, scales, x_scale, w_scale);
-  } else if (nvec <= 1024) {
-    rms_norm_vec<4, true><<<grid, round_up_warp((nvec + 3) / 4), 0, stream>>>(x, residual, weight, eps, h, nullptr,
-                                                                                codes, scales, x_scale, w_scale);
-  } else {
-    rms_norm_vec<8, true><<<grid, round_up_warp((nvec + 7) / 8), 0, stream>>>(x, residual, weight, eps, h, nullptr,
-                                                                                codes, scales, x_scale, w_scale);
+  const RmsNormShape shape = rms_norm_shape(static_cast<int>(hidden / 8));
+  const auto launch = [&](auto kernel) {
+    kernel<<<grid, shape.threads, 0, stream>>>(x, residual, weight, eps, h, nullptr, codes, scales, x_scale, w_scale);
+  };
+  switch (shape.vecs) {
+    case 1: launch(rms_norm_vec<1, true>); break;
+    case 2: launch(rms_norm_vec<2, true>); break;
+    case 4: launch(rms_norm_vec<4, true>); break;
+    default: launch(rms_norm_vec<8, true>); break;
   }
   return cuda_status(cudaGetLastError(), "rms_norm_fp8 launch");
 }
@@ -149,19 +142,20 @@ Status rms_norm(const bf16* x, bf16* residual, const float* weight, float eps, i
     return Error{"rms_norm: scales on x need a hidden size that is a multiple of 8 up to 32768, rows 16-byte aligned"};
   const float* xs = x_scale;
   const float* ws = w_scale;
-  // Vectors a thread holds: as few as keep the block <= 256 threads (512 for
-  // the widest rows); one row's registers never exceed 64 floats a thread.
-  if (vec && nvec <= 256) {
-    rms_norm_vec<1><<<grid, round_up_warp(nvec), 0, stream>>>(x, residual, weight, eps, h, out, nullptr, nullptr, xs, ws);
-  } else if (vec && nvec <= 512) {
-    rms_norm_vec<2><<<grid, round_up_warp((nvec + 1) / 2), 0, stream>>>(x, residual, weight, eps, h, out, nullptr,
-                                                                         nullptr, xs, ws);
-  } else if (vec && nvec <= 1024) {
-    rms_norm_vec<4><<<grid, round_up_warp((nvec + 3) / 4), 0, stream>>>(x, residual, weight, eps, h, out, nullptr,
-                                                                         nullptr, xs, ws);
-  } else if (vec && nvec <= 4096) {
-    rms_norm_vec<8><<<grid, round_up_warp((nvec + 7) / 8), 0, stream>>>(x, residual, weight, eps, h, out, nullptr,
-                                                                         nullptr, xs, ws);
+  // Vectors a thread holds (rms_norm_shape): as few as keep the block <= 256
+  // threads (512 for the widest rows); one row's registers never exceed 64
+  // floats a thread.
+  if (vec && nvec <= 4096) {
+    const RmsNormShape shape = rms_norm_shape(static_cast<int>(nvec));
+    const auto launch = [&](auto kernel) {
+      kernel<<<grid, shape.threads, 0, stream>>>(x, residual, weight, eps, h, out, nullptr, nullptr, xs, ws);
+    };
+    switch (shape.vecs) {
+      case 1: launch(rms_norm_vec<1>); break;
+      case 2: launch(rms_norm_vec<2>); break;
+      case 4: launch(rms_norm_vec<4>); break;
+      default: launch(rms_norm_vec<8>); break;
+    }
   } else {
     rms_norm_scalar<<<grid, 256, 0, stream>>>(x, residual, weight, eps, h, out);
   }
