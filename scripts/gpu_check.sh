@@ -18,7 +18,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUNDLE="$ROOT/.gpu-bundle"
 # Results gather here and leave as one archive (the device tool returns few files).
 DEST="${OUT:-$ROOT/gpu-results}"
-R="$(mktemp -d)"
+# EMBER_GPU_RESULTS_DIR: gather there instead (e.g. under $OUT, so a run cut short still returns its logs).
+R="${EMBER_GPU_RESULTS_DIR:-$(mktemp -d)}"
+mkdir -p "$R"
 mkdir -p "$DEST"
 STAGES="${EMBER_GPU_STAGES:-tests bench llama throughput async spec spec_alpha structured fp8 fp8b8 fp8kv serve}"
 export LD_LIBRARY_PATH="$BUNDLE/lib:/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}"
@@ -238,7 +240,7 @@ if has fp8b1; then
   run fp8_chain 240 "$BUNDLE/fp8_bench" --chain
   run fp8_b1_bf16 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 --prompt "The history of the" \
     --max-tokens 256 --ignore-eos --temperature 0
-  for v in 0 1 2 3 4; do
+  for v in ${EMBER_FP8_B1_VARIANTS:-0 1 2 3 4}; do  # (fp8_chain times every shape's linears)
     EMBER_FP8_GEMV_VARIANT=$v run "fp8_b1_v$v" 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 \
       --prompt "The history of the" --max-tokens 256 --ignore-eos --temperature 0 --quantization fp8
   done
