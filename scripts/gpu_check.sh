@@ -237,7 +237,7 @@ if has fp8b1; then
   # Batch-1 decode's FP8 GEMV launch shapes (kernels/cuda/fp8.h kGemvFp8Variants; each writes the same bits): a
   # decode step's 128 linears in one CUDA graph per variant beside bf16 (fp8_bench --chain), then batch-1 decode
   # end to end, bf16 and FP8 with each variant (EMBER_FP8_GEMV_VARIANT).
-  run fp8_chain 240 "$BUNDLE/fp8_bench" --chain
+  [[ "${EMBER_FP8_B1_CHAIN:-1}" == 1 ]] && run fp8_chain 240 "$BUNDLE/fp8_bench" --chain
   run fp8_b1_bf16 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 --prompt "The history of the" \
     --max-tokens 256 --ignore-eos --temperature 0
   for v in ${EMBER_FP8_B1_VARIANTS:-0 1 2 3 4}; do  # (fp8_chain times every shape's linears)
