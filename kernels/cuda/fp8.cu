@@ -356,23 +356,22 @@ Status launch_gemv_fp8_ruw(const bf16* x, const uint8_t* w, const float* w_scale
                            bool y_f32, int n, int k, cudaStream_t stream) {
   constexpr int rows_per_block = W * R;
   const dim3 grid(static_cast<unsigned>((n + rows_per_block - 1) / rows_per_block));
-  return cuda_status(
-      launch_pdl(true, gemv_fp8_kernel<M, R, U, W>, grid, dim3(W * 32), 0, stream, x, w, w_scale, bias, y, y_f32, n, k,
-                 NoTail{}),
-      "gemv_fp8 launch");
+  return cuda_status(launch_pdl(true, gemv_fp8_kernel<M, R, U, W>, grid, dim3(W * 32), 0, stream, x, w, w_scale, bias,
+                                y, y_f32, n, k, NoTail{}),
+                     "gemv_fp8 launch");
 }
 
 // gemv_fp8 (the default shape) with the add and RMSNorm in its last block.
 template <int M = 1>
-Status launch_gemv_fp8_add_rms_norm(const bf16* x, const uint8_t* w, const float* w_scale, int m, int n, int k,
-                                    bf16* y, const AddRmsNormTail& tail, cudaStream_t stream) {
+Status launch_gemv_fp8_add_rms_norm(const bf16* x, const uint8_t* w, const float* w_scale, int m, int n, int k, bf16* y,
+                                    const AddRmsNormTail& tail, cudaStream_t stream) {
   if constexpr (M < kGemvFp8EpilogueMaxM) {
     if (m > M) return launch_gemv_fp8_add_rms_norm<M + 1>(x, w, w_scale, m, n, k, y, tail, stream);
   }
   constexpr int kR = 2, kU = 4, kW = 4;
   const dim3 grid(static_cast<unsigned>((n + kW * kR - 1) / (kW * kR)));
-  return cuda_status(launch_pdl(true, gemv_fp8_kernel<M, kR, kU, kW, AddRmsNormTail>, grid, dim3(kW * 32), 0, stream,
-                                x, w, w_scale, nullptr, static_cast<void*>(y), false, n, k, tail),
+  return cuda_status(launch_pdl(true, gemv_fp8_kernel<M, kR, kU, kW, AddRmsNormTail>, grid, dim3(kW * 32), 0, stream, x,
+                                w, w_scale, nullptr, static_cast<void*>(y), false, n, k, tail),
                      "gemv_fp8_add_rms_norm launch");
 }
 

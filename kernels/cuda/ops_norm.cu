@@ -115,10 +115,18 @@ Status rms_norm_fp8(const bf16* x, bf16* residual, const float* weight, float ep
     kernel<<<grid, shape.threads, 0, stream>>>(x, residual, weight, eps, h, nullptr, codes, scales, x_scale, w_scale);
   };
   switch (shape.vecs) {
-    case 1: launch(rms_norm_vec<1, true>); break;
-    case 2: launch(rms_norm_vec<2, true>); break;
-    case 4: launch(rms_norm_vec<4, true>); break;
-    default: launch(rms_norm_vec<8, true>); break;
+    case 1:
+      launch(rms_norm_vec<1, true>);
+      break;
+    case 2:
+      launch(rms_norm_vec<2, true>);
+      break;
+    case 4:
+      launch(rms_norm_vec<4, true>);
+      break;
+    default:
+      launch(rms_norm_vec<8, true>);
+      break;
   }
   return cuda_status(cudaGetLastError(), "rms_norm_fp8 launch");
 }
@@ -151,10 +159,18 @@ Status rms_norm(const bf16* x, bf16* residual, const float* weight, float eps, i
       kernel<<<grid, shape.threads, 0, stream>>>(x, residual, weight, eps, h, out, nullptr, nullptr, xs, ws);
     };
     switch (shape.vecs) {
-      case 1: launch(rms_norm_vec<1>); break;
-      case 2: launch(rms_norm_vec<2>); break;
-      case 4: launch(rms_norm_vec<4>); break;
-      default: launch(rms_norm_vec<8>); break;
+      case 1:
+        launch(rms_norm_vec<1>);
+        break;
+      case 2:
+        launch(rms_norm_vec<2>);
+        break;
+      case 4:
+        launch(rms_norm_vec<4>);
+        break;
+      default:
+        launch(rms_norm_vec<8>);
+        break;
     }
   } else {
     rms_norm_scalar<<<grid, 256, 0, stream>>>(x, residual, weight, eps, h, out);

@@ -631,9 +631,9 @@ TEST(Fp8Gpu, GemvNormTailMatchesTheGemvThenRmsNorm) {
           ASSERT_TRUE(
               gpu::gemv_fp8(d_x.get(), d_w.get(), d_ws.get(), nullptr, d_y1.get(), false, m, n, k, nullptr).ok());
           ASSERT_TRUE(gpu::rms_norm(d_y1.get(), d_r1.get(), d_nw.get(), 1e-5f, m, n, d_o1.get(), nullptr).ok());
-          const Status st = gpu::gemv_fp8_add_rms_norm(d_x.get(), d_w.get(), d_ws.get(), m, n, k, d_y2.get(),
-                                                       d_r2.get(), d_nw.get(), 1e-5f, d_o2.get(), d_counter.get(),
-                                                       nullptr);
+          const Status st =
+              gpu::gemv_fp8_add_rms_norm(d_x.get(), d_w.get(), d_ws.get(), m, n, k, d_y2.get(), d_r2.get(), d_nw.get(),
+                                         1e-5f, d_o2.get(), d_counter.get(), nullptr);
           ASSERT_TRUE(st.ok()) << st.error().message;
           ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
           EXPECT_EQ(d_counter.download()[0], 0u) << "the ticket counter must be left at 0";
