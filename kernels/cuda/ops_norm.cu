@@ -98,6 +98,19 @@ __global__ void rms_norm_scalar(const bf16* x, bf16* residual, const float* weig
   }
 }
 
+// rms_norm_vec at rms_norm_shape's launch for a row of nvec vectors.
+template <bool kFp8>
+void launch_rms_norm_vec(int nvec, unsigned grid, cudaStream_t stream, const bf16* x, bf16* residual,
+                         const float* weight, float eps, int hidden, bf16* out, uint8_t* codes, float* scales,
+                         const float* x_scale, const float* w_scale) {
+  const RmsNormShape shape = rms_norm_shape(nvec);
+  auto* kernel = shape.vecs == 1   ? rms_norm_vec<1, kFp8>
+                 : shape.vecs == 2 ? rms_norm_vec<2, kFp8>
+                 : shape.vecs == 4 ? rms_norm_vec<4, kFp8>
+                                   : rms_norm_vec<8, kFp8>;
+  kernel<<<grid, shape.threads, 0, stream>>>(x, residual, weight, eps, hidden, out, codes, scales, x_scale, w_scale);
+}
+
 }  // namespace
 
 Status rms_norm_fp8(const bf16* x, bf16* residual, const float* weight, float eps, int64_t rows, int64_t hidden,
@@ -110,24 +123,8 @@ Status rms_norm_fp8(const bf16* x, bf16* residual, const float* weight, float ep
                  " must be a multiple of 8 up to 32768, rows and weights 16-byte aligned"};
   const unsigned grid = static_cast<unsigned>(rows);
   const int h = static_cast<int>(hidden);
-  const RmsNormShape shape = rms_norm_shape(static_cast<int>(hidden / 8));
-  const auto launch = [&](auto kernel) {
-    kernel<<<grid, shape.threads, 0, stream>>>(x, residual, weight, eps, h, nullptr, codes, scales, x_scale, w_scale);
-  };
-  switch (shape.vecs) {
-    case 1:
-      launch(rms_norm_vec<1, true>);
-      break;
-    case 2:
-      launch(rms_norm_vec<2, true>);
-      break;
-    case 4:
-      launch(rms_norm_vec<4, true>);
-      break;
-    default:
-      launch(rms_norm_vec<8, true>);
-      break;
-  }
+  launch_rms_norm_vec<true>(static_cast<int>(hidden / 8), grid, stream, x, residual, weight, eps, h, nullptr, codes,
+                            scales, x_scale, w_scale);
   return cuda_status(cudaGetLastError(), "rms_norm_fp8 launch");
 }
 
@@ -154,24 +151,8 @@ Status rms_norm(const bf16* x, bf16* residual, const float* weight, float eps, i
   // threads (512 for the widest rows); one row's registers never exceed 64
   // floats a thread.
   if (vec && nvec <= 4096) {
-    const RmsNormShape shape = rms_norm_shape(static_cast<int>(nvec));
-    const auto launch = [&](auto kernel) {
-      kernel<<<grid, shape.threads, 0, stream>>>(x, residual, weight, eps, h, out, nullptr, nullptr, xs, ws);
-    };
-    switch (shape.vecs) {
-      case 1:
-        launch(rms_norm_vec<1>);
-        break;
-      case 2:
-        launch(rms_norm_vec<2>);
-        break;
-      case 4:
-        launch(rms_norm_vec<4>);
-        break;
-      default:
-        launch(rms_norm_vec<8>);
-        break;
-    }
+    launch_rms_norm_vec<false>(static_cast<int>(nvec), grid, stream, x, residual, weight, eps, h, out, nullptr, nullptr,
+                               xs, ws);
   } else {
     rms_norm_scalar<<<grid, 256, 0, stream>>>(x, residual, weight, eps, h, out);
   }
