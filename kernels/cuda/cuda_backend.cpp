@@ -275,7 +275,8 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const CudaBackendLimits
   if (const char* env = std::getenv("EMBER_FP8_GEMV_NORMS"); env != nullptr)
     impl->fp8_gemv_norms = std::string(env) == "1";
   EMBER_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&impl->norm_tickets), sizeof(unsigned)));
-  EMBER_CUDA_TRY(cudaMemset(impl->norm_tickets, 0, sizeof(unsigned)));
+  EMBER_CUDA_TRY(cudaMemsetAsync(impl->norm_tickets, 0, sizeof(unsigned), impl->stream));
+  EMBER_CUDA_TRY(cudaStreamSynchronize(impl->stream));
 
   impl->max_blocks_per_seq =
       static_cast<int32_t>((limits.max_model_len + limits.block_size - 1) / limits.block_size);
@@ -715,7 +716,9 @@ bool CudaBackend::linear_add_rms_norm(const Tensor& x, const Tensor& w, Tensor& 
       norm_weight.numel() != y.cols())
     return false;
   const int rows = static_cast<int>(x.rows()), n = static_cast<int>(w.rows()), k = static_cast<int>(w.cols());
-  if (!gpu::gemv_fp8_add_rms_norm_supports(bf16_of(x), static_cast<const uint8_t*>(w.data), rows, n, k)) return false;
+  if (!gpu::gemv_fp8_add_rms_norm_supports(bf16_of(x), static_cast<const uint8_t*>(w.data), rows, n, k, bf16_of(y),
+                                           bf16_of(residual), norm_weight.f32(), bf16_of(out)))
+    return false;
   m.no_pending_scales();
   Impl::Timed timed(m, "linear_add_rms_norm", m_class(x.rows()));
   m.fail(gpu::gemv_fp8_add_rms_norm(bf16_of(x), static_cast<const uint8_t*>(w.data), w.scale, rows, n, k, bf16_of(y),

@@ -154,6 +154,7 @@ struct AddRmsNormTail {
   unsigned* counter;  // 0 before the launch; the last block leaves it at 0
 
   static constexpr int kMaxVirtualWarps = 16;  // rms_norm_shape's largest block: 512 threads
+  static constexpr int kBatch = 4;             // vectors a thread loads at once (one L2 round trip, not four)
 
   template <int M>
   __device__ void operator()(const bf16* y, int n) const {
@@ -177,19 +178,31 @@ struct AddRmsNormTail {
       for (int vt0 = 0; vt0 < shape.threads; vt0 += blockDim.x) {  // virtual warps vt0/32 + warp
         const int vt = vt0 + threadIdx.x;
         float ss = 0.0f;
-        if (vt < shape.threads) {
-          for (int i = 0; i < shape.vecs; ++i) {
-            const int j = vt + i * shape.threads;
-            if (j >= nvec) break;  // (j grows with i)
-            float v[8], r[8];
-            unpack8(__ldcg(yr + j), v);
-            unpack8(__ldcg(rr + j), r);
+        // A virtual thread's vectors vt, vt + threads, ... in groups of kBatch, a group's loads issued together.
+        for (int i0 = 0; vt < shape.threads && i0 < shape.vecs; i0 += kBatch) {
+          uint4 yv[kBatch] = {}, rv[kBatch] = {};
 #pragma unroll
-            for (int e = 0; e < 8; ++e) v[e] += r[e];
-            const uint4 sum = pack8(v);
-            rr[j] = sum;
-            unpack8(sum, v);
-            ss = add_squares8(v, ss);
+          for (int b = 0; b < kBatch; ++b) {
+            const int j = vt + (i0 + b) * shape.threads;
+            if (i0 + b < shape.vecs && j < nvec) {
+              yv[b] = __ldcg(yr + j);
+              rv[b] = __ldcg(rr + j);
+            }
+          }
+#pragma unroll
+          for (int b = 0; b < kBatch; ++b) {
+            const int j = vt + (i0 + b) * shape.threads;
+            if (i0 + b < shape.vecs && j < nvec) {  // (rms_norm_vec's order: i ascending, j < nvec)
+              float v[8], r[8];
+              unpack8(yv[b], v);
+              unpack8(rv[b], r);
+#pragma unroll
+              for (int e = 0; e < 8; ++e) v[e] += r[e];
+              const uint4 sum = pack8(v);
+              rr[j] = sum;
+              unpack8(sum, v);
+              ss = add_squares8(v, ss);
+            }
           }
         }
         ss = warp_sum(ss);  // (whole warps: shape.threads and blockDim are multiples of 32)
@@ -206,17 +219,31 @@ struct AddRmsNormTail {
       uint4* orow = reinterpret_cast<uint4*>(out + row);
       const float4* w4 = reinterpret_cast<const float4*>(weight);
       for (int vt = threadIdx.x; vt < shape.threads; vt += blockDim.x)
-        for (int i = 0; i < shape.vecs; ++i) {
-          const int j = vt + i * shape.threads;
-          if (j >= nvec) break;
-          float v[8];
-          unpack8(__ldcg(rr + j), v);  // (this thread's own store above)
-          const float4 wa = w4[2 * j], wb = w4[2 * j + 1];
-          const float w[8] = {wa.x, wa.y, wa.z, wa.w, wb.x, wb.y, wb.z, wb.w};
-          float o[8];
+        for (int i0 = 0; i0 < shape.vecs; i0 += kBatch) {
+          uint4 rv[kBatch] = {};
+          float4 wa[kBatch] = {}, wb[kBatch] = {};
 #pragma unroll
-          for (int e = 0; e < 8; ++e) o[e] = v[e] * inv * w[e];
-          orow[j] = pack8(o);
+          for (int b = 0; b < kBatch; ++b) {
+            const int j = vt + (i0 + b) * shape.threads;
+            if (i0 + b < shape.vecs && j < nvec) {
+              rv[b] = __ldcg(rr + j);  // (this thread's own store above)
+              wa[b] = w4[2 * j];
+              wb[b] = w4[2 * j + 1];
+            }
+          }
+#pragma unroll
+          for (int b = 0; b < kBatch; ++b) {
+            const int j = vt + (i0 + b) * shape.threads;
+            if (i0 + b < shape.vecs && j < nvec) {
+              float v[8];
+              unpack8(rv[b], v);
+              const float w[8] = {wa[b].x, wa[b].y, wa[b].z, wa[b].w, wb[b].x, wb[b].y, wb[b].z, wb[b].w};
+              float o[8];
+#pragma unroll
+              for (int e = 0; e < 8; ++e) o[e] = v[e] * inv * w[e];
+              orow[j] = pack8(o);
+            }
+          }
         }
     }
     if (threadIdx.x == 0) *counter = 0;  // for the next launch (and graph replay)
@@ -529,15 +556,16 @@ Status gemv_fp8_silu_mul(const bf16* x, const uint8_t* w, const float* w_scale, 
   return launch_gemv_fp8_pairs(x, w, w_scale, m, inter, inter, k, SiluEpilogue{act, inter}, stream);
 }
 
-bool gemv_fp8_add_rms_norm_supports(const bf16* x, const uint8_t* w, int m, int n, int k) {
-  return gemv_fp8_epilogue_supports(x, w, m, k) && n > 0 && n % 8 == 0 && n / 8 <= 4096;
+bool gemv_fp8_add_rms_norm_supports(const bf16* x, const uint8_t* w, int m, int n, int k, const bf16* y,
+                                    const bf16* residual, const float* weight, const bf16* out) {
+  return gemv_fp8_epilogue_supports(x, w, m, k) && n > 0 && n % 8 == 0 && n / 8 <= 4096 && aligned16(y) &&
+         aligned16(residual) && aligned16(weight) && aligned16(out);
 }
 
 Status gemv_fp8_add_rms_norm(const bf16* x, const uint8_t* w, const float* w_scale, int m, int n, int k, bf16* y,
                              bf16* residual, const float* weight, float eps, bf16* out, unsigned* counter,
                              cudaStream_t stream) {
-  if (!gemv_fp8_add_rms_norm_supports(x, w, m, n, k) || !aligned16(y) || !aligned16(residual) || !aligned16(out) ||
-      !aligned16(weight) || counter == nullptr)
+  if (!gemv_fp8_add_rms_norm_supports(x, w, m, n, k, y, residual, weight, out) || counter == nullptr)
     return Error{"gemv_fp8_add_rms_norm: unsupported arguments (m " + std::to_string(m) + ", n " + std::to_string(n) +
                  ", k " + std::to_string(k) +
                  "; needs 1 <= m <= 4, k % 16 == 0, n % 8 == 0, n <= 32768, 16-byte aligned rows, a counter)"};

@@ -68,7 +68,9 @@ Status gemv_fp8_silu_mul(const __nv_bfloat16* x, const uint8_t* w, const float* 
 //     rms_norm's bits. counter: a device word that is 0 before the launch
 //     and left at 0 (the blocks' ticket); one a stream suffices. n % 8 == 0,
 //     n <= 32768, y, residual, out and weight 16-byte aligned.
-bool gemv_fp8_add_rms_norm_supports(const __nv_bfloat16* x, const uint8_t* w, int m, int n, int k);
+bool gemv_fp8_add_rms_norm_supports(const __nv_bfloat16* x, const uint8_t* w, int m, int n, int k,
+                                    const __nv_bfloat16* y, const __nv_bfloat16* residual, const float* weight,
+                                    const __nv_bfloat16* out);
 Status gemv_fp8_add_rms_norm(const __nv_bfloat16* x, const uint8_t* w, const float* w_scale, int m, int n, int k,
                              __nv_bfloat16* y, __nv_bfloat16* residual, const float* weight, float eps,
                              __nv_bfloat16* out, unsigned* counter, cudaStream_t stream);
