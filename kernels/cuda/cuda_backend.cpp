@@ -144,8 +144,9 @@ struct CudaBackend::Impl {
   // fp8b1). norm_tickets: the GEMV blocks' ticket counter (fp8.h).
   bool fp8_gemv_norms = false;
   unsigned* norm_tickets = nullptr;
-  // Whether the FP8 GEMV's epilogue form takes this linear: FP8 weights, bf16
-  // x, and a shape the dispatch gives gemv_fp8.
+  // Whether an FP8 GEMV epilogue form whose switch is `knob` takes this
+  // linear: the switch on, FP8 weights, bf16 x, a shape the dispatch gives
+  // gemv_fp8.
   bool gemv_epilogue_takes(const Tensor& x, const Tensor& w, bool knob) const {
     if (!knob || w.dtype != DType::kF8E4M3 || w.scale == nullptr || x.dtype != DType::kBF16 || x.rows() > 0x7fffffff)
       return false;
