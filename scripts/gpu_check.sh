@@ -12,7 +12,8 @@
 #   offline throughput at 512 sequences, `fp8b1` batch-1 decode across the FP8 GEMV's launch shapes and
 #   epilogues, `fp8rope` offline FP8 with q/k/v's scales in the rope, `fp8kv`
 #   --kv-cache-dtype fp8 with the bf16 cache and serves the openai client with both). EMBER_GPU_TEST_FILTER narrows
-#   the GPU tests.
+#   the GPU tests; EMBER_GPU_RESULTS_DIR gathers the logs there (under $OUT: a run cut short still returns them);
+#   EMBER_FP8_B1_VARIANTS ("0 1 2 3 4") and EMBER_FP8_B1_CHAIN=0 shorten stage fp8b1.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUNDLE="$ROOT/.gpu-bundle"

@@ -378,28 +378,24 @@ Status launch_gemv_fp8_pairs(const bf16* x, const uint8_t* w, const float* w_sca
                      "gemv_fp8 epilogue launch");
 }
 
-template <int M, int R, int U, int W>
+template <int M, int R, int U, int W, class Tail = NoTail>
 Status launch_gemv_fp8_ruw(const bf16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y,
-                           bool y_f32, int n, int k, cudaStream_t stream) {
+                           bool y_f32, int n, int k, cudaStream_t stream, const Tail& tail = {}) {
   constexpr int rows_per_block = W * R;
   const dim3 grid(static_cast<unsigned>((n + rows_per_block - 1) / rows_per_block));
-  return cuda_status(launch_pdl(true, gemv_fp8_kernel<M, R, U, W>, grid, dim3(W * 32), 0, stream, x, w, w_scale, bias,
-                                y, y_f32, n, k, NoTail{}),
+  return cuda_status(launch_pdl(true, gemv_fp8_kernel<M, R, U, W, Tail>, grid, dim3(W * 32), 0, stream, x, w, w_scale,
+                                bias, y, y_f32, n, k, tail),
                      "gemv_fp8 launch");
 }
 
-// gemv_fp8 (the default shape) with the add and RMSNorm in its last block.
+// gemv_fp8 (variant 0's shape) with the add and RMSNorm in its last block, for the runtime m.
 template <int M = 1>
 Status launch_gemv_fp8_add_rms_norm(const bf16* x, const uint8_t* w, const float* w_scale, int m, int n, int k, bf16* y,
                                     const AddRmsNormTail& tail, cudaStream_t stream) {
   if constexpr (M < kGemvFp8EpilogueMaxM) {
     if (m > M) return launch_gemv_fp8_add_rms_norm<M + 1>(x, w, w_scale, m, n, k, y, tail, stream);
   }
-  constexpr int kR = 2, kU = 4, kW = 4;
-  const dim3 grid(static_cast<unsigned>((n + kW * kR - 1) / (kW * kR)));
-  return cuda_status(launch_pdl(true, gemv_fp8_kernel<M, kR, kU, kW, AddRmsNormTail>, grid, dim3(kW * 32), 0, stream, x,
-                                w, w_scale, nullptr, static_cast<void*>(y), false, n, k, tail),
-                     "gemv_fp8_add_rms_norm launch");
+  return launch_gemv_fp8_ruw<M, 2, 4, 4>(x, w, w_scale, nullptr, y, false, n, k, stream, tail);
 }
 
 // The variants of fp8.h (kGemvFp8Variants) up to M = 4; above, R = 4 rows a
