@@ -138,6 +138,9 @@ struct CudaBackend::Impl {
   // (linear_rope_and_cache_write, linear_silu_mul). Off until measured on a
   // GPU: its tests and scripts/gpu_check.sh stage fp8b1 decide the default.
   bool fp8_gemv_epilogues = false;
+  // EMBER_FP8_GEMV_VARIANT=5 (gpu::kGemvFp8PersistentVariant, which Gemm's
+  // dispatch takes for the plain GEMV): the epilogue forms launch one wave too.
+  bool fp8_gemv_persistent = false;
   // EMBER_FP8_GEMV_NORMS=1: o_proj's and down_proj's FP8 GEMV does the
   // residual add and the next RMSNorm in its last block (linear_add_rms_norm),
   // one device only. Off until measured on a GPU (scripts/gpu_check.sh stage
@@ -273,6 +276,8 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const CudaBackendLimits
     impl->fp8_qkv_scales_in_rope = std::string(env) == "1";
   if (const char* env = std::getenv("EMBER_FP8_GEMV_EPILOGUES"); env != nullptr)
     impl->fp8_gemv_epilogues = std::string(env) == "1";
+  if (const char* env = std::getenv("EMBER_FP8_GEMV_VARIANT"); env != nullptr)
+    impl->fp8_gemv_persistent = std::atoi(env) == gpu::kGemvFp8PersistentVariant;
   if (const char* env = std::getenv("EMBER_FP8_GEMV_NORMS"); env != nullptr)
     impl->fp8_gemv_norms = std::string(env) == "1";
   EMBER_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&impl->norm_tickets), sizeof(unsigned)));
@@ -686,7 +691,8 @@ bool CudaBackend::linear_rope_and_cache_write(const Tensor& x, const Tensor& w_q
     o.v_scale = c.v_scale;
   }
   m.fail(gpu::gemv_fp8_rope_and_cache_write(bf16_of(x), static_cast<const uint8_t*>(w_qkv.data), w_qkv.scale,
-                                            static_cast<int>(x.rows()), static_cast<int>(w_qkv.cols()), o, m.stream));
+                                            static_cast<int>(x.rows()), static_cast<int>(w_qkv.cols()), o, m.stream,
+                                            m.fp8_gemv_persistent));
   return true;
 }
 
@@ -701,7 +707,7 @@ bool CudaBackend::linear_silu_mul(const Tensor& x, const Tensor& w_gate_up, Tens
   Impl::Timed timed(m, "linear_silu_mul", m_class(x.rows()));
   m.fail(gpu::gemv_fp8_silu_mul(bf16_of(x), static_cast<const uint8_t*>(w_gate_up.data), w_gate_up.scale,
                                 static_cast<int>(x.rows()), static_cast<int>(act.cols()),
-                                static_cast<int>(w_gate_up.cols()), bf16_of(act), m.stream));
+                                static_cast<int>(w_gate_up.cols()), bf16_of(act), m.stream, m.fp8_gemv_persistent));
   return true;
 }
 

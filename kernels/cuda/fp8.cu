@@ -62,6 +62,51 @@ __device__ __forceinline__ void unpack16_fp8(const uint4& v, float (&f)[16]) {
     }
 }
 
+// One 16-element chunk c of R weight rows (wv) against x's M rows: acc[m][r]
+// += the chunk's products, in element order (x re-read through L1).
+template <int M, int R>
+__device__ __forceinline__ void gemv_fp8_chunk(float (&acc)[M][R], const uint4 (&wv)[R], const uint4* xv, int x_stride,
+                                               int c) {
+  float wf[R][16];
+#pragma unroll
+  for (int r = 0; r < R; ++r) unpack16_fp8(wv[r], wf[r]);
+#pragma unroll
+  for (int m = 0; m < M; ++m) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      float xf[8];
+      unpack8(__ldg(xv + static_cast<int64_t>(m) * x_stride + 2 * c + half), xf);
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc[m][r] = fmaf(xf[e], wf[r][8 * half + e], acc[m][r]);
+    }
+  }
+}
+
+// A group's loads: chunks c, c + 32, ..., c + 32 (U - 1) of each row.
+template <int U, int R>
+__device__ __forceinline__ void gemv_fp8_load_group(uint4 (&wv)[U][R], const uint4* const (&wrow)[R], int c) {
+#pragma unroll
+  for (int u = 0; u < U; ++u)
+#pragma unroll
+    for (int r = 0; r < R; ++r) wv[u][r] = load_stream(wrow[r] + c + 32 * u);
+}
+
+// The warp's totals: lane m * R + r gets row r's for x row m (0 elsewhere).
+template <int M, int R>
+__device__ __forceinline__ float gemv_fp8_totals(const float (&acc)[M][R], int lane) {
+  float mine = 0.0f;
+#pragma unroll
+  for (int m = 0; m < M; ++m)
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const float total = warp_sum(acc[m][r]);
+      if (lane == m * R + r) mine = total;
+    }
+  return mine;
+}
+
 // One warp's sums over x's M rows for its R weight rows (wrow): U groups of
 // 32 chunks a lane in flight, x re-read through L1. Lane m * R + r gets the
 // total of row r for x row m (0 elsewhere). A lane sums its chunks lane,
@@ -74,45 +119,17 @@ __device__ __forceinline__ float gemv_fp8_warp(const bf16* __restrict__ x, const
   const uint4* xv = reinterpret_cast<const uint4*>(x);
   const int x_stride = k / 8;
 
-  float acc[M][R];
-#pragma unroll
-  for (int m = 0; m < M; ++m)
-#pragma unroll
-    for (int r = 0; r < R; ++r) acc[m][r] = 0.0f;
-
-  auto step = [&](const uint4(&wv)[R], int c) {
-    float wf[R][16];
-#pragma unroll
-    for (int r = 0; r < R; ++r) unpack16_fp8(wv[r], wf[r]);
-#pragma unroll
-    for (int m = 0; m < M; ++m) {
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        float xf[8];
-        unpack8(__ldg(xv + static_cast<int64_t>(m) * x_stride + 2 * c + half), xf);
-#pragma unroll
-        for (int r = 0; r < R; ++r)
-#pragma unroll
-          for (int e = 0; e < 8; ++e) acc[m][r] = fmaf(xf[e], wf[r][8 * half + e], acc[m][r]);
-      }
-    }
-  };
+  float acc[M][R] = {};
   constexpr int kGroup = 32 * U;
   const int groups = chunks / kGroup;
   uint4 cur[U][R], nxt[U][R];
-  auto load = [&](uint4(&wv)[U][R], int c) {
-#pragma unroll
-    for (int u = 0; u < U; ++u)
-#pragma unroll
-      for (int r = 0; r < R; ++r) wv[u][r] = load_stream(wrow[r] + c + 32 * u);
-  };
-  if (groups > 0) load(cur, lane);
+  if (groups > 0) gemv_fp8_load_group(cur, wrow, lane);
   pdl_wait();
   for (int g = 0; g < groups; ++g) {
     const int c = lane + g * kGroup;
-    if (g + 1 < groups) load(nxt, c + kGroup);
+    if (g + 1 < groups) gemv_fp8_load_group(nxt, wrow, c + kGroup);
 #pragma unroll
-    for (int u = 0; u < U; ++u) step(cur[u], c + 32 * u);
+    for (int u = 0; u < U; ++u) gemv_fp8_chunk(acc, cur[u], xv, x_stride, c + 32 * u);
 #pragma unroll
     for (int u = 0; u < U; ++u)
 #pragma unroll
@@ -122,18 +139,57 @@ __device__ __forceinline__ float gemv_fp8_warp(const bf16* __restrict__ x, const
     uint4 wv[R];
 #pragma unroll
     for (int r = 0; r < R; ++r) wv[r] = load_stream(wrow[r] + c);
-    step(wv, c);
+    gemv_fp8_chunk(acc, wv, xv, x_stride, c);
   }
+  return gemv_fp8_totals(acc, lane);
+}
 
-  float mine = 0.0f;
-#pragma unroll
-  for (int m = 0; m < M; ++m)
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-      const float total = warp_sum(acc[m][r]);
-      if (lane == m * R + r) mine = total;
+// gemv_fp8_warp over several tiles of R rows, for a grid of one wave (every
+// block resident at once): the warp takes tiles first, first + stride, ...
+// (below `tiles`) and loads the next tile's first group while it sums the
+// current tile's last, so its loads do not pause between tiles and no block
+// is scheduled after the first. rows(t, wrow) gives tile t's row pointers;
+// done(t, mine) receives gemv_fp8_warp's result for tile t. Every chunk a
+// whole group (k % (512 U) == 0); the same sums in the same order as
+// gemv_fp8_warp, so the same bits.
+template <int M, int R, int U, class Rows, class Done>
+__device__ __forceinline__ void gemv_fp8_warp_tiles(const bf16* __restrict__ x, int k, int lane, int first, int stride,
+                                                    int tiles, const Rows& rows, const Done& done) {
+  const uint4* xv = reinterpret_cast<const uint4*>(x);
+  const int x_stride = k / 8;
+  constexpr int kGroup = 32 * U;
+  const int groups = k / (16 * kGroup);
+  const uint4* wrow[R];
+  rows(first, wrow);
+  uint4 cur[U][R], nxt[U][R];
+  gemv_fp8_load_group(cur, wrow, lane);
+  pdl_wait();
+  float acc[M][R] = {};
+  int tile = first, g = 0;
+  for (;;) {
+    int next_tile = tile, next_g = g + 1;
+    if (next_g == groups) next_tile += stride, next_g = 0;
+    const bool more = next_tile < tiles;
+    if (more) {
+      if (next_g == 0) rows(next_tile, wrow);  // (the current tile's pointers are no longer needed)
+      gemv_fp8_load_group(nxt, wrow, lane + next_g * kGroup);
     }
-  return mine;
+#pragma unroll
+    for (int u = 0; u < U; ++u) gemv_fp8_chunk(acc, cur[u], xv, x_stride, lane + g * kGroup + 32 * u);
+    if (next_g == 0) {
+      done(tile, gemv_fp8_totals(acc, lane));
+#pragma unroll
+      for (int m = 0; m < M; ++m)
+#pragma unroll
+        for (int r = 0; r < R; ++r) acc[m][r] = 0.0f;
+    }
+    if (!more) break;
+    tile = next_tile, g = next_g;
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+#pragma unroll
+      for (int r = 0; r < R; ++r) cur[u][r] = nxt[u][r];
+  }
 }
 
 // No work after the GEMV's stores (gemv_fp8 itself).
@@ -250,6 +306,33 @@ struct AddRmsNormTail {
   }
 };
 
+// Rows n0 .. n0 + R - 1 of w [n, k] (past n: row n - 1 again, never stored).
+template <int R>
+__device__ __forceinline__ void gemv_fp8_rows(const uint8_t* w, int n0, int n, int k, const uint4* (&wrow)[R]) {
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    const int row = n0 + r < n ? n0 + r : n - 1;
+    wrow[r] = reinterpret_cast<const uint4*>(w + static_cast<int64_t>(row) * k);
+  }
+}
+
+// Stores a warp's totals (gemv_fp8_totals) for rows n0 .. n0 + R - 1: scaled, plus the bias, float32 or bf16.
+template <int M, int R>
+__device__ __forceinline__ void gemv_fp8_store(float mine, int lane, int n0, int n, const float* __restrict__ w_scale,
+                                               const float* __restrict__ bias, void* __restrict__ y, bool y_f32) {
+  if (lane >= M * R) return;
+  const int m = lane / R, col = n0 + lane % R;
+  if (col >= n) return;
+  const float scaled = mine * w_scale[col];
+  const float out = bias ? scaled + bias[col] : scaled;
+  const int64_t at = static_cast<int64_t>(m) * n + col;
+  if (y_f32) {
+    static_cast<float*>(y)[at] = out;
+  } else {
+    static_cast<bf16*>(y)[at] = __float2bfloat16(out);
+  }
+}
+
 // W warps a block, R consecutive rows a warp (gemv_fp8_warp's U); then the
 // tail, if any, in every block.
 template <int M, int R, int U, int W, class Tail = NoTail>
@@ -262,25 +345,8 @@ __global__ void __launch_bounds__(W * 32)
   if (n0 >= n && !kTail) return;  // whole warp
   if (n0 < n) {
     const uint4* wrow[R];
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-      const int row = n0 + r < n ? n0 + r : n - 1;  // past N: re-read row N-1, never stored
-      wrow[r] = reinterpret_cast<const uint4*>(w + static_cast<int64_t>(row) * k);
-    }
-    const float mine = gemv_fp8_warp<M, R, U>(x, wrow, k, lane);
-    if (lane < M * R) {
-      const int m = lane / R, col = n0 + lane % R;
-      if (col < n) {
-        const float scaled = mine * w_scale[col];
-        const float out = bias ? scaled + bias[col] : scaled;
-        const int64_t at = static_cast<int64_t>(m) * n + col;
-        if (y_f32) {
-          static_cast<float*>(y)[at] = out;
-        } else {
-          static_cast<bf16*>(y)[at] = __float2bfloat16(out);
-        }
-      }
-    }
+    gemv_fp8_rows(w, n0, n, k, wrow);
+    gemv_fp8_store<M, R>(gemv_fp8_warp<M, R, U>(x, wrow, k, lane), lane, n0, n, w_scale, bias, y, y_f32);
   }
   if constexpr (kTail) {
     pdl_launch_dependents();  // the next projection's weights stream in during the tail
@@ -288,10 +354,67 @@ __global__ void __launch_bounds__(W * 32)
   }
 }
 
+// gemv_fp8_kernel's work in a grid of one wave (gemv_fp8_warp_tiles): warp
+// i of the grid takes tiles of R rows i, i + warps, ...
+template <int M, int R, int U, int W>
+__global__ void __launch_bounds__(W * 32)
+    gemv_fp8_persistent_kernel(const bf16* __restrict__ x, const uint8_t* __restrict__ w,
+                               const float* __restrict__ w_scale, const float* __restrict__ bias, void* __restrict__ y,
+                               bool y_f32, int n, int k) {
+  const int lane = threadIdx.x & 31;
+  const int tiles = (n + R - 1) / R, first = blockIdx.x * W + (threadIdx.x >> 5);
+  if (first >= tiles) return;  // whole warp
+  gemv_fp8_warp_tiles<M, R, U>(
+      x, k, lane, first, static_cast<int>(gridDim.x) * W, tiles,
+      [&](int t, const uint4* (&wrow)[R]) { gemv_fp8_rows(w, t * R, n, k, wrow); },
+      [&](int t, float mine) { gemv_fp8_store<M, R>(mine, lane, t * R, n, w_scale, bias, y, y_f32); });
+}
+
+// Blocks of `kernel` (`threads` each) that the current device holds at once: a persistent grid's size.
+template <class Kernel>
+int resident_blocks(Kernel kernel, int threads) {
+  int dev = 0, sms = 0, per_sm = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return sms * per_sm;
+}
+
+// A persistent grid for `units` warps' worth of work, `resident` blocks a wave (resident_blocks; 0: unknown): at
+// most one wave, at least one block.
+inline dim3 one_wave_grid(int resident, int warps_per_block, int64_t units) {
+  const int64_t needed = (units + warps_per_block - 1) / warps_per_block;
+  return dim3(static_cast<unsigned>(std::max<int64_t>(1, resident > 0 ? std::min<int64_t>(needed, resident) : needed)));
+}
+
 // Pair j of a matrix whose rows pair up within runs of 2 * half: rows
 // (j / half) * 2 * half + j % half and that + half (a head's i and i + D/2
 // for the rope; gate's row i and up's row i for gate/up, half = I).
 __device__ __forceinline__ int pair_first_row(int j, int half) { return (j / half) * 2 * half + j % half; }
+
+// Pair j's two rows of w [2 * pairs, k].
+__device__ __forceinline__ void pair_rows(const uint8_t* w, int j, int half, int k, const uint4* (&wrow)[2]) {
+  const int row0 = pair_first_row(j, half);
+  wrow[0] = reinterpret_cast<const uint4*>(w + static_cast<int64_t>(row0) * k);
+  wrow[1] = reinterpret_cast<const uint4*>(w + static_cast<int64_t>(row0 + half) * k);
+}
+
+// Hands pair j's outputs, as gemv_fp8 would store them in bf16 (scaled,
+// rounded), to the epilogue: `mine` is gemv_fp8_totals' (R = 2) for the pair.
+template <int M, class Epilogue>
+__device__ __forceinline__ void pair_done(float mine, int lane, int j, int half, const float* __restrict__ w_scale,
+                                          const Epilogue& epi) {
+  const int row0 = pair_first_row(j, half);
+  const float second = __shfl_xor_sync(0xffffffffu, mine, 1);  // lane 2m + 1's: row0 + half for x row m
+  if (lane < 2 * M && (lane & 1) == 0) {
+    const float a = __bfloat162float(__float2bfloat16(mine * w_scale[row0]));
+    const float b = __bfloat162float(__float2bfloat16(second * w_scale[row0 + half]));
+    epi(lane / 2, j, a, b);
+  }
+}
 
 // gemv_fp8 over row pairs (a warp owns one pair, the default shape's 2 rows
 // and U = 4), with `epi(m, j, a, b)` for x row m and pair j in place of the
@@ -305,17 +428,28 @@ __global__ void __launch_bounds__(W * 32)
   const int lane = threadIdx.x & 31;
   const int j = blockIdx.x * W + (threadIdx.x >> 5);
   if (j >= pairs) return;  // whole warp
-  const int row0 = pair_first_row(j, half);
-  const uint4* const wrow[2] = {reinterpret_cast<const uint4*>(w + static_cast<int64_t>(row0) * k),
-                                reinterpret_cast<const uint4*>(w + static_cast<int64_t>(row0 + half) * k)};
+  const uint4* wrow[2];
+  pair_rows(w, j, half, k, wrow);
   const float mine = gemv_fp8_warp<M, 2, 4>(x, wrow, k, lane);
   pdl_launch_dependents();  // (the SiLU's: the down projection follows; let its weights stream in)
-  const float second = __shfl_xor_sync(0xffffffffu, mine, 1);  // lane 2m + 1's: row0 + half for x row m
-  if (lane < 2 * M && (lane & 1) == 0) {
-    const float a = __bfloat162float(__float2bfloat16(mine * w_scale[row0]));
-    const float b = __bfloat162float(__float2bfloat16(second * w_scale[row0 + half]));
-    epi(lane / 2, j, a, b);
-  }
+  pair_done<M>(mine, lane, j, half, w_scale, epi);
+}
+
+// gemv_fp8_pairs_kernel's work in a grid of one wave (gemv_fp8_warp_tiles): warp i of the grid takes pairs i, i +
+// warps, ... A warp lets the next launch start once its last pair's sums are done.
+template <int M, int W, class Epilogue>
+__global__ void __launch_bounds__(W * 32)
+    gemv_fp8_pairs_persistent_kernel(const bf16* __restrict__ x, const uint8_t* __restrict__ w,
+                                     const float* __restrict__ w_scale, int pairs, int half, int k, Epilogue epi) {
+  const int lane = threadIdx.x & 31;
+  const int first = blockIdx.x * W + (threadIdx.x >> 5), stride = static_cast<int>(gridDim.x) * W;
+  if (first >= pairs) return;  // whole warp
+  gemv_fp8_warp_tiles<M, 2, 4>(
+      x, k, lane, first, stride, pairs, [&](int j, const uint4* (&wrow)[2]) { pair_rows(w, j, half, k, wrow); },
+      [&](int j, float mine) {
+        if (j + stride >= pairs) pdl_launch_dependents();
+        pair_done<M>(mine, lane, j, half, w_scale, epi);
+      });
 }
 
 // rope_qkv_and_cache_write's work for one pair (ops_rope.cu's arithmetic):
@@ -364,14 +498,22 @@ struct SiluEpilogue {
   }
 };
 
-// gemv_fp8_pairs_kernel<M> for the runtime m (1 <= m <= kGemvFp8EpilogueMaxM), 4 warps a block.
+// gemv_fp8_pairs_kernel<M> (or its persistent form, where k allows) for the runtime m (1 <= m <=
+// kGemvFp8EpilogueMaxM), 4 warps a block.
 template <class Epilogue, int M = 1>
 Status launch_gemv_fp8_pairs(const bf16* x, const uint8_t* w, const float* w_scale, int m, int pairs, int half, int k,
-                             const Epilogue& epi, cudaStream_t stream) {
+                             const Epilogue& epi, bool persistent, cudaStream_t stream) {
   if constexpr (M < kGemvFp8EpilogueMaxM) {
-    if (m > M) return launch_gemv_fp8_pairs<Epilogue, M + 1>(x, w, w_scale, m, pairs, half, k, epi, stream);
+    if (m > M) return launch_gemv_fp8_pairs<Epilogue, M + 1>(x, w, w_scale, m, pairs, half, k, epi, persistent, stream);
   }
   constexpr int kW = 4;
+  if (persistent && k % (16 * 32 * 4) == 0) {
+    static const int resident = resident_blocks(gemv_fp8_pairs_persistent_kernel<M, kW, Epilogue>, kW * 32);
+    return cuda_status(launch_pdl(true, gemv_fp8_pairs_persistent_kernel<M, kW, Epilogue>,
+                                  one_wave_grid(resident, kW, pairs), dim3(kW * 32), 0, stream, x, w, w_scale, pairs,
+                                  half, k, epi),
+                       "gemv_fp8 epilogue launch");
+  }
   const dim3 grid(static_cast<unsigned>((pairs + kW - 1) / kW));
   return cuda_status(launch_pdl(true, gemv_fp8_pairs_kernel<M, kW, Epilogue>, grid, dim3(kW * 32), 0, stream, x, w,
                                 w_scale, pairs, half, k, epi),
@@ -398,9 +540,22 @@ Status launch_gemv_fp8_add_rms_norm(const bf16* x, const uint8_t* w, const float
   return launch_gemv_fp8_ruw<M, 2, 4, 4>(x, w, w_scale, nullptr, y, false, n, k, stream, tail);
 }
 
+// Variant 0's shape in a grid of one wave (gemv_fp8_persistent_kernel), where k is whole groups; else variant 0.
+template <int M, int R, int U, int W>
+Status launch_gemv_fp8_persistent(const bf16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y,
+                                  bool y_f32, int n, int k, cudaStream_t stream) {
+  if (k % (16 * 32 * U) != 0) return launch_gemv_fp8_ruw<M, R, U, W>(x, w, w_scale, bias, y, y_f32, n, k, stream);
+  static const int resident = resident_blocks(gemv_fp8_persistent_kernel<M, R, U, W>, W * 32);
+  return cuda_status(launch_pdl(true, gemv_fp8_persistent_kernel<M, R, U, W>,
+                                one_wave_grid(resident, W, (n + R - 1) / R), dim3(W * 32), 0, stream, x, w, w_scale,
+                                bias, y, y_f32, n, k),
+                     "gemv_fp8 launch");
+}
+
 // The variants of fp8.h (kGemvFp8Variants) up to M = 4; above, R = 4 rows a
 // warp (fewer x re-reads). Variant 0 is the measured default: R = 2, U = 4, 4
 // warps, as gemv.cu's bf16 kernel; every variant keeps R*U = 8 loads a group.
+// Variant kGemvFp8PersistentVariant is variant 0's shape in one wave.
 template <int M>
 Status launch_gemv_fp8(const bf16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y, bool y_f32,
                        int n, int k, int variant, cudaStream_t stream) {
@@ -414,6 +569,8 @@ Status launch_gemv_fp8(const bf16* x, const uint8_t* w, const float* w_scale, co
         return launch_gemv_fp8_ruw<M, 4, 2, 8>(x, w, w_scale, bias, y, y_f32, n, k, stream);
       case 4:
         return launch_gemv_fp8_ruw<M, 2, 4, 8>(x, w, w_scale, bias, y, y_f32, n, k, stream);
+      case kGemvFp8PersistentVariant:
+        return launch_gemv_fp8_persistent<M, 2, 4, 4>(x, w, w_scale, bias, y, y_f32, n, k, stream);
       default:
         return launch_gemv_fp8_ruw<M, 2, 4, 4>(x, w, w_scale, bias, y, y_f32, n, k, stream);
     }
@@ -533,7 +690,7 @@ bool gemv_fp8_epilogue_supports(const bf16* x, const uint8_t* w, int m, int k) {
 }
 
 Status gemv_fp8_rope_and_cache_write(const bf16* x, const uint8_t* w, const float* w_scale, int m, int k,
-                                     const GemvRopeWrite& out, cudaStream_t stream) {
+                                     const GemvRopeWrite& out, cudaStream_t stream, bool persistent) {
   if (!gemv_fp8_epilogue_supports(x, w, m, k))
     return Error{"gemv_fp8_rope_and_cache_write: unsupported arguments (m " + std::to_string(m) + ", k " +
                  std::to_string(k) + "; needs 1 <= m <= 4, k % 16 == 0, 16-byte aligned x and w)"};
@@ -541,15 +698,15 @@ Status gemv_fp8_rope_and_cache_write(const bf16* x, const uint8_t* w, const floa
       out.v_cache == nullptr || (out.fp8_cache && (out.k_scale == nullptr || out.v_scale == nullptr)))
     return Error{"gemv_fp8_rope_and_cache_write: bad heads, head size or outputs"};
   const int half = out.d / 2, pairs = (out.hq + 2 * out.hkv) * half;
-  return launch_gemv_fp8_pairs(x, w, w_scale, m, pairs, half, k, RopeEpilogue{out}, stream);
+  return launch_gemv_fp8_pairs(x, w, w_scale, m, pairs, half, k, RopeEpilogue{out}, persistent, stream);
 }
 
 Status gemv_fp8_silu_mul(const bf16* x, const uint8_t* w, const float* w_scale, int m, int inter, int k, bf16* act,
-                         cudaStream_t stream) {
+                         cudaStream_t stream, bool persistent) {
   if (!gemv_fp8_epilogue_supports(x, w, m, k) || inter <= 0)
     return Error{"gemv_fp8_silu_mul: unsupported arguments (m " + std::to_string(m) + ", I " + std::to_string(inter) +
                  ", k " + std::to_string(k) + "; needs 1 <= m <= 4, k % 16 == 0, 16-byte aligned x and w)"};
-  return launch_gemv_fp8_pairs(x, w, w_scale, m, inter, inter, k, SiluEpilogue{act, inter}, stream);
+  return launch_gemv_fp8_pairs(x, w, w_scale, m, inter, inter, k, SiluEpilogue{act, inter}, persistent, stream);
 }
 
 bool gemv_fp8_add_rms_norm_supports(const bf16* x, const uint8_t* w, int m, int n, int k, const bf16* y,
