@@ -294,12 +294,6 @@ class Backend {
   }
   //   linear(x, w_gate_up, nullptr, gate_up), then silu_mul(gate_up, act):
   virtual bool linear_silu_mul(const Tensor& /*x*/, const Tensor& /*w_gate_up*/, Tensor& /*act*/) { return false; }
-  //   linear(x, w, nullptr, y), then rms_norm(y, &residual, norm_weight, eps, out) (a residual branch's last
-  //   linear and the next norm; here y is written too, and out is bf16):
-  virtual bool linear_add_rms_norm(const Tensor& /*x*/, const Tensor& /*w*/, Tensor& /*y*/, Tensor& /*residual*/,
-                                   const Tensor& /*norm_weight*/, float /*eps*/, Tensor& /*out*/) {
-    return false;
-  }
   // The op that reads a linear's output next, for linear_scaled_by_next_op:
   // rms_norm or rms_norm_fp8 over a residual branch's last linear (o_proj,
   // down_proj), or qkv_rope_and_cache_write over the fused q/k/v projection.

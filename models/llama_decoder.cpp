@@ -210,12 +210,8 @@ Tensor LlamaDecoder::forward(const ForwardInputs& in, const KvCacheView& cache) 
   };
 
   // A residual branch's last linear (o_proj, down_proj), the residual add and the norm after it, for `next`, the
-  // linear that reads it (null: the LM head's bf16 rows). FP8 small batches on one device: one GEMV that adds and
-  // normalizes in its last block.
+  // linear that reads it (null: the LM head's bf16 rows).
   const auto branch_end = [&](const Tensor& x, const Tensor& w, const Tensor& norm_weight, const Tensor* next) {
-    if (fp8_weights_ && (next == nullptr || !backend_.takes_fp8_activations(*next, t)) &&
-        backend_.linear_add_rms_norm(x, w, hidden, residual, norm_weight, eps, normed))
-      return normed;
     // (FP8: the norm may apply the linear's output scales, a pass less.)
     if (!fp8_weights_ || !backend_.linear_scaled_by_next_op(x, w, hidden, Backend::ScalesReader::kRmsNorm))
       backend_.linear(x, w, nullptr, hidden);

@@ -248,14 +248,9 @@ if has fp8b1; then
   # The rope and cache write and the SiLU in the q/k/v and gate/up GEMVs' epilogues (two launches a layer fewer).
   EMBER_FP8_GEMV_EPILOGUES=1 run fp8_b1_epilogues 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 \
     --prompt "The history of the" --max-tokens 256 --ignore-eos --temperature 0 --quantization fp8
-  # With the residual add and RMSNorm in o's and down's last block too (EMBER_FP8_GEMV_NORMS=1), and then the LM
-  # head in FP8 (EMBER_FP8_LM_HEAD=1; 1 GB of bf16 a token at 128k vocabulary).
-  EMBER_FP8_GEMV_EPILOGUES=1 EMBER_FP8_GEMV_NORMS=1 run fp8_b1_epilogues_norms 300 "$BUNDLE/ember" generate \
-    "${LLAMA[@]}" --max-num-seqs 8 --prompt "The history of the" --max-tokens 256 --ignore-eos --temperature 0 \
-    --quantization fp8
-  EMBER_FP8_GEMV_EPILOGUES=1 EMBER_FP8_GEMV_NORMS=1 EMBER_FP8_LM_HEAD=1 run fp8_b1_epilogues_norms_head 300 \
-    "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 --prompt "The history of the" --max-tokens 256 \
-    --ignore-eos --temperature 0 --quantization fp8
+  # With the LM head in FP8 too (EMBER_FP8_LM_HEAD=1; 1 GB of bf16 a token at 128k vocabulary).
+  EMBER_FP8_GEMV_EPILOGUES=1 EMBER_FP8_LM_HEAD=1 run fp8_b1_epilogues_head 300 "$BUNDLE/ember" generate "${LLAMA[@]}" \
+    --max-num-seqs 8 --prompt "The history of the" --max-tokens 256 --ignore-eos --temperature 0 --quantization fp8
   # Variant 5 (one wave of warps that each walk several row pairs) for the epilogue forms too, then with the FP8 head.
   EMBER_FP8_GEMV_VARIANT=5 EMBER_FP8_GEMV_EPILOGUES=1 run fp8_b1_epilogues_v5 300 "$BUNDLE/ember" generate \
     "${LLAMA[@]}" --max-num-seqs 8 --prompt "The history of the" --max-tokens 256 --ignore-eos --temperature 0 \

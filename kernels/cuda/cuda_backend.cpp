@@ -141,17 +141,11 @@ struct CudaBackend::Impl {
   // EMBER_FP8_GEMV_VARIANT=5 (gpu::kGemvFp8PersistentVariant, which Gemm's
   // dispatch takes for the plain GEMV): the epilogue forms launch one wave too.
   bool fp8_gemv_persistent = false;
-  // EMBER_FP8_GEMV_NORMS=1: o_proj's and down_proj's FP8 GEMV does the
-  // residual add and the next RMSNorm in its last block (linear_add_rms_norm),
-  // one device only. Off until measured on a GPU (scripts/gpu_check.sh stage
-  // fp8b1). norm_tickets: the GEMV blocks' ticket counter (fp8.h).
-  bool fp8_gemv_norms = false;
-  unsigned* norm_tickets = nullptr;
-  // Whether an FP8 GEMV epilogue form whose switch is `knob` takes this
-  // linear: the switch on, FP8 weights, bf16 x, a shape the dispatch gives
-  // gemv_fp8.
-  bool gemv_epilogue_takes(const Tensor& x, const Tensor& w, bool knob) const {
-    if (!knob || w.dtype != DType::kF8E4M3 || w.scale == nullptr || x.dtype != DType::kBF16 || x.rows() > 0x7fffffff)
+  // Whether the FP8 GEMV's epilogue form takes this linear: FP8 weights, bf16
+  // x, and a shape the dispatch gives gemv_fp8.
+  bool gemv_epilogue_takes(const Tensor& x, const Tensor& w) const {
+    if (!fp8_gemv_epilogues || w.dtype != DType::kF8E4M3 || w.scale == nullptr || x.dtype != DType::kBF16 ||
+        x.rows() > 0x7fffffff)
       return false;
     const int m = static_cast<int>(x.rows()), n = static_cast<int>(w.rows()), k = static_cast<int>(w.cols());
     return gemm->fp8_uses_gemv(m, n, k) && gpu::gemv_fp8_epilogue_supports(static_cast<const __nv_bfloat16*>(x.data),
@@ -278,11 +272,6 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const CudaBackendLimits
     impl->fp8_gemv_epilogues = std::string(env) == "1";
   if (const char* env = std::getenv("EMBER_FP8_GEMV_VARIANT"); env != nullptr)
     impl->fp8_gemv_persistent = std::atoi(env) == gpu::kGemvFp8PersistentVariant;
-  if (const char* env = std::getenv("EMBER_FP8_GEMV_NORMS"); env != nullptr)
-    impl->fp8_gemv_norms = std::string(env) == "1";
-  EMBER_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&impl->norm_tickets), sizeof(unsigned)));
-  EMBER_CUDA_TRY(cudaMemsetAsync(impl->norm_tickets, 0, sizeof(unsigned), impl->stream));
-  EMBER_CUDA_TRY(cudaStreamSynchronize(impl->stream));
 
   impl->max_blocks_per_seq =
       static_cast<int32_t>((limits.max_model_len + limits.block_size - 1) / limits.block_size);
@@ -314,7 +303,6 @@ CudaBackend::~CudaBackend() {
   if (m.profiler) m.profiler->report();
   for (auto& [ptr, bytes] : m.allocations) cudaFree(ptr);
   cudaFree(m.inv_freq);
-  cudaFree(m.norm_tickets);
   cudaFree(m.attention_workspace);
   cudaFree(m.dev_meta);
   cudaFreeHost(m.host_meta);
@@ -665,8 +653,8 @@ bool CudaBackend::linear_rope_and_cache_write(const Tensor& x, const Tensor& w_q
                                               Tensor& v_cache) {
   Impl& m = *impl_;
   const int64_t hq = q.cols() / head_dim, hkv = k_cache.dim(2);
-  if (!m.gemv_epilogue_takes(x, w_qkv, m.fp8_gemv_epilogues) || w_qkv.rows() != (hq + 2 * hkv) * head_dim ||
-      head_dim % 2 != 0 || in.num_tokens() != x.rows())
+  if (!m.gemv_epilogue_takes(x, w_qkv) || w_qkv.rows() != (hq + 2 * hkv) * head_dim || head_dim % 2 != 0 ||
+      in.num_tokens() != x.rows())
     return false;
   m.no_pending_scales();
   if (Status s = prepare_rope(rope, head_dim); !s.ok()) {
@@ -700,36 +688,14 @@ bool CudaBackend::linear_rope_and_cache_write(const Tensor& x, const Tensor& w_q
 // applies the SiLU in its epilogue (fp8.h).
 bool CudaBackend::linear_silu_mul(const Tensor& x, const Tensor& w_gate_up, Tensor& act) {
   Impl& m = *impl_;
-  if (!m.gemv_epilogue_takes(x, w_gate_up, m.fp8_gemv_epilogues) || w_gate_up.rows() != 2 * act.cols() ||
-      act.rows() != x.rows() || act.dtype != DType::kBF16)
+  if (!m.gemv_epilogue_takes(x, w_gate_up) || w_gate_up.rows() != 2 * act.cols() || act.rows() != x.rows() ||
+      act.dtype != DType::kBF16)
     return false;
   m.no_pending_scales();
   Impl::Timed timed(m, "linear_silu_mul", m_class(x.rows()));
   m.fail(gpu::gemv_fp8_silu_mul(bf16_of(x), static_cast<const uint8_t*>(w_gate_up.data), w_gate_up.scale,
                                 static_cast<int>(x.rows()), static_cast<int>(act.cols()),
                                 static_cast<int>(w_gate_up.cols()), bf16_of(act), m.stream, m.fp8_gemv_persistent));
-  return true;
-}
-
-// FP8 decode at up to 4 rows on one device (EMBER_FP8_GEMV_NORMS=1): o_proj's
-// or down_proj's GEMV does the residual add and the next RMSNorm in its last
-// block (fp8.h).
-bool CudaBackend::linear_add_rms_norm(const Tensor& x, const Tensor& w, Tensor& y, Tensor& residual,
-                                      const Tensor& norm_weight, float eps, Tensor& out) {
-  Impl& m = *impl_;
-  if (comm_ != nullptr || !m.gemv_epilogue_takes(x, w, m.fp8_gemv_norms) || y.dtype != DType::kBF16 ||
-      residual.dtype != DType::kBF16 || out.dtype != DType::kBF16 || y.rows() != x.rows() || y.cols() != w.rows() ||
-      residual.rows() != y.rows() || residual.cols() != y.cols() || out.rows() != y.rows() || out.cols() != y.cols() ||
-      norm_weight.numel() != y.cols())
-    return false;
-  const int rows = static_cast<int>(x.rows()), n = static_cast<int>(w.rows()), k = static_cast<int>(w.cols());
-  if (!gpu::gemv_fp8_add_rms_norm_supports(bf16_of(x), static_cast<const uint8_t*>(w.data), rows, n, k, bf16_of(y),
-                                           bf16_of(residual), norm_weight.f32(), bf16_of(out)))
-    return false;
-  m.no_pending_scales();
-  Impl::Timed timed(m, "linear_add_rms_norm", m_class(x.rows()));
-  m.fail(gpu::gemv_fp8_add_rms_norm(bf16_of(x), static_cast<const uint8_t*>(w.data), w.scale, rows, n, k, bf16_of(y),
-                                    bf16_of(residual), norm_weight.f32(), eps, bf16_of(out), m.norm_tickets, m.stream));
   return true;
 }
 

@@ -192,120 +192,6 @@ __device__ __forceinline__ void gemv_fp8_warp_tiles(const bf16* __restrict__ x, 
   }
 }
 
-// No work after the GEMV's stores (gemv_fp8 itself).
-struct NoTail {};
-
-// rms_norm's fused add over the GEMV's output y [M, n], done by the GEMV's
-// last block to finish (a ticket counter): residual = bf16(y + residual), out =
-// bf16(residual * rsqrt(mean(residual^2) + eps) * weight), with rms_norm's
-// bits. The block replays rms_norm_vec's block of rms_norm_shape(n / 8)
-// threads (ops_norm.cu): each of its threads takes the virtual threads t, t +
-// blockDim, ..., sums their squares in rms_norm_vec's order (add_squares8) and
-// reduces them through block_sum's butterflies, warp by virtual warp.
-struct AddRmsNormTail {
-  bf16* residual;
-  const float* weight;
-  float eps;
-  bf16* out;
-  unsigned* counter;  // 0 before the launch; the last block leaves it at 0
-
-  static constexpr int kMaxVirtualWarps = 16;  // rms_norm_shape's largest block: 512 threads
-  static constexpr int kBatch = 4;             // vectors a thread loads at once (one L2 round trip, not four)
-
-  template <int M>
-  __device__ void operator()(const bf16* y, int n) const {
-    // The ticket: every thread's stores of y are fenced before its block's.
-    __shared__ bool last;
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) last = atomicAdd(counter, 1u) == gridDim.x - 1;
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    pdl_wait();  // (every thread: the residual's last writer came before this launch)
-    const int nvec = n / 8;
-    const RmsNormShape shape = rms_norm_shape(nvec);
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    __shared__ float partial[M][kMaxVirtualWarps];
-    for (int m = 0; m < M; ++m) {
-      const int64_t row = static_cast<int64_t>(m) * n;
-      const uint4* yr = reinterpret_cast<const uint4*>(y + row);  // (other blocks' stores: read from L2)
-      uint4* rr = reinterpret_cast<uint4*>(residual + row);
-      for (int vt0 = 0; vt0 < shape.threads; vt0 += blockDim.x) {  // virtual warps vt0/32 + warp
-        const int vt = vt0 + threadIdx.x;
-        float ss = 0.0f;
-        // A virtual thread's vectors vt, vt + threads, ... in groups of kBatch, a group's loads issued together.
-        for (int i0 = 0; vt < shape.threads && i0 < shape.vecs; i0 += kBatch) {
-          uint4 yv[kBatch] = {}, rv[kBatch] = {};
-#pragma unroll
-          for (int b = 0; b < kBatch; ++b) {
-            const int j = vt + (i0 + b) * shape.threads;
-            if (i0 + b < shape.vecs && j < nvec) {
-              yv[b] = __ldcg(yr + j);
-              rv[b] = __ldcg(rr + j);
-            }
-          }
-#pragma unroll
-          for (int b = 0; b < kBatch; ++b) {
-            const int j = vt + (i0 + b) * shape.threads;
-            if (i0 + b < shape.vecs && j < nvec) {  // (rms_norm_vec's order: i ascending, j < nvec)
-              float v[8], r[8];
-              unpack8(yv[b], v);
-              unpack8(rv[b], r);
-#pragma unroll
-              for (int e = 0; e < 8; ++e) v[e] += r[e];
-              const uint4 sum = pack8(v);
-              rr[j] = sum;
-              unpack8(sum, v);
-              ss = add_squares8(v, ss);
-            }
-          }
-        }
-        ss = warp_sum(ss);  // (whole warps: shape.threads and blockDim are multiples of 32)
-        if (lane == 0 && vt < shape.threads) partial[m][vt0 / 32 + warp] = ss;
-      }
-    }
-    __syncthreads();
-    const int vwarps = shape.threads / 32;
-    for (int m = 0; m < M; ++m) {
-      const float total = warp_sum(lane < vwarps ? partial[m][lane] : 0.0f);  // block_sum's second butterfly
-      const float inv = rsqrtf(total / static_cast<float>(n) + eps);
-      const int64_t row = static_cast<int64_t>(m) * n;
-      const uint4* rr = reinterpret_cast<const uint4*>(residual + row);
-      uint4* orow = reinterpret_cast<uint4*>(out + row);
-      const float4* w4 = reinterpret_cast<const float4*>(weight);
-      for (int vt = threadIdx.x; vt < shape.threads; vt += blockDim.x)
-        for (int i0 = 0; i0 < shape.vecs; i0 += kBatch) {
-          uint4 rv[kBatch] = {};
-          float4 wa[kBatch] = {}, wb[kBatch] = {};
-#pragma unroll
-          for (int b = 0; b < kBatch; ++b) {
-            const int j = vt + (i0 + b) * shape.threads;
-            if (i0 + b < shape.vecs && j < nvec) {
-              rv[b] = __ldcg(rr + j);  // (this thread's own store above)
-              wa[b] = w4[2 * j];
-              wb[b] = w4[2 * j + 1];
-            }
-          }
-#pragma unroll
-          for (int b = 0; b < kBatch; ++b) {
-            const int j = vt + (i0 + b) * shape.threads;
-            if (i0 + b < shape.vecs && j < nvec) {
-              float v[8];
-              unpack8(rv[b], v);
-              const float w[8] = {wa[b].x, wa[b].y, wa[b].z, wa[b].w, wb[b].x, wb[b].y, wb[b].z, wb[b].w};
-              float o[8];
-#pragma unroll
-              for (int e = 0; e < 8; ++e) o[e] = v[e] * inv * w[e];
-              orow[j] = pack8(o);
-            }
-          }
-        }
-    }
-    if (threadIdx.x == 0) *counter = 0;  // for the next launch (and graph replay)
-  }
-};
-
 // Rows n0 .. n0 + R - 1 of w [n, k] (past n: row n - 1 again, never stored).
 template <int R>
 __device__ __forceinline__ void gemv_fp8_rows(const uint8_t* w, int n0, int n, int k, const uint4* (&wrow)[R]) {
@@ -333,25 +219,17 @@ __device__ __forceinline__ void gemv_fp8_store(float mine, int lane, int n0, int
   }
 }
 
-// W warps a block, R consecutive rows a warp (gemv_fp8_warp's U); then the
-// tail, if any, in every block.
-template <int M, int R, int U, int W, class Tail = NoTail>
+// W warps a block, R consecutive rows a warp (gemv_fp8_warp's U).
+template <int M, int R, int U, int W>
 __global__ void __launch_bounds__(W * 32)
     gemv_fp8_kernel(const bf16* __restrict__ x, const uint8_t* __restrict__ w, const float* __restrict__ w_scale,
-                    const float* __restrict__ bias, void* __restrict__ y, bool y_f32, int n, int k, Tail tail) {
-  constexpr bool kTail = !std::is_same_v<Tail, NoTail>;
+                    const float* __restrict__ bias, void* __restrict__ y, bool y_f32, int n, int k) {
   const int lane = threadIdx.x & 31;
   const int n0 = (blockIdx.x * W + (threadIdx.x >> 5)) * R;
-  if (n0 >= n && !kTail) return;  // whole warp
-  if (n0 < n) {
-    const uint4* wrow[R];
-    gemv_fp8_rows(w, n0, n, k, wrow);
-    gemv_fp8_store<M, R>(gemv_fp8_warp<M, R, U>(x, wrow, k, lane), lane, n0, n, w_scale, bias, y, y_f32);
-  }
-  if constexpr (kTail) {
-    pdl_launch_dependents();  // the next projection's weights stream in during the tail
-    tail.template operator()<M>(static_cast<const bf16*>(y), n);
-  }
+  if (n0 >= n) return;  // whole warp
+  const uint4* wrow[R];
+  gemv_fp8_rows(w, n0, n, k, wrow);
+  gemv_fp8_store<M, R>(gemv_fp8_warp<M, R, U>(x, wrow, k, lane), lane, n0, n, w_scale, bias, y, y_f32);
 }
 
 // gemv_fp8_kernel's work in a grid of one wave (gemv_fp8_warp_tiles): warp
@@ -520,24 +398,14 @@ Status launch_gemv_fp8_pairs(const bf16* x, const uint8_t* w, const float* w_sca
                      "gemv_fp8 epilogue launch");
 }
 
-template <int M, int R, int U, int W, class Tail = NoTail>
+template <int M, int R, int U, int W>
 Status launch_gemv_fp8_ruw(const bf16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y,
-                           bool y_f32, int n, int k, cudaStream_t stream, const Tail& tail = {}) {
+                           bool y_f32, int n, int k, cudaStream_t stream) {
   constexpr int rows_per_block = W * R;
   const dim3 grid(static_cast<unsigned>((n + rows_per_block - 1) / rows_per_block));
-  return cuda_status(launch_pdl(true, gemv_fp8_kernel<M, R, U, W, Tail>, grid, dim3(W * 32), 0, stream, x, w, w_scale,
-                                bias, y, y_f32, n, k, tail),
+  return cuda_status(launch_pdl(true, gemv_fp8_kernel<M, R, U, W>, grid, dim3(W * 32), 0, stream, x, w, w_scale, bias,
+                                y, y_f32, n, k),
                      "gemv_fp8 launch");
-}
-
-// gemv_fp8 (variant 0's shape) with the add and RMSNorm in its last block, for the runtime m.
-template <int M = 1>
-Status launch_gemv_fp8_add_rms_norm(const bf16* x, const uint8_t* w, const float* w_scale, int m, int n, int k, bf16* y,
-                                    const AddRmsNormTail& tail, cudaStream_t stream) {
-  if constexpr (M < kGemvFp8EpilogueMaxM) {
-    if (m > M) return launch_gemv_fp8_add_rms_norm<M + 1>(x, w, w_scale, m, n, k, y, tail, stream);
-  }
-  return launch_gemv_fp8_ruw<M, 2, 4, 4>(x, w, w_scale, nullptr, y, false, n, k, stream, tail);
 }
 
 // Variant 0's shape in a grid of one wave (gemv_fp8_persistent_kernel), where k is whole groups; else variant 0.
@@ -707,23 +575,6 @@ Status gemv_fp8_silu_mul(const bf16* x, const uint8_t* w, const float* w_scale, 
     return Error{"gemv_fp8_silu_mul: unsupported arguments (m " + std::to_string(m) + ", I " + std::to_string(inter) +
                  ", k " + std::to_string(k) + "; needs 1 <= m <= 4, k % 16 == 0, 16-byte aligned x and w)"};
   return launch_gemv_fp8_pairs(x, w, w_scale, m, inter, inter, k, SiluEpilogue{act, inter}, persistent, stream);
-}
-
-bool gemv_fp8_add_rms_norm_supports(const bf16* x, const uint8_t* w, int m, int n, int k, const bf16* y,
-                                    const bf16* residual, const float* weight, const bf16* out) {
-  return gemv_fp8_epilogue_supports(x, w, m, k) && n > 0 && n % 8 == 0 && n / 8 <= 4096 && aligned16(y) &&
-         aligned16(residual) && aligned16(weight) && aligned16(out);
-}
-
-Status gemv_fp8_add_rms_norm(const bf16* x, const uint8_t* w, const float* w_scale, int m, int n, int k, bf16* y,
-                             bf16* residual, const float* weight, float eps, bf16* out, unsigned* counter,
-                             cudaStream_t stream) {
-  if (!gemv_fp8_add_rms_norm_supports(x, w, m, n, k, y, residual, weight, out) || counter == nullptr)
-    return Error{"gemv_fp8_add_rms_norm: unsupported arguments (m " + std::to_string(m) + ", n " + std::to_string(n) +
-                 ", k " + std::to_string(k) +
-                 "; needs 1 <= m <= 4, k % 16 == 0, n % 8 == 0, n <= 32768, 16-byte aligned rows, a counter)"};
-  return launch_gemv_fp8_add_rms_norm(x, w, w_scale, m, n, k, y, AddRmsNormTail{residual, weight, eps, out, counter},
-                                      stream);
 }
 
 Status scale_fp8_output(const float* acc, const float* x_scale, const float* w_scale, const float* bias, void* y,

@@ -66,19 +66,6 @@ Status gemv_fp8_rope_and_cache_write(const __nv_bfloat16* x, const uint8_t* w, c
                                      const GemvRopeWrite& out, cudaStream_t stream, bool persistent = false);
 Status gemv_fp8_silu_mul(const __nv_bfloat16* x, const uint8_t* w, const float* w_scale, int m, int inter, int k,
                          __nv_bfloat16* act, cudaStream_t stream, bool persistent = false);
-//   gemv_fp8_add_rms_norm: o_proj or down_proj into the residual stream: y
-//     [m, n] = x w^T (stored: the next layer's residual add reads it), then,
-//     in the GEMV's last block to finish, rms_norm's fused add (ops.h):
-//     residual = bf16(y + residual), out = RMSNorm(residual) * weight, with
-//     rms_norm's bits. counter: a device word that is 0 before the launch
-//     and left at 0 (the blocks' ticket); one a stream suffices. n % 8 == 0,
-//     n <= 32768, y, residual, out and weight 16-byte aligned.
-bool gemv_fp8_add_rms_norm_supports(const __nv_bfloat16* x, const uint8_t* w, int m, int n, int k,
-                                    const __nv_bfloat16* y, const __nv_bfloat16* residual, const float* weight,
-                                    const __nv_bfloat16* out);
-Status gemv_fp8_add_rms_norm(const __nv_bfloat16* x, const uint8_t* w, const float* w_scale, int m, int n, int k,
-                             __nv_bfloat16* y, __nv_bfloat16* residual, const float* weight, float eps,
-                             __nv_bfloat16* out, unsigned* counter, cudaStream_t stream);
 
 // The same product on tensor cores (gemv_mma.cu) for 1 <= m <= kGemvMmaMaxM
 // (kernels/cuda/gemm.h): the codes become bf16 exactly in registers; a row's
