@@ -237,25 +237,27 @@ fi
 if has fp8b1; then
   # Batch-1 decode's FP8 GEMV launch shapes (kernels/cuda/fp8.h kGemvFp8Variants; each writes the same bits): a
   # decode step's 128 linears in one CUDA graph per variant beside bf16 (fp8_bench --chain), then batch-1 decode
-  # end to end, bf16 and FP8 with each variant (EMBER_FP8_GEMV_VARIANT).
+  # end to end, bf16 and FP8 with each variant (EMBER_FP8_GEMV_VARIANT; the epilogue forms off, so that every
+  # projection takes the variant), then with the epilogue forms (the default).
   [[ "${EMBER_FP8_B1_CHAIN:-1}" == 1 ]] && run fp8_chain 240 "$BUNDLE/fp8_bench" --chain
   run fp8_b1_bf16 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 --prompt "The history of the" \
     --max-tokens 256 --ignore-eos --temperature 0
   for v in ${EMBER_FP8_B1_VARIANTS:-0 1 2 3 4 5}; do  # (fp8_chain times every shape's linears)
-    EMBER_FP8_GEMV_VARIANT=$v run "fp8_b1_v$v" 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 \
-      --prompt "The history of the" --max-tokens 256 --ignore-eos --temperature 0 --quantization fp8
+    EMBER_FP8_GEMV_EPILOGUES=0 EMBER_FP8_GEMV_VARIANT=$v run "fp8_b1_v$v" 300 "$BUNDLE/ember" generate \
+      "${LLAMA[@]}" --max-num-seqs 8 --prompt "The history of the" --max-tokens 256 --ignore-eos --temperature 0 \
+      --quantization fp8
   done
   # The rope and cache write and the SiLU in the q/k/v and gate/up GEMVs' epilogues (two launches a layer fewer).
-  EMBER_FP8_GEMV_EPILOGUES=1 run fp8_b1_epilogues 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 \
+  run fp8_b1_epilogues 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 \
     --prompt "The history of the" --max-tokens 256 --ignore-eos --temperature 0 --quantization fp8
   # With the LM head in FP8 too (EMBER_FP8_LM_HEAD=1; 1 GB of bf16 a token at 128k vocabulary).
-  EMBER_FP8_GEMV_EPILOGUES=1 EMBER_FP8_LM_HEAD=1 run fp8_b1_epilogues_head 300 "$BUNDLE/ember" generate "${LLAMA[@]}" \
+  EMBER_FP8_LM_HEAD=1 run fp8_b1_epilogues_head 300 "$BUNDLE/ember" generate "${LLAMA[@]}" \
     --max-num-seqs 8 --prompt "The history of the" --max-tokens 256 --ignore-eos --temperature 0 --quantization fp8
   # Variant 5 (one wave of warps that each walk several row pairs) for the epilogue forms too, then with the FP8 head.
-  EMBER_FP8_GEMV_VARIANT=5 EMBER_FP8_GEMV_EPILOGUES=1 run fp8_b1_epilogues_v5 300 "$BUNDLE/ember" generate \
+  EMBER_FP8_GEMV_VARIANT=5 run fp8_b1_epilogues_v5 300 "$BUNDLE/ember" generate \
     "${LLAMA[@]}" --max-num-seqs 8 --prompt "The history of the" --max-tokens 256 --ignore-eos --temperature 0 \
     --quantization fp8
-  EMBER_FP8_GEMV_VARIANT=5 EMBER_FP8_GEMV_EPILOGUES=1 EMBER_FP8_LM_HEAD=1 run fp8_b1_epilogues_v5_head 300 \
+  EMBER_FP8_GEMV_VARIANT=5 EMBER_FP8_LM_HEAD=1 run fp8_b1_epilogues_v5_head 300 \
     "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 --prompt "The history of the" --max-tokens 256 \
     --ignore-eos --temperature 0 --quantization fp8
   for f in "$R"/fp8_b1_*.log; do echo "$(basename "$f" .log): $(grep -h "decode" "$f" | head -2 | tr '\n' ' ')"; done

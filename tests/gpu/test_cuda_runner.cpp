@@ -679,7 +679,7 @@ TEST(CudaRunner, Fp8PrefillWithQuantizingNormAndSiluIsBitIdentical) {
 }
 
 // FP8 decode at 1-3 rows with the rope and cache write and the SiLU in the
-// GEMV's epilogue (EMBER_FP8_GEMV_EPILOGUES=1) gives the logits of the GEMV
+// GEMV's epilogue (the default; EMBER_FP8_GEMV_EPILOGUES=0 not) gives the logits of the GEMV
 // followed by those ops bit for bit, in CUDA graphs and eager, with the bf16
 // and the FP8 KV cache (Fp8Gpu.GemvEpiloguesMatchTheGemvThenTheOp checks the
 // kernels alone).
