@@ -244,7 +244,7 @@ __global__ void __launch_bounds__(W * 32)
   if (first >= tiles) return;  // whole warp
   gemv_fp8_warp_tiles<M, R, U>(
       x, k, lane, first, static_cast<int>(gridDim.x) * W, tiles,
-      [&](int t, const uint4* (&wrow)[R]) { gemv_fp8_rows(w, t * R, n, k, wrow); },
+      [&](int t, const uint4*(&wrow)[R]) { gemv_fp8_rows(w, t * R, n, k, wrow); },
       [&](int t, float mine) { gemv_fp8_store<M, R>(mine, lane, t * R, n, w_scale, bias, y, y_f32); });
 }
 
@@ -323,7 +323,7 @@ __global__ void __launch_bounds__(W * 32)
   const int first = blockIdx.x * W + (threadIdx.x >> 5), stride = static_cast<int>(gridDim.x) * W;
   if (first >= pairs) return;  // whole warp
   gemv_fp8_warp_tiles<M, 2, 4>(
-      x, k, lane, first, stride, pairs, [&](int j, const uint4* (&wrow)[2]) { pair_rows(w, j, half, k, wrow); },
+      x, k, lane, first, stride, pairs, [&](int j, const uint4*(&wrow)[2]) { pair_rows(w, j, half, k, wrow); },
       [&](int j, float mine) {
         if (j + stride >= pairs) pdl_launch_dependents();
         pair_done<M>(mine, lane, j, half, w_scale, epi);
@@ -387,10 +387,10 @@ Status launch_gemv_fp8_pairs(const bf16* x, const uint8_t* w, const float* w_sca
   constexpr int kW = 4;
   if (persistent && k % (16 * 32 * 4) == 0) {
     static const int resident = resident_blocks(gemv_fp8_pairs_persistent_kernel<M, kW, Epilogue>, kW * 32);
-    return cuda_status(launch_pdl(true, gemv_fp8_pairs_persistent_kernel<M, kW, Epilogue>,
-                                  one_wave_grid(resident, kW, pairs), dim3(kW * 32), 0, stream, x, w, w_scale, pairs,
-                                  half, k, epi),
-                       "gemv_fp8 epilogue launch");
+    return cuda_status(
+        launch_pdl(true, gemv_fp8_pairs_persistent_kernel<M, kW, Epilogue>, one_wave_grid(resident, kW, pairs),
+                   dim3(kW * 32), 0, stream, x, w, w_scale, pairs, half, k, epi),
+        "gemv_fp8 epilogue launch");
   }
   const dim3 grid(static_cast<unsigned>((pairs + kW - 1) / kW));
   return cuda_status(launch_pdl(true, gemv_fp8_pairs_kernel<M, kW, Epilogue>, grid, dim3(kW * 32), 0, stream, x, w,
@@ -403,9 +403,9 @@ Status launch_gemv_fp8_ruw(const bf16* x, const uint8_t* w, const float* w_scale
                            bool y_f32, int n, int k, cudaStream_t stream) {
   constexpr int rows_per_block = W * R;
   const dim3 grid(static_cast<unsigned>((n + rows_per_block - 1) / rows_per_block));
-  return cuda_status(launch_pdl(true, gemv_fp8_kernel<M, R, U, W>, grid, dim3(W * 32), 0, stream, x, w, w_scale, bias,
-                                y, y_f32, n, k),
-                     "gemv_fp8 launch");
+  return cuda_status(
+      launch_pdl(true, gemv_fp8_kernel<M, R, U, W>, grid, dim3(W * 32), 0, stream, x, w, w_scale, bias, y, y_f32, n, k),
+      "gemv_fp8 launch");
 }
 
 // Variant 0's shape in a grid of one wave (gemv_fp8_persistent_kernel), where k is whole groups; else variant 0.
@@ -414,10 +414,10 @@ Status launch_gemv_fp8_persistent(const bf16* x, const uint8_t* w, const float* 
                                   bool y_f32, int n, int k, cudaStream_t stream) {
   if (k % (16 * 32 * U) != 0) return launch_gemv_fp8_ruw<M, R, U, W>(x, w, w_scale, bias, y, y_f32, n, k, stream);
   static const int resident = resident_blocks(gemv_fp8_persistent_kernel<M, R, U, W>, W * 32);
-  return cuda_status(launch_pdl(true, gemv_fp8_persistent_kernel<M, R, U, W>,
-                                one_wave_grid(resident, W, (n + R - 1) / R), dim3(W * 32), 0, stream, x, w, w_scale,
-                                bias, y, y_f32, n, k),
-                     "gemv_fp8 launch");
+  return cuda_status(
+      launch_pdl(true, gemv_fp8_persistent_kernel<M, R, U, W>, one_wave_grid(resident, W, (n + R - 1) / R),
+                 dim3(W * 32), 0, stream, x, w, w_scale, bias, y, y_f32, n, k),
+      "gemv_fp8 launch");
 }
 
 // The variants of fp8.h (kGemvFp8Variants) up to M = 4; above, R = 4 rows a

@@ -510,8 +510,8 @@ TEST(Fp8Gpu, GemvEpiloguesMatchTheGemvThenTheOp) {
   // Each form launched plainly and in one wave (`persistent`, where k is whole groups of 2048: here 4096). The
   // Llama-3-8B head counts and I = 6144 give more pairs than an H100's or H200's warps, so a persistent warp takes
   // several.
-  for (auto [k, persistent] : {std::pair{576, false}, std::pair{4112, false}, std::pair{4096, false},
-                               std::pair{4096, true}}) {
+  for (auto [k, persistent] :
+       {std::pair{576, false}, std::pair{4112, false}, std::pair{4096, false}, std::pair{4096, true}}) {
     std::vector<float> x_f;
     const std::vector<bf16> x = gputest::random_bf16(static_cast<size_t>(gpu::kGemvFp8EpilogueMaxM) * k, rng, x_f);
     DeviceBuffer<bf16> d_x(x.size());
@@ -536,9 +536,9 @@ TEST(Fp8Gpu, GemvEpiloguesMatchTheGemvThenTheOp) {
       d_slots.upload({11, 3, -1, 7});  // the third token is padding: rotated, not cached
       for (int m = 1; m <= gpu::kGemvFp8EpilogueMaxM; ++m)
         for (bool fp8_cache : {false, true}) {
-          SCOPED_TRACE(testing::Message() << "K " << k << " heads " << hq << "/" << hkv << " D " << d << " M " << m
-                                          << (fp8_cache ? " fp8 cache" : " bf16 cache")
-                                          << (persistent ? " persistent" : ""));
+          SCOPED_TRACE(testing::Message()
+                       << "K " << k << " heads " << hq << "/" << hkv << " D " << d << " M " << m
+                       << (fp8_cache ? " fp8 cache" : " bf16 cache") << (persistent ? " persistent" : ""));
           t1.poison();
           t2.poison();
           // gemv_fp8 into bf16, then the rope, into t1.
