@@ -679,10 +679,10 @@ TEST(CudaRunner, Fp8PrefillWithQuantizingNormAndSiluIsBitIdentical) {
 }
 
 // FP8 decode at 1-3 rows with the rope and cache write and the SiLU in the
-// GEMV's epilogue (the default; EMBER_FP8_GEMV_EPILOGUES=0 not) gives the logits of the GEMV
-// followed by those ops bit for bit, in CUDA graphs and eager, with the bf16
-// and the FP8 KV cache (Fp8Gpu.GemvEpiloguesMatchTheGemvThenTheOp checks the
-// kernels alone).
+// GEMV's epilogue (the default) gives the logits of the GEMV followed by those
+// ops (EMBER_FP8_GEMV_EPILOGUES=0) bit for bit, in CUDA graphs and eager, with
+// the bf16 and the FP8 KV cache (Fp8Gpu.GemvEpiloguesMatchTheGemvThenTheOp
+// checks the kernels alone).
 TEST(CudaRunner, Fp8DecodeWithGemvEpiloguesIsBitIdentical) {
   ASSERT_TRUE(gpu::fp8_supported(0)) << "this GPU has no FP8";
   const ModelConfig c = test_config(128, false, false, false);
