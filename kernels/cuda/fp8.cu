@@ -93,20 +93,6 @@ __device__ __forceinline__ void gemv_fp8_load_group(uint4 (&wv)[U][R], const uin
     for (int r = 0; r < R; ++r) wv[u][r] = load_stream(wrow[r] + c + 32 * u);
 }
 
-// The warp's totals: lane m * R + r gets row r's for x row m (0 elsewhere).
-template <int M, int R>
-__device__ __forceinline__ float gemv_fp8_totals(const float (&acc)[M][R], int lane) {
-  float mine = 0.0f;
-#pragma unroll
-  for (int m = 0; m < M; ++m)
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-      const float total = warp_sum(acc[m][r]);
-      if (lane == m * R + r) mine = total;
-    }
-  return mine;
-}
-
 // One warp's sums over x's M rows for its R weight rows (wrow): U groups of
 // 32 chunks a lane in flight, x re-read through L1. Lane m * R + r gets the
 // total of row r for x row m (0 elsewhere). A lane sums its chunks lane,
@@ -141,7 +127,7 @@ __device__ __forceinline__ float gemv_fp8_warp(const bf16* __restrict__ x, const
     for (int r = 0; r < R; ++r) wv[r] = load_stream(wrow[r] + c);
     gemv_fp8_chunk(acc, wv, xv, x_stride, c);
   }
-  return gemv_fp8_totals(acc, lane);
+  return warp_row_totals(acc, lane);
 }
 
 // gemv_fp8_warp over several tiles of R rows, for a grid of one wave (every
@@ -177,7 +163,7 @@ __device__ __forceinline__ void gemv_fp8_warp_tiles(const bf16* __restrict__ x, 
 #pragma unroll
     for (int u = 0; u < U; ++u) gemv_fp8_chunk(acc, cur[u], xv, x_stride, lane + g * kGroup + 32 * u);
     if (next_g == 0) {
-      done(tile, gemv_fp8_totals(acc, lane));
+      done(tile, warp_row_totals(acc, lane));
 #pragma unroll
       for (int m = 0; m < M; ++m)
 #pragma unroll
@@ -202,7 +188,7 @@ __device__ __forceinline__ void gemv_fp8_rows(const uint8_t* w, int n0, int n, i
   }
 }
 
-// Stores a warp's totals (gemv_fp8_totals) for rows n0 .. n0 + R - 1: scaled, plus the bias, float32 or bf16.
+// Stores a warp's totals (warp_row_totals) for rows n0 .. n0 + R - 1: scaled, plus the bias, float32 or bf16.
 template <int M, int R>
 __device__ __forceinline__ void gemv_fp8_store(float mine, int lane, int n0, int n, const float* __restrict__ w_scale,
                                                const float* __restrict__ bias, void* __restrict__ y, bool y_f32) {
@@ -281,7 +267,7 @@ __device__ __forceinline__ void pair_rows(const uint8_t* w, int j, int half, int
 }
 
 // Hands pair j's outputs, as gemv_fp8 would store them in bf16 (scaled,
-// rounded), to the epilogue: `mine` is gemv_fp8_totals' (R = 2) for the pair.
+// rounded), to the epilogue: `mine` is warp_row_totals' (R = 2) for the pair.
 template <int M, class Epilogue>
 __device__ __forceinline__ void pair_done(float mine, int lane, int j, int half, const float* __restrict__ w_scale,
                                           const Epilogue& epi) {

@@ -95,16 +95,7 @@ __global__ void __launch_bounds__(kThreads)
     step(wv, c);
   }
 
-  // Butterfly sums leave every total in every lane; lane m*R + r keeps its own
-  // (compile-time indices only, so acc stays in registers).
-  float mine = 0.0f;
-#pragma unroll
-  for (int m = 0; m < M; ++m)
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-      const float total = warp_sum(acc[m][r]);
-      if (lane == m * R + r) mine = total;
-    }
+  const float mine = warp_row_totals(acc, lane);
   if (lane < M * R) {
     const int m = lane / R, col = n0 + lane % R;
     if (col < n) {

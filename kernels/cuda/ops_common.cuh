@@ -80,6 +80,22 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
+// A GEMV warp's M x R sums (acc[m][r]: its partial for x row m and weight row
+// r) reduced over the warp: lane m * R + r gets the total of (m, r), the others
+// 0 (compile-time indices only, so acc stays in registers).
+template <int M, int R>
+__device__ __forceinline__ float warp_row_totals(const float (&acc)[M][R], int lane) {
+  float mine = 0.0f;
+#pragma unroll
+  for (int m = 0; m < M; ++m)
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const float total = warp_sum(acc[m][r]);
+      if (lane == m * R + r) mine = total;
+    }
+  return mine;
+}
+
 // Sum over the block, returned to every thread. Every thread of the block must
 // call it (it has barriers); blockDim.x a multiple of 32. Call at most once per
 // kernel (the scratch is reused without a trailing barrier).
