@@ -271,7 +271,8 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const CudaBackendLimits
   if (const char* env = std::getenv("EMBER_FP8_GEMV_EPILOGUES"); env != nullptr)
     impl->fp8_gemv_epilogues = std::string(env) != "0";
   if (const char* env = std::getenv("EMBER_FP8_GEMV_VARIANT"); env != nullptr)
-    impl->fp8_gemv_persistent = std::atoi(env) == gpu::kGemvFp8PersistentVariant;
+    impl->fp8_gemv_persistent =
+        std::clamp(std::atoi(env), 0, gpu::kGemvFp8Variants - 1) == gpu::kGemvFp8PersistentVariant;  // (as Gemm's)
 
   impl->max_blocks_per_seq =
       static_cast<int32_t>((limits.max_model_len + limits.block_size - 1) / limits.block_size);

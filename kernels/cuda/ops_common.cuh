@@ -47,8 +47,8 @@ __device__ __forceinline__ void apply_fp8_scales8(float (&v)[8], float x_scale, 
 
 // rms_norm_vec's launch (ops_norm.cu) for a row of nvec 16-byte vectors
 // (nvec <= 4096): `vecs` vectors a thread, `threads` a block (a multiple of
-// 32); thread t holds vectors t, t + threads, ... Shared with the FP8 GEMV's
-// norm tail (fp8.cu), which replays this block's sum to get its bits.
+// 32); thread t holds vectors t, t + threads, ... A kernel that must match
+// rms_norm's bits replays this block's sum.
 struct RmsNormShape {
   int vecs, threads;
 };
@@ -59,7 +59,7 @@ __host__ __device__ inline RmsNormShape rms_norm_shape(int nvec) {
 }
 
 // A thread's running sum of squares over 8 values, in order, each step one
-// rounding (fma): rms_norm_vec's and the norm tail's.
+// rounding (fma): rms_norm_vec's.
 __device__ __forceinline__ float add_squares8(const float (&v)[8], float ss) {
 #pragma unroll
   for (int e = 0; e < 8; ++e) ss = __fmaf_rn(v[e], v[e], ss);

@@ -701,11 +701,11 @@ TEST(CudaRunner, Fp8DecodeWithGemvEpiloguesIsBitIdentical) {
     for (bool kv_fp8 : {false, true}) {
       SCOPED_TRACE(testing::Message() << (eager ? "eager" : "graphs") << (kv_fp8 ? ", fp8 cache" : ", bf16 cache"));
       std::vector<float> logits[2];
-      std::string profile;  // eager, fused: the op profile, which must name the epilogue forms
+      std::string profile[2];  // eager: the op profiles; only the fused one names the epilogue forms
       const bool profiled = eager;
       for (int fused = 0; fused < 2; ++fused) {
         setenv("EMBER_FP8_GEMV_EPILOGUES", fused ? "1" : "0", 1);
-        if (fused && profiled) {
+        if (profiled) {
           setenv("EMBER_CUDA_PROFILE", "1", 1);
           testing::internal::CaptureStderr();
         }
@@ -715,7 +715,7 @@ TEST(CudaRunner, Fp8DecodeWithGemvEpiloguesIsBitIdentical) {
         auto gpu = make_cuda_model_runner(w, o);
         unsetenv("EMBER_FP8_GEMV_EPILOGUES");
         unsetenv("EMBER_CUDA_PROFILE");
-        if (!gpu.ok() && fused && profiled) testing::internal::GetCapturedStderr();
+        if (!gpu.ok() && profiled) testing::internal::GetCapturedStderr();
         ASSERT_TRUE(gpu.ok()) << gpu.error().message;
         const auto token = [&](int a, int b) { return (23 + 100 * a + 11 * b) % static_cast<int32_t>(c.vocab_size); };
         std::vector<Seq> g(3);
@@ -737,11 +737,13 @@ TEST(CudaRunner, Fp8DecodeWithGemvEpiloguesIsBitIdentical) {
           logits[fused].insert(logits[fused].end(), out.begin(), out.end());
         }
         gpu.value().reset();  // (the profile prints as the runner goes)
-        if (fused && profiled) profile = testing::internal::GetCapturedStderr();
+        if (profiled) profile[fused] = testing::internal::GetCapturedStderr();
       }
       if (profiled) {
-        EXPECT_NE(profile.find("linear_rope_and_cache_write"), std::string::npos) << profile;
-        EXPECT_NE(profile.find("linear_silu_mul m<=4"), std::string::npos) << profile;
+        EXPECT_NE(profile[1].find("linear_rope_and_cache_write"), std::string::npos) << profile[1];
+        EXPECT_NE(profile[1].find("linear_silu_mul m<=4"), std::string::npos) << profile[1];
+        EXPECT_EQ(profile[0].find("linear_rope_and_cache_write"), std::string::npos) << profile[0];  // (=0 honoured)
+        EXPECT_EQ(profile[0].find("linear_silu_mul m<=4"), std::string::npos) << profile[0];
       }
       ASSERT_FALSE(logits[0].empty());
       ASSERT_EQ(logits[0].size(), logits[1].size());

@@ -620,10 +620,11 @@ TEST(Fp8Gpu, GemvMatchesFloat64Reference) {
 TEST(Fp8Gpu, GemvVariantsWriteTheSameBits) {
   ASSERT_NO_FATAL_FAILURE(require_fp8());
   std::mt19937 rng(21);
-  // (6000, 4096) and (8193, 2048): more row pairs than an H100's or H200's warps, so the persistent variant's
-  // warps take several (its next-pair loads); 4112 and 64 are not whole groups (it falls back to variant 0).
+  // (6000, 4096), (8193, 2048) and (8192, 6144): more row pairs than an H100's or H200's warps, so the persistent
+  // variant's warps take several (its next-pair loads), of 1-3 groups each; 4112 and 64 are not whole groups (it
+  // falls back to variant 0).
   for (auto [n, k] : {std::pair{65, 64}, std::pair{1000, 4096}, std::pair{513, 4112}, std::pair{4096, 14336},
-                      std::pair{6000, 4096}, std::pair{8193, 2048}}) {
+                      std::pair{6000, 4096}, std::pair{8193, 2048}, std::pair{8192, 6144}}) {
     std::vector<float> x_f, w_f;
     const std::vector<bf16> x = gputest::random_bf16(static_cast<size_t>(gpu::kGemvFp8MaxM) * k, rng, x_f);
     gputest::random_bf16(static_cast<size_t>(n) * k, rng, w_f, 0.05f);
