@@ -134,7 +134,7 @@ __device__ __forceinline__ float gemv_fp8_warp(const bf16* __restrict__ x, const
 // block resident at once): the warp takes tiles first, first + stride, ...
 // (below `tiles`) and loads the next tile's first group while it sums the
 // current tile's last, so its loads do not pause between tiles and no block
-// is scheduled after the first. rows(t, wrow) gives tile t's row pointers;
+// waits for a slot (one wave). rows(t, wrow) gives tile t's row pointers;
 // done(t, mine) receives gemv_fp8_warp's result for tile t. Every chunk a
 // whole group (k % (512 U) == 0); the same sums in the same order as
 // gemv_fp8_warp, so the same bits.
