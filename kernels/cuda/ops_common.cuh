@@ -45,27 +45,6 @@ __device__ __forceinline__ void apply_fp8_scales8(float (&v)[8], float x_scale, 
   unpack8(pack8(v), v);
 }
 
-// rms_norm_vec's launch (ops_norm.cu) for a row of nvec 16-byte vectors
-// (nvec <= 4096): `vecs` vectors a thread, `threads` a block (a multiple of
-// 32); thread t holds vectors t, t + threads, ... A kernel that must match
-// rms_norm's bits replays this block's sum.
-struct RmsNormShape {
-  int vecs, threads;
-};
-__host__ __device__ inline RmsNormShape rms_norm_shape(int nvec) {
-  const int vecs = nvec <= 256 ? 1 : nvec <= 512 ? 2 : nvec <= 1024 ? 4 : 8;
-  const int per_thread = (nvec + vecs - 1) / vecs;
-  return {vecs, per_thread < 32 ? 32 : (per_thread + 31) / 32 * 32};
-}
-
-// A thread's running sum of squares over 8 values, in order, each step one
-// rounding (fma): rms_norm_vec's.
-__device__ __forceinline__ float add_squares8(const float (&v)[8], float ss) {
-#pragma unroll
-  for (int e = 0; e < 8; ++e) ss = __fmaf_rn(v[e], v[e], ss);
-  return ss;
-}
-
 // RoPE's rotation of the pair (a, b) by the angle whose cos and sin are c, s,
 // with its roundings spelled out, so every kernel that rotates (ops_rope.cu,
 // fp8.cu's fused epilogue) gets the same bits: a*c - b*s and b*c + a*s.

@@ -15,6 +15,26 @@
 namespace ember::gpu {
 namespace {
 
+// rms_norm_vec's launch for a row of nvec 16-byte vectors (nvec <= 4096):
+// `vecs` vectors a thread, `threads` a block (a multiple of 32); thread t
+// holds vectors t, t + threads, ...
+struct RmsNormShape {
+  int vecs, threads;
+};
+RmsNormShape rms_norm_shape(int nvec) {
+  const int vecs = nvec <= 256 ? 1 : nvec <= 512 ? 2 : nvec <= 1024 ? 4 : 8;
+  const int per_thread = (nvec + vecs - 1) / vecs;
+  return {vecs, per_thread < 32 ? 32 : (per_thread + 31) / 32 * 32};
+}
+
+// A thread's running sum of squares over 8 values, in order, each step one
+// rounding (fma).
+__device__ __forceinline__ float add_squares8(const float (&v)[8], float ss) {
+#pragma unroll
+  for (int e = 0; e < 8; ++e) ss = __fmaf_rn(v[e], v[e], ss);
+  return ss;
+}
+
 // kVecs 16-byte vectors a thread; the block covers the row once. `out` may
 // alias `x`: every load happens before block_sum's barrier, every store after.
 // kFp8: the output row is quantized per row instead of stored (codes [rows,
