@@ -13,7 +13,7 @@
 #   epilogues, `fp8rope` offline FP8 with q/k/v's scales in the rope, `fp8kv`
 #   --kv-cache-dtype fp8 with the bf16 cache and serves the openai client with both). EMBER_GPU_TEST_FILTER narrows
 #   the GPU tests; EMBER_GPU_RESULTS_DIR gathers the logs there (under $OUT: a run cut short still returns them);
-#   EMBER_FP8_B1_VARIANTS ("0 1 2 3 4 5") and EMBER_FP8_B1_CHAIN=0 shorten stage fp8b1.
+#   EMBER_FP8_B1_VARIANTS ("0 1 2 3 4") and EMBER_FP8_B1_CHAIN=0 shorten stage fp8b1.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUNDLE="$ROOT/.gpu-bundle"
@@ -242,7 +242,7 @@ if has fp8b1; then
   [[ "${EMBER_FP8_B1_CHAIN:-1}" == 1 ]] && run fp8_chain 240 "$BUNDLE/fp8_bench" --chain
   run fp8_b1_bf16 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 --prompt "The history of the" \
     --max-tokens 256 --ignore-eos --temperature 0
-  for v in ${EMBER_FP8_B1_VARIANTS:-0 1 2 3 4 5}; do  # (fp8_chain times every shape's linears)
+  for v in ${EMBER_FP8_B1_VARIANTS:-0 1 2 3 4}; do  # (fp8_chain times every shape's linears)
     EMBER_FP8_GEMV_EPILOGUES=0 EMBER_FP8_GEMV_VARIANT=$v run "fp8_b1_v$v" 300 "$BUNDLE/ember" generate \
       "${LLAMA[@]}" --max-num-seqs 8 --prompt "The history of the" --max-tokens 256 --ignore-eos --temperature 0 \
       --quantization fp8
@@ -253,13 +253,6 @@ if has fp8b1; then
   # With the LM head in FP8 too (EMBER_FP8_LM_HEAD=1; 1 GB of bf16 a token at 128k vocabulary).
   EMBER_FP8_LM_HEAD=1 run fp8_b1_epilogues_head 300 "$BUNDLE/ember" generate "${LLAMA[@]}" \
     --max-num-seqs 8 --prompt "The history of the" --max-tokens 256 --ignore-eos --temperature 0 --quantization fp8
-  # Variant 5 (one wave of warps that each walk several row pairs) for the epilogue forms too, then with the FP8 head.
-  EMBER_FP8_GEMV_VARIANT=5 run fp8_b1_epilogues_v5 300 "$BUNDLE/ember" generate \
-    "${LLAMA[@]}" --max-num-seqs 8 --prompt "The history of the" --max-tokens 256 --ignore-eos --temperature 0 \
-    --quantization fp8
-  EMBER_FP8_GEMV_VARIANT=5 EMBER_FP8_LM_HEAD=1 run fp8_b1_epilogues_v5_head 300 \
-    "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 8 --prompt "The history of the" --max-tokens 256 \
-    --ignore-eos --temperature 0 --quantization fp8
   for f in "$R"/fp8_b1_*.log; do echo "$(basename "$f" .log): $(grep -h "decode" "$f" | head -2 | tr '\n' ' ')"; done
 fi
 if has fp8rope; then

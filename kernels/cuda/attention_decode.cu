@@ -66,8 +66,12 @@ constexpr int kMinChunk = 64;
 constexpr int kMaxSplits = 256;
 constexpr float kLog2e = 1.4426950408889634f;
 
-// The o projection follows: let it start streaming weights (pdl.cuh).
-__device__ __forceinline__ void launch_dependents() { gpu::pdl_launch_dependents(); }
+// The o projection follows: let it start streaming weights (pdl.cuh); then
+// wait for the kernel before (this kernel and the merge launch as dependents).
+__device__ __forceinline__ void launch_dependents() {
+  gpu::pdl_launch_dependents();
+  gpu::pdl_wait();
+}
 
 // What one block of the decode kernel works on: keys [start, start + n) of
 // sequence b (query token t), query heads [h0, h0 + n_heads) of KV head kvh.
@@ -192,8 +196,9 @@ __global__ void __launch_bounds__(D)
 template <int D>
 Status launch_decode_merge(const PagedAttentionArgs& a, const DecodePlan& p, const float* part_o, const float* part_ml,
                            cudaStream_t stream) {
-  decode_merge_kernel<D><<<dim3(a.num_heads, a.num_seqs), D, 0, stream>>>(a, p.chunk, p.splits, part_o, part_ml);
-  return cuda_status(cudaGetLastError(), "decode_merge_kernel");
+  return cuda_status(gpu::launch_pdl(true, decode_merge_kernel<D>, dim3(a.num_heads, a.num_seqs), dim3(D), 0, stream, a,
+                                     p.chunk, p.splits, part_o, part_ml),
+                     "decode_merge_kernel");
 }
 
 constexpr int kThreads = 128;
@@ -390,9 +395,10 @@ Status launch_decode(const PagedAttentionArgs& a, const DecodePlan& p, cudaStrea
   float* part_ml = part_o ? part_o + static_cast<int64_t>(a.num_seqs) * a.num_heads * p.splits * D : nullptr;
   const dim3 grid(p.splits, a.num_kv_heads * p.head_groups, a.num_seqs);
   auto kernel = a.kv_fp8 ? decode_kernel<D, uint8_t> : decode_kernel<D, __nv_bfloat16>;
-  kernel<<<grid, kThreads, 0, stream>>>(a, p.chunk, p.head_tile, p.head_groups, p.splits, __builtin_ctz(a.block_size),
-                                        a.scale * kLog2e, part_o, part_ml, a.k_scale, a.v_scale);
-  if (Status s = cuda_status(cudaGetLastError(), "decode_kernel"); !s.ok() || p.splits == 1) return s;
+  const cudaError_t e =
+      gpu::launch_pdl(true, kernel, grid, dim3(kThreads), 0, stream, a, p.chunk, p.head_tile, p.head_groups, p.splits,
+                      __builtin_ctz(a.block_size), a.scale * kLog2e, part_o, part_ml, a.k_scale, a.v_scale);
+  if (Status s = cuda_status(e, "decode_kernel"); !s.ok() || p.splits == 1) return s;
   return launch_decode_merge<D>(a, p, part_o, part_ml, stream);
 }
 

@@ -128,19 +128,16 @@ struct CudaBackend::Impl {
   // EMBER_FP8_FUSED_SCALES=0: the GEMMs' scale passes stay passes of their own
   // (linear_silu_mul_fp8, linear_scaled_by_next_op; a benchmarking knob).
   bool fused_fp8_scales = true;
-  // EMBER_FP8_QKV_SCALES_IN_ROPE=1: q/k/v's scales applied by the rope
-  // (linear_scaled_by_next_op's kQkvRope). Off until measured on a GPU: the
-  // GPU tests and the offline runs of scripts/gpu_check.sh stage fp8prof
-  // decide its default.
-  bool fp8_qkv_scales_in_rope = false;
+  // q/k/v's scales applied by the rope (linear_scaled_by_next_op's kQkvRope),
+  // a pass less: offline FP8 with the FP8 cache 10,790 -> 10,819 and 10,944 ->
+  // 11,066 output tok/s in two runs (H100, 2026-12-06, gpu_check.sh stage
+  // fp8rope). EMBER_FP8_QKV_SCALES_IN_ROPE=0 turns it off.
+  bool fp8_qkv_scales_in_rope = true;
   // Small-batch decode's FP8 GEMV does the rope and cache write (q/k/v) and
   // the SiLU (gate/up) in its epilogue (linear_rope_and_cache_write,
   // linear_silu_mul): batch-1 decode +3% (H200, 369 tok/s against 358).
   // EMBER_FP8_GEMV_EPILOGUES=0 turns it off.
   bool fp8_gemv_epilogues = true;
-  // EMBER_FP8_GEMV_VARIANT=5 (gpu::kGemvFp8PersistentVariant, which Gemm's
-  // dispatch takes for the plain GEMV): the epilogue forms launch one wave too.
-  bool fp8_gemv_persistent = false;
   // Whether the FP8 GEMV's epilogue form takes this linear: FP8 weights, bf16
   // x, and a shape the dispatch gives gemv_fp8.
   bool gemv_epilogue_takes(const Tensor& x, const Tensor& w) const {
@@ -267,12 +264,9 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const CudaBackendLimits
   if (const char* env = std::getenv("EMBER_FP8_FUSED_SCALES"); env != nullptr)
     impl->fused_fp8_scales = std::string(env) != "0";
   if (const char* env = std::getenv("EMBER_FP8_QKV_SCALES_IN_ROPE"); env != nullptr)
-    impl->fp8_qkv_scales_in_rope = std::string(env) == "1";
+    impl->fp8_qkv_scales_in_rope = std::string(env) != "0";
   if (const char* env = std::getenv("EMBER_FP8_GEMV_EPILOGUES"); env != nullptr)
     impl->fp8_gemv_epilogues = std::string(env) != "0";
-  if (const char* env = std::getenv("EMBER_FP8_GEMV_VARIANT"); env != nullptr)
-    impl->fp8_gemv_persistent =
-        std::clamp(std::atoi(env), 0, gpu::kGemvFp8Variants - 1) == gpu::kGemvFp8PersistentVariant;  // (as Gemm's)
 
   impl->max_blocks_per_seq =
       static_cast<int32_t>((limits.max_model_len + limits.block_size - 1) / limits.block_size);
@@ -680,8 +674,7 @@ bool CudaBackend::linear_rope_and_cache_write(const Tensor& x, const Tensor& w_q
     o.v_scale = c.v_scale;
   }
   m.fail(gpu::gemv_fp8_rope_and_cache_write(bf16_of(x), static_cast<const uint8_t*>(w_qkv.data), w_qkv.scale,
-                                            static_cast<int>(x.rows()), static_cast<int>(w_qkv.cols()), o, m.stream,
-                                            m.fp8_gemv_persistent));
+                                            static_cast<int>(x.rows()), static_cast<int>(w_qkv.cols()), o, m.stream));
   return true;
 }
 
@@ -696,7 +689,7 @@ bool CudaBackend::linear_silu_mul(const Tensor& x, const Tensor& w_gate_up, Tens
   Impl::Timed timed(m, "linear_silu_mul", m_class(x.rows()));
   m.fail(gpu::gemv_fp8_silu_mul(bf16_of(x), static_cast<const uint8_t*>(w_gate_up.data), w_gate_up.scale,
                                 static_cast<int>(x.rows()), static_cast<int>(act.cols()),
-                                static_cast<int>(w_gate_up.cols()), bf16_of(act), m.stream, m.fp8_gemv_persistent));
+                                static_cast<int>(w_gate_up.cols()), bf16_of(act), m.stream));
   return true;
 }
 

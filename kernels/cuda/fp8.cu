@@ -105,6 +105,7 @@ __device__ __forceinline__ float gemv_fp8_warp(const bf16* __restrict__ x, const
   const uint4* xv = reinterpret_cast<const uint4*>(x);
   const int x_stride = k / 8;
 
+  pdl_launch_dependents();  // the next launch may fill the slots this grid frees (pdl.cuh)
   float acc[M][R] = {};
   constexpr int kGroup = 32 * U;
   const int groups = chunks / kGroup;
@@ -128,54 +129,6 @@ __device__ __forceinline__ float gemv_fp8_warp(const bf16* __restrict__ x, const
     gemv_fp8_chunk(acc, wv, xv, x_stride, c);
   }
   return warp_row_totals(acc, lane);
-}
-
-// gemv_fp8_warp over several tiles of R rows, for a grid of one wave (every
-// block resident at once): the warp takes tiles first, first + stride, ...
-// (below `tiles`) and loads the next tile's first group while it sums the
-// current tile's last, so its loads do not pause between tiles and no block
-// waits for a slot (one wave). rows(t, wrow) gives tile t's row pointers;
-// done(t, mine) receives gemv_fp8_warp's result for tile t. Every chunk a
-// whole group (k % (512 U) == 0); the same sums in the same order as
-// gemv_fp8_warp, so the same bits.
-template <int M, int R, int U, class Rows, class Done>
-__device__ __forceinline__ void gemv_fp8_warp_tiles(const bf16* __restrict__ x, int k, int lane, int first, int stride,
-                                                    int tiles, const Rows& rows, const Done& done) {
-  const uint4* xv = reinterpret_cast<const uint4*>(x);
-  const int x_stride = k / 8;
-  constexpr int kGroup = 32 * U;
-  const int groups = k / (16 * kGroup);
-  const uint4* wrow[R];
-  rows(first, wrow);
-  uint4 cur[U][R], nxt[U][R];
-  gemv_fp8_load_group(cur, wrow, lane);
-  pdl_wait();
-  float acc[M][R] = {};
-  int tile = first, g = 0;
-  for (;;) {
-    int next_tile = tile, next_g = g + 1;
-    if (next_g == groups) next_tile += stride, next_g = 0;
-    const bool more = next_tile < tiles;
-    if (more) {
-      if (next_g == 0) rows(next_tile, wrow);  // (the current tile's pointers are no longer needed)
-      gemv_fp8_load_group(nxt, wrow, lane + next_g * kGroup);
-    }
-#pragma unroll
-    for (int u = 0; u < U; ++u) gemv_fp8_chunk(acc, cur[u], xv, x_stride, lane + g * kGroup + 32 * u);
-    if (next_g == 0) {
-      done(tile, warp_row_totals(acc, lane));
-#pragma unroll
-      for (int m = 0; m < M; ++m)
-#pragma unroll
-        for (int r = 0; r < R; ++r) acc[m][r] = 0.0f;
-    }
-    if (!more) break;
-    tile = next_tile, g = next_g;
-#pragma unroll
-    for (int u = 0; u < U; ++u)
-#pragma unroll
-      for (int r = 0; r < R; ++r) cur[u][r] = nxt[u][r];
-  }
 }
 
 // Rows n0 .. n0 + R - 1 of w [n, k] (past n: row n - 1 again, never stored).
@@ -216,42 +169,6 @@ __global__ void __launch_bounds__(W * 32)
   const uint4* wrow[R];
   gemv_fp8_rows(w, n0, n, k, wrow);
   gemv_fp8_store<M, R>(gemv_fp8_warp<M, R, U>(x, wrow, k, lane), lane, n0, n, w_scale, bias, y, y_f32);
-}
-
-// gemv_fp8_kernel's work in a grid of one wave (gemv_fp8_warp_tiles): warp
-// i of the grid takes tiles of R rows i, i + warps, ...
-template <int M, int R, int U, int W>
-__global__ void __launch_bounds__(W * 32)
-    gemv_fp8_persistent_kernel(const bf16* __restrict__ x, const uint8_t* __restrict__ w,
-                               const float* __restrict__ w_scale, const float* __restrict__ bias, void* __restrict__ y,
-                               bool y_f32, int n, int k) {
-  const int lane = threadIdx.x & 31;
-  const int tiles = (n + R - 1) / R, first = blockIdx.x * W + (threadIdx.x >> 5);
-  if (first >= tiles) return;  // whole warp
-  gemv_fp8_warp_tiles<M, R, U>(
-      x, k, lane, first, static_cast<int>(gridDim.x) * W, tiles,
-      [&](int t, const uint4*(&wrow)[R]) { gemv_fp8_rows(w, t * R, n, k, wrow); },
-      [&](int t, float mine) { gemv_fp8_store<M, R>(mine, lane, t * R, n, w_scale, bias, y, y_f32); });
-}
-
-// Blocks of `kernel` (`threads` each) that the current device holds at once: a persistent grid's size.
-template <class Kernel>
-int resident_blocks(Kernel kernel, int threads) {
-  int dev = 0, sms = 0, per_sm = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0) != cudaSuccess) {
-    cudaGetLastError();
-    return 0;
-  }
-  return sms * per_sm;
-}
-
-// A persistent grid for `units` warps' worth of work, `resident` blocks a wave (resident_blocks; 0: unknown): at
-// most one wave, at least one block.
-inline dim3 one_wave_grid(int resident, int warps_per_block, int64_t units) {
-  const int64_t needed = (units + warps_per_block - 1) / warps_per_block;
-  return dim3(static_cast<unsigned>(std::max<int64_t>(1, resident > 0 ? std::min<int64_t>(needed, resident) : needed)));
 }
 
 // Pair j of a matrix whose rows pair up within runs of 2 * half: rows
@@ -295,25 +212,7 @@ __global__ void __launch_bounds__(W * 32)
   const uint4* wrow[2];
   pair_rows(w, j, half, k, wrow);
   const float mine = gemv_fp8_warp<M, 2, 4>(x, wrow, k, lane);
-  pdl_launch_dependents();  // (the SiLU's: the down projection follows; let its weights stream in)
   pair_done<M>(mine, lane, j, half, w_scale, epi);
-}
-
-// gemv_fp8_pairs_kernel's work in a grid of one wave (gemv_fp8_warp_tiles): warp i of the grid takes pairs i, i +
-// warps, ... A warp lets the next launch start once its last pair's sums are done.
-template <int M, int W, class Epilogue>
-__global__ void __launch_bounds__(W * 32)
-    gemv_fp8_pairs_persistent_kernel(const bf16* __restrict__ x, const uint8_t* __restrict__ w,
-                                     const float* __restrict__ w_scale, int pairs, int half, int k, Epilogue epi) {
-  const int lane = threadIdx.x & 31;
-  const int first = blockIdx.x * W + (threadIdx.x >> 5), stride = static_cast<int>(gridDim.x) * W;
-  if (first >= pairs) return;  // whole warp
-  gemv_fp8_warp_tiles<M, 2, 4>(
-      x, k, lane, first, stride, pairs, [&](int j, const uint4*(&wrow)[2]) { pair_rows(w, j, half, k, wrow); },
-      [&](int j, float mine) {
-        if (j + stride >= pairs) pdl_launch_dependents();
-        pair_done<M>(mine, lane, j, half, w_scale, epi);
-      });
 }
 
 // rope_qkv_and_cache_write's work for one pair (ops_rope.cu's arithmetic):
@@ -362,22 +261,14 @@ struct SiluEpilogue {
   }
 };
 
-// gemv_fp8_pairs_kernel<M> (or its persistent form, where k allows) for the runtime m (1 <= m <=
-// kGemvFp8EpilogueMaxM), 4 warps a block.
+// gemv_fp8_pairs_kernel<M> for the runtime m (1 <= m <= kGemvFp8EpilogueMaxM), 4 warps a block.
 template <class Epilogue, int M = 1>
 Status launch_gemv_fp8_pairs(const bf16* x, const uint8_t* w, const float* w_scale, int m, int pairs, int half, int k,
-                             const Epilogue& epi, bool persistent, cudaStream_t stream) {
+                             const Epilogue& epi, cudaStream_t stream) {
   if constexpr (M < kGemvFp8EpilogueMaxM) {
-    if (m > M) return launch_gemv_fp8_pairs<Epilogue, M + 1>(x, w, w_scale, m, pairs, half, k, epi, persistent, stream);
+    if (m > M) return launch_gemv_fp8_pairs<Epilogue, M + 1>(x, w, w_scale, m, pairs, half, k, epi, stream);
   }
   constexpr int kW = 4;
-  if (persistent && k % (16 * 32 * 4) == 0) {
-    static const int resident = resident_blocks(gemv_fp8_pairs_persistent_kernel<M, kW, Epilogue>, kW * 32);
-    return cuda_status(
-        launch_pdl(true, gemv_fp8_pairs_persistent_kernel<M, kW, Epilogue>, one_wave_grid(resident, kW, pairs),
-                   dim3(kW * 32), 0, stream, x, w, w_scale, pairs, half, k, epi),
-        "gemv_fp8 epilogue launch");
-  }
   const dim3 grid(static_cast<unsigned>((pairs + kW - 1) / kW));
   return cuda_status(launch_pdl(true, gemv_fp8_pairs_kernel<M, kW, Epilogue>, grid, dim3(kW * 32), 0, stream, x, w,
                                 w_scale, pairs, half, k, epi),
@@ -394,22 +285,9 @@ Status launch_gemv_fp8_ruw(const bf16* x, const uint8_t* w, const float* w_scale
       "gemv_fp8 launch");
 }
 
-// Variant 0's shape in a grid of one wave (gemv_fp8_persistent_kernel), where k is whole groups; else variant 0.
-template <int M, int R, int U, int W>
-Status launch_gemv_fp8_persistent(const bf16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y,
-                                  bool y_f32, int n, int k, cudaStream_t stream) {
-  if (k % (16 * 32 * U) != 0) return launch_gemv_fp8_ruw<M, R, U, W>(x, w, w_scale, bias, y, y_f32, n, k, stream);
-  static const int resident = resident_blocks(gemv_fp8_persistent_kernel<M, R, U, W>, W * 32);
-  return cuda_status(
-      launch_pdl(true, gemv_fp8_persistent_kernel<M, R, U, W>, one_wave_grid(resident, W, (n + R - 1) / R),
-                 dim3(W * 32), 0, stream, x, w, w_scale, bias, y, y_f32, n, k),
-      "gemv_fp8 launch");
-}
-
 // The variants of fp8.h (kGemvFp8Variants) up to M = 4; above, R = 4 rows a
 // warp (fewer x re-reads). Variant 0 is the measured default: R = 2, U = 4, 4
 // warps, as gemv.cu's bf16 kernel; every variant keeps R*U = 8 loads a group.
-// Variant kGemvFp8PersistentVariant is variant 0's shape in one wave.
 template <int M>
 Status launch_gemv_fp8(const bf16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y, bool y_f32,
                        int n, int k, int variant, cudaStream_t stream) {
@@ -423,8 +301,6 @@ Status launch_gemv_fp8(const bf16* x, const uint8_t* w, const float* w_scale, co
         return launch_gemv_fp8_ruw<M, 4, 2, 8>(x, w, w_scale, bias, y, y_f32, n, k, stream);
       case 4:
         return launch_gemv_fp8_ruw<M, 2, 4, 8>(x, w, w_scale, bias, y, y_f32, n, k, stream);
-      case kGemvFp8PersistentVariant:
-        return launch_gemv_fp8_persistent<M, 2, 4, 4>(x, w, w_scale, bias, y, y_f32, n, k, stream);
       default:
         return launch_gemv_fp8_ruw<M, 2, 4, 4>(x, w, w_scale, bias, y, y_f32, n, k, stream);
     }
@@ -544,7 +420,7 @@ bool gemv_fp8_epilogue_supports(const bf16* x, const uint8_t* w, int m, int k) {
 }
 
 Status gemv_fp8_rope_and_cache_write(const bf16* x, const uint8_t* w, const float* w_scale, int m, int k,
-                                     const GemvRopeWrite& out, cudaStream_t stream, bool persistent) {
+                                     const GemvRopeWrite& out, cudaStream_t stream) {
   if (!gemv_fp8_epilogue_supports(x, w, m, k))
     return Error{"gemv_fp8_rope_and_cache_write: unsupported arguments (m " + std::to_string(m) + ", k " +
                  std::to_string(k) + "; needs 1 <= m <= 4, k % 16 == 0, 16-byte aligned x and w)"};
@@ -552,15 +428,15 @@ Status gemv_fp8_rope_and_cache_write(const bf16* x, const uint8_t* w, const floa
       out.v_cache == nullptr || (out.fp8_cache && (out.k_scale == nullptr || out.v_scale == nullptr)))
     return Error{"gemv_fp8_rope_and_cache_write: bad heads, head size or outputs"};
   const int half = out.d / 2, pairs = (out.hq + 2 * out.hkv) * half;
-  return launch_gemv_fp8_pairs(x, w, w_scale, m, pairs, half, k, RopeEpilogue{out}, persistent, stream);
+  return launch_gemv_fp8_pairs(x, w, w_scale, m, pairs, half, k, RopeEpilogue{out}, stream);
 }
 
 Status gemv_fp8_silu_mul(const bf16* x, const uint8_t* w, const float* w_scale, int m, int inter, int k, bf16* act,
-                         cudaStream_t stream, bool persistent) {
+                         cudaStream_t stream) {
   if (!gemv_fp8_epilogue_supports(x, w, m, k) || inter <= 0)
     return Error{"gemv_fp8_silu_mul: unsupported arguments (m " + std::to_string(m) + ", I " + std::to_string(inter) +
                  ", k " + std::to_string(k) + "; needs 1 <= m <= 4, k % 16 == 0, 16-byte aligned x and w)"};
-  return launch_gemv_fp8_pairs(x, w, w_scale, m, inter, inter, k, SiluEpilogue{act, inter}, persistent, stream);
+  return launch_gemv_fp8_pairs(x, w, w_scale, m, inter, inter, k, SiluEpilogue{act, inter}, stream);
 }
 
 Status scale_fp8_output(const float* acc, const float* x_scale, const float* w_scale, const float* bias, void* y,

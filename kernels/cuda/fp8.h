@@ -28,13 +28,9 @@ Status quantize_rows_fp8(const __nv_bfloat16* x, int rows, int cols, uint8_t* q,
 // Multiplies on CUDA cores: its time grows with M (gemv_mma_fp8 does not).
 // `variant` picks the launch shape for M <= 4 (fp8.cu: rows a warp, loads in
 // flight, warps a block); every variant writes the same bits. 0 is the
-// measured default; Gemm's dispatch takes EMBER_FP8_GEMV_VARIANT. Variant
-// kGemvFp8PersistentVariant is 0's shape in a grid of one wave: each warp
-// walks several row pairs, loading the next pair's first weights while it
-// sums the current pair's last (where k % 2048 == 0; else variant 0).
+// measured default; Gemm's dispatch takes EMBER_FP8_GEMV_VARIANT.
 inline constexpr int kGemvFp8MaxM = 8;
-inline constexpr int kGemvFp8Variants = 6;
-inline constexpr int kGemvFp8PersistentVariant = 5;
+inline constexpr int kGemvFp8Variants = 5;
 Status gemv_fp8(const __nv_bfloat16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y, bool y_f32,
                 int m, int n, int k, cudaStream_t stream, int variant = 0);
 bool gemv_fp8_supports(const __nv_bfloat16* x, const uint8_t* w, int m, int k);
@@ -61,11 +57,10 @@ struct GemvRopeWrite {
   const float* v_scale = nullptr;
 };
 bool gemv_fp8_epilogue_supports(const __nv_bfloat16* x, const uint8_t* w, int m, int k);
-// `persistent`: the launch of kGemvFp8PersistentVariant (the same bits).
 Status gemv_fp8_rope_and_cache_write(const __nv_bfloat16* x, const uint8_t* w, const float* w_scale, int m, int k,
-                                     const GemvRopeWrite& out, cudaStream_t stream, bool persistent = false);
+                                     const GemvRopeWrite& out, cudaStream_t stream);
 Status gemv_fp8_silu_mul(const __nv_bfloat16* x, const uint8_t* w, const float* w_scale, int m, int inter, int k,
-                         __nv_bfloat16* act, cudaStream_t stream, bool persistent = false);
+                         __nv_bfloat16* act, cudaStream_t stream);
 
 // The same product on tensor cores (gemv_mma.cu) for 1 <= m <= kGemvMmaMaxM
 // (kernels/cuda/gemm.h): the codes become bf16 exactly in registers; a row's

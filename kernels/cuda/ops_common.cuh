@@ -19,14 +19,14 @@ union Bf16x8 {
   __nv_bfloat162 h[4];
 };
 
+// (A bf16 is a float's top half: one shift or one mask a value, where
+// __bfloat1622float2 costs the high half a byte permute and a shift.)
 __device__ __forceinline__ void unpack8(const uint4& v, float (&f)[8]) {
-  Bf16x8 b;
-  b.u = v;
+  const uint32_t words[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    const float2 p = __bfloat1622float2(b.h[i]);
-    f[2 * i] = p.x;
-    f[2 * i + 1] = p.y;
+    f[2 * i] = __uint_as_float(words[i] << 16);
+    f[2 * i + 1] = __uint_as_float(words[i] & 0xFFFF0000u);
   }
 }
 

@@ -48,6 +48,7 @@ __global__ void __launch_bounds__(kVecs == 8 ? 512 : 256)
                  uint8_t* codes = nullptr, float* scales = nullptr, const float* x_scale = nullptr,
                  const float* w_scale = nullptr) {
   pdl_launch_dependents();  // a projection follows: let its weights stream in
+  pdl_wait();
   const int nvec = hidden / 8;
   const int64_t row_off = static_cast<int64_t>(blockIdx.x) * hidden;
   const uint4* xr = reinterpret_cast<const uint4*>(x + row_off);
@@ -100,6 +101,7 @@ __global__ void __launch_bounds__(kVecs == 8 ? 512 : 256)
 // out and x and the residual's write-then-read need no extra barrier.
 __global__ void rms_norm_scalar(const bf16* x, bf16* residual, const float* weight, float eps, int hidden, bf16* out) {
   pdl_launch_dependents();
+  pdl_wait();
   const int64_t row_off = static_cast<int64_t>(blockIdx.x) * hidden;
   float ss = 0.0f;
   for (int j = threadIdx.x; j < hidden; j += blockDim.x) {
@@ -120,15 +122,16 @@ __global__ void rms_norm_scalar(const bf16* x, bf16* residual, const float* weig
 
 // rms_norm_vec at rms_norm_shape's launch for a row of nvec vectors.
 template <bool kFp8>
-void launch_rms_norm_vec(int nvec, unsigned grid, cudaStream_t stream, const bf16* x, bf16* residual,
-                         const float* weight, float eps, int hidden, bf16* out, uint8_t* codes, float* scales,
-                         const float* x_scale, const float* w_scale) {
+cudaError_t launch_rms_norm_vec(int nvec, unsigned grid, cudaStream_t stream, const bf16* x, bf16* residual,
+                                const float* weight, float eps, int hidden, bf16* out, uint8_t* codes, float* scales,
+                                const float* x_scale, const float* w_scale) {
   const RmsNormShape shape = rms_norm_shape(nvec);
   auto* kernel = shape.vecs == 1   ? rms_norm_vec<1, kFp8>
                  : shape.vecs == 2 ? rms_norm_vec<2, kFp8>
                  : shape.vecs == 4 ? rms_norm_vec<4, kFp8>
                                    : rms_norm_vec<8, kFp8>;
-  kernel<<<grid, shape.threads, 0, stream>>>(x, residual, weight, eps, hidden, out, codes, scales, x_scale, w_scale);
+  return launch_pdl(true, kernel, dim3(grid), dim3(shape.threads), 0, stream, x, residual, weight, eps, hidden, out,
+                    codes, scales, x_scale, w_scale);
 }
 
 }  // namespace
@@ -143,9 +146,9 @@ Status rms_norm_fp8(const bf16* x, bf16* residual, const float* weight, float ep
                  " must be a multiple of 8 up to 32768, rows and weights 16-byte aligned"};
   const unsigned grid = static_cast<unsigned>(rows);
   const int h = static_cast<int>(hidden);
-  launch_rms_norm_vec<true>(static_cast<int>(hidden / 8), grid, stream, x, residual, weight, eps, h, nullptr, codes,
-                            scales, x_scale, w_scale);
-  return cuda_status(cudaGetLastError(), "rms_norm_fp8 launch");
+  return cuda_status(launch_rms_norm_vec<true>(static_cast<int>(hidden / 8), grid, stream, x, residual, weight, eps, h,
+                                               nullptr, codes, scales, x_scale, w_scale),
+                     "rms_norm_fp8 launch");
 }
 
 bool rms_norm_fp8_supports(int64_t rows, int64_t hidden) {
@@ -170,13 +173,12 @@ Status rms_norm(const bf16* x, bf16* residual, const float* weight, float eps, i
   // Vectors a thread holds (rms_norm_shape): as few as keep the block <= 256
   // threads (512 for the widest rows); one row's registers never exceed 64
   // floats a thread.
-  if (vec && nvec <= 4096) {
-    launch_rms_norm_vec<false>(static_cast<int>(nvec), grid, stream, x, residual, weight, eps, h, out, nullptr, nullptr,
-                               xs, ws);
-  } else {
-    rms_norm_scalar<<<grid, 256, 0, stream>>>(x, residual, weight, eps, h, out);
-  }
-  return cuda_status(cudaGetLastError(), "rms_norm launch");
+  const cudaError_t e =
+      vec && nvec <= 4096
+          ? launch_rms_norm_vec<false>(static_cast<int>(nvec), grid, stream, x, residual, weight, eps, h, out, nullptr,
+                                       nullptr, xs, ws)
+          : launch_pdl(true, rms_norm_scalar, dim3(grid), dim3(256), 0, stream, x, residual, weight, eps, h, out);
+  return cuda_status(e, "rms_norm launch");
 }
 
 }  // namespace ember::gpu

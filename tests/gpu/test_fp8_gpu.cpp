@@ -507,11 +507,7 @@ TEST(Fp8Gpu, GemvEpiloguesMatchTheGemvThenTheOp) {
     gputest::random_bf16(static_cast<size_t>(n) * k, rng, w_f, 0.05f);
     return host_quantize(w_f, n, k);
   };
-  // Each form launched plainly and in one wave (`persistent`, where k is whole groups of 2048: here 4096). The
-  // Llama-3-8B head counts and I = 6144 give more pairs than an H100's or H200's warps, so a persistent warp takes
-  // several.
-  for (auto [k, persistent] :
-       {std::pair{576, false}, std::pair{4112, false}, std::pair{4096, false}, std::pair{4096, true}}) {
+  for (int k : {576, 4112, 4096}) {
     std::vector<float> x_f;
     const std::vector<bf16> x = gputest::random_bf16(static_cast<size_t>(gpu::kGemvFp8EpilogueMaxM) * k, rng, x_f);
     DeviceBuffer<bf16> d_x(x.size());
@@ -536,9 +532,8 @@ TEST(Fp8Gpu, GemvEpiloguesMatchTheGemvThenTheOp) {
       d_slots.upload({11, 3, -1, 7});  // the third token is padding: rotated, not cached
       for (int m = 1; m <= gpu::kGemvFp8EpilogueMaxM; ++m)
         for (bool fp8_cache : {false, true}) {
-          SCOPED_TRACE(testing::Message()
-                       << "K " << k << " heads " << hq << "/" << hkv << " D " << d << " M " << m
-                       << (fp8_cache ? " fp8 cache" : " bf16 cache") << (persistent ? " persistent" : ""));
+          SCOPED_TRACE(testing::Message() << "K " << k << " heads " << hq << "/" << hkv << " D " << d << " M " << m
+                                          << (fp8_cache ? " fp8 cache" : " bf16 cache"));
           t1.poison();
           t2.poison();
           // gemv_fp8 into bf16, then the rope, into t1.
@@ -564,8 +559,7 @@ TEST(Fp8Gpu, GemvEpiloguesMatchTheGemvThenTheOp) {
           o.v_cache = fp8_cache ? static_cast<void*>(t2.v8.get()) : static_cast<void*>(t2.v.get());
           o.k_scale = d_kv_scales.get();
           o.v_scale = d_kv_scales.get() + 1;
-          const Status b =
-              gpu::gemv_fp8_rope_and_cache_write(d_x.get(), d_w.get(), d_ws.get(), m, k, o, nullptr, persistent);
+          const Status b = gpu::gemv_fp8_rope_and_cache_write(d_x.get(), d_w.get(), d_ws.get(), m, k, o, nullptr);
           ASSERT_TRUE(b.ok()) << b.error().message;
           ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
           expect_same_rope_writes(t1, t2, static_cast<size_t>(m) * hq * d, fp8_cache);
@@ -582,15 +576,13 @@ TEST(Fp8Gpu, GemvEpiloguesMatchTheGemvThenTheOp) {
           d_a1(static_cast<size_t>(gpu::kGemvFp8EpilogueMaxM) * inter),
           d_a2(static_cast<size_t>(gpu::kGemvFp8EpilogueMaxM) * inter);
       for (int m = 1; m <= gpu::kGemvFp8EpilogueMaxM; ++m) {
-        SCOPED_TRACE(testing::Message() << "K " << k << " I " << inter << " M " << m
-                                        << (persistent ? " persistent" : ""));
+        SCOPED_TRACE(testing::Message() << "K " << k << " I " << inter << " M " << m);
         d_a1.poison();
         d_a2.poison();
         ASSERT_TRUE(
             gpu::gemv_fp8(d_x.get(), d_w.get(), d_ws.get(), nullptr, d_y.get(), false, m, 2 * inter, k, nullptr).ok());
         ASSERT_TRUE(gpu::silu_mul(d_y.get(), m, inter, d_a1.get(), nullptr).ok());
-        const Status b =
-            gpu::gemv_fp8_silu_mul(d_x.get(), d_w.get(), d_ws.get(), m, inter, k, d_a2.get(), nullptr, persistent);
+        const Status b = gpu::gemv_fp8_silu_mul(d_x.get(), d_w.get(), d_ws.get(), m, inter, k, d_a2.get(), nullptr);
         ASSERT_TRUE(b.ok()) << b.error().message;
         ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
         std::vector<bf16> a1 = d_a1.download(), a2 = d_a2.download();
@@ -620,11 +612,7 @@ TEST(Fp8Gpu, GemvMatchesFloat64Reference) {
 TEST(Fp8Gpu, GemvVariantsWriteTheSameBits) {
   ASSERT_NO_FATAL_FAILURE(require_fp8());
   std::mt19937 rng(21);
-  // (6000, 4096), (8193, 2048) and (8192, 6144): more row pairs than an H100's or H200's warps, so the persistent
-  // variant's warps take several (its next-pair loads), of 1-3 groups each; 4112 and 64 are not whole groups (it
-  // falls back to variant 0).
-  for (auto [n, k] : {std::pair{65, 64}, std::pair{1000, 4096}, std::pair{513, 4112}, std::pair{4096, 14336},
-                      std::pair{6000, 4096}, std::pair{8193, 2048}, std::pair{8192, 6144}}) {
+  for (auto [n, k] : {std::pair{65, 64}, std::pair{1000, 4096}, std::pair{513, 4112}, std::pair{4096, 14336}}) {
     std::vector<float> x_f, w_f;
     const std::vector<bf16> x = gputest::random_bf16(static_cast<size_t>(gpu::kGemvFp8MaxM) * k, rng, x_f);
     gputest::random_bf16(static_cast<size_t>(n) * k, rng, w_f, 0.05f);
