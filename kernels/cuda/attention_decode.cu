@@ -66,9 +66,10 @@ constexpr int kMinChunk = 64;
 constexpr int kMaxSplits = 256;
 constexpr float kLog2e = 1.4426950408889634f;
 
-// The o projection follows: let it start streaming weights (pdl.cuh); then
-// wait for the kernel before (this kernel and the merge launch as dependents).
-__device__ __forceinline__ void launch_dependents() {
+// Both kernels launch as dependents (pdl.cuh): the o projection (or the merge)
+// that follows may start streaming its weights; then wait for the kernel
+// before.
+__device__ __forceinline__ void trigger_then_wait() {
   gpu::pdl_launch_dependents();
   gpu::pdl_wait();
 }
@@ -171,7 +172,7 @@ __global__ void __launch_bounds__(D)
     decode_merge_kernel(PagedAttentionParams a, int chunk, int splits, const float* part_o, const float* part_ml) {
   __shared__ float w[kMaxSplits];
   __shared__ float scratch[kMergeScratch];
-  launch_dependents();
+  trigger_then_wait();
   const int h = blockIdx.x, b = blockIdx.y, d = threadIdx.x;
   if (a.split_decodes && a.query_start_loc[b + 1] - a.query_start_loc[b] != 1) return;
   const int n = min(splits, (a.seq_lens[b] + chunk - 1) / chunk);
@@ -243,7 +244,7 @@ __global__ void __launch_bounds__(kThreads, 4)
   __shared__ __align__(16) float s_acc[kWarps][kMaxHeads][D];
   __shared__ float s_m[kWarps][kMaxHeads], s_l[kWarps][kMaxHeads];
 
-  launch_dependents();
+  trigger_then_wait();
   SplitWork w;
   if (!split_work(a, chunk, head_groups, head_tile, w)) return;
   const int split = blockIdx.x, b = w.b, start = w.start, n = w.n, kvh = w.kvh, n_heads = w.n_heads, h0 = w.h0;

@@ -505,7 +505,7 @@ void CudaBackend::linear_silu_mul_fp8(const Tensor& x, const Tensor& w_gate_up, 
   Backend::linear_silu_mul_fp8(x, w_gate_up, gate_up, act);
 }
 
-// o_proj and down_proj (and q/k/v, EMBER_FP8_QKV_SCALES_IN_ROPE=1) on one
+// o_proj and down_proj (and q/k/v, unless EMBER_FP8_QKV_SCALES_IN_ROPE=0) on one
 // device where cuBLASLt would scale y in a pass of its own: the next norm (the
 // rope) applies the scales (Impl::pending) as it reads y. y's width a multiple
 // of 8: the scale pass's 8-wide arithmetic, which the readers reproduce.

@@ -123,7 +123,7 @@ Status gemv(const __nv_bfloat16* x, const __nv_bfloat16* w, const float* bias, v
 // 16-byte loads a lane per group U; 0: R 2 U 4, 1: R 1 U 8, 2: R 2 U 8,
 // 3: R 1 U 4. gemm_bench times them all; gemv() runs kGemvDefaultVariant.
 // pdl: launched as a programmatic dependent (sm_90+): the first weights load
-// while the previous kernel finishes (ops_common.cuh, pdl_wait).
+// while the previous kernel finishes (pdl.cuh, pdl_wait).
 inline constexpr int kGemvVariants = 4;
 inline constexpr int kGemvDefaultVariant = 0;
 Status gemv_variant(const __nv_bfloat16* x, const __nv_bfloat16* w, const float* bias, void* y, bool y_f32, int m,
@@ -131,6 +131,10 @@ Status gemv_variant(const __nv_bfloat16* x, const __nv_bfloat16* w, const float*
 
 // True when gemv() accepts these arguments.
 bool gemv_supports(const __nv_bfloat16* x, const __nv_bfloat16* w, int m, int k);
+
+// Whether the batch-1 GEMV launches as a programmatic dependent on this device
+// (pdl.cuh kernel_has_pdl: sm_90+ and its code compiled for sm_90+).
+bool gemv_launches_as_dependent();
 
 // The small-M kernel on tensor cores (gemv_mma.cu): 1 <= m <= kGemvMmaMaxM,
 // k % 8 == 0, x and w 16-byte aligned. Its cost is the weight bytes at any

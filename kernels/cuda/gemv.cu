@@ -145,6 +145,10 @@ bool gemv_supports(const bf16* x, const bf16* w, int m, int k) {
   return m >= 1 && m <= Gemm::kGemvMaxM && k > 0 && k % 8 == 0 && aligned16(x) && aligned16(w);
 }
 
+bool gemv_launches_as_dependent() {
+  return kernel_has_pdl(reinterpret_cast<const void*>(gemv_kernel<1, 2, 4>));
+}
+
 Status gemv_variant(const bf16* x, const bf16* w, const float* bias, void* y, bool y_f32, int m, int n, int k,
                     int variant, bool pdl, cudaStream_t stream) {
   if (n <= 0) return Status::success();

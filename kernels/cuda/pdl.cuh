@@ -1,16 +1,20 @@
 #pragma once
 // Programmatic dependent launch (sm_90+; no-ops before). The decode chain's
 // kernels launch this way: the GEMVs (they load their first weights before
-// they wait), the norms and the decode attention. Each triggers the next
-// launch first thing, so the next kernel's blocks take the slots this grid
-// frees in its tail and wait there: GEMV -> norm -> GEMV has no launch gap,
-// and the second GEMV's first weights stream in during the first one's tail
-// (measured on the H100, 2026-12-06: batch-1 decode 294.7 -> 305.8 tok/s in
-// FP8 and 180.4 -> 181.8 in bf16; a decode step's 128 FP8 linears in one
-// graph 2,553 -> 2,454 us). Before, only the GEMV launched so and the other
-// kernels started at the previous one's end (launching them as dependents
-// then measured no gain: nothing triggered them early). A kernel launched with
-// launch_pdl may start while the kernel before it in the stream is running:
+// they wait; gemv.cu, fp8.cu, gemv_mma.cu), the norms, the decode attention
+// and its merge, and the FP8 row quantizer and scale pass. The CUDA-core
+// GEMVs (bf16 and FP8, batch-1 decode's), the norms and the decode attention
+// also trigger the next launch first thing, so the next kernel's blocks take
+// the slots their grid frees in its tail and wait there: GEMV -> norm -> GEMV
+// has no launch gap, and the second GEMV's first weights stream in during the
+// first one's tail (measured on the H100, 2026-12-06: batch-1 decode 294.7 ->
+// 305.8 tok/s in FP8 and 180.4 -> 181.8 in bf16; a decode step's 128 FP8
+// linears in one graph 2,553 -> 2,454 us). Before that, the norms and the
+// attention were plain launches, and launching them as dependents had measured
+// no gain: the GEMVs before them did not trigger early. The tensor-core GEMV
+// (gemv_mma.cu, 5-16 rows) does not trigger early (not measured). A kernel
+// launched with launch_pdl may start while the kernel before it in the stream
+// is running:
 //   - pdl_wait() blocks until that kernel has finished and its writes are
 //     visible, so only reads of constant data (weights) may come before it,
 //     and every kernel launched with launch_pdl must call it before touching
@@ -25,6 +29,8 @@
 
 #include <cuda_runtime.h>
 
+#include <mutex>
+#include <unordered_map>
 #include <utility>
 
 namespace ember::gpu {
@@ -41,18 +47,35 @@ __device__ __forceinline__ void pdl_launch_dependents() {
 #endif
 }
 
-// Whether the current device runs programmatic dependent launches (sm_90+).
-inline bool device_has_pdl() {
-  static const bool yes = [] {
-    int dev = 0, major = 0;
-    return cudaGetDevice(&dev) == cudaSuccess &&
-           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9;
-  }();
+// Whether `kernel` may launch as a programmatic dependent: the device runs
+// them (sm_90+) and the kernel's code holds the PDL instructions, i.e. it was
+// compiled for a PTX target of 9.0 or later. A newer GPU running the build's
+// compute_80 PTX (JIT-compiled) has no griddepcontrol.wait in it: launched as
+// a dependent, it could start before a library kernel that triggers early had
+// finished. Asked once per kernel (cudaFuncGetAttributes' ptxVersion), on
+// the device current at the first ask: one process drives GPUs of one kind.
+inline bool kernel_has_pdl(const void* kernel) {
+  static std::mutex mu;
+  static std::unordered_map<const void*, bool> known;
+  std::lock_guard<std::mutex> lock(mu);
+  if (auto it = known.find(kernel); it != known.end()) return it->second;
+  int dev = 0, major = 0;
+  bool yes = false;
+  if (cudaGetDevice(&dev) == cudaSuccess &&
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9) {
+    cudaFuncAttributes attr = {};
+    if (cudaFuncGetAttributes(&attr, kernel) == cudaSuccess) {
+      yes = attr.ptxVersion >= 90;
+    } else {
+      cudaGetLastError();  // (this query's own error: the answer is only "no")
+    }
+  }
+  known.emplace(kernel, yes);
   return yes;
 }
 
 // kernel<<<grid, block, smem, stream>>>(args...), as a programmatic dependent
-// when `pdl` and the device supports it.
+// when `pdl` and kernel_has_pdl(kernel).
 template <typename... Params, typename... Args>
 cudaError_t launch_pdl(bool pdl, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
                        Args&&... args) {
@@ -65,7 +88,7 @@ cudaError_t launch_pdl(bool pdl, void (*kernel)(Params...), dim3 grid, dim3 bloc
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
-  cfg.numAttrs = pdl && device_has_pdl() ? 1 : 0;
+  cfg.numAttrs = pdl && kernel_has_pdl(reinterpret_cast<const void*>(kernel)) ? 1 : 0;
   return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
 }
 

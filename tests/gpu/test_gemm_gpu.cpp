@@ -213,6 +213,17 @@ TEST(GemmGpu, EdgeShapes) {
 // would invalidate the capture): a shape first seen during capture (its
 // cuBLASLt plan is built then) and a gemv shape; the replay must reproduce the
 // eager results.
+// On sm_90+ the decode kernels launch as programmatic dependents (pdl.cuh):
+// the build's sm_90a code is the one that runs, so kernel_has_pdl says yes.
+// (Were it no, decode would silently lose its early hand-overs.)
+TEST(GemmGpu, DecodeGemvLaunchesAsDependentOnSm90) {
+  ASSERT_NO_FATAL_FAILURE(gputest::require_gpu());
+  int dev = 0, major = 0;
+  ASSERT_EQ(cudaGetDevice(&dev), cudaSuccess);
+  ASSERT_EQ(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), cudaSuccess);
+  EXPECT_EQ(gpu::gemv_launches_as_dependent(), major == 9) << "compute capability major " << major;
+}
+
 TEST(GemmGpu, GraphCaptureMatchesEager) {
   ASSERT_NO_FATAL_FAILURE(gputest::require_gpu());
   auto gemm = make_gemm();

@@ -1,0 +1,165 @@
+// Programmatic dependent launch (kernels/cuda/pdl.cuh) against a writer that
+// triggers its dependents first and writes 2 ms later (tests/gpu/pdl_probe.h):
+// a decode kernel launched as a dependent must read the writer's values, as
+// it would after a plain launch, eagerly and in a CUDA graph. A probe that
+// copies before it waits shows that, in a graph, the dependent really does
+// start before the writer is done (where the kernels launch as dependents),
+// so the checks are not vacuous. Eagerly the first form of this test saw no
+// early start (H100, 2026-12-06; that probe had no wait at all): the eager
+// lead is printed, not asserted.
+// Runs only on a GPU machine; without one every test FAILS.
+
+#include <cstdio>
+#include <cstring>
+#include <random>
+
+#include "kernels/cuda/fp8.h"
+#include "kernels/cuda/gemm.h"
+#include "kernels/cuda/ops.h"
+#include "tests/gpu/ops_test_util.h"
+#include "tests/gpu/pdl_probe.h"
+
+namespace ember {
+namespace {
+
+using gputest::bf16;
+using gputest::DeviceBuffer;
+
+constexpr int64_t kLateNs = 2'000'000;  // the writer's sleep: far longer than any launch
+
+// A non-blocking stream, as the runner's: a blocking one waits for the default
+// stream before each launch, which would keep the dependents from starting
+// early. So the uploads and memsets (default stream) are followed by a device
+// synchronize before the stream's work.
+struct Stream {
+  cudaStream_t s = nullptr;
+  Stream() { EXPECT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess); }
+  ~Stream() { cudaStreamDestroy(s); }
+};
+
+template <class T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+TEST(PdlGpu, DecodeKernelsWaitForAWriterThatTriggersEarly) {
+  ASSERT_NO_FATAL_FAILURE(gputest::require_gpu());
+  const int h = 4096, n = 2048;
+  std::mt19937 rng(61);
+  std::vector<float> f;
+  const std::vector<bf16> old_x = gputest::random_bf16(h, rng, f), new_x = gputest::random_bf16(h, rng, f);
+  std::vector<float> norm_w(h);
+  for (float& v : norm_w) v = std::uniform_real_distribution<float>(0.5f, 1.5f)(rng);
+  const std::vector<bf16> w16 = gputest::random_bf16(static_cast<size_t>(n) * h, rng, f, 0.05f);
+  std::vector<uint8_t> w8(static_cast<size_t>(n) * h);
+  for (uint8_t& c : w8) c = static_cast<uint8_t>(rng() % 0x7F) | (rng() % 2 ? 0x80 : 0);  // finite E4M3 codes
+  std::vector<float> w8_scale(n, 0.01f);
+
+  DeviceBuffer<bf16> d_x(h), d_new(h), d_seen(h), d_w16(w16.size()), d_y(h);
+  DeviceBuffer<float> d_norm_w(h), d_w8_scale(n);
+  DeviceBuffer<uint8_t> d_w8(w8.size());
+  d_new.upload(new_x);
+  d_norm_w.upload(norm_w);
+  d_w16.upload(w16);
+  d_w8.upload(w8);
+  d_w8_scale.upload(w8_scale);
+  Stream stream;
+  const cudaStream_t s = stream.s;
+
+  // Each op on new_x after a plain synchronize: the values a correct dependent must produce.
+  using Op = Status (*)(const bf16* x, bf16* out, const float* norm_w, const bf16* w16, const uint8_t* w8,
+                        const float* w8_scale, cudaStream_t s);
+  struct Case {
+    const char* name;
+    Op op;
+    int out_elems;
+  };
+  const Case cases[] = {
+      {"rms_norm",
+       [](const bf16* x, bf16* out, const float* nw, const bf16*, const uint8_t*, const float*, cudaStream_t st) {
+         return gpu::rms_norm(x, nullptr, nw, 1e-5f, 1, 4096, out, st);
+       },
+       h},
+      {"gemv bf16",
+       [](const bf16* x, bf16* out, const float*, const bf16* w, const uint8_t*, const float*, cudaStream_t st) {
+         return gpu::gemv(x, w, nullptr, out, false, 1, 2048, 4096, st);
+       },
+       n},
+      {"gemv_fp8",
+       [](const bf16* x, bf16* out, const float*, const bf16*, const uint8_t* w, const float* ws, cudaStream_t st) {
+         return gpu::gemv_fp8(x, w, ws, nullptr, out, false, 1, 2048, 4096, st);
+       },
+       n},
+      {"gemv_fp8_silu_mul",
+       [](const bf16* x, bf16* out, const float*, const bf16*, const uint8_t* w, const float* ws, cudaStream_t st) {
+         return gpu::gemv_fp8_silu_mul(x, w, ws, 1, 1024, 4096, out, st);
+       },
+       n / 2},
+  };
+
+  // Runs `launches` on s eagerly, or captured in a CUDA graph (as the runner's decode steps), then waits.
+  const auto run = [&](bool graph, const auto& launches) {
+    if (!graph) {
+      launches();
+    } else {
+      cudaGraph_t g = nullptr;
+      cudaGraphExec_t exec = nullptr;
+      ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+      launches();
+      ASSERT_EQ(cudaStreamEndCapture(s, &g), cudaSuccess);
+      ASSERT_EQ(cudaGraphInstantiate(&exec, g, 0), cudaSuccess);
+      cudaGraphDestroy(g);
+      ASSERT_EQ(cudaGraphLaunch(exec, s), cudaSuccess);
+      ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+      cudaGraphExecDestroy(exec);
+    }
+    ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+  };
+
+  const bool dependents = gpu::gemv_launches_as_dependent();
+  DeviceBuffer<uint64_t> d_times(2);
+  for (bool graph : {false, true}) {
+    SCOPED_TRACE(graph ? "in a CUDA graph" : "eager");
+    // The probe: with dependents on, in a graph, it reads x before the writer has written it.
+    d_x.upload(old_x);
+    d_seen.poison();
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    run(graph, [&] {
+      ASSERT_EQ(gputest::late_copy(d_new.get(), d_x.get(), h, kLateNs, s, d_times.get()), cudaSuccess);
+      ASSERT_EQ(gputest::copy_before_waiting(d_x.get(), d_seen.get(), h, s, d_times.get()), cudaSuccess);
+    });
+    const std::vector<uint64_t> times = d_times.download();
+    const double lead_us = (static_cast<double>(times[0]) - static_cast<double>(times[1])) / 1e3;
+    const bool early = same_bits(d_seen.download(), old_x);
+    std::printf("%s: the probe started %.1f us before the writer wrote (dependents %s)\n", graph ? "graph" : "eager",
+                lead_us, dependents ? "on" : "off");
+    if (graph) {
+      EXPECT_EQ(early, dependents) << "the probe started " << lead_us << " us before the write";
+    }
+
+    for (const Case& c : cases) {
+      SCOPED_TRACE(c.name);
+      d_x.upload(new_x);
+      d_y.poison();
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      ASSERT_TRUE(c.op(d_x.get(), d_y.get(), d_norm_w.get(), d_w16.get(), d_w8.get(), d_w8_scale.get(), s).ok());
+      ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+      std::vector<bf16> want = d_y.download();
+      want.resize(c.out_elems);
+
+      d_x.upload(old_x);
+      d_y.poison();
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      run(graph, [&] {
+        ASSERT_EQ(gputest::late_copy(d_new.get(), d_x.get(), h, kLateNs, s), cudaSuccess);
+        ASSERT_TRUE(c.op(d_x.get(), d_y.get(), d_norm_w.get(), d_w16.get(), d_w8.get(), d_w8_scale.get(), s).ok());
+      });
+      std::vector<bf16> got = d_y.download();
+      got.resize(c.out_elems);
+      EXPECT_TRUE(same_bits(got, want)) << "read x before the writer finished";
+    }
+  }
+}
+
+}  // namespace
+}  // namespace ember
