@@ -74,9 +74,9 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int r = 0; r < R; ++r) wv[u][r] = load_stream(wrow[r] + c + 32 * u);
   };
+  pdl_launch_dependents();  // the next launch may fill the slots this grid frees (pdl.cuh)
   // The weights are constant: the first group streams in while the kernel
   // before this one (which wrote x) is still finishing.
-  pdl_launch_dependents();  // the next launch may fill the slots this grid frees (pdl.cuh)
   if (groups > 0) load(cur, lane);
   pdl_wait();
   for (int g = 0; g < groups; ++g) {

@@ -209,10 +209,6 @@ TEST(GemmGpu, EdgeShapes) {
   check_shape(*gemm, 2, 49152, 576, Path::kDispatch, rng);
 }
 
-// linear() inside stream capture (global mode: any allocation or sync in it
-// would invalidate the capture): a shape first seen during capture (its
-// cuBLASLt plan is built then) and a gemv shape; the replay must reproduce the
-// eager results.
 // On sm_90+ the decode kernels launch as programmatic dependents (pdl.cuh):
 // the build's sm_90a code is the one that runs, so kernel_has_pdl says yes.
 // (Were it no, decode would silently lose its early hand-overs.)
@@ -224,6 +220,10 @@ TEST(GemmGpu, DecodeGemvLaunchesAsDependentOnSm90) {
   EXPECT_EQ(gpu::gemv_launches_as_dependent(), major == 9) << "compute capability major " << major;
 }
 
+// linear() inside stream capture (global mode: any allocation or sync in it
+// would invalidate the capture): a shape first seen during capture (its
+// cuBLASLt plan is built then) and a gemv shape; the replay must reproduce the
+// eager results.
 TEST(GemmGpu, GraphCaptureMatchesEager) {
   ASSERT_NO_FATAL_FAILURE(gputest::require_gpu());
   auto gemm = make_gemm();
