@@ -99,21 +99,20 @@ TEST(PdlGpu, DecodeKernelsWaitForAWriterThatTriggersEarly) {
 
   // Runs `launches` on s eagerly, or captured in a CUDA graph (as the runner's decode steps), then waits.
   const auto run = [&](bool graph, const auto& launches) {
+    cudaGraphExec_t exec = nullptr;
     if (!graph) {
       launches();
     } else {
       cudaGraph_t g = nullptr;
-      cudaGraphExec_t exec = nullptr;
       ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), cudaSuccess);
       launches();
       ASSERT_EQ(cudaStreamEndCapture(s, &g), cudaSuccess);
       ASSERT_EQ(cudaGraphInstantiate(&exec, g, 0), cudaSuccess);
       cudaGraphDestroy(g);
       ASSERT_EQ(cudaGraphLaunch(exec, s), cudaSuccess);
-      ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
-      cudaGraphExecDestroy(exec);
     }
     ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+    if (exec != nullptr) cudaGraphExecDestroy(exec);
   };
 
   const bool dependents = gpu::gemv_launches_as_dependent();
