@@ -48,8 +48,26 @@ __global__ void __launch_bounds__(kVecs == 8 ? 512 : 256)
                  uint8_t* codes = nullptr, float* scales = nullptr, const float* x_scale = nullptr,
                  const float* w_scale = nullptr) {
   pdl_launch_dependents();  // a projection follows: let its weights stream in
-  pdl_wait();
   const int nvec = hidden / 8;
+  // The norm's weights are constant: they load while the kernel before this
+  // one (which wrote x) finishes, not after the sum of squares (up to 4
+  // vectors a thread: 8 would spill).
+  constexpr bool kEarlyWeights = kVecs <= 4;
+  const float4* w4 = reinterpret_cast<const float4*>(weight);
+  auto load_weights = [&](int j, float(&w8)[8]) {
+    const float4 wa = __ldg(w4 + 2 * j), wb = __ldg(w4 + 2 * j + 1);
+    w8[0] = wa.x, w8[1] = wa.y, w8[2] = wa.z, w8[3] = wa.w;
+    w8[4] = wb.x, w8[5] = wb.y, w8[6] = wb.z, w8[7] = wb.w;
+  };
+  float w[kEarlyWeights ? kVecs : 1][8];
+  if constexpr (kEarlyWeights) {
+#pragma unroll
+    for (int i = 0; i < kVecs; ++i) {
+      const int j = threadIdx.x + i * blockDim.x;
+      if (j < nvec) load_weights(j, w[i]);
+    }
+  }
+  pdl_wait();
   const int64_t row_off = static_cast<int64_t>(blockIdx.x) * hidden;
   const uint4* xr = reinterpret_cast<const uint4*>(x + row_off);
   const float sx = x_scale != nullptr ? x_scale[blockIdx.x] : 0.0f;
@@ -76,16 +94,19 @@ __global__ void __launch_bounds__(kVecs == 8 ? 512 : 256)
     }
   }
   const float inv = rsqrtf(block_sum(ss) / static_cast<float>(hidden) + eps);
-  const float4* w4 = reinterpret_cast<const float4*>(weight);
 #pragma unroll
   for (int i = 0; i < kVecs; ++i) {
     const int j = threadIdx.x + i * blockDim.x;
     if (j < nvec) {
-      const float4 wa = w4[2 * j], wb = w4[2 * j + 1];
-      const float w[8] = {wa.x, wa.y, wa.z, wa.w, wb.x, wb.y, wb.z, wb.w};
+      float* wi = w[0];
+      if constexpr (kEarlyWeights) {
+        wi = w[i];
+      } else {
+        load_weights(j, w[0]);
+      }
       float o[8];
 #pragma unroll
-      for (int e = 0; e < 8; ++e) o[e] = v[i][e] * inv * w[e];
+      for (int e = 0; e < 8; ++e) o[e] = v[i][e] * inv * wi[e];
       if constexpr (kFp8) {
         unpack8(pack8(o), v[i]);  // the bf16 values rms_norm would store
       } else {

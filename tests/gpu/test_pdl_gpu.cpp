@@ -9,10 +9,13 @@
 // lead is printed, not asserted.
 // Runs only on a GPU machine; without one every test FAILS.
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <numeric>
 #include <random>
 
+#include "kernels/cuda/attention.h"
 #include "kernels/cuda/fp8.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/ops.h"
@@ -156,6 +159,99 @@ TEST(PdlGpu, DecodeKernelsWaitForAWriterThatTriggersEarly) {
       std::vector<bf16> got = d_y.download();
       got.resize(c.out_elems);
       EXPECT_TRUE(same_bits(got, want)) << "read x before the writer finished";
+    }
+  }
+}
+
+// Decode attention launches as a programmatic dependent of the kernel that
+// writes this step's key (the q/k/v projection's rope): here that kernel
+// writes the sequence's last key 2 ms after it lets the attention start.
+// Each output must be the one it gives after a plain synchronize, for
+// contexts whose last key is in a warp's first tile or in a later one, with
+// and without splits, eagerly and in a CUDA graph.
+TEST(PdlGpu, DecodeAttentionWaitsForThisStepsKey) {
+  ASSERT_NO_FATAL_FAILURE(gputest::require_gpu());
+  const int hq = 32, hkv = 8, d = 128, bs = 16, max_len = 4096, blocks = max_len / bs;
+  const int row = hkv * d;  // one slot's K (or V) elements
+  std::mt19937 rng(71);
+  std::vector<float> f;
+  const std::vector<bf16> k = gputest::random_bf16(static_cast<size_t>(blocks) * bs * row, rng, f);
+  const std::vector<bf16> v = gputest::random_bf16(k.size(), rng, f);
+  const std::vector<bf16> q = gputest::random_bf16(static_cast<size_t>(hq) * d, rng, f);
+  const std::vector<bf16> new_key = gputest::random_bf16(row, rng, f, 3.0f);
+  std::vector<int32_t> table(blocks);
+  std::iota(table.begin(), table.end(), 0);
+  std::shuffle(table.begin(), table.end(), rng);
+
+  DeviceBuffer<bf16> d_k(k.size()), d_v(v.size()), d_q(q.size()), d_new(row), d_out(q.size());
+  DeviceBuffer<int32_t> d_table(blocks), d_qsl(2), d_len(1);
+  d_v.upload(v);
+  d_q.upload(q);
+  d_new.upload(new_key);
+  d_table.upload(table);
+  d_qsl.upload({0, 1});
+  PagedAttentionArgs a;
+  a.q = d_q.get();
+  a.out = d_out.get();
+  a.k_cache = d_k.get();
+  a.v_cache = d_v.get();
+  a.query_start_loc = d_qsl.get();
+  a.seq_lens = d_len.get();
+  a.block_tables = d_table.get();
+  a.num_seqs = a.num_tokens = 1;
+  a.num_heads = hq;
+  a.num_kv_heads = hkv;
+  a.head_dim = d;
+  a.block_size = bs;
+  a.max_blocks_per_seq = blocks;
+  a.max_seq_len = max_len;  // as a decode graph: planned for the longest context
+  a.max_query_len = 1;
+  a.scale = 0.088f;
+  a.workspace_bytes = paged_attention_workspace_bytes(1, hq, hkv, d, max_len);
+  DeviceBuffer<uint8_t> d_ws(std::max<size_t>(a.workspace_bytes, 1));
+  a.workspace = d_ws.get();
+  Stream stream;
+  const cudaStream_t s = stream.s;
+
+  // 1: the last key is the first tile's only one; 8, 9: a first tile's last key and
+  // a second tile's first (one split of 64 keys); 300, 1100: several splits.
+  for (int len : {1, 8, 9, 300, 1100}) {
+    SCOPED_TRACE("context " + std::to_string(len));
+    const int64_t last = static_cast<int64_t>(table[(len - 1) / bs]) * bs + (len - 1) % bs;
+    d_len.upload({len});
+    std::vector<bf16> k_new = k;
+    std::copy(new_key.begin(), new_key.end(), k_new.begin() + last * row);
+    d_k.upload(k_new);
+    d_out.poison();
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    ASSERT_TRUE(paged_attention_decode(a, s).ok());
+    ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+    const std::vector<bf16> want = d_out.download();
+
+    for (bool graph : {false, true}) {
+      SCOPED_TRACE(graph ? "in a CUDA graph" : "eager");
+      d_k.upload(k);  // the last key's old value, until the writer runs
+      d_out.poison();
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      const auto launches = [&] {
+        ASSERT_EQ(gputest::late_copy(d_new.get(), d_k.get() + last * row, row, kLateNs, s), cudaSuccess);
+        ASSERT_TRUE(paged_attention_decode(a, s).ok());
+      };
+      cudaGraphExec_t exec = nullptr;
+      if (!graph) {
+        launches();
+      } else {
+        cudaGraph_t g = nullptr;
+        ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+        launches();
+        ASSERT_EQ(cudaStreamEndCapture(s, &g), cudaSuccess);
+        ASSERT_EQ(cudaGraphInstantiate(&exec, g, 0), cudaSuccess);
+        cudaGraphDestroy(g);
+        ASSERT_EQ(cudaGraphLaunch(exec, s), cudaSuccess);
+      }
+      ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+      if (exec != nullptr) cudaGraphExecDestroy(exec);
+      EXPECT_TRUE(same_bits(d_out.download(), want)) << "read this step's key before the writer finished";
     }
   }
 }
