@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <numeric>
 #include <random>
 
@@ -43,6 +44,24 @@ struct Stream {
 template <class T>
 bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+// Runs `launches` on s eagerly, or captured in a CUDA graph (as the runner's decode steps), then waits.
+void run_launches(cudaStream_t s, bool graph, const std::function<void()>& launches) {
+  cudaGraphExec_t exec = nullptr;
+  if (!graph) {
+    launches();
+  } else {
+    cudaGraph_t g = nullptr;
+    ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+    launches();
+    ASSERT_EQ(cudaStreamEndCapture(s, &g), cudaSuccess);
+    ASSERT_EQ(cudaGraphInstantiate(&exec, g, 0), cudaSuccess);
+    cudaGraphDestroy(g);
+    ASSERT_EQ(cudaGraphLaunch(exec, s), cudaSuccess);
+  }
+  ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+  if (exec != nullptr) cudaGraphExecDestroy(exec);
 }
 
 TEST(PdlGpu, DecodeKernelsWaitForAWriterThatTriggersEarly) {
@@ -100,23 +119,7 @@ TEST(PdlGpu, DecodeKernelsWaitForAWriterThatTriggersEarly) {
        n / 2},
   };
 
-  // Runs `launches` on s eagerly, or captured in a CUDA graph (as the runner's decode steps), then waits.
-  const auto run = [&](bool graph, const auto& launches) {
-    cudaGraphExec_t exec = nullptr;
-    if (!graph) {
-      launches();
-    } else {
-      cudaGraph_t g = nullptr;
-      ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), cudaSuccess);
-      launches();
-      ASSERT_EQ(cudaStreamEndCapture(s, &g), cudaSuccess);
-      ASSERT_EQ(cudaGraphInstantiate(&exec, g, 0), cudaSuccess);
-      cudaGraphDestroy(g);
-      ASSERT_EQ(cudaGraphLaunch(exec, s), cudaSuccess);
-    }
-    ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
-    if (exec != nullptr) cudaGraphExecDestroy(exec);
-  };
+  const auto run = [&](bool graph, const std::function<void()>& launches) { run_launches(s, graph, launches); };
 
   const bool dependents = gpu::gemv_launches_as_dependent();
   DeviceBuffer<uint64_t> d_times(2);
@@ -233,24 +236,10 @@ TEST(PdlGpu, DecodeAttentionWaitsForThisStepsKey) {
       d_k.upload(k);  // the last key's old value, until the writer runs
       d_out.poison();
       ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-      const auto launches = [&] {
+      run_launches(s, graph, [&] {
         ASSERT_EQ(gputest::late_copy(d_new.get(), d_k.get() + last * row, row, kLateNs, s), cudaSuccess);
         ASSERT_TRUE(paged_attention_decode(a, s).ok());
-      };
-      cudaGraphExec_t exec = nullptr;
-      if (!graph) {
-        launches();
-      } else {
-        cudaGraph_t g = nullptr;
-        ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), cudaSuccess);
-        launches();
-        ASSERT_EQ(cudaStreamEndCapture(s, &g), cudaSuccess);
-        ASSERT_EQ(cudaGraphInstantiate(&exec, g, 0), cudaSuccess);
-        cudaGraphDestroy(g);
-        ASSERT_EQ(cudaGraphLaunch(exec, s), cudaSuccess);
-      }
-      ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
-      if (exec != nullptr) cudaGraphExecDestroy(exec);
+      });
       EXPECT_TRUE(same_bits(d_out.download(), want)) << "read this step's key before the writer finished";
     }
   }
