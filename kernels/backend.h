@@ -294,6 +294,17 @@ class Backend {
   }
   //   linear(x, w_gate_up, nullptr, gate_up), then silu_mul(gate_up, act):
   virtual bool linear_silu_mul(const Tensor& /*x*/, const Tensor& /*w_gate_up*/, Tensor& /*act*/) { return false; }
+  // A residual branch's end (linear(x, w) into y, then rms_norm(y, &residual,
+  // norm_weight, eps, out)) with the norm left half done for `next`, the
+  // linear that reads `out`: true when the op that comes next is one of the two
+  // above over (out, next) and will finish the norm, not bit for bit (the CUDA
+  // backend's FP8 GEMVs: fp8.h, GemvNormAdd). Then `out` holds something only
+  // that op reads, and any other op in between fails. False: nothing was done.
+  virtual bool linear_add_for_next_norm(const Tensor& /*x*/, const Tensor& /*w*/, Tensor& /*residual*/,
+                                        const Tensor& /*norm_weight*/, float /*eps*/, const Tensor& /*next*/,
+                                        Tensor& /*out*/) {
+    return false;
+  }
   // The op that reads a linear's output next, for linear_scaled_by_next_op:
   // rms_norm or rms_norm_fp8 over a residual branch's last linear (o_proj,
   // down_proj), or qkv_rope_and_cache_write over the fused q/k/v projection.

@@ -210,8 +210,13 @@ Tensor LlamaDecoder::forward(const ForwardInputs& in, const KvCacheView& cache) 
   };
 
   // A residual branch's last linear (o_proj, down_proj), the residual add and the norm after it, for `next`, the
-  // linear that reads it (null: the LM head's bf16 rows).
-  const auto branch_end = [&](const Tensor& x, const Tensor& w, const Tensor& norm_weight, const Tensor* next) {
+  // linear that reads it (null: the LM head's bf16 rows). `next_in_epilogue`: that linear will be a GEMV epilogue
+  // op (linear_rope_and_cache_write, linear_silu_mul) if the backend has them, which may then finish the norm.
+  const auto branch_end = [&](const Tensor& x, const Tensor& w, const Tensor& norm_weight, const Tensor* next,
+                              bool next_in_epilogue) {
+    if (fp8_weights_ && next != nullptr && next_in_epilogue &&
+        backend_.linear_add_for_next_norm(x, w, residual, norm_weight, eps, *next, normed))
+      return normed;
     // (FP8: the norm may apply the linear's output scales, a pass less.)
     if (!fp8_weights_ || !backend_.linear_scaled_by_next_op(x, w, hidden, Backend::ScalesReader::kRmsNorm))
       backend_.linear(x, w, nullptr, hidden);
@@ -269,10 +274,11 @@ Tensor LlamaDecoder::forward(const ForwardInputs& in, const KvCacheView& cache) 
       backend_.rope_and_cache_write(q, k, v, in, rope_, d, k_cache, v_cache);
     }
     backend_.paged_attention(q, k_cache, v_cache, in, c.num_heads, scale, attn);
-    const Tensor up_in = branch_end(attn, lw.wo, lw.ffn_norm, &lw.w_gate_up);
+    const bool fp8_act = fp8_weights_ && backend_.takes_fp8_activations(lw.w_down, t);
+    const Tensor up_in = branch_end(attn, lw.wo, lw.ffn_norm, &lw.w_gate_up, !fp8_act);
 
     Tensor down_in = act;
-    if (fp8_weights_ && backend_.takes_fp8_activations(lw.w_down, t)) {
+    if (fp8_act) {
       down_in = fp8_rows(act_fp8_, t, inter);
       backend_.linear_silu_mul_fp8(up_in, lw.w_gate_up, gate_up, down_in);
     } else if (!fp8_weights_ || !backend_.linear_silu_mul(up_in, lw.w_gate_up, act)) {
@@ -282,7 +288,7 @@ Tensor LlamaDecoder::forward(const ForwardInputs& in, const KvCacheView& cache) 
     const bool last = l + 1 == w_.layers.size();
     const LayerWeightViews* next = last ? nullptr : &w_.layers[l + 1];
     next_in = branch_end(down_in, lw.w_down, last ? w_.final_norm : next->attn_norm,
-                         next != nullptr && fused_qkv_ ? &next->wqkv : nullptr);
+                         next != nullptr && fused_qkv_ ? &next->wqkv : nullptr, !bias && !calibrate);
   }
   // (normed: the final norm's rows)
   // Only the wanted rows go through the LM head (V x H per row: the largest matmul).

@@ -10,7 +10,7 @@
 #   (default: all but profile and mma; `gemm` runs gemm_bench alone, `mma` compares EMBER_GEMV=mma with the default,
 #   `fp8` compares --quantization fp8 with bf16, `fp8b8` batch-8 decode across the FP8 small-M kernels, `fp8prof` FP8's offline op profile and
 #   offline throughput at 512 sequences, `fp8b1` batch-1 decode across the FP8 GEMV's launch shapes and
-#   epilogues, `fp8rope` offline FP8 with q/k/v's scales in the rope, `fp8kv`
+#   epilogues, `fp8split` batch-1 FP8 with the norms split across the GEMVs against the norm kernel, `fp8rope` offline FP8 with q/k/v's scales in the rope, `fp8kv`
 #   --kv-cache-dtype fp8 with the bf16 cache and serves the openai client with both). EMBER_GPU_TEST_FILTER narrows
 #   the GPU tests; EMBER_GPU_RESULTS_DIR gathers the logs there (under $OUT: a run cut short still returns them);
 #   EMBER_FP8_B1_VARIANTS ("0 1 2 3 4") and EMBER_FP8_B1_CHAIN=0 shorten stage fp8b1.
@@ -254,6 +254,27 @@ if has fp8b1; then
   EMBER_FP8_LM_HEAD=1 run fp8_b1_epilogues_head 300 "$BUNDLE/ember" generate "${LLAMA[@]}" \
     --max-num-seqs 8 --prompt "The history of the" --max-tokens 256 --ignore-eos --temperature 0 --quantization fp8
   for f in "$R"/fp8_b1_*.log; do echo "$(basename "$f" .log): $(grep -h "decode" "$f" | head -2 | tr '\n' ' ')"; done
+fi
+if has fp8split; then
+  # Batch-1 decode with the norms split across the FP8 GEMVs around them (the default) against the norm kernel
+  # (EMBER_FP8_NORM_SPLIT=0), bf16 and FP8 in alternating rounds, with the bf16 and the FP8 KV cache; the greedy
+  # text's md5 beside each (the split is not the norm kernel's bits, so the text may part).
+  B1=(generate "${LLAMA[@]}" --max-num-seqs 8 --prompt "The history of the" --max-tokens 256 --ignore-eos
+      --temperature 0)
+  for round in $(seq "${EMBER_FP8_SPLIT_ROUNDS:-2}"); do
+    run "fp8split_bf16_$round" 300 "$BUNDLE/ember" "${B1[@]}"
+    for kv in auto fp8; do
+      for split in ${EMBER_FP8_SPLIT_FORMS:-0 1}; do
+        EMBER_FP8_NORM_SPLIT=$split run "fp8split_kv${kv}_split${split}_$round" 300 "$BUNDLE/ember" "${B1[@]}" \
+          --quantization fp8 --kv-cache-dtype "$kv"
+      done
+    done
+  done
+  EMBER_FP8_LM_HEAD=1 run fp8split_kvauto_split1_head 300 "$BUNDLE/ember" "${B1[@]}" --quantization fp8
+  for f in "$R"/fp8split_*.log; do
+    echo "$(basename "$f" .log): $(grep -h "decode:" "$f" | tail -1) text md5 $(grep -v "tokens/s" "$f" |
+      sed -E 's/[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:.]+ [a-z]+ .*//' | md5sum | cut -c1-8)"
+  done
 fi
 if has fp8rope; then
   # Offline FP8 (weights and KV cache) with q/k/v's scales applied by the rope (EMBER_FP8_QKV_SCALES_IN_ROPE=1)

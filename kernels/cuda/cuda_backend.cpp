@@ -158,6 +158,7 @@ struct CudaBackend::Impl {
   // The pending scales if this op (`reader`) reads their y (then they are
   // taken), else a failure: nothing may come between that linear and its op.
   PendingScales take_pending(const void* x, ScalesReader reader) {
+    if (pending_norm.out != nullptr) take_pending_norm(nullptr);
     PendingScales p = pending;
     pending = {};
     if (p.y != nullptr && (p.y != x || p.reader != reader))
@@ -165,9 +166,36 @@ struct CudaBackend::Impl {
     return p.y == x && p.reader == reader ? p : PendingScales{};
   }
   // For ops that take no pending scales: a failure if a linear left some
-  // (the op they were left for did not come next).
+  // (the op they were left for did not come next), or a half-done norm.
   void no_pending_scales() {
     if (pending.y != nullptr) take_pending(nullptr, pending.reader);
+    if (pending_norm.out != nullptr) take_pending_norm(nullptr);
+  }
+  // The RMSNorm that linear_add_for_next_norm left half done (fp8.h,
+  // GemvNormAdd) for the GEMV epilogue op over `out`. Split norms:
+  // EMBER_FP8_NORM_SPLIT=0 turns them off.
+  bool fp8_norm_split = true;
+  bool fp8_norm_split_early = false;
+  float* norm_partials = nullptr;  // [kGemvFp8EpilogueMaxM, kNormPartialsMax]
+  static constexpr int kNormPartialsMax = 8192;
+  struct PendingNorm {
+    const void* out = nullptr;
+    gpu::GemvNormParts parts;
+  } pending_norm;
+  // The pending norm's parts if this op reads its `out` (then taken), none if
+  // there is no pending norm, else a failure.
+  // An epilogue op that refuses its x: a failure if a half-done norm was
+  // left for it (linear_add_for_next_norm checked that it would take it).
+  bool refused_with_pending_norm(const gpu::GemvNormParts& norm) {
+    if (norm.partials != nullptr) fail(Error{"CudaBackend: a GEMV epilogue refused the norm left for it"});
+    return false;
+  }
+  gpu::GemvNormParts take_pending_norm(const void* x) {
+    const PendingNorm p = pending_norm;
+    pending_norm = {};
+    if (p.out == nullptr) return {};
+    if (p.out != x) fail(Error{"CudaBackend: a half-done norm was left for another op or tensor"});
+    return p.out == x ? p.parts : gpu::GemvNormParts{};
   }
   Status first_error = Status::success();
   std::unordered_map<void*, size_t> allocations;
@@ -267,6 +295,12 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const CudaBackendLimits
     impl->fp8_qkv_scales_in_rope = std::string(env) != "0";
   if (const char* env = std::getenv("EMBER_FP8_GEMV_EPILOGUES"); env != nullptr)
     impl->fp8_gemv_epilogues = std::string(env) != "0";
+  if (const char* env = std::getenv("EMBER_FP8_NORM_SPLIT"); env != nullptr) {
+    impl->fp8_norm_split = std::string(env) != "0";
+    impl->fp8_norm_split_early = std::string(env) == "2";
+  }
+  EMBER_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&impl->norm_partials),
+                            sizeof(float) * gpu::kGemvFp8EpilogueMaxM * Impl::kNormPartialsMax));
 
   impl->max_blocks_per_seq =
       static_cast<int32_t>((limits.max_model_len + limits.block_size - 1) / limits.block_size);
@@ -298,6 +332,7 @@ CudaBackend::~CudaBackend() {
   if (m.profiler) m.profiler->report();
   for (auto& [ptr, bytes] : m.allocations) cudaFree(ptr);
   cudaFree(m.inv_freq);
+  cudaFree(m.norm_partials);
   cudaFree(m.attention_workspace);
   cudaFree(m.dev_meta);
   cudaFreeHost(m.host_meta);
@@ -648,9 +683,10 @@ bool CudaBackend::linear_rope_and_cache_write(const Tensor& x, const Tensor& w_q
                                               Tensor& v_cache) {
   Impl& m = *impl_;
   const int64_t hq = q.cols() / head_dim, hkv = k_cache.dim(2);
+  const gpu::GemvNormParts norm = m.take_pending_norm(x.data);
   if (!m.gemv_epilogue_takes(x, w_qkv) || w_qkv.rows() != (hq + 2 * hkv) * head_dim || head_dim % 2 != 0 ||
       in.num_tokens() != x.rows())
-    return false;
+    return m.refused_with_pending_norm(norm);
   m.no_pending_scales();
   if (Status s = prepare_rope(rope, head_dim); !s.ok()) {
     m.fail(s);
@@ -674,7 +710,8 @@ bool CudaBackend::linear_rope_and_cache_write(const Tensor& x, const Tensor& w_q
     o.v_scale = c.v_scale;
   }
   m.fail(gpu::gemv_fp8_rope_and_cache_write(bf16_of(x), static_cast<const uint8_t*>(w_qkv.data), w_qkv.scale,
-                                            static_cast<int>(x.rows()), static_cast<int>(w_qkv.cols()), o, m.stream));
+                                            static_cast<int>(x.rows()), static_cast<int>(w_qkv.cols()), o, m.stream,
+                                            norm));
   return true;
 }
 
@@ -682,14 +719,49 @@ bool CudaBackend::linear_rope_and_cache_write(const Tensor& x, const Tensor& w_q
 // applies the SiLU in its epilogue (fp8.h).
 bool CudaBackend::linear_silu_mul(const Tensor& x, const Tensor& w_gate_up, Tensor& act) {
   Impl& m = *impl_;
+  const gpu::GemvNormParts norm = m.take_pending_norm(x.data);
   if (!m.gemv_epilogue_takes(x, w_gate_up) || w_gate_up.rows() != 2 * act.cols() || act.rows() != x.rows() ||
       act.dtype != DType::kBF16)
-    return false;
+    return m.refused_with_pending_norm(norm);
   m.no_pending_scales();
   Impl::Timed timed(m, "linear_silu_mul", m_class(x.rows()));
   m.fail(gpu::gemv_fp8_silu_mul(bf16_of(x), static_cast<const uint8_t*>(w_gate_up.data), w_gate_up.scale,
                                 static_cast<int>(x.rows()), static_cast<int>(act.cols()),
-                                static_cast<int>(w_gate_up.cols()), bf16_of(act), m.stream));
+                                static_cast<int>(w_gate_up.cols()), bf16_of(act), m.stream, norm));
+  return true;
+}
+
+// FP8 decode at up to 4 rows on one device (unless EMBER_FP8_NORM_SPLIT=0 or
+// EMBER_FP8_GEMV_EPILOGUES=0): o or down adds to the residual and leaves the
+// norm's last step to the GEMV epilogue over (out, next) (fp8.h, GemvNormAdd).
+bool CudaBackend::linear_add_for_next_norm(const Tensor& x, const Tensor& w, Tensor& residual,
+                                           const Tensor& norm_weight, float eps, const Tensor& next, Tensor& out) {
+  Impl& m = *impl_;
+  const int64_t n = w.rows();
+  if (!m.fp8_norm_split || comm_ != nullptr || !m.gemv_epilogue_takes(x, w) || !m.gemv_epilogue_takes(out, next) ||
+      next.cols() != n || out.cols() != n || residual.cols() != n || out.rows() != x.rows() ||
+      residual.rows() != x.rows() || residual.dtype != DType::kBF16 || norm_weight.dtype != DType::kF32 ||
+      norm_weight.numel() != n || gpu::gemv_fp8_norm_partials(static_cast<int>(n)) > Impl::kNormPartialsMax)
+    return false;
+  m.no_pending_scales();
+  Impl::Timed timed(
+      m, "linear_add_for_next_norm",
+      m.profiler ? std::to_string(n) + "x" + std::to_string(w.cols()) + " " + m_class(x.rows()) : std::string());
+  gpu::GemvNormAdd o;
+  o.residual = bf16_of(residual);
+  o.weight = norm_weight.f32();
+  o.out = bf16_of(out);
+  o.partials = m.norm_partials;
+  o.early = m.fp8_norm_split_early;
+  const Status s =
+      gpu::gemv_fp8_add_for_norm(bf16_of(x), static_cast<const uint8_t*>(w.data), w.scale, static_cast<int>(x.rows()),
+                                 static_cast<int>(n), static_cast<int>(w.cols()), o, m.stream);
+  if (!s.ok()) {
+    m.fail(s);
+    return true;  // (the step has failed; the caller's fallback would read a half-written residual)
+  }
+  m.pending_norm = {out.data, gpu::GemvNormParts{m.norm_partials, gpu::gemv_fp8_norm_partials(static_cast<int>(n)), eps,
+                                                 m.fp8_norm_split_early}};
   return true;
 }
 

@@ -91,6 +91,8 @@ class CudaBackend final : public Backend {
                                    const RopeConfig& rope, int64_t head_dim, Tensor& q, Tensor& k_cache,
                                    Tensor& v_cache) override;
   bool linear_silu_mul(const Tensor& x, const Tensor& w_gate_up, Tensor& act) override;
+  bool linear_add_for_next_norm(const Tensor& x, const Tensor& w, Tensor& residual, const Tensor& norm_weight,
+                                float eps, const Tensor& next, Tensor& out) override;
   void gather_logit_rows(const Tensor& x, const ForwardInputs& in, Tensor& out) override;
   // Sums x over the tensor-parallel ranks through this rank's communicator
   // (NCCL; set_communicator), on this backend's stream: capturable in graphs.

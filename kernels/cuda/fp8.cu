@@ -98,9 +98,13 @@ __device__ __forceinline__ void gemv_fp8_load_group(uint4 (&wv)[U][R], const uin
 // total of row r for x row m (0 elsewhere). A lane sums its chunks lane,
 // lane + 32, ... in order whatever R and U are, so every launch shape and
 // every kernel built on this writes the same bits for a row.
-template <int M, int R, int U>
+struct NoLoadsAfterWait {
+  __device__ void operator()() const {}
+};
+
+template <int M, int R, int U, class AfterWait = NoLoadsAfterWait>
 __device__ __forceinline__ float gemv_fp8_warp(const bf16* __restrict__ x, const uint4* const (&wrow)[R], int k,
-                                               int lane) {
+                                               int lane, const AfterWait& after_wait = {}) {
   const int chunks = k / 16;
   const uint4* xv = reinterpret_cast<const uint4*>(x);
   const int x_stride = k / 8;
@@ -112,6 +116,7 @@ __device__ __forceinline__ float gemv_fp8_warp(const bf16* __restrict__ x, const
   uint4 cur[U][R], nxt[U][R];
   if (groups > 0) gemv_fp8_load_group(cur, wrow, lane);
   pdl_wait();
+  after_wait();  // (loads of what the kernel before wrote, used after the sums)
   for (int g = 0; g < groups; ++g) {
     const int c = lane + g * kGroup;
     if (g + 1 < groups) gemv_fp8_load_group(nxt, wrow, c + kGroup);
@@ -197,22 +202,154 @@ __device__ __forceinline__ void pair_done(float mine, int lane, int j, int half,
   }
 }
 
+// The residual add and the first half of an RMSNorm in the store of a
+// residual branch's last linear (o, down): gemv_fp8's bf16 output rounded,
+// added to the residual as the norm kernel adds (h = bf16(y + residual), in
+// place), h * weight to `out`, and each block's sum of h^2 for every x row to
+// partials[m * gridDim.x + block] (in a fixed order). 2 rows a warp, U = 4, as
+// variant 0.
+template <int M, int W, bool kEarly>
+__global__ void __launch_bounds__(W * 32)
+    gemv_fp8_add_for_norm_kernel(const bf16* __restrict__ x, const uint8_t* __restrict__ w,
+                                 const float* __restrict__ w_scale, int n, int k, GemvNormAdd o) {
+  constexpr int R = 2;
+  __shared__ float warp_sums[W][M];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int n0 = (blockIdx.x * W + warp) * R;
+  float square = 0.0f;  // lane m * R + r: h^2 of its row
+  if (n0 < n) {         // (no early return: every warp meets the barrier)
+    const uint4* wrow[R];
+    gemv_fp8_rows(w, n0, n, k, wrow);
+    const int m = lane / R, col = n0 + lane % R;
+    const bool mine_row = lane < M * R && col < n;
+    const int64_t at = static_cast<int64_t>(m) * n + col;
+    float res = 0.0f;
+    const auto load_residual = [&] {
+      if (mine_row) res = __bfloat162float(o.residual[at]);
+    };
+    float mine;
+    if constexpr (kEarly) {
+      mine = gemv_fp8_warp<M, R, 4>(x, wrow, k, lane, load_residual);
+    } else {
+      mine = gemv_fp8_warp<M, R, 4>(x, wrow, k, lane);
+      load_residual();
+    }
+    if (mine_row) {
+      const float y = __bfloat162float(__float2bfloat16(mine * w_scale[col]));
+      const bf16 h = __float2bfloat16(y + res);
+      o.residual[at] = h;
+      const float hf = __bfloat162float(h);
+      o.out[at] = __float2bfloat16(hf * o.weight[col]);
+      square = hf * hf;
+    }
+  }
+  static_assert(R == 2, "a token's rows are lanes 2m and 2m + 1");
+  const float pair = square + __shfl_xor_sync(0xffffffffu, square, 1);
+  if (lane < M * R && (lane & 1) == 0) warp_sums[warp][lane / R] = pair;
+  __syncthreads();
+  if (threadIdx.x < M) {
+    float s = 0.0f;
+#pragma unroll
+    for (int i = 0; i < W; ++i) s += warp_sums[i][threadIdx.x];
+    o.partials[static_cast<int64_t>(threadIdx.x) * gridDim.x + blockIdx.x] = s;
+  }
+}
+
+// 1 / rms of x row m from the partial sums of squares, the same value in
+// every block (a fixed order: thread t sums t, t + 32 W, ... in turn, the
+// warps by butterfly, taken from lane 0, then the warps in order). Every
+// thread of the block calls it after the grid's wait.
+// The first kEarlyLoads partials of each x row a thread sums (loaded after
+// the wait, before the sums, when the kernel asks: NormPartsEarly).
+constexpr int kEarlyLoads = 4;
+template <int M, int W>
+struct NormPartsEarly {
+  const GemvNormParts* norm;
+  float (*v)[kEarlyLoads];
+  __device__ void operator()() const {
+#pragma unroll
+    for (int m = 0; m < M; ++m)
+#pragma unroll
+      for (int e = 0; e < kEarlyLoads; ++e) {
+        const int i = threadIdx.x + e * W * 32;
+        v[m][e] = i < norm->count ? norm->partials[static_cast<int64_t>(m) * norm->count + i] : 0.0f;
+      }
+  }
+};
+
+template <int M, int W, bool kEarly>
+__device__ __forceinline__ void norm_scales(const GemvNormParts& norm, int k, const float (&early)[M][kEarlyLoads],
+                                            float (&sums)[W][M], float (&inv)[M]) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int m = 0; m < M; ++m) {
+    const float* p = norm.partials + static_cast<int64_t>(m) * norm.count;
+    float s = 0.0f;
+    int i = threadIdx.x;
+    if constexpr (kEarly) {
+#pragma unroll
+      for (int e = 0; e < kEarlyLoads; ++e) s += early[m][e];  // (0 past the count)
+      i += kEarlyLoads * W * 32;
+    }
+#pragma unroll 4
+    for (; i < norm.count; i += W * 32) s += p[i];
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
+    if (lane == 0) sums[warp][m] = s;
+  }
+  __syncthreads();
+#pragma unroll
+  for (int m = 0; m < M; ++m) {
+    float s = 0.0f;
+#pragma unroll
+    for (int i = 0; i < W; ++i) s += sums[i][m];
+    inv[m] = rsqrtf(s / static_cast<float>(k) + norm.eps);
+  }
+}
+
 // gemv_fp8 over row pairs (a warp owns one pair, the default shape's 2 rows
 // and U = 4), with `epi(m, j, a, b)` for x row m and pair j in place of the
 // store: a and b are the two rows' outputs as gemv_fp8 would store them in
 // bf16 (scaled, rounded), so the epilogue sees the values the op it replaces
-// would have read.
-template <int M, int W, class Epilogue>
+// would have read. kNorm: x is a GemvNormAdd's `out` and the sums are scaled
+// by its rows' 1 / rms before the weights' scales (fp8.h).
+template <int M, int W, bool kNorm, bool kEarly, class Epilogue>
 __global__ void __launch_bounds__(W * 32)
     gemv_fp8_pairs_kernel(const bf16* __restrict__ x, const uint8_t* __restrict__ w, const float* __restrict__ w_scale,
-                          int pairs, int half, int k, Epilogue epi) {
+                          int pairs, int half, int k, Epilogue epi, GemvNormParts norm) {
   const int lane = threadIdx.x & 31;
   const int j = blockIdx.x * W + (threadIdx.x >> 5);
-  if (j >= pairs) return;  // whole warp
-  const uint4* wrow[2];
-  pair_rows(w, j, half, k, wrow);
-  const float mine = gemv_fp8_warp<M, 2, 4>(x, wrow, k, lane);
-  pair_done<M>(mine, lane, j, half, w_scale, epi);
+  if constexpr (!kNorm) {
+    if (j >= pairs) return;  // whole warp
+    const uint4* wrow[2];
+    pair_rows(w, j, half, k, wrow);
+    const float mine = gemv_fp8_warp<M, 2, 4>(x, wrow, k, lane);
+    pair_done<M>(mine, lane, j, half, w_scale, epi);
+  } else {
+    __shared__ float sums[W][M];
+    float mine = 0.0f;
+    float early[M][kEarlyLoads];
+    const NormPartsEarly<M, W> load_early{&norm, early};
+    if (j < pairs) {  // (no early return: every warp meets norm_scales' barrier)
+      const uint4* wrow[2];
+      pair_rows(w, j, half, k, wrow);
+      if constexpr (kEarly) {
+        mine = gemv_fp8_warp<M, 2, 4>(x, wrow, k, lane, load_early);
+      } else {
+        mine = gemv_fp8_warp<M, 2, 4>(x, wrow, k, lane);
+      }
+    } else {
+      pdl_wait();  // the partials are the kernel before's
+      if constexpr (kEarly) load_early();
+    }
+    float inv[M];
+    norm_scales<M, W, kEarly>(norm, k, early, sums, inv);
+    if (j >= pairs) return;
+#pragma unroll
+    for (int m = 0; m < M; ++m)
+      if (lane / 2 == m) mine *= inv[m];
+    pair_done<M>(mine, lane, j, half, w_scale, epi);
+  }
 }
 
 // rope_qkv_and_cache_write's work for one pair (ops_rope.cu's arithmetic):
@@ -264,15 +401,32 @@ struct SiluEpilogue {
 // gemv_fp8_pairs_kernel<M> for the runtime m (1 <= m <= kGemvFp8EpilogueMaxM), 4 warps a block.
 template <class Epilogue, int M = 1>
 Status launch_gemv_fp8_pairs(const bf16* x, const uint8_t* w, const float* w_scale, int m, int pairs, int half, int k,
-                             const Epilogue& epi, cudaStream_t stream) {
+                             const Epilogue& epi, const GemvNormParts& norm, cudaStream_t stream) {
   if constexpr (M < kGemvFp8EpilogueMaxM) {
-    if (m > M) return launch_gemv_fp8_pairs<Epilogue, M + 1>(x, w, w_scale, m, pairs, half, k, epi, stream);
+    if (m > M) return launch_gemv_fp8_pairs<Epilogue, M + 1>(x, w, w_scale, m, pairs, half, k, epi, norm, stream);
   }
   constexpr int kW = 4;
   const dim3 grid(static_cast<unsigned>((pairs + kW - 1) / kW));
-  return cuda_status(launch_pdl(true, gemv_fp8_pairs_kernel<M, kW, Epilogue>, grid, dim3(kW * 32), 0, stream, x, w,
-                                w_scale, pairs, half, k, epi),
+  const auto kernel = norm.partials == nullptr ? gemv_fp8_pairs_kernel<M, kW, false, false, Epilogue>
+                      : norm.early             ? gemv_fp8_pairs_kernel<M, kW, true, true, Epilogue>
+                                               : gemv_fp8_pairs_kernel<M, kW, true, false, Epilogue>;
+  return cuda_status(launch_pdl(true, kernel, grid, dim3(kW * 32), 0, stream, x, w, w_scale, pairs, half, k, epi, norm),
                      "gemv_fp8 epilogue launch");
+}
+
+// gemv_fp8_add_for_norm_kernel<M> for the runtime m (1 <= m <= kGemvFp8EpilogueMaxM).
+template <int M = 1>
+Status launch_gemv_fp8_add_for_norm(const bf16* x, const uint8_t* w, const float* w_scale, int m, int n, int k,
+                                    const GemvNormAdd& o, cudaStream_t stream) {
+  if constexpr (M < kGemvFp8EpilogueMaxM) {
+    if (m > M) return launch_gemv_fp8_add_for_norm<M + 1>(x, w, w_scale, m, n, k, o, stream);
+  }
+  constexpr int kW = 4;
+  return cuda_status(
+      launch_pdl(true, o.early ? gemv_fp8_add_for_norm_kernel<M, kW, true> : gemv_fp8_add_for_norm_kernel<M, kW, false>,
+                 dim3(static_cast<unsigned>(gemv_fp8_norm_partials(n))), dim3(kW * 32), 0, stream, x, w, w_scale, n, k,
+                 o),
+      "gemv_fp8_add_for_norm launch");
 }
 
 template <int M, int R, int U, int W>
@@ -419,8 +573,17 @@ bool gemv_fp8_epilogue_supports(const bf16* x, const uint8_t* w, int m, int k) {
   return m >= 1 && m <= kGemvFp8EpilogueMaxM && gemv_fp8_supports(x, w, m, k);
 }
 
+// The partials of a GemvNormAdd over rows of k elements, or none.
+static Status check_norm_parts(const char* op, const GemvNormParts& norm, int k) {
+  if (norm.partials == nullptr) return Status::success();
+  if (norm.count != gemv_fp8_norm_partials(k) || !(norm.eps >= 0.0f))
+    return Error{std::string(op) + ": norm partials for " + std::to_string(norm.count) + " blocks, K " +
+                 std::to_string(k) + " needs " + std::to_string(gemv_fp8_norm_partials(k)) + " (and eps >= 0)"};
+  return Status::success();
+}
+
 Status gemv_fp8_rope_and_cache_write(const bf16* x, const uint8_t* w, const float* w_scale, int m, int k,
-                                     const GemvRopeWrite& out, cudaStream_t stream) {
+                                     const GemvRopeWrite& out, cudaStream_t stream, const GemvNormParts& norm) {
   if (!gemv_fp8_epilogue_supports(x, w, m, k))
     return Error{"gemv_fp8_rope_and_cache_write: unsupported arguments (m " + std::to_string(m) + ", k " +
                  std::to_string(k) + "; needs 1 <= m <= 4, k % 16 == 0, 16-byte aligned x and w)"};
@@ -428,15 +591,29 @@ Status gemv_fp8_rope_and_cache_write(const bf16* x, const uint8_t* w, const floa
       out.v_cache == nullptr || (out.fp8_cache && (out.k_scale == nullptr || out.v_scale == nullptr)))
     return Error{"gemv_fp8_rope_and_cache_write: bad heads, head size or outputs"};
   const int half = out.d / 2, pairs = (out.hq + 2 * out.hkv) * half;
-  return launch_gemv_fp8_pairs(x, w, w_scale, m, pairs, half, k, RopeEpilogue{out}, stream);
+  if (Status s = check_norm_parts("gemv_fp8_rope_and_cache_write", norm, k); !s.ok()) return s;
+  return launch_gemv_fp8_pairs(x, w, w_scale, m, pairs, half, k, RopeEpilogue{out}, norm, stream);
 }
 
 Status gemv_fp8_silu_mul(const bf16* x, const uint8_t* w, const float* w_scale, int m, int inter, int k, bf16* act,
-                         cudaStream_t stream) {
+                         cudaStream_t stream, const GemvNormParts& norm) {
   if (!gemv_fp8_epilogue_supports(x, w, m, k) || inter <= 0)
     return Error{"gemv_fp8_silu_mul: unsupported arguments (m " + std::to_string(m) + ", I " + std::to_string(inter) +
                  ", k " + std::to_string(k) + "; needs 1 <= m <= 4, k % 16 == 0, 16-byte aligned x and w)"};
-  return launch_gemv_fp8_pairs(x, w, w_scale, m, inter, inter, k, SiluEpilogue{act, inter}, stream);
+  if (Status s = check_norm_parts("gemv_fp8_silu_mul", norm, k); !s.ok()) return s;
+  return launch_gemv_fp8_pairs(x, w, w_scale, m, inter, inter, k, SiluEpilogue{act, inter}, norm, stream);
+}
+
+int gemv_fp8_norm_partials(int n) { return n <= 0 ? 0 : (n + 7) / 8; }
+
+Status gemv_fp8_add_for_norm(const bf16* x, const uint8_t* w, const float* w_scale, int m, int n, int k,
+                             const GemvNormAdd& out, cudaStream_t stream) {
+  if (!gemv_fp8_epilogue_supports(x, w, m, k) || n <= 0)
+    return Error{"gemv_fp8_add_for_norm: unsupported arguments (m " + std::to_string(m) + ", n " + std::to_string(n) +
+                 ", k " + std::to_string(k) + "; needs 1 <= m <= 4, n > 0, k % 16 == 0, 16-byte aligned x and w)"};
+  if (out.residual == nullptr || out.weight == nullptr || out.out == nullptr || out.partials == nullptr)
+    return Error{"gemv_fp8_add_for_norm: missing residual, weight, out or partials"};
+  return launch_gemv_fp8_add_for_norm(x, w, w_scale, m, n, k, out, stream);
 }
 
 Status scale_fp8_output(const float* acc, const float* x_scale, const float* w_scale, const float* bias, void* y,

@@ -56,11 +56,37 @@ struct GemvRopeWrite {
   const float* k_scale = nullptr;  // device floats (fp8_cache)
   const float* v_scale = nullptr;
 };
+//
+// An RMSNorm between two of these GEMVs (the residual add and norm after o and
+// after down, read by gate/up and by the next layer's q/k/v) can be split
+// across them, one launch less: gemv_fp8_add_for_norm, the branch's last
+// linear, adds its rows to the residual stream (h = bf16(bf16(y) + residual),
+// the norm kernel's add, bit for bit), stores h * weight and the sums of h^2
+// of each block of rows (`partials`); the GEMV epilogue op that reads it, given
+// `norm`, scales its sums by each x row's 1 / rms (from the partials, in a
+// fixed order) before the weights' scales. Not the norm kernel's bits: the row
+// is normalized after the product instead of rounded to bf16 before it.
+struct GemvNormAdd {
+  __nv_bfloat16* residual = nullptr;  // [m, n], read and written
+  const float* weight = nullptr;      // [n], the norm's
+  __nv_bfloat16* out = nullptr;       // [m, n]: h * weight
+  float* partials = nullptr;          // [m, gemv_fp8_norm_partials(n)]
+  bool early = false;                 // (experiment: the residual loaded right after the wait)
+};
+struct GemvNormParts {
+  const float* partials = nullptr;  // null: x is the normalized row itself
+  int count = 0;                    // gemv_fp8_norm_partials(k)
+  float eps = 0.0f;
+  bool early = false;  // (experiment: the first partials loaded right after the wait)
+};
+int gemv_fp8_norm_partials(int n);
+Status gemv_fp8_add_for_norm(const __nv_bfloat16* x, const uint8_t* w, const float* w_scale, int m, int n, int k,
+                             const GemvNormAdd& out, cudaStream_t stream);
 bool gemv_fp8_epilogue_supports(const __nv_bfloat16* x, const uint8_t* w, int m, int k);
 Status gemv_fp8_rope_and_cache_write(const __nv_bfloat16* x, const uint8_t* w, const float* w_scale, int m, int k,
-                                     const GemvRopeWrite& out, cudaStream_t stream);
+                                     const GemvRopeWrite& out, cudaStream_t stream, const GemvNormParts& norm = {});
 Status gemv_fp8_silu_mul(const __nv_bfloat16* x, const uint8_t* w, const float* w_scale, int m, int inter, int k,
-                         __nv_bfloat16* act, cudaStream_t stream);
+                         __nv_bfloat16* act, cudaStream_t stream, const GemvNormParts& norm = {});
 
 // The same product on tensor cores (gemv_mma.cu) for 1 <= m <= kGemvMmaMaxM
 // (kernels/cuda/gemm.h): the codes become bf16 exactly in registers; a row's

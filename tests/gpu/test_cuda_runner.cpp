@@ -679,10 +679,12 @@ TEST(CudaRunner, Fp8PrefillWithQuantizingNormAndSiluIsBitIdentical) {
 }
 
 // FP8 decode at 1-3 rows with the rope and cache write and the SiLU in the
-// GEMV's epilogue (the default) gives the logits of the GEMV followed by those
-// ops (EMBER_FP8_GEMV_EPILOGUES=0) bit for bit, in CUDA graphs and eager, with
-// the bf16 and the FP8 KV cache (Fp8Gpu.GemvEpiloguesMatchTheGemvThenTheOp
-// checks the kernels alone).
+// GEMV's epilogue (EMBER_FP8_NORM_SPLIT=0) gives the logits of the GEMV
+// followed by those ops (EMBER_FP8_GEMV_EPILOGUES=0) bit for bit, and with the
+// norms split across the GEMVs too (the default) within bf16 rounding of them,
+// in CUDA graphs and eager, with the bf16 and the FP8 KV cache
+// (Fp8Gpu.GemvEpiloguesMatchTheGemvThenTheOp and
+// Fp8Gpu.SplitNormMatchesTheNormKernelWithinRounding check the kernels alone).
 TEST(CudaRunner, Fp8DecodeWithGemvEpiloguesIsBitIdentical) {
   ASSERT_TRUE(gpu::fp8_supported(0)) << "this GPU has no FP8";
   const ModelConfig c = test_config(128, false, false, false);
@@ -700,11 +702,13 @@ TEST(CudaRunner, Fp8DecodeWithGemvEpiloguesIsBitIdentical) {
   for (bool eager : {false, true})
     for (bool kv_fp8 : {false, true}) {
       SCOPED_TRACE(testing::Message() << (eager ? "eager" : "graphs") << (kv_fp8 ? ", fp8 cache" : ", bf16 cache"));
-      std::vector<float> logits[2];
-      std::string profile[2];  // eager: the op profiles; only the fused one names the epilogue forms
+      // 0: no epilogues; 1: the epilogues, norms unsplit; 2: the default (both).
+      std::vector<float> logits[3];
+      std::string profile[3];  // eager: the op profiles, which name the fused forms
       const bool profiled = eager;
-      for (int fused = 0; fused < 2; ++fused) {
-        setenv("EMBER_FP8_GEMV_EPILOGUES", fused ? "1" : "0", 1);
+      for (int mode = 0; mode < 3; ++mode) {
+        setenv("EMBER_FP8_GEMV_EPILOGUES", mode > 0 ? "1" : "0", 1);
+        setenv("EMBER_FP8_NORM_SPLIT", mode > 1 ? "1" : "0", 1);
         if (profiled) {
           setenv("EMBER_CUDA_PROFILE", "1", 1);
           testing::internal::CaptureStderr();
@@ -714,6 +718,7 @@ TEST(CudaRunner, Fp8DecodeWithGemvEpiloguesIsBitIdentical) {
         o.kv_cache_fp8 = kv_fp8;
         auto gpu = make_cuda_model_runner(w, o);
         unsetenv("EMBER_FP8_GEMV_EPILOGUES");
+        unsetenv("EMBER_FP8_NORM_SPLIT");
         unsetenv("EMBER_CUDA_PROFILE");
         if (!gpu.ok() && profiled) testing::internal::GetCapturedStderr();
         ASSERT_TRUE(gpu.ok()) << gpu.error().message;
@@ -734,21 +739,40 @@ TEST(CudaRunner, Fp8DecodeWithGemvEpiloguesIsBitIdentical) {
           }
           step(**gpu, g, chunk, out);
           ASSERT_EQ(out.size(), static_cast<size_t>(rows) * c.vocab_size);
-          logits[fused].insert(logits[fused].end(), out.begin(), out.end());
+          logits[mode].insert(logits[mode].end(), out.begin(), out.end());
         }
         gpu.value().reset();  // (the profile prints as the runner goes)
-        if (profiled) profile[fused] = testing::internal::GetCapturedStderr();
+        if (profiled) profile[mode] = testing::internal::GetCapturedStderr();
       }
       if (profiled) {
-        EXPECT_NE(profile[1].find("linear_rope_and_cache_write"), std::string::npos) << profile[1];
-        EXPECT_NE(profile[1].find("linear_silu_mul m<=4"), std::string::npos) << profile[1];
-        EXPECT_EQ(profile[0].find("linear_rope_and_cache_write"), std::string::npos) << profile[0];  // (=0 honoured)
-        EXPECT_EQ(profile[0].find("linear_silu_mul m<=4"), std::string::npos) << profile[0];
+        for (const char* op : {"linear_rope_and_cache_write", "linear_silu_mul m<=4"}) {
+          EXPECT_EQ(profile[0].find(op), std::string::npos) << profile[0];  // (=0 honoured)
+          EXPECT_NE(profile[1].find(op), std::string::npos) << profile[1];
+          EXPECT_NE(profile[2].find(op), std::string::npos) << profile[2];
+        }
+        EXPECT_EQ(profile[1].find("linear_add_for_next_norm"), std::string::npos) << profile[1];
+        EXPECT_NE(profile[2].find("linear_add_for_next_norm"), std::string::npos) << profile[2];
       }
       ASSERT_FALSE(logits[0].empty());
       ASSERT_EQ(logits[0].size(), logits[1].size());
+      ASSERT_EQ(logits[0].size(), logits[2].size());
       for (float v : logits[0]) ASSERT_TRUE(std::isfinite(v));
       EXPECT_EQ(std::memcmp(logits[0].data(), logits[1].data(), logits[0].size() * sizeof(float)), 0);
+      // The split norms: each step's logits within 1/32 of their rms of the unsplit ones.
+      const size_t v = static_cast<size_t>(c.vocab_size);
+      double worst = 0;
+      for (size_t row = 0; row < logits[1].size() / v; ++row) {
+        double sq = 0, diff = 0;
+        for (size_t i = row * v; i < (row + 1) * v; ++i) {
+          sq += static_cast<double>(logits[1][i]) * logits[1][i];
+          diff = std::max(diff, std::abs(static_cast<double>(logits[2][i]) - logits[1][i]));
+        }
+        worst = std::max(worst, diff / std::sqrt(sq / static_cast<double>(v)));
+      }
+      std::printf("split norms: largest logit difference %.3g of the row's rms\n", worst);
+      EXPECT_LE(worst, 1.0 / 32);
+      EXPECT_NE(std::memcmp(logits[1].data(), logits[2].data(), logits[1].size() * sizeof(float)), 0)
+          << "the split norms changed nothing: did they run?";
     }
 }
 

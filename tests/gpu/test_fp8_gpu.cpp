@@ -595,6 +595,186 @@ TEST(Fp8Gpu, GemvEpiloguesMatchTheGemvThenTheOp) {
   }
 }
 
+// An RMSNorm split across the GEMVs around it (fp8.h, GemvNormAdd): the
+// residual stream bit for bit as gemv_fp8 then rms_norm's add; the sums of
+// squares as float64's; the gate/up SiLU within bf16 rounding of a float64
+// chain from the same residual (as the norm kernel's path is), and the rope
+// epilogue's q and cache within bf16 rounding of the norm kernel's path. Hidden
+// sizes with a partial last block of rows (1040: 130 blocks of 8) and without.
+TEST(Fp8Gpu, SplitNormMatchesTheNormKernelWithinRounding) {
+  ASSERT_NO_FATAL_FAILURE(require_fp8());
+  std::mt19937 rng(31);
+  constexpr int kMaxM = gpu::kGemvFp8EpilogueMaxM, kIn = 2048, kInter = 1536;
+  constexpr float kEps = 1e-5f;
+  const auto fp8_weights = [&](int n, int k) {
+    std::vector<float> w_f;
+    gputest::random_bf16(static_cast<size_t>(n) * k, rng, w_f, 0.05f);
+    return host_quantize(w_f, n, k);
+  };
+  for (int n : {576, 1040, 4096}) {
+    std::vector<float> x_f, r_f;
+    const std::vector<bf16> x = gputest::random_bf16(static_cast<size_t>(kMaxM) * kIn, rng, x_f);
+    const std::vector<bf16> r0 = gputest::random_bf16(static_cast<size_t>(kMaxM) * n, rng, r_f, 2.0f);
+    std::vector<float> g(static_cast<size_t>(n));
+    std::uniform_real_distribution<float> g_dist(0.5f, 1.5f);
+    for (float& v : g) v = g_dist(rng);
+    const Quantized wo = fp8_weights(n, kIn), wgu = fp8_weights(2 * kInter, n);
+    DeviceBuffer<bf16> d_x(x.size()), d_y(r0.size()), d_r1(r0.size()), d_r2(r0.size()), d_normed(r0.size()),
+        d_hg(r0.size()), d_a1(static_cast<size_t>(kMaxM) * kInter), d_a2(static_cast<size_t>(kMaxM) * kInter);
+    DeviceBuffer<uint8_t> d_wo(wo.codes.size()), d_wgu(wgu.codes.size());
+    const int count = gpu::gemv_fp8_norm_partials(n);
+    DeviceBuffer<float> d_wos(wo.scales.size()), d_wgus(wgu.scales.size()), d_g(g.size()),
+        d_parts(static_cast<size_t>(kMaxM) * count);
+    d_x.upload(x);
+    d_wo.upload(wo.codes);
+    d_wos.upload(wo.scales);
+    d_wgu.upload(wgu.codes);
+    d_wgus.upload(wgu.scales);
+    d_g.upload(g);
+    for (int m = 1; m <= kMaxM; ++m) {
+      SCOPED_TRACE(testing::Message() << "hidden " << n << " M " << m);
+      d_r1.upload(r0);
+      d_r2.upload(r0);
+      d_a1.poison();
+      d_a2.poison();
+      d_parts.poison();
+      // The norm kernel's path: gemv_fp8, rms_norm with the residual, the SiLU epilogue.
+      ASSERT_TRUE(
+          gpu::gemv_fp8(d_x.get(), d_wo.get(), d_wos.get(), nullptr, d_y.get(), false, m, n, kIn, nullptr).ok());
+      ASSERT_TRUE(gpu::rms_norm(d_y.get(), d_r1.get(), d_g.get(), kEps, m, n, d_normed.get(), nullptr).ok());
+      ASSERT_TRUE(
+          gpu::gemv_fp8_silu_mul(d_normed.get(), d_wgu.get(), d_wgus.get(), m, kInter, n, d_a1.get(), nullptr).ok());
+      // The split.
+      gpu::GemvNormAdd add;
+      add.residual = d_r2.get();
+      add.weight = d_g.get();
+      add.out = d_hg.get();
+      add.partials = d_parts.get();
+      Status s = gpu::gemv_fp8_add_for_norm(d_x.get(), d_wo.get(), d_wos.get(), m, n, kIn, add, nullptr);
+      ASSERT_TRUE(s.ok()) << s.error().message;
+      const gpu::GemvNormParts parts{d_parts.get(), count, kEps};
+      s = gpu::gemv_fp8_silu_mul(d_hg.get(), d_wgu.get(), d_wgus.get(), m, kInter, n, d_a2.get(), nullptr, parts);
+      ASSERT_TRUE(s.ok()) << s.error().message;
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+
+      const std::vector<bf16> r1 = d_r1.download(), r2 = d_r2.download();
+      ASSERT_EQ(std::memcmp(r1.data(), r2.data(), static_cast<size_t>(m) * n * sizeof(bf16)), 0) << "residual";
+      const std::vector<float> partials = d_parts.download();
+      const std::vector<bf16> a1 = d_a1.download(), a2 = d_a2.download();
+      for (int t = 0; t < m; ++t) {
+        // float64 from the residual's bits: the norm, gate/up over the same codes and scales, the SiLU.
+        double ss = 0, parts_sum = 0;
+        for (int i = 0; i < n; ++i) ss += std::pow(gputest::to_float(r1[static_cast<size_t>(t) * n + i]), 2);
+        for (int b = 0; b < count; ++b) parts_sum += partials[static_cast<size_t>(t) * count + b];
+        EXPECT_NEAR(parts_sum, ss, 1e-5 * ss) << "token " << t;
+        const double inv = 1.0 / std::sqrt(ss / n + kEps);
+        std::vector<double> normed(static_cast<size_t>(n));
+        for (int i = 0; i < n; ++i) normed[i] = gputest::to_float(r1[static_cast<size_t>(t) * n + i]) * inv * g[i];
+        std::vector<double> want(kInter);
+        double sq = 0;
+        for (int j = 0; j < kInter; ++j) {
+          double gate = 0, up = 0;
+          for (int i = 0; i < n; ++i) {
+            gate += quant::fp8_e4m3_to_float(wgu.codes[static_cast<size_t>(j) * n + i]) * normed[i];
+            up += quant::fp8_e4m3_to_float(wgu.codes[static_cast<size_t>(kInter + j) * n + i]) * normed[i];
+          }
+          gate *= wgu.scales[j];
+          up *= wgu.scales[kInter + j];
+          want[j] = gate / (1.0 + std::exp(-gate)) * up;
+          sq += want[j] * want[j];
+        }
+        const double rms = std::sqrt(sq / kInter);
+        double err_kernel = 0, err_split = 0;  // the largest errors, in units of the row's rms
+        for (int j = 0; j < kInter; ++j) {
+          const size_t at = static_cast<size_t>(t) * kInter + j;
+          err_kernel = std::max(err_kernel, std::abs(gputest::to_float(a1[at]) - want[j]) / rms);
+          err_split = std::max(err_split, std::abs(gputest::to_float(a2[at]) - want[j]) / rms);
+        }
+        // Both within bf16 noise of float64, the split no worse than twice the norm kernel's path.
+        EXPECT_LE(err_kernel, 1.0 / 32) << "token " << t;
+        EXPECT_LE(err_split, 2 * err_kernel + 1.0 / 1024)
+            << "token " << t << " (norm kernel's path " << err_kernel << ")";
+        std::printf("split norm: hidden %d token %d largest error %.4f of the rms (norm kernel's path %.4f)\n", n, t,
+                    err_split, err_kernel);
+      }
+      // The early-load form (the residual and the first partials loaded right after the wait): the same bits.
+      {
+        d_r2.upload(r0);
+        DeviceBuffer<bf16> d_a3(d_a2.size());
+        gpu::GemvNormAdd early_add = add;
+        early_add.early = true;
+        gpu::GemvNormParts early_parts = parts;
+        early_parts.early = true;
+        ASSERT_TRUE(gpu::gemv_fp8_add_for_norm(d_x.get(), d_wo.get(), d_wos.get(), m, n, kIn, early_add, nullptr).ok());
+        ASSERT_TRUE(gpu::gemv_fp8_silu_mul(d_hg.get(), d_wgu.get(), d_wgus.get(), m, kInter, n, d_a3.get(), nullptr,
+                                           early_parts)
+                        .ok());
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        const std::vector<bf16> r3 = d_r2.download(), a3 = d_a3.download();
+        EXPECT_EQ(std::memcmp(r1.data(), r3.data(), static_cast<size_t>(m) * n * sizeof(bf16)), 0) << "early residual";
+        EXPECT_EQ(std::memcmp(a2.data(), a3.data(), static_cast<size_t>(m) * kInter * sizeof(bf16)), 0) << "early act";
+      }
+
+      // The rope epilogue (8 q heads, 2 kv heads of 128 over this hidden size) from the same two inputs.
+      constexpr int hq = 8, hkv = 2, d = 128, slots = 16;
+      const Quantized wqkv = fp8_weights((hq + 2 * hkv) * d, n);
+      DeviceBuffer<uint8_t> d_wqkv(wqkv.codes.size());
+      DeviceBuffer<float> d_wqkvs(wqkv.scales.size()), d_inv(d / 2);
+      DeviceBuffer<int32_t> d_pos(kMaxM);
+      DeviceBuffer<int64_t> d_slots(kMaxM);
+      d_wqkv.upload(wqkv.codes);
+      d_wqkvs.upload(wqkv.scales);
+      d_inv.upload(rope_inv_freq(RopeConfig{}, d));
+      d_pos.upload({5, 32000, 17, 4095});
+      d_slots.upload({11, 3, -1, 7});
+      RopeTargets t1(static_cast<size_t>(kMaxM) * hq * d, static_cast<size_t>(slots) * hkv * d),
+          t2(static_cast<size_t>(kMaxM) * hq * d, static_cast<size_t>(slots) * hkv * d);
+      t1.poison();
+      t2.poison();
+      const auto rope_into = [&](RopeTargets& t, const bf16* in, const gpu::GemvNormParts& p) {
+        gpu::GemvRopeWrite o;
+        o.q_out = t.q.get();
+        o.positions = d_pos.get();
+        o.slots = d_slots.get();
+        o.inv_freq = d_inv.get();
+        o.hq = hq;
+        o.hkv = hkv;
+        o.d = d;
+        o.k_cache = t.k.get();
+        o.v_cache = t.v.get();
+        return gpu::gemv_fp8_rope_and_cache_write(in, d_wqkv.get(), d_wqkvs.get(), m, n, o, nullptr, p);
+      };
+      ASSERT_TRUE(rope_into(t1, d_normed.get(), {}).ok());
+      ASSERT_TRUE(rope_into(t2, d_hg.get(), parts).ok());
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      const auto close = [&](const std::vector<bf16>& ref, const std::vector<bf16>& got, size_t count_,
+                             const char* what) {
+        double sq = 0;
+        size_t written = 0;
+        for (size_t i = 0; i < count_; ++i)
+          if (!std::isnan(gputest::to_float(ref[i]))) sq += std::pow(gputest::to_float(ref[i]), 2), ++written;
+        ASSERT_GT(written, 0u) << what;
+        const double rms = std::sqrt(sq / static_cast<double>(written));
+        size_t bad = 0;
+        for (size_t i = 0; i < count_; ++i) {
+          const double a = gputest::to_float(ref[i]), b = gputest::to_float(got[i]);
+          if (std::isnan(a) && std::isnan(b)) continue;  // (a slot neither wrote)
+          if (!(std::abs(a - b) <= std::abs(a) / 64 + rms / 128) && bad++ < 3)
+            ADD_FAILURE() << what << " " << i << ": norm kernel " << a << " split " << b << " rms " << rms;
+        }
+        EXPECT_EQ(bad, 0u) << what;
+      };
+      close(t1.q.download(), t2.q.download(), static_cast<size_t>(m) * hq * d, "rotated q");
+      close(t1.k.download(), t2.k.download(), static_cast<size_t>(slots) * hkv * d, "k cache");
+      close(t1.v.download(), t2.v.download(), static_cast<size_t>(slots) * hkv * d, "v cache");
+    }
+    // Partials that do not match K are refused.
+    const gpu::GemvNormParts wrong{d_parts.get(), count + 1, kEps};
+    EXPECT_FALSE(
+        gpu::gemv_fp8_silu_mul(d_hg.get(), d_wgu.get(), d_wgus.get(), 1, kInter, n, d_a2.get(), nullptr, wrong).ok());
+  }
+}
+
 TEST(Fp8Gpu, GemvMatchesFloat64Reference) {
   ASSERT_NO_FATAL_FAILURE(require_fp8());
   auto gemm = make_gemm();
