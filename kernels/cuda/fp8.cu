@@ -23,6 +23,9 @@
 namespace ember::gpu {
 namespace {
 
+// Rows a block of gemv_fp8_add_for_norm_kernel: one partial sum of squares each.
+constexpr int kNormRowsPerBlock = 8;
+
 // One block a row: amax, then the codes (the row's second read hits L1/L2).
 __global__ void __launch_bounds__(256)
     quantize_rows_kernel(const bf16* __restrict__ x, int cols, uint8_t* __restrict__ q, float* __restrict__ scale) {
@@ -98,13 +101,9 @@ __device__ __forceinline__ void gemv_fp8_load_group(uint4 (&wv)[U][R], const uin
 // total of row r for x row m (0 elsewhere). A lane sums its chunks lane,
 // lane + 32, ... in order whatever R and U are, so every launch shape and
 // every kernel built on this writes the same bits for a row.
-struct NoLoadsAfterWait {
-  __device__ void operator()() const {}
-};
-
-template <int M, int R, int U, class AfterWait = NoLoadsAfterWait>
+template <int M, int R, int U>
 __device__ __forceinline__ float gemv_fp8_warp(const bf16* __restrict__ x, const uint4* const (&wrow)[R], int k,
-                                               int lane, const AfterWait& after_wait = {}) {
+                                               int lane) {
   const int chunks = k / 16;
   const uint4* xv = reinterpret_cast<const uint4*>(x);
   const int x_stride = k / 8;
@@ -116,7 +115,6 @@ __device__ __forceinline__ float gemv_fp8_warp(const bf16* __restrict__ x, const
   uint4 cur[U][R], nxt[U][R];
   if (groups > 0) gemv_fp8_load_group(cur, wrow, lane);
   pdl_wait();
-  after_wait();  // (loads of what the kernel before wrote, used after the sums)
   for (int g = 0; g < groups; ++g) {
     const int c = lane + g * kGroup;
     if (g + 1 < groups) gemv_fp8_load_group(nxt, wrow, c + kGroup);
@@ -207,12 +205,13 @@ __device__ __forceinline__ void pair_done(float mine, int lane, int j, int half,
 // added to the residual as the norm kernel adds (h = bf16(y + residual), in
 // place), h * weight to `out`, and each block's sum of h^2 for every x row to
 // partials[m * gridDim.x + block] (in a fixed order). 2 rows a warp, U = 4, as
-// variant 0.
-template <int M, int W, bool kEarly>
+// variant 0; kNormRowsPerBlock rows a block.
+template <int M, int W>
 __global__ void __launch_bounds__(W * 32)
     gemv_fp8_add_for_norm_kernel(const bf16* __restrict__ x, const uint8_t* __restrict__ w,
                                  const float* __restrict__ w_scale, int n, int k, GemvNormAdd o) {
   constexpr int R = 2;
+  static_assert(W * R == kNormRowsPerBlock, "gemv_fp8_norm_partials counts blocks of kNormRowsPerBlock rows");
   __shared__ float warp_sums[W][M];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int n0 = (blockIdx.x * W + warp) * R;
@@ -220,23 +219,12 @@ __global__ void __launch_bounds__(W * 32)
   if (n0 < n) {         // (no early return: every warp meets the barrier)
     const uint4* wrow[R];
     gemv_fp8_rows(w, n0, n, k, wrow);
+    const float mine = gemv_fp8_warp<M, R, 4>(x, wrow, k, lane);
     const int m = lane / R, col = n0 + lane % R;
-    const bool mine_row = lane < M * R && col < n;
-    const int64_t at = static_cast<int64_t>(m) * n + col;
-    float res = 0.0f;
-    const auto load_residual = [&] {
-      if (mine_row) res = __bfloat162float(o.residual[at]);
-    };
-    float mine;
-    if constexpr (kEarly) {
-      mine = gemv_fp8_warp<M, R, 4>(x, wrow, k, lane, load_residual);
-    } else {
-      mine = gemv_fp8_warp<M, R, 4>(x, wrow, k, lane);
-      load_residual();
-    }
-    if (mine_row) {
+    if (lane < M * R && col < n) {
+      const int64_t at = static_cast<int64_t>(m) * n + col;
       const float y = __bfloat162float(__float2bfloat16(mine * w_scale[col]));
-      const bf16 h = __float2bfloat16(y + res);
+      const bf16 h = __float2bfloat16(y + __bfloat162float(o.residual[at]));
       o.residual[at] = h;
       const float hf = __bfloat162float(h);
       o.out[at] = __float2bfloat16(hf * o.weight[col]);
@@ -258,41 +246,17 @@ __global__ void __launch_bounds__(W * 32)
 // 1 / rms of x row m from the partial sums of squares, the same value in
 // every block (a fixed order: thread t sums t, t + 32 W, ... in turn, the
 // warps by butterfly, taken from lane 0, then the warps in order). Every
-// thread of the block calls it after the grid's wait.
-// The first kEarlyLoads partials of each x row a thread sums (loaded after
-// the wait, before the sums, when the kernel asks: NormPartsEarly).
-constexpr int kEarlyLoads = 4;
+// thread of the block calls it after the grid's wait. (Loading the partials
+// right after the wait, before the sums, was 3-4% slower end to end.)
 template <int M, int W>
-struct NormPartsEarly {
-  const GemvNormParts* norm;
-  float (*v)[kEarlyLoads];
-  __device__ void operator()() const {
-#pragma unroll
-    for (int m = 0; m < M; ++m)
-#pragma unroll
-      for (int e = 0; e < kEarlyLoads; ++e) {
-        const int i = threadIdx.x + e * W * 32;
-        v[m][e] = i < norm->count ? norm->partials[static_cast<int64_t>(m) * norm->count + i] : 0.0f;
-      }
-  }
-};
-
-template <int M, int W, bool kEarly>
-__device__ __forceinline__ void norm_scales(const GemvNormParts& norm, int k, const float (&early)[M][kEarlyLoads],
-                                            float (&sums)[W][M], float (&inv)[M]) {
+__device__ __forceinline__ void norm_scales(const GemvNormParts& norm, int k, float (&sums)[W][M], float (&inv)[M]) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 #pragma unroll
   for (int m = 0; m < M; ++m) {
     const float* p = norm.partials + static_cast<int64_t>(m) * norm.count;
     float s = 0.0f;
-    int i = threadIdx.x;
-    if constexpr (kEarly) {
-#pragma unroll
-      for (int e = 0; e < kEarlyLoads; ++e) s += early[m][e];  // (0 past the count)
-      i += kEarlyLoads * W * 32;
-    }
 #pragma unroll 4
-    for (; i < norm.count; i += W * 32) s += p[i];
+    for (int i = threadIdx.x; i < norm.count; i += W * 32) s += p[i];
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
     if (lane == 0) sums[warp][m] = s;
@@ -313,7 +277,7 @@ __device__ __forceinline__ void norm_scales(const GemvNormParts& norm, int k, co
 // bf16 (scaled, rounded), so the epilogue sees the values the op it replaces
 // would have read. kNorm: x is a GemvNormAdd's `out` and the sums are scaled
 // by its rows' 1 / rms before the weights' scales (fp8.h).
-template <int M, int W, bool kNorm, bool kEarly, class Epilogue>
+template <int M, int W, bool kNorm, class Epilogue>
 __global__ void __launch_bounds__(W * 32)
     gemv_fp8_pairs_kernel(const bf16* __restrict__ x, const uint8_t* __restrict__ w, const float* __restrict__ w_scale,
                           int pairs, int half, int k, Epilogue epi, GemvNormParts norm) {
@@ -328,22 +292,15 @@ __global__ void __launch_bounds__(W * 32)
   } else {
     __shared__ float sums[W][M];
     float mine = 0.0f;
-    float early[M][kEarlyLoads];
-    const NormPartsEarly<M, W> load_early{&norm, early};
     if (j < pairs) {  // (no early return: every warp meets norm_scales' barrier)
       const uint4* wrow[2];
       pair_rows(w, j, half, k, wrow);
-      if constexpr (kEarly) {
-        mine = gemv_fp8_warp<M, 2, 4>(x, wrow, k, lane, load_early);
-      } else {
-        mine = gemv_fp8_warp<M, 2, 4>(x, wrow, k, lane);
-      }
+      mine = gemv_fp8_warp<M, 2, 4>(x, wrow, k, lane);
     } else {
       pdl_wait();  // the partials are the kernel before's
-      if constexpr (kEarly) load_early();
     }
     float inv[M];
-    norm_scales<M, W, kEarly>(norm, k, early, sums, inv);
+    norm_scales<M, W>(norm, k, sums, inv);
     if (j >= pairs) return;
 #pragma unroll
     for (int m = 0; m < M; ++m)
@@ -407,9 +364,8 @@ Status launch_gemv_fp8_pairs(const bf16* x, const uint8_t* w, const float* w_sca
   }
   constexpr int kW = 4;
   const dim3 grid(static_cast<unsigned>((pairs + kW - 1) / kW));
-  const auto kernel = norm.partials == nullptr ? gemv_fp8_pairs_kernel<M, kW, false, false, Epilogue>
-                      : norm.early             ? gemv_fp8_pairs_kernel<M, kW, true, true, Epilogue>
-                                               : gemv_fp8_pairs_kernel<M, kW, true, false, Epilogue>;
+  const auto kernel = norm.partials == nullptr ? gemv_fp8_pairs_kernel<M, kW, false, Epilogue>
+                                               : gemv_fp8_pairs_kernel<M, kW, true, Epilogue>;
   return cuda_status(launch_pdl(true, kernel, grid, dim3(kW * 32), 0, stream, x, w, w_scale, pairs, half, k, epi, norm),
                      "gemv_fp8 epilogue launch");
 }
@@ -423,9 +379,8 @@ Status launch_gemv_fp8_add_for_norm(const bf16* x, const uint8_t* w, const float
   }
   constexpr int kW = 4;
   return cuda_status(
-      launch_pdl(true, o.early ? gemv_fp8_add_for_norm_kernel<M, kW, true> : gemv_fp8_add_for_norm_kernel<M, kW, false>,
-                 dim3(static_cast<unsigned>(gemv_fp8_norm_partials(n))), dim3(kW * 32), 0, stream, x, w, w_scale, n, k,
-                 o),
+      launch_pdl(true, gemv_fp8_add_for_norm_kernel<M, kW>, dim3(static_cast<unsigned>(gemv_fp8_norm_partials(n))),
+                 dim3(kW * 32), 0, stream, x, w, w_scale, n, k, o),
       "gemv_fp8_add_for_norm launch");
 }
 
@@ -604,7 +559,7 @@ Status gemv_fp8_silu_mul(const bf16* x, const uint8_t* w, const float* w_scale, 
   return launch_gemv_fp8_pairs(x, w, w_scale, m, inter, inter, k, SiluEpilogue{act, inter}, norm, stream);
 }
 
-int gemv_fp8_norm_partials(int n) { return n <= 0 ? 0 : (n + 7) / 8; }
+int gemv_fp8_norm_partials(int n) { return n <= 0 ? 0 : (n + kNormRowsPerBlock - 1) / kNormRowsPerBlock; }
 
 Status gemv_fp8_add_for_norm(const bf16* x, const uint8_t* w, const float* w_scale, int m, int n, int k,
                              const GemvNormAdd& out, cudaStream_t stream) {

@@ -71,13 +71,11 @@ struct GemvNormAdd {
   const float* weight = nullptr;      // [n], the norm's
   __nv_bfloat16* out = nullptr;       // [m, n]: h * weight
   float* partials = nullptr;          // [m, gemv_fp8_norm_partials(n)]
-  bool early = false;                 // (experiment: the residual loaded right after the wait)
 };
 struct GemvNormParts {
   const float* partials = nullptr;  // null: x is the normalized row itself
   int count = 0;                    // gemv_fp8_norm_partials(k)
   float eps = 0.0f;
-  bool early = false;  // (experiment: the first partials loaded right after the wait)
 };
 int gemv_fp8_norm_partials(int n);
 Status gemv_fp8_add_for_norm(const __nv_bfloat16* x, const uint8_t* w, const float* w_scale, int m, int n, int k,

@@ -681,8 +681,8 @@ TEST(CudaRunner, Fp8PrefillWithQuantizingNormAndSiluIsBitIdentical) {
 // FP8 decode at 1-3 rows with the rope and cache write and the SiLU in the
 // GEMV's epilogue (EMBER_FP8_NORM_SPLIT=0) gives the logits of the GEMV
 // followed by those ops (EMBER_FP8_GEMV_EPILOGUES=0) bit for bit, and with the
-// norms split across the GEMVs too (the default) within bf16 rounding of them,
-// in CUDA graphs and eager, with the bf16 and the FP8 KV cache
+// norms split across the GEMVs too (the default) within bf16 rounding of them
+// and the same from run to run (a fixed order), in CUDA graphs and eager, with the bf16 and the FP8 KV cache
 // (Fp8Gpu.GemvEpiloguesMatchTheGemvThenTheOp and
 // Fp8Gpu.SplitNormMatchesTheNormKernelWithinRounding check the kernels alone).
 TEST(CudaRunner, Fp8DecodeWithGemvEpiloguesIsBitIdentical) {
@@ -702,11 +702,11 @@ TEST(CudaRunner, Fp8DecodeWithGemvEpiloguesIsBitIdentical) {
   for (bool eager : {false, true})
     for (bool kv_fp8 : {false, true}) {
       SCOPED_TRACE(testing::Message() << (eager ? "eager" : "graphs") << (kv_fp8 ? ", fp8 cache" : ", bf16 cache"));
-      // 0: no epilogues; 1: the epilogues, norms unsplit; 2: the default (both).
-      std::vector<float> logits[3];
-      std::string profile[3];  // eager: the op profiles, which name the fused forms
+      // 0: no epilogues; 1: the epilogues, norms unsplit; 2 and 3: the default (both), twice.
+      std::vector<float> logits[4];
+      std::string profile[4];  // eager: the op profiles, which name the fused forms
       const bool profiled = eager;
-      for (int mode = 0; mode < 3; ++mode) {
+      for (int mode = 0; mode < 4; ++mode) {
         setenv("EMBER_FP8_GEMV_EPILOGUES", mode > 0 ? "1" : "0", 1);
         setenv("EMBER_FP8_NORM_SPLIT", mode > 1 ? "1" : "0", 1);
         if (profiled) {
@@ -773,6 +773,9 @@ TEST(CudaRunner, Fp8DecodeWithGemvEpiloguesIsBitIdentical) {
       EXPECT_LE(worst, 1.0 / 32);
       EXPECT_NE(std::memcmp(logits[1].data(), logits[2].data(), logits[1].size() * sizeof(float)), 0)
           << "the split norms changed nothing: did they run?";
+      ASSERT_EQ(logits[3].size(), logits[2].size());
+      EXPECT_EQ(std::memcmp(logits[2].data(), logits[3].data(), logits[2].size() * sizeof(float)), 0)
+          << "the split norms from run to run";
     }
 }
 

@@ -600,7 +600,7 @@ TEST(Fp8Gpu, GemvEpiloguesMatchTheGemvThenTheOp) {
 // squares as float64's; the gate/up SiLU within bf16 rounding of a float64
 // chain from the same residual (as the norm kernel's path is), and the rope
 // epilogue's q and cache within bf16 rounding of the norm kernel's path. Hidden
-// sizes with a partial last block of rows (1040: 130 blocks of 8) and without.
+// sizes from 72 blocks of rows (sums of squares) to 640.
 TEST(Fp8Gpu, SplitNormMatchesTheNormKernelWithinRounding) {
   ASSERT_NO_FATAL_FAILURE(require_fp8());
   std::mt19937 rng(31);
@@ -611,7 +611,7 @@ TEST(Fp8Gpu, SplitNormMatchesTheNormKernelWithinRounding) {
     gputest::random_bf16(static_cast<size_t>(n) * k, rng, w_f, 0.05f);
     return host_quantize(w_f, n, k);
   };
-  for (int n : {576, 1040, 4096}) {
+  for (int n : {576, 1040, 4096, 5120}) {
     std::vector<float> x_f, r_f;
     const std::vector<bf16> x = gputest::random_bf16(static_cast<size_t>(kMaxM) * kIn, rng, x_f);
     const std::vector<bf16> r0 = gputest::random_bf16(static_cast<size_t>(kMaxM) * n, rng, r_f, 2.0f);
@@ -684,35 +684,24 @@ TEST(Fp8Gpu, SplitNormMatchesTheNormKernelWithinRounding) {
           sq += want[j] * want[j];
         }
         const double rms = std::sqrt(sq / kInter);
-        double err_kernel = 0, err_split = 0;  // the largest errors, in units of the row's rms
+        // Each path's largest error in units of |want| + rms, and its root-mean-square error.
+        double worst[2] = {0, 0}, mse[2] = {0, 0};
         for (int j = 0; j < kInter; ++j) {
           const size_t at = static_cast<size_t>(t) * kInter + j;
-          err_kernel = std::max(err_kernel, std::abs(gputest::to_float(a1[at]) - want[j]) / rms);
-          err_split = std::max(err_split, std::abs(gputest::to_float(a2[at]) - want[j]) / rms);
+          const double e[2] = {gputest::to_float(a1[at]) - want[j], gputest::to_float(a2[at]) - want[j]};
+          for (int p = 0; p < 2; ++p) {
+            worst[p] = std::max(worst[p], std::abs(e[p]) / (std::abs(want[j]) + rms));
+            mse[p] += e[p] * e[p] / kInter;
+          }
         }
-        // Both within bf16 noise of float64, the split no worse than twice the norm kernel's path.
-        EXPECT_LE(err_kernel, 1.0 / 32) << "token " << t;
-        EXPECT_LE(err_split, 2 * err_kernel + 1.0 / 1024)
-            << "token " << t << " (norm kernel's path " << err_kernel << ")";
-        std::printf("split norm: hidden %d token %d largest error %.4f of the rms (norm kernel's path %.4f)\n", n, t,
-                    err_split, err_kernel);
-      }
-      // The early-load form (the residual and the first partials loaded right after the wait): the same bits.
-      {
-        d_r2.upload(r0);
-        DeviceBuffer<bf16> d_a3(d_a2.size());
-        gpu::GemvNormAdd early_add = add;
-        early_add.early = true;
-        gpu::GemvNormParts early_parts = parts;
-        early_parts.early = true;
-        ASSERT_TRUE(gpu::gemv_fp8_add_for_norm(d_x.get(), d_wo.get(), d_wos.get(), m, n, kIn, early_add, nullptr).ok());
-        ASSERT_TRUE(gpu::gemv_fp8_silu_mul(d_hg.get(), d_wgu.get(), d_wgus.get(), m, kInter, n, d_a3.get(), nullptr,
-                                           early_parts)
-                        .ok());
-        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-        const std::vector<bf16> r3 = d_r2.download(), a3 = d_a3.download();
-        EXPECT_EQ(std::memcmp(r1.data(), r3.data(), static_cast<size_t>(m) * n * sizeof(bf16)), 0) << "early residual";
-        EXPECT_EQ(std::memcmp(a2.data(), a3.data(), static_cast<size_t>(m) * kInter * sizeof(bf16)), 0) << "early act";
+        // Both within bf16 noise of float64; the split's error no larger than the norm kernel's path's by half.
+        EXPECT_LE(worst[0], 1.0 / 32) << "token " << t << ": the norm kernel's path";
+        EXPECT_LE(worst[1], 1.0 / 32) << "token " << t << ": the split";
+        EXPECT_LE(std::sqrt(mse[1]), 1.5 * std::sqrt(mse[0]) + 1e-6 * rms) << "token " << t;
+        std::printf(
+            "split norm: hidden %d token %d: rms error %.3g of the rms (norm kernel's path %.3g), largest %.3g "
+            "(%.3g)\n",
+            n, t, std::sqrt(mse[1]) / rms, std::sqrt(mse[0]) / rms, worst[1], worst[0]);
       }
 
       // The rope epilogue (8 q heads, 2 kv heads of 128 over this hidden size) from the same two inputs.
