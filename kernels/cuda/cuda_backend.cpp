@@ -182,8 +182,6 @@ struct CudaBackend::Impl {
     const void* out = nullptr;
     gpu::GemvNormParts parts;
   } pending_norm;
-  // The pending norm's parts if this op reads its `out` (then taken), none if
-  // there is no pending norm, else a failure.
   // An epilogue op that refuses its x: a failure if a half-done norm was
   // left for it (linear_add_for_next_norm checked that it would take it).
   bool refused_with_pending_norm(const gpu::GemvNormParts& norm) {
@@ -195,6 +193,8 @@ struct CudaBackend::Impl {
   void no_pending_norm() {
     if (pending_norm.out != nullptr) take_pending_norm(nullptr);
   }
+  // The pending norm's parts if this op reads its `out` (then taken), none if
+  // there is no pending norm, else a failure.
   gpu::GemvNormParts take_pending_norm(const void* x) {
     const PendingNorm p = pending_norm;
     pending_norm = {};
