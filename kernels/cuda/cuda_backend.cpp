@@ -158,7 +158,7 @@ struct CudaBackend::Impl {
   // The pending scales if this op (`reader`) reads their y (then they are
   // taken), else a failure: nothing may come between that linear and its op.
   PendingScales take_pending(const void* x, ScalesReader reader) {
-    if (pending_norm.out != nullptr) take_pending_norm(nullptr);
+    no_pending_norm();
     PendingScales p = pending;
     pending = {};
     if (p.y != nullptr && (p.y != x || p.reader != reader))
@@ -169,7 +169,7 @@ struct CudaBackend::Impl {
   // (the op they were left for did not come next), or a half-done norm.
   void no_pending_scales() {
     if (pending.y != nullptr) take_pending(nullptr, pending.reader);
-    if (pending_norm.out != nullptr) take_pending_norm(nullptr);
+    no_pending_norm();
   }
   // The RMSNorm that linear_add_for_next_norm left half done (fp8.h,
   // GemvNormAdd) for the GEMV epilogue op over `out`: batch-1 decode +1.0% on
