@@ -12,6 +12,8 @@
 //     against FP8 and each gemv_fp8 variant (their launches overlapping as in
 //     the runner's graphs, which a kernel timed alone does not show): with
 //     `--chain`, in place of the rest (21 GB of weights).
+//   `--once`: in place of the rest, each shape's bf16 and FP8 M = 1 GEMV
+//     twice (two copies of the weights), for a profiler (ncu -k regex:gemv).
 // One JSON object per line; ratio = bf16 time / FP8 time.
 
 #include <cuda_bf16.h>
@@ -155,7 +157,8 @@ void decode_chain(ember::gpu::Gemm& gemm, const std::vector<Shape>& shapes) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool chain = argc > 1 && std::string(argv[1]) == "--chain";  // the decode_chain lines (alone)
+  const std::string mode = argc > 1 ? argv[1] : "";
+  const bool chain = mode == "--chain";  // the decode_chain lines (alone)
   int device_count = 0;
   if (cudaGetDeviceCount(&device_count) != cudaSuccess || device_count == 0) {
     std::fprintf(stderr, "fp8_bench: no CUDA device\n");
@@ -172,6 +175,22 @@ int main(int argc, char** argv) {
                                      {6144, 4096, "qkv_proj"},
                                      {28672, 4096, "gate_up_proj"},
                                      {4096, 14336, "down_proj"}};
+  if (mode == "--once") {
+    for (const Shape& s : shapes) {
+      Weights w = make_weights(s, 2);
+      bf16* x = alloc_random(static_cast<size_t>(s.k), 7u, 1.0f);
+      bf16* y = nullptr;
+      BENCH_CHECK(cudaMalloc(&y, static_cast<size_t>(s.n) * sizeof(bf16)));
+      for (int i = 0; i < 2; ++i) require_ok(gemm.linear(x, w.bf16s[i], nullptr, y, false, 1, s.n, s.k, nullptr));
+      for (int i = 0; i < 2; ++i)
+        require_ok(ember::gpu::gemv_fp8(x, w.codes[i], w.scales[i], nullptr, y, false, 1, s.n, s.k, nullptr));
+      BENCH_CHECK(cudaDeviceSynchronize());
+      BENCH_CHECK(cudaFree(x));
+      BENCH_CHECK(cudaFree(y));
+      free_weights(w);
+    }
+    return 0;
+  }
   for (const Shape& s : shapes) {
     if (chain) break;
     const size_t elems = static_cast<size_t>(s.n) * s.k;
