@@ -18,4 +18,4 @@ echo "sass lines: $(wc -l <"$D/gemv.sass")"
 timeout 300 "$NCU" --clock-control none -k regex:gemv --section SpeedOfLight --section SchedulerStats --section MemoryWorkloadAnalysis \
   --section WarpStateStats --section Occupancy --section LaunchStats \
   "$B/fp8_bench" --once >"$D/ncu.txt" 2>&1
-echo "ncu exit $?: $(grep -c '  gemv' "$D/ncu.txt") kernels"
+echo "ncu exit $?: $(grep -c '^  void .*gemv' "$D/ncu.txt") kernels profiled"
