@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (after scripts/gpu_bundle.sh): the batch-1 decode
-# GEMVs of the Llama-3-8B shape under Nsight Compute (bf16 gemv_kernel and
-# gemv_fp8_kernel at M = 1, fp8_bench --once), and their SASS, into $OUT
-# (or ./gpu-results): where FP8's GEMV loses its rate against bf16's.
+# GEMVs of the Llama-3-8B shape under Nsight Compute (fp8_bench --once: bf16's
+# gemv_kernel, FP8's gemv_fp8_kernel and the tensor-core gemv_mma_kernel at
+# M = 1), and the first two's SASS, into $OUT (or ./gpu-results): where FP8's
+# GEMV loses its rate against bf16's.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 B="$ROOT/.gpu-bundle"

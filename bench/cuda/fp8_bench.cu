@@ -12,8 +12,9 @@
 //     against FP8 and each gemv_fp8 variant (their launches overlapping as in
 //     the runner's graphs, which a kernel timed alone does not show): with
 //     `--chain`, in place of the rest (21 GB of weights).
-//   `--once`: in place of the rest, each shape's bf16 and FP8 M = 1 GEMV
-//     twice (two copies of the weights), for a profiler (ncu -k regex:gemv).
+//   `--once`: in place of the rest, each shape's M = 1 GEMV in bf16, in FP8
+//     (gemv_fp8) and in FP8 on tensor cores (gemv_mma_fp8), twice each (two
+//     copies of the weights), for a profiler (ncu -k regex:gemv).
 // One JSON object per line; ratio = bf16 time / FP8 time.
 
 #include <cuda_bf16.h>
@@ -184,6 +185,9 @@ int main(int argc, char** argv) {
       for (int i = 0; i < 2; ++i) require_ok(gemm.linear(x, w.bf16s[i], nullptr, y, false, 1, s.n, s.k, nullptr));
       for (int i = 0; i < 2; ++i)
         require_ok(ember::gpu::gemv_fp8(x, w.codes[i], w.scales[i], nullptr, y, false, 1, s.n, s.k, nullptr));
+      for (int i = 0; i < 2; ++i)  // the tensor-core kernel at M = 1 (its dispatch variant), for comparison
+        require_ok(ember::gpu::gemv_mma_fp8(x, w.codes[i], w.scales[i], nullptr, y, false, 1, s.n, s.k,
+                                            ember::gpu::kGemvMmaFp8DispatchVariant, true, nullptr));
       BENCH_CHECK(cudaDeviceSynchronize());
       BENCH_CHECK(cudaFree(x));
       BENCH_CHECK(cudaFree(y));
