@@ -8,12 +8,12 @@
 # no GPU: a GPU check never passes by skipping.
 #   EMBER_GPU_STAGES="tests bench llama profile throughput async spec spec_alpha structured serve" picks stages
 #   (default: all but profile and mma; `gemm` runs gemm_bench alone, `mma` compares EMBER_GEMV=mma with the default,
-#   `fp8` compares --quantization fp8 with bf16, `fp8b8` batch-8 decode across the FP8 small-M kernels, `fp8prof` FP8's offline op profile and
+#   `fp8` compares --quantization fp8 with bf16, `fp8b8` 2-32 sequences' decode across the FP8 small-M kernels, `fp8prof` FP8's offline op profile and
 #   offline throughput at 512 sequences, `fp8b1` batch-1 decode across the FP8 GEMV's launch shapes and
 #   epilogues, `fp8split` batch-1 FP8 with the norms split across the GEMVs against the norm kernel, `fp8rope` offline FP8 with q/k/v's scales in the rope, `fp8kv`
 #   --kv-cache-dtype fp8 with the bf16 cache and serves the openai client with both). EMBER_GPU_TEST_FILTER narrows
 #   the GPU tests; EMBER_GPU_RESULTS_DIR gathers the logs there (under $OUT: a run cut short still returns them);
-#   EMBER_FP8_B1_VARIANTS ("0 1 2 3 4") and EMBER_FP8_B1_CHAIN=0 shorten stage fp8b1; EMBER_FP8_SPLIT_ROUNDS (2) and
+#   EMBER_FP8_B1_VARIANTS ("0 1 2 3 4") and EMBER_FP8_B1_CHAIN=0 shorten stage fp8b1, EMBER_FP8_ROWS ("2 3 4 8 24 32") fp8b8; EMBER_FP8_SPLIT_ROUNDS (2) and
 #   EMBER_FP8_SPLIT_FORMS (EMBER_FP8_NORM_SPLIT values, "0 1") shape stage fp8split.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -313,14 +313,24 @@ if has fp8prof; then
   done
 fi
 if has fp8b8; then
-  # Batch-8 decode across the FP8 small-M kernels: bf16; FP8 with the default dispatch (kernels/cuda/fp8.h: up to 4
-  # rows on the CUDA-core GEMV, 5-16 on the tensor-core one); FP8 as it was before the tensor-core one (the CUDA-core
-  # GEMV up to 4 rows, cuBLASLt above).
-  for v in none:default:4:16 fp8:default:4:16 fp8:before:4:0; do
-    IFS=: read -r q name gemv mma <<<"$v"
-    EMBER_FP8_GEMV_MAX_M=$gemv EMBER_FP8_MMA_MAX_M=$mma run "fp8_decode_b8_${q}_$name" 300 "$BUNDLE/ember" generate \
-      "${LLAMA[@]}" --max-num-seqs 8 --prompts-file /tmp/prompts8.txt --max-tokens 256 --ignore-eos --temperature 0 \
-      --quantization "$q"
+  # Small-batch decode across the FP8 small-M kernels (kernels/cuda/fp8.h: 1-2 rows on the CUDA-core GEMV, 3-16 on the
+  # tensor-core one, up to 32 on o and q/k/v): steady decode at 2-32 sequences, bf16 once, then FP8 with the default
+  # dispatch and FP8 with one threshold moved (EMBER_FP8_GEMV_MAX_M=4: the CUDA-core GEMV and its epilogues up to 4
+  # rows, as before 2026-12-06; EMBER_FP8_MMA_MAX_M=16: cuBLASLt from 17 rows on every matrix), alternating twice.
+  decode() {  # decode NAME SEQUENCES QUANTIZATION [ENV=VALUE]
+    env ${4:-} timeout 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 32 --prompts-file "/tmp/prompts_$2.txt" \
+      --max-tokens 256 --ignore-eos --temperature 0 --quantization "$3" >"$R/$1.log" 2>&1
+    echo "$1: $(grep -o -E 'steady decode[^:]*: [0-9.]+' "$R/$1.log" | grep -o -E '[0-9.]+$') tok/s"
+  }
+  for n in ${EMBER_FP8_ROWS:-2 3 4 8 24 32}; do
+    seq "$n" | sed 's/^/Prompt number /; s/$/: the history of the/' >"/tmp/prompts_$n.txt"
+    alt=EMBER_FP8_GEMV_MAX_M=4
+    ((n > 16)) && alt=EMBER_FP8_MMA_MAX_M=16
+    decode "fp8_decode_b${n}_bf16" "$n" none
+    for r in 1 2; do
+      decode "fp8_decode_b${n}_fp8_default_$r" "$n" fp8
+      decode "fp8_decode_b${n}_fp8_${alt}_$r" "$n" fp8 "$alt"
+    done
   done
 fi
 if has fp8kv; then

@@ -94,12 +94,15 @@ void decode_chain(ember::gpu::Gemm& gemm, const std::vector<Shape>& shapes) {
   BENCH_CHECK(cudaMalloc(&y, static_cast<size_t>(max_n) * sizeof(bf16)));
   cudaStream_t stream = nullptr;
   BENCH_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  // kind: -2 bf16, -1 the FP8 dispatch, v >= 0 gemv_fp8 variant v.
+  // kind: -2 bf16, -1 the FP8 dispatch, v >= 0 gemv_fp8 variant v, -3 - v gemv_mma_fp8 variant v.
   auto step = [&](int kind) {
     for (size_t i = 0; i < layers.size(); ++i) {
       const Shape& s = shapes[i % shapes.size()];
       const Weights& w = layers[i];
-      if (kind == -2) {
+      if (kind <= -3) {
+        require_ok(ember::gpu::gemv_mma_fp8(x, w.codes[0], w.scales[0], nullptr, y, false, 1, s.n, s.k, -3 - kind, true,
+                                            stream));
+      } else if (kind == -2) {
         require_ok(gemm.linear(x, w.bf16s[0], nullptr, y, false, 1, s.n, s.k, stream));
       } else if (kind == -1) {
         require_ok(gemm.linear_fp8(x, w.codes[0], w.scales[0], nullptr, y, false, 1, s.n, s.k, stream));
@@ -149,6 +152,8 @@ void decode_chain(ember::gpu::Gemm& gemm, const std::vector<Shape>& shapes) {
   print("bf16", bf16_us, 2 * total);
   print("fp8_dispatch", graph_us(-1), total);
   for (int v = 0; v < ember::gpu::kGemvFp8Variants; ++v) print("gemv_fp8_v" + std::to_string(v), graph_us(v), total);
+  for (int v = 0; v < ember::gpu::kGemvMmaVariants; ++v)
+    print("gemv_mma_fp8_v" + std::to_string(v), graph_us(-3 - v), total);
   for (Weights& w : layers) free_weights(w);
   BENCH_CHECK(cudaFree(x));
   BENCH_CHECK(cudaFree(y));

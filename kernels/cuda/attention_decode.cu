@@ -66,9 +66,9 @@ constexpr int kMinChunk = 64;
 constexpr int kMaxSplits = 256;
 constexpr float kLog2e = 1.4426950408889634f;
 
-// Both kernels launch as dependents (pdl.cuh): the o projection (or the merge)
-// that follows may start streaming its weights; then wait for the kernel
-// before.
+// Both kernels launch as dependents (pdl.cuh) and trigger first, so the o
+// projection (or the merge) that follows may start streaming its weights;
+// the merge then waits for the kernel before (decode_kernel: see there).
 __device__ __forceinline__ void trigger_then_wait() {
   gpu::pdl_launch_dependents();
   gpu::pdl_wait();
@@ -82,12 +82,15 @@ struct SplitWork {
 
 // The block's share from its grid position (split, kvh * head_groups + group
 // tile, sequence); false when it has nothing to do (a split past the end, or
-// a prefill sequence of a mixed batch).
+// a prefill sequence of a mixed batch). It reads only the step's metadata,
+// which the host uploads before the step and no kernel writes, and reads it
+// from L2 (ld.global.cg), so it may run before the wait (pdl.cuh).
 __device__ __forceinline__ bool split_work(const PagedAttentionParams& a, int chunk, int head_groups, int head_tile,
                                            SplitWork& w) {
   w.b = blockIdx.z;
-  if (a.split_decodes && a.query_start_loc[w.b + 1] - a.query_start_loc[w.b] != 1) return false;  // the prefill's
-  const int seq_len = a.seq_lens[w.b];
+  if (a.split_decodes && __ldcg(a.query_start_loc + w.b + 1) - __ldcg(a.query_start_loc + w.b) != 1)
+    return false;  // the prefill's
+  const int seq_len = __ldcg(a.seq_lens + w.b);
   w.start = blockIdx.x * chunk;
   if (w.start >= seq_len) return false;
   w.n = min(chunk, seq_len - w.start);
@@ -96,7 +99,7 @@ __device__ __forceinline__ bool split_work(const PagedAttentionParams& a, int ch
   const int g0 = (blockIdx.y % head_groups) * head_tile;
   w.n_heads = min(head_tile, group - g0);
   w.h0 = w.kvh * group + g0;
-  w.t = a.query_start_loc[w.b];
+  w.t = __ldcg(a.query_start_loc + w.b);
   return true;
 }
 
@@ -244,9 +247,17 @@ __global__ void __launch_bounds__(kThreads, 4)
   __shared__ __align__(16) float s_acc[kWarps][kMaxHeads][D];
   __shared__ float s_m[kWarps][kMaxHeads], s_l[kWarps][kMaxHeads];
 
-  trigger_then_wait();
+  // A block without keys leaves before the wait: with the grid sized for the
+  // longest context a graph allows (max_model_len), most of a short
+  // context's blocks have none, and waiting they would hold their slots past
+  // the end of the kernel before. Split 0 always waits, so the grid still
+  // ends after that kernel (the chain of waits, pdl.cuh).
+  gpu::pdl_launch_dependents();
   SplitWork w;
-  if (!split_work(a, chunk, head_groups, head_tile, w)) return;
+  const bool has_work = split_work(a, chunk, head_groups, head_tile, w);
+  if (!has_work && blockIdx.x > 0) return;
+  gpu::pdl_wait();
+  if (!has_work) return;
   const int split = blockIdx.x, b = w.b, start = w.start, n = w.n, kvh = w.kvh, n_heads = w.n_heads, h0 = w.h0;
   const bool single = a.seq_lens[b] <= chunk;  // this block sees the whole context
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;

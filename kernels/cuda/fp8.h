@@ -87,25 +87,30 @@ Status gemv_fp8_silu_mul(const __nv_bfloat16* x, const uint8_t* w, const float* 
                          __nv_bfloat16* act, cudaStream_t stream, const GemvNormParts& norm = {});
 
 // The same product on tensor cores (gemv_mma.cu) for 1 <= m <= kGemvMmaMaxM
-// (kernels/cuda/gemm.h): the codes become bf16 exactly in registers; a row's
-// outputs do not depend on M. variant as gemv_mma_variant's. k % 16 == 0.
+// (kernels/cuda/gemm.h): an f16 mma, the codes converted exactly in
+// registers, x's values as f16's (exact for |x| in [2^-14, 65504]; smaller
+// round to f16's subnormals, larger saturate); a row's outputs do not depend
+// on M. variant as gemv_mma_variant's. k % 16 == 0.
 Status gemv_mma_fp8(const __nv_bfloat16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y,
                     bool y_f32, int m, int n, int k, int variant, bool pdl, cudaStream_t stream);
 bool gemv_mma_fp8_supports(const __nv_bfloat16* x, const uint8_t* w, int m, int k);
 
-// Gemm::linear_fp8's dispatch by M, measured on the H100 (bench/results/
-// 2026-12-05-h100-fp8-mma.json, Llama-3-8B's four linear shapes, each kernel alone):
-//   M <= kGemvFp8DispatchMaxM: gemv_fp8. One row: 7.9 / 11.4 / 40.5 / 21.6 us
-//     on o / qkv / gate_up / down, against 10.3-27.3 for gemv_mma_fp8.
+// Gemm::linear_fp8's dispatch by M, measured on the H100 (Llama-3-8B's four
+// linear shapes: each kernel alone in bench/results/2026-12-06-h100-fp8-mma-f16.json,
+// and decode end to end at 2-4 sequences):
+//   M <= kGemvFp8DispatchMaxM: gemv_fp8. One row: 7.7 / 11.2 / 39.2 / 22.5 us
+//     on o / qkv / gate_up / down, against 8.7-44.8 for gemv_mma_fp8; two
+//     rows 82 us for the four against 90. Its epilogues come with it.
 //   M <= kGemvMmaFp8DispatchMaxM, or M <= kGemvMmaFp8SmallMaxM on a matrix of
 //     at most kGemvMmaFp8SmallMaxBytes (o and qkv): gemv_mma_fp8, variant
-//     kGemvMmaFp8DispatchVariant. At 8 rows it takes 98.6 us for the four
-//     where gemv_fp8 takes 172 and cuBLASLt 127; at 32 rows 13.6 / 23.6 on o /
-//     qkv against cuBLASLt's 17.3 / 34.2, but 86 / 38 on gate_up / down against
-//     56.5 / 36.6 (every token tile re-reads x: its cost grows with M).
+//     kGemvMmaFp8DispatchVariant. From 3 rows it passes gemv_fp8 (3 and 4
+//     sequences decode 15% faster end to end); at 8 rows it takes 91 us for
+//     the four where gemv_fp8 takes 173 and cuBLASLt 127; at 32 rows 13.3 /
+//     23.4 on o / qkv against cuBLASLt's 17.3 / 34.2, but 86 / 38 on gate_up /
+//     down against 50.5 / 35.8 (every token tile re-reads x: its cost grows with M).
 //   above: cuBLASLt's FP8 GEMM over x quantized per token (W8A8).
 // EMBER_FP8_GEMV_MAX_M and EMBER_FP8_MMA_MAX_M (both mma thresholds) move them.
-inline constexpr int kGemvFp8DispatchMaxM = 4;
+inline constexpr int kGemvFp8DispatchMaxM = 2;
 inline constexpr int kGemvMmaFp8DispatchMaxM = 16;
 inline constexpr int kGemvMmaFp8SmallMaxM = 32;
 inline constexpr int64_t kGemvMmaFp8SmallMaxBytes = int64_t{32} << 20;

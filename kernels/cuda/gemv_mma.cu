@@ -27,15 +27,24 @@
 // fixed by N and K), so a verify chunk's rows are bit-identical to the same
 // rows computed one at a time in decode steps.
 
-// FP8 weights (W8A16, as gemv_fp8: x stays bf16) take the same tiles with a
-// 64-wide step: a lane's 16 bytes are 16 codes, k0 + 16t .. 16t + 15, and its
-// x the matching 32 bytes. mma j (0..3) takes code word j (k 16t + 4j .. +3)
-// as k slots {2t, 2t+1} (codes 0, 1) and {2t+8, 2t+9} (codes 2, 3), and x's
-// bf16 pairs of those k. A code becomes bf16 exactly with integer moves: its
-// exponent and mantissa bits shifted under bf16's (E4M3 bias 7 read at bias
-// 127, subnormals included) and the sign kept, then one bf16x2 FMA by 2^120
-// restores the bias. The row's scale multiplies the fp32 sum. Half the bytes
-// of bf16, and the CUDA-core kernel's per-row FMAs (which grow with M) gone.
+// FP8 weights (W8A16 as gemv_fp8: x is not quantized) take the same tiles
+// with a 64-wide step and an f16 mma: a lane's 16 bytes are 16 codes, k0 + 16t
+// .. 16t + 15, and its x the matching 32 bytes. mma j (0..3) takes code word j
+// (k 16t + 4j .. +3) as k slots {2t, 2t+1} (codes 0, 1) and {2t+8, 2t+9}
+// (codes 2, 3), and x's pairs of those k. A code pair becomes f16x2 in one
+// hardware conversion (exact: E4M3 is a subset of f16), and x's bf16 pairs
+// become f16x2 once a step for all row tiles: exact for |x| in [2^-14, 65504];
+// smaller values round to f16's subnormal step of 2^-24 (an absolute error of
+// at most 2^-25), larger ones saturate to 65504, never inf
+// (Fp8Gpu.MmaGemvTakesXAsF16 pins the rule). The mma's products
+// are exact and summed in fp32; the row's scale multiplies the sum. Half the
+// bytes of bf16, and the CUDA-core kernel's per-row FMAs (which grow with M)
+// gone. Against a bf16 mma fed by integer moves of the codes (the form until
+// 2026-12-06: ~2.5 integer instructions a code) the four Llama-3-8B linears
+// at 8 tokens take 91 us instead of 99 (H100, kernels/cuda/NOTES-gemm.md).
+
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
 
 #include <type_traits>
 
@@ -60,7 +69,6 @@ struct Fp8Weights {
   static constexpr int kXVecs = 2;
   static constexpr bool kScaled = true;
 };
-
 __device__ __forceinline__ void mma_bf16_16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
                                                uint32_t b0, uint32_t b1) {
   asm volatile(
@@ -74,17 +82,6 @@ __device__ __forceinline__ uint32_t word(const uint4& v, int i) {  // i known at
   return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
 }
 
-// Codes 0, 1 (`hi`: 2, 3) of a little-endian word of four E4M3 codes as a
-// bf16x2, exactly (the header's bit move, then x 2^120).
-__device__ __forceinline__ uint32_t e4m3_pair_to_bf16x2(uint32_t codes, bool hi) {
-  const uint32_t p = __byte_perm(codes, 0u, hi ? 0x3424u : 0x1404u);  // code a in byte 1, code b in byte 3
-  const uint32_t moved = (p & 0x80008000u) | ((p >> 4) & 0x07F007F0u);
-  uint32_t out;
-  // 2^120 in bf16 is 0x7B80; -0.0 added keeps a zero's sign.
-  asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(out) : "r"(moved), "r"(0x7B807B80u), "r"(0x80008000u));
-  return out;
-}
-
 // One step's operands for one lane: rows g and g + 8 of each of the RT row
 // tiles, tokens g (+ 8) of each of the NT token tiles.
 template <class F, int RT, int NT>
@@ -93,29 +90,61 @@ struct Frag {
   uint4 x[NT][F::kXVecs];
 };
 
+__device__ __forceinline__ void mma_f16_16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                              uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// Codes 0, 1 (`hi`: 2, 3) of a little-endian word of four E4M3 codes as f16x2 (exact).
+__device__ __forceinline__ uint32_t e4m3_pair_to_f16x2(uint32_t codes, bool hi) {
+  const __half2_raw h =
+      __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(hi ? codes >> 16 : codes & 0xFFFFu), __NV_E4M3);
+  return static_cast<uint32_t>(h.x) | (static_cast<uint32_t>(h.y) << 16);
+}
+
+// A bf16x2 word as f16x2: rounded to nearest, saturated to +-65504 (no inf).
+__device__ __forceinline__ uint32_t bf16x2_to_f16x2(uint32_t v) {
+  uint32_t h;
+  asm("cvt.rn.satfinite.f16x2.f32 %0, %1, %2;"
+      : "=r"(h)
+      : "f"(__uint_as_float(v & 0xFFFF0000u)), "f"(__uint_as_float(v << 16)));
+  return h;
+}
+
 template <class F, int RT, int NT>
 __device__ __forceinline__ void step_mma(float (&acc)[RT][NT][4], const Frag<F, RT, NT>& f) {
+  if constexpr (std::is_same_v<F, Bf16Weights>) {
 #pragma unroll
-  for (int rt = 0; rt < RT; ++rt)
+    for (int rt = 0; rt < RT; ++rt)
 #pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      if constexpr (std::is_same_v<F, Bf16Weights>) {
+      for (int nt = 0; nt < NT; ++nt) {
         // k16 half 0: words x, y; half 1: words z, w (the permutation above).
         mma_bf16_16816(acc[rt][nt], f.w[rt][0].x, f.w[rt][1].x, f.w[rt][0].y, f.w[rt][1].y, f.x[nt][0].x,
                        f.x[nt][0].y);
         mma_bf16_16816(acc[rt][nt], f.w[rt][0].z, f.w[rt][1].z, f.w[rt][0].w, f.w[rt][1].w, f.x[nt][0].z,
                        f.x[nt][0].w);
-      } else {
+      }
+  } else {
+    uint32_t xh[NT][8];  // x's 16 values a lane, as f16x2, once for every row tile
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int i = 0; i < 8; ++i) xh[nt][i] = bf16x2_to_f16x2(word(f.x[nt][i >> 2], i & 3));
+#pragma unroll
+    for (int rt = 0; rt < RT; ++rt)
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
           const uint32_t c0 = word(f.w[rt][0], j), c1 = word(f.w[rt][1], j);
-          const uint4& xv = f.x[nt][j >> 1];
-          mma_bf16_16816(acc[rt][nt], e4m3_pair_to_bf16x2(c0, false), e4m3_pair_to_bf16x2(c1, false),
-                         e4m3_pair_to_bf16x2(c0, true), e4m3_pair_to_bf16x2(c1, true), word(xv, 2 * (j & 1)),
-                         word(xv, 2 * (j & 1) + 1));
+          mma_f16_16816(acc[rt][nt], e4m3_pair_to_f16x2(c0, false), e4m3_pair_to_f16x2(c1, false),
+                        e4m3_pair_to_f16x2(c0, true), e4m3_pair_to_f16x2(c1, true), xh[nt][2 * j], xh[nt][2 * j + 1]);
         }
-      }
-    }
+  }
 }
 
 // Grid: one block per 16*RT rows; block: S warps (blockDim.x = 32 S), warp s
@@ -282,8 +311,8 @@ Status launch(const Args<F>& a, int target) {
   const int splits = splits_for(a.n, a.k, kRows, F::kStepK, target);
   const dim3 grid(static_cast<unsigned>((a.n + kRows - 1) / kRows));
   const size_t smem = static_cast<size_t>(splits) * kRows * 8 * sizeof(float);
-  return cuda_status(launch_pdl(a.pdl, gemv_mma_kernel<F, RT, NT, U>, grid, dim3(32 * splits), smem, a.stream, a.x,
-                                a.w, a.w_scale, a.bias, a.y, a.y_f32, a.m, a.n, a.k),
+  return cuda_status(launch_pdl(a.pdl, gemv_mma_kernel<F, RT, NT, U>, grid, dim3(32 * splits), smem, a.stream, a.x, a.w,
+                                a.w_scale, a.bias, a.y, a.y_f32, a.m, a.n, a.k),
                      "gemv_mma launch");
 }
 

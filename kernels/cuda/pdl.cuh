@@ -18,13 +18,16 @@
 //   - pdl_wait() blocks until that kernel has finished and its writes are
 //     visible, so only reads of constant data (weights) may come before it,
 //     and every kernel launched with launch_pdl must call it before touching
-//     anything an earlier kernel wrote (or exit without touching it). Not
-//     even data that was final before the step began: decode attention
-//     reading seq_lens and the block table (copied in before the step) ahead
-//     of its wait gave wrong, run-to-run varying FP8 decodes in graphs (H100,
-//     2026-12-06), as if it had read the previous step's values, e.g. from a
-//     line its SM cached then, which the wait's acquire would have dropped
-//     (one possible cause, not established; kernels/cuda/NOTES-gemm.md);
+//     anything an earlier kernel wrote (or exit without touching it). Data
+//     that was final before the step began only through L2 (ld.global.cg):
+//     decode attention reading seq_lens and the block table (copied in
+//     before the step) with plain loads ahead of its wait gave wrong,
+//     run-to-run varying FP8 decodes in graphs (H100, 2026-12-06), as if it
+//     had read the previous step's values, e.g. from a line its SM cached
+//     then, which the wait's acquire would have dropped (one possible cause,
+//     not established; kernels/cuda/NOTES-gemm.md). Its blocks now read
+//     seq_lens that way to leave early when they have no keys, and wait
+//     before anything else;
 //   - pdl_launch_dependents() lets the next launch_pdl kernel start early (its
 //     blocks become resident and wait); it is a scheduling hint only. The
 //     next kernel starts once every block of this grid has triggered or

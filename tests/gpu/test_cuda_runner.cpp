@@ -678,7 +678,7 @@ TEST(CudaRunner, Fp8PrefillWithQuantizingNormAndSiluIsBitIdentical) {
   EXPECT_EQ(std::memcmp(logits[0].data(), logits[1].data(), logits[0].size() * sizeof(float)), 0);
 }
 
-// FP8 decode at 1-3 rows with the rope and cache write and the SiLU in the
+// FP8 decode at 1-3 rows (EMBER_FP8_GEMV_MAX_M=4) with the rope and cache write and the SiLU in the
 // GEMV's epilogue (EMBER_FP8_NORM_SPLIT=0) gives the logits of the GEMV
 // followed by those ops (EMBER_FP8_GEMV_EPILOGUES=0) bit for bit, and with the
 // norms split across the GEMVs too (the default) within bf16 rounding of them
@@ -689,6 +689,12 @@ TEST(CudaRunner, Fp8DecodeWithGemvEpiloguesIsBitIdentical) {
   ASSERT_TRUE(gpu::fp8_supported(0)) << "this GPU has no FP8";
   const ModelConfig c = test_config(128, false, false, false);
   const LlamaWeights w = bf16_exact_weights(c, 41);
+  // The dispatch gives the CUDA-core GEMV (and so the epilogues) 1-2 rows
+  // (fp8.h); widened to 4, the kernels' limit, so that 3-row steps run them too.
+  setenv("EMBER_FP8_GEMV_MAX_M", "4", 1);
+  struct Unset {
+    ~Unset() { unsetenv("EMBER_FP8_GEMV_MAX_M"); }
+  } unset;
   {  // 1-3 rows take gemv_fp8 at q/k/v and gate/up, so the epilogue forms run (the test can fail)
     auto gemm = gpu::Gemm::create();
     ASSERT_TRUE(gemm.ok());

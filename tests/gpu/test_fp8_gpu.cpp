@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -832,6 +833,60 @@ TEST(Fp8Gpu, MmaGemvMatchesFloat64Reference) {
       check_fp8_shape(*gemm, m, n, k, Path::kMma, rng);
   for (int variant = 1; variant < gpu::kGemvMmaVariants; ++variant)
     check_fp8_shape(*gemm, 3, 1536, 576, Path::kMma, rng, variant);
+}
+
+// The tensor-core kernel multiplies in f16 (gemv_mma.cu): x's values are
+// f16's, rounded to nearest (subnormals below 2^-14) and saturated at
+// +-65504. Rows of x at the edges of that range (tiny, huge, one outlier past
+// 65504 among ordinary values) against a float64 reference that applies the
+// same rule: within float32 accumulation error, and never inf or NaN.
+TEST(Fp8Gpu, MmaGemvTakesXAsF16) {
+  ASSERT_NO_FATAL_FAILURE(require_fp8());
+  constexpr int kM = 8, kN = 96, kK = 4096;
+  std::mt19937 rng(31);
+  std::vector<float> x_f, w_f;
+  std::vector<bf16> x = gputest::random_bf16(static_cast<size_t>(kM) * kK, rng, x_f);
+  const float magnitude[kM] = {1.0f, 1e-6f, 3e-5f, 4e4f, 1e5f, 1.0f, 2.0f, 1e-3f};
+  for (int r = 0; r < kM; ++r)
+    for (int c = 0; c < kK; ++c) {
+      const size_t i = static_cast<size_t>(r) * kK + c;
+      x[i] = gputest::to_bf16(x_f[i] * magnitude[r]);
+    }
+  x[static_cast<size_t>(5) * kK + 100] = gputest::to_bf16(-2.5e5f);  // one value past f16's range
+  std::vector<float> as_f16(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    const float v = std::clamp(gputest::to_float(x[i]), -65504.0f, 65504.0f);
+    as_f16[i] = static_cast<float>(static_cast<_Float16>(v));
+  }
+  gputest::random_bf16(static_cast<size_t>(kN) * kK, rng, w_f, 0.05f);
+  const Quantized w = host_quantize(w_f, kN, kK);
+  const std::vector<double> want = reference(as_f16, w, kM, kN, kK, nullptr);
+
+  DeviceBuffer<bf16> d_x(x.size());
+  DeviceBuffer<uint8_t> d_w(w.codes.size());
+  DeviceBuffer<float> d_ws(w.scales.size()), d_y(static_cast<size_t>(kM) * kN);
+  d_x.upload(x);
+  d_w.upload(w.codes);
+  d_ws.upload(w.scales);
+  for (int m : {1, kM}) {
+    d_y.poison();
+    const Status s = gpu::gemv_mma_fp8(d_x.get(), d_w.get(), d_ws.get(), nullptr, d_y.get(), true, m, kN, kK,
+                                       gpu::kGemvMmaFp8DispatchVariant, true, nullptr);
+    ASSERT_TRUE(s.ok()) << s.error().message;
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    const std::vector<float> got = d_y.download();
+    for (int r = 0; r < m; ++r) {
+      SCOPED_TRACE(testing::Message() << "M=" << m << " row " << r << " (x about " << magnitude[r] << ")");
+      const std::vector<float> row(got.begin() + static_cast<ptrdiff_t>(r) * kN,
+                                   got.begin() + static_cast<ptrdiff_t>(r + 1) * kN);
+      const std::vector<double> ref(want.begin() + static_cast<ptrdiff_t>(r) * kN,
+                                    want.begin() + static_cast<ptrdiff_t>(r + 1) * kN);
+      const auto e = gputest::compare(row, ref);
+      EXPECT_EQ(e.non_finite, 0);
+      EXPECT_LT(e.rel_l2, 1e-4);
+      EXPECT_LT(e.worst_rel, 1e-3);
+    }
+  }
 }
 
 // Every E4M3 code (NaN's two excepted) through the tensor-core kernel's
