@@ -314,9 +314,9 @@ if has fp8prof; then
 fi
 if has fp8b8; then
   # Small-batch decode across the FP8 small-M kernels (kernels/cuda/fp8.h: 1-2 rows on the CUDA-core GEMV, 3-16 on the
-  # tensor-core one, up to 32 on o and q/k/v): steady decode at 2-32 sequences, bf16 once, then FP8 with the default
+  # tensor-core one 3-16, cuBLASLt above): steady decode at 2-32 sequences, bf16 once, then FP8 with the default
   # dispatch and FP8 with one threshold moved (EMBER_FP8_GEMV_MAX_M=4: the CUDA-core GEMV and its epilogues up to 4
-  # rows, as before 2026-12-06; EMBER_FP8_MMA_MAX_M=16: cuBLASLt from 17 rows on every matrix), alternating twice.
+  # rows, as before 2026-12-06; EMBER_FP8_MMA_MAX_M=32: the tensor-core GEMV up to 32 rows), alternating twice.
   decode() {  # decode NAME SEQUENCES QUANTIZATION [ENV=VALUE]
     env ${4:-} timeout 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 32 --prompts-file "/tmp/prompts_$2.txt" \
       --max-tokens 256 --ignore-eos --temperature 0 --quantization "$3" >"$R/$1.log" 2>&1
@@ -325,7 +325,7 @@ if has fp8b8; then
   for n in ${EMBER_FP8_ROWS:-2 3 4 8 24 32}; do
     seq "$n" | sed 's/^/Prompt number /; s/$/: the history of the/' >"/tmp/prompts_$n.txt"
     alt=EMBER_FP8_GEMV_MAX_M=4
-    ((n > 16)) && alt=EMBER_FP8_MMA_MAX_M=16
+    ((n > 16)) && alt=EMBER_FP8_MMA_MAX_M=32
     decode "fp8_decode_b${n}_bf16" "$n" none
     for r in 1 2; do
       decode "fp8_decode_b${n}_fp8_default_$r" "$n" fp8

@@ -101,19 +101,19 @@ bool gemv_mma_fp8_supports(const __nv_bfloat16* x, const uint8_t* w, int m, int 
 //   M <= kGemvFp8DispatchMaxM: gemv_fp8. One row: 7.7 / 11.2 / 39.2 / 22.5 us
 //     on o / qkv / gate_up / down, against 8.7-44.8 for gemv_mma_fp8; two
 //     rows 82 us for the four against 90. Its epilogues come with it.
-//   M <= kGemvMmaFp8DispatchMaxM, or M <= kGemvMmaFp8SmallMaxM on a matrix of
-//     at most kGemvMmaFp8SmallMaxBytes (o and qkv): gemv_mma_fp8, variant
+//   M <= kGemvMmaFp8DispatchMaxM: gemv_mma_fp8, variant
 //     kGemvMmaFp8DispatchVariant. From 3 rows it passes gemv_fp8 (3 and 4
 //     sequences decode 15% faster end to end); at 8 rows it takes 91 us for
 //     the four where gemv_fp8 takes 173 and cuBLASLt 127; at 32 rows 13.3 /
-//     23.4 on o / qkv against cuBLASLt's 17.3 / 34.2, but 86 / 38 on gate_up /
-//     down against 50.5 / 35.8 (every token tile re-reads x: its cost grows with M).
+//     23.4 / 86 / 38 on o / qkv / gate_up / down against cuBLASLt's 13.1 /
+//     16.9 / 50.5 / 35.8 (every token tile re-reads x: its cost grows with
+//     M). Until 2026-12-06 o and qkv took it up to 32 rows (cuBLASLt's 17.3 /
+//     34.2 then); cuBLASLt from 17 rows on every matrix made 32 sequences
+//     decode 6% faster (7,009-7,021 against 6,545-6,638 tok/s, H100).
 //   above: cuBLASLt's FP8 GEMM over x quantized per token (W8A8).
-// EMBER_FP8_GEMV_MAX_M and EMBER_FP8_MMA_MAX_M (both mma thresholds) move them.
+// EMBER_FP8_GEMV_MAX_M and EMBER_FP8_MMA_MAX_M move them.
 inline constexpr int kGemvFp8DispatchMaxM = 2;
 inline constexpr int kGemvMmaFp8DispatchMaxM = 16;
-inline constexpr int kGemvMmaFp8SmallMaxM = 32;
-inline constexpr int64_t kGemvMmaFp8SmallMaxBytes = int64_t{32} << 20;
 inline constexpr int kGemvMmaFp8DispatchVariant = 3;
 
 // y[m, n] = acc[m, n] * x_scale[m] * w_scale[n] (+ bias[n]) into bf16 or

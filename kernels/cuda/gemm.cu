@@ -133,7 +133,6 @@ struct Gemm::Impl {
   int fp8_gemv_max_m = kGemvFp8DispatchMaxM;     // EMBER_FP8_GEMV_MAX_M: a benchmarking knob
   int fp8_mma_max_m = kGemvMmaFp8DispatchMaxM;   // EMBER_FP8_MMA_MAX_M: likewise (sets both)
   int fp8_gemv_variant = 0;                      // EMBER_FP8_GEMV_VARIANT: likewise (fp8.h)
-  int fp8_mma_small_max_m = kGemvMmaFp8SmallMaxM;
   // cuBLASLt's FP8 "fast accumulation" (no periodic promotion of the tensor
   // cores' partial sums to float32, as vLLM's CUTLASS FP8 kernels run): off.
   // Measured on the H100 it saved nothing measurable (the GEMMs at 512-8,192
@@ -141,14 +140,12 @@ struct Gemm::Impl {
   // L2 1.3e-3 against 1.2e-4 at K = 4,096). set_fp8_fast_accum;
   // EMBER_FP8_FAST_ACCUM=1 at create.
   bool fp8_fast_accum = false;
-  // linear_fp8's kernel for a shape (fp8.h's rule; the kernels' alignment aside).
+  // linear_fp8's kernel for M rows over K (fp8.h's rule: by M alone; the kernels' alignment aside).
   enum class Fp8Kernel { kGemv, kMma, kCublasLt };
-  Fp8Kernel fp8_kernel(int m, int n, int k) const {
+  Fp8Kernel fp8_kernel(int m, int k) const {
     if (m < 1 || k <= 0 || k % 16 != 0) return Fp8Kernel::kCublasLt;
     if (m <= fp8_gemv_max_m && m <= kGemvFp8MaxM) return Fp8Kernel::kGemv;
-    if (m <= kGemvMmaMaxM &&
-        (m <= fp8_mma_max_m || (m <= fp8_mma_small_max_m && int64_t{n} * k <= kGemvMmaFp8SmallMaxBytes)))
-      return Fp8Kernel::kMma;
+    if (m <= fp8_mma_max_m && m <= kGemvMmaMaxM) return Fp8Kernel::kMma;
     return Fp8Kernel::kCublasLt;
   }
   void* flush = nullptr;  // tuning: written between timed runs so weights come from HBM, as in a step
@@ -365,7 +362,7 @@ void Gemm::set_fp8_fast_accum(bool on) {
 }
 
 std::string Gemm::fp8_path(int m, int n, int k) {
-  const Impl::Fp8Kernel kernel = impl_->fp8_kernel(m, n, k);
+  const Impl::Fp8Kernel kernel = impl_->fp8_kernel(m, k);
   if (kernel == Impl::Fp8Kernel::kGemv) return "gemv_fp8";
   if (kernel == Impl::Fp8Kernel::kMma) return "gemv_mma_fp8";
   const Impl::Key key{m, n, k, false, false, 256u, 256u, 256u, Impl::kFp8};
@@ -388,7 +385,7 @@ Result<std::unique_ptr<Gemm>> Gemm::create(size_t workspace_bytes) {
   if (const char* env = std::getenv("EMBER_FP8_GEMV_VARIANT"); env != nullptr)
     impl->fp8_gemv_variant = std::clamp(std::atoi(env), 0, kGemvFp8Variants - 1);
   if (const char* env = std::getenv("EMBER_FP8_MMA_MAX_M"); env != nullptr)
-    impl->fp8_mma_max_m = impl->fp8_mma_small_max_m = std::clamp(std::atoi(env), 0, kGemvMmaMaxM);
+    impl->fp8_mma_max_m = std::clamp(std::atoi(env), 0, kGemvMmaMaxM);
   if (const char* env = std::getenv("EMBER_FP8_FAST_ACCUM"); env != nullptr)
     impl->fp8_fast_accum = std::string(env) == "1";
   EMBER_LT_TRY(cublasLtCreate(&impl->handle));
@@ -447,7 +444,7 @@ Status Gemm::linear_cublaslt(const bf16* x, const bf16* w, const float* bias, vo
 
 Status Gemm::linear_fp8(const bf16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y, bool y_f32,
                         int m, int n, int k, cudaStream_t stream) {
-  const Impl::Fp8Kernel kernel = impl_->fp8_kernel(m, n, k);
+  const Impl::Fp8Kernel kernel = impl_->fp8_kernel(m, k);
   if (kernel == Impl::Fp8Kernel::kGemv && gemv_fp8_supports(x, w, m, k))
     return gemv_fp8(x, w, w_scale, bias, y, y_f32, m, n, k, stream, impl_->fp8_gemv_variant);
   if (kernel == Impl::Fp8Kernel::kMma && gemv_mma_fp8_supports(x, w, m, k))
@@ -455,12 +452,12 @@ Status Gemm::linear_fp8(const bf16* x, const uint8_t* w, const float* w_scale, c
   return linear_fp8_cublaslt(x, w, w_scale, bias, y, y_f32, m, n, k, stream);
 }
 
-bool Gemm::fp8_uses_gemv(int m, int n, int k) const {
-  return m >= 1 && k > 0 && k % 16 == 0 && impl_->fp8_kernel(m, n, k) == Impl::Fp8Kernel::kGemv;
+bool Gemm::fp8_uses_gemv(int m, int /*n*/, int k) const {
+  return m >= 1 && k > 0 && k % 16 == 0 && impl_->fp8_kernel(m, k) == Impl::Fp8Kernel::kGemv;
 }
 
-bool Gemm::fp8_quantizes_x(int m, int n, int k) const {
-  return m >= 1 && k > 0 && k % 16 == 0 && impl_->fp8_kernel(m, n, k) == Impl::Fp8Kernel::kCublasLt;
+bool Gemm::fp8_quantizes_x(int m, int /*n*/, int k) const {
+  return m >= 1 && k > 0 && k % 16 == 0 && impl_->fp8_kernel(m, k) == Impl::Fp8Kernel::kCublasLt;
 }
 
 Status Gemm::linear_fp8_cublaslt(const bf16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y,
@@ -505,7 +502,7 @@ Status Gemm::linear_fp8_quantized(const uint8_t* xq, const float* x_scale, const
 
 Result<bool> Gemm::linear_fp8_unscaled(const bf16* x, const uint8_t* w, bf16* y, int m, int n, int k,
                                        cudaStream_t stream, const float** x_scale) {
-  if (m <= 0 || n <= 0 || k <= 0 || k % 16 != 0 || impl_->fp8_kernel(m, n, k) != Impl::Fp8Kernel::kCublasLt)
+  if (m <= 0 || n <= 0 || k <= 0 || k % 16 != 0 || impl_->fp8_kernel(m, k) != Impl::Fp8Kernel::kCublasLt)
     return false;
   Impl& im = *impl_;
   EMBER_TRY_STATUS(grow(im.fp8_x, im.fp8_x_bytes, static_cast<size_t>(m) * k, stream, "activation"));
@@ -524,7 +521,7 @@ Result<bool> Gemm::linear_fp8_unscaled(const bf16* x, const uint8_t* w, bf16* y,
 
 Result<bool> Gemm::linear_fp8_quantized_unscaled(const uint8_t* xq, const uint8_t* w, bf16* y, int m, int n, int k,
                                                  cudaStream_t stream) {
-  if (m <= 0 || n <= 0 || k <= 0 || k % 16 != 0 || impl_->fp8_kernel(m, n, k) != Impl::Fp8Kernel::kCublasLt)
+  if (m <= 0 || n <= 0 || k <= 0 || k % 16 != 0 || impl_->fp8_kernel(m, k) != Impl::Fp8Kernel::kCublasLt)
     return false;
   Impl& im = *impl_;
   const Impl::Key key{m, n, k, false, false, alignment_of(xq), alignment_of(w), alignment_of(y), Impl::kFp8};

@@ -160,8 +160,7 @@ void check_fp8_shape(gpu::Gemm& gemm, int m, int n, int k, Path path, std::mt199
   const Quantized w = host_quantize(w_f, n, k);
   std::normal_distribution<float> g(0.0f, 1.0f);
   for (float& b : bias) b = g(rng);
-  // (The dispatch's mma rule: every shape of the tests below is under its small-matrix bytes.)
-  const bool quantized_x = path == Path::kCublasLt || (path == Path::kDispatch && m > gpu::kGemvMmaFp8SmallMaxM);
+  const bool quantized_x = path == Path::kCublasLt || (path == Path::kDispatch && m > gpu::kGemvMmaFp8DispatchMaxM);
   const Quantized xq = host_quantize(x_f, m, k);
   const std::vector<double> ref = reference(x_f, w, m, n, k, quantized_x ? &xq : nullptr);
 
@@ -981,7 +980,7 @@ TEST(Fp8Gpu, DispatchAcrossTheGemvThreshold) {
   auto gemm = make_gemm();
   ASSERT_TRUE(gemm);
   std::mt19937 rng(13);
-  for (int m : {1, 4, 5, 16, 17, 32, 33, 65}) check_fp8_shape(*gemm, m, 576, 1536, Path::kDispatch, rng, 0, 3e-4, 3e-3);
+  for (int m : {1, 2, 3, 4, 5, 16, 17, 32, 33, 65}) check_fp8_shape(*gemm, m, 576, 1536, Path::kDispatch, rng, 0, 3e-4, 3e-3);
   // A larger step after smaller ones grows the activation scratch.
   check_fp8_shape(*gemm, 1024, 256, 2048, Path::kDispatch, rng, 0, 3e-4, 3e-3);
 }
