@@ -131,7 +131,7 @@ struct Gemm::Impl {
   void* fp8_acc = nullptr;      // float [M, N]
   size_t fp8_x_bytes = 0, fp8_x_scale_bytes = 0, fp8_acc_bytes = 0;
   int fp8_gemv_max_m = kGemvFp8DispatchMaxM;     // EMBER_FP8_GEMV_MAX_M: a benchmarking knob
-  int fp8_mma_max_m = kGemvMmaFp8DispatchMaxM;   // EMBER_FP8_MMA_MAX_M: likewise (sets both)
+  int fp8_mma_max_m = kGemvMmaFp8DispatchMaxM;   // EMBER_FP8_MMA_MAX_M: likewise
   int fp8_gemv_variant = 0;                      // EMBER_FP8_GEMV_VARIANT: likewise (fp8.h)
   // cuBLASLt's FP8 "fast accumulation" (no periodic promotion of the tensor
   // cores' partial sums to float32, as vLLM's CUTLASS FP8 kernels run): off.

@@ -69,6 +69,7 @@ struct Fp8Weights {
   static constexpr int kXVecs = 2;
   static constexpr bool kScaled = true;
 };
+
 __device__ __forceinline__ void mma_bf16_16816(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
                                                uint32_t b0, uint32_t b1) {
   asm volatile(
