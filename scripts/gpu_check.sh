@@ -13,7 +13,7 @@
 #   epilogues, `fp8split` batch-1 FP8 with the norms split across the GEMVs against the norm kernel, `fp8rope` offline FP8 with q/k/v's scales in the rope, `fp8kv`
 #   --kv-cache-dtype fp8 with the bf16 cache and serves the openai client with both). EMBER_GPU_TEST_FILTER narrows
 #   the GPU tests; EMBER_GPU_RESULTS_DIR gathers the logs there (under $OUT: a run cut short still returns them);
-#   EMBER_FP8_B1_VARIANTS ("0 1 2 3 4") and EMBER_FP8_B1_CHAIN=0 shorten stage fp8b1, EMBER_FP8_ROWS ("2 3 4 8 24 32") fp8b8; EMBER_FP8_SPLIT_ROUNDS (2) and
+#   EMBER_FP8_B1_VARIANTS ("0 1 2 3 4") and EMBER_FP8_B1_CHAIN=0 shorten stage fp8b1, EMBER_FP8_ROWS ("2 3 8 32") fp8b8; EMBER_FP8_SPLIT_ROUNDS (2) and
 #   EMBER_FP8_SPLIT_FORMS (EMBER_FP8_NORM_SPLIT values, "0 1") shape stage fp8split.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -314,22 +314,24 @@ if has fp8prof; then
 fi
 if has fp8b8; then
   # Small-batch decode across the FP8 small-M kernels (kernels/cuda/fp8.h: 1-2 rows on the CUDA-core GEMV, 3-16 on the
-  # tensor-core one 3-16, cuBLASLt above): steady decode at 2-32 sequences, bf16 once, then FP8 with the default
-  # dispatch and FP8 with one threshold moved (EMBER_FP8_GEMV_MAX_M=4: the CUDA-core GEMV and its epilogues up to 4
-  # rows, as before 2026-12-06; EMBER_FP8_MMA_MAX_M=32: the tensor-core GEMV up to 32 rows), alternating twice.
-  decode() {  # decode NAME SEQUENCES QUANTIZATION [ENV=VALUE]
-    env ${4:-} timeout 300 "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 32 --prompts-file "/tmp/prompts_$2.txt" \
-      --max-tokens 256 --ignore-eos --temperature 0 --quantization "$3" >"$R/$1.log" 2>&1
+  # tensor-core one, cuBLASLt above): steady decode at EMBER_FP8_ROWS sequences, bf16 once, then FP8 with the default
+  # dispatch and FP8 with the nearest threshold moved across that size, alternating twice (logs fp8rows_*):
+  # 1-2 sequences gemv1 (EMBER_FP8_GEMV_MAX_M=1: the tensor-core GEMV from 2 rows), 3-4 gemv4 (=4: the CUDA-core GEMV
+  # and its epilogues up to 4 rows, as before 2026-12-06), 5-16 mma4 (EMBER_FP8_MMA_MAX_M=4: cuBLASLt instead of the
+  # tensor-core GEMV), above mma32 (=32: the tensor-core GEMV up to 32 rows on every matrix).
+  rows_decode() {  # rows_decode NAME SEQUENCES QUANTIZATION [ENV=VALUE]
+    run "$1" 300 env ${4:-} "$BUNDLE/ember" generate "${LLAMA[@]}" --max-num-seqs 32 --prompts-file "/tmp/prompts_$2.txt" \
+      --max-tokens 256 --ignore-eos --temperature 0 --quantization "$3"
     echo "$1: $(grep -o -E 'steady decode[^:]*: [0-9.]+' "$R/$1.log" | grep -o -E '[0-9.]+$') tok/s"
   }
-  for n in ${EMBER_FP8_ROWS:-2 3 4 8 24 32}; do
+  for n in ${EMBER_FP8_ROWS:-2 3 8 32}; do
     seq "$n" | sed 's/^/Prompt number /; s/$/: the history of the/' >"/tmp/prompts_$n.txt"
-    alt=EMBER_FP8_GEMV_MAX_M=4
-    ((n > 16)) && alt=EMBER_FP8_MMA_MAX_M=32
-    decode "fp8_decode_b${n}_bf16" "$n" none
+    if ((n <= 2)); then alt=gemv1:EMBER_FP8_GEMV_MAX_M=1; elif ((n <= 4)); then alt=gemv4:EMBER_FP8_GEMV_MAX_M=4
+    elif ((n <= 16)); then alt=mma4:EMBER_FP8_MMA_MAX_M=4; else alt=mma32:EMBER_FP8_MMA_MAX_M=32; fi
+    rows_decode "fp8rows_b${n}_bf16" "$n" none
     for r in 1 2; do
-      decode "fp8_decode_b${n}_fp8_default_$r" "$n" fp8
-      decode "fp8_decode_b${n}_fp8_${alt}_$r" "$n" fp8 "$alt"
+      rows_decode "fp8rows_b${n}_fp8_default_$r" "$n" fp8
+      rows_decode "fp8rows_b${n}_fp8_${alt%%:*}_$r" "$n" fp8 "${alt#*:}"
     done
   done
 fi

@@ -43,8 +43,7 @@ def main() -> int:
             print(name, json.dumps(row))
     for name in ("llama_decode_b1", "llama_decode_b1_sync", "llama_throughput", "llama_throughput_sync",
                  "llama_throughput_512", "serve_client", "fp8_decode_b1_none", "fp8_decode_b1_fp8",
-                 "fp8_decode_b32_none", "fp8_decode_b32_fp8", "fp8_decode_b8_none_default",
-                 "fp8_decode_b8_fp8_default", "fp8_decode_b8_fp8_before", "fp8_throughput_none", "fp8_throughput_fp8", "fp8_throughput_fp8_unfused",
+                 "fp8_decode_b32_none", "fp8_decode_b32_fp8", "fp8_throughput_none", "fp8_throughput_fp8", "fp8_throughput_fp8_unfused",
                  "serve_client_fp8", "fp8_decode_b32_fp8kv", "fp8_throughput_fp8kv", "kv_pool_8k_auto",
                  "kv_pool_8k_fp8"):
         p = R / f"{name}.log"
@@ -53,6 +52,9 @@ def main() -> int:
                      if re.search(r"tok/s|tokens/s|throughput|KV cache|\{", l)]
             for l in lines[-6:]:
                 print(f"{name}: {l.strip()[:300]}")
+    for p in sorted(R.glob("fp8rows_*.log")):  # stage fp8b8: one steady decode rate a run
+        rate = re.findall(r"steady decode[^:]*: ([0-9.]+)", p.read_text(errors="replace"))
+        print(f"{p.stem}: {rate[-1] if rate else 'no result'} tok/s")
     return 0 if ok else 1
 
 

@@ -682,7 +682,7 @@ void CudaBackend::qkv_rope_and_cache_write(const Tensor& qkv, const ForwardInput
                                        m.stream));
 }
 
-// FP8 decode at up to 4 rows (unless EMBER_FP8_GEMV_EPILOGUES=0): the q/k/v GEMV
+// FP8 decode on the CUDA-core GEMV (1-2 rows, fp8.h) (unless EMBER_FP8_GEMV_EPILOGUES=0): the q/k/v GEMV
 // rotates q and k and writes the cache in its epilogue (fp8.h).
 bool CudaBackend::linear_rope_and_cache_write(const Tensor& x, const Tensor& w_qkv, const ForwardInputs& in,
                                               const RopeConfig& rope, int64_t head_dim, Tensor& q, Tensor& k_cache,
@@ -721,7 +721,7 @@ bool CudaBackend::linear_rope_and_cache_write(const Tensor& x, const Tensor& w_q
   return true;
 }
 
-// FP8 decode at up to 4 rows (unless EMBER_FP8_GEMV_EPILOGUES=0): the gate/up GEMV
+// FP8 decode on the CUDA-core GEMV (1-2 rows, fp8.h) (unless EMBER_FP8_GEMV_EPILOGUES=0): the gate/up GEMV
 // applies the SiLU in its epilogue (fp8.h).
 bool CudaBackend::linear_silu_mul(const Tensor& x, const Tensor& w_gate_up, Tensor& act) {
   Impl& m = *impl_;
@@ -737,7 +737,7 @@ bool CudaBackend::linear_silu_mul(const Tensor& x, const Tensor& w_gate_up, Tens
   return true;
 }
 
-// FP8 decode at up to 4 rows on one device (unless EMBER_FP8_NORM_SPLIT=0 or
+// FP8 decode on the CUDA-core GEMV (1-2 rows) on one device (unless EMBER_FP8_NORM_SPLIT=0 or
 // EMBER_FP8_GEMV_EPILOGUES=0): o or down adds to the residual and leaves the
 // norm's last step to the GEMV epilogue over (out, next) (fp8.h, GemvNormAdd).
 bool CudaBackend::linear_add_for_next_norm(const Tensor& x, const Tensor& w, Tensor& residual,

@@ -106,7 +106,7 @@ bool gemv_mma_fp8_supports(const __nv_bfloat16* x, const uint8_t* w, int m, int 
 //     sequences decode 15% faster end to end); at 8 rows it takes 91 us for
 //     the four where gemv_fp8 takes 173 and cuBLASLt 127; at 32 rows 13.3 /
 //     23.4 / 86 / 38 on o / qkv / gate_up / down against cuBLASLt's 13.1 /
-//     16.9 / 50.5 / 35.8 (every token tile re-reads x: its cost grows with
+//     16.9 / 50.8 / 35.9 (every token tile re-reads x: its cost grows with
 //     M). Until 2026-12-06 o and qkv took it up to 32 rows (cuBLASLt's 17.3 /
 //     34.2 then); cuBLASLt from 17 rows on every matrix made 32 sequences
 //     decode 6% faster (7,009-7,021 against 6,545-6,638 tok/s, H100).

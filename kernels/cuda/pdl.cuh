@@ -12,7 +12,7 @@
 // linears in one graph 2,553 -> 2,454 us). Before that, the norms and the
 // attention were plain launches, and launching them as dependents had measured
 // no gain: the GEMVs before them did not trigger early. The tensor-core GEMV
-// (gemv_mma.cu, 5-16 rows) does not trigger early (not measured). A kernel
+// (gemv_mma.cu, 3-16 rows) does not trigger early (not measured). A kernel
 // launched with launch_pdl may start while the kernel before it in the stream
 // is running:
 //   - pdl_wait() blocks until that kernel has finished and its writes are
@@ -26,8 +26,8 @@
 //     had read the previous step's values, e.g. from a line its SM cached
 //     then, which the wait's acquire would have dropped (one possible cause,
 //     not established; kernels/cuda/NOTES-gemm.md). Its blocks now read
-//     seq_lens that way to leave early when they have no keys, and wait
-//     before anything else;
+//     seq_lens (and query_start_loc) that way to leave early when they have
+//     no keys, and wait before anything else;
 //   - pdl_launch_dependents() lets the next launch_pdl kernel start early (its
 //     blocks become resident and wait); it is a scheduling hint only. The
 //     next kernel starts once every block of this grid has triggered or

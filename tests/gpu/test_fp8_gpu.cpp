@@ -980,7 +980,13 @@ TEST(Fp8Gpu, DispatchAcrossTheGemvThreshold) {
   auto gemm = make_gemm();
   ASSERT_TRUE(gemm);
   std::mt19937 rng(13);
-  for (int m : {1, 2, 3, 4, 5, 16, 17, 32, 33, 65}) check_fp8_shape(*gemm, m, 576, 1536, Path::kDispatch, rng, 0, 3e-4, 3e-3);
+  // Each kernel on its side of each threshold (fp8.h), and the sums right on all of them.
+  EXPECT_EQ(gemm->fp8_path(gpu::kGemvFp8DispatchMaxM, 576, 1536), "gemv_fp8");
+  EXPECT_EQ(gemm->fp8_path(gpu::kGemvFp8DispatchMaxM + 1, 576, 1536), "gemv_mma_fp8");
+  EXPECT_EQ(gemm->fp8_path(gpu::kGemvMmaFp8DispatchMaxM, 576, 1536), "gemv_mma_fp8");
+  EXPECT_EQ(gemm->fp8_path(gpu::kGemvMmaFp8DispatchMaxM + 1, 576, 1536).rfind("cublaslt", 0), 0u);
+  for (int m : {1, 2, 3, 4, 5, 16, 17, 32, 33, 65})
+    check_fp8_shape(*gemm, m, 576, 1536, Path::kDispatch, rng, 0, 3e-4, 3e-3);
   // A larger step after smaller ones grows the activation scratch.
   check_fp8_shape(*gemm, 1024, 256, 2048, Path::kDispatch, rng, 0, 3e-4, 3e-3);
 }
