@@ -325,7 +325,7 @@ if has fp8b8; then
     echo "$1: $(grep -o -E 'steady decode[^:]*: [0-9.]+' "$R/$1.log" | grep -o -E '[0-9.]+$') tok/s"
   }
   for n in ${EMBER_FP8_ROWS:-2 3 8 32}; do
-    seq "$n" | sed 's/^/Prompt number /; s/$/: the history of the/' >"/tmp/prompts_$n.txt"
+    head -n "$n" /tmp/prompts32.txt >"/tmp/prompts_$n.txt"  # (at most 32, the decode runs' --max-num-seqs)
     if ((n <= 2)); then alt=gemv1:EMBER_FP8_GEMV_MAX_M=1; elif ((n <= 4)); then alt=gemv4:EMBER_FP8_GEMV_MAX_M=4
     elif ((n <= 16)); then alt=mma4:EMBER_FP8_MMA_MAX_M=4; else alt=mma32:EMBER_FP8_MMA_MAX_M=32; fi
     rows_decode "fp8rows_b${n}_bf16" "$n" none
