@@ -46,6 +46,17 @@
 // so the mma code is the bf16 kernel's; k_scale is folded into the softmax
 // scale (q . (code * ks) = ks * (q . code)) and v_scale into the output.
 // Half the bytes: the roofline time halves (NOTES-attention.md).
+//
+// Two options for small batches, where a decode step's attention is short
+// and latency-bound (both off by default until measured on a GPU; the
+// backend turns them on with EMBER_ATTN_EARLY_KV / EMBER_ATTN_L2_FETCH_MAX_SEQS):
+//   early_kv  each warp loads its first tile's keys and values before
+//             griddepcontrol.wait, through L2, all but the step's new key
+//             (the kernel before writes it): two dependent round trips (the
+//             block table, then K/V) leave the path after the wait.
+//   l2_fetch  every block asks L2 for its share of the next op's weights
+//             (o_proj's) at its start, while HBM is all but idle, so that
+//             the o_proj GEMV, bound by those bytes, finds them in L2.
 
 #include <algorithm>
 #include <string>
@@ -56,6 +67,7 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device_info.h"
 #include "kernels/cuda/fp8.cuh"
+#include "kernels/cuda/ops_common.cuh"
 #include "kernels/cuda/pdl.cuh"
 
 namespace ember {
@@ -77,7 +89,7 @@ __device__ __forceinline__ void trigger_then_wait() {
 // What one block of the decode kernel works on: keys [start, start + n) of
 // sequence b (query token t), query heads [h0, h0 + n_heads) of KV head kvh.
 struct SplitWork {
-  int b, t, start, n, kvh, h0, n_heads;
+  int b, t, seq_len, start, n, kvh, h0, n_heads;
 };
 
 // The block's share from its grid position (split, kvh * head_groups + group
@@ -90,10 +102,10 @@ __device__ __forceinline__ bool split_work(const PagedAttentionParams& a, int ch
   w.b = blockIdx.z;
   if (a.split_decodes && __ldcg(a.query_start_loc + w.b + 1) - __ldcg(a.query_start_loc + w.b) != 1)
     return false;  // the prefill's
-  const int seq_len = __ldcg(a.seq_lens + w.b);
+  w.seq_len = __ldcg(a.seq_lens + w.b);
   w.start = blockIdx.x * chunk;
-  if (w.start >= seq_len) return false;
-  w.n = min(chunk, seq_len - w.start);
+  if (w.start >= w.seq_len) return false;
+  w.n = min(chunk, w.seq_len - w.start);
   const int group = a.num_heads / a.num_kv_heads;
   w.kvh = blockIdx.y / head_groups;
   const int g0 = (blockIdx.y % head_groups) * head_tile;
@@ -239,7 +251,8 @@ __device__ __forceinline__ int block_dim(int b, int g) { return 8 * (g >> 1) + 3
 template <int D, class Cache>
 __global__ void __launch_bounds__(kThreads, 4)
     decode_kernel(PagedAttentionParams a, int chunk, int head_tile, int head_groups, int splits, int block_shift,
-                  float scale_log2, float* part_o, float* part_ml, const float* k_scale, const float* v_scale) {
+                  float scale_log2, float* part_o, float* part_ml, const float* k_scale, const float* v_scale,
+                  const uint8_t* l2_fetch, int64_t l2_fetch_bytes, bool early_kv) {
   constexpr bool kFp8 = std::is_same_v<Cache, uint8_t>;
   using Chunk = std::conditional_t<kFp8, uint2, uint4>;  // 8 dims of a K/V row
   constexpr int kChunks = D / 32;  // 8-dim chunks of a K/V row per lane (4 lanes per key)
@@ -247,26 +260,58 @@ __global__ void __launch_bounds__(kThreads, 4)
   __shared__ __align__(16) float s_acc[kWarps][kMaxHeads][D];
   __shared__ float s_m[kWarps][kMaxHeads], s_l[kWarps][kMaxHeads];
 
+  // Every block asks L2 for its share of the weights the next op reads
+  // (l2_fetch: o_proj's, at small batches; HBM is all but idle while this
+  // kernel runs, so they arrive before that GEMV asks).
+  gpu::pdl_launch_dependents();
+  gpu::l2_fetch_share(l2_fetch, l2_fetch_bytes);
   // A block without keys leaves before the wait: with the grid sized for the
   // longest context a graph allows (max_model_len), most of a short
   // context's blocks have none, and waiting they would hold their slots past
   // the end of the kernel before. Split 0 always waits, so the grid still
   // ends after that kernel (the chain of waits, pdl.cuh).
-  gpu::pdl_launch_dependents();
-  SplitWork w;
+  SplitWork w{};
   const bool has_work = split_work(a, chunk, head_groups, head_tile, w);
   if (!has_work && blockIdx.x > 0) return;
-  gpu::pdl_wait();
-  if (!has_work) return;
-  const int split = blockIdx.x, b = w.b, start = w.start, n = w.n, kvh = w.kvh, n_heads = w.n_heads, h0 = w.h0;
-  const bool single = a.seq_lens[b] <= chunk;  // this block sees the whole context
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int g = lane >> 2, c = lane & 3;  // mma fragment coordinates
-  const int t = w.t;
-  const int64_t hd = static_cast<int64_t>(a.num_heads) * D;
-  const int32_t* table = a.block_tables + static_cast<int64_t>(b) * a.max_blocks_per_seq;
+  const int g = lane >> 2, c = lane & 3;        // mma fragment coordinates
   const int token_stride = a.num_kv_heads * D;  // elements between consecutive cache slots
   const int offset_mask = a.block_size - 1;
+  const int32_t* table = a.block_tables + static_cast<int64_t>(w.b) * a.max_blocks_per_seq;
+  const Cache* k_lane = static_cast<const Cache*>(a.k_cache) + static_cast<int64_t>(w.kvh) * D + 8 * c;
+  const Cache* v_lane = static_cast<const Cache*>(a.v_cache) + static_cast<int64_t>(w.kvh) * D + 8 * c;
+  // Cache slot of key g of warp tile `tile`. Keys past the end re-read key
+  // n - 1 (finite data that p = 0 weighs out): no branches around the loads.
+  auto tile_pos = [&](int tile) { return w.start + min(tile * kTileKeys + g, w.n - 1); };
+  auto slot_of = [&](int pos, int32_t entry) { return entry * a.block_size + (pos & offset_mask); };
+  auto load = [&](const Cache* base, int slot, Chunk(&buf)[kChunks]) {
+    const Cache* row = base + static_cast<int64_t>(slot) * token_stride;
+#pragma unroll
+    for (int i = 0; i < kChunks; ++i) buf[i] = __ldg(reinterpret_cast<const Chunk*>(row + 32 * i));
+  };
+  // The warp's first tile: a key this step did not write (every one but the
+  // last, which the kernel before writes) is final since an earlier step, as
+  // are the block table entries (uploaded before the step), so a lane with
+  // such a key loads it before the wait, through L2 (ld.global.cg: pdl.cuh).
+  Chunk kb[kChunks], vb[kChunks];
+  const bool first_tile = has_work && warp * kTileKeys < w.n;  // warp-uniform
+  const int first_pos = first_tile ? tile_pos(warp) : 0;
+  const bool early = early_kv && first_tile && first_pos < w.seq_len - 1;
+  if (early) {
+    const int slot = slot_of(first_pos, __ldcg(table + (first_pos >> block_shift)));
+    const Cache* k_row = k_lane + static_cast<int64_t>(slot) * token_stride;
+    const Cache* v_row = v_lane + static_cast<int64_t>(slot) * token_stride;
+#pragma unroll
+    for (int i = 0; i < kChunks; ++i) kb[i] = __ldcg(reinterpret_cast<const Chunk*>(k_row + 32 * i));
+#pragma unroll
+    for (int i = 0; i < kChunks; ++i) vb[i] = __ldcg(reinterpret_cast<const Chunk*>(v_row + 32 * i));
+  }
+  gpu::pdl_wait();
+  if (!has_work) return;
+  const int split = blockIdx.x, b = w.b, n = w.n, n_heads = w.n_heads, h0 = w.h0;
+  const bool single = w.seq_len <= chunk;  // this block sees the whole context
+  const int t = w.t;
+  const int64_t hd = static_cast<int64_t>(a.num_heads) * D;
 
   // q[head g], chunks c + 4i: the logits mma's A (zero for padded heads).
   uint4 qf[kChunks];
@@ -277,18 +322,9 @@ __global__ void __launch_bounds__(kThreads, 4)
             ? __ldg(reinterpret_cast<const uint4*>(a.q + t * hd + static_cast<int64_t>(h0 + g) * D + 8 * (c + 4 * i)))
             : make_uint4(0, 0, 0, 0);
 
-  // Cache slot of key g of warp tile `tile`. Keys past the end re-read key
-  // n - 1 (finite data that p = 0 weighs out): no branches around the loads.
   auto tile_slot = [&](int tile) {
-    const int pos = start + min(tile * kTileKeys + g, n - 1);
-    return __ldg(table + (pos >> block_shift)) * a.block_size + (pos & offset_mask);
-  };
-  const Cache* k_lane = static_cast<const Cache*>(a.k_cache) + static_cast<int64_t>(kvh) * D + 8 * c;
-  const Cache* v_lane = static_cast<const Cache*>(a.v_cache) + static_cast<int64_t>(kvh) * D + 8 * c;
-  auto load = [&](const Cache* base, int slot, Chunk(&buf)[kChunks]) {
-    const Cache* row = base + static_cast<int64_t>(slot) * token_stride;
-#pragma unroll
-    for (int i = 0; i < kChunks; ++i) buf[i] = __ldg(reinterpret_cast<const Chunk*>(row + 32 * i));
+    const int pos = tile_pos(tile);
+    return slot_of(pos, __ldg(table + (pos >> block_shift)));
   };
   if constexpr (kFp8) scale_log2 *= *k_scale;
 
@@ -299,9 +335,8 @@ __global__ void __launch_bounds__(kThreads, 4)
 #pragma unroll
   for (int j = 0; j < kPv; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
 
-  Chunk kb[kChunks], vb[kChunks];
   int tile = warp;
-  if (tile * kTileKeys < n) {
+  if (first_tile && !early) {
     const int slot = tile_slot(tile);
     load(k_lane, slot, kb);
     load(v_lane, slot, vb);
@@ -407,9 +442,11 @@ Status launch_decode(const PagedAttentionArgs& a, const DecodePlan& p, cudaStrea
   float* part_ml = part_o ? part_o + static_cast<int64_t>(a.num_seqs) * a.num_heads * p.splits * D : nullptr;
   const dim3 grid(p.splits, a.num_kv_heads * p.head_groups, a.num_seqs);
   auto kernel = a.kv_fp8 ? decode_kernel<D, uint8_t> : decode_kernel<D, __nv_bfloat16>;
-  const cudaError_t e =
-      gpu::launch_pdl(true, kernel, grid, dim3(kThreads), 0, stream, a, p.chunk, p.head_tile, p.head_groups, p.splits,
-                      __builtin_ctz(a.block_size), a.scale * kLog2e, part_o, part_ml, a.k_scale, a.v_scale);
+  const cudaError_t e = gpu::launch_pdl(
+      true, kernel, grid, dim3(kThreads), 0, stream, a, p.chunk, p.head_tile, p.head_groups, p.splits,
+      __builtin_ctz(a.block_size), a.scale * kLog2e, part_o, part_ml, a.k_scale, a.v_scale,
+      static_cast<const uint8_t*>(a.l2_fetch),
+      gpu::aligned16(a.l2_fetch) ? static_cast<int64_t>(a.l2_fetch_bytes & ~size_t{15}) : 0, a.decode_early_kv);
   if (Status s = cuda_status(e, "decode_kernel"); !s.ok() || p.splits == 1) return s;
   return launch_decode_merge<D>(a, p, part_o, part_ml, stream);
 }

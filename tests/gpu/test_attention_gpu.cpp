@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <string>
@@ -71,6 +72,14 @@ void random_bf16(size_t n, float stddev, std::mt19937& rng, std::vector<__nv_bfl
 struct Outcome {
   double rel = 0;
   bool all_finite = true;
+  std::vector<uint16_t> bits;  // the output's bf16 bits
+};
+
+// The decode kernel's knobs that must not change its output (PagedAttentionArgs).
+struct DecodeKnobs {
+  bool early_kv = false;
+  size_t l2_fetch_bytes = 0;  // > 0: a buffer of that many bytes to fetch, 16-byte aligned plus `l2_fetch_offset`
+  size_t l2_fetch_offset = 0;
 };
 
 // Runs `kernel` ("decode", "prefill64", "prefill128", "prefill" (the default
@@ -115,7 +124,7 @@ class AttentionCase {
     Tensor tk = Tensor::f32(k_ref_.data(), {total_blocks, c.bs, c.hkv, c.d});
     Tensor tv = Tensor::f32(v_ref_.data(), {total_blocks, c.bs, c.hkv, c.d});
     Tensor to = Tensor::f32(ref_.data(), {tokens_, static_cast<int64_t>(c.hq) * c.d});
-    cpu.paged_attention(tq, tk, tv, in_, c.hq, scale(), to);
+    cpu.paged_attention(tq, tk, tv, in_, c.hq, scale(), to, nullptr);
   }
 
   float scale() const { return c_.scale_mul / std::sqrt(static_cast<float>(c_.d)); }
@@ -123,7 +132,7 @@ class AttentionCase {
     return std::all_of(c_.q_lens.begin(), c_.q_lens.end(), [](int q) { return q == 1; });
   }
 
-  Outcome run(const std::string& kernel) {
+  Outcome run(const std::string& kernel, const DecodeKnobs& knobs = {}) {
     DeviceArena arena;
     PagedAttentionArgs a;
     a.q = arena.upload(q_);
@@ -145,6 +154,12 @@ class AttentionCase {
     a.max_seq_len = *std::max_element(c_.seq_lens.begin(), c_.seq_lens.end()) + c_.extra_max_seq;
     a.max_query_len = *std::max_element(c_.q_lens.begin(), c_.q_lens.end()) + c_.extra_max_q;
     a.scale = scale();
+    a.decode_early_kv = knobs.early_kv;
+    if (knobs.l2_fetch_bytes > 0) {
+      a.l2_fetch =
+          static_cast<char*>(arena.alloc(knobs.l2_fetch_bytes + knobs.l2_fetch_offset)) + knobs.l2_fetch_offset;
+      a.l2_fetch_bytes = knobs.l2_fetch_bytes;
+    }
     Status st;
     if (kernel == "decode" || kernel.starts_with("mixed")) {
       a.workspace_bytes = paged_attention_workspace_bytes(a.num_seqs, a.num_heads, a.num_kv_heads, a.head_dim,
@@ -166,6 +181,8 @@ class AttentionCase {
     std::vector<__nv_bfloat16> out(ref_.size());
     EXPECT_EQ(cudaMemcpy(out.data(), a.out, out_bytes, cudaMemcpyDeviceToHost), cudaSuccess);
     Outcome r;
+    r.bits.resize(out.size());
+    std::memcpy(r.bits.data(), out.data(), out_bytes);
     double num = 0, den = 0;
     for (size_t i = 0; i < out.size(); ++i) {
       const double o = __bfloat162float(out[i]);
@@ -233,6 +250,41 @@ TEST(AttentionGpu, DecodeBatchesAndLongContexts) {
   check_case({"dec_b32_d64_graph_bound", 8, 2, 64, 16, ones(32), lens32, 8192 - 1000}, 104);
   check_case({"dec_b8_bs8", 8, 2, 128, 8, ones(3), {5, 300, 1030}}, 105);
   check_case({"dec_b3_bs256", 8, 2, 128, 256, ones(3), {5, 300, 1030}}, 106);
+}
+
+// Loading the first keys before the wait and asking L2 for the next op's
+// weights change no bit: the kernel that waits first and fetches nothing
+// against early keys and fetches of a few bytes to more than the grid's
+// blocks can split evenly (and misaligned ones, ignored), on contexts whose new
+// key sits in a warp's first tile (9 keys; 131 with 64-key splits: a split's
+// third key) or further in, one split or several, graph-style bounds. (No
+// writer runs concurrently here: PdlGpu.DecodeAttentionWaitsForThisStepsKey
+// checks that the new key is read after it.)
+TEST(AttentionGpu, DecodeEarlyKeysAndL2FetchKeepTheBits) {
+  ASSERT_FALSE(cuda_devices().empty()) << "no CUDA device: GPU tests must run on a GPU machine";
+  const std::vector<Case> cases = {
+      {"b1_short", 32, 8, 128, 16, ones(1), {9}},
+      {"b1_graph_bound", 32, 8, 128, 16, ones(1), {131}, 4096 - 131},
+      {"b4_lengths", 16, 4, 64, 8, ones(4), {1, 67, 1000, 4097}},
+      {"b2_bs256", 8, 2, 128, 256, ones(2), {300, 2}, 2000},
+  };
+  const std::vector<DecodeKnobs> knobs = {{true, 0, 0},   {true, 16 * 1024 * 1024 + 48, 0},
+                                          {true, 112, 0}, {false, 100, 8},
+                                          {true, 7, 0},   {true, 33 * 1024 * 1024, 16}};
+  uint32_t seed = 700;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    AttentionCase ac(c, seed++);
+    const Outcome base = ac.run("decode");
+    EXPECT_TRUE(base.all_finite);
+    EXPECT_LT(base.rel, 1e-2);
+    for (const DecodeKnobs& k : knobs) {
+      const Outcome r = ac.run("decode", k);
+      EXPECT_EQ(r.bits, base.bits) << "early_kv " << k.early_kv << ", l2_fetch_bytes " << k.l2_fetch_bytes;
+    }
+    const Outcome mixed = ac.run("mixed64", knobs[1]);  // (the decode kernel's rows; the prefill kernel skips them)
+    EXPECT_EQ(mixed.bits, base.bits) << "mixed";
+  }
 }
 
 TEST(AttentionGpu, DecodeOddGqaRatios) {

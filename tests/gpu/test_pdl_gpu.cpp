@@ -167,81 +167,116 @@ TEST(PdlGpu, DecodeKernelsWaitForAWriterThatTriggersEarly) {
 }
 
 // Decode attention launches as a programmatic dependent of the kernel that
-// writes this step's key (the q/k/v projection's rope): here that kernel
-// writes the sequence's last key 2 ms after it lets the attention start.
-// Each output must be the one it gives after a plain synchronize, for
-// contexts whose last key is in a warp's first tile or in a later one, with
-// and without splits, eagerly and in a CUDA graph.
+// writes this step's key and value (the q/k/v projection's rope): here that
+// kernel writes the sequence's last key, or its last value, 2 ms after it lets
+// the attention start. The attention loads its first keys before it waits
+// (all but the new one) and asks L2 for the next op's weights meanwhile. Each
+// output must be the one it gives after a plain synchronize, for contexts
+// whose last key is in a warp's first tile or in a later one, with and without
+// splits, eagerly and in a CUDA graph, with the bf16 and the FP8 cache.
 TEST(PdlGpu, DecodeAttentionWaitsForThisStepsKey) {
   ASSERT_NO_FATAL_FAILURE(gputest::require_gpu());
   const int hq = 32, hkv = 8, d = 128, bs = 16, max_len = 4096, blocks = max_len / bs;
-  const int row = hkv * d;  // one slot's K (or V) elements
   std::mt19937 rng(71);
   std::vector<float> f;
-  const std::vector<bf16> k = gputest::random_bf16(static_cast<size_t>(blocks) * bs * row, rng, f);
-  const std::vector<bf16> v = gputest::random_bf16(k.size(), rng, f);
   const std::vector<bf16> q = gputest::random_bf16(static_cast<size_t>(hq) * d, rng, f);
-  const std::vector<bf16> new_key = gputest::random_bf16(row, rng, f, 3.0f);
   std::vector<int32_t> table(blocks);
   std::iota(table.begin(), table.end(), 0);
   std::shuffle(table.begin(), table.end(), rng);
-
-  DeviceBuffer<bf16> d_k(k.size()), d_v(v.size()), d_q(q.size()), d_new(row), d_out(q.size());
+  DeviceBuffer<bf16> d_q(q.size()), d_out(q.size());
   DeviceBuffer<int32_t> d_table(blocks), d_qsl(2), d_len(1);
-  d_v.upload(v);
+  DeviceBuffer<float> d_scales(2);
+  DeviceBuffer<uint8_t> d_fetch(4 << 20);  // stands for o_proj's weights
   d_q.upload(q);
-  d_new.upload(new_key);
   d_table.upload(table);
   d_qsl.upload({0, 1});
-  PagedAttentionArgs a;
-  a.q = d_q.get();
-  a.out = d_out.get();
-  a.k_cache = d_k.get();
-  a.v_cache = d_v.get();
-  a.query_start_loc = d_qsl.get();
-  a.seq_lens = d_len.get();
-  a.block_tables = d_table.get();
-  a.num_seqs = a.num_tokens = 1;
-  a.num_heads = hq;
-  a.num_kv_heads = hkv;
-  a.head_dim = d;
-  a.block_size = bs;
-  a.max_blocks_per_seq = blocks;
-  a.max_seq_len = max_len;  // as a decode graph: planned for the longest context
-  a.max_query_len = 1;
-  a.scale = 0.088f;
-  a.workspace_bytes = paged_attention_workspace_bytes(1, hq, hkv, d, max_len);
-  DeviceBuffer<uint8_t> d_ws(std::max<size_t>(a.workspace_bytes, 1));
-  a.workspace = d_ws.get();
+  d_scales.upload({0.05f, 0.07f});
   Stream stream;
   const cudaStream_t s = stream.s;
 
-  // 1: the last key is the first tile's only one; 8, 9: a first tile's last key and
-  // a second tile's first (one split of 64 keys); 300, 1100: several splits.
-  for (int len : {1, 8, 9, 300, 1100}) {
-    SCOPED_TRACE("context " + std::to_string(len));
-    const int64_t last = static_cast<int64_t>(table[(len - 1) / bs]) * bs + (len - 1) % bs;
-    d_len.upload({len});
-    std::vector<bf16> k_new = k;
-    std::copy(new_key.begin(), new_key.end(), k_new.begin() + last * row);
-    d_k.upload(k_new);
-    d_out.poison();
-    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-    ASSERT_TRUE(paged_attention_decode(a, s).ok());
-    ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
-    const std::vector<bf16> want = d_out.download();
+  for (bool fp8 : {false, true}) {
+    // A slot's K (or V) row in bytes, and the caches as bytes: bf16 values, or E4M3 codes (no NaN code).
+    const int row = hkv * d * (fp8 ? 1 : 2);
+    auto random_bytes = [&](size_t n) {
+      std::vector<uint8_t> out(n);
+      if (fp8) {
+        std::uniform_int_distribution<int> code(0, 255);
+        for (uint8_t& c : out) do
+            c = static_cast<uint8_t>(code(rng));
+          while ((c & 0x7F) == 0x7F);
+      } else {
+        const std::vector<bf16> v = gputest::random_bf16(n / 2, rng, f);
+        std::memcpy(out.data(), v.data(), n);
+      }
+      return out;
+    };
+    const std::vector<uint8_t> k = random_bytes(static_cast<size_t>(blocks) * bs * row), v = random_bytes(k.size());
+    const std::vector<uint8_t> new_row = random_bytes(row);
+    DeviceBuffer<uint8_t> d_k(k.size()), d_v(v.size()), d_new(row);
+    d_new.upload(new_row);
+    PagedAttentionArgs a;
+    a.q = d_q.get();
+    a.out = d_out.get();
+    a.k_cache = d_k.get();
+    a.v_cache = d_v.get();
+    a.kv_fp8 = fp8;
+    a.k_scale = d_scales.get();
+    a.v_scale = d_scales.get() + 1;
+    a.query_start_loc = d_qsl.get();
+    a.seq_lens = d_len.get();
+    a.block_tables = d_table.get();
+    a.num_seqs = a.num_tokens = 1;
+    a.num_heads = hq;
+    a.num_kv_heads = hkv;
+    a.head_dim = d;
+    a.block_size = bs;
+    a.max_blocks_per_seq = blocks;
+    a.max_seq_len = max_len;  // as a decode graph: planned for the longest context
+    a.max_query_len = 1;
+    a.scale = 0.088f;
+    a.decode_early_kv = true;
+    a.l2_fetch = d_fetch.get();
+    a.l2_fetch_bytes = 4 << 20;
+    a.workspace_bytes = paged_attention_workspace_bytes(1, hq, hkv, d, max_len);
+    DeviceBuffer<uint8_t> d_ws(std::max<size_t>(a.workspace_bytes, 1));
+    a.workspace = d_ws.get();
 
-    for (bool graph : {false, true}) {
-      SCOPED_TRACE(graph ? "in a CUDA graph" : "eager");
-      d_k.upload(k);  // the last key's old value, until the writer runs
-      d_out.poison();
-      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-      run_launches(s, graph, [&] {
-        ASSERT_EQ(gputest::late_copy(d_new.get(), d_k.get() + last * row, row, kLateNs, s), cudaSuccess);
+    // 1: the last key is the first tile's only one; 8, 9: a first tile's last key and
+    // a second tile's first (one split of 64 keys); 67: a split's first tile; 300, 1100: several splits.
+    for (int len : {1, 8, 9, 67, 300, 1100})
+      for (bool late_v : {false, true}) {
+        SCOPED_TRACE(std::string(fp8 ? "FP8" : "bf16") + " cache, context " + std::to_string(len) +
+                     (late_v ? ", late value" : ", late key"));
+        const int64_t last = static_cast<int64_t>(table[(len - 1) / bs]) * bs + (len - 1) % bs;
+        DeviceBuffer<uint8_t>& late = late_v ? d_v : d_k;
+        const std::vector<uint8_t>& old = late_v ? v : k;
+        d_len.upload({len});
+        d_k.upload(k);
+        d_v.upload(v);
+        std::vector<uint8_t> now = old;
+        std::copy(new_row.begin(), new_row.end(), now.begin() + last * row);
+        late.upload(now);
+        d_out.poison();
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
         ASSERT_TRUE(paged_attention_decode(a, s).ok());
-      });
-      EXPECT_TRUE(same_bits(d_out.download(), want)) << "read this step's key before the writer finished";
-    }
+        ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+        const std::vector<bf16> want = d_out.download();
+
+        for (bool graph : {false, true}) {
+          SCOPED_TRACE(graph ? "in a CUDA graph" : "eager");
+          late.upload(old);  // the last row's old value, until the writer runs
+          d_out.poison();
+          ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+          run_launches(s, graph, [&] {
+            // (late_copy moves bf16 elements: a row of bytes is row / 2 of them)
+            ASSERT_EQ(gputest::late_copy(reinterpret_cast<const bf16*>(d_new.get()),
+                                         reinterpret_cast<bf16*>(late.get() + last * row), row / 2, kLateNs, s),
+                      cudaSuccess);
+            ASSERT_TRUE(paged_attention_decode(a, s).ok());
+          });
+          EXPECT_TRUE(same_bits(d_out.download(), want)) << "read this step's row before the writer finished";
+        }
+      }
   }
 }
 
