@@ -284,10 +284,11 @@ __global__ void __launch_bounds__(kThreads, 4)
   // n - 1 (finite data that p = 0 weighs out): no branches around the loads.
   auto tile_pos = [&](int tile) { return w.start + min(tile * kTileKeys + g, w.n - 1); };
   auto slot_of = [&](int pos, int32_t entry) { return entry * a.block_size + (pos & offset_mask); };
-  auto load = [&](const Cache* base, int slot, Chunk(&buf)[kChunks]) {
-    const Cache* row = base + static_cast<int64_t>(slot) * token_stride;
+  // (via_l2: ld.global.cg, for loads before the wait)
+  auto load = [&](const Cache* base, int slot, Chunk(&buf)[kChunks], bool via_l2 = false) {
+    const Chunk* row = reinterpret_cast<const Chunk*>(base + static_cast<int64_t>(slot) * token_stride);
 #pragma unroll
-    for (int i = 0; i < kChunks; ++i) buf[i] = __ldg(reinterpret_cast<const Chunk*>(row + 32 * i));
+    for (int i = 0; i < kChunks; ++i) buf[i] = via_l2 ? __ldcg(row + 4 * i) : __ldg(row + 4 * i);
   };
   // The warp's first tile: a key this step did not write (every one but the
   // last, which the kernel before writes) is final since an earlier step, as
@@ -299,12 +300,8 @@ __global__ void __launch_bounds__(kThreads, 4)
   const bool early = early_kv && first_tile && first_pos < w.seq_len - 1;
   if (early) {
     const int slot = slot_of(first_pos, __ldcg(table + (first_pos >> block_shift)));
-    const Cache* k_row = k_lane + static_cast<int64_t>(slot) * token_stride;
-    const Cache* v_row = v_lane + static_cast<int64_t>(slot) * token_stride;
-#pragma unroll
-    for (int i = 0; i < kChunks; ++i) kb[i] = __ldcg(reinterpret_cast<const Chunk*>(k_row + 32 * i));
-#pragma unroll
-    for (int i = 0; i < kChunks; ++i) vb[i] = __ldcg(reinterpret_cast<const Chunk*>(v_row + 32 * i));
+    load(k_lane, slot, kb, true);
+    load(v_lane, slot, vb, true);
   }
   gpu::pdl_wait();
   if (!has_work) return;
