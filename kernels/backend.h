@@ -295,20 +295,14 @@ class Backend {
                                            Tensor& /*k_cache*/, Tensor& /*v_cache*/) {
     return false;
   }
-  //   linear(x, w_gate_up, nullptr, gate_up), then silu_mul(gate_up, act);
-  //   next_weight (may be null): the weight of the linear that reads act, a
-  //   hint as paged_attention's.
-  virtual bool linear_silu_mul(const Tensor& /*x*/, const Tensor& /*w_gate_up*/, Tensor& /*act*/,
-                               const Tensor* /*next_weight*/) {
-    return false;
-  }
+  //   linear(x, w_gate_up, nullptr, gate_up), then silu_mul(gate_up, act):
+  virtual bool linear_silu_mul(const Tensor& /*x*/, const Tensor& /*w_gate_up*/, Tensor& /*act*/) { return false; }
   // A residual branch's end (linear(x, w) into y, then rms_norm(y, &residual,
   // norm_weight, eps, out)) with the norm left half done for `next`, the
   // linear that reads `out`: true when the op that comes next is one of the two
   // above over (out, next) and will finish the norm, not bit for bit (the CUDA
   // backend's FP8 GEMVs: fp8.h, GemvNormAdd). Then `out` holds something only
   // that op reads, and any other op in between fails. False: nothing was done.
-  // (`next` is also the hint paged_attention's next_weight is.)
   virtual bool linear_add_for_next_norm(const Tensor& /*x*/, const Tensor& /*w*/, Tensor& /*residual*/,
                                         const Tensor& /*norm_weight*/, float /*eps*/, const Tensor& /*next*/,
                                         Tensor& /*out*/) {

@@ -281,7 +281,7 @@ Tensor LlamaDecoder::forward(const ForwardInputs& in, const KvCacheView& cache) 
     if (fp8_act) {
       down_in = fp8_rows(act_fp8_, t, inter);
       backend_.linear_silu_mul_fp8(up_in, lw.w_gate_up, gate_up, down_in);
-    } else if (!fp8_weights_ || !backend_.linear_silu_mul(up_in, lw.w_gate_up, act, &lw.w_down)) {
+    } else if (!fp8_weights_ || !backend_.linear_silu_mul(up_in, lw.w_gate_up, act)) {
       backend_.linear(up_in, lw.w_gate_up, nullptr, gate_up);
       backend_.silu_mul(gate_up, act);
     }

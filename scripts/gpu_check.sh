@@ -286,10 +286,9 @@ if has fp8split; then
   done
 fi
 if has attnb1; then
-  # Decode attention's early key loads (EMBER_ATTN_EARLY_KV), its L2 fetch of o_proj's weights
-  # (EMBER_ATTN_L2_FETCH_MAX_SEQS: 0 off) and the FP8 GEMVs' L2 hint (EMBER_FP8_GEMV_L2_NEXT_MIB) on and off: batch-1
-  # decode, bf16, FP8 and FP8 with the FP8 cache (EMBER_ATTN_DTYPES), forms alternating (EMBER_ATTN_FORMS:
-  # name:early:fetch[:next MiB] ...; EMBER_ATTN_ROUNDS rounds), then 8
+  # Decode attention's early key loads (EMBER_ATTN_EARLY_KV) and its L2 fetch of o_proj's weights
+  # (EMBER_ATTN_L2_FETCH_MAX_SEQS: 0 off) on and off: batch-1 decode, bf16, FP8 and FP8 with the FP8 cache
+  # (EMBER_ATTN_DTYPES), forms alternating (EMBER_ATTN_FORMS: name:early:fetch ...; EMBER_ATTN_ROUNDS rounds), then 8
   # sequences (EMBER_ATTN_B8_FORMS, EMBER_ATTN_B8_DTYPES);
   # the greedy text's md5 beside each (the knobs change no bit: the same md5 in each dtype).
   B1=(generate "${LLAMA[@]}" --max-num-seqs 8 --prompt "The history of the" --max-tokens 256 --ignore-eos
@@ -298,18 +297,16 @@ if has attnb1; then
     for qkv in ${EMBER_ATTN_DTYPES:-none:auto fp8:auto fp8:fp8}; do  # weights:KV cache
       IFS=: read -r q kv <<<"$qkv"
       for v in ${EMBER_ATTN_FORMS:-off:0:0 fetch:0:8 early:1:0 both:1:8}; do
-        IFS=: read -r name early fetch next <<<"$v"
-        EMBER_ATTN_EARLY_KV=$early EMBER_ATTN_L2_FETCH_MAX_SEQS=$fetch EMBER_FP8_GEMV_L2_NEXT_MIB=${next:-0} \
-          run "attn_b1_${q}_kv${kv}_${name}_$round" 300 \
+        IFS=: read -r name early fetch <<<"$v"
+        EMBER_ATTN_EARLY_KV=$early EMBER_ATTN_L2_FETCH_MAX_SEQS=$fetch run "attn_b1_${q}_kv${kv}_${name}_$round" 300 \
           "$BUNDLE/ember" "${B1[@]}" --quantization "$q" --kv-cache-dtype "$kv"
       done
     done
   done
   for v in ${EMBER_ATTN_B8_FORMS:-off:0:0 both:1:8}; do
-    IFS=: read -r name early fetch next <<<"$v"
+    IFS=: read -r name early fetch <<<"$v"
     for q in ${EMBER_ATTN_B8_DTYPES:-none fp8}; do
-      EMBER_ATTN_EARLY_KV=$early EMBER_ATTN_L2_FETCH_MAX_SEQS=$fetch EMBER_FP8_GEMV_L2_NEXT_MIB=${next:-0} \
-        run "attn_b8_${q}_$name" 300 "$BUNDLE/ember" \
+      EMBER_ATTN_EARLY_KV=$early EMBER_ATTN_L2_FETCH_MAX_SEQS=$fetch run "attn_b8_${q}_$name" 300 "$BUNDLE/ember" \
         generate "${LLAMA[@]}" --max-num-seqs 8 --prompts-file /tmp/prompts8.txt --max-tokens 256 --ignore-eos \
         --temperature 0 --quantization $q
     done

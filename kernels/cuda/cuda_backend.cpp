@@ -183,16 +183,6 @@ struct CudaBackend::Impl {
   // EMBER_ATTN_EARLY_KV=1 turn them on.
   int attention_l2_fetch_max_seqs = 0;
   bool attention_early_kv = false;
-  // The small-batch FP8 GEMVs ask L2, in their tails, for up to this many bytes of the next linear's weights
-  // (fp8.h GemvL2Next): gate/up for down's, o and down for the next GEMV's. Off until measured on a GPU
-  // (scripts/gpu_check.sh stages l2next and attnb1); EMBER_FP8_GEMV_L2_NEXT_MIB=N turns it on.
-  size_t fp8_gemv_l2_next_bytes = 0;
-  gpu::GemvL2Next l2_next(const Tensor* w) const {
-    if (w == nullptr || fp8_gemv_l2_next_bytes == 0 || (w->dtype != DType::kF8E4M3 && w->dtype != DType::kBF16))
-      return {};
-    const size_t bytes = w->rows() * dtype_row_bytes(w->dtype, w->cols());
-    return {w->data, std::min({fp8_gemv_l2_next_bytes, bytes, static_cast<size_t>(cuda_l2_bytes()) / 2})};
-  }
   float* norm_partials = nullptr;  // [kGemvFp8EpilogueMaxM, kNormPartialsMax]
   static constexpr int kNormPartialsMax = 8192;
   struct PendingNorm {
@@ -323,8 +313,6 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const CudaBackendLimits
     impl->attention_l2_fetch_max_seqs = std::atoi(env);
   if (const char* env = std::getenv("EMBER_ATTN_EARLY_KV"); env != nullptr)
     impl->attention_early_kv = std::string(env) != "0";
-  if (const char* env = std::getenv("EMBER_FP8_GEMV_L2_NEXT_MIB"); env != nullptr)
-    impl->fp8_gemv_l2_next_bytes = static_cast<size_t>(std::max(0, std::atoi(env))) << 20;
   EMBER_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&impl->norm_partials),
                             sizeof(float) * gpu::kGemvFp8EpilogueMaxM * Impl::kNormPartialsMax));
 
@@ -746,7 +734,7 @@ bool CudaBackend::linear_rope_and_cache_write(const Tensor& x, const Tensor& w_q
 
 // FP8 decode on the CUDA-core GEMV (1-2 rows, fp8.h) (unless EMBER_FP8_GEMV_EPILOGUES=0): the gate/up GEMV
 // applies the SiLU in its epilogue (fp8.h).
-bool CudaBackend::linear_silu_mul(const Tensor& x, const Tensor& w_gate_up, Tensor& act, const Tensor* next_weight) {
+bool CudaBackend::linear_silu_mul(const Tensor& x, const Tensor& w_gate_up, Tensor& act) {
   Impl& m = *impl_;
   const gpu::GemvNormParts norm = m.take_pending_norm(x.data);
   if (!m.gemv_epilogue_takes(x, w_gate_up) || w_gate_up.rows() != 2 * act.cols() || act.rows() != x.rows() ||
@@ -756,8 +744,7 @@ bool CudaBackend::linear_silu_mul(const Tensor& x, const Tensor& w_gate_up, Tens
   Impl::Timed timed(m, "linear_silu_mul", m_class(x.rows()));
   m.fail(gpu::gemv_fp8_silu_mul(bf16_of(x), static_cast<const uint8_t*>(w_gate_up.data), w_gate_up.scale,
                                 static_cast<int>(x.rows()), static_cast<int>(act.cols()),
-                                static_cast<int>(w_gate_up.cols()), bf16_of(act), m.stream, norm,
-                                m.l2_next(next_weight)));
+                                static_cast<int>(w_gate_up.cols()), bf16_of(act), m.stream, norm));
   return true;
 }
 
@@ -784,7 +771,7 @@ bool CudaBackend::linear_add_for_next_norm(const Tensor& x, const Tensor& w, Ten
   o.partials = m.norm_partials;
   const Status s =
       gpu::gemv_fp8_add_for_norm(bf16_of(x), static_cast<const uint8_t*>(w.data), w.scale, static_cast<int>(x.rows()),
-                                 static_cast<int>(n), static_cast<int>(w.cols()), o, m.stream, m.l2_next(&next));
+                                 static_cast<int>(n), static_cast<int>(w.cols()), o, m.stream);
   if (!s.ok()) {
     m.fail(s);
     return true;  // (the step has failed; the caller's fallback would read a half-written residual)

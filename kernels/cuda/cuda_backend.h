@@ -90,7 +90,7 @@ class CudaBackend final : public Backend {
   bool linear_rope_and_cache_write(const Tensor& x, const Tensor& w_qkv, const ForwardInputs& in,
                                    const RopeConfig& rope, int64_t head_dim, Tensor& q, Tensor& k_cache,
                                    Tensor& v_cache) override;
-  bool linear_silu_mul(const Tensor& x, const Tensor& w_gate_up, Tensor& act, const Tensor* next_weight) override;
+  bool linear_silu_mul(const Tensor& x, const Tensor& w_gate_up, Tensor& act) override;
   bool linear_add_for_next_norm(const Tensor& x, const Tensor& w, Tensor& residual, const Tensor& norm_weight,
                                 float eps, const Tensor& next, Tensor& out) override;
   void gather_logit_rows(const Tensor& x, const ForwardInputs& in, Tensor& out) override;

@@ -161,25 +161,19 @@ __device__ __forceinline__ void gemv_fp8_store(float mine, int lane, int n0, int
   }
 }
 
-// A GEMV block's last act when given the L2 hint (fp8.h GemvL2Next, checked
-// on the host by l2_next_checked): its share of the next linear's bytes.
-__device__ __forceinline__ void l2_next_share(const GemvL2Next& next) {
-  l2_fetch_share(static_cast<const uint8_t*>(next.p), static_cast<int64_t>(next.bytes));
-}
-
 // W warps a block, R consecutive rows a warp (gemv_fp8_warp's U).
 template <int M, int R, int U, int W>
 __global__ void __launch_bounds__(W * 32)
     gemv_fp8_kernel(const bf16* __restrict__ x, const uint8_t* __restrict__ w, const float* __restrict__ w_scale,
-                    const float* __restrict__ bias, void* __restrict__ y, bool y_f32, int n, int k, GemvL2Next next) {
+                    const float* __restrict__ bias, void* __restrict__ y, bool y_f32, int n, int k,
+                    const uint8_t* l2_next, int64_t l2_next_bytes) {
   const int lane = threadIdx.x & 31;
   const int n0 = (blockIdx.x * W + (threadIdx.x >> 5)) * R;
-  if (n0 < n) {  // whole warp
-    const uint4* wrow[R];
-    gemv_fp8_rows(w, n0, n, k, wrow);
-    gemv_fp8_store<M, R>(gemv_fp8_warp<M, R, U>(x, wrow, k, lane), lane, n0, n, w_scale, bias, y, y_f32);
-  }
-  l2_next_share(next);
+  if (n0 >= n) return;  // whole warp
+  const uint4* wrow[R];
+  gemv_fp8_rows(w, n0, n, k, wrow);
+  gemv_fp8_store<M, R>(gemv_fp8_warp<M, R, U>(x, wrow, k, lane), lane, n0, n, w_scale, bias, y, y_f32);
+  l2_fetch_share(l2_next, l2_next_bytes);  // after this block's rows: the grid's tail
 }
 
 // Pair j of a matrix whose rows pair up within runs of 2 * half: rows
@@ -217,7 +211,7 @@ __device__ __forceinline__ void pair_done(float mine, int lane, int j, int half,
 template <int M, int W>
 __global__ void __launch_bounds__(W * 32)
     gemv_fp8_add_for_norm_kernel(const bf16* __restrict__ x, const uint8_t* __restrict__ w,
-                                 const float* __restrict__ w_scale, int n, int k, GemvNormAdd o, GemvL2Next next) {
+                                 const float* __restrict__ w_scale, int n, int k, GemvNormAdd o) {
   constexpr int R = 2;
   static_assert(W * R == kNormRowsPerBlock, "gemv_fp8_norm_partials counts blocks of kNormRowsPerBlock rows");
   __shared__ float warp_sums[W][M];
@@ -249,7 +243,6 @@ __global__ void __launch_bounds__(W * 32)
     for (int i = 0; i < W; ++i) s += warp_sums[i][threadIdx.x];
     o.partials[static_cast<int64_t>(threadIdx.x) * gridDim.x + blockIdx.x] = s;
   }
-  l2_next_share(next);
 }
 
 // 1 / rms of x row m from the partial sums of squares, the same value in
@@ -289,16 +282,15 @@ __device__ __forceinline__ void norm_scales(const GemvNormParts& norm, int k, fl
 template <int M, int W, bool kNorm, class Epilogue>
 __global__ void __launch_bounds__(W * 32)
     gemv_fp8_pairs_kernel(const bf16* __restrict__ x, const uint8_t* __restrict__ w, const float* __restrict__ w_scale,
-                          int pairs, int half, int k, Epilogue epi, GemvNormParts norm, GemvL2Next next) {
+                          int pairs, int half, int k, Epilogue epi, GemvNormParts norm) {
   const int lane = threadIdx.x & 31;
   const int j = blockIdx.x * W + (threadIdx.x >> 5);
   if constexpr (!kNorm) {
-    if (j < pairs) {  // whole warp
-      const uint4* wrow[2];
-      pair_rows(w, j, half, k, wrow);
-      const float mine = gemv_fp8_warp<M, 2, 4>(x, wrow, k, lane);
-      pair_done<M>(mine, lane, j, half, w_scale, epi);
-    }
+    if (j >= pairs) return;  // whole warp
+    const uint4* wrow[2];
+    pair_rows(w, j, half, k, wrow);
+    const float mine = gemv_fp8_warp<M, 2, 4>(x, wrow, k, lane);
+    pair_done<M>(mine, lane, j, half, w_scale, epi);
   } else {
     __shared__ float sums[W][M];
     float mine = 0.0f;
@@ -311,14 +303,12 @@ __global__ void __launch_bounds__(W * 32)
     }
     float inv[M];
     norm_scales<M, W>(norm, k, sums, inv);
-    if (j < pairs) {
+    if (j >= pairs) return;
 #pragma unroll
-      for (int m = 0; m < M; ++m)
-        if (lane / 2 == m) mine *= inv[m];
-      pair_done<M>(mine, lane, j, half, w_scale, epi);
-    }
+    for (int m = 0; m < M; ++m)
+      if (lane / 2 == m) mine *= inv[m];
+    pair_done<M>(mine, lane, j, half, w_scale, epi);
   }
-  l2_next_share(next);
 }
 
 // rope_qkv_and_cache_write's work for one pair (ops_rope.cu's arithmetic):
@@ -367,41 +357,32 @@ struct SiluEpilogue {
   }
 };
 
-// The L2 hint as the kernels take it: empty unless its start is 16-byte
-// aligned, its size then rounded down to 16 bytes (cp.async.bulk's unit).
-GemvL2Next l2_next_checked(const GemvL2Next& next) {
-  if (next.p == nullptr || !aligned16(next.p)) return {};
-  return {next.p, next.bytes & ~size_t{15}};
-}
-
 // gemv_fp8_pairs_kernel<M> for the runtime m (1 <= m <= kGemvFp8EpilogueMaxM), 4 warps a block.
 template <class Epilogue, int M = 1>
 Status launch_gemv_fp8_pairs(const bf16* x, const uint8_t* w, const float* w_scale, int m, int pairs, int half, int k,
-                             const Epilogue& epi, const GemvNormParts& norm, const GemvL2Next& next,
-                             cudaStream_t stream) {
+                             const Epilogue& epi, const GemvNormParts& norm, cudaStream_t stream) {
   if constexpr (M < kGemvFp8EpilogueMaxM) {
-    if (m > M) return launch_gemv_fp8_pairs<Epilogue, M + 1>(x, w, w_scale, m, pairs, half, k, epi, norm, next, stream);
+    if (m > M) return launch_gemv_fp8_pairs<Epilogue, M + 1>(x, w, w_scale, m, pairs, half, k, epi, norm, stream);
   }
   constexpr int kW = 4;
   const dim3 grid(static_cast<unsigned>((pairs + kW - 1) / kW));
   const auto kernel = norm.partials == nullptr ? gemv_fp8_pairs_kernel<M, kW, false, Epilogue>
                                                : gemv_fp8_pairs_kernel<M, kW, true, Epilogue>;
-  return cuda_status(launch_pdl(true, kernel, grid, dim3(kW * 32), 0, stream, x, w, w_scale, pairs, half, k, epi, norm,
-                                l2_next_checked(next)),
+  return cuda_status(launch_pdl(true, kernel, grid, dim3(kW * 32), 0, stream, x, w, w_scale, pairs, half, k, epi, norm),
                      "gemv_fp8 epilogue launch");
 }
 
 // gemv_fp8_add_for_norm_kernel<M> for the runtime m (1 <= m <= kGemvFp8EpilogueMaxM).
 template <int M = 1>
 Status launch_gemv_fp8_add_for_norm(const bf16* x, const uint8_t* w, const float* w_scale, int m, int n, int k,
-                                    const GemvNormAdd& o, const GemvL2Next& next, cudaStream_t stream) {
+                                    const GemvNormAdd& o, cudaStream_t stream) {
   if constexpr (M < kGemvFp8EpilogueMaxM) {
-    if (m > M) return launch_gemv_fp8_add_for_norm<M + 1>(x, w, w_scale, m, n, k, o, next, stream);
+    if (m > M) return launch_gemv_fp8_add_for_norm<M + 1>(x, w, w_scale, m, n, k, o, stream);
   }
   constexpr int kW = 4;
   return cuda_status(
       launch_pdl(true, gemv_fp8_add_for_norm_kernel<M, kW>, dim3(static_cast<unsigned>(gemv_fp8_norm_partials(n))),
-                 dim3(kW * 32), 0, stream, x, w, w_scale, n, k, o, l2_next_checked(next)),
+                 dim3(kW * 32), 0, stream, x, w, w_scale, n, k, o),
       "gemv_fp8_add_for_norm launch");
 }
 
@@ -410,8 +391,10 @@ Status launch_gemv_fp8_ruw(const bf16* x, const uint8_t* w, const float* w_scale
                            bool y_f32, int n, int k, const GemvL2Next& next, cudaStream_t stream) {
   constexpr int rows_per_block = W * R;
   const dim3 grid(static_cast<unsigned>((n + rows_per_block - 1) / rows_per_block));
+  const auto* next_bytes = static_cast<const uint8_t*>(next.p);
+  const int64_t next_size = aligned16(next.p) ? static_cast<int64_t>(next.bytes & ~size_t{15}) : 0;
   return cuda_status(launch_pdl(true, gemv_fp8_kernel<M, R, U, W>, grid, dim3(W * 32), 0, stream, x, w, w_scale, bias,
-                                y, y_f32, n, k, l2_next_checked(next)),
+                                y, y_f32, n, k, next_bytes, next_size),
                      "gemv_fp8 launch");
 }
 
@@ -568,28 +551,28 @@ Status gemv_fp8_rope_and_cache_write(const bf16* x, const uint8_t* w, const floa
     return Error{"gemv_fp8_rope_and_cache_write: bad heads, head size or outputs"};
   const int half = out.d / 2, pairs = (out.hq + 2 * out.hkv) * half;
   if (Status s = check_norm_parts("gemv_fp8_rope_and_cache_write", norm, k); !s.ok()) return s;
-  return launch_gemv_fp8_pairs(x, w, w_scale, m, pairs, half, k, RopeEpilogue{out}, norm, GemvL2Next{}, stream);
+  return launch_gemv_fp8_pairs(x, w, w_scale, m, pairs, half, k, RopeEpilogue{out}, norm, stream);
 }
 
 Status gemv_fp8_silu_mul(const bf16* x, const uint8_t* w, const float* w_scale, int m, int inter, int k, bf16* act,
-                         cudaStream_t stream, const GemvNormParts& norm, const GemvL2Next& next) {
+                         cudaStream_t stream, const GemvNormParts& norm) {
   if (!gemv_fp8_epilogue_supports(x, w, m, k) || inter <= 0)
     return Error{"gemv_fp8_silu_mul: unsupported arguments (m " + std::to_string(m) + ", I " + std::to_string(inter) +
                  ", k " + std::to_string(k) + "; needs 1 <= m <= 4, k % 16 == 0, 16-byte aligned x and w)"};
   if (Status s = check_norm_parts("gemv_fp8_silu_mul", norm, k); !s.ok()) return s;
-  return launch_gemv_fp8_pairs(x, w, w_scale, m, inter, inter, k, SiluEpilogue{act, inter}, norm, next, stream);
+  return launch_gemv_fp8_pairs(x, w, w_scale, m, inter, inter, k, SiluEpilogue{act, inter}, norm, stream);
 }
 
 int gemv_fp8_norm_partials(int n) { return n <= 0 ? 0 : (n + kNormRowsPerBlock - 1) / kNormRowsPerBlock; }
 
 Status gemv_fp8_add_for_norm(const bf16* x, const uint8_t* w, const float* w_scale, int m, int n, int k,
-                             const GemvNormAdd& out, cudaStream_t stream, const GemvL2Next& next) {
+                             const GemvNormAdd& out, cudaStream_t stream) {
   if (!gemv_fp8_epilogue_supports(x, w, m, k) || n <= 0)
     return Error{"gemv_fp8_add_for_norm: unsupported arguments (m " + std::to_string(m) + ", n " + std::to_string(n) +
                  ", k " + std::to_string(k) + "; needs 1 <= m <= 4, n > 0, k % 16 == 0, 16-byte aligned x and w)"};
   if (out.residual == nullptr || out.weight == nullptr || out.out == nullptr || out.partials == nullptr)
     return Error{"gemv_fp8_add_for_norm: missing residual, weight, out or partials"};
-  return launch_gemv_fp8_add_for_norm(x, w, w_scale, m, n, k, out, next, stream);
+  return launch_gemv_fp8_add_for_norm(x, w, w_scale, m, n, k, out, stream);
 }
 
 Status scale_fp8_output(const float* acc, const float* x_scale, const float* w_scale, const float* bias, void* y,

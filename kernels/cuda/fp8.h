@@ -30,11 +30,10 @@ Status quantize_rows_fp8(const __nv_bfloat16* x, int rows, int cols, uint8_t* q,
 // `variant` picks the launch shape for M <= 4 (fp8.cu: rows a warp, loads in
 // flight, warps a block); every variant writes the same bits. 0 is the
 // measured default; Gemm's dispatch takes EMBER_FP8_GEMV_VARIANT.
-// `next` (here and in gemv_fp8_silu_mul and gemv_fp8_add_for_norm below) is a
-// hint, off when empty: each block, once its rows are stored, asks L2 for its
-// share of [next.p, + next.bytes) (the next linear's first weights, fetched
-// while the grid's tail leaves HBM idle; `fp8_bench --chain` measures it).
-// Ignored unless next.p is 16-byte aligned; no bit of the output changes.
+// `next` is a hint, off when empty: each block, once its rows are stored,
+// asks L2 for its share of [next.p, + next.bytes) (the next linear's weights,
+// fetched while the grid's tail leaves HBM idle; `fp8_bench --chain` measures
+// it). Ignored unless next.p is 16-byte aligned; no bit of y changes.
 inline constexpr int kGemvFp8MaxM = 8;
 inline constexpr int kGemvFp8Variants = 5;
 struct GemvL2Next {
@@ -89,13 +88,12 @@ struct GemvNormParts {
 };
 int gemv_fp8_norm_partials(int n);
 Status gemv_fp8_add_for_norm(const __nv_bfloat16* x, const uint8_t* w, const float* w_scale, int m, int n, int k,
-                             const GemvNormAdd& out, cudaStream_t stream, const GemvL2Next& next = {});
+                             const GemvNormAdd& out, cudaStream_t stream);
 bool gemv_fp8_epilogue_supports(const __nv_bfloat16* x, const uint8_t* w, int m, int k);
 Status gemv_fp8_rope_and_cache_write(const __nv_bfloat16* x, const uint8_t* w, const float* w_scale, int m, int k,
                                      const GemvRopeWrite& out, cudaStream_t stream, const GemvNormParts& norm = {});
 Status gemv_fp8_silu_mul(const __nv_bfloat16* x, const uint8_t* w, const float* w_scale, int m, int inter, int k,
-                         __nv_bfloat16* act, cudaStream_t stream, const GemvNormParts& norm = {},
-                         const GemvL2Next& next = {});
+                         __nv_bfloat16* act, cudaStream_t stream, const GemvNormParts& norm = {});
 
 // The same product on tensor cores (gemv_mma.cu) for 1 <= m <= kGemvMmaMaxM
 // (kernels/cuda/gemm.h): an f16 mma, the codes converted exactly in
