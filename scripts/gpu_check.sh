@@ -11,8 +11,7 @@
 #   `fp8` compares --quantization fp8 with bf16, `fp8b8` 2-32 sequences' decode across the FP8 small-M kernels, `fp8prof` FP8's offline op profile and
 #   offline throughput at 512 sequences, `fp8b1` batch-1 decode across the FP8 GEMV's launch shapes and
 #   epilogues, `fp8split` batch-1 FP8 with the norms split across the GEMVs against the norm kernel, `fp8rope` offline FP8 with q/k/v's scales in the rope, `attnb1` batch-1 decode
-#   with the decode attention's early key loads and L2 fetch on and off, `l2next` the FP8 GEMV's L2 hint in fp8_bench's
-#   chain, `fp8kv`
+#   with the decode attention's early key loads and L2 fetch on and off, `fp8kv`
 #   --kv-cache-dtype fp8 with the bf16 cache and serves the openai client with both). EMBER_GPU_TEST_FILTER narrows
 #   the GPU tests; EMBER_GPU_RESULTS_DIR gathers the logs there (under $OUT: a run cut short still returns them);
 #   EMBER_FP8_B1_VARIANTS ("0 1 2 3 4") and EMBER_FP8_B1_CHAIN=0 shorten stage fp8b1, EMBER_FP8_ROWS ("2 3 8 32") fp8b8; EMBER_FP8_SPLIT_ROUNDS (2) and
@@ -257,12 +256,6 @@ if has fp8b1; then
   EMBER_FP8_LM_HEAD=1 run fp8_b1_epilogues_head 300 "$BUNDLE/ember" generate "${LLAMA[@]}" \
     --max-num-seqs 8 --prompt "The history of the" --max-tokens 256 --ignore-eos --temperature 0 --quantization fp8
   for f in "$R"/fp8_b1_*.log; do echo "$(basename "$f" .log): $(grep -h "decode" "$f" | head -2 | tr '\n' ' ')"; done
-fi
-if has l2next; then
-  # gemv_fp8's L2 hint (fp8.h GemvL2Next: each block, once its rows are stored, asks L2 for the next linear's first
-  # MiBs) in the chain of a decode step's 128 linears, each size beside none (fp8_bench --chain).
-  run fp8_chain 240 "$BUNDLE/fp8_bench" --chain
-  grep -h decode_chain "$R/fp8_chain.log"
 fi
 if has fp8split; then
   # Batch-1 decode with the norms split across the FP8 GEMVs around them (the default) against the norm kernel

@@ -95,8 +95,7 @@ void decode_chain(ember::gpu::Gemm& gemm, const std::vector<Shape>& shapes) {
   cudaStream_t stream = nullptr;
   BENCH_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   // kind: -2 bf16, -1 the FP8 dispatch, v >= 0 gemv_fp8 variant v, -3 - v gemv_mma_fp8 variant v.
-  // next_mb > 0: gemv_fp8 variant `kind` asks L2 for the next linear's first next_mb MiB in its tail.
-  auto step = [&](int kind, int next_mb) {
+  auto step = [&](int kind) {
     for (size_t i = 0; i < layers.size(); ++i) {
       const Shape& s = shapes[i % shapes.size()];
       const Weights& w = layers[i];
@@ -108,24 +107,17 @@ void decode_chain(ember::gpu::Gemm& gemm, const std::vector<Shape>& shapes) {
       } else if (kind == -1) {
         require_ok(gemm.linear_fp8(x, w.codes[0], w.scales[0], nullptr, y, false, 1, s.n, s.k, stream));
       } else {
-        ember::gpu::GemvL2Next next;
-        if (next_mb > 0 && i + 1 < layers.size()) {
-          const Shape& ns = shapes[(i + 1) % shapes.size()];
-          next = {layers[i + 1].codes[0],
-                  std::min<size_t>(static_cast<size_t>(next_mb) << 20, size_t{1} * ns.n * ns.k)};
-        }
-        require_ok(
-            ember::gpu::gemv_fp8(x, w.codes[0], w.scales[0], nullptr, y, false, 1, s.n, s.k, stream, kind, next));
+        require_ok(ember::gpu::gemv_fp8(x, w.codes[0], w.scales[0], nullptr, y, false, 1, s.n, s.k, stream, kind));
       }
     }
   };
-  auto graph_us = [&](int kind, int next_mb = 0) {
-    step(kind, next_mb);  // outside capture: any first-use set-up
+  auto graph_us = [&](int kind) {
+    step(kind);  // outside capture: any first-use set-up
     BENCH_CHECK(cudaStreamSynchronize(stream));
     cudaGraph_t graph = nullptr;
     cudaGraphExec_t exec = nullptr;
     BENCH_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-    step(kind, next_mb);
+    step(kind);
     BENCH_CHECK(cudaStreamEndCapture(stream, &graph));
     BENCH_CHECK(cudaGraphInstantiate(&exec, graph, 0));
     cudaEvent_t a, b;
@@ -160,10 +152,6 @@ void decode_chain(ember::gpu::Gemm& gemm, const std::vector<Shape>& shapes) {
   print("bf16", bf16_us, 2 * total);
   print("fp8_dispatch", graph_us(-1), total);
   for (int v = 0; v < ember::gpu::kGemvFp8Variants; ++v) print("gemv_fp8_v" + std::to_string(v), graph_us(v), total);
-  for (int mb : {2, 4, 8, 16, 64}) {  // the L2 hint (GemvL2Next) beside the default with none, alternating
-    print("gemv_fp8_v0_next_" + std::to_string(mb) + "MiB", graph_us(0, mb), total);
-    print("gemv_fp8_v0", graph_us(0), total);
-  }
   for (int v = 0; v < ember::gpu::kGemvMmaVariants; ++v)
     print("gemv_mma_fp8_v" + std::to_string(v), graph_us(-3 - v), total);
   for (Weights& w : layers) free_weights(w);

@@ -165,15 +165,13 @@ __device__ __forceinline__ void gemv_fp8_store(float mine, int lane, int n0, int
 template <int M, int R, int U, int W>
 __global__ void __launch_bounds__(W * 32)
     gemv_fp8_kernel(const bf16* __restrict__ x, const uint8_t* __restrict__ w, const float* __restrict__ w_scale,
-                    const float* __restrict__ bias, void* __restrict__ y, bool y_f32, int n, int k,
-                    const uint8_t* l2_next, int64_t l2_next_bytes) {
+                    const float* __restrict__ bias, void* __restrict__ y, bool y_f32, int n, int k) {
   const int lane = threadIdx.x & 31;
   const int n0 = (blockIdx.x * W + (threadIdx.x >> 5)) * R;
   if (n0 >= n) return;  // whole warp
   const uint4* wrow[R];
   gemv_fp8_rows(w, n0, n, k, wrow);
   gemv_fp8_store<M, R>(gemv_fp8_warp<M, R, U>(x, wrow, k, lane), lane, n0, n, w_scale, bias, y, y_f32);
-  l2_fetch_share(l2_next, l2_next_bytes);  // after this block's rows: the grid's tail
 }
 
 // Pair j of a matrix whose rows pair up within runs of 2 * half: rows
@@ -388,14 +386,12 @@ Status launch_gemv_fp8_add_for_norm(const bf16* x, const uint8_t* w, const float
 
 template <int M, int R, int U, int W>
 Status launch_gemv_fp8_ruw(const bf16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y,
-                           bool y_f32, int n, int k, const GemvL2Next& next, cudaStream_t stream) {
+                           bool y_f32, int n, int k, cudaStream_t stream) {
   constexpr int rows_per_block = W * R;
   const dim3 grid(static_cast<unsigned>((n + rows_per_block - 1) / rows_per_block));
-  const auto* next_bytes = static_cast<const uint8_t*>(next.p);
-  const int64_t next_size = aligned16(next.p) ? static_cast<int64_t>(next.bytes & ~size_t{15}) : 0;
-  return cuda_status(launch_pdl(true, gemv_fp8_kernel<M, R, U, W>, grid, dim3(W * 32), 0, stream, x, w, w_scale, bias,
-                                y, y_f32, n, k, next_bytes, next_size),
-                     "gemv_fp8 launch");
+  return cuda_status(
+      launch_pdl(true, gemv_fp8_kernel<M, R, U, W>, grid, dim3(W * 32), 0, stream, x, w, w_scale, bias, y, y_f32, n, k),
+      "gemv_fp8 launch");
 }
 
 // The variants of fp8.h (kGemvFp8Variants) up to M = 4; above, R = 4 rows a
@@ -403,33 +399,33 @@ Status launch_gemv_fp8_ruw(const bf16* x, const uint8_t* w, const float* w_scale
 // warps, as gemv.cu's bf16 kernel; every variant keeps R*U = 8 loads a group.
 template <int M>
 Status launch_gemv_fp8(const bf16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y, bool y_f32,
-                       int n, int k, int variant, const GemvL2Next& next, cudaStream_t stream) {
+                       int n, int k, int variant, cudaStream_t stream) {
   if constexpr (M <= 4) {
     switch (variant) {
       case 1:
-        return launch_gemv_fp8_ruw<M, 4, 2, 4>(x, w, w_scale, bias, y, y_f32, n, k, next, stream);
+        return launch_gemv_fp8_ruw<M, 4, 2, 4>(x, w, w_scale, bias, y, y_f32, n, k, stream);
       case 2:
-        return launch_gemv_fp8_ruw<M, 1, 8, 4>(x, w, w_scale, bias, y, y_f32, n, k, next, stream);
+        return launch_gemv_fp8_ruw<M, 1, 8, 4>(x, w, w_scale, bias, y, y_f32, n, k, stream);
       case 3:
-        return launch_gemv_fp8_ruw<M, 4, 2, 8>(x, w, w_scale, bias, y, y_f32, n, k, next, stream);
+        return launch_gemv_fp8_ruw<M, 4, 2, 8>(x, w, w_scale, bias, y, y_f32, n, k, stream);
       case 4:
-        return launch_gemv_fp8_ruw<M, 2, 4, 8>(x, w, w_scale, bias, y, y_f32, n, k, next, stream);
+        return launch_gemv_fp8_ruw<M, 2, 4, 8>(x, w, w_scale, bias, y, y_f32, n, k, stream);
       default:
-        return launch_gemv_fp8_ruw<M, 2, 4, 4>(x, w, w_scale, bias, y, y_f32, n, k, next, stream);
+        return launch_gemv_fp8_ruw<M, 2, 4, 4>(x, w, w_scale, bias, y, y_f32, n, k, stream);
     }
   } else {
-    return launch_gemv_fp8_ruw<M, 4, 2, 4>(x, w, w_scale, bias, y, y_f32, n, k, next, stream);
+    return launch_gemv_fp8_ruw<M, 4, 2, 4>(x, w, w_scale, bias, y, y_f32, n, k, stream);
   }
 }
 
 // launch_gemv_fp8<M> for the runtime m (1 <= m <= kGemvFp8MaxM).
 template <int M = 1>
 Status launch_gemv_fp8_for(int m, const bf16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y,
-                           bool y_f32, int n, int k, int variant, const GemvL2Next& next, cudaStream_t stream) {
+                           bool y_f32, int n, int k, int variant, cudaStream_t stream) {
   if constexpr (M < kGemvFp8MaxM) {
-    if (m > M) return launch_gemv_fp8_for<M + 1>(m, x, w, w_scale, bias, y, y_f32, n, k, variant, next, stream);
+    if (m > M) return launch_gemv_fp8_for<M + 1>(m, x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
   }
-  return launch_gemv_fp8<M>(x, w, w_scale, bias, y, y_f32, n, k, variant, next, stream);
+  return launch_gemv_fp8<M>(x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
 }
 
 __device__ __forceinline__ void load8(const bf16* p, float (&v)[8]) { unpack8(*reinterpret_cast<const uint4*>(p), v); }
@@ -520,12 +516,12 @@ bool gemv_fp8_supports(const bf16* x, const uint8_t* w, int m, int k) {
 }
 
 Status gemv_fp8(const bf16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y, bool y_f32, int m,
-                int n, int k, cudaStream_t stream, int variant, const GemvL2Next& next) {
+                int n, int k, cudaStream_t stream, int variant) {
   if (n <= 0) return Status::success();
   if (!gemv_fp8_supports(x, w, m, k))
     return Error{"gemv_fp8: unsupported arguments (m " + std::to_string(m) + ", k " + std::to_string(k) +
                  "; needs 1 <= m <= 8, k % 16 == 0, 16-byte aligned x and w)"};
-  return launch_gemv_fp8_for(m, x, w, w_scale, bias, y, y_f32, n, k, variant, next, stream);
+  return launch_gemv_fp8_for(m, x, w, w_scale, bias, y, y_f32, n, k, variant, stream);
 }
 
 bool gemv_fp8_epilogue_supports(const bf16* x, const uint8_t* w, int m, int k) {

@@ -8,7 +8,6 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
-#include <cstddef>
 #include <cstdint>
 
 #include "common/status.h"
@@ -30,18 +29,10 @@ Status quantize_rows_fp8(const __nv_bfloat16* x, int rows, int cols, uint8_t* q,
 // `variant` picks the launch shape for M <= 4 (fp8.cu: rows a warp, loads in
 // flight, warps a block); every variant writes the same bits. 0 is the
 // measured default; Gemm's dispatch takes EMBER_FP8_GEMV_VARIANT.
-// `next` is a hint, off when empty: each block, once its rows are stored,
-// asks L2 for its share of [next.p, + next.bytes) (the next linear's weights,
-// fetched while the grid's tail leaves HBM idle; `fp8_bench --chain` measures
-// it). Ignored unless next.p is 16-byte aligned; no bit of y changes.
 inline constexpr int kGemvFp8MaxM = 8;
 inline constexpr int kGemvFp8Variants = 5;
-struct GemvL2Next {
-  const void* p = nullptr;
-  size_t bytes = 0;
-};
 Status gemv_fp8(const __nv_bfloat16* x, const uint8_t* w, const float* w_scale, const float* bias, void* y, bool y_f32,
-                int m, int n, int k, cudaStream_t stream, int variant = 0, const GemvL2Next& next = {});
+                int m, int n, int k, cudaStream_t stream, int variant = 0);
 bool gemv_fp8_supports(const __nv_bfloat16* x, const uint8_t* w, int m, int k);
 
 // Small-M decode with the next op in the GEMV's epilogue (1 <= m <=

@@ -778,8 +778,8 @@ TEST(Fp8Gpu, GemvMatchesFloat64Reference) {
       check_fp8_shape(*gemm, m, n, k, Path::kGemv, rng);
 }
 
-// Every launch shape of the CUDA-core GEMV (fp8.h: kGemvFp8Variants), and
-// variant 0 with the L2 hint, writes variant 0's bits, at M 1-8 (above 4 the variant is ignored), N not a
+// Every launch shape of the CUDA-core GEMV (fp8.h: kGemvFp8Variants) writes
+// variant 0's bits, at M 1-8 (above 4 the variant is ignored), N not a
 // multiple of any variant's rows a block and K with and without a partial
 // group; variant 0 itself is checked against float64 above.
 TEST(Fp8Gpu, GemvVariantsWriteTheSameBits) {
@@ -798,15 +798,11 @@ TEST(Fp8Gpu, GemvVariantsWriteTheSameBits) {
     d_ws.upload(w.scales);
     for (int m = 1; m <= gpu::kGemvFp8MaxM; ++m) {
       std::vector<float> first;
-      // Past the variants: variant 0 with the L2 hint (GemvL2Next), an odd size, then a misaligned start.
-      for (int variant = 0; variant < gpu::kGemvFp8Variants + 2; ++variant) {
+      for (int variant = 0; variant < gpu::kGemvFp8Variants; ++variant) {
         SCOPED_TRACE(testing::Message() << "M=" << m << " N=" << n << " K=" << k << " variant " << variant);
-        gpu::GemvL2Next next;
-        if (variant == gpu::kGemvFp8Variants) next = {d_w.get(), w.codes.size() - 5};
-        if (variant == gpu::kGemvFp8Variants + 1) next = {d_w.get() + 3, w.codes.size() - 3};
         d_y.poison();
-        const Status s = gpu::gemv_fp8(d_x.get(), d_w.get(), d_ws.get(), nullptr, d_y.get(), true, m, n, k, nullptr,
-                                       variant < gpu::kGemvFp8Variants ? variant : 0, next);
+        const Status s =
+            gpu::gemv_fp8(d_x.get(), d_w.get(), d_ws.get(), nullptr, d_y.get(), true, m, n, k, nullptr, variant);
         ASSERT_TRUE(s.ok()) << s.error().message;
         ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
         std::vector<float> got = d_y.download();
