@@ -255,11 +255,8 @@ class Backend {
   // attends to context tokens [0, seq_lens[b] - q_len + i] read through the
   // block table; query head h uses KV head h / (Hq / Hkv) (GQA).
   // out = softmax(q K^T * scale) V.   q, out [T, Hq*D]; caches as above.
-  // next_weight (may be null): the weight of the linear that reads `out`, a
-  // hint: a backend may start fetching it into a cache while the attention
-  // runs (CUDA: into L2, at small decode batches).
   virtual void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const ForwardInputs& in,
-                               int64_t num_heads, float scale, Tensor& out, const Tensor* next_weight) = 0;
+                               int64_t num_heads, float scale, Tensor& out) = 0;
 
   // SwiGLU: out = silu(gate) * up, gate = x[:, :I], up = x[:, I:] (a fused
   // gate_up projection).   x [M, 2I], out [M, I].

@@ -273,7 +273,7 @@ Tensor LlamaDecoder::forward(const ForwardInputs& in, const KvCacheView& cache) 
       }
       backend_.rope_and_cache_write(q, k, v, in, rope_, d, k_cache, v_cache);
     }
-    backend_.paged_attention(q, k_cache, v_cache, in, c.num_heads, scale, attn, &lw.wo);
+    backend_.paged_attention(q, k_cache, v_cache, in, c.num_heads, scale, attn);
     const bool fp8_act = fp8_weights_ && backend_.takes_fp8_activations(lw.w_down, t);
     const Tensor up_in = branch_end(attn, lw.wo, lw.ffn_norm, &lw.w_gate_up, !fp8_act);
 

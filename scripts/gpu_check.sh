@@ -11,7 +11,7 @@
 #   `fp8` compares --quantization fp8 with bf16, `fp8b8` 2-32 sequences' decode across the FP8 small-M kernels, `fp8prof` FP8's offline op profile and
 #   offline throughput at 512 sequences, `fp8b1` batch-1 decode across the FP8 GEMV's launch shapes and
 #   epilogues, `fp8split` batch-1 FP8 with the norms split across the GEMVs against the norm kernel, `fp8rope` offline FP8 with q/k/v's scales in the rope, `attnb1` batch-1 decode
-#   with the decode attention's early key loads and L2 fetch on and off, `fp8kv`
+#   with the decode attention's early key loads on and off, `fp8kv`
 #   --kv-cache-dtype fp8 with the bf16 cache and serves the openai client with both). EMBER_GPU_TEST_FILTER narrows
 #   the GPU tests; EMBER_GPU_RESULTS_DIR gathers the logs there (under $OUT: a run cut short still returns them);
 #   EMBER_FP8_B1_VARIANTS ("0 1 2 3 4") and EMBER_FP8_B1_CHAIN=0 shorten stage fp8b1, EMBER_FP8_ROWS ("2 3 8 32") fp8b8; EMBER_FP8_SPLIT_ROUNDS (2) and
@@ -279,27 +279,26 @@ if has fp8split; then
   done
 fi
 if has attnb1; then
-  # Decode attention's early key loads (EMBER_ATTN_EARLY_KV) and its L2 fetch of o_proj's weights
-  # (EMBER_ATTN_L2_FETCH_MAX_SEQS: 0 off) on and off: batch-1 decode, bf16, FP8 and FP8 with the FP8 cache
-  # (EMBER_ATTN_DTYPES), forms alternating (EMBER_ATTN_FORMS: name:early:fetch ...; EMBER_ATTN_ROUNDS rounds), then 8
-  # sequences (EMBER_ATTN_B8_FORMS, EMBER_ATTN_B8_DTYPES);
-  # the greedy text's md5 beside each (the knobs change no bit: the same md5 in each dtype).
+  # Decode attention's early key loads (EMBER_ATTN_EARLY_KV, the default) on and off: batch-1 decode, bf16, FP8 and
+  # FP8 with the FP8 cache (EMBER_ATTN_DTYPES), forms alternating (EMBER_ATTN_FORMS: name:early ...;
+  # EMBER_ATTN_ROUNDS rounds), then 8 sequences (EMBER_ATTN_B8_FORMS, EMBER_ATTN_B8_DTYPES); the greedy text's md5
+  # beside each (the switch changes no bit: the same md5 in each dtype).
   B1=(generate "${LLAMA[@]}" --max-num-seqs 8 --prompt "The history of the" --max-tokens 256 --ignore-eos
       --temperature 0)
-  for round in $(seq "${EMBER_ATTN_ROUNDS:-1}"); do
+  for round in $(seq "${EMBER_ATTN_ROUNDS:-3}"); do
     for qkv in ${EMBER_ATTN_DTYPES:-none:auto fp8:auto fp8:fp8}; do  # weights:KV cache
       IFS=: read -r q kv <<<"$qkv"
-      for v in ${EMBER_ATTN_FORMS:-off:0:0 fetch:0:8 early:1:0 both:1:8}; do
-        IFS=: read -r name early fetch <<<"$v"
-        EMBER_ATTN_EARLY_KV=$early EMBER_ATTN_L2_FETCH_MAX_SEQS=$fetch run "attn_b1_${q}_kv${kv}_${name}_$round" 300 \
+      for v in ${EMBER_ATTN_FORMS:-off:0 early:1}; do
+        IFS=: read -r name early <<<"$v"
+        EMBER_ATTN_EARLY_KV=$early run "attn_b1_${q}_kv${kv}_${name}_$round" 300 \
           "$BUNDLE/ember" "${B1[@]}" --quantization "$q" --kv-cache-dtype "$kv"
       done
     done
   done
-  for v in ${EMBER_ATTN_B8_FORMS:-off:0:0 both:1:8}; do
-    IFS=: read -r name early fetch <<<"$v"
+  for v in ${EMBER_ATTN_B8_FORMS:-off:0 early:1}; do
+    IFS=: read -r name early <<<"$v"
     for q in ${EMBER_ATTN_B8_DTYPES:-none fp8}; do
-      EMBER_ATTN_EARLY_KV=$early EMBER_ATTN_L2_FETCH_MAX_SEQS=$fetch run "attn_b8_${q}_$name" 300 "$BUNDLE/ember" \
+      EMBER_ATTN_EARLY_KV=$early run "attn_b8_${q}_$name" 300 "$BUNDLE/ember" \
         generate "${LLAMA[@]}" --max-num-seqs 8 --prompts-file /tmp/prompts8.txt --max-tokens 256 --ignore-eos \
         --temperature 0 --quantization $q
     done

@@ -67,7 +67,7 @@ PrefillContexts decode_prefill_contexts(const Tensor& k_cache, const Tensor& v_c
 }  // namespace
 
 void CpuBackend::paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const ForwardInputs& in,
-                                 int64_t num_heads, float scale, Tensor& out, const Tensor* /*next_weight*/) {
+                                 int64_t num_heads, float scale, Tensor& out) {
   const int64_t t_count = in.query_start_loc.back();
   const int64_t hq = num_heads, d = q.cols() / hq;
   const int64_t block_size = k_cache.dim(1), hkv = k_cache.dim(2);

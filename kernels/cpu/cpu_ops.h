@@ -49,7 +49,7 @@ class CpuBackend final : public Backend {
   void set_kv_scale(const Tensor& x, int64_t col, int64_t width, int64_t rope_head_dim, float range,
                     Tensor& cache) override;
   void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const ForwardInputs& in,
-                       int64_t num_heads, float scale, Tensor& out, const Tensor* next_weight) override;
+                       int64_t num_heads, float scale, Tensor& out) override;
   void silu_mul(const Tensor& x, Tensor& out) override;
   void gather_logit_rows(const Tensor& x, const ForwardInputs& in, Tensor& out) override;
   // Sums x over the tensor-parallel ranks (set_communicator); alone, nothing to do.

@@ -66,16 +66,10 @@ struct PagedAttentionArgs : PagedAttentionParams {
   bool kv_fp8 = false;
   const float* k_scale = nullptr;
   const float* v_scale = nullptr;
-  // A hint for decode: [l2_fetch, + l2_fetch_bytes) is what the op after the
-  // attention reads (o_proj's weights), and the decode kernel's blocks ask L2
-  // for it while they run (HBM is all but idle then at small batches of short
-  // contexts). 16-byte aligned (else ignored); bytes past the last multiple of
-  // 16 are left out. Null: none.
-  const void* l2_fetch = nullptr;
-  size_t l2_fetch_bytes = 0;
   // Decode: each warp loads its first tile's keys before it waits for the
-  // kernel before, except the step's new key (false: it waits first).
-  bool decode_early_kv = false;
+  // kernel before, except the step's new key (false: it waits first; the
+  // same bits either way).
+  bool decode_early_kv = true;
 };
 
 // Bytes of `workspace` paged_attention_decode needs for these bounds (0 when

@@ -47,16 +47,12 @@
 // scale (q . (code * ks) = ks * (q . code)) and v_scale into the output.
 // Half the bytes: the roofline time halves (NOTES-attention.md).
 //
-// Two options for small batches, where a decode step's attention is short
-// and latency-bound (both off by default until measured on a GPU; the
-// backend turns them on with EMBER_ATTN_EARLY_KV / EMBER_ATTN_L2_FETCH_MAX_SEQS):
-//   early_kv  each warp loads its first tile's keys and values before
-//             griddepcontrol.wait, through L2, all but the step's new key
-//             (the kernel before writes it): two dependent round trips (the
-//             block table, then K/V) leave the path after the wait.
-//   l2_fetch  every block asks L2 for its share of the next op's weights
-//             (o_proj's) at its start, while HBM is all but idle, so that
-//             the o_proj GEMV, bound by those bytes, finds them in L2.
+// Early keys (PagedAttentionArgs::decode_early_kv, on unless the backend's
+// EMBER_ATTN_EARLY_KV=0): a decode step's attention at small batches is short
+// and latency-bound, so each warp loads its first tile's keys and values
+// before griddepcontrol.wait, through L2, all but the step's new key (the
+// kernel before writes it): two dependent round trips (the block table, then
+// K/V) leave the path after the wait.
 
 #include <algorithm>
 #include <string>
@@ -67,7 +63,6 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device_info.h"
 #include "kernels/cuda/fp8.cuh"
-#include "kernels/cuda/ops_common.cuh"
 #include "kernels/cuda/pdl.cuh"
 
 namespace ember {
@@ -252,7 +247,7 @@ template <int D, class Cache>
 __global__ void __launch_bounds__(kThreads, 4)
     decode_kernel(PagedAttentionParams a, int chunk, int head_tile, int head_groups, int splits, int block_shift,
                   float scale_log2, float* part_o, float* part_ml, const float* k_scale, const float* v_scale,
-                  const uint8_t* l2_fetch, int64_t l2_fetch_bytes, bool early_kv) {
+                  bool early_kv) {
   constexpr bool kFp8 = std::is_same_v<Cache, uint8_t>;
   using Chunk = std::conditional_t<kFp8, uint2, uint4>;  // 8 dims of a K/V row
   constexpr int kChunks = D / 32;  // 8-dim chunks of a K/V row per lane (4 lanes per key)
@@ -260,11 +255,7 @@ __global__ void __launch_bounds__(kThreads, 4)
   __shared__ __align__(16) float s_acc[kWarps][kMaxHeads][D];
   __shared__ float s_m[kWarps][kMaxHeads], s_l[kWarps][kMaxHeads];
 
-  // Every block asks L2 for its share of the weights the next op reads
-  // (l2_fetch: o_proj's, at small batches; HBM is all but idle while this
-  // kernel runs, so they arrive before that GEMV asks).
   gpu::pdl_launch_dependents();
-  gpu::l2_fetch_share(l2_fetch, l2_fetch_bytes);
   // A block without keys leaves before the wait: with the grid sized for the
   // longest context a graph allows (max_model_len), most of a short
   // context's blocks have none, and waiting they would hold their slots past
@@ -439,11 +430,9 @@ Status launch_decode(const PagedAttentionArgs& a, const DecodePlan& p, cudaStrea
   float* part_ml = part_o ? part_o + static_cast<int64_t>(a.num_seqs) * a.num_heads * p.splits * D : nullptr;
   const dim3 grid(p.splits, a.num_kv_heads * p.head_groups, a.num_seqs);
   auto kernel = a.kv_fp8 ? decode_kernel<D, uint8_t> : decode_kernel<D, __nv_bfloat16>;
-  const cudaError_t e = gpu::launch_pdl(
-      true, kernel, grid, dim3(kThreads), 0, stream, a, p.chunk, p.head_tile, p.head_groups, p.splits,
-      __builtin_ctz(a.block_size), a.scale * kLog2e, part_o, part_ml, a.k_scale, a.v_scale,
-      static_cast<const uint8_t*>(a.l2_fetch),
-      gpu::aligned16(a.l2_fetch) ? static_cast<int64_t>(a.l2_fetch_bytes & ~size_t{15}) : 0, a.decode_early_kv);
+  const cudaError_t e = gpu::launch_pdl(true, kernel, grid, dim3(kThreads), 0, stream, a, p.chunk, p.head_tile,
+                                        p.head_groups, p.splits, __builtin_ctz(a.block_size), a.scale * kLog2e, part_o,
+                                        part_ml, a.k_scale, a.v_scale, a.decode_early_kv);
   if (Status s = cuda_status(e, "decode_kernel"); !s.ok() || p.splits == 1) return s;
   return launch_decode_merge<D>(a, p, part_o, part_ml, stream);
 }

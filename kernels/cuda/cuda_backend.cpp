@@ -14,7 +14,6 @@
 
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/cuda_check.h"
-#include "kernels/cuda/device_info.h"
 #include "kernels/cuda/fp8.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/ops.h"
@@ -177,12 +176,11 @@ struct CudaBackend::Impl {
   // the H200, +0.7% on the H100 (2026-12-06). EMBER_FP8_NORM_SPLIT=0 turns the
   // split off.
   bool fp8_norm_split = true;
-  // Decode attention at up to this many sequences asks L2 for the next linear's weights while it runs
-  // (PagedAttentionArgs::l2_fetch), and its warps load their first keys before they wait. Both off until
-  // measured on a GPU (scripts/gpu_check.sh stage attnb1); EMBER_ATTN_L2_FETCH_MAX_SEQS=N and
-  // EMBER_ATTN_EARLY_KV=1 turn them on.
-  int attention_l2_fetch_max_seqs = 0;
-  bool attention_early_kv = false;
+  // Decode attention's warps load their first keys, all but the step's new
+  // one, before they wait (PagedAttentionArgs::decode_early_kv): batch-1
+  // decode +0.8% in FP8, +0.1% in bf16 (H100, 2026-12-07, three rounds each;
+  // scripts/gpu_check.sh stage attnb1). EMBER_ATTN_EARLY_KV=0 turns it off.
+  bool attention_early_kv = true;
   float* norm_partials = nullptr;  // [kGemvFp8EpilogueMaxM, kNormPartialsMax]
   static constexpr int kNormPartialsMax = 8192;
   struct PendingNorm {
@@ -309,8 +307,6 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const CudaBackendLimits
     impl->fp8_gemv_epilogues = std::string(env) != "0";
   if (const char* env = std::getenv("EMBER_FP8_NORM_SPLIT"); env != nullptr)
     impl->fp8_norm_split = std::string(env) != "0";
-  if (const char* env = std::getenv("EMBER_ATTN_L2_FETCH_MAX_SEQS"); env != nullptr)
-    impl->attention_l2_fetch_max_seqs = std::atoi(env);
   if (const char* env = std::getenv("EMBER_ATTN_EARLY_KV"); env != nullptr)
     impl->attention_early_kv = std::string(env) != "0";
   EMBER_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&impl->norm_partials),
@@ -782,8 +778,7 @@ bool CudaBackend::linear_add_for_next_norm(const Tensor& x, const Tensor& w, Ten
 }
 
 void CudaBackend::paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
-                                  const ForwardInputs& /*in*/, int64_t num_heads, float scale, Tensor& out,
-                                  const Tensor* next_weight) {
+                                  const ForwardInputs& /*in*/, int64_t num_heads, float scale, Tensor& out) {
   Impl& m = *impl_;
   m.no_pending_norm();
   PagedAttentionArgs a;
@@ -832,14 +827,6 @@ void CudaBackend::paged_attention(const Tensor& q, const Tensor& k_cache, const 
     }
     a.workspace = m.attention_workspace;
     a.workspace_bytes = m.attention_workspace_bytes;
-    // Small decode batches: o_proj's weights (up to half of L2) into L2 during the attention, which reads little
-    // at short contexts, and its GEMV, bound by those bytes, reads them from there.
-    if (decode && next_weight != nullptr && m.num_seqs <= m.attention_l2_fetch_max_seqs &&
-        (next_weight->dtype == DType::kBF16 || next_weight->dtype == DType::kF8E4M3)) {
-      a.l2_fetch = next_weight->data;
-      a.l2_fetch_bytes = std::min<size_t>(
-          next_weight->rows() * dtype_row_bytes(next_weight->dtype, next_weight->cols()), cuda_l2_bytes() / 2);
-    }
     a.decode_early_kv = m.attention_early_kv;
     if (mixed) {
       Impl::Timed timed(m, "attention mixed", m_class(a.num_tokens));

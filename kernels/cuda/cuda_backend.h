@@ -80,7 +80,7 @@ class CudaBackend final : public Backend {
   void set_kv_scale(const Tensor& x, int64_t col, int64_t width, int64_t rope_head_dim, float range,
                     Tensor& cache) override;
   void paged_attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const ForwardInputs& in,
-                       int64_t num_heads, float scale, Tensor& out, const Tensor* next_weight) override;
+                       int64_t num_heads, float scale, Tensor& out) override;
   void silu_mul(const Tensor& x, Tensor& out) override;
   bool takes_fp8_activations(const Tensor& w, int64_t rows) override;
   void rms_norm_fp8(const Tensor& x, Tensor* residual, const Tensor& weight, float eps, Tensor& out) override;

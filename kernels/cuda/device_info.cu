@@ -32,32 +32,18 @@ std::vector<CudaDeviceInfo> cuda_devices() {
   return out;
 }
 
-namespace {
-
-// An attribute of the current device, fixed for the process lifetime: cached
-// per device (queries are cheap but not free, and these run once per layer);
-// `fallback` if the query fails.
-int cached_attribute(cudaDeviceAttr attr, std::atomic<int> (&cached)[64], int fallback) {
+int cuda_sm_count() {
+  // Fixed per device for the process lifetime: cache it (attribute queries
+  // are cheap but not free, and this runs once per layer).
+  static std::atomic<int> cached[64] = {};
   int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return fallback;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 132;
   int n = cached[dev].load(std::memory_order_relaxed);
   if (n == 0) {
-    if (cudaDeviceGetAttribute(&n, attr, dev) != cudaSuccess || n <= 0) n = fallback;
+    if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n <= 0) n = 132;
     cached[dev].store(n, std::memory_order_relaxed);
   }
   return n;
-}
-
-}  // namespace
-
-int cuda_sm_count() {
-  static std::atomic<int> cached[64] = {};
-  return cached_attribute(cudaDevAttrMultiProcessorCount, cached, 132);
-}
-
-int64_t cuda_l2_bytes() {
-  static std::atomic<int> cached[64] = {};
-  return cached_attribute(cudaDevAttrL2CacheSize, cached, 50 << 20);
 }
 
 }  // namespace ember

@@ -22,7 +22,5 @@ std::vector<CudaDeviceInfo> cuda_devices();
 // The multiprocessor count of the current device, queried once per device
 // (kernels size their grids by it on every launch); 132 if the query fails.
 int cuda_sm_count();
-// The L2 cache size of the current device in bytes, likewise; 50 MB (an H100's) if the query fails.
-int64_t cuda_l2_bytes();
 
 }  // namespace ember

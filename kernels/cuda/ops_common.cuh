@@ -114,26 +114,6 @@ __device__ __forceinline__ uint4 load_stream(const uint4* p) {
   return r;
 }
 
-// Asks L2 for this block's share of [p, p + bytes), the range split evenly
-// over the grid's blocks (p 16-byte aligned, bytes a multiple of 16): a hint
-// (cp.async.bulk.prefetch.L2, sm_90+) that nothing waits for and that writes
-// nothing, so it may come before pdl_wait.
-__device__ __forceinline__ void l2_fetch_share(const uint8_t* p, int64_t bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  if (bytes <= 0) return;
-  const int64_t blocks = static_cast<int64_t>(gridDim.x) * gridDim.y * gridDim.z;
-  const int64_t block =
-      blockIdx.x + static_cast<int64_t>(gridDim.x) * (blockIdx.y + static_cast<int64_t>(gridDim.y) * blockIdx.z);
-  const int64_t share = ((bytes + blocks - 1) / blocks + 15) & ~int64_t{15};
-  constexpr int64_t kPiece = 16384;  // bytes a thread asks for at a time
-  const int64_t end = min(bytes, (block + 1) * share);
-  for (int64_t at = block * share + threadIdx.x * kPiece; at < end; at += blockDim.x * kPiece) {
-    const uint32_t size = static_cast<uint32_t>(min(kPiece, end - at));
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p + at), "r"(size) : "memory");
-  }
-#endif
-}
-
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 }  // namespace ember::gpu

@@ -27,10 +27,9 @@
 //     then, which the wait's acquire would have dropped (one possible cause,
 //     not established; kernels/cuda/NOTES-gemm.md). Its blocks now read
 //     seq_lens (and query_start_loc) that way to leave early when they have
-//     no keys, and (with PagedAttentionArgs::decode_early_kv, off by
-//     default until measured) their warps the block table and their first
-//     tile's keys, all but the step's new one (which the kernel before
-//     writes);
+//     no keys, and (PagedAttentionArgs::decode_early_kv) their warps the
+//     block table and their first tile's keys, all but the step's new one
+//     (which the kernel before writes);
 //   - pdl_launch_dependents() lets the next launch_pdl kernel start early (its
 //     blocks become resident and wait); it is a scheduling hint only. The
 //     next kernel starts once every block of this grid has triggered or

@@ -170,7 +170,7 @@ TEST(PdlGpu, DecodeKernelsWaitForAWriterThatTriggersEarly) {
 // writes this step's key and value (the q/k/v projection's rope): here that
 // kernel writes the sequence's last key, or its last value, 2 ms after it lets
 // the attention start. The attention loads its first keys before it waits
-// (all but the new one) and asks L2 for the next op's weights meanwhile. Each
+// (all but the new one: PagedAttentionArgs::decode_early_kv, the default). Each
 // output must be the one it gives after a plain synchronize, for contexts
 // whose last key is in a warp's first tile or in a later one, with and without
 // splits, eagerly and in a CUDA graph, with the bf16 and the FP8 cache.
@@ -186,7 +186,6 @@ TEST(PdlGpu, DecodeAttentionWaitsForThisStepsKey) {
   DeviceBuffer<bf16> d_q(q.size()), d_out(q.size());
   DeviceBuffer<int32_t> d_table(blocks), d_qsl(2), d_len(1);
   DeviceBuffer<float> d_scales(2);
-  DeviceBuffer<uint8_t> d_fetch(4 << 20);  // stands for o_proj's weights
   d_q.upload(q);
   d_table.upload(table);
   d_qsl.upload({0, 1});
@@ -235,8 +234,6 @@ TEST(PdlGpu, DecodeAttentionWaitsForThisStepsKey) {
     a.max_query_len = 1;
     a.scale = 0.088f;
     a.decode_early_kv = true;
-    a.l2_fetch = d_fetch.get();
-    a.l2_fetch_bytes = 4 << 20;
     a.workspace_bytes = paged_attention_workspace_bytes(1, hq, hkv, d, max_len);
     DeviceBuffer<uint8_t> d_ws(std::max<size_t>(a.workspace_bytes, 1));
     a.workspace = d_ws.get();

@@ -299,7 +299,7 @@ void check_paged_attention(int64_t hq, int64_t hkv, CpuPrecision precision = Cpu
   std::vector<float> out(t_count * hq * d);
   Tensor ot = Tensor::f32(out.data(), {t_count, hq * d});
   be.paged_attention(Tensor::f32(q.data(), {t_count, hq * d}), Tensor::f32(kc.data(), {num_blocks, block_size, hkv, d}),
-                     Tensor::f32(vc.data(), {num_blocks, block_size, hkv, d}), in, hq, float(scale), ot, nullptr);
+                     Tensor::f32(vc.data(), {num_blocks, block_size, hkv, d}), in, hq, float(scale), ot);
   expect_close(out, ref);
 }
 

@@ -127,11 +127,10 @@ void check_attention_over_codes(CpuPrecision precision, float k_scale, float v_s
   Tensor wt = Tensor::f32(want.data(), {t_count, hq * d}), gt = Tensor::f32(got.data(), {t_count, hq * d});
   const Tensor qt = Tensor::f32(q.data(), {t_count, hq * d});
   be.paged_attention(qt, cache_tensor(kf.data(), DType::kF32, nullptr, num_blocks, block_size, hkv, d),
-                     cache_tensor(vf.data(), DType::kF32, nullptr, num_blocks, block_size, hkv, d), in, hq, scale, wt,
-                     nullptr);
+                     cache_tensor(vf.data(), DType::kF32, nullptr, num_blocks, block_size, hkv, d), in, hq, scale, wt);
   be.paged_attention(qt, cache_tensor(kc.data(), DType::kF8E4M3, &k_scale, num_blocks, block_size, hkv, d),
                      cache_tensor(vc.data(), DType::kF8E4M3, &v_scale, num_blocks, block_size, hkv, d), in, hq, scale,
-                     gt, nullptr);
+                     gt);
   float largest = 0;
   for (float w : want) largest = std::max(largest, std::abs(w));
   ASSERT_GT(largest, 0.0f);
